@@ -1,0 +1,154 @@
+"""Reading and writing volumes on disk (NIfTI). The only module that touches file formats.
+
+World space is RAS+ (nibabel): ``img.affine`` is the sform when its code is > 0, else the
+qform. Written files carry the same affine in both, with code 1 (scanner), so ITK, SimpleITK
+and 3D Slicer, which may prefer the other one, read the same grid.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import InputFileError, MaskError
+from .volume import Volume
+
+#: Float masks (probability maps, resampled labels) count as inside above this value.
+FLOAT_MASK_THRESHOLD = 0.5
+
+
+def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"file not found: '{path}'; check the path")
+    if path.is_dir():
+        raise InputFileError(f"'{path}' is a folder; pass a NIfTI file (.nii or .nii.gz)")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for non-NIfTI input
+        raise InputFileError(
+            f"cannot read '{path}' as NIfTI ({type(exc).__name__}: {exc}); "
+            "pass a .nii or .nii.gz file"
+        ) from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputFileError(
+            f"'{path}' is a {type(img).__name__}, not NIfTI; convert it to .nii.gz"
+        )
+    try:
+        data = np.asanyarray(img.dataobj)
+    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
+        raise InputFileError(
+            f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); "
+            "export the file again"
+        ) from exc
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise MaskError(
+            f"'{path}' holds {data.ndim}-D data of shape {data.shape}; "
+            "a 3-D volume is needed (extract one volume first)"
+        )
+    return img, data
+
+
+def load_image(path: str | Path) -> Volume:
+    """Read a 3-D NIfTI image (CT or MR) as a :class:`Volume` with its stored dtype.
+
+    Raises
+    ------
+    InputFileError
+        Missing, unreadable, truncated or non-NIfTI file.
+    MaskError
+        Data that is not 3-D (a trailing axis of length 1 is dropped).
+    """
+    img, data = _load_nifti(path)
+    return Volume(data, img.affine)
+
+
+def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mask") -> NDArray:
+    """Turn stored mask values into a boolean mask.
+
+    Float data is thresholded at :data:`FLOAT_MASK_THRESHOLD`. Integer data with a single
+    non-zero label is that label; with several labels, ``label`` must pick one.
+
+    Raises
+    ------
+    MaskError
+        Several labels and none chosen, the chosen label absent, or no voxel set.
+    """
+    if data.dtype == bool:
+        labels = np.array([1]) if data.any() else np.array([], dtype=int)
+        out = data
+    elif np.issubdtype(data.dtype, np.floating):
+        if not np.all(np.isfinite(data)):
+            raise MaskError(f"{name} contains NaN or infinite values; fix the mask file")
+        if label is not None:
+            out = np.isclose(data, label)
+        else:
+            out = data > FLOAT_MASK_THRESHOLD
+        labels = np.array([1]) if out.any() else np.array([], dtype=int)
+    else:
+        labels = _labels_present(data)
+        if label is not None:
+            if label not in labels:
+                raise MaskError(
+                    f"label {label} is not in {name}; labels present: "
+                    f"{', '.join(map(str, labels)) or 'none'}"
+                )
+            out = data == label
+        elif len(labels) > 1:
+            raise MaskError(
+                f"{name} is a label map with labels {', '.join(map(str, labels))}; "
+                "choose one with --gtv-label N (or label=N)"
+            )
+        else:
+            out = data != 0
+    if not out.any():
+        raise MaskError(f"{name} is empty (no voxel set); check that it is the right file")
+    return np.ascontiguousarray(out, dtype=bool)
+
+
+def _labels_present(data: NDArray) -> list[int]:
+    """Sorted non-zero integer labels; bincount is ~10x faster than unique on CT-size data."""
+    lo, hi = int(data.min()), int(data.max())
+    if lo >= 0 and hi < 65536:
+        counts = np.bincount(data.ravel(), minlength=1)
+        return [int(v) for v in np.flatnonzero(counts) if v != 0]
+    return [int(v) for v in np.unique(data) if v != 0]
+
+
+def load_mask(path: str | Path, *, label: int | None = None) -> Volume:
+    """Read a NIfTI mask as a boolean :class:`Volume` (see :func:`mask_from_array`)."""
+    img, data = _load_nifti(path)
+    return Volume(mask_from_array(data, label=label, name=f"mask '{path}'"), img.affine)
+
+
+def save_volume(volume: Volume, path: str | Path) -> Path:
+    """Write a volume as NIfTI with sform = qform = its affine, code 1.
+
+    Boolean arrays are written as uint8; label maps keep their integer dtype.
+    """
+    data = volume.array
+    if data.dtype == bool:
+        data = data.astype(np.uint8)
+    img = nib.Nifti1Image(data, volume.affine)
+    img.set_sform(volume.affine, code=1)
+    img.set_qform(volume.affine, code=1)
+    img.header.set_xyzt_units("mm")
+    nib.save(img, path)
+    return Path(path)
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

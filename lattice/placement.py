@@ -1,0 +1,321 @@
+"""Vertex placement: search a lattice's translation and orientation for the most vertices.
+
+For a pattern scaled to the spacing, every rigid placement ``p -> c + R (p + t)`` (rotation R
+about the search centre c, translation t within one lattice cell) is a candidate. The search
+
+1. evaluates a coarse grid: every orientation of the orientation set x ``steps^3``
+   translations covering the cell;
+2. refines the best few candidates on a finer local grid of translations and angles;
+3. keeps the candidate with the most allowed vertices; ties go to the larger room of the
+   tightest kept vertex (its slack: the smallest margin beyond the GTV-margin and OAR rules),
+   then to the first found. The search is deterministic.
+
+Every count is exact (see :mod:`lattice.rules`): most points are settled by a table look-up,
+the few within half a voxel diagonal of a rule boundary by exact distances.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .errors import MaskError
+from .io import mask_from_array
+from .margins import bounding_box, erode_mm
+from .patterns import LatticePattern, make_pattern
+from .plan import Plan, PlanParameters
+from .rules import Oar, RuleField
+from .volume import Volume
+
+#: Candidates carried from the coarse grid into local refinement.
+N_REFINE = 4
+#: Local refinement: offsets per axis, as fractions of one coarse step.
+REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
+#: Tilts (deg) of the lattice's z axis away from the slice normal in the '3d' search.
+TILTS_3D_DEG = (15.0, 30.0, 45.0, 60.0, 75.0, 90.0)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    count: int
+    tie: float
+    angle_deg: float
+    tilt_deg: float
+    frac: tuple[float, float, float]
+
+
+def _rot_z(deg: float) -> NDArray[np.float64]:
+    a = np.deg2rad(deg)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+
+
+def _rot_x(deg: float) -> NDArray[np.float64]:
+    a = np.deg2rad(deg)
+    return np.array([[1.0, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
+
+
+def _base_frame(gtv: Volume) -> NDArray[np.float64]:
+    """Orthonormal frame (columns) whose z is the slice normal and x follows the i axis."""
+    d = gtv.directions
+    z = d[:, 2] / np.linalg.norm(d[:, 2])
+    x = d[:, 0] - z * (d[:, 0] @ z)
+    x /= np.linalg.norm(x)
+    return np.column_stack([x, np.cross(z, x), z])
+
+
+class _Search:
+    """Evaluates lattice placements against a :class:`RuleField`."""
+
+    def __init__(self, field: RuleField, pattern: LatticePattern, frame: NDArray[np.float64],
+                 centre: NDArray[np.float64], cap: int | None, slice_step_mm: float | None):
+        self.field = field
+        self.pattern = pattern
+        self.frame = frame
+        self.centre = centre
+        self.cap = cap
+        self.slice_step_mm = slice_step_mm
+        cand = field.slack_vox > -field.band_mm
+        cbox = bounding_box(cand)
+        self.cand_lo = np.array([s.start for s in cbox], float) - 1.0
+        self.cand_hi = np.array([s.stop for s in cbox], float)
+        extent_mm = (self.cand_hi - self.cand_lo) * field.gtv.voxel_size_mm
+        cell_diam = float(np.linalg.norm(pattern.cell_mm.sum(axis=1)))
+        self.local = pattern.points_in_ball(0.5 * float(np.linalg.norm(extent_mm)) + cell_diam)
+        self.n_evaluated = 0
+
+    def rotation(self, angle_deg: float, tilt_deg: float) -> NDArray[np.float64]:
+        return self.frame @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
+
+    def translations(self, fracs: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Cell fractions -> lattice-frame translations; z snapped to slice steps if asked."""
+        t = fracs @ self.pattern.cell_mm.T
+        if self.slice_step_mm is not None:
+            t[:, 2] = np.round(t[:, 2] / self.slice_step_mm) * self.slice_step_mm
+        return t
+
+    def evaluate(self, rot: NDArray[np.float64], fracs: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Counts and tie-break values for one orientation and many translations."""
+        field = self.field
+        trans = self.translations(fracs) @ rot.T
+        base = self.centre + self.local @ rot.T
+        base_idx = field.world_to_box_index(base)
+        shift_idx = trans @ field._affine_inv[:3, :3].T
+        lo = base_idx + shift_idx.min(axis=0)
+        hi = base_idx + shift_idx.max(axis=0)
+        keep = np.all((hi >= self.cand_lo - 1) & (lo <= self.cand_hi + 1), axis=1)
+        base, base_idx = base[keep], base_idx[keep]
+        self.n_evaluated += len(fracs)
+        if len(base) == 0:
+            return np.zeros(len(fracs), np.int64), np.full(len(fracs), -np.inf)
+        world = base[None, :, :] + trans[:, None, :]
+        idx = base_idx[None, :, :] + shift_idx[:, None, :]
+        allowed, est = field.classify(world, idx)
+        counts = allowed.sum(axis=1)
+        kept = counts if self.cap is None else np.minimum(counts, self.cap)
+        room = np.where(allowed, est, -np.inf)
+        room = -np.sort(-room, axis=1)
+        tie = np.where(kept > 0, room[np.arange(len(fracs)), np.maximum(kept - 1, 0)], -np.inf)
+        return kept, tie
+
+    def points(self, cand: _Candidate) -> NDArray[np.float64]:
+        rot = self.rotation(cand.angle_deg, cand.tilt_deg)
+        t = self.translations(np.array([cand.frac]))[0]
+        return self.centre + (self.local + t) @ rot.T
+
+
+def _best(counts: NDArray[np.int64], tie: NDArray[np.float64], n: int) -> NDArray[np.int64]:
+    """Indices of the n best (count desc, tie desc, index asc)."""
+    order = np.lexsort((np.arange(len(counts)), -tie, -counts))
+    return order[:n]
+
+
+def _frac_grid(steps: int, z_steps: int) -> NDArray[np.float64]:
+    axes = [np.arange(steps) / steps, np.arange(steps) / steps, np.arange(z_steps) / z_steps]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+
+
+def _coerce_mask(volume: Volume, name: str) -> Volume:
+    if volume.array.dtype == bool:
+        if not volume.array.any():
+            raise MaskError(f"{name} is empty (no voxel set); check that it is the right mask")
+        return volume
+    return volume.with_array(mask_from_array(np.asarray(volume.array), name=name))
+
+
+def plan_vertices(
+    gtv: Volume,
+    *,
+    diameter_mm: float = 15.0,
+    min_spacing_mm: float = 30.0,
+    gtv_margin_mm: float = 5.0,
+    oars: Sequence[Oar] = (),
+    pattern: str = "hcp",
+    snap_to_slices: bool = False,
+    max_vertices: int | None = None,
+    orientation_search: str = "axial",
+    rotation_step_deg: float = 5.0,
+    translation_steps: int = 12,
+) -> Plan:
+    """Place as many vertices as the rules allow on a lattice searched over pose.
+
+    Parameters
+    ----------
+    gtv : Volume
+        GTV mask (bool, or values accepted by :func:`lattice.io.mask_from_array`).
+    diameter_mm : float
+        Vertex sphere diameter D (mm).
+    min_spacing_mm : float
+        Minimum centre-to-centre distance (nearest-neighbour distance of the lattice), mm.
+    gtv_margin_mm : float
+        Minimum distance from sphere surface to GTV surface (mm).
+    oars : sequence of Oar
+        Organs at risk on the GTV grid with their clearance (sphere surface to organ, mm).
+    pattern : {'sc', 'bcc', 'fcc', 'hcp'}
+    snap_to_slices : bool
+        Put every centre on a CT slice plane: the lattice's layers are laid along the slices
+        and their distance rounded up to a whole number of slices (never closer than asked).
+    max_vertices : int, optional
+        Keep at most this many: those with the most room (largest slack), ties by position.
+    orientation_search : {'axial', '3d'}
+        Rotate about the slice normal only, or also tilt the lattice out of plane.
+    rotation_step_deg : float
+        Angle step of the coarse orientation search.
+    translation_steps : int
+        Coarse translations per cell axis.
+
+    Returns
+    -------
+    Plan
+        Possibly with no vertex (then ``plan.warnings`` says why).
+
+    Raises
+    ------
+    ParameterError, MaskError, GridMismatchError
+    """
+    t0 = time.perf_counter()
+    params = PlanParameters(
+        diameter_mm=float(diameter_mm), min_spacing_mm=float(min_spacing_mm),
+        gtv_margin_mm=float(gtv_margin_mm), pattern=pattern,
+        oar_clearance_mm={o.name: float(o.clearance_mm) for o in oars},
+        snap_to_slices=bool(snap_to_slices), max_vertices=max_vertices,
+        orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
+        translation_steps=int(translation_steps))
+    params.validate()
+    if len({o.name for o in oars}) != len(oars):
+        raise MaskError("two OARs share a name; give each OAR a distinct name")
+    gtv.check_not_sheared(name="the GTV")
+    gtv = _coerce_mask(gtv, "the GTV mask")
+    oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
+
+    target = gtv.with_array(erode_mm(gtv.array, params.gtv_margin_mm,
+                                     voxel_size_mm=gtv.voxel_size_mm))
+    field = RuleField(gtv, oars, diameter_mm=params.diameter_mm,
+                      gtv_margin_mm=params.gtv_margin_mm)
+
+    def finish(centres: NDArray[np.float64], search: dict[str, Any],
+               warnings: tuple[str, ...] = ()) -> Plan:
+        search["seconds"] = round(time.perf_counter() - t0, 3)
+        depth = field.depth_mm(centres) if len(centres) else np.zeros(0)
+        oar_d = (field.oar_distance_mm(centres) if len(centres)
+                 else {o.name: np.zeros(0) for o in oars})
+        return Plan(params, gtv, target, centres, depth, oar_d, search, warnings)
+
+    if not np.any(field.slack_vox > -field.band_mm):
+        msg = (f"no room for a vertex: no point is {field.need_depth_mm:g} mm deep in the GTV "
+               "and clear of every OAR; use a smaller diameter or margin")
+        return finish(np.zeros((0, 3)), {"method": "none"}, (msg,))
+
+    lattice = make_pattern(params.pattern, min_spacing_mm=params.min_spacing_mm)
+    frame = _base_frame(gtv) if params.snap_to_slices else np.eye(3)
+    slice_step = None
+    cand_box = bounding_box(field.slack_vox > -field.band_mm)
+    centre_ijk = np.array([(s.start + s.stop - 1) / 2 for s in cand_box]) + field.box_lo
+    if params.snap_to_slices:
+        slice_step = float(gtv.voxel_size_mm[2])
+        layers = np.ceil(lattice.layer_step_mm / slice_step - 1e-9)
+        lattice = lattice.stretched_z(layers * slice_step / lattice.layer_step_mm)
+        centre_ijk[2] = np.round(centre_ijk[2])
+    centre = gtv.ijk_to_ras(centre_ijk)[0]
+    search = _Search(field, lattice, frame, centre, params.max_vertices, slice_step)
+
+    steps = params.translation_steps
+    z_steps = steps
+    if slice_step is not None:
+        z_steps = max(int(round(lattice.cell_mm[2, 2] / slice_step)), 1)
+    fracs = _frac_grid(steps, z_steps)
+    angles = np.arange(0.0, lattice.symmetry_deg, params.rotation_step_deg)
+    tilts = (0.0,) if params.orientation_search == "axial" else (0.0, *TILTS_3D_DEG)
+
+    pool: list[_Candidate] = []
+    for tilt in tilts:
+        for angle in angles:
+            counts, tie = search.evaluate(search.rotation(angle, tilt), fracs)
+            for i in _best(counts, tie, N_REFINE):
+                pool.append(_Candidate(int(counts[i]), float(tie[i]), float(angle), tilt,
+                                       tuple(fracs[i])))
+    pool.sort(key=lambda c: (-c.count, -c.tie))
+    best = pool[0]
+    n_coarse = search.n_evaluated
+
+    step = params.rotation_step_deg
+    local = np.stack(np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS,
+                                 REFINE_OFFSETS if slice_step is None else [0.0],
+                                 indexing="ij"), axis=-1).reshape(-1, 3)
+    local = local * np.array([1 / steps, 1 / steps, 1 / z_steps])
+    for seed in pool[:N_REFINE]:
+        for d_angle in REFINE_OFFSETS * step:
+            angle = seed.angle_deg + d_angle
+            fr = np.array(seed.frac) + local
+            counts, tie = search.evaluate(search.rotation(angle, seed.tilt_deg), fr)
+            i = _best(counts, tie, 1)[0]
+            cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
+                              tuple(fr[i]))
+            if (cand.count, cand.tie) > (best.count, best.tie):
+                best = cand
+
+    pts = search.points(best)
+    if slice_step is not None:
+        ijk = gtv.ras_to_ijk(pts)
+        ijk[:, 2] = np.round(ijk[:, 2])
+        pts = gtv.ijk_to_ras(ijk)
+    allowed, _ = field.classify(pts)
+    pts = pts[allowed]
+    slack = field.exact_slack(pts)
+    # Most room first, then position, so max_vertices keeps the safest ones deterministically.
+    order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
+    pts = pts[order]
+    if params.max_vertices is not None:
+        pts = pts[: params.max_vertices]
+    pts = pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
+
+    rot = search.rotation(best.angle_deg, best.tilt_deg)
+    info: dict[str, Any] = {
+        "method": "lattice pose search (exact rule checks)",
+        "pattern": params.pattern,
+        "orientation_search": params.orientation_search,
+        "angles_deg": [float(angles[0]), float(angles[-1]), params.rotation_step_deg],
+        "tilts_deg": list(tilts),
+        "translations_per_orientation": int(len(fracs)),
+        "poses_evaluated_coarse": int(n_coarse),
+        "poses_evaluated_total": int(search.n_evaluated),
+        "chosen_angle_deg": round(best.angle_deg, 4),
+        "chosen_tilt_deg": round(best.tilt_deg, 4),
+        "chosen_translation_mm": [round(float(v), 4)
+                                  for v in search.translations(np.array([best.frac]))[0]],
+        "chosen_translation_cell_fraction": [round(float(v), 5) for v in best.frac],
+        "lattice_origin_ras_mm": [round(float(v), 4) for v in centre],
+        "lattice_rotation": [[round(float(v), 8) for v in row] for row in rot],
+        "layer_step_mm": round(lattice.layer_step_mm, 4),
+        "n_allowed_before_cap": int(allowed.sum()),
+    }
+    warnings: tuple[str, ...] = ()
+    if len(pts) == 0:
+        warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
+                    "surface or an OAR; use a smaller diameter, spacing or margin",)
+    return finish(pts, info, warnings)

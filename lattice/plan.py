@@ -1,0 +1,231 @@
+"""The plan: parameters, vertices with their per-vertex measures, derived volumes, and the
+JSON form written to ``plan.json``.
+
+Every point is reported in three spaces: RAS+ mm (NIfTI world), LPS mm (DICOM / Slicer:
+x and y negated) and fractional voxel index of the CT grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, get_args
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from . import __version__
+from .errors import ParameterError
+from .patterns import PATTERNS
+from .volume import Volume
+
+OrientationSearch = Literal["axial", "3d"]
+ORIENTATION_SEARCHES: tuple[str, ...] = get_args(OrientationSearch)
+
+#: RAS -> LPS: negate x and y (DICOM patient coordinates), z unchanged.
+RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class PlanParameters:
+    """Every setting of a plan, units in the names.
+
+    Attributes
+    ----------
+    diameter_mm : float
+        Vertex sphere diameter D.
+    min_spacing_mm : float
+        Minimum centre-to-centre distance between any two vertices (true nearest-neighbour
+        distance, for every pattern).
+    gtv_margin_mm : float
+        Minimum distance from each sphere's surface to the GTV surface; centre depth >=
+        margin + D/2. The LATTICE target is the GTV eroded by this margin.
+    pattern : {'sc', 'bcc', 'fcc', 'hcp'}
+    oar_clearance_mm : dict of str to float
+        Per OAR, minimum distance from each sphere's surface to the organ.
+    snap_to_slices : bool
+        Put every centre on a CT slice plane.
+    max_vertices : int or None
+        Keep at most this many vertices (those with the most room).
+    orientation_search : {'axial', '3d'}
+        Rotations searched: about the slice normal only, or also tilted out of plane.
+    rotation_step_deg : float
+        Angular step of the orientation search.
+    translation_steps : int
+        Translations per cell axis in the coarse search (refined afterwards).
+    """
+
+    diameter_mm: float = 15.0
+    min_spacing_mm: float = 30.0
+    gtv_margin_mm: float = 5.0
+    pattern: str = "hcp"
+    oar_clearance_mm: dict[str, float] = field(default_factory=dict)
+    snap_to_slices: bool = False
+    max_vertices: int | None = None
+    orientation_search: str = "axial"
+    rotation_step_deg: float = 5.0
+    translation_steps: int = 12
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` naming the first bad value and how to fix it."""
+        for name in ("diameter_mm", "min_spacing_mm"):
+            value = getattr(self, name)
+            if not _finite(value) or value <= 0:
+                raise ParameterError(f"{name} must be a positive number, got {value}")
+        if not _finite(self.gtv_margin_mm) or self.gtv_margin_mm < 0:
+            raise ParameterError(f"gtv_margin_mm must be >= 0, got {self.gtv_margin_mm}")
+        for oar, value in self.oar_clearance_mm.items():
+            if not _finite(value) or value < 0:
+                raise ParameterError(f"clearance for OAR '{oar}' must be >= 0 mm, got {value}")
+        if self.min_spacing_mm < self.diameter_mm:
+            raise ParameterError(
+                f"min_spacing_mm ({self.min_spacing_mm:g}) is smaller than diameter_mm "
+                f"({self.diameter_mm:g}): the spheres would overlap; use a spacing >= diameter"
+            )
+        if self.pattern not in PATTERNS:
+            raise ParameterError(
+                f"unknown pattern {self.pattern!r}; choose one of {', '.join(PATTERNS)}")
+        if self.orientation_search not in ORIENTATION_SEARCHES:
+            raise ParameterError(
+                f"unknown orientation search {self.orientation_search!r}; choose one of "
+                f"{', '.join(ORIENTATION_SEARCHES)}")
+        if self.max_vertices is not None and self.max_vertices < 1:
+            raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
+        if not _finite(self.rotation_step_deg) or not 0 < self.rotation_step_deg <= 90:
+            raise ParameterError(
+                f"rotation_step_deg must be in (0, 90], got {self.rotation_step_deg}")
+        if not 1 <= self.translation_steps <= 64:
+            raise ParameterError(
+                f"translation_steps must be in 1..64, got {self.translation_steps}")
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """The result of planning.
+
+    Attributes
+    ----------
+    parameters : PlanParameters
+    gtv : Volume
+        Boolean GTV on the CT grid.
+    lattice_target : Volume
+        GTV eroded by the GTV margin, same grid.
+    centers_ras_mm : (n, 3) ndarray of float
+        Vertex centres, RAS+ mm, numbered superior to inferior, then anterior to posterior,
+        then right to left.
+    depth_mm : (n,) ndarray of float
+        Distance from each centre to the nearest voxel centre outside the GTV.
+    oar_distance_mm : dict of str to (n,) ndarray of float
+        Distance from each centre to the nearest voxel centre of each OAR.
+    search : dict
+        What was searched and what was chosen.
+    warnings : tuple of str
+    """
+
+    parameters: PlanParameters
+    gtv: Volume
+    lattice_target: Volume
+    centers_ras_mm: NDArray[np.float64]
+    depth_mm: NDArray[np.float64]
+    oar_distance_mm: dict[str, NDArray[np.float64]]
+    search: dict[str, Any]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def n_vertices(self) -> int:
+        return int(len(self.centers_ras_mm))
+
+    @property
+    def centers_lps_mm(self) -> NDArray[np.float64]:
+        """(n, 3) float: centres in DICOM LPS mm."""
+        return self.centers_ras_mm * RAS_TO_LPS
+
+    @property
+    def centers_ijk(self) -> NDArray[np.float64]:
+        """(n, 3) float: centres as fractional voxel indices of the CT grid."""
+        if self.n_vertices == 0:
+            return np.zeros((0, 3))
+        return self.gtv.ras_to_ijk(self.centers_ras_mm)
+
+    @property
+    def nearest_vertex_mm(self) -> NDArray[np.float64]:
+        """(n,) float: distance from each centre to its nearest other centre (inf if alone)."""
+        if self.n_vertices < 2:
+            return np.full(self.n_vertices, np.inf)
+        d, _ = cKDTree(self.centers_ras_mm).query(self.centers_ras_mm, k=2)
+        return np.asarray(d[:, 1], dtype=np.float64)
+
+    def summary(self) -> dict[str, Any]:
+        """Plan-level numbers: counts, volumes (cc), nearest-neighbour distances (mm)."""
+        voxel_cc = self.gtv.voxel_volume_cc
+        gtv_cc = float(self.gtv.array.sum()) * voxel_cc
+        sphere_cc = np.pi / 6.0 * self.parameters.diameter_mm**3 / 1000.0
+        vertex_cc = self.n_vertices * sphere_cc
+        nn = self.nearest_vertex_mm
+        return {
+            "n_vertices": self.n_vertices,
+            "gtv_cc": round(gtv_cc, 3),
+            "lattice_target_cc": round(float(self.lattice_target.array.sum()) * voxel_cc, 3),
+            "vertex_volume_cc": round(vertex_cc, 3),
+            "vertex_volume_fraction_of_gtv": round(vertex_cc / gtv_cc, 5) if gtv_cc else None,
+            "vertices_per_100cc_gtv": round(100 * self.n_vertices / gtv_cc, 3) if gtv_cc else None,
+            "nearest_vertex_min_mm": _num(nn.min()) if self.n_vertices > 1 else None,
+            "nearest_vertex_mean_mm": _num(nn.mean()) if self.n_vertices > 1 else None,
+            "depth_min_mm": _num(self.depth_mm.min()) if self.n_vertices else None,
+        }
+
+    def vertex_records(self) -> list[dict[str, Any]]:
+        """One JSON-ready dict per vertex (ids from 1)."""
+        nn = self.nearest_vertex_mm
+        ijk = self.centers_ijk
+        records = []
+        for i in range(self.n_vertices):
+            records.append({
+                "id": i + 1,
+                "name": f"VTX_{i + 1:02d}",
+                "center_ras_mm": [float(v) for v in self.centers_ras_mm[i]],
+                "center_lps_mm": [float(v) for v in self.centers_lps_mm[i]],
+                "center_ijk": [float(v) for v in ijk[i]],
+                "depth_mm": _num(self.depth_mm[i]),
+                "nearest_vertex_mm": _num(nn[i]),
+                "oar_distance_mm": {k: _num(v[i]) for k, v in self.oar_distance_mm.items()},
+            })
+        return records
+
+    def to_dict(self, *, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The ``plan.json`` document.
+
+        Centres keep full float precision so that distances recomputed from the file obey
+        the spacing rule exactly; derived measures are rounded to 1 µm.
+        """
+        params = asdict(self.parameters)
+        params["radius_mm"] = self.parameters.diameter_mm / 2.0
+        return {
+            "lattice_version": __version__,
+            "world_frame": "RAS+ mm (NIfTI); center_lps_mm is DICOM LPS; center_ijk is the "
+                           "fractional voxel index of the CT grid",
+            "inputs": inputs or {},
+            "grid": {
+                "shape": list(self.gtv.shape),
+                "voxel_size_mm": [float(v) for v in self.gtv.voxel_size_mm],
+                "affine": [[float(v) for v in row] for row in self.gtv.affine],
+            },
+            "parameters": params,
+            "summary": self.summary(),
+            "search": self.search,
+            "warnings": list(self.warnings),
+            "vertices": self.vertex_records(),
+        }
+
+
+def _num(value: float) -> float | None:
+    """Round a distance to 1 µm for JSON; inf (no neighbour / no OAR) becomes None."""
+    value = float(value)
+    return round(value, 3) if np.isfinite(value) else None

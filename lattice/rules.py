@@ -1,0 +1,210 @@
+"""The placement rules as a field over space: how much room a vertex centre has.
+
+For a vertex of radius R centred at a world point p the rules are
+
+* GTV margin: ``depth(p) >= gtv_margin_mm + R``, where ``depth(p)`` is the distance from p
+  to the nearest voxel centre outside the GTV (voxels beyond the array border count as
+  outside);
+* OAR clearance, per organ: ``dist(p, OAR) >= clearance_mm + R``, the distance to the
+  nearest OAR voxel centre.
+
+The *slack* of p is the smallest of ``depth - (margin + R)`` and every
+``dist_k - (clearance_k + R)``; p is allowed when the slack is >= 0.
+
+Both distances are 1-Lipschitz in p and exact (EDT) at voxel centres, so the slack at the
+nearest voxel centre differs from the slack at p by at most the half voxel diagonal ``band``.
+A point whose voxel slack is >= band is certainly allowed, one below -band certainly not;
+only points inside the band are settled with exact KD-tree distances. Every decision is
+therefore exact, at the cost of a table look-up for most points.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from .errors import ParameterError
+from .margins import bounding_box, depth_in_box_mm
+from .volume import Volume
+
+_CUBE = np.ones((3, 3, 3), dtype=bool)
+
+
+@dataclass(frozen=True, eq=False)
+class Oar:
+    """An organ at risk: a boolean mask on the GTV grid and its clearance in mm."""
+
+    name: str
+    mask: Volume
+    clearance_mm: float
+
+
+def _surface_points_ijk(mask: NDArray[np.bool_], *, outside: bool) -> NDArray[np.float64]:
+    """Voxel indices of one side of a mask's surface, with the array border as background.
+
+    ``outside=True``: background voxels with a 26-neighbour in the mask (possibly one voxel
+    beyond the array). ``outside=False``: mask voxels with a 26-neighbour in the background.
+    For any point whose nearest voxel lies on the other side, the nearest voxel centre of
+    this side is one of these, so a KD-tree over them gives exact distances.
+    """
+    box = bounding_box(mask, pad_vox=1)
+    sub = np.pad(mask[box], 1, mode="constant", constant_values=False)
+    if outside:
+        surf = ~sub & ndimage.binary_dilation(sub, structure=_CUBE)
+    else:
+        surf = sub & ~ndimage.binary_erosion(sub, structure=_CUBE, border_value=0)
+    offset = np.array([s.start for s in box], dtype=float) - 1.0
+    return np.argwhere(surf).astype(np.float64) + offset
+
+
+class RuleField:
+    """Slack of the placement rules over the GTV's bounding box, with exact point checks.
+
+    Parameters
+    ----------
+    gtv : Volume
+        Boolean GTV mask.
+    oars : sequence of Oar
+        Masks on the GTV grid with clearances in mm.
+    diameter_mm, gtv_margin_mm : float
+        Vertex diameter and GTV margin.
+    """
+
+    def __init__(self, gtv: Volume, oars: Sequence[Oar], *, diameter_mm: float,
+                 gtv_margin_mm: float) -> None:
+        self.gtv = gtv
+        self.oars = tuple(oars)
+        self.radius_mm = diameter_mm / 2.0
+        self.need_depth_mm = gtv_margin_mm + self.radius_mm
+        self.need_oar_mm = {o.name: o.clearance_mm + self.radius_mm for o in self.oars}
+        vox = gtv.voxel_size_mm
+        #: Largest distance from any point to its nearest voxel centre.
+        self.band_mm = 0.5 * float(np.linalg.norm(vox))
+        if self.need_depth_mm <= self.band_mm:
+            raise ParameterError(
+                f"vertex radius + GTV margin ({self.need_depth_mm:g} mm) is not larger than "
+                f"half the voxel diagonal ({self.band_mm:.2f} mm); use a larger diameter or "
+                "a finer grid"
+            )
+        for o in self.oars:
+            gtv.check_same_grid(o.mask, name="the GTV", other_name=f"OAR '{o.name}'")
+        depth, box = depth_in_box_mm(gtv.array, voxel_size_mm=vox, pad_vox=1)
+        self.box = box
+        self.box_lo = np.array([s.start for s in box], dtype=np.int64)
+        self.box_shape = np.array(depth.shape, dtype=np.int64)
+        slack = depth - np.float32(self.need_depth_mm)
+        for o in self.oars:
+            slack = np.minimum(slack, self._oar_distance_in_box(o) - np.float32(
+                self.need_oar_mm[o.name]))
+        self.slack_vox: NDArray[np.float32] = slack
+        self._affine_inv = np.linalg.inv(gtv.affine)
+
+    def _oar_distance_in_box(self, oar: Oar) -> NDArray[np.float32]:
+        """Distance (mm) from each box voxel to the nearest OAR voxel; inf if beyond reach."""
+        vox = self.gtv.voxel_size_mm
+        reach = oar.clearance_mm + self.radius_mm + 2 * self.band_mm
+        grow = np.ceil(reach / vox).astype(int) + 1
+        lo = np.maximum(self.box_lo - grow, 0)
+        hi = np.minimum(self.box_lo + self.box_shape + grow, self.gtv.shape)
+        region = oar.mask.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if not region.any():
+            return np.full(self.box_shape, np.inf, dtype=np.float32)
+        dist = ndimage.distance_transform_edt(~region, sampling=vox).astype(np.float32)
+        a = self.box_lo - lo
+        b = a + self.box_shape
+        return dist[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
+
+    # -- fast look-up ---------------------------------------------------------------------
+
+    def world_to_box_index(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(..., 3) world points -> fractional indices into :attr:`slack_vox`."""
+        a = self._affine_inv
+        return ras_mm @ a[:3, :3].T + (a[:3, 3] - self.box_lo)
+
+    def lookup(self, box_ijk: NDArray[np.float64]) -> NDArray[np.float32]:
+        """Slack at the nearest voxel centre of fractional box indices ``(..., 3)``.
+
+        Points outside the box get -inf (the box holds every voxel of the GTV).
+        """
+        idx = np.rint(box_ijk).astype(np.int64)
+        shape = self.slack_vox.shape
+        ok = np.all((idx >= 0) & (idx < np.array(shape)), axis=-1)
+        flat = np.ravel_multi_index(tuple(np.where(ok, idx[..., d], 0) for d in range(3)),
+                                    shape)
+        out = self.slack_vox.ravel()[flat]
+        return np.where(ok, out, np.float32(-np.inf))
+
+    # -- exact distances ------------------------------------------------------------------
+
+    @cached_property
+    def _gtv_outside_tree(self) -> cKDTree:
+        ijk = _surface_points_ijk(self.gtv.array, outside=True)
+        return cKDTree(self.gtv.ijk_to_ras(ijk))
+
+    @cached_property
+    def _oar_trees(self) -> dict[str, cKDTree]:
+        return {o.name: cKDTree(self.gtv.ijk_to_ras(_surface_points_ijk(o.mask.array,
+                                                                          outside=False)))
+                for o in self.oars}
+
+    def depth_mm(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Exact depth (mm) below the GTV surface of points whose nearest voxel is in the GTV."""
+        d, _ = self._gtv_outside_tree.query(np.atleast_2d(ras_mm))
+        return np.asarray(d, dtype=np.float64)
+
+    def oar_distance_mm(self, ras_mm: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+        """Exact distance (mm) from each point to the nearest voxel centre of each OAR."""
+        pts = np.atleast_2d(ras_mm)
+        return {name: np.asarray(t.query(pts)[0], dtype=np.float64)
+                for name, t in self._oar_trees.items()}
+
+    def exact_slack(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Exact slack (mm) of world points (see module docstring)."""
+        pts = np.atleast_2d(ras_mm)
+        slack = self.depth_mm(pts) - self.need_depth_mm
+        inside = self.lookup(self.world_to_box_index(pts)) > -np.inf
+        # A point whose nearest voxel is outside the box is outside the GTV.
+        slack = np.where(inside, slack, -np.inf)
+        for name, d in self.oar_distance_mm(pts).items():
+            slack = np.minimum(slack, d - self.need_oar_mm[name])
+        return slack
+
+    def classify(self, ras_mm: NDArray[np.float64],
+                 box_ijk: NDArray[np.float64] | None = None
+                 ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
+        """Exact allowed/forbidden decision for world points of any leading shape.
+
+        Returns
+        -------
+        allowed : (...) ndarray of bool
+        slack_estimate : (...) ndarray of float32
+            Slack at the nearest voxel centre (within ``band_mm`` of the exact slack).
+        """
+        if box_ijk is None:
+            box_ijk = self.world_to_box_index(ras_mm)
+        est = self.lookup(box_ijk)
+        allowed = est >= self.band_mm
+        unsure = (est > -self.band_mm) & ~allowed
+        if unsure.any():
+            allowed[unsure] = self._exact_allowed(ras_mm[unsure])
+        return allowed, est
+
+    def _exact_allowed(self, pts: NDArray[np.float64]) -> NDArray[np.bool_]:
+        # Bounded queries stop early: only whether something lies closer than the rule matters.
+        need = self.need_depth_mm
+        d, _ = self._gtv_outside_tree.query(pts, distance_upper_bound=need * (1 + 1e-9) + 1e-9)
+        ok = d >= need
+        for name, tree in self._oar_trees.items():
+            lim = self.need_oar_mm[name]
+            d, _ = tree.query(pts[ok], distance_upper_bound=lim * (1 + 1e-9) + 1e-9)
+            sub = ok.copy()
+            sub[ok] = d >= lim
+            ok = sub
+        return np.asarray(ok, dtype=bool)
+
