@@ -180,6 +180,10 @@ class RuleField:
                  ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """Exact allowed/forbidden decision for world points of any leading shape.
 
+        Three stages, each exact for what it settles: the slack at the nearest voxel centre
+        c bounds the slack at p to ``s(c) +- |p - c|``; points still undecided are bounded by
+        the eight surrounding voxel centres; the rest get exact KD-tree distances.
+
         Returns
         -------
         allowed : (...) ndarray of bool
@@ -191,9 +195,41 @@ class RuleField:
         est = self.lookup(box_ijk)
         allowed = est >= self.band_mm
         unsure = (est > -self.band_mm) & ~allowed
-        if unsure.any():
-            allowed[unsure] = self._exact_allowed(ras_mm[unsure])
+        if not unsure.any():
+            return allowed, est
+        ijk = box_ijk[unsure]
+        s_near = est[unsure].astype(np.float64)
+        off = np.linalg.norm((ijk - np.rint(ijk)) * self.gtv.voxel_size_mm, axis=-1)
+        yes = s_near >= off
+        maybe = (s_near > -off) & ~yes
+        if maybe.any():
+            lower, upper = self._corner_bounds(ijk[maybe])
+            sub_yes = lower >= 0
+            sub_maybe = (upper >= 0) & ~sub_yes
+            if sub_maybe.any():
+                pts = ras_mm[unsure][maybe][sub_maybe]
+                sub_yes[sub_maybe] = self._exact_allowed(pts)
+            yes[maybe] = sub_yes
+        allowed[unsure] = yes
         return allowed, est
+
+    def _corner_bounds(self, box_ijk: NDArray[np.float64]
+                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Lower and upper bounds of the slack from the 8 voxel centres around each point."""
+        base = np.floor(box_ijk)
+        vox = self.gtv.voxel_size_mm
+        lower = np.full(len(box_ijk), -np.inf)
+        upper = np.full(len(box_ijk), np.inf)
+        corners = np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij")).reshape(3, -1).T
+        for corner in corners:
+            c = base + corner
+            dist = np.linalg.norm((box_ijk - c) * vox, axis=-1)
+            s_c = self.lookup(c).astype(np.float64)
+            lower = np.maximum(lower, s_c - dist)
+            # Beyond the box is outside the GTV: depth 0 there bounds the slack from above.
+            s_c = np.where(np.isneginf(s_c), -self.need_depth_mm, s_c)
+            upper = np.minimum(upper, s_c + dist)
+        return lower, upper
 
     def _exact_allowed(self, pts: NDArray[np.float64]) -> NDArray[np.bool_]:
         # Bounded queries stop early: only whether something lies closer than the rule matters.
