@@ -1,0 +1,1 @@
+"""The ``lattice`` command line: a thin layer over the :mod:`lattice` package."""

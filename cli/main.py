@@ -1,0 +1,162 @@
+"""``lattice`` command line. Parses arguments, calls the library, prints, returns an exit code.
+
+Exit codes: 0 success (also an empty plan, with a warning); 1 internal error; 2 bad
+parameters or usage; 3 unreadable input file; 4 unusable mask; 5 grids differ; 6 output exists
+(use --force); 7 output cannot be written; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lattice import __version__
+from lattice.errors import LatticeError, ParameterError
+from lattice.patterns import PATTERNS
+from lattice.plan import ORIENTATION_SEARCHES
+
+
+def _oar_arg(text: str) -> tuple[str, Path, float]:
+    """``PATH:MM`` or ``NAME=PATH:MM`` -> (name, path, clearance)."""
+    name = None
+    if "=" in text.split(":")[0]:
+        name, text = text.split("=", 1)
+    path, sep, mm = text.rpartition(":")
+    if not sep or not path:
+        raise argparse.ArgumentTypeError(
+            f"expected PATH:CLEARANCE_MM (e.g. cord.nii.gz:10), got {text!r}")
+    try:
+        clearance = float(mm)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
+    p = Path(path)
+    if name is None:
+        name = p.name.removesuffix(".gz").removesuffix(".nii")
+    return name, p, clearance
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
+    parser.add_argument("--version", action="version", version=f"lattice {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="place vertices in a GTV and write a plan folder",
+                       description="Erode the GTV into the LATTICE target and place spherical "
+                       "vertices on a lattice whose pose is searched for the most vertices.")
+    p.add_argument("--ct", type=Path, required=True, help="CT image (NIfTI)")
+    p.add_argument("--gtv", type=Path, required=True, help="GTV mask on the CT grid (NIfTI)")
+    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
+                   help="label of the GTV when --gtv is a label map")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--diameter-mm", type=float, default=15.0, help="vertex diameter (15)")
+    p.add_argument("--spacing-mm", type=float, default=30.0,
+                   help="minimum centre-to-centre distance between vertices (30)")
+    p.add_argument("--gtv-margin-mm", type=float, default=5.0,
+                   help="minimum distance from vertex surface to GTV surface (5)")
+    p.add_argument("--oar", type=_oar_arg, action="append", default=[],
+                   metavar="[NAME=]PATH:MM",
+                   help="organ at risk mask and its clearance from vertex surfaces; repeatable")
+    p.add_argument("--pattern", choices=PATTERNS, default="hcp", help="lattice (hcp)")
+    p.add_argument("--snap-to-slices", action="store_true",
+                   help="put every vertex centre on a CT slice plane")
+    p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
+                   help="keep at most N vertices (those with the most room)")
+    p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
+                   help="orientation search: about the slice normal, or also tilted (axial)")
+    p.add_argument("--rotation-step-deg", type=float, default=5.0,
+                   help="angle step of the orientation search (5)")
+    p.add_argument("--no-picture", action="store_true", help="skip overview.png")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_plan)
+    return parser
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from lattice.export import check_output_folder, write_plan_folder
+    from lattice.io import load_image, load_mask, sha256_file
+    from lattice.placement import plan_vertices
+    from lattice.rules import Oar
+
+    t0 = time.perf_counter()
+    check_output_folder(args.out, force=args.force)
+    names = [name for name, _, _ in args.oar]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
+                             "--oar NAME=PATH:MM")
+    ct = load_image(args.ct)
+    gtv = load_mask(args.gtv, label=args.gtv_label)
+    ct_name = f"CT '{args.ct}'"
+    ct.check_same_grid(gtv, name=ct_name, other_name=f"GTV mask '{args.gtv}'")
+    oars = []
+    for name, path, clearance in args.oar:
+        mask = load_mask(path)
+        ct.check_same_grid(mask, name=ct_name, other_name=f"OAR mask '{path}'")
+        oars.append(Oar(name, mask, clearance))
+
+    plan = plan_vertices(
+        gtv, diameter_mm=args.diameter_mm, min_spacing_mm=args.spacing_mm,
+        gtv_margin_mm=args.gtv_margin_mm, oars=oars, pattern=args.pattern,
+        snap_to_slices=args.snap_to_slices, max_vertices=args.max_vertices,
+        orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg)
+
+    def describe(path: Path) -> dict[str, str]:
+        return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+    inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
+              "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
+    written = write_plan_folder(plan, args.out, ct=ct, oars={o.name: o.mask for o in oars},
+                                inputs=inputs, force=args.force, picture=not args.no_picture)
+    for warning in plan.warnings:
+        print(f"lattice: warning: {warning}", file=sys.stderr)
+    s = plan.summary()
+    print(f"{s['n_vertices']} vertices ({args.pattern}, D {args.diameter_mm:g} mm, "
+          f"spacing {args.spacing_mm:g} mm, margin {args.gtv_margin_mm:g} mm) in a "
+          f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
+          f"{time.perf_counter() - t0:.2f} s")
+    print(f"wrote {', '.join(sorted(written))} to {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code (never raises for expected errors)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except LatticeError as exc:
+        if args.debug:
+            raise
+        print(f"lattice: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lattice: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("lattice: error: out of memory; crop the CT around the GTV", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the CLI must end with one line, not a traceback
+        if args.debug:
+            raise
+        print(f"lattice: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
+              "report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Writing a plan folder: one module per output format, and the folder logic here.
+
+A plan folder is written into a temporary folder beside the target first and moved into
+place only when every file is complete, ``plan.json`` last, so an interrupted run leaves no
+half-written plan. Existing output files are never replaced unless ``force`` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputExistsError, OutputWriteError
+from ..io import save_volume
+from ..plan import Plan
+from ..volume import Volume
+from .masks import sphere_label_map
+
+#: Files a plan folder holds, in the order they are moved into place (plan.json last).
+PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "overview.png", "plan.json")
+
+
+def check_output_folder(out_dir: str | Path, *, force: bool,
+                        names: Sequence[str] = PLAN_FILES) -> Path:
+    """Fail early if the folder cannot be written or would lose files without ``force``."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise OutputWriteError(f"output path '{out}' is a file; pass a folder with --out")
+    if out.is_dir() and not force:
+        clash = [n for n in names if (out / n).exists()]
+        if clash:
+            raise OutputExistsError(
+                f"'{out}' already holds {', '.join(clash)}; pass --force to replace them or "
+                "choose another --out folder")
+    parent = out if out.is_dir() else _existing_parent(out)
+    if not os.access(parent, os.W_OK):
+        raise OutputWriteError(f"cannot write to '{parent}' (permission denied); "
+                               "choose another --out folder")
+    return out
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def write_plan_json(plan: Plan, path: str | Path, *, inputs: Mapping[str, Any] | None = None
+                    ) -> Path:
+    """Write ``plan.to_dict()`` as indented JSON."""
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(plan.to_dict(inputs=dict(inputs or {})), fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    return Path(path)
+
+
+def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
+                      oars: Mapping[str, Volume] | None = None,
+                      inputs: Mapping[str, Any] | None = None, force: bool = False,
+                      picture: bool = True) -> dict[str, Path]:
+    """Write every output of a plan into ``out_dir`` atomically.
+
+    Parameters
+    ----------
+    plan : Plan
+    out_dir : path
+        Created if missing.
+    ct : Volume, optional
+        The CT, for the overview picture (skipped without it).
+    oars : mapping of name to boolean Volume, optional
+        Drawn in the overview picture.
+    inputs : mapping, optional
+        Input file descriptions recorded in ``plan.json``.
+    force : bool
+        Replace existing output files.
+    picture : bool
+        Write ``overview.png``.
+
+    Returns
+    -------
+    dict of str to Path
+        Output name -> final path.
+
+    Raises
+    ------
+    OutputExistsError, OutputWriteError
+    """
+    out = check_output_folder(out_dir, force=force)
+    parent = out.parent if not out.is_dir() else out
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
+                               "choose another --out folder") from exc
+    try:
+        written = []
+        save_volume(plan.lattice_target, stage / "lattice_target.nii.gz")
+        labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
+                                  diameter_mm=plan.parameters.diameter_mm)
+        save_volume(labels, stage / "vertices.nii.gz")
+        written += ["lattice_target.nii.gz", "vertices.nii.gz"]
+        if picture and ct is not None:
+            from ..render import render_overview  # matplotlib only when a picture is drawn
+
+            render_overview(stage / "overview.png", ct=ct, gtv=plan.gtv,
+                            lattice_target=plan.lattice_target,
+                            centers_ras_mm=plan.centers_ras_mm,
+                            diameter_mm=plan.parameters.diameter_mm, oars=dict(oars or {}),
+                            title=f"LATTICE {plan.parameters.pattern.upper()}  "
+                                  f"D {plan.parameters.diameter_mm:g} mm  "
+                                  f"S {plan.parameters.min_spacing_mm:g} mm  "
+                                  f"margin {plan.parameters.gtv_margin_mm:g} mm")
+            written.append("overview.png")
+        write_plan_json(plan, stage / "plan.json", inputs=inputs)
+        written.append("plan.json")
+        return _move_into_place(stage, out, written)
+    except OSError as exc:
+        raise OutputWriteError(f"writing the plan to '{out}' failed ({exc}); nothing was "
+                               "written; free space or choose another --out folder") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
+    if not out.exists():
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it private
+        os.rename(stage, out)  # atomic: the folder appears complete
+        stage.mkdir()  # so the caller's cleanup has something to remove
+        return {n: out / n for n in names}
+    for n in names:  # plan.json is last, so a complete plan.json means complete outputs
+        os.replace(stage / n, out / n)
+    return {n: out / n for n in names}
