@@ -55,6 +55,10 @@ class LatticePattern:
     symmetry_deg : float
         Rotation about z that maps the lattice onto itself; orientations are searched in
         ``[0, symmetry_deg)``.
+    primitive_mm : (3, 3) ndarray of float
+        Primitive translation vectors (columns): every translation that maps the lattice
+        onto itself is an integer combination of these, so a translation search over this
+        cell sees each distinct placement once (the cubic BCC/FCC cells hold 2 and 4).
     """
 
     name: str
@@ -63,6 +67,7 @@ class LatticePattern:
     motif_frac: NDArray[np.float64]
     layer_step_mm: float
     symmetry_deg: float
+    primitive_mm: NDArray[np.float64]
 
     @property
     def motif_mm(self) -> NDArray[np.float64]:
@@ -102,7 +107,8 @@ class LatticePattern:
             raise ValueError(f"stretch factor must be >= 1, got {factor}")
         scale = np.diag([1.0, 1.0, factor])
         return LatticePattern(self.name, self.min_spacing_mm, scale @ self.cell_mm,
-                              self.motif_frac, self.layer_step_mm * factor, self.symmetry_deg)
+                              self.motif_frac, self.layer_step_mm * factor, self.symmetry_deg,
+                              scale @ self.primitive_mm)
 
 
 def make_pattern(name: str, *, min_spacing_mm: float) -> LatticePattern:
@@ -129,18 +135,20 @@ def make_pattern(name: str, *, min_spacing_mm: float) -> LatticePattern:
         raise ParameterError(f"spacing must be a positive number of mm, got {min_spacing_mm}")
     s = float(min_spacing_mm) * (1.0 + SPACING_GUARD)
     if name == "sc":
-        return LatticePattern(name, s, s * np.eye(3), np.zeros((1, 3)), s, 90.0)
+        return LatticePattern(name, s, s * np.eye(3), np.zeros((1, 3)), s, 90.0, s * np.eye(3))
     if name == "bcc":
         a = 2.0 * s / np.sqrt(3.0)
         motif = np.array([[0, 0, 0], [0.5, 0.5, 0.5]], dtype=float)
-        return LatticePattern(name, s, a * np.eye(3), motif, a / 2, 90.0)
+        prim = a / 2 * np.array([[-1.0, 1, 1], [1, -1, 1], [1, 1, -1]])
+        return LatticePattern(name, s, a * np.eye(3), motif, a / 2, 90.0, prim)
     if name == "fcc":
         a = np.sqrt(2.0) * s
         motif = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], dtype=float)
-        return LatticePattern(name, s, a * np.eye(3), motif, a / 2, 90.0)
+        prim = a / 2 * np.array([[0.0, 1, 1], [1, 0, 1], [1, 1, 0]])
+        return LatticePattern(name, s, a * np.eye(3), motif, a / 2, 90.0, prim)
     if name == "hcp":
         c = s * np.sqrt(8.0 / 3.0)
         cell = np.array([[s, s / 2, 0.0], [0.0, s * np.sqrt(3.0) / 2, 0.0], [0.0, 0.0, c]])
         motif = np.array([[0, 0, 0], [1 / 3, 1 / 3, 0.5]], dtype=float)
-        return LatticePattern(name, s, cell, motif, c / 2, 60.0)
+        return LatticePattern(name, s, cell, motif, c / 2, 60.0, cell)
     raise ParameterError(f"unknown pattern {name!r}; choose one of {', '.join(PATTERNS)}")

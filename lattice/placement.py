@@ -33,7 +33,7 @@ from .rules import Oar, RuleField
 from .volume import Volume
 
 #: Candidates carried from the coarse grid into local refinement.
-N_REFINE = 4
+N_REFINE = 6
 #: Local refinement: offsets per axis, as fractions of one coarse step.
 REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
 #: Tilts (deg) of the lattice's z axis away from the slice normal in the '3d' search.
@@ -84,7 +84,8 @@ class _Search:
         self.cand_lo = np.array([s.start for s in cbox], float) - 1.0
         self.cand_hi = np.array([s.stop for s in cbox], float)
         extent_mm = (self.cand_hi - self.cand_lo) * field.gtv.voxel_size_mm
-        cell_diam = float(np.linalg.norm(pattern.cell_mm.sum(axis=1)))
+        cell_diam = max(float(np.linalg.norm(c, axis=0).sum())
+                        for c in (pattern.cell_mm, pattern.primitive_mm))
         self.local = pattern.points_in_ball(0.5 * float(np.linalg.norm(extent_mm)) + cell_diam)
         self.n_evaluated = 0
 
@@ -92,10 +93,16 @@ class _Search:
         return self.frame @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
 
     def translations(self, fracs: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Cell fractions -> lattice-frame translations; z snapped to slice steps if asked."""
+        """Cell fractions -> lattice-frame translations.
+
+        Free placement spans the primitive cell (each distinct placement once). With slice
+        snapping the conventional cell is used, whose z edge is a whole number of slices, and
+        z is rounded to a slice step.
+        """
+        if self.slice_step_mm is None:
+            return fracs @ self.pattern.primitive_mm.T
         t = fracs @ self.pattern.cell_mm.T
-        if self.slice_step_mm is not None:
-            t[:, 2] = np.round(t[:, 2] / self.slice_step_mm) * self.slice_step_mm
+        t[:, 2] = np.round(t[:, 2] / self.slice_step_mm) * self.slice_step_mm
         return t
 
     def evaluate(self, rot: NDArray[np.float64], fracs: NDArray[np.float64]
@@ -263,21 +270,29 @@ def plan_vertices(
     best = pool[0]
     n_coarse = search.n_evaluated
 
-    step = params.rotation_step_deg
-    local = np.stack(np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS,
-                                 REFINE_OFFSETS if slice_step is None else [0.0],
-                                 indexing="ij"), axis=-1).reshape(-1, 3)
-    local = local * np.array([1 / steps, 1 / steps, 1 / z_steps])
-    for seed in pool[:N_REFINE]:
-        for d_angle in REFINE_OFFSETS * step:
-            angle = seed.angle_deg + d_angle
-            fr = np.array(seed.frac) + local
-            counts, tie = search.evaluate(search.rotation(angle, seed.tilt_deg), fr)
-            i = _best(counts, tie, 1)[0]
-            cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
-                              tuple(fr[i]))
-            if (cand.count, cand.tie) > (best.count, best.tie):
-                best = cand
+    # Local refinement, two levels: around each seed a 5x5x5 grid of translations at a
+    # quarter coarse step and 5 angles at a quarter angle step, then again at 1/16.
+    scale = np.array([1 / steps, 1 / steps, 1 / z_steps])
+    z_offsets = REFINE_OFFSETS if slice_step is None else np.array([0.0])
+    local = np.stack(np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS, z_offsets, indexing="ij"),
+                     axis=-1).reshape(-1, 3)
+    seeds = pool[:N_REFINE]
+    for level in (1.0, 0.25):
+        refined = []
+        for seed in seeds:
+            top = seed
+            for d_angle in REFINE_OFFSETS * params.rotation_step_deg * level:
+                angle = seed.angle_deg + d_angle
+                fr = np.array(seed.frac) + local * scale * level
+                counts, tie = search.evaluate(search.rotation(angle, seed.tilt_deg), fr)
+                i = _best(counts, tie, 1)[0]
+                cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
+                                  tuple(fr[i]))
+                if (cand.count, cand.tie) > (top.count, top.tie):
+                    top = cand
+            refined.append(top)
+        seeds = refined
+    best = max([best, *seeds], key=lambda c: (c.count, c.tie))
 
     pts = search.points(best)
     if slice_step is not None:

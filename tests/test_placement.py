@@ -1,0 +1,288 @@
+"""Placement checked against independent computations.
+
+The oracle here never calls lattice's rule code: depth is the distance to the nearest
+background voxel centre (a one-voxel frame beyond the array counts as background), found with
+a KD-tree over *all* background voxel centres; lattices are built from the textbook formulas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
+
+from lattice.placement import plan_vertices
+from lattice.rules import Oar
+from lattice.volume import Volume
+
+
+# -- phantoms defined in world space ---------------------------------------------------------
+
+def grid(shape, voxel_mm, *, flip=(), perm=(0, 1, 2), oblique_deg=0.0, origin=(-40, -30, -20)):
+    """Affine for a grid; flips/permutations/rotation change storage, not the world."""
+    a = np.diag([*voxel_mm, 1.0]).astype(float)
+    if oblique_deg:
+        t = np.deg2rad(oblique_deg)
+        axis = np.array([1.0, 2.0, 3.0]) / np.sqrt(14.0)
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rot = np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * k @ k
+        a[:3, :3] = rot @ a[:3, :3]
+    a[:3, 3] = origin
+    return a
+
+
+def world_of(shape, affine):
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    return ijk.reshape(-1, 3) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def ellipsoid(shape, affine, centre, radii):
+    p = world_of(shape, affine)
+    return (np.sum(((p - centre) / radii) ** 2, axis=1) <= 1.0).reshape(shape)
+
+
+def background_tree(mask, affine):
+    """KD-tree of every background voxel centre, with a one-voxel background frame."""
+    padded = np.pad(mask, 1)
+    ijk = np.argwhere(~padded) - 1.0
+    return cKDTree(ijk @ affine[:3, :3].T + affine[:3, 3])
+
+
+def in_mask(mask, affine, pts):
+    """Whether each point's nearest voxel centre is a mask voxel (beyond the array: no)."""
+    ijk = np.rint(np.linalg.solve(affine[:3, :3], (pts - affine[:3, 3]).T).T).astype(int)
+    ok = np.all((ijk >= 0) & (ijk < np.array(mask.shape)), axis=1)
+    out = np.zeros(len(pts), bool)
+    out[ok] = mask[tuple(ijk[ok].T)]
+    return out
+
+
+def oracle_depth(mask, affine, pts):
+    return np.where(in_mask(mask, affine, pts), background_tree(mask, affine).query(pts)[0], 0.0)
+
+
+def mask_distance(mask, affine, pts):
+    ijk = np.argwhere(mask).astype(float)
+    return cKDTree(ijk @ affine[:3, :3].T + affine[:3, 3]).query(pts)[0]
+
+
+# -- textbook lattices -----------------------------------------------------------------------
+
+def textbook_lattice(pattern, s):
+    if pattern == "sc":
+        return s * np.eye(3), np.zeros((1, 3))
+    if pattern == "bcc":
+        return 2 * s / np.sqrt(3) * np.eye(3), np.array([[0, 0, 0], [.5, .5, .5]])
+    if pattern == "fcc":
+        return np.sqrt(2) * s * np.eye(3), np.array([[0, 0, 0], [.5, .5, 0], [.5, 0, .5],
+                                                      [0, .5, .5]])
+    c = s * np.sqrt(8 / 3)
+    cell = np.array([[s, s / 2, 0], [0, s * np.sqrt(3) / 2, 0], [0, 0, c]])
+    return cell, np.array([[0, 0, 0], [1 / 3, 1 / 3, .5]])
+
+
+def lattice_points(pattern, s, lo, hi):
+    cell, motif = textbook_lattice(pattern, s)
+    n = int(np.ceil(np.linalg.norm(hi - lo) / min(np.linalg.norm(cell, axis=0)))) + 2
+    r = np.arange(-n, n + 1)
+    idx = np.stack(np.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+    pts = ((idx[:, None, :] + motif[None]).reshape(-1, 3)) @ cell.T + (lo + hi) / 2
+    return pts, cell
+
+
+def best_random_translation_count(mask, affine, pattern, *, s, d, margin, oars=(), n=1500,
+                                  seed=0):
+    """Best count over n random translations of the unrotated lattice (brute force)."""
+    inside = world_of(mask.shape, affine)[mask.ravel()]
+    lo, hi = inside.min(0), inside.max(0)
+    pts, cell = lattice_points(pattern, s, lo, hi)
+    pts = pts[np.all((pts > lo - np.linalg.norm(cell, axis=0).sum()) &
+                     (pts < hi + np.linalg.norm(cell, axis=0).sum()), axis=1)]
+    bg = background_tree(mask, affine)
+    oar_trees = [(cKDTree(world_of(m.shape, affine)[m.ravel()]), c) for m, c in oars]
+    rng = np.random.default_rng(seed)
+    shifts = rng.random((n, 3)) @ cell.T
+    allp = (pts[None] + shifts[:, None]).reshape(-1, 3)
+    ok = bg.query(allp, distance_upper_bound=margin + d / 2 + 1e-6)[0] >= margin + d / 2
+    ok &= in_mask(mask, affine, allp)
+    for tree, c in oar_trees:
+        ok &= tree.query(allp)[0] >= c + d / 2
+    return int(ok.reshape(n, -1).sum(axis=1).max())
+
+
+def check_rules(plan, mask, affine, *, s, d, margin, oars=()):
+    """Assert every rule with the oracle; return the centres."""
+    c = plan.centers_ras_mm
+    assert len(c) > 0
+    assert np.all(oracle_depth(mask, affine, c) >= margin + d / 2 - 1e-9)
+    if len(c) > 1:
+        assert pdist(c).min() >= s
+    for m, clearance in oars:
+        assert np.all(mask_distance(m, affine, c) >= clearance + d / 2 - 1e-9)
+    return c
+
+
+# -- tests -----------------------------------------------------------------------------------
+
+LOBULATED = dict(shape=(46, 42, 30), voxel=(2.0, 2.2, 3.0))
+
+
+def lobulated_gtv(affine, shape):
+    m = ellipsoid(shape, affine, np.array([0.0, 10.0, 20.0]), np.array([34.0, 28.0, 30.0]))
+    m |= ellipsoid(shape, affine, np.array([22.0, 26.0, 40.0]), np.array([18.0, 16.0, 20.0]))
+    return m
+
+
+@pytest.mark.parametrize("pattern", ["sc", "bcc", "fcc", "hcp"])
+def test_count_at_least_best_of_1500_random_translations(pattern):
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    kw = dict(s=20.0, d=10.0, margin=3.0)
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                         pattern=pattern)
+    check_rules(plan, mask, aff, **kw)
+    best = best_random_translation_count(mask, aff, pattern, **kw)
+    assert plan.n_vertices >= best
+
+
+def test_oar_clearance_holds_and_costs_vertices():
+    shape, vox = LOBULATED["shape"], LOBULATED["voxel"]
+    aff = grid(shape, vox)
+    mask = lobulated_gtv(aff, shape)
+    cord = ellipsoid(shape, aff, np.array([0.0, -22.0, 20.0]), np.array([6.0, 6.0, 60.0]))
+    cord &= ~mask
+    free = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                         oars=[Oar("cord", Volume(cord, aff), 12.0)])
+    check_rules(plan, mask, aff, s=20, d=10, margin=3, oars=[(cord, 12.0)])
+    assert plan.n_vertices <= free.n_vertices
+    assert np.all(plan.oar_distance_mm["cord"] >= 12 + 5 - 1e-9)
+    best = best_random_translation_count(mask, aff, "hcp", s=20, d=10, margin=3,
+                                         oars=[(cord, 12.0)])
+    assert plan.n_vertices >= best
+
+
+def test_reported_depth_and_distances_match_oracle():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    c = plan.centers_ras_mm
+    np.testing.assert_allclose(plan.depth_mm, oracle_depth(mask, aff, c), atol=1e-9)
+    nn = cKDTree(c).query(c, k=2)[0][:, 1]
+    np.testing.assert_allclose(plan.nearest_vertex_mm, nn, atol=1e-9)
+    ijk = plan.centers_ijk
+    np.testing.assert_allclose(ijk @ aff[:3, :3].T + aff[:3, 3], c, atol=1e-9)
+
+
+def test_vertices_lie_in_the_lattice_target():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    ijk = np.rint(plan.centers_ijk).astype(int)
+    assert plan.lattice_target.array[tuple(ijk.T)].all()
+
+
+def test_sphere_gtv_analytic_bound_on_oblique_grid():
+    """Centres of 10 mm vertices with 4 mm margin in a 30 mm-radius sphere lie within 21 mm of
+    its centre (plus half a voxel diagonal for the voxelised surface)."""
+    shape, vox = (40, 40, 28), (1.8, 1.8, 2.5)
+    aff = grid(shape, vox, oblique_deg=25.0, origin=(-20.0, -50.0, -30.0))
+    centre = world_of(shape, aff).mean(axis=0)
+    mask = ellipsoid(shape, aff, centre, np.array([30.0, 30.0, 30.0]))
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=16, gtv_margin_mm=4)
+    check_rules(plan, mask, aff, s=16, d=10, margin=4)
+    half_diag = 0.5 * np.linalg.norm(vox)
+    assert np.linalg.norm(plan.centers_ras_mm - centre, axis=1).max() <= 21.0 + half_diag
+    assert plan.n_vertices >= 5
+
+
+@pytest.mark.parametrize("storage", ["flip0", "flip2", "permute", "flip-permute"])
+def test_world_result_independent_of_storage_order(storage):
+    shape, vox = (36, 32, 24), (2.0, 2.5, 3.0)
+    aff = grid(shape, vox)
+    mask = lobulated_gtv(aff, shape)
+    ref = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+
+    arr, a = mask, aff.copy()
+    if "flip" in storage:
+        axis = 2 if storage == "flip2" else 0
+        arr = np.flip(arr, axis)
+        a[:3, 3] = a[:3, 3] + a[:3, axis] * (arr.shape[axis] - 1)
+        a[:3, axis] = -a[:3, axis]
+    if "permute" in storage:
+        perm = (2, 0, 1)
+        arr = np.transpose(arr, perm)
+        a = np.column_stack([a[:, perm[0]], a[:, perm[1]], a[:, perm[2]], a[:, 3]])
+    # the stored phantom is the same physical object
+    assert np.allclose(np.sort(world_of(arr.shape, a)[arr.ravel()], axis=0),
+                       np.sort(world_of(shape, aff)[mask.ravel()], axis=0))
+    other = plan_vertices(Volume(np.ascontiguousarray(arr), a), diameter_mm=10,
+                          min_spacing_mm=20, gtv_margin_mm=3)
+    assert other.n_vertices == ref.n_vertices
+    np.testing.assert_allclose(other.centers_ras_mm, ref.centers_ras_mm, atol=1e-6)
+
+
+def test_snap_to_slices_puts_centres_on_slice_planes():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    for pattern in ("hcp", "sc"):
+        plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20,
+                             gtv_margin_mm=3, pattern=pattern, snap_to_slices=True)
+        check_rules(plan, mask, aff, s=20, d=10, margin=3)
+        k = (np.linalg.solve(aff[:3, :3], (plan.centers_ras_mm - aff[:3, 3]).T))[2]
+        np.testing.assert_allclose(k, np.round(k), atol=1e-6)
+
+
+def test_max_vertices_keeps_at_most_n_and_rules_hold():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    full = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    assert full.n_vertices > 4
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                         max_vertices=4)
+    assert plan.n_vertices == 4
+    check_rules(plan, mask, aff, s=20, d=10, margin=3)
+
+
+def test_same_inputs_same_plan():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    a = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    b = plan_vertices(Volume(mask.copy(), aff.copy()), diameter_mm=10, min_spacing_mm=20,
+                      gtv_margin_mm=3)
+    assert np.array_equal(a.centers_ras_mm, b.centers_ras_mm)
+    assert a.search == {**b.search, "seconds": a.search["seconds"]}
+
+
+def test_no_room_gives_empty_plan_with_warning():
+    shape, vox = (20, 20, 12), (2.0, 2.0, 3.0)
+    aff = grid(shape, vox)
+    centre = world_of(shape, aff).mean(axis=0)
+    mask = ellipsoid(shape, aff, centre, np.array([9.0, 9.0, 9.0]))
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5)
+    assert plan.n_vertices == 0
+    assert plan.warnings and "room" in plan.warnings[0]
+    assert plan.summary()["n_vertices"] == 0
+
+
+def test_disconnected_pieces_all_receive_vertices():
+    shape, vox = (60, 30, 24), (2.0, 2.0, 2.5)
+    aff = grid(shape, vox)
+    a = ellipsoid(shape, aff, np.array([-15.0, 0.0, 10.0]), np.array([20.0, 20.0, 20.0]))
+    b = ellipsoid(shape, aff, np.array([55.0, 0.0, 10.0]), np.array([20.0, 20.0, 20.0]))
+    plan = plan_vertices(Volume(a | b, aff), diameter_mm=10, min_spacing_mm=16, gtv_margin_mm=3)
+    check_rules(plan, a | b, aff, s=16, d=10, margin=3)
+    x = plan.centers_ras_mm[:, 0]
+    assert (x < 20).any() and (x > 20).any()
+
+
+def test_orientation_search_3d_never_worse_than_axial():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    axial = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                          pattern="sc")
+    full = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                         pattern="sc", orientation_search="3d", rotation_step_deg=10)
+    check_rules(full, mask, aff, s=20, d=10, margin=3)
+    assert full.n_vertices >= axial.n_vertices - 1
