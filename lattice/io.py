@@ -74,25 +74,37 @@ def load_image(path: str | Path) -> Volume:
 def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mask") -> NDArray:
     """Turn stored mask values into a boolean mask.
 
-    Float data is thresholded at :data:`FLOAT_MASK_THRESHOLD`. Integer data with a single
-    non-zero label is that label; with several labels, ``label`` must pick one.
+    Integer data, and float data holding only whole numbers (a label map saved as float),
+    with a single non-zero label is that label; with several labels, ``label`` must pick one.
+    Other float data (probability or resampled masks) is thresholded at
+    :data:`FLOAT_MASK_THRESHOLD`.
 
     Raises
     ------
     MaskError
         Several labels and none chosen, the chosen label absent, or no voxel set.
     """
+    if data.dtype.fields is not None or not (data.dtype == bool or np.issubdtype(
+            data.dtype, np.number)) or np.issubdtype(data.dtype, np.complexfloating):
+        raise MaskError(f"{name} holds {data.dtype} values (e.g. RGB), not a mask; "
+                        "save the mask as one integer or float channel")
     if data.dtype == bool:
-        labels = np.array([1]) if data.any() else np.array([], dtype=int)
         out = data
     elif np.issubdtype(data.dtype, np.floating):
         if not np.all(np.isfinite(data)):
             raise MaskError(f"{name} contains NaN or infinite values; fix the mask file")
+        nonzero = data[data != 0]
         if label is not None:
             out = np.isclose(data, label)
+        elif nonzero.size and np.all(nonzero == np.round(nonzero)):
+            labels = [int(v) for v in np.unique(nonzero)]
+            if len(labels) > 1:
+                raise MaskError(
+                    f"{name} is a label map with labels {', '.join(map(str, labels))}; "
+                    "choose one with --gtv-label N (or label=N)")
+            out = data != 0
         else:
             out = data > FLOAT_MASK_THRESHOLD
-        labels = np.array([1]) if out.any() else np.array([], dtype=int)
     else:
         labels = _labels_present(data)
         if label is not None:
@@ -137,6 +149,9 @@ def save_volume(volume: Volume, path: str | Path) -> Path:
     data = volume.array
     if data.dtype == bool:
         data = data.astype(np.uint8)
+    elif data.dtype in (np.int64, np.uint64):
+        # nibabel refuses 64-bit integers without an explicit dtype; labels fit in 32 bits.
+        data = data.astype(np.int32)
     img = nib.Nifti1Image(data, volume.affine)
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)

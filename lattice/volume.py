@@ -124,9 +124,14 @@ class Volume:
 
     def check_not_sheared(self, *, name: str) -> None:
         """Raise :class:`GridMismatchError` if the voxel axes are not orthogonal."""
+        if np.any(self.voxel_size_mm <= 0) or not np.all(np.isfinite(self.affine)):
+            raise GridMismatchError(
+                f"{name} has a degenerate affine (voxel size "
+                f"{', '.join(f'{v:g}' for v in self.voxel_size_mm)} mm); fix the file's "
+                "header so every voxel axis has a non-zero length")
         d = self.directions
         cos = np.abs(d.T @ d - np.eye(3)).max()
-        if cos > ORTHOGONALITY_TOLERANCE or np.any(self.voxel_size_mm <= 0):
+        if cos > ORTHOGONALITY_TOLERANCE:
             raise GridMismatchError(
                 f"{name} has a sheared or degenerate affine (axis |cos| up to {cos:.2g}); "
                 "resample it onto an orthogonal grid"

@@ -136,6 +136,11 @@ def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, 
         os.rename(stage, out)  # atomic: the folder appears complete
         stage.mkdir()  # so the caller's cleanup has something to remove
         return {n: out / n for n in names}
+    # The old plan.json goes first: from here until the new one lands the folder holds no
+    # plan.json, i.e. no complete plan. Files of the old plan this run does not write go too.
+    (out / "plan.json").unlink(missing_ok=True)
+    for stale in set(PLAN_FILES) - set(names):
+        (out / stale).unlink(missing_ok=True)
     for n in names:  # plan.json is last, so a complete plan.json means complete outputs
         os.replace(stage / n, out / n)
     return {n: out / n for n in names}

@@ -1,0 +1,332 @@
+"""Reading masks and images from NIfTI, and writing volumes back.
+
+Files are written with nibabel directly (``write_nifti`` in conftest), so the reader is
+checked against an independent writer; what ``save_volume`` writes is read back with nibabel.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from lattice.errors import InputFileError, MaskError
+from lattice.io import load_image, load_mask, mask_from_array, save_volume, sha256_file
+from lattice.volume import Volume
+
+SHAPE = (12, 10, 8)
+VOXEL_MM = (0.9, 1.1, 2.5)
+
+
+@pytest.fixture
+def grid(make_affine):
+    """(4, 4) oblique affine of the test grid."""
+    return make_affine(SHAPE, VOXEL_MM, "oblique")
+
+
+@pytest.fixture
+def blob():
+    """(12, 10, 8) bool: a box of 4 x 3 x 2 voxels."""
+    m = np.zeros(SHAPE, bool)
+    m[3:7, 2:5, 4:6] = True
+    return m
+
+
+# -- accepted mask encodings -----------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype, on_value", [
+    (np.uint8, 1), (np.uint8, 255), (np.int8, 1), (np.int16, 1), (np.uint16, 7),
+    (np.int32, 1), (np.float32, 1.0), (np.float64, 1.0)])
+def test_load_mask_accepts_common_encodings(tmp_path, write_nifti, grid, blob, dtype, on_value):
+    data = np.where(blob, on_value, 0).astype(dtype)
+    path = write_nifti(tmp_path, "m.nii.gz", data, grid, dtype=dtype)
+    vol = load_mask(path)
+    assert vol.array.dtype == bool
+    np.testing.assert_array_equal(vol.array, blob)
+    np.testing.assert_allclose(vol.affine, grid, atol=1e-5)
+
+
+def test_float_mask_is_thresholded_at_one_half(tmp_path, write_nifti, grid, blob):
+    data = np.where(blob, 0.6, 0.4).astype(np.float32)  # a resampled / probability mask
+    data[0, 0, 0] = 0.5  # exactly the threshold is outside
+    vol = load_mask(write_nifti(tmp_path, "p.nii.gz", data, grid))
+    np.testing.assert_array_equal(vol.array, blob)
+
+
+def test_mask_with_a_trailing_singleton_axis_is_read_as_3d(tmp_path, write_nifti, grid, blob):
+    path = write_nifti(tmp_path, "m4.nii.gz", blob[..., None].astype(np.uint8), grid)
+    vol = load_mask(path)
+    assert vol.shape == SHAPE
+    np.testing.assert_array_equal(vol.array, blob)
+
+
+def test_bool_arrays_are_accepted_in_memory(blob):
+    out = mask_from_array(blob)
+    np.testing.assert_array_equal(out, blob)
+    assert out.dtype == bool
+
+
+# -- label maps ------------------------------------------------------------------------------
+
+@pytest.fixture
+def label_map(blob):
+    """(12, 10, 8) int16 with labels 2, 5 and 17."""
+    data = np.zeros(SHAPE, np.int16)
+    data[blob] = 2
+    data[0:2, 0:2, 0:2] = 5
+    data[10:, 8:, 6:] = 17
+    return data
+
+
+def test_label_map_without_a_label_lists_the_labels(tmp_path, write_nifti, grid, label_map):
+    path = write_nifti(tmp_path, "labels.nii.gz", label_map, grid)
+    with pytest.raises(MaskError) as info:
+        load_mask(path)
+    msg = str(info.value)
+    assert "2, 5, 17" in msg and "labels.nii.gz" in msg
+    assert "label" in msg
+
+
+def test_label_picks_one_label(tmp_path, write_nifti, grid, label_map, blob):
+    path = write_nifti(tmp_path, "labels.nii.gz", label_map, grid)
+    np.testing.assert_array_equal(load_mask(path, label=2).array, blob)
+    assert load_mask(path, label=17).array.sum() == 2 * 2 * 2
+
+
+def test_absent_label_is_an_error_listing_the_labels(tmp_path, write_nifti, grid, label_map):
+    path = write_nifti(tmp_path, "labels.nii.gz", label_map, grid)
+    with pytest.raises(MaskError, match="label 3 .*2, 5, 17"):
+        load_mask(path, label=3)
+
+
+def test_label_maps_with_large_or_negative_labels(label_map):
+    data = label_map.astype(np.int32)
+    data[data == 17] = 70000
+    data[data == 5] = -4
+    with pytest.raises(MaskError, match="-4, 2, 70000"):
+        mask_from_array(data)
+    assert mask_from_array(data, label=70000).sum() == 8
+
+
+def test_float_label_map_without_a_label_is_an_error(tmp_path, write_nifti, grid, label_map):
+    path = write_nifti(tmp_path, "labels_f.nii.gz", label_map.astype(np.float32), grid)
+    with pytest.raises(MaskError, match="2, 5, 17"):
+        load_mask(path)
+
+
+def test_float_label_map_with_a_label_picks_it(tmp_path, write_nifti, grid, label_map, blob):
+    path = write_nifti(tmp_path, "labels_f.nii.gz", label_map.astype(np.float32), grid)
+    np.testing.assert_array_equal(load_mask(path, label=2).array, blob)
+
+
+# -- unusable masks --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_empty_mask_is_a_mask_error(tmp_path, write_nifti, grid, dtype):
+    path = write_nifti(tmp_path, "empty.nii.gz", np.zeros(SHAPE, dtype), grid)
+    with pytest.raises(MaskError, match="empty"):
+        load_mask(path)
+
+
+def test_float_mask_below_threshold_everywhere_is_empty(tmp_path, write_nifti, grid):
+    path = write_nifti(tmp_path, "low.nii.gz", np.full(SHAPE, 0.2, np.float32), grid)
+    with pytest.raises(MaskError, match="empty"):
+        load_mask(path)
+
+
+def test_nan_in_a_float_mask_is_a_mask_error(blob):
+    data = blob.astype(np.float32)
+    data[0, 0, 0] = np.nan
+    with pytest.raises(MaskError, match="NaN"):
+        mask_from_array(data)
+
+
+def test_four_d_mask_with_several_volumes_is_a_mask_error(tmp_path, write_nifti, grid, blob):
+    data = np.stack([blob, blob], axis=-1).astype(np.uint8)
+    path = write_nifti(tmp_path, "series.nii.gz", data, grid)
+    with pytest.raises(MaskError, match="4-D"):
+        load_mask(path)
+    with pytest.raises(MaskError, match="4-D"):
+        load_image(path)
+
+
+def test_two_d_mask_is_a_mask_error(tmp_path, write_nifti, grid, blob):
+    path = write_nifti(tmp_path, "slice.nii.gz", blob[:, :, 4].astype(np.uint8), grid)
+    with pytest.raises(MaskError, match="2-D"):
+        load_mask(path)
+
+
+# -- unreadable files ------------------------------------------------------------------------
+
+def test_missing_file_is_an_input_file_error(tmp_path):
+    with pytest.raises(InputFileError, match="not found"):
+        load_mask(tmp_path / "nope.nii.gz")
+    with pytest.raises(InputFileError, match="not found"):
+        load_image(tmp_path / "nope.nii.gz")
+
+
+def test_a_folder_is_an_input_file_error(tmp_path):
+    folder = tmp_path / "case.nii.gz"
+    folder.mkdir()
+    with pytest.raises(InputFileError, match="folder"):
+        load_image(folder)
+
+
+@pytest.mark.parametrize("name, content", [
+    ("x.nii.gz", b"this is not a NIfTI file\n"),
+    ("x.nii", b"this is not a NIfTI file\n"),
+    ("x.nii.gz", gzip.compress(b"gzip, but not NIfTI inside" * 20)),
+    ("empty.nii.gz", b""),
+])
+def test_text_named_like_nifti_is_an_input_file_error(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(InputFileError, match=name):
+        load_image(path)
+
+
+@pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
+def test_truncated_file_is_an_input_file_error(tmp_path, write_nifti, grid, name):
+    rng = np.random.default_rng(0)
+    data = rng.integers(-1000, 2000, size=(40, 40, 20)).astype(np.int16)  # incompressible
+    path = write_nifti(tmp_path, name, data, grid)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputFileError, match="ct.nii"):
+        load_image(path)
+
+
+def test_other_image_formats_are_refused(tmp_path, grid, blob):
+    path = tmp_path / "mask.mgz"
+    nib.save(nib.MGHImage(blob.astype(np.uint8), grid), path)
+    with pytest.raises(InputFileError, match="NIfTI"):
+        load_mask(path)
+
+
+def test_rgb_image_as_mask_is_a_mask_error(tmp_path, grid):
+    rgb = np.zeros(SHAPE, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    rgb["R"][2:5, 2:5, 2:5] = 255
+    path = tmp_path / "rgb.nii.gz"
+    nib.save(nib.Nifti1Image(rgb, grid), path)
+    with pytest.raises(MaskError):
+        load_mask(path)
+
+
+def test_input_errors_are_value_errors_with_exit_codes():
+    assert issubclass(InputFileError, ValueError) and InputFileError.exit_code == 3
+    assert issubclass(MaskError, ValueError) and MaskError.exit_code == 4
+
+
+# -- images ----------------------------------------------------------------------------------
+
+def test_load_image_keeps_dtype_values_and_affine(tmp_path, write_nifti, grid):
+    data = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE) - 500
+    vol = load_image(write_nifti(tmp_path, "ct.nii.gz", data, grid))
+    assert vol.array.dtype == np.int16
+    np.testing.assert_array_equal(vol.array, data)
+    np.testing.assert_allclose(vol.affine, grid, atol=1e-5)
+
+
+def test_sform_is_preferred_over_a_different_qform(tmp_path, grid, blob):
+    img = nib.Nifti1Image(blob.astype(np.uint8), grid)
+    img.set_sform(grid, code=1)
+    other = grid.copy()
+    other[:3, 3] += 10.0
+    img.set_qform(other, code=1)
+    path = tmp_path / "both.nii.gz"
+    nib.save(img, path)
+    np.testing.assert_allclose(load_mask(path).affine, grid, atol=1e-5)
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["identity-like", "lps", "oblique"])
+def test_save_volume_writes_sform_and_qform_equal_to_the_affine(tmp_path, make_affine, blob,
+                                                               kind):
+    affine = make_affine(SHAPE, VOXEL_MM, kind)
+    path = save_volume(Volume(blob, affine), tmp_path / "out.nii.gz")
+    img = nib.load(path)
+    hdr = img.header
+    assert int(hdr["sform_code"]) == 1 and int(hdr["qform_code"]) == 1
+    sform, qform = img.get_sform(), img.get_qform()
+    # The header stores float32 (sform) and a quaternion (qform): ~1e-5 mm of rounding.
+    np.testing.assert_allclose(sform, affine, atol=1e-5)
+    np.testing.assert_allclose(qform, affine, atol=1e-5)
+    np.testing.assert_allclose(img.affine, affine, atol=1e-5)
+    assert hdr.get_xyzt_units()[0] == "mm"
+    data = np.asanyarray(img.dataobj)
+    assert data.dtype == np.uint8  # bool is written as uint8
+    np.testing.assert_array_equal(data, blob.astype(np.uint8))
+
+
+def test_save_volume_keeps_label_dtype_and_round_trips(tmp_path, grid, label_map):
+    path = save_volume(Volume(label_map, grid), tmp_path / "labels.nii.gz")
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)
+    assert data.dtype == np.int16
+    np.testing.assert_array_equal(data, label_map)
+    again = load_image(path)
+    np.testing.assert_array_equal(again.array, label_map)
+    Volume(label_map, grid).check_same_grid(again, name="written", other_name="read back")
+
+
+def test_save_volume_writes_default_int_label_maps(tmp_path, grid, label_map):
+    labels = label_map.astype(np.int64)
+    path = save_volume(Volume(labels, grid), tmp_path / "labels64.nii.gz")
+    np.testing.assert_array_equal(np.asanyarray(nib.load(path).dataobj), labels)
+
+
+def test_save_volume_does_not_modify_the_volume(tmp_path, grid, blob):
+    vol = Volume(blob.copy(), grid)
+    save_volume(vol, tmp_path / "m.nii.gz")
+    assert vol.array.dtype == bool
+    np.testing.assert_array_equal(vol.array, blob)
+
+
+def test_sha256_file_matches_hashlib(tmp_path):
+    import hashlib
+
+    path = tmp_path / "f.bin"
+    payload = bytes(range(256)) * 5000
+    path.write_bytes(payload)
+    assert sha256_file(path) == hashlib.sha256(payload).hexdigest()
+
+
+# -- the shared real data (skipped when ../shared/data is absent) ----------------------------
+
+SHARED_CASES = ("STS_001", "STS_002", "STS_013", "STS_035", "STS_044", "breast1_tiny",
+                "lung_phantom_nc")
+
+
+@pytest.mark.parametrize("name", SHARED_CASES)
+def test_shared_case_image_and_gtv_share_a_grid(shared_data, name):
+    folder = shared_data / name
+    if not folder.is_dir():
+        pytest.skip(f"{name} not in ../shared/data")
+    image = load_image(folder / "image.nii.gz")
+    gtv = load_mask(folder / "gtv.nii.gz")
+    image.check_same_grid(gtv, name="image", other_name="gtv")
+    image.check_not_sheared(name="image")
+    img = nib.load(folder / "image.nii.gz")
+    np.testing.assert_allclose(image.voxel_size_mm, img.header.get_zooms()[:3], rtol=1e-5)
+    assert gtv.array.sum() == int((np.asanyarray(nib.load(folder / "gtv.nii.gz").dataobj)
+                                   > 0).sum())
+
+
+def test_real_four_d_series_is_refused_and_its_volume_is_oblique(shared_data, tmp_path):
+    path = shared_data / "oblique_mr" / "example4d.nii.gz"
+    if not path.exists():
+        pytest.skip("oblique_mr/example4d.nii.gz not in ../shared/data")
+    with pytest.raises(MaskError, match="4-D"):
+        load_image(path)
+    img = nib.load(path)
+    one = nib.Nifti1Image(np.asanyarray(img.dataobj)[..., 0], img.affine, img.header)
+    nib.save(one, tmp_path / "vol0.nii.gz")
+    vol = load_image(tmp_path / "vol0.nii.gz")
+    np.testing.assert_allclose(vol.voxel_size_mm, img.header.get_zooms()[:3], rtol=1e-4)
+    vol.check_not_sheared(name="example4d")
+    ijk = np.array([[0, 0, 0], [127, 95, 23], [10.5, 20.25, 3.0]])
+    np.testing.assert_allclose(vol.ijk_to_ras(ijk), nib.affines.apply_affine(img.affine, ijk),
+                               atol=1e-6)

@@ -1,0 +1,53 @@
+"""Plans on the real sarcoma CTs of ../shared/data (skipped when that folder is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from oracles import best_random_translation_count, check_rules
+
+from lattice.io import load_mask
+from lattice.placement import plan_vertices
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "STS_001" / "gtv.nii.gz"
+
+
+def gtv_path(case: str) -> Path:
+    path = SHARED / case / "gtv.nii.gz"
+    if case == "STS_001" and not path.exists():
+        path = BUNDLED  # the bundled copy keeps this check alive in a user's clone
+    if not path.exists():
+        pytest.skip(f"{path} not present (../shared/data is only beside the project checkout)")
+    return path
+
+
+# Acceptance minima of issue 2 (D 15, S 30, margin 5, hcp); fixed-origin tools get 2-6 on
+# STS_001 (domain brief, section 3).
+@pytest.mark.parametrize("case,minimum", [("STS_001", 10), ("STS_044", 17), ("STS_013", 31)])
+def test_hcp_counts_on_real_sarcomas(case, minimum):
+    gtv = load_mask(gtv_path(case))
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
+                         pattern="hcp")
+    check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
+    assert plan.n_vertices >= minimum
+
+
+@pytest.mark.parametrize("pattern", ["sc", "bcc", "fcc", "hcp"])
+def test_real_case_beats_random_translations(pattern):
+    gtv = load_mask(gtv_path("STS_001"))
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
+                         pattern=pattern)
+    check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
+    best = best_random_translation_count(gtv.array, gtv.affine, pattern, s=30, d=15, margin=5)
+    assert plan.n_vertices >= best
+
+
+def test_snap_to_slices_on_real_case():
+    gtv = load_mask(gtv_path("STS_044"))
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
+                         pattern="hcp", snap_to_slices=True)
+    check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
+    k = plan.centers_ijk[:, 2]
+    assert abs(k - k.round()).max() < 1e-6
