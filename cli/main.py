@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from lattice.export import check_output_folder, write_plan_folder
-    from lattice.io import load_image, load_mask, sha256_file
+    from lattice.io import load_case, sha256_file
     from lattice.placement import plan_vertices
     from lattice.rules import Oar
 
@@ -99,18 +99,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
-    ct = load_image(args.ct)
-    gtv = load_mask(args.gtv, label=args.gtv_label)
-    ct_name = f"CT '{args.ct}'"
-    ct.check_same_grid(gtv, name=ct_name, other_name=f"GTV mask '{args.gtv}'")
-    oars = []
-    for name, path, clearance in args.oar:
-        mask = load_mask(path)
-        ct.check_same_grid(mask, name=ct_name, other_name=f"OAR mask '{path}'")
-        oars.append(Oar(name, mask, clearance))
+    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label,
+                     oar_paths={name: path for name, path, _ in args.oar})
+    oars = [Oar(name, case.oars[name], clearance) for name, _, clearance in args.oar]
 
     plan = plan_vertices(
-        gtv, diameter_mm=args.diameter_mm, min_spacing_mm=args.spacing_mm,
+        case.gtv, diameter_mm=args.diameter_mm, min_spacing_mm=args.spacing_mm,
         gtv_margin_mm=args.gtv_margin_mm, oars=oars, pattern=args.pattern,
         snap_to_slices=args.snap_to_slices, max_vertices=args.max_vertices,
         orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg)
@@ -120,7 +114,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
-    written = write_plan_folder(plan, args.out, ct=ct, oars={o.name: o.mask for o in oars},
+    written = write_plan_folder(plan, args.out, ct=case.ct, oars=case.oars,
                                 inputs=inputs, force=args.force, picture=not args.no_picture)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)

@@ -26,10 +26,10 @@ from numpy.typing import NDArray
 
 from .errors import MaskError
 from .io import mask_from_array
-from .margins import bounding_box, erode_mm
+from .margins import bounding_box
 from .patterns import LatticePattern, make_pattern
 from .plan import Plan, PlanParameters
-from .rules import Oar, RuleField
+from .rules import ALLOWED, UNDECIDED, Oar, RuleField
 from .volume import Volume
 
 #: Candidates carried from the coarse grid into local refinement.
@@ -88,6 +88,9 @@ class _Search:
                         for c in (pattern.cell_mm, pattern.primitive_mm))
         self.local = pattern.points_in_ball(0.5 * float(np.linalg.norm(extent_mm)) + cell_diam)
         self.n_evaluated = 0
+        self.n_settled = 0
+        #: Best exact count seen so far (branch and bound threshold).
+        self.best_count = 0
 
     def rotation(self, angle_deg: float, tilt_deg: float) -> NDArray[np.float64]:
         return self.frame @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
@@ -107,27 +110,49 @@ class _Search:
 
     def evaluate(self, rot: NDArray[np.float64], fracs: NDArray[np.float64]
                  ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Counts and tie-break values for one orientation and many translations."""
+        """Counts and tie-break values for one orientation and many translations.
+
+        Branch and bound: cheap bounds give each pose a lower and an upper count; exact
+        distances are computed only for poses whose upper count can still reach the best
+        exact count seen so far, best first. Counts of the other poses are lower bounds
+        below that best, so they can never be chosen.
+        """
         field = self.field
+        n = len(fracs)
         trans = self.translations(fracs) @ rot.T
-        base = self.centre + self.local @ rot.T
-        base_idx = field.world_to_box_index(base)
+        base_idx = field.world_to_box_index(self.centre + self.local @ rot.T)
         shift_idx = trans @ field._affine_inv[:3, :3].T
         lo = base_idx + shift_idx.min(axis=0)
         hi = base_idx + shift_idx.max(axis=0)
         keep = np.all((hi >= self.cand_lo - 1) & (lo <= self.cand_hi + 1), axis=1)
-        base, base_idx = base[keep], base_idx[keep]
-        self.n_evaluated += len(fracs)
-        if len(base) == 0:
-            return np.zeros(len(fracs), np.int64), np.full(len(fracs), -np.inf)
-        world = base[None, :, :] + trans[:, None, :]
+        base_idx = base_idx[keep]
+        self.n_evaluated += n
+        if len(base_idx) == 0:
+            return np.zeros(n, np.int64), np.full(n, -np.inf)
         idx = base_idx[None, :, :] + shift_idx[:, None, :]
-        allowed, est = field.classify(world, idx)
-        counts = allowed.sum(axis=1)
-        kept = counts if self.cap is None else np.minimum(counts, self.cap)
+        state, est = field.bound(idx)
+        cap = self.cap if self.cap is not None else state.shape[1]
+        undecided = state == UNDECIDED
+        lower = np.minimum((state == ALLOWED).sum(axis=1), cap)
+        upper = np.minimum(lower + undecided.sum(axis=1), cap)
+        open_rows = undecided.any(axis=1)
+        threshold = max(self.best_count, int(lower.max()))
+        for u in np.unique(upper[open_rows])[::-1]:
+            if u < threshold:
+                break
+            rows = np.flatnonzero(open_rows & (upper == u))
+            sub = state[rows]
+            mask = undecided[rows]
+            sub[mask] = field.settle(idx[rows][mask])
+            state[rows] = sub
+            self.n_settled += int(len(rows))
+            threshold = max(threshold, int(np.minimum((sub == ALLOWED).sum(axis=1), cap).max()))
+        allowed = state == ALLOWED
+        kept = np.minimum(allowed.sum(axis=1), cap)
+        self.best_count = max(self.best_count, int(kept.max()))
         room = np.where(allowed, est, -np.inf)
         room = -np.sort(-room, axis=1)
-        tie = np.where(kept > 0, room[np.arange(len(fracs)), np.maximum(kept - 1, 0)], -np.inf)
+        tie = np.where(kept > 0, room[np.arange(n), np.maximum(kept - 1, 0)], -np.inf)
         return kept, tie
 
     def points(self, cand: _Candidate) -> NDArray[np.float64]:
@@ -220,10 +245,12 @@ def plan_vertices(
     gtv = _coerce_mask(gtv, "the GTV mask")
     oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
 
-    target = gtv.with_array(erode_mm(gtv.array, params.gtv_margin_mm,
-                                     voxel_size_mm=gtv.voxel_size_mm))
     field = RuleField(gtv, oars, diameter_mm=params.diameter_mm,
                       gtv_margin_mm=params.gtv_margin_mm)
+    # The LATTICE target from the field's depth map: the same erosion as erode_mm, one EDT.
+    target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
+    target_array[field.box] = field.depth_box > params.gtv_margin_mm
+    target = gtv.with_array(target_array)
 
     def finish(centres: NDArray[np.float64], search: dict[str, Any],
                warnings: tuple[str, ...] = ()) -> Plan:
@@ -319,6 +346,7 @@ def plan_vertices(
         "translations_per_orientation": int(len(fracs)),
         "poses_evaluated_coarse": int(n_coarse),
         "poses_evaluated_total": int(search.n_evaluated),
+        "poses_needing_exact_distances": int(search.n_settled),
         "chosen_angle_deg": round(best.angle_deg, 4),
         "chosen_tilt_deg": round(best.tilt_deg, 4),
         "chosen_translation_mm": [round(float(v), 4)

@@ -30,10 +30,13 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .errors import ParameterError
-from .margins import bounding_box, depth_in_box_mm
+from .margins import EDT_TOLERANCE_MM, bounding_box, depth_in_box_mm, distance_to_background_mm
 from .volume import Volume
 
 _CUBE = np.ones((3, 3, 3), dtype=bool)
+
+#: Point states of :meth:`RuleField.bound`.
+FORBIDDEN, ALLOWED, UNDECIDED = 0, 1, -1
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,30 +98,48 @@ class RuleField:
         for o in self.oars:
             gtv.check_same_grid(o.mask, name="the GTV", other_name=f"OAR '{o.name}'")
         depth, box = depth_in_box_mm(gtv.array, voxel_size_mm=vox, pad_vox=1)
+        #: Depth (mm) of every voxel of :attr:`box` below the GTV surface.
+        self.depth_box = depth
         self.box = box
         self.box_lo = np.array([s.start for s in box], dtype=np.int64)
-        self.box_shape = np.array(depth.shape, dtype=np.int64)
         slack = depth - np.float32(self.need_depth_mm)
-        for o in self.oars:
-            slack = np.minimum(slack, self._oar_distance_in_box(o) - np.float32(
-                self.need_oar_mm[o.name]))
-        self.slack_vox: NDArray[np.float32] = slack
+        # OAR terms matter only where the GTV term leaves a chance (> -band): elsewhere the
+        # GTV term alone rejects, and a corner there cannot raise a lower bound above 0.
+        self.cand = bounding_box(slack > -self.band_mm - EDT_TOLERANCE_MM, pad_vox=1) \
+            if np.any(slack > -self.band_mm - EDT_TOLERANCE_MM) else None
+        if self.cand is not None:
+            view = slack[self.cand]
+            for o in self.oars:
+                np.minimum(view, self._oar_distance(o, self.cand) - np.float32(
+                    self.need_oar_mm[o.name]), out=view)
+        # C order once: lookup() ravels it for every batch of points.
+        self.slack_vox: NDArray[np.float32] = np.ascontiguousarray(slack)
+        self._slack_flat = self.slack_vox.ravel()
+        self._shape32 = np.array(slack.shape, dtype=np.int32)
+        self._strides32 = np.array([slack.shape[1] * slack.shape[2], slack.shape[2], 1],
+                                   dtype=np.int32)
         self._affine_inv = np.linalg.inv(gtv.affine)
 
-    def _oar_distance_in_box(self, oar: Oar) -> NDArray[np.float32]:
-        """Distance (mm) from each box voxel to the nearest OAR voxel; inf if beyond reach."""
+    def _oar_distance(self, oar: Oar, sub: tuple[slice, slice, slice]) -> NDArray[np.float32]:
+        """Distance (mm) from each voxel of ``sub`` (box indices) to the nearest OAR voxel.
+
+        The EDT runs on ``sub`` grown by the rule's reach: an OAR voxel farther away cannot
+        decide anything, so distances beyond the reach may be over-estimated (up to inf).
+        """
         vox = self.gtv.voxel_size_mm
         reach = oar.clearance_mm + self.radius_mm + 2 * self.band_mm
         grow = np.ceil(reach / vox).astype(int) + 1
-        lo = np.maximum(self.box_lo - grow, 0)
-        hi = np.minimum(self.box_lo + self.box_shape + grow, self.gtv.shape)
+        sub_lo = self.box_lo + [s.start for s in sub]
+        sub_hi = self.box_lo + [s.stop for s in sub]
+        lo = np.maximum(sub_lo - grow, 0)
+        hi = np.minimum(sub_hi + grow, self.gtv.shape)
         region = oar.mask.array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        shape = tuple(sub_hi - sub_lo)
         if not region.any():
-            return np.full(self.box_shape, np.inf, dtype=np.float32)
-        dist = ndimage.distance_transform_edt(~region, sampling=vox).astype(np.float32)
-        a = self.box_lo - lo
-        b = a + self.box_shape
-        return dist[a[0]:b[0], a[1]:b[1], a[2]:b[2]]
+            return np.full(shape, np.inf, dtype=np.float32)
+        dist = distance_to_background_mm(~region, voxel_size_mm=vox, border_is_background=False)
+        a = sub_lo - lo
+        return dist[a[0]:a[0] + shape[0], a[1]:a[1] + shape[1], a[2]:a[2] + shape[2]]
 
     # -- fast look-up ---------------------------------------------------------------------
 
@@ -132,12 +153,10 @@ class RuleField:
 
         Points outside the box get -inf (the box holds every voxel of the GTV).
         """
-        idx = np.rint(box_ijk).astype(np.int64)
-        shape = self.slack_vox.shape
-        ok = np.all((idx >= 0) & (idx < np.array(shape)), axis=-1)
-        flat = np.ravel_multi_index(tuple(np.where(ok, idx[..., d], 0) for d in range(3)),
-                                    shape)
-        out = self.slack_vox.ravel()[flat]
+        idx = np.rint(box_ijk).astype(np.int32)
+        ok = np.all((idx >= 0) & (idx < self._shape32), axis=-1)
+        flat = idx @ self._strides32
+        out = self._slack_flat[np.where(ok, flat, 0)]
         return np.where(ok, out, np.float32(-np.inf))
 
     # -- exact distances ------------------------------------------------------------------
@@ -175,14 +194,9 @@ class RuleField:
             slack = np.minimum(slack, d - self.need_oar_mm[name])
         return slack
 
-    def classify(self, ras_mm: NDArray[np.float64],
-                 box_ijk: NDArray[np.float64] | None = None
+    def classify(self, ras_mm: NDArray[np.float64]
                  ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """Exact allowed/forbidden decision for world points of any leading shape.
-
-        Three stages, each exact for what it settles: the slack at the nearest voxel centre
-        c bounds the slack at p to ``s(c) +- |p - c|``; points still undecided are bounded by
-        the eight surrounding voxel centres; the rest get exact KD-tree distances.
 
         Returns
         -------
@@ -190,28 +204,50 @@ class RuleField:
         slack_estimate : (...) ndarray of float32
             Slack at the nearest voxel centre (within ``band_mm`` of the exact slack).
         """
-        if box_ijk is None:
-            box_ijk = self.world_to_box_index(ras_mm)
+        box_ijk = self.world_to_box_index(ras_mm)
+        state, est = self.bound(box_ijk)
+        undecided = state == UNDECIDED
+        if undecided.any():
+            state[undecided] = self.settle(box_ijk[undecided])
+        return state == ALLOWED, est
+
+    def bound(self, box_ijk: NDArray[np.float64]
+              ) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+        """Decide what cheap bounds can decide, exactly.
+
+        The slack at the nearest voxel centre c bounds the slack at p to ``s(c) +- |p - c|``
+        (``band_mm`` at most); points still undecided are bounded by the eight surrounding
+        voxel centres. What remains is left to :meth:`settle`.
+
+        Returns
+        -------
+        state : (...) ndarray of int8
+            :data:`ALLOWED`, :data:`FORBIDDEN` or :data:`UNDECIDED`.
+        slack_estimate : (...) ndarray of float32
+        """
         est = self.lookup(box_ijk)
-        allowed = est >= self.band_mm
-        unsure = (est > -self.band_mm) & ~allowed
+        tol = EDT_TOLERANCE_MM
+        state = np.where(est >= self.band_mm + tol, ALLOWED, FORBIDDEN).astype(np.int8)
+        unsure = (est > -self.band_mm - tol) & (state == FORBIDDEN)
         if not unsure.any():
-            return allowed, est
+            return state, est
         ijk = box_ijk[unsure]
         s_near = est[unsure].astype(np.float64)
         off = np.linalg.norm((ijk - np.rint(ijk)) * self.gtv.voxel_size_mm, axis=-1)
-        yes = s_near >= off
-        maybe = (s_near > -off) & ~yes
+        sub = np.where(s_near >= off + tol, ALLOWED, FORBIDDEN).astype(np.int8)
+        maybe = (s_near > -off - tol) & (sub == FORBIDDEN)
         if maybe.any():
             lower, upper = self._corner_bounds(ijk[maybe])
-            sub_yes = lower >= 0
-            sub_maybe = (upper >= 0) & ~sub_yes
-            if sub_maybe.any():
-                pts = ras_mm[unsure][maybe][sub_maybe]
-                sub_yes[sub_maybe] = self._exact_allowed(pts)
-            yes[maybe] = sub_yes
-        allowed[unsure] = yes
-        return allowed, est
+            sub[maybe] = np.where(lower >= tol, ALLOWED,
+                                  np.where(upper >= -tol, UNDECIDED, FORBIDDEN))
+        state[unsure] = sub
+        return state, est
+
+    def settle(self, box_ijk: NDArray[np.float64]) -> NDArray[np.int8]:
+        """Exact decision (ALLOWED / FORBIDDEN) for points given as box indices, shape (n, 3)."""
+        a = self.gtv.affine
+        pts = (box_ijk + self.box_lo) @ a[:3, :3].T + a[:3, 3]
+        return np.where(self._exact_allowed(pts), ALLOWED, FORBIDDEN).astype(np.int8)
 
     def _corner_bounds(self, box_ijk: NDArray[np.float64]
                        ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

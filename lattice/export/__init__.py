@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -100,24 +101,17 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
                                "choose another --out folder") from exc
     try:
-        written = []
-        save_volume(plan.lattice_target, stage / "lattice_target.nii.gz")
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
-        save_volume(labels, stage / "vertices.nii.gz")
-        written += ["lattice_target.nii.gz", "vertices.nii.gz"]
-        if picture and ct is not None:
-            from ..render import render_overview  # matplotlib only when a picture is drawn
-
-            render_overview(stage / "overview.png", ct=ct, gtv=plan.gtv,
-                            lattice_target=plan.lattice_target,
-                            centers_ras_mm=plan.centers_ras_mm,
-                            diameter_mm=plan.parameters.diameter_mm, oars=dict(oars or {}),
-                            title=f"LATTICE {plan.parameters.pattern.upper()}  "
-                                  f"D {plan.parameters.diameter_mm:g} mm  "
-                                  f"S {plan.parameters.min_spacing_mm:g} mm  "
-                                  f"margin {plan.parameters.gtv_margin_mm:g} mm")
-            written.append("overview.png")
+        # The NIfTI files compress in a second thread (zlib releases the GIL) while the
+        # picture is drawn.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            nifti_job = pool.submit(_save_all, [
+                (plan.lattice_target, stage / "lattice_target.nii.gz"),
+                (labels, stage / "vertices.nii.gz")])
+            written = _draw(plan, stage, ct, oars) if picture and ct is not None else []
+            nifti_job.result()
+        written = ["lattice_target.nii.gz", "vertices.nii.gz", *written]
         write_plan_json(plan, stage / "plan.json", inputs=inputs)
         written.append("plan.json")
         return _move_into_place(stage, out, written)
@@ -126,6 +120,23 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                                "written; free space or choose another --out folder") from exc
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _save_all(items: Sequence[tuple[Volume, Path]]) -> None:
+    for volume, path in items:
+        save_volume(volume, path)
+
+
+def _draw(plan: Plan, stage: Path, ct: Volume, oars: Mapping[str, Volume] | None) -> list[str]:
+    from ..render import render_overview  # matplotlib is imported only to draw
+
+    p = plan.parameters
+    render_overview(stage / "overview.png", ct=ct, gtv=plan.gtv,
+                    lattice_target=plan.lattice_target, centers_ras_mm=plan.centers_ras_mm,
+                    diameter_mm=p.diameter_mm, oars=dict(oars or {}),
+                    title=f"LATTICE {p.pattern.upper()}  D {p.diameter_mm:g} mm  "
+                          f"S {p.min_spacing_mm:g} mm  margin {p.gtv_margin_mm:g} mm")
+    return ["overview.png"]
 
 
 def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:

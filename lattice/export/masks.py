@@ -27,7 +27,7 @@ def sphere_label_map(reference: Volume, centers_ras_mm: NDArray[np.float64], *,
     """
     n = len(centers_ras_mm)
     dtype = np.uint8 if n < 256 else np.uint16
-    out = np.zeros(reference.shape, dtype=dtype)
+    out = np.zeros(reference.shape, dtype=dtype, order="F")  # NIfTI order: no copy on save
     radius = diameter_mm / 2.0
     vox = reference.voxel_size_mm
     # A world ball of radius r spans at most r / voxel_size voxels along each (orthogonal)
