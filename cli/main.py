@@ -8,7 +8,9 @@ parameters or usage; 3 unreadable input file; 4 unusable mask; 5 grids differ; 6
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -87,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _import_quietly(name: str) -> None:
+    try:
+        importlib.import_module(name)
+    except Exception:  # noqa: BLE001 - the real import later reports it
+        pass
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from lattice.export import check_output_folder, write_plan_folder
     from lattice.io import load_case, sha256_file
@@ -95,6 +104,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_output_folder(args.out, force=args.force)
+    if not args.no_picture:
+        # matplotlib takes ~0.8 s to import; do it while the inputs load and the plan runs.
+        threading.Thread(target=_import_quietly, args=("lattice.render",), daemon=True).start()
     names = [name for name, _, _ in args.oar]
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "

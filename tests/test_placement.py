@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from oracles import (best_random_translation_count, check_rules, ellipsoid, grid,
-                     oracle_depth, world_of)
+from oracles import (
+    best_random_translation_count,
+    check_rules,
+    ellipsoid,
+    grid,
+    oracle_depth,
+    world_of,
+)
 from scipy.spatial import cKDTree
 
 from lattice.placement import plan_vertices
 from lattice.rules import Oar
 from lattice.volume import Volume
-
 
 # -- tests -----------------------------------------------------------------------------------
 
