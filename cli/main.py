@@ -104,9 +104,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     check_output_folder(args.out, force=args.force)
+    importer = None
     if not args.no_picture:
         # matplotlib takes ~0.8 s to import; do it while the inputs load and the plan runs.
-        threading.Thread(target=_import_quietly, args=("lattice.render",), daemon=True).start()
+        importer = threading.Thread(target=_import_quietly, args=("lattice.render",),
+                                    daemon=True)
+        importer.start()
     names = [name for name, _, _ in args.oar]
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
@@ -126,6 +129,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
+    if importer is not None:
+        importer.join()  # the picture may be drawn in a forked child: no thread may be running
     written = write_plan_folder(plan, args.out, ct=case.ct, oars=case.oars,
                                 inputs=inputs, force=args.force, picture=not args.no_picture)
     for warning in plan.warnings:

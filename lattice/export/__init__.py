@@ -7,12 +7,12 @@ half-written plan. Existing output files are never replaced unless ``force`` is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +103,18 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     try:
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
-        # The NIfTI files compress in a second thread (zlib releases the GIL) while the
-        # picture is drawn.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            nifti_job = pool.submit(_save_all, [
-                (plan.lattice_target, stage / "lattice_target.nii.gz"),
-                (labels, stage / "vertices.nii.gz")])
-            written = _draw(plan, stage, ct, oars) if picture and ct is not None else []
-            nifti_job.result()
+        # The picture is drawn in a forked child on the second core while this process
+        # compresses the NIfTI files; both hold their interpreter lock most of the time.
+        wait_picture = (_draw_in_background(plan, stage, ct, oars) if picture and ct is not None
+                        else list)
+        try:
+            _save_all([(plan.lattice_target, stage / "lattice_target.nii.gz"),
+                       (labels, stage / "vertices.nii.gz")])
+        except BaseException:
+            with contextlib.suppress(Exception):
+                wait_picture()  # reap the child; the first error is the one to report
+            raise
+        written = wait_picture()
         written = ["lattice_target.nii.gz", "vertices.nii.gz", *written]
         write_plan_json(plan, stage / "plan.json", inputs=inputs)
         written.append("plan.json")
@@ -125,6 +129,45 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
 def _save_all(items: Sequence[tuple[Volume, Path]]) -> None:
     for volume, path in items:
         save_volume(volume, path)
+
+
+def _draw_in_background(plan: Plan, stage: Path, ct: Volume,
+                        oars: Mapping[str, Volume] | None) -> Callable[[], list[str]]:
+    """Start drawing overview.png; return a function that waits and returns the file names.
+
+    Uses ``os.fork`` where available (the child shares the arrays copy-on-write and exits
+    with ``os._exit``); elsewhere the picture is drawn right away in this process. Call it
+    only when no other thread is running.
+    """
+    from .. import render  # noqa: F401 - imported before forking, so the child need not
+
+    if not hasattr(os, "fork"):
+        names = _draw(plan, stage, ct, oars)
+        return lambda: names
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: draw, report, and leave without running the parent's code
+        code = 1
+        try:
+            os.close(read_fd)
+            _draw(plan, stage, ct, oars)
+            code = 0
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            os.write(write_fd, f"{type(exc).__name__}: {exc}".encode()[:4000])
+        finally:
+            os._exit(code)
+    os.close(write_fd)
+
+    def wait() -> list[str]:
+        with os.fdopen(read_fd, "rb") as fh:
+            message = fh.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise OutputWriteError(f"drawing overview.png failed ({message or 'killed'}); "
+                                   "nothing was written; rerun with --no-picture to skip it")
+        return ["overview.png"]
+
+    return wait
 
 
 def _draw(plan: Plan, stage: Path, ct: Volume, oars: Mapping[str, Volume] | None) -> list[str]:
