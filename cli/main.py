@@ -8,9 +8,8 @@ parameters or usage; 3 unreadable input file; 4 unusable mask; 5 grids differ; 6
 from __future__ import annotations
 
 import argparse
-import importlib
+import contextlib
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,33 +88,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _import_quietly(name: str) -> None:
-    try:
-        importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - the real import later reports it
-        pass
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lattice.export import check_output_folder, write_plan_folder
+    from lattice.export import check_output_folder
+    from lattice.export.picture import PictureWorker
+    from lattice.io import load_case
+
+    t0 = time.perf_counter()
+    check_output_folder(args.out, force=args.force)
+    oar_paths = {name: path for name, path, _ in args.oar}
+
+    def picture_inputs() -> tuple:
+        full = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths)
+        return full.ct, full.gtv, full.oars
+
+    # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
+    # the other core while this process plans.
+    with contextlib.ExitStack() as stack:
+        worker = None if args.no_picture else stack.enter_context(PictureWorker(picture_inputs))
+        return _plan_and_write(args, oar_paths, worker, t0)
+
+
+def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float) -> int:
+    from lattice.export import write_plan_folder
     from lattice.io import load_case, sha256_file
     from lattice.placement import plan_vertices
     from lattice.rules import Oar
 
-    t0 = time.perf_counter()
-    check_output_folder(args.out, force=args.force)
-    importer = None
-    if not args.no_picture:
-        # matplotlib takes ~0.8 s to import; do it while the inputs load and the plan runs.
-        importer = threading.Thread(target=_import_quietly, args=("lattice.render",),
-                                    daemon=True)
-        importer.start()
     names = [name for name, _, _ in args.oar]
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
-    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label,
-                     oar_paths={name: path for name, path, _ in args.oar})
+    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
+                     ct_data=False)
     oars = [Oar(name, case.oars[name], clearance) for name, _, clearance in args.oar]
 
     plan = plan_vertices(
@@ -129,10 +133,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
-    if importer is not None:
-        importer.join()  # the picture may be drawn in a forked child: no thread may be running
-    written = write_plan_folder(plan, args.out, ct=case.ct, oars=case.oars,
-                                inputs=inputs, force=args.force, picture=not args.no_picture)
+    written = write_plan_folder(plan, args.out, inputs=inputs, force=args.force,
+                                picture=worker is not None, worker=worker)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()

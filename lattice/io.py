@@ -60,6 +60,37 @@ def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
     return img, data
 
 
+def load_grid(path: str | Path) -> Volume:
+    """Read only the header of a 3-D NIfTI image: its grid, without the voxel data.
+
+    The returned volume's array is a zero-size-in-memory placeholder (a broadcast scalar) of
+    the image's shape, for grid checks.
+
+    Raises
+    ------
+    InputFileError, MaskError
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"file not found: '{path}'; check the path")
+    if path.is_dir():
+        raise InputFileError(f"'{path}' is a folder; pass a NIfTI file (.nii or .nii.gz)")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for non-NIfTI input
+        raise InputFileError(
+            f"cannot read '{path}' as NIfTI ({type(exc).__name__}: {exc}); "
+            "pass a .nii or .nii.gz file") from exc
+    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        raise InputFileError(
+            f"'{path}' is a {type(img).__name__}, not NIfTI; convert it to .nii.gz")
+    shape = img.shape[:3] if len(img.shape) == 4 and img.shape[3] == 1 else img.shape
+    if len(shape) != 3:
+        raise MaskError(f"'{path}' holds {len(img.shape)}-D data of shape {img.shape}; "
+                        "a 3-D volume is needed (extract one volume first)")
+    return Volume(np.broadcast_to(np.zeros((), dtype=img.get_data_dtype()), shape), img.affine)
+
+
 def load_image(path: str | Path) -> Volume:
     """Read a 3-D NIfTI image (CT or MR) as a :class:`Volume` with its stored dtype.
 
@@ -177,12 +208,12 @@ class Case:
 
 def load_case(ct_path: str | Path, gtv_path: str | Path, *,
               oar_paths: Mapping[str, str | Path] | None = None,
-              gtv_label: int | None = None) -> Case:
+              gtv_label: int | None = None, ct_data: bool = True) -> Case:
     """Read a CT, its GTV and OARs, and check that every mask is on the CT grid.
 
-    Files are read by two threads (decompression releases the GIL), so the cost is close to
-    half the sum of the reads on a two-core machine. Errors are raised in argument order:
-    CT, GTV, then OARs.
+    Files are read by two threads (decompression releases the GIL). Errors are raised in
+    argument order: CT, GTV, then OARs. With ``ct_data=False`` only the CT's header is read
+    (see :func:`load_grid`): enough to plan.
 
     Raises
     ------
@@ -190,7 +221,7 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
     """
     oar_paths = dict(oar_paths or {})
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ct_job = pool.submit(load_image, ct_path)
+        ct_job = pool.submit(load_image if ct_data else load_grid, ct_path)
         gtv_job = pool.submit(load_mask, gtv_path, label=gtv_label)
         oar_jobs = {name: pool.submit(load_mask, p) for name, p in oar_paths.items()}
         try:

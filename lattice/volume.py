@@ -94,6 +94,16 @@ class Volume:
         pts = np.atleast_2d(np.asarray(ras_mm, dtype=np.float64))
         return np.linalg.solve(self.affine[:3, :3], (pts - self.affine[:3, 3]).T).T
 
+    def crop(self, box: tuple[slice, slice, slice]) -> Volume:
+        """The sub-volume ``array[box]`` with the affine that keeps it in place in the world.
+
+        ``box`` holds three slices with non-negative starts and unit steps.
+        """
+        lo = np.array([s.start or 0 for s in box], dtype=float)
+        affine = self.affine.copy()
+        affine[:3, 3] = self.affine[:3, :3] @ lo + self.affine[:3, 3]
+        return Volume(self.array[box], affine)
+
     def with_array(self, array: NDArray) -> Volume:
         """A volume on the same grid holding ``array``."""
         return Volume(array, self.affine)

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from ..io import save_volume
 from ..plan import Plan
 from ..volume import Volume
 from .masks import sphere_label_map
+from .picture import PictureWorker
 
 #: Files a plan folder holds, in the order they are moved into place (plan.json last).
 PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "overview.png", "plan.json")
@@ -64,7 +65,8 @@ def write_plan_json(plan: Plan, path: str | Path, *, inputs: Mapping[str, Any] |
 def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
                       oars: Mapping[str, Volume] | None = None,
                       inputs: Mapping[str, Any] | None = None, force: bool = False,
-                      picture: bool = True) -> dict[str, Path]:
+                      picture: bool = True, worker: PictureWorker | None = None
+                      ) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -73,7 +75,7 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     out_dir : path
         Created if missing.
     ct : Volume, optional
-        The CT, for the overview picture (skipped without it).
+        The CT, for the overview picture (no picture without it or a worker).
     oars : mapping of name to boolean Volume, optional
         Drawn in the overview picture.
     inputs : mapping, optional
@@ -82,6 +84,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         Replace existing output files.
     picture : bool
         Write ``overview.png``.
+    worker : PictureWorker, optional
+        A worker already loading the picture's inputs (the CLI starts one before planning);
+        otherwise one is started here from ``ct`` and ``oars``.
 
     Returns
     -------
@@ -100,22 +105,24 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     except OSError as exc:
         raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
                                "choose another --out folder") from exc
+    own_worker = None
+    if picture and worker is None and ct is not None:
+        own_worker = worker = PictureWorker(lambda: (ct, plan.gtv, dict(oars or {})))
     try:
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
-        # The picture is drawn in a forked child on the second core while this process
-        # compresses the NIfTI files; both hold their interpreter lock most of the time.
-        wait_picture = (_draw_in_background(plan, stage, ct, oars) if picture and ct is not None
-                        else list)
+        if picture and worker is not None:
+            worker.submit(plan, stage / "overview.png", title=_title(plan))
         try:
-            _save_all([(plan.lattice_target, stage / "lattice_target.nii.gz"),
-                       (labels, stage / "vertices.nii.gz")])
+            save_volume(plan.lattice_target, stage / "lattice_target.nii.gz")
+            save_volume(labels, stage / "vertices.nii.gz")
         except BaseException:
-            with contextlib.suppress(Exception):
-                wait_picture()  # reap the child; the first error is the one to report
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    worker.wait()  # the first error is the one to report
             raise
-        written = wait_picture()
-        written = ["lattice_target.nii.gz", "vertices.nii.gz", *written]
+        pictures = worker.wait() if picture and worker is not None else []
+        written = ["lattice_target.nii.gz", "vertices.nii.gz", *pictures]
         write_plan_json(plan, stage / "plan.json", inputs=inputs)
         written.append("plan.json")
         return _move_into_place(stage, out, written)
@@ -123,63 +130,15 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         raise OutputWriteError(f"writing the plan to '{out}' failed ({exc}); nothing was "
                                "written; free space or choose another --out folder") from exc
     finally:
+        if own_worker is not None:
+            own_worker.close()
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def _save_all(items: Sequence[tuple[Volume, Path]]) -> None:
-    for volume, path in items:
-        save_volume(volume, path)
-
-
-def _draw_in_background(plan: Plan, stage: Path, ct: Volume,
-                        oars: Mapping[str, Volume] | None) -> Callable[[], list[str]]:
-    """Start drawing overview.png; return a function that waits and returns the file names.
-
-    Uses ``os.fork`` where available (the child shares the arrays copy-on-write and exits
-    with ``os._exit``); elsewhere the picture is drawn right away in this process. Call it
-    only when no other thread is running.
-    """
-    from .. import render  # noqa: F401 - imported before forking, so the child need not
-
-    if not hasattr(os, "fork"):
-        names = _draw(plan, stage, ct, oars)
-        return lambda: names
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child: draw, report, and leave without running the parent's code
-        code = 1
-        try:
-            os.close(read_fd)
-            _draw(plan, stage, ct, oars)
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
-            os.write(write_fd, f"{type(exc).__name__}: {exc}".encode()[:4000])
-        finally:
-            os._exit(code)
-    os.close(write_fd)
-
-    def wait() -> list[str]:
-        with os.fdopen(read_fd, "rb") as fh:
-            message = fh.read().decode(errors="replace")
-        _, status = os.waitpid(pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
-            raise OutputWriteError(f"drawing overview.png failed ({message or 'killed'}); "
-                                   "nothing was written; rerun with --no-picture to skip it")
-        return ["overview.png"]
-
-    return wait
-
-
-def _draw(plan: Plan, stage: Path, ct: Volume, oars: Mapping[str, Volume] | None) -> list[str]:
-    from ..render import render_overview  # matplotlib is imported only to draw
-
+def _title(plan: Plan) -> str:
     p = plan.parameters
-    render_overview(stage / "overview.png", ct=ct, gtv=plan.gtv,
-                    lattice_target=plan.lattice_target, centers_ras_mm=plan.centers_ras_mm,
-                    diameter_mm=p.diameter_mm, oars=dict(oars or {}),
-                    title=f"LATTICE {p.pattern.upper()}  D {p.diameter_mm:g} mm  "
-                          f"S {p.min_spacing_mm:g} mm  margin {p.gtv_margin_mm:g} mm")
-    return ["overview.png"]
+    return (f"LATTICE {p.pattern.upper()}  D {p.diameter_mm:g} mm  S {p.min_spacing_mm:g} mm  "
+            f"margin {p.gtv_margin_mm:g} mm")
 
 
 def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
