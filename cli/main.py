@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -91,20 +93,21 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_plan(args: argparse.Namespace) -> int:
     from lattice.export import check_output_folder
     from lattice.export.picture import PictureWorker
-    from lattice.io import load_case
+    from lattice.io import load_image
 
     t0 = time.perf_counter()
     check_output_folder(args.out, force=args.force)
     oar_paths = {name: path for name, path, _ in args.oar}
 
-    def picture_inputs() -> tuple:
-        full = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths)
-        return full.ct, full.gtv, full.oars
-
     # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
     # the other core while this process plans.
     with contextlib.ExitStack() as stack:
-        worker = None if args.no_picture else stack.enter_context(PictureWorker(picture_inputs))
+        worker = (None if args.no_picture
+                  else stack.enter_context(PictureWorker(lambda: load_image(args.ct))))
+        # scipy takes ~0.4 s to import: let it run while the masks are decompressed.
+        importer = threading.Thread(target=importlib.import_module,
+                                    args=("lattice.placement",), daemon=True)
+        importer.start()
         return _plan_and_write(args, oar_paths, worker, t0)
 
 
@@ -133,7 +136,7 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
 
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
-    written = write_plan_folder(plan, args.out, inputs=inputs, force=args.force,
+    written = write_plan_folder(plan, args.out, oars=case.oars, inputs=inputs, force=args.force,
                                 picture=worker is not None, worker=worker)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)

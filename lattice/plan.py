@@ -12,7 +12,6 @@ from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from . import __version__
 from .errors import ParameterError
@@ -157,6 +156,8 @@ class Plan:
     @property
     def nearest_vertex_mm(self) -> NDArray[np.float64]:
         """(n,) float: distance from each centre to its nearest other centre (inf if alone)."""
+        from scipy.spatial import cKDTree  # scipy is slow to import; the CLI overlaps it
+
         if self.n_vertices < 2:
             return np.full(self.n_vertices, np.inf)
         d, _ = cKDTree(self.centers_ras_mm).query(self.centers_ras_mm, k=2)

@@ -107,12 +107,12 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                                "choose another --out folder") from exc
     own_worker = None
     if picture and worker is None and ct is not None:
-        own_worker = worker = PictureWorker(lambda: (ct, plan.gtv, dict(oars or {})))
+        own_worker = worker = PictureWorker(lambda: ct)
     try:
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
         if picture and worker is not None:
-            worker.submit(plan, stage / "overview.png", title=_title(plan))
+            worker.submit(plan, stage / "overview.png", title=_title(plan), oars=oars)
         try:
             save_volume(plan.lattice_target, stage / "lattice_target.nii.gz")
             save_volume(labels, stage / "vertices.nii.gz")
