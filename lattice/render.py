@@ -53,6 +53,8 @@ PanelName = Literal["axial", "coronal", "sagittal"]
 #: Margin in mm around the GTV (and any vertex sphere) shown in every panel: enough anatomy
 #: to judge where the tumour sits while keeping it large in the frame.
 DEFAULT_CONTEXT_MM = 25.0
+#: Sphere cuts with a smaller radius (mm) get their id above the circle instead of on it.
+SMALL_CUT_MM = 4.0
 
 #: CT soft-tissue window as ``(level, width)`` in HU.
 DEFAULT_WINDOW_HU = (40.0, 400.0)
@@ -214,8 +216,8 @@ def overview_geometry(
 ) -> OverviewGeometry:
     """Choose the three overview planes, the crop, and each vertex's circle on them.
 
-    Each panel shows the layer of the canonical grid that cuts the most vertex spheres
-    (ties: larger total cross-section area, then nearer the GTV centroid); without vertices,
+    Each panel shows the layer of the canonical grid with the largest total vertex
+    cross-section area (ties: more spheres cut, then nearer the GTV centroid); without vertices,
     or when no sphere reaches the grid, the layer through the GTV centroid. The in-plane
     crop is the bounding box of the GTV and of every vertex sphere, plus ``context_mm``,
     clipped to the grid. The grid is assumed orthogonal (:func:`render_overview` checks it);
@@ -607,15 +609,18 @@ def _draw_panel(
                 linewidth=1.0,
             )
         )
+        # A sphere cut near its rim leaves a small circle that a centred label would hide:
+        # its id goes just above the circle, smaller, so the circle stays visible.
+        small = cut.radius_mm < SMALL_CUT_MM
         ax.text(
             cut.u_mm,
-            cut.v_mm,
+            cut.v_mm + (cut.radius_mm + 1.0 if small else 0.0),
             str(cut.vertex_id),
             color="white",
-            fontsize=8,
-            fontweight="bold",
+            fontsize=6.5 if small else 8,
+            fontweight="normal" if small else "bold",
             ha="center",
-            va="center",
+            va="bottom" if small else "center",
             path_effects=outline,
             clip_on=True,
         )
@@ -677,7 +682,8 @@ def _richest_layer(
     radius: float,
     centroid_layer: float,
 ) -> int:
-    """Layer cutting the most spheres (then most area, then nearest the centroid)."""
+    """Layer showing the most sphere cross-section area (then most spheres cut, then nearest
+    the centroid): seven rims are less informative than four full discs."""
     fallback = int(np.clip(np.rint(centroid_layer), 0, n_layers - 1))
     if len(offsets) == 0:
         return fallback
@@ -689,7 +695,7 @@ def _richest_layer(
         return fallback
     area = np.round(np.where(cut, radius**2 - d**2, 0.0).sum(axis=1), _SCORE_DECIMALS)
     # lexsort: last key is primary; the final tie-break is the lower layer index
-    order = np.lexsort((layers, np.abs(layers - centroid_layer), -area, -count))
+    order = np.lexsort((layers, np.abs(layers - centroid_layer), -count, -area))
     return int(order[0])
 
 

@@ -99,8 +99,8 @@ def _oracle(affine: np.ndarray, gtv: np.ndarray, centers: np.ndarray) -> dict:
             d = np.abs(g[:, a] - layer * s[a])
             cut = d < RADIUS_MM
             key = (
-                cut.sum(),
                 round(float(np.sum(RADIUS_MM**2 - d[cut] ** 2)), 6),
+                cut.sum(),
                 -abs(layer - centroid_idx[a]),
                 -layer,
             )

@@ -137,8 +137,8 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
 
 def _title(plan: Plan) -> str:
     p = plan.parameters
-    return (f"LATTICE {p.pattern.upper()}  D {p.diameter_mm:g} mm  S {p.min_spacing_mm:g} mm  "
-            f"margin {p.gtv_margin_mm:g} mm")
+    return (f"LATTICE {p.pattern.upper()}, spacing {p.min_spacing_mm:g} mm, "
+            f"GTV margin {p.gtv_margin_mm:g} mm")
 
 
 def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
