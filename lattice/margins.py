@@ -23,19 +23,27 @@ BoxSlices = tuple[slice, slice, slice]
 def bounding_box(mask: NDArray[np.bool_], *, pad_vox: ArrayLike = 0) -> BoxSlices:
     """Slices of the smallest box holding every true voxel, grown by ``pad_vox`` per axis.
 
-    The box is clipped to the array. Raises :class:`MaskError` for an empty mask.
+    The box is clipped to the array. Raises :class:`MaskError` for an empty mask. One pass
+    over the array: the projection along the slowest-varying axis gives the other two
+    ranges, the third comes from the (small) box they span.
     """
     pad = np.broadcast_to(np.asarray(pad_vox, dtype=int), (3,))
-    out = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        hit = np.flatnonzero(np.any(mask, axis=other))
+    # Reduce along the axis that is contiguous in memory last (k for C order, i for Fortran).
+    axis = 0 if mask.flags.f_contiguous and not mask.flags.c_contiguous else 2
+    others = [a for a in range(3) if a != axis]
+    flat = np.any(mask, axis=axis)
+    ranges: dict[int, tuple[int, int]] = {}
+    for pos, a in enumerate(others):
+        hit = np.flatnonzero(np.any(flat, axis=1 - pos))
         if hit.size == 0:
             raise MaskError("the mask is empty; it needs at least one voxel")
-        lo = max(int(hit[0]) - int(pad[axis]), 0)
-        hi = min(int(hit[-1]) + 1 + int(pad[axis]), mask.shape[axis])
-        out.append(slice(lo, hi))
-    return out[0], out[1], out[2]
+        ranges[a] = (int(hit[0]), int(hit[-1]) + 1)
+    sub = mask[tuple(slice(*ranges[a]) if a in ranges else slice(None) for a in range(3))]
+    hit = np.flatnonzero(np.any(sub, axis=tuple(others)))
+    ranges[axis] = (int(hit[0]), int(hit[-1]) + 1)
+    return tuple(  # type: ignore[return-value]
+        slice(max(ranges[a][0] - int(pad[a]), 0), min(ranges[a][1] + int(pad[a]), mask.shape[a]))
+        for a in range(3))
 
 
 #: Largest error of the float32 EDT against an exact float64 distance, mm (measured 5e-6 mm

@@ -166,14 +166,15 @@ class Plan:
     def summary(self) -> dict[str, Any]:
         """Plan-level numbers: counts, volumes (cc), nearest-neighbour distances (mm)."""
         voxel_cc = self.gtv.voxel_volume_cc
-        gtv_cc = float(self.gtv.array.sum()) * voxel_cc
+        gtv_cc = float(np.count_nonzero(self.gtv.array)) * voxel_cc
         sphere_cc = np.pi / 6.0 * self.parameters.diameter_mm**3 / 1000.0
         vertex_cc = self.n_vertices * sphere_cc
         nn = self.nearest_vertex_mm
         return {
             "n_vertices": self.n_vertices,
             "gtv_cc": round(gtv_cc, 3),
-            "lattice_target_cc": round(float(self.lattice_target.array.sum()) * voxel_cc, 3),
+            "lattice_target_cc": round(float(np.count_nonzero(self.lattice_target.array))
+                                       * voxel_cc, 3),
             "vertex_volume_cc": round(vertex_cc, 3),
             "vertex_volume_fraction_of_gtv": round(vertex_cc / gtv_cc, 5) if gtv_cc else None,
             "vertices_per_100cc_gtv": round(100 * self.n_vertices / gtv_cc, 3) if gtv_cc else None,

@@ -239,3 +239,17 @@ def test_real_gtv_touching_the_volume_ends_is_eroded_from_them(shared_data):
     assert not eroded[:, :, 0].any() and not eroded[:, :, -1].any()
     padded = erode_mm(np.pad(gtv, 2), 5.0, voxel_size_mm=vox)[2:-2, 2:-2, 2:-2]
     np.testing.assert_array_equal(eroded, padded)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_bounding_box_matches_argwhere_in_both_memory_orders(order):
+    rng = np.random.default_rng(7)
+    for _ in range(150):
+        shape = tuple(int(v) for v in rng.integers(1, 9, 3))
+        m = np.zeros(shape, dtype=bool, order=order)
+        m[tuple(int(rng.integers(0, s)) for s in shape)] = True
+        m |= rng.random(shape) < 0.05
+        idx = np.argwhere(m)
+        expected = tuple(slice(max(int(idx[:, a].min()) - 1, 0),
+                               min(int(idx[:, a].max()) + 2, shape[a])) for a in range(3))
+        assert bounding_box(m, pad_vox=1) == expected
