@@ -1,8 +1,50 @@
 """lattice: LATTICE / SFRT vertex geometry planning.
 
-Erode a GTV by a margin in mm, place spherical high-dose vertices under every rule (diameter,
-spacing, GTV margin, OAR clearance), and export them. World space is RAS+ mm throughout the
-core; LPS appears only in exporters.
+Erode a GTV by a margin in mm, place spherical vertices under every rule (diameter, spacing,
+GTV margin, OAR clearance), and export them. World space is RAS+ mm throughout the core; LPS
+appears only in exporters.
+
+>>> import lattice
+>>> gtv = lattice.load_mask("gtv.nii.gz")                          # doctest: +SKIP
+>>> plan = lattice.plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30,
+...                              gtv_margin_mm=5)                   # doctest: +SKIP
+
+The names below are imported on first use, so ``import lattice`` stays cheap (scipy and
+nibabel take ~0.5 s to import).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Volume": "lattice.volume",
+    "Oar": "lattice.rules",
+    "Plan": "lattice.plan",
+    "PlanParameters": "lattice.plan",
+    "plan_vertices": "lattice.placement",
+    "erode_mm": "lattice.margins",
+    "depth_mm": "lattice.margins",
+    "make_pattern": "lattice.patterns",
+    "load_image": "lattice.io",
+    "load_mask": "lattice.io",
+    "load_case": "lattice.io",
+    "save_volume": "lattice.io",
+    "write_plan_folder": "lattice.export",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lattice' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -36,8 +36,12 @@ from .volume import Volume
 N_REFINE = 6
 #: Local refinement: offsets per axis, as fractions of one coarse step.
 REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
-#: Tilts (deg) of the lattice's z axis away from the slice normal in the '3d' search.
-TILTS_3D_DEG = (15.0, 30.0, 45.0, 60.0, 75.0, 90.0)
+#: The '3d' search tilts the lattice's layer normal away from the slice normal by each of
+#: these angles (deg), towards each azimuth of TILT_AZIMUTHS_DEG, on top of the rotation about
+#: that normal (ZXZ Euler angles). The lattices are centrosymmetric, so three azimuths cover
+#: six directions of the normal.
+TILTS_3D_DEG = (22.5, 45.0, 67.5, 90.0)
+TILT_AZIMUTHS_DEG = (0.0, 60.0, 120.0)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class _Candidate:
     tie: float
     angle_deg: float
     tilt_deg: float
+    azimuth_deg: float
     frac: tuple[float, float, float]
 
 
@@ -92,8 +97,10 @@ class _Search:
         #: Best exact count seen so far (branch and bound threshold).
         self.best_count = 0
 
-    def rotation(self, angle_deg: float, tilt_deg: float) -> NDArray[np.float64]:
-        return self.frame @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
+    def rotation(self, angle_deg: float, tilt_deg: float = 0.0,
+                 azimuth_deg: float = 0.0) -> NDArray[np.float64]:
+        """Lattice orientation: ``frame Rz(azimuth) Rx(tilt) Rz(angle)`` (ZXZ Euler angles)."""
+        return self.frame @ _rot_z(azimuth_deg) @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
 
     def translations(self, fracs: NDArray[np.float64]) -> NDArray[np.float64]:
         """Cell fractions -> lattice-frame translations.
@@ -156,7 +163,7 @@ class _Search:
         return kept, tie
 
     def points(self, cand: _Candidate) -> NDArray[np.float64]:
-        rot = self.rotation(cand.angle_deg, cand.tilt_deg)
+        rot = self.rotation(cand.angle_deg, cand.tilt_deg, cand.azimuth_deg)
         t = self.translations(np.array([cand.frac]))[0]
         return self.centre + (self.local + t) @ rot.T
 
@@ -284,14 +291,16 @@ def plan_vertices(
         z_steps = max(int(round(lattice.cell_mm[2, 2] / slice_step)), 1)
     fracs = _frac_grid(steps, z_steps)
     angles = np.arange(0.0, lattice.symmetry_deg, params.rotation_step_deg)
-    tilts = (0.0,) if params.orientation_search == "axial" else (0.0, *TILTS_3D_DEG)
+    tilts = [(0.0, 0.0)]
+    if params.orientation_search == "3d":
+        tilts += [(t, a) for t in TILTS_3D_DEG for a in TILT_AZIMUTHS_DEG]
 
     pool: list[_Candidate] = []
-    for tilt in tilts:
+    for tilt, azimuth in tilts:
         for angle in angles:
-            counts, tie = search.evaluate(search.rotation(angle, tilt), fracs)
+            counts, tie = search.evaluate(search.rotation(angle, tilt, azimuth), fracs)
             for i in _best(counts, tie, N_REFINE):
-                pool.append(_Candidate(int(counts[i]), float(tie[i]), float(angle), tilt,
+                pool.append(_Candidate(int(counts[i]), float(tie[i]), float(angle), tilt, azimuth,
                                        tuple(fracs[i])))
     pool.sort(key=lambda c: (-c.count, -c.tie))
     best = pool[0]
@@ -311,9 +320,11 @@ def plan_vertices(
             for d_angle in REFINE_OFFSETS * params.rotation_step_deg * level:
                 angle = seed.angle_deg + d_angle
                 fr = np.array(seed.frac) + local * scale * level
-                counts, tie = search.evaluate(search.rotation(angle, seed.tilt_deg), fr)
+                counts, tie = search.evaluate(
+                    search.rotation(angle, seed.tilt_deg, seed.azimuth_deg), fr)
                 i = _best(counts, tie, 1)[0]
                 cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
+                                  seed.azimuth_deg,
                                   tuple(fr[i]))
                 if (cand.count, cand.tie) > (top.count, top.tie):
                     top = cand
@@ -336,19 +347,20 @@ def plan_vertices(
         pts = pts[: params.max_vertices]
     pts = pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
 
-    rot = search.rotation(best.angle_deg, best.tilt_deg)
+    rot = search.rotation(best.angle_deg, best.tilt_deg, best.azimuth_deg)
     info: dict[str, Any] = {
         "method": "lattice pose search (exact rule checks)",
         "pattern": params.pattern,
         "orientation_search": params.orientation_search,
         "angles_deg": [float(angles[0]), float(angles[-1]), params.rotation_step_deg],
-        "tilts_deg": list(tilts),
+        "tilts_deg": [list(t) for t in tilts],
         "translations_per_orientation": int(len(fracs)),
         "poses_evaluated_coarse": int(n_coarse),
         "poses_evaluated_total": int(search.n_evaluated),
         "poses_needing_exact_distances": int(search.n_settled),
         "chosen_angle_deg": round(best.angle_deg, 4),
         "chosen_tilt_deg": round(best.tilt_deg, 4),
+        "chosen_tilt_azimuth_deg": round(best.azimuth_deg, 4),
         "chosen_translation_mm": [round(float(v), 4)
                                   for v in search.translations(np.array([best.frac]))[0]],
         "chosen_translation_cell_fraction": [round(float(v), 5) for v in best.frac],
