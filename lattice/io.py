@@ -26,7 +26,8 @@ from .volume import Volume
 FLOAT_MASK_THRESHOLD = 0.5
 
 
-def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
+def _open_nifti(path: str | Path) -> nib.Nifti1Image | nib.Nifti2Image:
+    """Open a NIfTI file's header (data stays on disk), with errors that say how to fix it."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"file not found: '{path}'; check the path")
@@ -43,6 +44,24 @@ def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
         raise InputFileError(
             f"'{path}' is a {type(img).__name__}, not NIfTI; convert it to .nii.gz"
         )
+    return img
+
+
+def _spatial_shape(img: nib.Nifti1Image | nib.Nifti2Image, path: str | Path
+                   ) -> tuple[int, int, int]:
+    """The 3-D shape, dropping a trailing axis of length 1; anything else is an error."""
+    shape = img.shape[:3] if len(img.shape) == 4 and img.shape[3] == 1 else img.shape
+    if len(shape) != 3:
+        raise MaskError(
+            f"'{path}' holds {len(img.shape)}-D data of shape {img.shape}; "
+            "a 3-D volume is needed (extract one volume first)"
+        )
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
+    img = _open_nifti(path)
+    shape = _spatial_shape(img, path)
     try:
         data = np.asanyarray(img.dataobj)
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
@@ -50,14 +69,7 @@ def _load_nifti(path: str | Path) -> tuple[nib.Nifti1Image, NDArray]:
             f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); "
             "export the file again"
         ) from exc
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise MaskError(
-            f"'{path}' holds {data.ndim}-D data of shape {data.shape}; "
-            "a 3-D volume is needed (extract one volume first)"
-        )
-    return img, data
+    return img, data.reshape(shape)
 
 
 def load_grid(path: str | Path) -> Volume:
@@ -70,24 +82,8 @@ def load_grid(path: str | Path) -> Volume:
     ------
     InputFileError, MaskError
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(f"file not found: '{path}'; check the path")
-    if path.is_dir():
-        raise InputFileError(f"'{path}' is a folder; pass a NIfTI file (.nii or .nii.gz)")
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises many types for non-NIfTI input
-        raise InputFileError(
-            f"cannot read '{path}' as NIfTI ({type(exc).__name__}: {exc}); "
-            "pass a .nii or .nii.gz file") from exc
-    if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
-        raise InputFileError(
-            f"'{path}' is a {type(img).__name__}, not NIfTI; convert it to .nii.gz")
-    shape = img.shape[:3] if len(img.shape) == 4 and img.shape[3] == 1 else img.shape
-    if len(shape) != 3:
-        raise MaskError(f"'{path}' holds {len(img.shape)}-D data of shape {img.shape}; "
-                        "a 3-D volume is needed (extract one volume first)")
+    img = _open_nifti(path)
+    shape = _spatial_shape(img, path)
     return Volume(np.broadcast_to(np.zeros((), dtype=img.get_data_dtype()), shape), img.affine)
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
@@ -590,21 +591,12 @@ def _draw_panel(
 
     outline = [withStroke(linewidth=2.5, foreground="black")]
     for cut in panel.cuts:
+        # Translucent fill, opaque outline: one patch with an RGBA face colour.
         ax.add_patch(
             Circle(
                 (cut.u_mm, cut.v_mm),
                 cut.radius_mm,
-                facecolor=_VERTEX_COLOR,
-                edgecolor=_VERTEX_COLOR,
-                alpha=0.4,
-                linewidth=1.0,
-            )
-        )
-        ax.add_patch(
-            Circle(
-                (cut.u_mm, cut.v_mm),
-                cut.radius_mm,
-                fill=False,
+                facecolor=to_rgba(_VERTEX_COLOR, 0.4),
                 edgecolor=_VERTEX_COLOR,
                 linewidth=1.0,
             )
