@@ -19,7 +19,7 @@ from pathlib import Path
 from lattice import __version__
 from lattice.errors import LatticeError, ParameterError
 from lattice.patterns import PATTERNS
-from lattice.plan import ORIENTATION_SEARCHES
+from lattice.plan import MODES, ORIENTATION_SEARCHES
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float]:
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="[NAME=]PATH:MM",
                    help="organ at risk mask and its clearance from vertex surfaces; repeatable")
     p.add_argument("--pattern", choices=PATTERNS, default="hcp", help="lattice (hcp)")
+    p.add_argument("--mode", choices=MODES, default="fill",
+                   help="fill: vertices throughout the LATTICE target; shell: along its edge, "
+                   "centres at depth margin + D/2 .. + --shell-width-mm (fill)")
+    p.add_argument("--shell-width-mm", type=float, default=None,
+                   help="shell width for --mode shell (default D/2)")
     p.add_argument("--snap-to-slices", action="store_true",
                    help="put every vertex centre on a CT slice plane")
     p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
@@ -129,7 +134,8 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
         case.gtv, diameter_mm=args.diameter_mm, min_spacing_mm=args.spacing_mm,
         gtv_margin_mm=args.gtv_margin_mm, oars=oars, pattern=args.pattern,
         snap_to_slices=args.snap_to_slices, max_vertices=args.max_vertices,
-        orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg)
+        orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
+        mode=args.mode, shell_width_mm=args.shell_width_mm)
 
     def describe(path: Path) -> dict[str, str]:
         return {"path": str(path.resolve()), "sha256": sha256_file(path)}

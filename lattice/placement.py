@@ -200,6 +200,8 @@ def plan_vertices(
     orientation_search: str = "axial",
     rotation_step_deg: float = 5.0,
     translation_steps: int = 12,
+    mode: str = "fill",
+    shell_width_mm: float | None = None,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
 
@@ -227,6 +229,11 @@ def plan_vertices(
         Angle step of the coarse orientation search.
     translation_steps : int
         Coarse translations per cell axis.
+    mode : {'fill', 'shell'}
+        ``shell`` keeps every centre within ``shell_width_mm`` of the shallowest allowed
+        depth (margin + D/2): vertices along the edge of the LATTICE target.
+    shell_width_mm : float, optional
+        Shell width (default D/2).
 
     Returns
     -------
@@ -244,7 +251,8 @@ def plan_vertices(
         oar_clearance_mm={o.name: float(o.clearance_mm) for o in oars},
         snap_to_slices=bool(snap_to_slices), max_vertices=max_vertices,
         orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
-        translation_steps=int(translation_steps))
+        translation_steps=int(translation_steps), mode=mode,
+        shell_width_mm=None if shell_width_mm is None else float(shell_width_mm))
     params.validate()
     if len({o.name for o in oars}) != len(oars):
         raise MaskError("two OARs share a name; give each OAR a distinct name")
@@ -253,7 +261,7 @@ def plan_vertices(
     oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
 
     field = RuleField(gtv, oars, diameter_mm=params.diameter_mm,
-                      gtv_margin_mm=params.gtv_margin_mm)
+                      gtv_margin_mm=params.gtv_margin_mm, max_depth_mm=params.max_depth_mm)
     # The LATTICE target from the field's depth map: the same erosion as erode_mm, one EDT.
     target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
     target_array[field.box] = field.depth_box > params.gtv_margin_mm

@@ -8,6 +8,7 @@ x and y negated) and fractional voxel index of the CT grid.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -15,11 +16,14 @@ from numpy.typing import NDArray
 
 from . import __version__
 from .errors import ParameterError
+from .margins import bounding_box, distance_to_background_mm
 from .patterns import PATTERNS
 from .volume import Volume
 
 OrientationSearch = Literal["axial", "3d"]
 ORIENTATION_SEARCHES: tuple[str, ...] = get_args(OrientationSearch)
+Mode = Literal["fill", "shell"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 #: RAS -> LPS: negate x and y (DICOM patient coordinates), z unchanged.
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
@@ -52,6 +56,12 @@ class PlanParameters:
         Angular step of the orientation search.
     translation_steps : int
         Translations per cell axis in the coarse search (refined afterwards).
+    mode : {'fill', 'shell'}
+        ``fill``: vertices throughout the LATTICE target. ``shell``: vertices on the edge of
+        the LATTICE target, every centre at depth between margin + D/2 and margin + D/2 +
+        ``shell_width_mm`` below the GTV surface.
+    shell_width_mm : float or None
+        Width of the shell of allowed centre depths (shell mode; default D/2).
     """
 
     diameter_mm: float = 15.0
@@ -64,6 +74,16 @@ class PlanParameters:
     orientation_search: str = "axial"
     rotation_step_deg: float = 5.0
     translation_steps: int = 12
+    mode: str = "fill"
+    shell_width_mm: float | None = None
+
+    @property
+    def max_depth_mm(self) -> float | None:
+        """Deepest allowed centre (shell mode), mm below the GTV surface; None in fill mode."""
+        if self.mode != "shell":
+            return None
+        width = self.diameter_mm / 2 if self.shell_width_mm is None else self.shell_width_mm
+        return self.gtv_margin_mm + self.diameter_mm / 2 + width
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` naming the first bad value and how to fix it."""
@@ -88,6 +108,11 @@ class PlanParameters:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
                 f"{', '.join(ORIENTATION_SEARCHES)}")
+        if self.mode not in MODES:
+            raise ParameterError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.shell_width_mm is not None and (not _finite(self.shell_width_mm)
+                                                or self.shell_width_mm <= 0):
+            raise ParameterError(f"shell_width_mm must be > 0, got {self.shell_width_mm}")
         if self.max_vertices is not None and self.max_vertices < 1:
             raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
         if not _finite(self.rotation_step_deg) or not 0 < self.rotation_step_deg <= 90:
@@ -163,13 +188,25 @@ class Plan:
         d, _ = cKDTree(self.centers_ras_mm).query(self.centers_ras_mm, k=2)
         return np.asarray(d[:, 1], dtype=np.float64)
 
+    @cached_property
+    def covering_radius_mm(self) -> float | None:
+        """Largest distance from a GTV voxel centre to its nearest vertex centre (mm)."""
+        return covering_radius_mm(self.gtv, self.centers_ras_mm)
+
     def summary(self) -> dict[str, Any]:
-        """Plan-level numbers: counts, volumes (cc), nearest-neighbour distances (mm)."""
+        """Plan-level numbers: counts, volumes (cc), distances (mm); see README."""
+        return dict(self._summary)
+
+    @cached_property
+    def _summary(self) -> dict[str, Any]:
         voxel_cc = self.gtv.voxel_volume_cc
         gtv_cc = float(np.count_nonzero(self.gtv.array)) * voxel_cc
         sphere_cc = np.pi / 6.0 * self.parameters.diameter_mm**3 / 1000.0
         vertex_cc = self.n_vertices * sphere_cc
         nn = self.nearest_vertex_mm
+        p = self.parameters
+        # Outer shell: centres at most one vertex radius deeper than the shallowest allowed.
+        shell_limit = p.gtv_margin_mm + p.diameter_mm
         return {
             "n_vertices": self.n_vertices,
             "gtv_cc": round(gtv_cc, 3),
@@ -180,7 +217,15 @@ class Plan:
             "vertices_per_100cc_gtv": round(100 * self.n_vertices / gtv_cc, 3) if gtv_cc else None,
             "nearest_vertex_min_mm": _num(nn.min()) if self.n_vertices > 1 else None,
             "nearest_vertex_mean_mm": _num(nn.mean()) if self.n_vertices > 1 else None,
+            "nearest_vertex_cv": (round(float(nn.std() / nn.mean()), 4)
+                                  if self.n_vertices > 1 else None),
             "depth_min_mm": _num(self.depth_mm.min()) if self.n_vertices else None,
+            "depth_max_mm": _num(self.depth_mm.max()) if self.n_vertices else None,
+            "covering_radius_mm": _num(self.covering_radius_mm)
+                                  if self.covering_radius_mm is not None else None,
+            "outer_shell_depth_limit_mm": shell_limit,
+            "fraction_in_outer_shell": (round(float(np.mean(self.depth_mm <= shell_limit)), 4)
+                                        if self.n_vertices else None),
         }
 
     def vertex_records(self) -> list[dict[str, Any]]:
@@ -225,6 +270,34 @@ class Plan:
             "warnings": list(self.warnings),
             "vertices": self.vertex_records(),
         }
+
+
+def covering_radius_mm(gtv: Volume, centers_ras_mm: NDArray[np.float64]) -> float | None:
+    """Largest distance (mm) from a voxel centre of the GTV to its nearest vertex centre.
+
+    Exact, in two stages: an EDT from the voxels nearest each centre gives every voxel's
+    distance within the half voxel diagonal h (the centre is within h of its voxel); only the
+    voxels within 2 h of the largest such value can hold the maximum, and those get exact
+    KD-tree distances. None without vertices.
+    """
+    from scipy.spatial import cKDTree
+
+    if len(centers_ras_mm) == 0:
+        return None
+    box = bounding_box(gtv.array)
+    sub = gtv.array[box]
+    lo = np.array([s.start for s in box])
+    seeds = np.ones(sub.shape, dtype=bool)
+    near = np.rint(gtv.ras_to_ijk(centers_ras_mm)).astype(int) - lo
+    near = np.clip(near, 0, np.array(sub.shape) - 1)
+    seeds[tuple(near.T)] = False
+    approx = distance_to_background_mm(seeds, voxel_size_mm=gtv.voxel_size_mm,
+                                       border_is_background=False)
+    h = 0.5 * float(np.linalg.norm(gtv.voxel_size_mm))
+    approx_max = float(approx[sub].max())
+    candidates = np.argwhere(sub & (approx >= approx_max - 2 * h - 1e-3)) + lo
+    d, _ = cKDTree(centers_ras_mm).query(gtv.ijk_to_ras(candidates))
+    return float(np.max(d))
 
 
 def _num(value: float) -> float | None:

@@ -6,10 +6,12 @@ For a vertex of radius R centred at a world point p the rules are
   to the nearest voxel centre outside the GTV (voxels beyond the array border count as
   outside);
 * OAR clearance, per organ: ``dist(p, OAR) >= clearance_mm + R``, the distance to the
-  nearest OAR voxel centre.
+  nearest OAR voxel centre;
+* shell placement only: ``depth(p) <= max_depth_mm`` (``margin + R + shell width``).
 
-The *slack* of p is the smallest of ``depth - (margin + R)`` and every
-``dist_k - (clearance_k + R)``; p is allowed when the slack is >= 0.
+The *slack* of p is the smallest of ``depth - (margin + R)``, every
+``dist_k - (clearance_k + R)`` and, for a shell, ``max_depth_mm - depth``; p is allowed when
+the slack is >= 0.
 
 Both distances are 1-Lipschitz in p and exact (EDT) at voxel centres, so the slack at the
 nearest voxel centre differs from the slack at p by at most the half voxel diagonal ``band``.
@@ -79,11 +81,13 @@ class RuleField:
     """
 
     def __init__(self, gtv: Volume, oars: Sequence[Oar], *, diameter_mm: float,
-                 gtv_margin_mm: float) -> None:
+                 gtv_margin_mm: float, max_depth_mm: float | None = None) -> None:
         self.gtv = gtv
         self.oars = tuple(oars)
         self.radius_mm = diameter_mm / 2.0
         self.need_depth_mm = gtv_margin_mm + self.radius_mm
+        #: Shell placement: centres no deeper than this (None: no limit).
+        self.max_depth_mm = max_depth_mm
         self.need_oar_mm = {o.name: o.clearance_mm + self.radius_mm for o in self.oars}
         vox = gtv.voxel_size_mm
         #: Largest distance from any point to its nearest voxel centre.
@@ -102,6 +106,9 @@ class RuleField:
         self.box = box
         self.box_lo = np.array([s.start for s in box], dtype=np.int64)
         slack = depth - np.float32(self.need_depth_mm)
+        if max_depth_mm is not None:
+            # The shell's inner boundary is one more 1-Lipschitz term of the slack.
+            np.minimum(slack, np.float32(max_depth_mm) - depth, out=slack)
         # OAR terms matter only where the GTV term leaves a chance (> -band): elsewhere the
         # GTV term alone rejects, and a corner there cannot raise a lower bound above 0.
         self.cand = bounding_box(slack > -self.band_mm - EDT_TOLERANCE_MM, pad_vox=1) \
@@ -193,7 +200,10 @@ class RuleField:
     def exact_slack(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
         """Exact slack (mm) of world points (see module docstring)."""
         pts = np.atleast_2d(ras_mm)
-        slack = self.depth_mm(pts) - self.need_depth_mm
+        depth = self.depth_mm(pts)
+        slack = depth - self.need_depth_mm
+        if self.max_depth_mm is not None:
+            slack = np.minimum(slack, self.max_depth_mm - depth)
         inside = self.lookup(self.world_to_box_index(pts)) > -np.inf
         # A point whose nearest voxel is outside the box is outside the GTV.
         slack = np.where(inside, slack, -np.inf)
@@ -277,8 +287,13 @@ class RuleField:
     def _exact_allowed(self, pts: NDArray[np.float64]) -> NDArray[np.bool_]:
         # Bounded queries stop early: only whether something lies closer than the rule matters.
         need = self.need_depth_mm
-        d, _ = self._gtv_outside_tree.query(pts, distance_upper_bound=need * (1 + 1e-9) + 1e-9)
-        ok = d >= need
+        if self.max_depth_mm is None:
+            d, _ = self._gtv_outside_tree.query(pts, distance_upper_bound=need * (1 + 1e-9) + 1e-9)
+            ok = d >= need
+        else:
+            lim = self.max_depth_mm * (1 + 1e-9) + 1e-9
+            d, _ = self._gtv_outside_tree.query(pts, distance_upper_bound=lim)
+            ok = (d >= need) & (d <= self.max_depth_mm)
         for name, tree in self._oar_trees.items():
             lim = self.need_oar_mm[name]
             d, _ = tree.query(pts[ok], distance_upper_bound=lim * (1 + 1e-9) + 1e-9)

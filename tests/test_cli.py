@@ -34,7 +34,7 @@ VOXEL_MM = (1.0, 1.0, 2.5)
 GTV_CENTER_RAS_MM = np.array([-11.7, 24.6, 40.7])
 GTV_RADIUS_MM = 30.0
 D_MM, SPACING_MM, MARGIN_MM = 15.0, 30.0, 5.0
-PLAN_FILES = ("plan.json", "vertices.nii.gz", "lattice_target.nii.gz")
+PLAN_FILES = ("plan.json", "vertices.nii.gz", "vertices.csv", "lattice_target.nii.gz")
 
 
 def world(shape, affine):

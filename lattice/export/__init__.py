@@ -22,9 +22,11 @@ from ..plan import Plan
 from ..volume import Volume
 from .masks import sphere_label_map
 from .picture import PictureWorker
+from .tables import write_vertices_csv
 
 #: Files a plan folder holds, in the order they are moved into place (plan.json last).
-PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "overview.png", "plan.json")
+PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", "overview.png",
+              "plan.json")
 
 
 def check_output_folder(out_dir: str | Path, *, force: bool,
@@ -121,8 +123,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                 with contextlib.suppress(Exception):
                     worker.wait()  # the first error is the one to report
             raise
+        write_vertices_csv(plan, stage / "vertices.csv")
         pictures = worker.wait() if picture and worker is not None else []
-        written = ["lattice_target.nii.gz", "vertices.nii.gz", *pictures]
+        written = ["lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", *pictures]
         write_plan_json(plan, stage / "plan.json", inputs=inputs)
         written.append("plan.json")
         return _move_into_place(stage, out, written)
@@ -137,7 +140,7 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
 
 def _title(plan: Plan) -> str:
     p = plan.parameters
-    return (f"LATTICE {p.pattern.upper()}, spacing {p.min_spacing_mm:g} mm, "
+    return (f"LATTICE {p.pattern.upper()} {p.mode}, spacing {p.min_spacing_mm:g} mm, "
             f"GTV margin {p.gtv_margin_mm:g} mm")
 
 
