@@ -20,22 +20,28 @@ from lattice import __version__
 from lattice.errors import LatticeError, ParameterError
 from lattice.patterns import PATTERNS
 from lattice.plan import MODES, ORIENTATION_SEARCHES
+from lattice.protocols import PROTOCOLS, get_protocol
 
 
-def _oar_arg(text: str) -> tuple[str, Path, float]:
-    """``PATH:MM`` or ``NAME=PATH:MM`` -> (name, path, clearance)."""
+def _oar_arg(text: str) -> tuple[str, Path, float | None]:
+    """``[NAME=]PATH:MM`` -> (name, path, clearance); ``[NAME=]PATH`` leaves the clearance to
+    the protocol (None)."""
     name = None
     if "=" in text.split(":")[0]:
         name, text = text.split("=", 1)
     path, sep, mm = text.rpartition(":")
-    if not sep or not path:
+    clearance: float | None = None
+    if not sep:
+        path = text
+    elif not path:
         raise argparse.ArgumentTypeError(
             f"expected PATH:CLEARANCE_MM (e.g. cord.nii.gz:10), got {text!r}")
-    try:
-        clearance = float(mm)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
+    else:
+        try:
+            clearance = float(mm)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
     p = Path(path)
     if name is None:
         name = p.name.removesuffix(".gz").removesuffix(".nii")
@@ -67,24 +73,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gtv-label", type=int, default=None, metavar="N",
                    help="label of the GTV when --gtv is a label map")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--diameter-mm", type=float, default=15.0, help="vertex diameter (15)")
-    p.add_argument("--spacing-mm", type=float, default=30.0,
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
+                   help="start from a named protocol's parameters (explicit options override "
+                   "them): " + "; ".join(f"{k}: {v.description} [{v.source}]"
+                                        for k, v in PROTOCOLS.items()))
+    p.add_argument("--diameter-mm", type=float, default=None, help="vertex diameter (15)")
+    p.add_argument("--spacing-mm", type=float, default=None,
                    help="minimum centre-to-centre distance between vertices (30)")
-    p.add_argument("--gtv-margin-mm", type=float, default=5.0,
+    p.add_argument("--gtv-margin-mm", type=float, default=None,
                    help="minimum distance from vertex surface to GTV surface (5)")
     p.add_argument("--oar", type=_oar_arg, action="append", default=[],
                    metavar="[NAME=]PATH:MM",
-                   help="organ at risk mask and its clearance from vertex surfaces; repeatable")
-    p.add_argument("--pattern", choices=PATTERNS, default="hcp", help="lattice (hcp)")
+                   help="organ at risk mask and its clearance from vertex surfaces; repeatable "
+                   "(PATH alone takes the protocol's clearance)")
+    p.add_argument("--pattern", choices=PATTERNS, default=None, help="lattice (hcp)")
     p.add_argument("--mode", choices=MODES, default="fill",
                    help="fill: vertices throughout the LATTICE target; shell: along its edge, "
                    "centres at depth margin + D/2 .. + --shell-width-mm (fill)")
     p.add_argument("--shell-width-mm", type=float, default=None,
                    help="shell width for --mode shell (default D/2)")
-    p.add_argument("--snap-to-slices", action="store_true",
+    p.add_argument("--snap-to-slices", action="store_true", default=None,
                    help="put every vertex centre on a CT slice plane")
     p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
                    help="keep at most N vertices (those with the most room)")
+    p.add_argument("--min-vertices", type=_positive_int, default=None, metavar="N",
+                   help="fail (exit 2, nothing written) if fewer than N vertices fit")
     p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
                    help="orientation search: about the slice normal, or also tilted (axial)")
     p.add_argument("--rotation-step-deg", type=float, default=5.0,
@@ -126,33 +139,60 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
+    settings, clearances = _resolve(args)
     case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
                      ct_data=False)
-    oars = [Oar(name, case.oars[name], clearance) for name, _, clearance in args.oar]
-
+    oars = [Oar(name, case.oars[name], clearances[name]) for name, _, _ in args.oar]
     plan = plan_vertices(
-        case.gtv, diameter_mm=args.diameter_mm, min_spacing_mm=args.spacing_mm,
-        gtv_margin_mm=args.gtv_margin_mm, oars=oars, pattern=args.pattern,
-        snap_to_slices=args.snap_to_slices, max_vertices=args.max_vertices,
+        case.gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
         orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
-        mode=args.mode, shell_width_mm=args.shell_width_mm)
+        mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
+        **settings)
 
     def describe(path: Path) -> dict[str, str]:
         return {"path": str(path.resolve()), "sha256": sha256_file(path)}
 
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
-              "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in args.oar]}
+              "oars": [{"name": n, **describe(p), "clearance_mm": clearances[n]}
+                       for n, p, _ in args.oar]}
     written = write_plan_folder(plan, args.out, oars=case.oars, inputs=inputs, force=args.force,
                                 picture=worker is not None, worker=worker)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()
-    print(f"{s['n_vertices']} vertices ({args.pattern}, D {args.diameter_mm:g} mm, "
-          f"spacing {args.spacing_mm:g} mm, margin {args.gtv_margin_mm:g} mm) in a "
+    p = plan.parameters
+    print(f"{s['n_vertices']} vertices ({p.pattern}, D {p.diameter_mm:g} mm, "
+          f"spacing {p.min_spacing_mm:g} mm, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
           f"{time.perf_counter() - t0:.2f} s")
     print(f"wrote {', '.join(sorted(written))} to {args.out}")
     return 0
+
+
+#: Built-in values of the options a protocol may set.
+DEFAULTS = {"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
+            "pattern": "hcp", "snap_to_slices": False}
+
+
+def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
+    """Planning settings and OAR clearances: explicit options, else protocol, else defaults."""
+    protocol = get_protocol(args.protocol) if args.protocol else None
+    explicit = {"diameter_mm": args.diameter_mm, "min_spacing_mm": args.spacing_mm,
+                "gtv_margin_mm": args.gtv_margin_mm, "pattern": args.pattern,
+                "snap_to_slices": args.snap_to_slices}
+    preset = protocol.parameters if protocol else {}
+    settings = {k: v if v is not None else preset.get(k, DEFAULTS[k])
+                for k, v in explicit.items()}
+    clearances = {}
+    for name, path, clearance in args.oar:
+        if clearance is None:
+            if protocol is None or protocol.oar_clearance_mm is None:
+                raise ParameterError(f"--oar '{path}' has no clearance; write --oar "
+                                     f"{path}:MM (e.g. {path}:10) or choose a --protocol "
+                                     "that sets one")
+            clearance = protocol.oar_clearance_mm
+        clearances[name] = clearance
+    return settings, clearances
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .errors import MaskError
+from .errors import MaskError, ParameterError
 from .io import mask_from_array
 from .margins import bounding_box
 from .patterns import LatticePattern, make_pattern
@@ -202,6 +202,8 @@ def plan_vertices(
     translation_steps: int = 12,
     mode: str = "fill",
     shell_width_mm: float | None = None,
+    min_vertices: int | None = None,
+    protocol: str | None = None,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
 
@@ -234,6 +236,11 @@ def plan_vertices(
         depth (margin + D/2): vertices along the edge of the LATTICE target.
     shell_width_mm : float, optional
         Shell width (default D/2).
+    min_vertices : int, optional
+        Raise :class:`ParameterError` if fewer vertices fit.
+    protocol : str, optional
+        Name of the protocol preset the parameters follow (recorded in the plan; see
+        :mod:`lattice.protocols`).
 
     Returns
     -------
@@ -252,7 +259,8 @@ def plan_vertices(
         snap_to_slices=bool(snap_to_slices), max_vertices=max_vertices,
         orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
         translation_steps=int(translation_steps), mode=mode,
-        shell_width_mm=None if shell_width_mm is None else float(shell_width_mm))
+        shell_width_mm=None if shell_width_mm is None else float(shell_width_mm),
+        min_vertices=min_vertices, protocol=protocol)
     params.validate()
     if len({o.name for o in oars}) != len(oars):
         raise MaskError("two OARs share a name; give each OAR a distinct name")
@@ -377,6 +385,12 @@ def plan_vertices(
         "layer_step_mm": round(lattice.layer_step_mm, 4),
         "n_allowed_before_cap": int(allowed.sum()),
     }
+    if params.min_vertices is not None and len(pts) < params.min_vertices:
+        raise ParameterError(
+            f"only {len(pts)} vertices fit ({params.pattern}, D {params.diameter_mm:g} mm, "
+            f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
+            f"at least {params.min_vertices} are required; reduce the diameter, spacing or "
+            "margins, or lower --min-vertices")
     warnings: tuple[str, ...] = ()
     if len(pts) == 0:
         warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "

@@ -62,6 +62,10 @@ class PlanParameters:
         ``shell_width_mm`` below the GTV surface.
     shell_width_mm : float or None
         Width of the shell of allowed centre depths (shell mode; default D/2).
+    min_vertices : int or None
+        Planning fails if fewer vertices fit.
+    protocol : str or None
+        Name of the protocol preset the values follow (:mod:`lattice.protocols`).
     """
 
     diameter_mm: float = 15.0
@@ -76,6 +80,8 @@ class PlanParameters:
     translation_steps: int = 12
     mode: str = "fill"
     shell_width_mm: float | None = None
+    min_vertices: int | None = None
+    protocol: str | None = None
 
     @property
     def max_depth_mm(self) -> float | None:
@@ -115,6 +121,12 @@ class PlanParameters:
             raise ParameterError(f"shell_width_mm must be > 0, got {self.shell_width_mm}")
         if self.max_vertices is not None and self.max_vertices < 1:
             raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
+        if self.min_vertices is not None and self.min_vertices < 1:
+            raise ParameterError(f"min_vertices must be >= 1, got {self.min_vertices}")
+        if (self.min_vertices is not None and self.max_vertices is not None
+                and self.min_vertices > self.max_vertices):
+            raise ParameterError(f"min_vertices ({self.min_vertices}) exceeds max_vertices "
+                                 f"({self.max_vertices}); make them consistent")
         if not _finite(self.rotation_step_deg) or not 0 < self.rotation_step_deg <= 90:
             raise ParameterError(
                 f"rotation_step_deg must be in (0, 90], got {self.rotation_step_deg}")
@@ -254,6 +266,10 @@ class Plan:
         """
         params = asdict(self.parameters)
         params["radius_mm"] = self.parameters.diameter_mm / 2.0
+        if self.parameters.protocol:
+            from .protocols import get_protocol
+
+            params["protocol_source"] = get_protocol(self.parameters.protocol).source
         return {
             "lattice_version": __version__,
             "world_frame": "RAS+ mm (NIfTI); center_lps_mm is DICOM LPS; center_ijk is the "

@@ -536,3 +536,35 @@ def test_real_command_plans_the_case(case, tmp_path, command):
     assert bad.returncode == 4
     assert len(bad.stderr.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
+
+
+# -- protocols and counts ---------------------------------------------------------------------
+
+def test_protocol_preset_sets_parameters_and_explicit_options_override(case, tmp_path):
+    code, _, err = run(["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out",
+                        tmp_path / "mayo", "--protocol", "mayo", "--oar", case["oar"],
+                        "--no-picture"])
+    assert code == 0, err
+    doc = json.loads((tmp_path / "mayo" / "plan.json").read_text())
+    p = doc["parameters"]
+    assert (p["diameter_mm"], p["min_spacing_mm"], p["gtv_margin_mm"]) == (15.0, 30.0, 5.0)
+    assert p["protocol"] == "mayo" and "Deufel" in p["protocol_source"]
+    assert doc["inputs"]["oars"][0]["clearance_mm"] == 10.0  # the protocol's OAR clearance
+
+    code, _, err = run(["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out",
+                        tmp_path / "washu", "--protocol", "washu", "--spacing-mm", "35",
+                        "--no-picture"])
+    assert code == 0, err
+    p = json.loads((tmp_path / "washu" / "plan.json").read_text())["parameters"]
+    assert p["min_spacing_mm"] == 35.0  # explicit beats preset
+    assert p["pattern"] == "fcc" and p["snap_to_slices"] is True  # preset beats default
+
+
+def test_unreachable_min_vertices_fails_and_writes_nothing(case, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = run(plan_args(case, out, "--min-vertices", "500"))
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "--min-vertices" in err
+    assert not out.exists()
+    code, _, err = run(plan_args(case, tmp_path / "ok", "--min-vertices", "1"))
+    assert code == 0, err

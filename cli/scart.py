@@ -1,0 +1,158 @@
+"""``lattice scart``: contract the GTV into the SCART treatment volume (STV) and write it.
+
+Writes ``stv.nii.gz`` (the STV mask on the CT grid) and ``scart.json`` into the output
+folder with the same safety as ``lattice plan``: existing files are never replaced without
+``--force``, and the files are written into a temporary folder beside the target and moved
+into place when complete (``scart.json`` last), so an error or an interruption leaves nothing
+behind. Errors are raised as :class:`lattice.errors.LatticeError`; ``lattice_cli.main.main``
+turns them into the exit code and a one-line message.
+
+Wired into the parser with ``scart.register(sub)`` in :func:`lattice_cli.main.build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+#: Files ``lattice scart`` writes, in the order they are moved into place (scart.json last).
+SCART_FILES = ("stv.nii.gz", "scart.json")
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``scart`` subcommand to ``subparsers``; returns its parser."""
+    p = subparsers.add_parser(
+        "scart", help="contract the GTV into the SCART treatment volume (STV)",
+        description="Contract the GTV about its core by an exact Euclidean erosion in mm: the "
+        "STV is the GTV voxels deeper than a margin below the GTV surface. Give the margin, or "
+        "the fraction of the GTV volume the STV should hold (the margin is then found).")
+    p.add_argument("--ct", type=Path, required=True, help="CT image (NIfTI); only its grid "
+                   "is read")
+    p.add_argument("--gtv", type=Path, required=True, help="GTV mask on the CT grid (NIfTI)")
+    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
+                   help="label of the GTV when --gtv is a label map")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--stv-margin-mm", type=float, default=None, metavar="MM",
+                      help="erosion margin: STV = GTV voxels more than MM below its surface")
+    size.add_argument("--stv-fraction", type=float, default=None, metavar="F",
+                      help="STV volume / GTV volume, 0 < F < 1 (e.g. 0.3)")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.set_defaults(func=cmd_scart)
+    return p
+
+
+def cmd_scart(args: argparse.Namespace) -> int:
+    """Run ``lattice scart``; returns 0 or raises a LatticeError."""
+    from lattice.export import check_output_folder
+    from lattice.io import load_case, sha256_file
+    from lattice.stv import contract_gtv
+
+    t0 = time.perf_counter()
+    check_output_folder(args.out, force=args.force, names=SCART_FILES)
+    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, ct_data=False)
+    result = contract_gtv(case.gtv, margin_mm=args.stv_margin_mm, fraction=args.stv_fraction)
+
+    def describe(path: Path) -> dict[str, str]:
+        return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+    document = scart_document(
+        result,
+        inputs={"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label}},
+        parameters={"stv_margin_mm": args.stv_margin_mm, "stv_fraction": args.stv_fraction,
+                    "gtv_label": args.gtv_label})
+    written = write_scart_folder(result.stv, document, args.out, force=args.force)
+
+    for warning in result.warnings:
+        print(f"lattice: warning: {warning}", file=sys.stderr)
+    how = (f"margin {result.margin_mm:g} mm" if result.method == "margin" else
+           f"fraction {result.fraction_requested:g} -> margin {result.margin_mm:.2f} mm")
+    print(f"STV {result.stv_cc:.1f} cc = {100 * result.fraction:.1f} % of the "
+          f"{result.gtv_cc:.1f} cc GTV ({how}; {result.n_components} piece"
+          f"{'s' if result.n_components != 1 else ''}; surface distance "
+          f"{result.surface_distance_min_mm:.1f}-{result.surface_distance_max_mm:.1f} mm); "
+          f"wrote {', '.join(sorted(written))} to {args.out} in "
+          f"{time.perf_counter() - t0:.2f} s")
+    return 0
+
+
+def scart_document(result: Any, *, inputs: Mapping[str, Any],
+                   parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``scart.json`` document for a :class:`lattice.stv.StvResult`."""
+    from lattice import __version__
+
+    stv = result.stv
+    return {
+        "lattice_version": __version__,
+        "world_frame": "RAS+ mm (NIfTI)",
+        "inputs": dict(inputs),
+        "parameters": dict(parameters),
+        "grid": {
+            "shape": list(stv.shape),
+            "voxel_size_mm": [float(v) for v in stv.voxel_size_mm],
+            "affine": [[float(v) for v in row] for row in stv.affine],
+        },
+        "summary": result.to_dict(),
+    }
+
+
+def write_scart_folder(stv: Any, document: Mapping[str, Any], out_dir: str | Path, *,
+                       force: bool) -> dict[str, Path]:
+    """Write ``stv.nii.gz`` and ``scart.json`` into ``out_dir`` atomically.
+
+    Staged in a temporary folder (beside ``out_dir``, or inside it when it exists, so the
+    final moves stay on one file system) and moved into place when complete, ``scart.json``
+    last: a ``scart.json`` in the folder always describes the ``stv.nii.gz`` beside it. Only
+    these two files are touched; a plan in the same folder is left alone.
+
+    Raises
+    ------
+    OutputExistsError, OutputWriteError
+    """
+    from lattice.errors import OutputWriteError
+    from lattice.export import check_output_folder
+    from lattice.io import save_volume
+
+    out = check_output_folder(out_dir, force=force, names=SCART_FILES)
+    parent = out if out.is_dir() else out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
+                               "choose another --out folder") from exc
+    try:
+        save_volume(stv, stage / "stv.nii.gz")
+        with open(stage / "scart.json", "w", encoding="utf-8") as fh:
+            json.dump(document, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+        return _move_into_place(stage, out, SCART_FILES)
+    except OSError as exc:
+        raise OutputWriteError(f"writing the STV to '{out}' failed ({exc}); nothing was "
+                               "written; free space or choose another --out folder") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
+    if not out.exists():
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it private
+        os.rename(stage, out)  # atomic: the folder appears complete
+        stage.mkdir()  # so the caller's cleanup has something to remove
+        return {n: out / n for n in names}
+    # The old scart.json goes first: until the new one lands the folder holds no scart.json,
+    # so a stv.nii.gz is never described by a stale scart.json.
+    (out / "scart.json").unlink(missing_ok=True)
+    for n in names:  # scart.json is last
+        os.replace(stage / n, out / n)
+    return {n: out / n for n in names}

@@ -1,0 +1,663 @@
+"""Independent verification of a written plan: every rule recomputed from the masks.
+
+The verifier reads what a plan *says* (``plan.json``: parameters, grid and the written vertex
+centres) and checks it against what the masks *are*, with its own distance computation. It
+shares no code with the planner's rule field or search (:mod:`lattice.rules`,
+:mod:`lattice.placement`), so a bug there cannot hide itself here. Only the container
+(:class:`~lattice.volume.Volume`), the mask reader and the error classes are shared.
+
+Distances are exact distances between world points and voxel centres, from KD-trees:
+
+- **depth** of a centre: distance to the nearest voxel centre outside the GTV. The tree holds
+  every background voxel of the GTV's bounding box grown by one voxel, including a one-voxel
+  frame beyond the array border (voxels beyond the border count as outside the GTV). The
+  grown box's outer layer is all background, so for a point whose nearest voxel lies in the
+  GTV no background voxel outside the box can be nearer (clamping a voxel index into the box
+  moves it towards the point along every axis). A centre whose nearest voxel is not a GTV
+  voxel is outside the GTV: depth 0.
+- **OAR distance**: distance to the nearest voxel centre of the organ.
+
+Rules (from ``plan["parameters"]``, radius R = D/2):
+
+============== ==================================================================
+gtv_margin     depth >= gtv_margin_mm + R
+spacing        every pair of centres >= min_spacing_mm apart
+oar_clearance  distance to each OAR >= its clearance + R
+slice_plane    with snap_to_slices: each centre's k index is a whole number
+max_vertices   n <= max_vertices, when set
+coplanar       with coplanar_mm and coplanar_spacing_mm: centres closer than coplanar_mm
+               in z (world, superior-inferior) are >= coplanar_spacing_mm apart
+shell_depth    in shell mode: depth <= gtv_margin_mm + R + shell_width_mm
+reported_values the per-vertex numbers written in plan.json agree with the recomputation
+input_files    the input files still have the checksums recorded at planning
+============== ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from .errors import GridMismatchError, InputFileError
+from .io import load_grid, load_mask, mask_from_array, sha256_file
+from .volume import Volume
+
+#: Rule checks forgive this much (mm). Centres are written with full float precision, so a
+#: recomputed distance differs from the planner's only by float rounding (~1e-12 mm on
+#: 100 mm); 1 nm is far above that and far below anything of clinical meaning.
+RULE_TOLERANCE_MM = 1e-6
+
+#: Reported per-vertex values may differ from the recomputation by this much (mm): the
+#: planner rounds derived distances to 1 µm (an error of at most 0.5 µm).
+REPORT_TOLERANCE_MM = 1e-3
+
+#: With snap_to_slices a centre's k index must be a whole number within this: the planner
+#: rounds k and maps back to the world, which leaves ~1e-12 of float rounding.
+SLICE_INDEX_TOLERANCE = 1e-6
+
+_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken rule.
+
+    Attributes
+    ----------
+    rule : str
+        Rule name (see the module docstring), e.g. ``"gtv_margin"``.
+    vertex_ids : tuple of int
+        Ids (``vertex["id"]``) of the vertices involved; empty for plan-level findings.
+    message : str
+        What is wrong, in the units and words of the rule.
+    """
+
+    rule: str
+    vertex_ids: tuple[int, ...]
+    message: str
+
+
+@dataclass(frozen=True)
+class VerificationReport:
+    """Outcome of verifying a plan.
+
+    Attributes
+    ----------
+    violations : tuple of Violation
+    warnings : tuple of str
+        Things the verifier could not check or that look odd without breaking a rule.
+    n_vertices : int
+    checks : tuple of dict
+        One entry per rule checked: ``{"rule": str, "worst_slack_mm": float or None,
+        "detail": str}`` (plus ``"oar"`` for OAR clearances). The worst slack is the
+        smallest room left by any vertex (negative when violated); None when the rule has no
+        distance (a count) or nothing to measure (no vertices).
+    """
+
+    violations: tuple[Violation, ...]
+    warnings: tuple[str, ...]
+    n_vertices: int
+    checks: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        """True when no rule is violated."""
+        return not self.violations
+
+    @property
+    def violated_rules(self) -> tuple[str, ...]:
+        """Names of the violated rules, each once, in order of first appearance."""
+        return tuple(dict.fromkeys(v.rule for v in self.violations))
+
+
+# -- reading the plan document ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Rules:
+    diameter_mm: float
+    min_spacing_mm: float
+    gtv_margin_mm: float
+    oar_clearance_mm: dict[str, float]
+    snap_to_slices: bool
+    max_vertices: int | None
+    coplanar_mm: float | None
+    coplanar_spacing_mm: float | None
+    shell_width_mm: float | None
+
+    @property
+    def radius_mm(self) -> float:
+        return self.diameter_mm / 2.0
+
+
+def _bad(source: str, what: str) -> InputFileError:
+    return InputFileError(f"{source}: {what}; write the plan again with `lattice plan`")
+
+
+def _number(value: Any, name: str, source: str, *, minimum: float = 0.0,
+            optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or value < minimum:
+        raise _bad(source, f"{name} must be a number >= {minimum:g}, got {value!r}")
+    return float(value)
+
+
+def _parse_rules(params: Any, source: str) -> _Rules:
+    if not isinstance(params, Mapping):
+        raise _bad(source, "'parameters' is missing or not an object")
+    for key in ("diameter_mm", "min_spacing_mm", "gtv_margin_mm"):
+        if key not in params:
+            raise _bad(source, f"parameters.{key} is missing")
+    clearances = params.get("oar_clearance_mm") or {}
+    if not isinstance(clearances, Mapping):
+        raise _bad(source, "parameters.oar_clearance_mm is not an object")
+    max_vertices = params.get("max_vertices")
+    if max_vertices is not None and (isinstance(max_vertices, bool)
+                                     or not isinstance(max_vertices, int) or max_vertices < 0):
+        raise _bad(source, f"parameters.max_vertices must be a whole number, got "
+                           f"{max_vertices!r}")
+    diameter = _number(params["diameter_mm"], "parameters.diameter_mm", source, minimum=0)
+    assert diameter is not None
+    coplanar = _number(params.get("coplanar_mm"), "parameters.coplanar_mm", source,
+                       optional=True)
+    coplanar_spacing = _number(params.get("coplanar_spacing_mm"),
+                               "parameters.coplanar_spacing_mm", source, optional=True)
+    # Shell mode: the deepest allowed centre is margin + R + width (width defaults to R).
+    # Documents without a "mode" key (older or other writers) are in shell mode when they
+    # name a width; in "fill" mode a width left in the parameters is not a rule.
+    mode = params.get("mode")
+    width = _number(params.get("shell_width_mm"), "parameters.shell_width_mm", source,
+                    optional=True)
+    if mode == "shell" and width is None:
+        width = diameter / 2.0
+    elif mode is not None and mode != "shell":
+        width = None
+    return _Rules(
+        diameter_mm=diameter,
+        min_spacing_mm=_number(params["min_spacing_mm"], "parameters.min_spacing_mm",
+                               source),  # type: ignore[arg-type]
+        gtv_margin_mm=_number(params["gtv_margin_mm"], "parameters.gtv_margin_mm",
+                              source),  # type: ignore[arg-type]
+        oar_clearance_mm={str(k): float(_number(v, f"parameters.oar_clearance_mm.{k}",
+                                                source) or 0.0)
+                          for k, v in clearances.items()},
+        snap_to_slices=bool(params.get("snap_to_slices", False)),
+        max_vertices=max_vertices,
+        coplanar_mm=coplanar if coplanar_spacing is not None else None,
+        coplanar_spacing_mm=coplanar_spacing if coplanar is not None else None,
+        shell_width_mm=width,
+    )
+
+
+def _parse_grid(grid: Any, source: str) -> Volume:
+    """The plan's grid as a Volume with a placeholder array (shape and affine only)."""
+    try:
+        shape = tuple(int(n) for n in grid["shape"])
+        affine = np.array(grid["affine"], dtype=np.float64)
+    except (TypeError, KeyError, ValueError) as exc:
+        raise _bad(source, f"'grid' lacks a valid shape and affine ({exc})") from None
+    if len(shape) != 3 or affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
+        raise _bad(source, f"'grid' has shape {shape} and a {affine.shape} affine; "
+                           "expected 3 sizes and a 4x4 affine")
+    return Volume(np.broadcast_to(np.zeros((), dtype=bool), shape), affine)
+
+
+def _parse_vertices(vertices: Any, source: str) -> tuple[list[Mapping[str, Any]],
+                                                         NDArray[np.float64]]:
+    if not isinstance(vertices, list):
+        raise _bad(source, "'vertices' is missing or not a list")
+    centres = []
+    for i, v in enumerate(vertices):
+        if not isinstance(v, Mapping) or "center_ras_mm" not in v:
+            raise _bad(source, f"vertex {i + 1} has no center_ras_mm")
+        try:
+            c = np.array(v["center_ras_mm"], dtype=np.float64)
+        except (TypeError, ValueError):
+            c = np.zeros(0)
+        if c.shape != (3,) or not np.all(np.isfinite(c)):
+            raise _bad(source, f"vertex {i + 1} has center_ras_mm {v['center_ras_mm']!r}; "
+                               "expected three finite numbers")
+        centres.append(c)
+    return vertices, np.array(centres, dtype=np.float64).reshape(-1, 3)
+
+
+# -- distances --------------------------------------------------------------------------------
+
+def _ijk_to_ras(affine: NDArray[np.float64], ijk: NDArray) -> NDArray[np.float64]:
+    return np.asarray(ijk, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _ras_to_ijk(affine: NDArray[np.float64], ras: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.linalg.solve(affine[:3, :3], (ras - affine[:3, 3]).T).T
+
+
+def _depth_mm(gtv: NDArray[np.bool_], affine: NDArray[np.float64],
+              points_ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Distance (mm) from each point to the nearest voxel centre outside the GTV (0 when the
+    point's nearest voxel is not a GTV voxel); see the module docstring."""
+    n = len(points_ras_mm)
+    if n == 0:
+        return np.zeros(0)
+    shape = np.array(gtv.shape)
+    nearest = np.rint(_ras_to_ijk(affine, points_ras_mm)).astype(np.int64)
+    in_array = np.all((nearest >= 0) & (nearest < shape), axis=1)
+    inside = np.zeros(n, dtype=bool)
+    idx = nearest[in_array]
+    inside[in_array] = gtv[idx[:, 0], idx[:, 1], idx[:, 2]]
+    depth = np.zeros(n)
+    if not inside.any():
+        return depth
+    hits = [np.flatnonzero(np.any(gtv, axis=tuple(b for b in range(3) if b != a)))
+            for a in range(3)]
+    lo = np.array([h[0] for h in hits]) - 1
+    hi = np.array([h[-1] for h in hits]) + 2
+    # The grown box, possibly one voxel beyond the array: those voxels stay background.
+    box = np.zeros(tuple(hi - lo), dtype=bool)
+    src_lo, src_hi = np.maximum(lo, 0), np.minimum(hi, shape)
+    box[tuple(slice(a - b, c - b) for a, b, c in zip(src_lo, lo, src_hi))] = gtv[
+        tuple(slice(a, c) for a, c in zip(src_lo, src_hi))]
+    outside_ras = _ijk_to_ras(affine, np.argwhere(~box) + lo)
+    d, _ = cKDTree(outside_ras).query(points_ras_mm[inside])
+    depth[inside] = d
+    return depth
+
+
+def _distance_to_mask_mm(mask: NDArray[np.bool_], affine: NDArray[np.float64],
+                         points_ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Distance (mm) from each point to the nearest voxel centre of ``mask``."""
+    if len(points_ras_mm) == 0:
+        return np.zeros(0)
+    d, _ = cKDTree(_ijk_to_ras(affine, np.argwhere(mask))).query(points_ras_mm)
+    return np.asarray(d, dtype=np.float64)
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+def _fmt(mm: float) -> str:
+    """A distance for a message: to 1 µm, without trailing zeros; tiny values in full."""
+    if mm != 0 and abs(mm) < 1e-3:
+        return f"{mm:.2g}"
+    return f"{mm:.3f}".rstrip("0").rstrip(".")
+
+
+def _pt(p: Any) -> str:
+    return "(" + ", ".join(_fmt(float(v)) for v in p) + ")"
+
+
+# -- the checks -------------------------------------------------------------------------------
+
+def _check_on_grid(mask: Volume, grid: Volume, *, name: str, note: str = "") -> None:
+    """Raise GridMismatchError unless ``mask`` lies on the plan's grid."""
+    try:
+        grid.check_same_grid(mask, name="the plan's grid", other_name=name)
+    except GridMismatchError as exc:
+        if note:
+            raise GridMismatchError(f"{exc} ({note})") from None
+        raise
+
+
+class _Checker:
+    """Accumulates violations and per-rule worst slacks for one plan."""
+
+    def __init__(self, names: list[str], ids: list[int]) -> None:
+        self.names = names
+        self.ids = ids
+        self.violations: list[Violation] = []
+        self.checks: list[dict[str, Any]] = []
+
+    def worst(self, rule: str, slack: NDArray[np.float64] | None, detail: str,
+              **extra: Any) -> None:
+        value = None if slack is None or len(slack) == 0 else round(float(np.min(slack)), 6)
+        self.checks.append({"rule": rule, "worst_slack_mm": value, "detail": detail, **extra})
+
+    def add(self, rule: str, vertices: tuple[int, ...], message: str) -> None:
+        self.violations.append(Violation(rule, tuple(self.ids[i] for i in vertices), message))
+
+
+def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
+                oars: Mapping[str, Volume] | None = None) -> VerificationReport:
+    """Recompute every rule of a plan document from the masks and the written centres.
+
+    Parameters
+    ----------
+    plan_doc : mapping
+        The ``plan.json`` document (see :meth:`lattice.plan.Plan.to_dict`).
+    gtv : Volume
+        GTV mask on the plan's grid (bool, or values :func:`lattice.io.mask_from_array`
+        accepts).
+    oars : mapping of str to Volume, optional
+        OAR masks by the names in ``parameters.oar_clearance_mm``. An OAR with a clearance
+        but no mask is a violation (its rule cannot be checked); a mask without a clearance
+        is ignored with a warning.
+
+    Returns
+    -------
+    VerificationReport
+
+    Raises
+    ------
+    InputFileError
+        The document lacks parameters, grid or vertex centres, or holds bad values.
+    MaskError
+        A mask is empty or an ambiguous label map.
+    GridMismatchError
+        A mask is not on the plan's grid.
+
+    Examples
+    --------
+    >>> report = verify_plan(plan.to_dict(), gtv=gtv)  # doctest: +SKIP
+    >>> report.ok, report.violated_rules                # doctest: +SKIP
+    (True, ())
+    """
+    source = "the plan document"
+    if not isinstance(plan_doc, Mapping):
+        raise _bad(source, f"expected a JSON object, got {type(plan_doc).__name__}")
+    oars = dict(oars or {})
+    rules = _parse_rules(plan_doc.get("parameters"), source)
+    grid = _parse_grid(plan_doc.get("grid"), source)
+    records, centres = _parse_vertices(plan_doc.get("vertices"), source)
+    n = len(centres)
+
+    _check_on_grid(gtv, grid, name="the GTV mask")
+    gtv_mask = mask_from_array(np.asarray(gtv.array), name="the GTV mask")
+    oar_masks = {}
+    for name, vol in oars.items():
+        _check_on_grid(vol, grid, name=f"OAR mask '{name}'")
+        oar_masks[name] = mask_from_array(np.asarray(vol.array), name=f"OAR mask '{name}'")
+
+    names = [str(v.get("name") or f"vertex {v.get('id', i + 1)}") for i, v in enumerate(records)]
+    ids = [int(v["id"]) if isinstance(v.get("id"), int) else i + 1
+           for i, v in enumerate(records)]
+    chk = _Checker(names, ids)
+    warnings: list[str] = []
+    if n == 0:
+        warnings.append("the plan has no vertices: nothing to verify but its inputs")
+    affine = gtv.affine  # equals the plan's grid within SAME_GRID_TOLERANCE_MM (checked)
+    r = rules.radius_mm
+
+    # GTV margin.
+    depth = _depth_mm(gtv_mask, affine, centres)
+    need = rules.gtv_margin_mm + r
+    chk.worst("gtv_margin", depth - need, f"centre depth >= {_fmt(need)} mm "
+              f"(margin {_fmt(rules.gtv_margin_mm)} + radius {_fmt(r)})")
+    for i in np.flatnonzero(depth < need - RULE_TOLERANCE_MM).tolist():
+        where = (f"is {_fmt(depth[i])} mm deep" if depth[i] > 0
+                 else "is outside the GTV (depth 0)")
+        chk.add("gtv_margin", (i,), f"{names[i]} centre {where}; the GTV margin rule needs "
+                f">= {_fmt(need)} mm ({_fmt(need - depth[i])} mm short)")
+
+    # Shell depth (shell mode).
+    if rules.shell_width_mm is not None:
+        deepest = need + rules.shell_width_mm
+        chk.worst("shell_depth", deepest - depth, f"centre depth <= {_fmt(deepest)} mm "
+                  f"(shell width {_fmt(rules.shell_width_mm)})")
+        for i in np.flatnonzero(depth > deepest + RULE_TOLERANCE_MM).tolist():
+            chk.add("shell_depth", (i,), f"{names[i]} centre is {_fmt(depth[i])} mm deep; "
+                    f"the shell rule allows <= {_fmt(deepest)} mm "
+                    f"({_fmt(depth[i] - deepest)} mm too deep)")
+
+    # Spacing and the co-planar rule, over every pair.
+    a, b = np.triu_indices(n, k=1)
+    pair_mm = np.linalg.norm(centres[a] - centres[b], axis=1)
+    s = rules.min_spacing_mm
+    chk.worst("spacing", pair_mm - s, f"centres >= {_fmt(s)} mm apart")
+    for p in np.flatnonzero(pair_mm < s - RULE_TOLERANCE_MM).tolist():
+        i, j = int(a[p]), int(b[p])
+        chk.add("spacing", (i, j), f"{names[i]} and {names[j]} are {_fmt(pair_mm[p])} mm "
+                f"apart; the spacing rule needs >= {_fmt(s)} mm")
+    if rules.coplanar_mm is not None and rules.coplanar_spacing_mm is not None:
+        dz = np.abs(centres[a, 2] - centres[b, 2])
+        near = dz < rules.coplanar_mm - RULE_TOLERANCE_MM
+        cs = rules.coplanar_spacing_mm
+        chk.worst("coplanar", pair_mm[near] - cs, f"centres closer than "
+                  f"{_fmt(rules.coplanar_mm)} mm in z are >= {_fmt(cs)} mm apart")
+        for p in np.flatnonzero(near & (pair_mm < cs - RULE_TOLERANCE_MM)).tolist():
+            i, j = int(a[p]), int(b[p])
+            chk.add("coplanar", (i, j), f"{names[i]} and {names[j]} are {_fmt(dz[p])} mm "
+                    f"apart in z and {_fmt(pair_mm[p])} mm apart; the co-planar rule needs "
+                    f">= {_fmt(cs)} mm for centres closer than {_fmt(rules.coplanar_mm)} mm "
+                    "in z")
+
+    # OAR clearances.
+    oar_d: dict[str, NDArray[np.float64]] = {}
+    for name, clearance in rules.oar_clearance_mm.items():
+        need_oar = clearance + r
+        if name not in oar_masks:
+            chk.add("oar_clearance", (), f"no mask for OAR '{name}' (clearance "
+                    f"{_fmt(clearance)} mm): its clearance rule could not be checked")
+            continue
+        d = _distance_to_mask_mm(oar_masks[name], affine, centres)
+        oar_d[name] = d
+        chk.worst("oar_clearance", d - need_oar, f"{name}: centre distance >= "
+                  f"{_fmt(need_oar)} mm (clearance {_fmt(clearance)} + radius {_fmt(r)})",
+                  oar=name)
+        for i in np.flatnonzero(d < need_oar - RULE_TOLERANCE_MM).tolist():
+            chk.add("oar_clearance", (i,), f"{names[i]} centre is {_fmt(d[i])} mm from OAR "
+                    f"'{name}'; its clearance rule needs >= {_fmt(need_oar)} mm "
+                    f"({_fmt(need_oar - d[i])} mm short)")
+    for name in oar_masks.keys() - rules.oar_clearance_mm.keys():
+        warnings.append(f"OAR '{name}' has no clearance in the plan's parameters; not checked")
+
+    # Centres on slice planes.
+    ijk = _ras_to_ijk(grid.affine, centres) if n else np.zeros((0, 3))
+    if rules.snap_to_slices:
+        off = np.abs(ijk[:, 2] - np.round(ijk[:, 2]))
+        worst = f"; worst offset {float(off.max()):.1g} slices" if n else ""
+        chk.worst("slice_plane", None, f"k index a whole number within "
+                  f"{SLICE_INDEX_TOLERANCE:g}{worst}")
+        for i in np.flatnonzero(off > SLICE_INDEX_TOLERANCE).tolist():
+            chk.add("slice_plane", (i,), f"{names[i]} centre is at slice index k = "
+                    f"{ijk[i, 2]:.4f}, not on a CT slice plane; snap_to_slices needs a whole "
+                    "number")
+
+    # Vertex count.
+    if rules.max_vertices is not None:
+        chk.worst("max_vertices", None, f"n <= {rules.max_vertices} (n = {n})")
+        if n > rules.max_vertices:
+            chk.add("max_vertices", (), f"the plan has {n} vertices; max_vertices allows "
+                    f"{rules.max_vertices}")
+
+    _check_reported(chk, plan_doc, records, centres, ijk, grid, depth, oar_d, pair_mm, a, b)
+    return VerificationReport(tuple(chk.violations), tuple(warnings), n, tuple(chk.checks))
+
+
+def _check_reported(chk: _Checker, doc: Mapping[str, Any], records: list[Mapping[str, Any]],
+                    centres: NDArray[np.float64], ijk: NDArray[np.float64], grid: Volume,
+                    depth: NDArray[np.float64], oar_d: Mapping[str, NDArray[np.float64]],
+                    pair_mm: NDArray[np.float64], a: NDArray, b: NDArray) -> None:
+    """Compare the numbers written for each vertex with the recomputation."""
+    n = len(centres)
+    rule = "reported_values"
+    nearest = np.full(n, np.inf)
+    if n > 1:
+        np.minimum.at(nearest, a, pair_mm)
+        np.minimum.at(nearest, b, pair_mm)
+    diffs: list[float] = []
+
+    def compare(i: int, key: str, reported: Any, expected: Any, explain: str) -> None:
+        name = chk.names[i]
+        if expected is None or (np.ndim(expected) == 0 and not np.isfinite(expected)):
+            if reported is not None:
+                chk.add(rule, (i,), f"{name}: {key} is {reported!r} but {explain}")
+            return
+        try:
+            got = np.array(reported, dtype=np.float64)
+            diff = float(np.linalg.norm(got - expected)) if got.shape == np.shape(
+                expected) else math.inf
+        except (TypeError, ValueError):
+            diff = math.inf
+        if not math.isfinite(diff):
+            chk.add(rule, (i,), f"{name}: {key} is {reported!r}; expected {explain}")
+            return
+        diffs.append(diff)
+        if diff > REPORT_TOLERANCE_MM:
+            chk.add(rule, (i,), f"{name}: reported {key} {_shown(reported)} differs by "
+                    f"{_fmt(diff)} mm from {explain}")
+
+    for i, v in enumerate(records):
+        c = centres[i]
+        lps = c * _RAS_TO_LPS
+        compare(i, "center_lps_mm", v.get("center_lps_mm"), lps,
+                f"the RAS centre with x and y negated {_pt(lps)}")
+        # Index differences are compared as world distances (mm) through the plan's affine.
+        try:
+            written_ijk = np.array(v.get("center_ijk"), dtype=np.float64)
+            as_ras = (_ijk_to_ras(grid.affine, written_ijk) if written_ijk.shape == (3,)
+                      else None)
+        except (TypeError, ValueError):
+            as_ras = None
+        compare(i, "center_ijk (as RAS mm)", None if as_ras is None else as_ras.tolist(), c,
+                f"the centre {_pt(c)}; center_ijk should be {_pt(ijk[i])}")
+        compare(i, "depth_mm", v.get("depth_mm"), depth[i],
+                f"the recomputed depth {_fmt(depth[i])} mm")
+        compare(i, "nearest_vertex_mm", v.get("nearest_vertex_mm"), nearest[i],
+                "the recomputed nearest-centre distance "
+                + (f"{_fmt(nearest[i])} mm" if n > 1 else "(none: a single vertex)"))
+        written = v.get("oar_distance_mm") or {}
+        if not isinstance(written, Mapping):
+            written = {}
+        for name, d in oar_d.items():
+            compare(i, f"oar_distance_mm.{name}", written.get(name), d[i],
+                    f"the recomputed distance {_fmt(d[i])} mm")
+    ids = [v.get("id") for v in records]
+    if len(set(map(repr, ids))) != len(ids):
+        chk.add(rule, (), f"vertex ids repeat ({', '.join(map(repr, ids))}); each vertex "
+                "needs its own id")
+    summary = doc.get("summary")
+    if isinstance(summary, Mapping) and summary.get("n_vertices", n) != n:
+        chk.add(rule, (), f"summary.n_vertices is {summary.get('n_vertices')!r} but the plan "
+                f"lists {n} vertices")
+    chk.worst(rule, REPORT_TOLERANCE_MM - np.array(diffs) if diffs else None,
+              f"written values within {_fmt(REPORT_TOLERANCE_MM)} mm of the recomputation")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return _pt(value)
+    return f"{value!r}"
+
+
+# -- plan files -------------------------------------------------------------------------------
+
+def _read_plan(path: Path) -> tuple[Path, dict[str, Any]]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "plan.json"
+    if not path.exists():
+        raise InputFileError(f"plan not found: '{path}'; pass a plan.json or a plan folder")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(f"cannot read '{path}' as JSON ({exc}); pass the plan.json "
+                             "that `lattice plan` wrote") from exc
+    if not isinstance(doc, dict):
+        raise InputFileError(f"'{path}' holds a JSON {type(doc).__name__}, not a plan")
+    return path, doc
+
+
+def _input_path(entry: Any, what: str, plan_path: Path) -> Path:
+    if not isinstance(entry, Mapping) or not entry.get("path"):
+        raise InputFileError(f"{plan_path}: inputs record no {what} file; verify with "
+                             "lattice.verify.verify_plan and the masks instead")
+    p = Path(str(entry["path"]))
+    # A relative path is the planner's working directory; the plan folder is the best guess
+    # when that is gone.
+    if not p.is_absolute() and not p.exists() and (plan_path.parent / p).exists():
+        p = plan_path.parent / p
+    return p
+
+
+def _checksum_finding(entry: Mapping[str, Any], path: Path, what: str
+                      ) -> tuple[Violation | None, str | None]:
+    """(violation, warning) from comparing a file's sha256 with the recorded one."""
+    recorded = entry.get("sha256")
+    if not recorded:
+        return None, f"no checksum recorded for {what} '{path}'; cannot tell if it changed"
+    now = sha256_file(path)
+    if now != recorded:
+        return Violation("input_files", (), f"{what} '{path}' changed after planning (sha256 "
+                         f"{now[:12]}... , recorded {str(recorded)[:12]}...); the plan was made "
+                         "for another file: plan again"), None
+    return None, None
+
+
+def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
+    """Verify a written plan against the input files recorded in it.
+
+    Reads ``plan.json`` (or ``plan.json`` in the given folder), loads the GTV (with its
+    recorded label) and every OAR from the paths in ``plan["inputs"]``, checks that their
+    sha256 still match and that they lie on ``plan["grid"]``, then runs
+    :func:`verify_plan`. A changed GTV, OAR or CT file is an ``input_files`` violation; a
+    missing CT only a warning (the rules do not need it).
+
+    Raises
+    ------
+    InputFileError
+        Missing or unreadable plan or mask file; a plan without recorded GTV path.
+    MaskError, GridMismatchError
+        As :func:`verify_plan`.
+    """
+    path, doc = _read_plan(Path(plan_json_path))
+    inputs = doc.get("inputs") or {}
+    if not isinstance(inputs, Mapping):
+        raise _bad(str(path), "'inputs' is not an object")
+    grid = _parse_grid(doc.get("grid"), str(path))
+    violations: list[Violation] = []
+    warnings: list[str] = []
+
+    def checksum(entry: Mapping[str, Any], p: Path, what: str) -> bool:
+        v, w = _checksum_finding(entry, p, what)
+        if v:
+            violations.append(v)
+        if w:
+            warnings.append(w)
+        return v is not None
+
+    gtv_entry = inputs.get("gtv")
+    gtv_path = _input_path(gtv_entry, "GTV", path)
+    assert isinstance(gtv_entry, Mapping)  # _input_path checked it
+    label = gtv_entry.get("label")
+    gtv = load_mask(gtv_path, label=label)
+    changed = checksum(gtv_entry, gtv_path, "GTV mask")
+    _check_on_grid(gtv, grid, name=f"GTV mask '{gtv_path}'",
+                   note="the file also changed after planning" if changed else "")
+
+    oars: dict[str, Volume] = {}
+    for k, entry in enumerate(inputs.get("oars") or []):
+        p = _input_path(entry, f"OAR #{k + 1}", path)
+        name = str(entry.get("name") or p.name)
+        oars[name] = load_mask(p)
+        changed = checksum(entry, p, f"OAR mask '{name}'")
+        _check_on_grid(oars[name], grid, name=f"OAR mask '{p}'",
+                       note="the file also changed after planning" if changed else "")
+        recorded = ((doc.get("parameters") or {}).get("oar_clearance_mm") or {}).get(name)
+        if entry.get("clearance_mm") is not None and recorded is not None and not math.isclose(
+                float(entry["clearance_mm"]), float(recorded), abs_tol=RULE_TOLERANCE_MM):
+            violations.append(Violation(
+                "reported_values", (), f"inputs give OAR '{name}' a clearance of "
+                f"{_fmt(entry['clearance_mm'])} mm but the parameters {_fmt(recorded)} mm"))
+
+    ct_entry = inputs.get("ct")
+    if isinstance(ct_entry, Mapping) and ct_entry.get("path"):
+        ct_path = _input_path(ct_entry, "CT", path)
+        if ct_path.is_file():
+            changed = checksum(ct_entry, ct_path, "CT")
+            _check_on_grid(load_grid(ct_path), grid, name=f"CT '{ct_path}'",
+                           note="the file also changed after planning" if changed else "")
+        else:
+            warnings.append(f"CT '{ct_path}' not found; its checksum was not checked")
+    else:
+        warnings.append("the plan records no CT file; its checksum was not checked")
+
+    report = verify_plan(doc, gtv=gtv, oars=oars)
+    return replace(report, violations=(*violations, *report.violations),
+                   warnings=(*warnings, *report.warnings))
