@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put every vertex centre on a CT slice plane")
     p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
                    help="keep at most N vertices (those with the most room)")
+    p.add_argument("--count", type=_positive_int, default=None, metavar="N",
+                   help="place exactly N vertices, as far apart as possible (at least "
+                   "--spacing-mm)")
     p.add_argument("--min-vertices", type=_positive_int, default=None, metavar="N",
                    help="fail (exit 2, nothing written) if fewer than N vertices fit")
     p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
@@ -145,6 +148,7 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
     oars = [Oar(name, case.oars[name], clearances[name]) for name, _, _ in args.oar]
     plan = plan_vertices(
         case.gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
+        count=args.count,
         orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
         mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
         **settings)

@@ -203,6 +203,7 @@ def plan_vertices(
     mode: str = "fill",
     shell_width_mm: float | None = None,
     min_vertices: int | None = None,
+    count: int | None = None,
     protocol: str | None = None,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
@@ -238,6 +239,9 @@ def plan_vertices(
         Shell width (default D/2).
     min_vertices : int, optional
         Raise :class:`ParameterError` if fewer vertices fit.
+    count : int, optional
+        Place exactly this many vertices, spread as far apart as possible (the spacing is
+        bisected upwards from ``min_spacing_mm``).
     protocol : str, optional
         Name of the protocol preset the parameters follow (recorded in the plan; see
         :mod:`lattice.protocols`).
@@ -260,7 +264,7 @@ def plan_vertices(
         orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
         translation_steps=int(translation_steps), mode=mode,
         shell_width_mm=None if shell_width_mm is None else float(shell_width_mm),
-        min_vertices=min_vertices, protocol=protocol)
+        min_vertices=min_vertices, count=count, protocol=protocol)
     params.validate()
     if len({o.name for o in oars}) != len(oars):
         raise MaskError("two OARs share a name; give each OAR a distinct name")
@@ -283,11 +287,31 @@ def plan_vertices(
                  else {o.name: np.zeros(0) for o in oars})
         return Plan(params, gtv, target, centres, depth, oar_d, search, warnings)
 
+    warnings: tuple[str, ...] = ()
     if not np.any(field.slack_vox > -field.band_mm):
-        msg = (f"no room for a vertex: no point is {field.need_depth_mm:g} mm deep in the GTV "
-               "and clear of every OAR; use a smaller diameter or margin")
-        return finish(np.zeros((0, 3)), {"method": "none"}, (msg,))
+        pts, info = np.zeros((0, 3)), {"method": "none"}
+        warnings = (f"no room for a vertex: no point is {field.need_depth_mm:g} mm deep in the "
+                    "GTV and clear of every OAR; use a smaller diameter or margin",)
+    elif params.count is None:
+        pts, info = _search_lattice(field, gtv, params)
+    else:
+        pts, info = _spread_count(field, gtv, params)
+    needed = max(params.min_vertices or 0, params.count or 0)
+    if len(pts) < needed:
+        raise ParameterError(
+            f"only {len(pts)} vertices fit ({params.pattern}, D {params.diameter_mm:g} mm, "
+            f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
+            f"{needed} are required; reduce the diameter, spacing or margins, or lower "
+            f"{'--count' if params.count else '--min-vertices'}")
+    if len(pts) == 0 and not warnings:
+        warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
+                    "surface or an OAR; use a smaller diameter, spacing or margin",)
+    return finish(pts, info, warnings)
 
+
+def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
+                    ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Best lattice pose for ``params``: the allowed centres (numbered) and what was searched."""
     lattice = make_pattern(params.pattern, min_spacing_mm=params.min_spacing_mm)
     frame = _base_frame(gtv) if params.snap_to_slices else np.eye(3)
     slice_step = None
@@ -385,14 +409,42 @@ def plan_vertices(
         "layer_step_mm": round(lattice.layer_step_mm, 4),
         "n_allowed_before_cap": int(allowed.sum()),
     }
-    if params.min_vertices is not None and len(pts) < params.min_vertices:
+    return pts, info
+
+
+#: Spacing bisection of ``count``: stop when the bracket is this narrow (mm).
+COUNT_SPACING_TOLERANCE_MM = 0.25
+
+
+def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
+                  ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Exactly ``params.count`` vertices, as far apart as the lattice search can put them.
+
+    Bisects the spacing between the requested minimum and the size of the allowed region:
+    the largest spacing at which the search still fits ``count`` vertices wins. The count
+    as a function of spacing is not strictly monotone, so this is the best of the spacings
+    tried, not a proof of optimality.
+    """
+    n = int(params.count)  # type: ignore[arg-type]
+    at = dict(max_vertices=n, count=None)
+    pts, info = _search_lattice(field, gtv, replace(params, **at))
+    if len(pts) < n:
         raise ParameterError(
-            f"only {len(pts)} vertices fit ({params.pattern}, D {params.diameter_mm:g} mm, "
-            f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
-            f"at least {params.min_vertices} are required; reduce the diameter, spacing or "
-            "margins, or lower --min-vertices")
-    warnings: tuple[str, ...] = ()
-    if len(pts) == 0:
-        warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
-                    "surface or an OAR; use a smaller diameter, spacing or margin",)
-    return finish(pts, info, warnings)
+            f"only {len(pts)} vertices fit even {params.min_spacing_mm:g} mm apart, so "
+            f"--count {n} cannot be placed; lower the count, the spacing or the margins")
+    cand = np.argwhere(field.slack_vox > -field.band_mm)
+    extent = (cand.max(axis=0) - cand.min(axis=0) + 1) * gtv.voxel_size_mm
+    lo, hi = params.min_spacing_mm, max(float(np.linalg.norm(extent)), params.min_spacing_mm)
+    tried = 0
+    while hi - lo > COUNT_SPACING_TOLERANCE_MM and n > 1:
+        mid = 0.5 * (lo + hi)
+        trial, trial_info = _search_lattice(field, gtv, replace(
+            params, min_spacing_mm=mid, **at))
+        tried += 1
+        if len(trial) >= n:
+            lo, pts, info = mid, trial, trial_info
+        else:
+            hi = mid
+    info["count_search"] = {"count": n, "requested_min_spacing_mm": params.min_spacing_mm,
+                            "lattice_spacing_mm": round(lo, 4), "spacings_tried": tried + 1}
+    return pts, info

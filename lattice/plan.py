@@ -64,6 +64,8 @@ class PlanParameters:
         Width of the shell of allowed centre depths (shell mode; default D/2).
     min_vertices : int or None
         Planning fails if fewer vertices fit.
+    count : int or None
+        Place exactly this many vertices, as far apart as possible (>= min_spacing_mm).
     protocol : str or None
         Name of the protocol preset the values follow (:mod:`lattice.protocols`).
     """
@@ -81,6 +83,7 @@ class PlanParameters:
     mode: str = "fill"
     shell_width_mm: float | None = None
     min_vertices: int | None = None
+    count: int | None = None
     protocol: str | None = None
 
     @property
@@ -121,6 +124,9 @@ class PlanParameters:
             raise ParameterError(f"shell_width_mm must be > 0, got {self.shell_width_mm}")
         if self.max_vertices is not None and self.max_vertices < 1:
             raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
+        if self.count is not None and (self.count < 1 or self.max_vertices is not None):
+            raise ParameterError(f"count must be >= 1 and cannot be combined with max_vertices, "
+                                 f"got count={self.count}, max_vertices={self.max_vertices}")
         if self.min_vertices is not None and self.min_vertices < 1:
             raise ParameterError(f"min_vertices must be >= 1, got {self.min_vertices}")
         if (self.min_vertices is not None and self.max_vertices is not None

@@ -13,6 +13,7 @@ from oracles import (
     world_of,
 )
 from scipy.spatial import cKDTree
+from scipy.spatial.distance import pdist
 
 from lattice.placement import plan_vertices
 from lattice.rules import Oar
@@ -181,3 +182,29 @@ def test_orientation_search_3d_never_worse_than_axial():
                          pattern="sc", orientation_search="3d", rotation_step_deg=10)
     check_rules(full, mask, aff, s=20, d=10, margin=3)
     assert full.n_vertices >= axial.n_vertices - 1
+
+
+def test_count_places_exactly_n_further_apart_than_the_minimum():
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    free = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
+    n = free.n_vertices // 2
+    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                         count=n)
+    assert plan.n_vertices == n
+    spread = pdist(plan.centers_ras_mm).min()
+    assert spread > 20.0 + 2.0  # the bisection moved them apart
+    check_rules(plan, mask, aff, s=spread, d=10, margin=3)
+
+
+def test_impossible_count_or_min_vertices_is_a_parameter_error():
+    from lattice.errors import ParameterError
+
+    aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
+    mask = lobulated_gtv(aff, LOBULATED["shape"])
+    with pytest.raises(ParameterError, match="count"):
+        plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                      count=500)
+    with pytest.raises(ParameterError, match="min-vertices"):
+        plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
+                      min_vertices=500)
