@@ -21,6 +21,7 @@ from lattice.errors import LatticeError, ParameterError
 from lattice.patterns import PATTERNS
 from lattice.plan import MODES, ORIENTATION_SEARCHES
 from lattice.protocols import PROTOCOLS, get_protocol
+from lattice_cli import scart, verify
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-picture", action="store_true", help="skip overview.png")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_plan)
+    verify.register(sub)
+    scart.register(sub)
     return parser
 
 
@@ -137,6 +140,7 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
     from lattice.io import load_case, sha256_file
     from lattice.placement import plan_vertices
     from lattice.rules import Oar
+    from lattice.verify import verify_plan
 
     names = [name for name, _, _ in args.oar]
     if len(set(names)) != len(names):
@@ -159,8 +163,17 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": clearances[n]}
                        for n, p, _ in args.oar]}
+    # The plan is checked by the independent verifier before anything is written.
+    document = plan.to_dict(inputs=inputs)
+    report = verify_plan(document, gtv=case.gtv, oars=case.oars, check_reported_depth=False)
+    if not report.ok:
+        raise LatticeError("the plan failed its own independent verification ("
+                           + "; ".join(v.message for v in report.violations[:3])
+                           + "); nothing was written; please report this as a bug")
+    document["verification"] = {"ok": True, "by": "lattice.verify (independent recomputation "
+                                "from the masks)", "checks": list(report.checks)}
     written = write_plan_folder(plan, args.out, oars=case.oars, inputs=inputs, force=args.force,
-                                picture=worker is not None, worker=worker)
+                                picture=worker is not None, worker=worker, document=document)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()

@@ -13,15 +13,15 @@ Wired into the parser with ``scart.register(sub)`` in :func:`lattice_cli.main.bu
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import shutil
 import sys
-import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lattice.stv import StvResult
+    from lattice.volume import Volume
 
 #: Files ``lattice scart`` writes, in the order they are moved into place (scart.json last).
 SCART_FILES = ("stv.nii.gz", "scart.json")
@@ -84,7 +84,7 @@ def cmd_scart(args: argparse.Namespace) -> int:
     return 0
 
 
-def scart_document(result: Any, *, inputs: Mapping[str, Any],
+def scart_document(result: StvResult, *, inputs: Mapping[str, Any],
                    parameters: Mapping[str, Any]) -> dict[str, Any]:
     """The ``scart.json`` document for a :class:`lattice.stv.StvResult`."""
     from lattice import __version__
@@ -104,7 +104,7 @@ def scart_document(result: Any, *, inputs: Mapping[str, Any],
     }
 
 
-def write_scart_folder(stv: Any, document: Mapping[str, Any], out_dir: str | Path, *,
+def write_scart_folder(stv: Volume, document: Mapping[str, Any], out_dir: str | Path, *,
                        force: bool) -> dict[str, Path]:
     """Write ``stv.nii.gz`` and ``scart.json`` into ``out_dir`` atomically.
 
@@ -117,42 +117,12 @@ def write_scart_folder(stv: Any, document: Mapping[str, Any], out_dir: str | Pat
     ------
     OutputExistsError, OutputWriteError
     """
-    from lattice.errors import OutputWriteError
-    from lattice.export import check_output_folder
+    from lattice.export import write_json, write_staged
     from lattice.io import save_volume
 
-    out = check_output_folder(out_dir, force=force, names=SCART_FILES)
-    parent = out if out.is_dir() else out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
-                               "choose another --out folder") from exc
-    try:
+    def write(stage: Path) -> list[str]:
         save_volume(stv, stage / "stv.nii.gz")
-        with open(stage / "scart.json", "w", encoding="utf-8") as fh:
-            json.dump(document, fh, indent=2, allow_nan=False)
-            fh.write("\n")
-        return _move_into_place(stage, out, SCART_FILES)
-    except OSError as exc:
-        raise OutputWriteError(f"writing the STV to '{out}' failed ({exc}); nothing was "
-                               "written; free space or choose another --out folder") from exc
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        write_json(document, stage / "scart.json")
+        return list(SCART_FILES)
 
-
-def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
-    if not out.exists():
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it private
-        os.rename(stage, out)  # atomic: the folder appears complete
-        stage.mkdir()  # so the caller's cleanup has something to remove
-        return {n: out / n for n in names}
-    # The old scart.json goes first: until the new one lands the folder holds no scart.json,
-    # so a stv.nii.gz is never described by a stale scart.json.
-    (out / "scart.json").unlink(missing_ok=True)
-    for n in names:  # scart.json is last
-        os.replace(stage / n, out / n)
-    return {n: out / n for n in names}
+    return write_staged(out_dir, write, owned=SCART_FILES, force=force)

@@ -45,7 +45,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     width = max([len(c["rule"]) for c in report.checks], default=0)
     for check in report.checks:
         print(f"  {check['rule']:<{width}}  worst slack {_slack(check['worst_slack_mm']):>12}"
-              f"  ({check['detail']})")
+              f"  {check['detail']}")
     for v in report.violations:
         print(f"violation [{v.rule}]: {v.message}")
     for warning in report.warnings:

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,20 +55,61 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
+def write_json(document: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a JSON document, indented, refusing NaN/inf."""
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(document, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    return Path(path)
+
+
+def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
+                 owned: Sequence[str], force: bool) -> dict[str, Path]:
+    """Write an output folder atomically.
+
+    ``write(stage)`` writes files into a temporary folder beside (or inside) ``out_dir`` and
+    returns their names, the completeness marker (a JSON document) last. They are moved
+    into place only when all are written: a new folder appears whole; in an existing one
+    the old marker goes first and the marker lands last, so a marker always describes the
+    files beside it. Files in ``owned`` that this run did not write are removed (a replaced
+    output keeps nothing of the old one); other files in the folder are left alone.
+
+    Raises
+    ------
+    OutputExistsError
+        ``owned`` files exist and ``force`` is not set.
+    OutputWriteError
+        The folder cannot be created or written (nothing is left behind).
+    """
+    out = check_output_folder(out_dir, force=force, names=owned)
+    parent = out if out.is_dir() else out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
+                               "choose another --out folder") from exc
+    try:
+        names = list(write(stage))
+        return _move_into_place(stage, out, names, owned)
+    except OSError as exc:
+        raise OutputWriteError(f"writing to '{out}' failed ({exc}); nothing was written; "
+                               "free space or choose another --out folder") from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def write_plan_json(plan: Plan, path: str | Path, *, inputs: Mapping[str, Any] | None = None
                     ) -> Path:
     """Write ``plan.to_dict()`` as indented JSON."""
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(plan.to_dict(inputs=dict(inputs or {})), fh, indent=2, allow_nan=False)
-        fh.write("\n")
-    return Path(path)
+    return write_json(plan.to_dict(inputs=dict(inputs or {})), path)
 
 
 def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
                       oars: Mapping[str, Volume] | None = None,
                       inputs: Mapping[str, Any] | None = None, force: bool = False,
-                      picture: bool = True, worker: PictureWorker | None = None
-                      ) -> dict[str, Path]:
+                      picture: bool = True, worker: PictureWorker | None = None,
+                      document: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -89,6 +130,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     worker : PictureWorker, optional
         A worker already loading the picture's inputs (the CLI starts one before planning);
         otherwise one is started here from ``ct`` and ``oars``.
+    document : mapping, optional
+        The ``plan.json`` document to write (default ``plan.to_dict(inputs=inputs)``), e.g.
+        with a verification record added.
 
     Returns
     -------
@@ -99,18 +143,11 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     ------
     OutputExistsError, OutputWriteError
     """
-    out = check_output_folder(out_dir, force=force)
-    parent = out.parent if not out.is_dir() else out
-    parent.mkdir(parents=True, exist_ok=True)
-    try:
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
-                               "choose another --out folder") from exc
     own_worker = None
     if picture and worker is None and ct is not None:
         own_worker = worker = PictureWorker(lambda: ct)
-    try:
+
+    def write(stage: Path) -> list[str]:
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
         if picture and worker is not None:
@@ -125,17 +162,16 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             raise
         write_vertices_csv(plan, stage / "vertices.csv")
         pictures = worker.wait() if picture and worker is not None else []
-        written = ["lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", *pictures]
-        write_plan_json(plan, stage / "plan.json", inputs=inputs)
-        written.append("plan.json")
-        return _move_into_place(stage, out, written)
-    except OSError as exc:
-        raise OutputWriteError(f"writing the plan to '{out}' failed ({exc}); nothing was "
-                               "written; free space or choose another --out folder") from exc
+        write_json(document if document is not None
+                   else plan.to_dict(inputs=dict(inputs or {})), stage / "plan.json")
+        return ["lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", *pictures,
+                "plan.json"]
+
+    try:
+        return write_staged(out_dir, write, owned=PLAN_FILES, force=force)
     finally:
         if own_worker is not None:
             own_worker.close()
-        shutil.rmtree(stage, ignore_errors=True)
 
 
 def _title(plan: Plan) -> str:
@@ -144,7 +180,8 @@ def _title(plan: Plan) -> str:
             f"GTV margin {p.gtv_margin_mm:g} mm")
 
 
-def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, Path]:
+def _move_into_place(stage: Path, out: Path, names: Sequence[str],
+                     owned: Sequence[str]) -> dict[str, Path]:
     if not out.exists():
         umask = os.umask(0)
         os.umask(umask)
@@ -152,11 +189,10 @@ def _move_into_place(stage: Path, out: Path, names: Sequence[str]) -> dict[str, 
         os.rename(stage, out)  # atomic: the folder appears complete
         stage.mkdir()  # so the caller's cleanup has something to remove
         return {n: out / n for n in names}
-    # The old plan.json goes first: from here until the new one lands the folder holds no
-    # plan.json, i.e. no complete plan. Files of the old plan this run does not write go too.
-    (out / "plan.json").unlink(missing_ok=True)
-    for stale in set(PLAN_FILES) - set(names):
+    marker = names[-1]
+    (out / marker).unlink(missing_ok=True)  # until the new marker lands: no complete output
+    for stale in set(owned) - set(names):
         (out / stale).unlink(missing_ok=True)
-    for n in names:  # plan.json is last, so a complete plan.json means complete outputs
+    for n in names:  # the marker is last
         os.replace(stage / n, out / n)
     return {n: out / n for n in names}
