@@ -24,9 +24,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from lattice_cli.main import main
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
+
+from lattice_cli.main import main
 
 SHAPE = (80, 80, 40)
 VOXEL_MM = (1.0, 1.0, 2.5)
