@@ -163,17 +163,23 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
     inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **describe(p), "clearance_mm": clearances[n]}
                        for n, p, _ in args.oar]}
-    # The plan is checked by the independent verifier before anything is written.
-    document = plan.to_dict(inputs=inputs)
-    report = verify_plan(document, gtv=case.gtv, oars=case.oars, check_reported_depth=False)
-    if not report.ok:
-        raise LatticeError("the plan failed its own independent verification ("
-                           + "; ".join(v.message for v in report.violations[:3])
-                           + "); nothing was written; please report this as a bug")
-    document["verification"] = {"ok": True, "by": "lattice.verify (independent recomputation "
-                                "from the masks)", "checks": list(report.checks)}
+    def verified_document() -> dict:
+        """plan.json, checked by the independent verifier before it is written."""
+        document = plan.to_dict(inputs=inputs)
+        report = verify_plan(document, gtv=case.gtv, oars=case.oars,
+                             check_reported_depth=False)
+        if not report.ok:
+            raise LatticeError("the plan failed its own independent verification ("
+                               + "; ".join(v.message for v in report.violations[:3])
+                               + "); nothing was written; please report this as a bug")
+        document["verification"] = {"ok": True, "by": "lattice.verify (independent "
+                                    "recomputation from the masks)",
+                                    "checks": list(report.checks)}
+        return document
+
     written = write_plan_folder(plan, args.out, oars=case.oars, inputs=inputs, force=args.force,
-                                picture=worker is not None, worker=worker, document=document)
+                                picture=worker is not None, worker=worker,
+                                document=verified_document)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()

@@ -569,3 +569,14 @@ def test_unreachable_min_vertices_fails_and_writes_nothing(case, tmp_path):
     assert not out.exists()
     code, _, err = run(plan_args(case, tmp_path / "ok", "--min-vertices", "1"))
     assert code == 0, err
+
+
+def test_plan_records_its_independent_verification(case, tmp_path):
+    code, _, err = run(plan_args(case, tmp_path / "out"))
+    assert code == 0, err
+    doc = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert doc["verification"]["ok"] is True
+    rules = {c["rule"] for c in doc["verification"]["checks"]}
+    assert {"gtv_margin", "spacing"} <= rules
+    assert all(c["worst_slack_mm"] is None or c["worst_slack_mm"] >= 0
+               for c in doc["verification"]["checks"])

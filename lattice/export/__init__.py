@@ -109,7 +109,8 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                       oars: Mapping[str, Volume] | None = None,
                       inputs: Mapping[str, Any] | None = None, force: bool = False,
                       picture: bool = True, worker: PictureWorker | None = None,
-                      document: Mapping[str, Any] | None = None) -> dict[str, Path]:
+                      document: Callable[[], Mapping[str, Any]] | None = None
+                      ) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -130,9 +131,10 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     worker : PictureWorker, optional
         A worker already loading the picture's inputs (the CLI starts one before planning);
         otherwise one is started here from ``ct`` and ``oars``.
-    document : mapping, optional
-        The ``plan.json`` document to write (default ``plan.to_dict(inputs=inputs)``), e.g.
-        with a verification record added.
+    document : callable returning a mapping, optional
+        Makes the ``plan.json`` document (default ``plan.to_dict(inputs=inputs)``), e.g. with
+        a verification record added. Called after the masks are written, while the picture
+        is drawn; an error it raises leaves nothing written.
 
     Returns
     -------
@@ -161,9 +163,16 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                     worker.wait()  # the first error is the one to report
             raise
         write_vertices_csv(plan, stage / "vertices.csv")
+        try:
+            doc = (document() if document is not None
+                   else plan.to_dict(inputs=dict(inputs or {})))
+        except BaseException:
+            if worker is not None:
+                with contextlib.suppress(Exception):
+                    worker.wait()
+            raise
         pictures = worker.wait() if picture and worker is not None else []
-        write_json(document if document is not None
-                   else plan.to_dict(inputs=dict(inputs or {})), stage / "plan.json")
+        write_json(doc, stage / "plan.json")
         return ["lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", *pictures,
                 "plan.json"]
 
