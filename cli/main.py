@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="put every vertex centre on a CT slice plane")
     p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
                    help="keep at most N vertices (those with the most room)")
+    p.add_argument("--coplanar-mm", type=float, default=None,
+                   help="co-planar rule: centres closer than this in z (superior-inferior) "
+                   "must be --coplanar-spacing-mm apart (Mayo: 20; 0 turns it off)")
+    p.add_argument("--coplanar-spacing-mm", type=float, default=None,
+                   help="distance required by the co-planar rule (Mayo: 80)")
     p.add_argument("--count", type=_positive_int, default=None, metavar="N",
                    help="place exactly N vertices, as far apart as possible (at least "
                    "--spacing-mm)")
@@ -194,7 +199,8 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
 
 #: Built-in values of the options a protocol may set.
 DEFAULTS = {"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
-            "pattern": "hcp", "snap_to_slices": False}
+            "pattern": "hcp", "snap_to_slices": False, "coplanar_mm": None,
+            "coplanar_spacing_mm": None}
 
 
 def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
@@ -202,7 +208,8 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
     protocol = get_protocol(args.protocol) if args.protocol else None
     explicit = {"diameter_mm": args.diameter_mm, "min_spacing_mm": args.spacing_mm,
                 "gtv_margin_mm": args.gtv_margin_mm, "pattern": args.pattern,
-                "snap_to_slices": args.snap_to_slices}
+                "snap_to_slices": args.snap_to_slices, "coplanar_mm": args.coplanar_mm,
+                "coplanar_spacing_mm": args.coplanar_spacing_mm}
     preset = protocol.parameters if protocol else {}
     settings = {k: v if v is not None else preset.get(k, DEFAULTS[k])
                 for k, v in explicit.items()}

@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from .errors import MaskError, ParameterError
 from .io import mask_from_array
 from .margins import bounding_box
+from .pairs import coplanar_conflicts, max_independent_subset
 from .patterns import LatticePattern, make_pattern
 from .plan import Plan, PlanParameters
 from .rules import ALLOWED, UNDECIDED, Oar, RuleField
@@ -34,6 +35,8 @@ from .volume import Volume
 
 #: Candidates carried from the coarse grid into local refinement.
 N_REFINE = 6
+#: Poses compared after a pairwise rule (co-planar) thins their vertices.
+N_FINALISTS = 12
 #: Local refinement: offsets per axis, as fractions of one coarse step.
 REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
 #: The '3d' search tilts the lattice's layer normal away from the slice normal by each of
@@ -204,6 +207,8 @@ def plan_vertices(
     shell_width_mm: float | None = None,
     min_vertices: int | None = None,
     count: int | None = None,
+    coplanar_mm: float | None = None,
+    coplanar_spacing_mm: float | None = None,
     protocol: str | None = None,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
@@ -242,6 +247,9 @@ def plan_vertices(
     count : int, optional
         Place exactly this many vertices, spread as far apart as possible (the spacing is
         bisected upwards from ``min_spacing_mm``).
+    coplanar_mm, coplanar_spacing_mm : float, optional
+        Mayo co-planar rule: centres less than ``coplanar_mm`` apart in z must be at least
+        ``coplanar_spacing_mm`` apart (see :mod:`lattice.pairs`). Both or neither.
     protocol : str, optional
         Name of the protocol preset the parameters follow (recorded in the plan; see
         :mod:`lattice.protocols`).
@@ -264,7 +272,10 @@ def plan_vertices(
         orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
         translation_steps=int(translation_steps), mode=mode,
         shell_width_mm=None if shell_width_mm is None else float(shell_width_mm),
-        min_vertices=min_vertices, count=count, protocol=protocol)
+        min_vertices=min_vertices, count=count, protocol=protocol,
+        coplanar_mm=None if not coplanar_mm else float(coplanar_mm),
+        coplanar_spacing_mm=None if not coplanar_mm or coplanar_spacing_mm is None
+        else float(coplanar_spacing_mm))
     params.validate()
     if len({o.name for o in oars}) != len(oars):
         raise MaskError("two OARs share a name; give each OAR a distinct name")
@@ -372,13 +383,33 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         seeds = refined
     best = max([best, *seeds], key=lambda c: (c.count, c.tie))
 
-    pts = search.points(best)
-    if slice_step is not None:
-        ijk = gtv.ras_to_ijk(pts)
-        ijk[:, 2] = np.round(ijk[:, 2])
-        pts = gtv.ijk_to_ras(ijk)
-    allowed, _ = field.classify(pts)
-    pts = pts[allowed]
+    def allowed_points(cand: _Candidate) -> NDArray[np.float64]:
+        pts = search.points(cand)
+        if slice_step is not None:
+            ijk = gtv.ras_to_ijk(pts)
+            ijk[:, 2] = np.round(ijk[:, 2])
+            pts = gtv.ijk_to_ras(ijk)
+        allowed, _ = field.classify(pts)
+        return pts[allowed]
+
+    pts = allowed_points(best)
+    n_allowed = len(pts)
+    if params.coplanar_mm:
+        # A pairwise rule: keep the largest conflict-free subset, and let that count choose
+        # among the best poses (the pose search itself counts field rules only).
+        finalists = sorted({best, *seeds, *pool[:N_FINALISTS]},
+                           key=lambda c: (-c.count, -c.tie, c.angle_deg, c.frac))
+        chosen = None
+        for cand in finalists[:N_FINALISTS]:
+            cand_pts = allowed_points(cand)
+            keep = max_independent_subset(len(cand_pts), coplanar_conflicts(
+                cand_pts, coplanar_mm=params.coplanar_mm,
+                coplanar_spacing_mm=float(params.coplanar_spacing_mm)),
+                weights=field.exact_slack(cand_pts) if len(cand_pts) else None)
+            if chosen is None or len(keep) > len(chosen[1]):
+                chosen = (cand, cand_pts[keep])
+        assert chosen is not None
+        best, pts = chosen
     slack = field.exact_slack(pts)
     # Most room first, then position, so max_vertices keeps the safest ones deterministically.
     order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
@@ -407,7 +438,7 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         "lattice_origin_ras_mm": [round(float(v), 4) for v in centre],
         "lattice_rotation": [[round(float(v), 8) for v in row] for row in rot],
         "layer_step_mm": round(lattice.layer_step_mm, 4),
-        "n_allowed_before_cap": int(allowed.sum()),
+        "n_allowed_before_cap": int(n_allowed),
     }
     return pts, info
 

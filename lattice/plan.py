@@ -66,6 +66,9 @@ class PlanParameters:
         Planning fails if fewer vertices fit.
     count : int or None
         Place exactly this many vertices, as far apart as possible (>= min_spacing_mm).
+    coplanar_mm, coplanar_spacing_mm : float or None
+        Mayo co-planar rule: centres less than ``coplanar_mm`` apart in z must be at least
+        ``coplanar_spacing_mm`` apart.
     protocol : str or None
         Name of the protocol preset the values follow (:mod:`lattice.protocols`).
     """
@@ -84,6 +87,8 @@ class PlanParameters:
     shell_width_mm: float | None = None
     min_vertices: int | None = None
     count: int | None = None
+    coplanar_mm: float | None = None
+    coplanar_spacing_mm: float | None = None
     protocol: str | None = None
 
     @property
@@ -127,6 +132,14 @@ class PlanParameters:
         if self.count is not None and (self.count < 1 or self.max_vertices is not None):
             raise ParameterError(f"count must be >= 1 and cannot be combined with max_vertices, "
                                  f"got count={self.count}, max_vertices={self.max_vertices}")
+        if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
+            raise ParameterError("the co-planar rule needs both coplanar_mm and "
+                                 "coplanar_spacing_mm (e.g. 20 and 80)")
+        if self.coplanar_mm is not None and not (
+                _finite(self.coplanar_mm) and self.coplanar_mm > 0
+                and _finite(self.coplanar_spacing_mm) and self.coplanar_spacing_mm > 0):
+            raise ParameterError(f"co-planar distances must be > 0 mm, got {self.coplanar_mm} "
+                                 f"and {self.coplanar_spacing_mm}")
         if self.min_vertices is not None and self.min_vertices < 1:
             raise ParameterError(f"min_vertices must be >= 1, got {self.min_vertices}")
         if (self.min_vertices is not None and self.max_vertices is not None

@@ -29,10 +29,11 @@ PROTOCOLS: dict[str, Protocol] = {
     "mayo": Protocol(
         name="mayo",
         description="Mayo-like: 15 mm vertices, >= 30 mm apart, centres >= 5 mm + R inside "
-                    "the GTV and >= 10 mm + R from every OAR",
+                    "the GTV and >= 10 mm + R from every OAR; co-planar rule: centres less "
+                    "than 20 mm apart in z must be >= 80 mm apart",
         source="Deufel et al., Phys Med Biol 2024;69:075010 (Mayo LATTICE placement rules)",
         parameters={"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
-                    "pattern": "hcp"},
+                    "pattern": "hcp", "coplanar_mm": 20.0, "coplanar_spacing_mm": 80.0},
         oar_clearance_mm=10.0,
     ),
     "washu": Protocol(

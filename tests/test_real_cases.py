@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from oracles import best_random_translation_count, check_rules
 
@@ -51,3 +52,16 @@ def test_snap_to_slices_on_real_case():
     check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
     k = plan.centers_ijk[:, 2]
     assert abs(k - k.round()).max() < 1e-6
+
+
+def test_coplanar_rule_holds_exactly_on_real_case():
+    gtv = load_mask(gtv_path("STS_044"))
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
+                         pattern="hcp", coplanar_mm=20, coplanar_spacing_mm=80)
+    c = plan.centers_ras_mm
+    assert plan.n_vertices >= 2
+    check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
+    for i in range(len(c)):
+        for j in range(i + 1, len(c)):
+            if abs(c[i, 2] - c[j, 2]) < 20:
+                assert np.linalg.norm(c[i] - c[j]) >= 80
