@@ -404,7 +404,7 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
             cand_pts = allowed_points(cand)
             keep = max_independent_subset(len(cand_pts), coplanar_conflicts(
                 cand_pts, coplanar_mm=params.coplanar_mm,
-                coplanar_spacing_mm=float(params.coplanar_spacing_mm)),
+                coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
                 weights=field.exact_slack(cand_pts) if len(cand_pts) else None)
             if chosen is None or len(keep) > len(chosen[1]):
                 chosen = (cand, cand_pts[keep])
@@ -456,9 +456,8 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
     as a function of spacing is not strictly monotone, so this is the best of the spacings
     tried, not a proof of optimality.
     """
-    n = int(params.count)  # type: ignore[arg-type]
-    at = dict(max_vertices=n, count=None)
-    pts, info = _search_lattice(field, gtv, replace(params, **at))
+    n = int(params.count or 0)
+    pts, info = _search_lattice(field, gtv, replace(params, max_vertices=n, count=None))
     if len(pts) < n:
         raise ParameterError(
             f"only {len(pts)} vertices fit even {params.min_spacing_mm:g} mm apart, so "
@@ -470,7 +469,7 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
     while hi - lo > COUNT_SPACING_TOLERANCE_MM and n > 1:
         mid = 0.5 * (lo + hi)
         trial, trial_info = _search_lattice(field, gtv, replace(
-            params, min_spacing_mm=mid, **at))
+            params, min_spacing_mm=mid, max_vertices=n, count=None))
         tried += 1
         if len(trial) >= n:
             lo, pts, info = mid, trial, trial_info

@@ -135,7 +135,7 @@ class PlanParameters:
         if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
             raise ParameterError("the co-planar rule needs both coplanar_mm and "
                                  "coplanar_spacing_mm (e.g. 20 and 80)")
-        if self.coplanar_mm is not None and not (
+        if self.coplanar_mm is not None and self.coplanar_spacing_mm is not None and not (
                 _finite(self.coplanar_mm) and self.coplanar_mm > 0
                 and _finite(self.coplanar_spacing_mm) and self.coplanar_spacing_mm > 0):
             raise ParameterError(f"co-planar distances must be > 0 mm, got {self.coplanar_mm} "
