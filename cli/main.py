@@ -15,11 +15,11 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from lattice import __version__
 from lattice.errors import LatticeError, ParameterError
-from lattice.patterns import PATTERNS
-from lattice.plan import MODES, ORIENTATION_SEARCHES
+from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
 from lattice_cli import scart, verify
 
@@ -59,8 +59,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
     parser.add_argument("--version", action="version", version=f"lattice {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -87,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="[NAME=]PATH:MM",
                    help="organ at risk mask and its clearance from vertex surfaces; repeatable "
                    "(PATH alone takes the protocol's clearance)")
-    p.add_argument("--pattern", choices=PATTERNS, default=None, help="lattice (hcp)")
+    p.add_argument("--pattern", choices=PLACEMENTS, default=None,
+                   help="lattice (hcp), or max: an irregular maximal packing started from the "
+                   "best lattice (more vertices, less regular)")
+    p.add_argument("--time-budget-s", type=float, default=5.0,
+                   help="time budget of --pattern max (5)")
     p.add_argument("--mode", choices=MODES, default="fill",
                    help="fill: vertices throughout the LATTICE target; shell: along its edge, "
                    "centres at depth margin + D/2 .. + --shell-width-mm (fill)")
@@ -108,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-vertices", type=_positive_int, default=None, metavar="N",
                    help="fail (exit 2, nothing written) if fewer than N vertices fit")
     p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
-                   help="orientation search: about the slice normal, or also tilted (axial)")
+                   help="orientation search: about the superior-inferior axis, or also "
+                   "tilted (axial)")
     p.add_argument("--rotation-step-deg", type=float, default=5.0,
                    help="angle step of the orientation search (5)")
     p.add_argument("--no-picture", action="store_true", help="skip overview.png")
@@ -116,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
     verify.register(sub)
     scart.register(sub)
+    for command in sub.choices.values():
+        # SUPPRESS: an absent flag after the command must not undo one given before it.
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show tracebacks on errors")
     return parser
 
 
@@ -152,12 +168,14 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
     settings, clearances = _resolve(args)
+    # The picture worker reads the CT's voxels (and reports a corrupt file); without it they
+    # are read here, so a truncated CT is never accepted.
     case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
-                     ct_data=False)
+                     ct_data=worker is None)
     oars = [Oar(name, case.oars[name], clearances[name]) for name, _, _ in args.oar]
     plan = plan_vertices(
         case.gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
-        count=args.count,
+        count=args.count, time_budget_s=args.time_budget_s,
         orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
         mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
         **settings)
@@ -189,8 +207,11 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()
     p = plan.parameters
+    nearest = s["nearest_vertex_min_mm"]
+    spacing = (f"spacing {p.min_spacing_mm:g} mm" if nearest is None or p.count is None
+               else f"spread to {nearest:g} mm apart")
     print(f"{s['n_vertices']} vertices ({p.pattern}, D {p.diameter_mm:g} mm, "
-          f"spacing {p.min_spacing_mm:g} mm, margin {p.gtv_margin_mm:g} mm) in a "
+          f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
           f"{time.perf_counter() - t0:.2f} s")
     print(f"wrote {', '.join(sorted(written))} to {args.out}")
@@ -225,6 +246,11 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
     return settings, clearances
 
 
+def _one_line(exc: BaseException) -> str:
+    """An error message on one line (library messages quoted from nibabel may hold newlines)."""
+    return " ".join(str(exc).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (never raises for expected errors)."""
     parser = build_parser()
@@ -234,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LatticeError as exc:
         if args.debug:
             raise
-        print(f"lattice: error: {exc}", file=sys.stderr)
+        print(f"lattice: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lattice: interrupted; no output was written", file=sys.stderr)
@@ -245,8 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI must end with one line, not a traceback
         if args.debug:
             raise
-        print(f"lattice: internal error: {type(exc).__name__}: {exc} (rerun with --debug and "
-              "report it)", file=sys.stderr)
+        print(f"lattice: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
+              "--debug and report it)", file=sys.stderr)
         return 1
 
 

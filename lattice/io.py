@@ -22,6 +22,9 @@ from numpy.typing import NDArray
 from .errors import InputFileError, MaskError
 from .volume import Volume
 
+#: What to do about an OAR file holding several labels (one organ per file is expected).
+OAR_LABEL_HINT = "save each organ at risk as its own mask file and pass each with --oar"
+
 #: Float masks (probability maps, resampled labels) count as inside above this value.
 FLOAT_MASK_THRESHOLD = 0.5
 
@@ -101,7 +104,8 @@ def load_image(path: str | Path) -> Volume:
     return Volume(data, img.affine)
 
 
-def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mask") -> NDArray:
+def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mask",
+                    label_hint: str = "choose one with --gtv-label N (or label=N)") -> NDArray:
     """Turn stored mask values into a boolean mask.
 
     Integer data, and float data holding only whole numbers (a label map saved as float),
@@ -142,18 +146,23 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
         elif len(labels) > 1:
             raise MaskError(
                 f"{name} is a label map with labels {', '.join(map(str, labels))}; "
-                "choose one with --gtv-label N (or label=N)")
+                f"{label_hint}")
         else:
             out = is_set
     if not out.any():
-        raise MaskError(f"{name} is empty (no voxel set); check that it is the right file")
+        kind = ("no value above the float-mask threshold "
+                f"{FLOAT_MASK_THRESHOLD:g}" if np.issubdtype(data.dtype, np.floating)
+                else "no voxel set")
+        raise MaskError(f"{name} is empty ({kind}); check that it is the right file")
     return out.astype(bool, copy=False)
 
 
-def load_mask(path: str | Path, *, label: int | None = None) -> Volume:
+def load_mask(path: str | Path, *, label: int | None = None,
+              label_hint: str = "choose one with --gtv-label N (or label=N)") -> Volume:
     """Read a NIfTI mask as a boolean :class:`Volume` (see :func:`mask_from_array`)."""
     img, data = _load_nifti(path)
-    return Volume(mask_from_array(data, label=label, name=f"mask '{path}'"), img.affine)
+    return Volume(mask_from_array(data, label=label, name=f"mask '{path}'",
+                                  label_hint=label_hint), img.affine)
 
 
 def save_volume(volume: Volume, path: str | Path) -> Path:
@@ -219,7 +228,8 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
     with ThreadPoolExecutor(max_workers=2) as pool:
         ct_job = pool.submit(load_image if ct_data else load_grid, ct_path)
         gtv_job = pool.submit(load_mask, gtv_path, label=gtv_label)
-        oar_jobs = {name: pool.submit(load_mask, p) for name, p in oar_paths.items()}
+        oar_jobs = {name: pool.submit(load_mask, p, label_hint=OAR_LABEL_HINT)
+                    for name, p in oar_paths.items()}
         try:
             ct = ct_job.result()
             gtv = gtv_job.result()

@@ -28,7 +28,7 @@ from .errors import MaskError, ParameterError
 from .io import mask_from_array
 from .margins import bounding_box
 from .pairs import coplanar_conflicts, max_independent_subset
-from .patterns import LatticePattern, make_pattern
+from .patterns import PATTERNS, LatticePattern, make_pattern
 from .plan import Plan, PlanParameters
 from .rules import ALLOWED, UNDECIDED, Oar, RuleField
 from .volume import Volume
@@ -39,7 +39,7 @@ N_REFINE = 6
 N_FINALISTS = 12
 #: Local refinement: offsets per axis, as fractions of one coarse step.
 REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
-#: The '3d' search tilts the lattice's layer normal away from the slice normal by each of
+#: The '3d' search tilts the lattice's layer normal away from world z by each of
 #: these angles (deg), towards each azimuth of TILT_AZIMUTHS_DEG, on top of the rotation about
 #: that normal (ZXZ Euler angles). The lattices are centrosymmetric, so three azimuths cover
 #: six directions of the normal.
@@ -209,6 +209,7 @@ def plan_vertices(
     count: int | None = None,
     coplanar_mm: float | None = None,
     coplanar_spacing_mm: float | None = None,
+    time_budget_s: float = 5.0,
     protocol: str | None = None,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
@@ -225,14 +226,17 @@ def plan_vertices(
         Minimum distance from sphere surface to GTV surface (mm).
     oars : sequence of Oar
         Organs at risk on the GTV grid with their clearance (sphere surface to organ, mm).
-    pattern : {'sc', 'bcc', 'fcc', 'hcp'}
+    pattern : {'sc', 'bcc', 'fcc', 'hcp', 'max'}
+        A lattice, or ``max``: an irregular maximal packing (more vertices, less regular;
+        see :mod:`lattice.packing`).
     snap_to_slices : bool
         Put every centre on a CT slice plane: the lattice's layers are laid along the slices
         and their distance rounded up to a whole number of slices (never closer than asked).
     max_vertices : int, optional
         Keep at most this many: those with the most room (largest slack), ties by position.
     orientation_search : {'axial', '3d'}
-        Rotate about the slice normal only, or also tilt the lattice out of plane.
+        Rotate about world z (the superior-inferior axis; the slice normal when snapping)
+        only, or also tilt the lattice out of plane.
     rotation_step_deg : float
         Angle step of the coarse orientation search.
     translation_steps : int
@@ -247,6 +251,8 @@ def plan_vertices(
     count : int, optional
         Place exactly this many vertices, spread as far apart as possible (the spacing is
         bisected upwards from ``min_spacing_mm``).
+    time_budget_s : float
+        Wall-clock budget of the maximal packing (``pattern='max'`` only).
     coplanar_mm, coplanar_spacing_mm : float, optional
         Mayo co-planar rule: centres less than ``coplanar_mm`` apart in z must be at least
         ``coplanar_spacing_mm`` apart (see :mod:`lattice.pairs`). Both or neither.
@@ -273,8 +279,10 @@ def plan_vertices(
         translation_steps=int(translation_steps), mode=mode,
         shell_width_mm=None if shell_width_mm is None else float(shell_width_mm),
         min_vertices=min_vertices, count=count, protocol=protocol,
-        coplanar_mm=None if not coplanar_mm else float(coplanar_mm),
-        coplanar_spacing_mm=None if not coplanar_mm or coplanar_spacing_mm is None
+        time_budget_s=float(time_budget_s),
+        # coplanar_mm == 0 turns the rule off (e.g. to drop it from a protocol).
+        coplanar_mm=None if coplanar_mm == 0 or coplanar_mm is None else float(coplanar_mm),
+        coplanar_spacing_mm=None if coplanar_mm == 0 or coplanar_spacing_mm is None
         else float(coplanar_spacing_mm))
     params.validate()
     if len({o.name for o in oars}) != len(oars):
@@ -303,6 +311,8 @@ def plan_vertices(
         pts, info = np.zeros((0, 3)), {"method": "none"}
         warnings = (f"no room for a vertex: no point is {field.need_depth_mm:g} mm deep in the "
                     "GTV and clear of every OAR; use a smaller diameter or margin",)
+    elif params.pattern == "max":
+        pts, info = _search_max(field, gtv, params)
     elif params.count is None:
         pts, info = _search_lattice(field, gtv, params)
     else:
@@ -477,4 +487,43 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
             hi = mid
     info["count_search"] = {"count": n, "requested_min_spacing_mm": params.min_spacing_mm,
                             "lattice_spacing_mm": round(lo, 4), "spacings_tried": tried + 1}
+    return pts, info
+
+
+def _search_max(field: RuleField, gtv: Volume, params: PlanParameters
+                ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Irregular maximal packing, started from the best of the four lattices.
+
+    The lattice searches give a valid placement the packer can only improve on, so the
+    result never has fewer vertices than the best lattice (a pairwise rule is applied after
+    packing, like for lattices).
+    """
+    from .packing import pack_maximal  # scipy.optimize: imported only when asked for
+
+    best_pts: NDArray[np.float64] = np.zeros((0, 3))
+    best_pattern = None
+    lattice_counts = {}
+    for name in PATTERNS:
+        pts, _ = _search_lattice(field, gtv, replace(params, pattern=name, max_vertices=None,
+                                                      coplanar_mm=None,
+                                                      coplanar_spacing_mm=None))
+        lattice_counts[name] = len(pts)
+        if len(pts) > len(best_pts):
+            best_pts, best_pattern = pts, name
+    pts, info = pack_maximal(field, min_spacing_mm=params.min_spacing_mm,
+                             time_budget_s=params.time_budget_s, seed=0, initial=best_pts)
+    info = {"method": "maximal packing", **info, "initial_lattice": best_pattern,
+            "lattice_counts": lattice_counts}
+    if params.coplanar_mm:
+        keep = max_independent_subset(len(pts), coplanar_conflicts(
+            pts, coplanar_mm=params.coplanar_mm,
+            coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
+            weights=field.exact_slack(pts) if len(pts) else None)
+        pts = pts[keep]
+    if params.max_vertices is not None and len(pts) > params.max_vertices:
+        slack = field.exact_slack(pts)
+        order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
+        pts = pts[order[: params.max_vertices]]
+    pts = pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
+    info["n_vertices"] = int(len(pts))
     return pts, info

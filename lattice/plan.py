@@ -22,6 +22,8 @@ from .volume import Volume
 
 OrientationSearch = Literal["axial", "3d"]
 ORIENTATION_SEARCHES: tuple[str, ...] = get_args(OrientationSearch)
+#: Lattice patterns and the irregular maximal packing.
+PLACEMENTS: tuple[str, ...] = (*PATTERNS, "max")
 Mode = Literal["fill", "shell"]
 MODES: tuple[str, ...] = get_args(Mode)
 
@@ -43,7 +45,8 @@ class PlanParameters:
     gtv_margin_mm : float
         Minimum distance from each sphere's surface to the GTV surface; centre depth >=
         margin + D/2. The LATTICE target is the GTV eroded by this margin.
-    pattern : {'sc', 'bcc', 'fcc', 'hcp'}
+    pattern : {'sc', 'bcc', 'fcc', 'hcp', 'max'}
+        A lattice, or ``max`` (irregular maximal packing).
     oar_clearance_mm : dict of str to float
         Per OAR, minimum distance from each sphere's surface to the organ.
     snap_to_slices : bool
@@ -51,7 +54,8 @@ class PlanParameters:
     max_vertices : int or None
         Keep at most this many vertices (those with the most room).
     orientation_search : {'axial', '3d'}
-        Rotations searched: about the slice normal only, or also tilted out of plane.
+        Rotations searched: about world z (the slice normal when snapping to
+        slices) only, or also tilted out of plane (not with snap_to_slices).
     rotation_step_deg : float
         Angular step of the orientation search.
     translation_steps : int
@@ -69,6 +73,8 @@ class PlanParameters:
     coplanar_mm, coplanar_spacing_mm : float or None
         Mayo co-planar rule: centres less than ``coplanar_mm`` apart in z must be at least
         ``coplanar_spacing_mm`` apart.
+    time_budget_s : float
+        Wall-clock budget of the maximal packing (pattern ``max``).
     protocol : str or None
         Name of the protocol preset the values follow (:mod:`lattice.protocols`).
     """
@@ -89,6 +95,7 @@ class PlanParameters:
     count: int | None = None
     coplanar_mm: float | None = None
     coplanar_spacing_mm: float | None = None
+    time_budget_s: float = 5.0
     protocol: str | None = None
 
     @property
@@ -115,9 +122,14 @@ class PlanParameters:
                 f"min_spacing_mm ({self.min_spacing_mm:g}) is smaller than diameter_mm "
                 f"({self.diameter_mm:g}): the spheres would overlap; use a spacing >= diameter"
             )
-        if self.pattern not in PATTERNS:
+        if self.pattern not in PLACEMENTS:
             raise ParameterError(
-                f"unknown pattern {self.pattern!r}; choose one of {', '.join(PATTERNS)}")
+                f"unknown pattern {self.pattern!r}; choose one of {', '.join(PLACEMENTS)}")
+        if self.pattern == "max" and (self.snap_to_slices or self.count is not None):
+            raise ParameterError("--pattern max supports neither --snap-to-slices nor --count "
+                                 "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those")
+        if not _finite(self.time_budget_s) or self.time_budget_s <= 0:
+            raise ParameterError(f"time_budget_s must be > 0, got {self.time_budget_s}")
         if self.orientation_search not in ORIENTATION_SEARCHES:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
@@ -127,6 +139,12 @@ class PlanParameters:
         if self.shell_width_mm is not None and (not _finite(self.shell_width_mm)
                                                 or self.shell_width_mm <= 0):
             raise ParameterError(f"shell_width_mm must be > 0, got {self.shell_width_mm}")
+        if self.shell_width_mm is not None and self.mode != "shell":
+            raise ParameterError("shell_width_mm only applies to the shell mode; add "
+                                 "--mode shell or drop --shell-width-mm")
+        if self.snap_to_slices and self.orientation_search != "axial":
+            raise ParameterError("snap_to_slices lays the lattice's layers along the CT slices, "
+                                 "so the lattice cannot be tilted; use --orientations axial")
         if self.max_vertices is not None and self.max_vertices < 1:
             raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
         if self.count is not None and (self.count < 1 or self.max_vertices is not None):
