@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import fft, optimize, sparse
+from scipy import fft, sparse
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
@@ -408,6 +408,8 @@ def _milp(grid: _ConflictGrid, deadline: float) -> tuple[NDArray[np.int64], dict
     if not seen:  # no conflict at all: take everything
         info.update(optimal=True, count=n, upper_bound_on_grid=n)
         return np.arange(n), info
+    from scipy import optimize  # ~0.5 s to import, and only tiny regions need it
+
     a = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(seen), n))
     time_limit = max(deadline - time.perf_counter(), 0.05)
     res = optimize.milp(-np.ones(n), constraints=optimize.LinearConstraint(a, -np.inf, 1),

@@ -28,13 +28,15 @@ from .errors import MaskError, ParameterError
 from .io import mask_from_array
 from .margins import bounding_box
 from .pairs import coplanar_conflicts, max_independent_subset
-from .patterns import PATTERNS, LatticePattern, make_pattern
+from .patterns import LatticePattern, make_pattern
 from .plan import Plan, PlanParameters
 from .rules import ALLOWED, UNDECIDED, Oar, RuleField
 from .volume import Volume
 
 #: Candidates carried from the coarse grid into local refinement.
 N_REFINE = 6
+#: Least time (s) the maximal packing gets after the lattice searches.
+MIN_PACKING_S = 1.0
 #: Poses compared after a pairwise rule (co-planar) thins their vertices.
 N_FINALISTS = 12
 #: Local refinement: offsets per axis, as fractions of one coarse step.
@@ -492,26 +494,33 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
 
 def _search_max(field: RuleField, gtv: Volume, params: PlanParameters
                 ) -> tuple[NDArray[np.float64], dict[str, Any]]:
-    """Irregular maximal packing, started from the best of the four lattices.
+    """Irregular maximal packing, started from the best lattice.
 
     The lattice searches give a valid placement the packer can only improve on, so the
-    result never has fewer vertices than the best lattice (a pairwise rule is applied after
-    packing, like for lattices).
+    result never has fewer vertices than the best lattice tried (all four unless they use
+    half of ``time_budget_s``; a pairwise rule is applied after packing, like for lattices).
     """
     from .packing import pack_maximal  # scipy.optimize: imported only when asked for
 
+    t0 = time.perf_counter()
     best_pts: NDArray[np.float64] = np.zeros((0, 3))
     best_pattern = None
     lattice_counts = {}
-    for name in PATTERNS:
+    # The budget covers everything: lattices (densest first) while at most half of it is
+    # used, then the packer with the rest (at least MIN_PACKING_S).
+    for name in ("hcp", "fcc", "bcc", "sc"):
+        if lattice_counts and time.perf_counter() - t0 > 0.5 * params.time_budget_s:
+            break
         pts, _ = _search_lattice(field, gtv, replace(params, pattern=name, max_vertices=None,
                                                       coplanar_mm=None,
                                                       coplanar_spacing_mm=None))
         lattice_counts[name] = len(pts)
         if len(pts) > len(best_pts):
             best_pts, best_pattern = pts, name
+    budget = max(params.time_budget_s - (time.perf_counter() - t0), MIN_PACKING_S)
     pts, info = pack_maximal(field, min_spacing_mm=params.min_spacing_mm,
-                             time_budget_s=params.time_budget_s, seed=0, initial=best_pts)
+                             time_budget_s=budget, seed=0, initial=best_pts,
+                             max_vertices=None if params.coplanar_mm else params.max_vertices)
     info = {"method": "maximal packing", **info, "initial_lattice": best_pattern,
             "lattice_counts": lattice_counts}
     if params.coplanar_mm:

@@ -17,7 +17,7 @@ def test_max_pattern_obeys_rules_and_beats_every_lattice():
     kw = dict(diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
     lattices = {p: plan_vertices(Volume(mask, aff), pattern=p, **kw).n_vertices
                 for p in ("sc", "bcc", "fcc", "hcp")}
-    plan = plan_vertices(Volume(mask, aff), pattern="max", time_budget_s=2.0, **kw)
+    plan = plan_vertices(Volume(mask, aff), pattern="max", time_budget_s=10.0, **kw)
     check_rules(plan, mask, aff, s=20, d=10, margin=3)
     assert plan.n_vertices >= max(lattices.values())
     assert plan.search["lattice_counts"] == lattices
