@@ -123,7 +123,7 @@ def _job(plan: Plan, path: Path, title: str, oars: Mapping[str, Volume]) -> dict
 
     def cut(v: Volume) -> Volume:
         c = v.crop(box)
-        return c.with_array(np.ascontiguousarray(c.array))
+        return c.with_array(np.array(c.array, order="K"))  # same layout: a fast copy
 
     return {"path": path, "title": title, "box": box, "centers_ras_mm": plan.centers_ras_mm,
             "diameter_mm": plan.parameters.diameter_mm, "gtv": cut(gtv),
