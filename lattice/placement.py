@@ -505,7 +505,7 @@ def _search_max(field: RuleField, gtv: Volume, params: PlanParameters
     t0 = time.perf_counter()
     best_pts: NDArray[np.float64] = np.zeros((0, 3))
     best_pattern = None
-    lattice_counts = {}
+    lattice_counts: dict[str, int] = {}
     # The budget covers everything: lattices (densest first) while at most half of it is
     # used, then the packer with the rest (at least MIN_PACKING_S).
     for name in ("hcp", "fcc", "bcc", "sc"):

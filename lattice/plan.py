@@ -227,7 +227,7 @@ class Plan:
             return np.zeros((0, 3))
         return self.gtv.ras_to_ijk(self.centers_ras_mm)
 
-    @property
+    @cached_property
     def nearest_vertex_mm(self) -> NDArray[np.float64]:
         """(n,) float: distance from each centre to its nearest other centre (inf if alone)."""
         from scipy.spatial import cKDTree  # scipy is slow to import; the CLI overlaps it

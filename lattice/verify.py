@@ -4,7 +4,8 @@ The verifier reads what a plan *says* (``plan.json``: parameters, grid and the w
 centres) and checks it against what the masks *are*, with its own distance computation. It
 shares no code with the planner's rule field or search (:mod:`lattice.rules`,
 :mod:`lattice.placement`), so a bug there cannot hide itself here. Only the container
-(:class:`~lattice.volume.Volume`), the mask reader and the error classes are shared.
+(:class:`~lattice.volume.Volume`), the mask reader, the bounding-box helper
+(:func:`lattice.margins.bounding_box`) and the error classes are shared.
 
 Distances are exact distances between world points and voxel centres, from KD-trees:
 
@@ -49,6 +50,7 @@ from scipy.spatial import cKDTree
 
 from .errors import GridMismatchError, InputFileError
 from .io import load_grid, load_mask, mask_from_array, sha256_file
+from .margins import bounding_box
 from .volume import Volume
 
 #: Rule checks forgive this much (mm). Centres are written with full float precision, so a
@@ -305,11 +307,9 @@ def _distance_to_mask_mm(mask: NDArray[np.bool_], affine: NDArray[np.float64],
         return np.zeros(0)
     # Locate the mask's voxels in its bounding box: argwhere over a whole (Fortran-ordered)
     # CT-sized array costs seconds.
-    lo = [int(np.flatnonzero(np.any(mask, axis=tuple(b for b in range(3) if b != a)))[0])
-          for a in range(3)]
-    hi = [int(np.flatnonzero(np.any(mask, axis=tuple(b for b in range(3) if b != a)))[-1]) + 1
-          for a in range(3)]
-    sub = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    box = bounding_box(mask)
+    sub = mask[box]
+    lo = [sl.start for sl in box]
     d, _ = cKDTree(_ijk_to_ras(affine, np.argwhere(sub) + lo)).query(points_ras_mm)
     return np.asarray(d, dtype=np.float64)
 

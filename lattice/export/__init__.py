@@ -99,12 +99,6 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
         shutil.rmtree(stage, ignore_errors=True)
 
 
-def write_plan_json(plan: Plan, path: str | Path, *, inputs: Mapping[str, Any] | None = None
-                    ) -> Path:
-    """Write ``plan.to_dict()`` as indented JSON."""
-    return write_json(plan.to_dict(inputs=dict(inputs or {})), path)
-
-
 def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
                       oars: Mapping[str, Volume] | None = None,
                       inputs: Mapping[str, Any] | None = None, force: bool = False,
