@@ -1,0 +1,168 @@
+"""DICOM input: CT series geometry and values, RTSTRUCT rasterisation, errors.
+
+Series and structure sets are written by ``tests/dicom_oracle.py`` with pydicom directly, so
+the reader is checked against files it did not make; world coordinates are checked against
+the positions written into the headers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import rotation_about_axis
+from dicom_oracle import write_series, write_structure_set
+
+from lattice.dicom import (
+    LPS_TO_RAS,
+    list_rois,
+    load_dicom_case,
+    load_series,
+    on_grid,
+    read_rtstruct,
+)
+from lattice.errors import GridMismatchError, InputFileError, MaskError
+from lattice.volume import Volume
+
+SHAPE = (20, 16, 12)
+SPACING_IJ = (0.8, 1.1)
+GAP = 2.5
+
+
+def _axes(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    if kind == "axial":
+        return np.array([1.0, 0, 0]), np.array([0, 1.0, 0])
+    if kind == "flipped":  # rows to the patient's right, columns to anterior
+        return np.array([-1.0, 0, 0]), np.array([0, -1.0, 0])
+    rot = rotation_about_axis([1.0, 2.0, 3.0], 25.0)
+    return rot @ np.array([1.0, 0, 0]), rot @ np.array([0, 1.0, 0])
+
+
+@pytest.fixture(params=["axial", "flipped", "oblique"])
+def series_case(request, tmp_path):
+    row, col = _axes(request.param)
+    rng = np.random.default_rng(3)
+    values = rng.integers(-1000, 1500, size=SHAPE).astype(float)
+    origin = np.array([-40.0, 12.5, -300.0])
+    uids = write_series(tmp_path / "ct", values, row_dir=row, col_dir=col, origin_lps=origin,
+                        spacing_ij=SPACING_IJ, gap_mm=GAP, slope=1.0, intercept=-1024.0)
+    return {"folder": tmp_path / "ct", "values": values, "row": row, "col": col,
+            "origin": origin, "uids": uids, "tmp": tmp_path}
+
+
+def _world_lps(c, i, j, k):
+    normal = np.cross(c["row"], c["col"])
+    return (c["origin"] + i * SPACING_IJ[0] * c["row"] + j * SPACING_IJ[1] * c["col"]
+            + k * GAP * normal)
+
+
+def test_series_geometry_and_values(series_case):
+    s = load_series(series_case["folder"])
+    grid = s.grid
+    assert grid.shape == SHAPE
+    np.testing.assert_array_equal(grid.array, series_case["values"])  # rescale applied
+    for ijk in [(0, 0, 0), (19, 0, 0), (0, 15, 0), (0, 0, 11), (7, 3, 5)]:
+        lps = _world_lps(series_case, *ijk)
+        ras = lps * np.array([-1, -1, 1])
+        np.testing.assert_allclose(grid.ijk_to_ras(np.array([ijk], float))[0], ras, atol=1e-4)
+    assert [r.sop_instance_uid for r in s.slices] == series_case["uids"]  # sorted, not by name
+
+
+def test_rasterise_even_odd_and_z_matching(series_case):
+    c = series_case
+    k = 6
+
+    def square(lo, hi, kk, dz=0.0):
+        """Voxels lo..hi: edges half-way between voxel centres (no boundary ties)."""
+        a, b = lo - 0.5, hi + 0.5
+        pts = [(a, a), (b, a), (b, b), (a, b)]
+        return np.array([_world_lps(c, i, j, kk) + dz * np.cross(c["row"], c["col"])
+                         for i, j in pts])
+
+    # Outer square 2..15 with a hole 6..10 on slice k; a contour 0.4 gap off slice k+2 still
+    # belongs to it (matched by position, not by UID: this file references no UID at all).
+    write_structure_set(c["tmp"] / "rs.dcm", c["folder"], {
+        "ring": [square(2, 15, k), square(6, 10, k)],
+        "shifted": [square(3, 8, k + 2, dz=0.4 * GAP)],
+        "far": [square(3, 8, 40)]})
+    case = load_dicom_case(c["folder"], c["tmp"] / "rs.dcm", gtv_name="ring",
+                           oar_names=["SHIFTED"], pixels=False)
+    m = case.gtv.array
+    assert m[:, :, k].sum() == 14 * 14 - 5 * 5
+    assert m[8, 8, k] == 0 and m[3, 3, k] == 1 and m.sum() == m[:, :, k].sum()
+    assert case.oars["SHIFTED"].array[:, :, k + 2].sum() == 36
+    with pytest.raises(MaskError, match="no contour on the slices"):
+        load_dicom_case(c["folder"], c["tmp"] / "rs.dcm", gtv_name="far", pixels=False)
+
+
+def test_unknown_roi_lists_names(series_case):
+    c = series_case
+    pts = np.array([_world_lps(c, i, j, 3) for i, j in [(2, 2), (8, 2), (8, 8)]])
+    write_structure_set(c["tmp"] / "rs.dcm", c["folder"], {"GTV_1": [pts], "Cord": [pts]})
+    with pytest.raises(MaskError, match=r"no ROI named 'GTV'.*'GTV_1', 'Cord'"):
+        load_dicom_case(c["folder"], c["tmp"] / "rs.dcm", gtv_name="GTV")
+    assert [r["name"] for r in list_rois(c["tmp"] / "rs.dcm")] == ["GTV_1", "Cord"]
+
+
+def test_other_frame_of_reference_is_refused(series_case):
+    c = series_case
+    pts = np.array([_world_lps(c, i, j, 3) for i, j in [(2, 2), (8, 2), (8, 8)]])
+    write_structure_set(c["tmp"] / "rs.dcm", c["folder"], {"GTV": [pts]}, frame_uid="1.2.3.4")
+    with pytest.raises(GridMismatchError, match="frame of reference"):
+        load_dicom_case(c["folder"], c["tmp"] / "rs.dcm", gtv_name="GTV")
+
+
+def test_bad_series_and_files(tmp_path):
+    with pytest.raises(InputFileError, match="folder not found"):
+        load_series(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not dicom")
+    with pytest.raises(InputFileError, match="no DICOM image series"):
+        load_series(tmp_path / "empty")
+    with pytest.raises(InputFileError, match="not a DICOM file"):
+        read_rtstruct(tmp_path / "empty" / "notes.txt")
+    values = np.zeros((6, 5, 4))
+    row, col = _axes("axial")
+    write_series(tmp_path / "two" / "a", values, row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
+                 spacing_ij=(1, 1), gap_mm=2)
+    write_series(tmp_path / "two" / "b", values, row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
+                 spacing_ij=(1, 1), gap_mm=2)
+    with pytest.raises(InputFileError, match="holds 2 image series"):
+        load_series(tmp_path / "two")
+    files = sorted((tmp_path / "two" / "a").iterdir())
+    with pytest.raises(InputFileError, match="not an RTSTRUCT"):
+        read_rtstruct(files[0])
+    # A missing slice: uneven gaps.
+    geometry_files = sorted((tmp_path / "two" / "b").iterdir())
+    import pydicom
+
+    positions = {f: float(pydicom.dcmread(f).ImagePositionPatient[2]) for f in geometry_files}
+    middle = sorted(geometry_files, key=positions.get)[1]
+    middle.unlink()
+    with pytest.raises(MaskError, match="not evenly spaced"):
+        load_series(tmp_path / "two" / "b")
+
+
+def test_on_grid_reorders_flipped_axes(make_volume):
+    vol = make_volume((7, 6, 5), (0.9, 1.2, 2.5), "oblique")
+    rng = np.random.default_rng(0)
+    data = rng.random(vol.shape) > 0.5
+    a = Volume(data, vol.affine)
+    # The same voxels stored with j reversed and i, k swapped.
+    flipped = np.flip(data, axis=1).transpose(2, 1, 0)
+    affine = np.eye(4)
+    affine[:3, 0] = vol.affine[:3, 2]
+    affine[:3, 1] = -vol.affine[:3, 1]
+    affine[:3, 2] = vol.affine[:3, 0]
+    affine[:3, 3] = vol.ijk_to_ras(np.array([[0.0, 5.0, 0.0]]))[0]
+    b = Volume(flipped, affine)
+    back = on_grid(b, a)
+    np.testing.assert_array_equal(back.array, data)
+    moved = affine.copy()
+    moved[0, 3] += 0.5
+    shifted = Volume(flipped, moved)
+    with pytest.raises(GridMismatchError, match="differ by up to 0.500 mm"):
+        on_grid(shifted, a)
+
+
+def test_lps_matrix_is_its_own_inverse():
+    np.testing.assert_array_equal(LPS_TO_RAS @ LPS_TO_RAS, np.eye(4))
