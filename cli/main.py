@@ -19,9 +19,11 @@ from typing import NoReturn
 
 from lattice import __version__
 from lattice.errors import LatticeError, ParameterError
+from lattice.export import MESH_FORMATS
+from lattice.export.rtstruct import VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
-from lattice_cli import scart, verify
+from lattice_cli import rois, scart, verify
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
@@ -47,6 +49,18 @@ def _oar_arg(text: str) -> tuple[str, Path, float | None]:
     if name is None:
         name = p.name.removesuffix(".gz").removesuffix(".nii")
     return name, p, clearance
+
+
+def _oar_name_arg(text: str) -> tuple[str, Path, float | None]:
+    """``NAME[:MM]`` -> (name, name as a path-like label, clearance or None)."""
+    name, sep, mm = text.rpartition(":")
+    if not sep:
+        return text, Path(text), None
+    try:
+        return name, Path(name), float(mm)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -76,10 +90,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="place vertices in a GTV and write a plan folder",
                        description="Erode the GTV into the LATTICE target and place spherical "
                        "vertices on a lattice whose pose is searched for the most vertices.")
-    p.add_argument("--ct", type=Path, required=True, help="CT image (NIfTI)")
-    p.add_argument("--gtv", type=Path, required=True, help="GTV mask on the CT grid (NIfTI)")
-    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                   help="label of the GTV when --gtv is a label map")
+    nifti = p.add_argument_group("NIfTI input")
+    nifti.add_argument("--ct", type=Path, help="CT image (NIfTI)")
+    nifti.add_argument("--gtv", type=Path, help="GTV mask on the CT grid (NIfTI)")
+    nifti.add_argument("--gtv-label", type=int, default=None, metavar="N",
+                       help="label of the GTV when --gtv is a label map")
+    nifti.add_argument("--reference-ct-dicom", type=Path, default=None, metavar="DIR",
+                       help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
+                       "references it (the grids must match); without it a DICOM CT series "
+                       "derived from the NIfTI is written to ct_dicom/")
+    dicom = p.add_argument_group("DICOM input")
+    dicom.add_argument("--ct-dicom", type=Path, default=None, metavar="DIR",
+                       help="folder holding the CT series (instead of --ct)")
+    dicom.add_argument("--ct-series", default=None, metavar="UID",
+                       help="SeriesInstanceUID to read when the folder holds several series")
+    dicom.add_argument("--rtstruct", type=Path, default=None, metavar="RS.dcm",
+                       help="structure set drawn on that CT")
+    dicom.add_argument("--gtv-name", default=None, metavar="NAME",
+                       help="name of the GTV's ROI in --rtstruct (list them: lattice rois)")
+    dicom.add_argument("--oar-name", type=_oar_name_arg, action="append", default=[],
+                       metavar="NAME[:MM]",
+                       help="organ at risk ROI in --rtstruct and its clearance; repeatable")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="start from a named protocol's parameters (explicit options override "
@@ -124,10 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-step-deg", type=float, default=5.0,
                    help="angle step of the orientation search (5)")
     p.add_argument("--no-picture", action="store_true", help="skip overview.png")
+    p.add_argument("--no-dicom", action="store_true",
+                   help="skip rtstruct.dcm (and the derived CT series)")
+    p.add_argument("--vertex-rois", choices=VERTEX_ROI_CHOICES, default="both",
+                   help="vertex ROIs in rtstruct.dcm: one combined LATTICE_VTX, one VTX_nn per "
+                   "vertex, or both (both)")
+    p.add_argument("--mesh-format", choices=(*MESH_FORMATS, "none"), default="stl",
+                   help="format of vertices.* and gtv.* surface meshes, LPS mm (stl)")
+    p.add_argument("--patient-id", default=None,
+                   help="PatientID of the derived DICOM CT (default: from the CT file's hash)")
+    p.add_argument("--patient-name", default=None,
+                   help="PatientName of the derived DICOM CT (default: the CT file's name)")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_plan)
     verify.register(sub)
     scart.register(sub)
+    rois.register(sub)
     for command in sub.choices.values():
         # SUPPRESS: an absent flag after the command must not undo one given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -135,62 +178,161 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_inputs(args: argparse.Namespace) -> None:
+    """One input route: NIfTI (--ct, --gtv, --oar) or DICOM (--ct-dicom, --rtstruct, ...)."""
+    nifti = {"--ct": args.ct, "--gtv": args.gtv, "--oar": args.oar or None,
+             "--gtv-label": args.gtv_label, "--reference-ct-dicom": args.reference_ct_dicom}
+    dicom = {"--ct-dicom": args.ct_dicom, "--rtstruct": args.rtstruct,
+             "--gtv-name": args.gtv_name, "--oar-name": args.oar_name or None,
+             "--ct-series": args.ct_series}
+    if args.ct_dicom is None and args.ct is None:
+        raise ParameterError("give the CT: --ct CT.nii.gz (with --gtv) or --ct-dicom DIR (with "
+                             "--rtstruct and --gtv-name)")
+    if args.ct_dicom is not None:
+        mixed = [k for k, v in nifti.items() if v is not None]
+        if mixed:
+            raise ParameterError(f"{', '.join(mixed)} cannot be combined with --ct-dicom; "
+                                 "name the ROIs of --rtstruct with --gtv-name and --oar-name")
+        missing = [k for k in ("--rtstruct", "--gtv-name") if dicom[k] is None]
+        if missing:
+            raise ParameterError(f"--ct-dicom needs {' and '.join(missing)} (list the ROIs of "
+                                 "a structure set with: lattice rois RS.dcm)")
+    else:
+        mixed = [k for k, v in dicom.items() if v is not None]
+        if mixed:
+            raise ParameterError(f"{', '.join(mixed)} need --ct-dicom (DICOM input); with "
+                                 "--ct give the masks as NIfTI with --gtv and --oar")
+        if args.gtv is None:
+            raise ParameterError("--ct needs --gtv GTV.nii.gz (the GTV mask on the CT grid)")
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     from lattice.export import check_output_folder
     from lattice.export.picture import PictureWorker
-    from lattice.io import load_image
 
     t0 = time.perf_counter()
+    _check_inputs(args)
     check_output_folder(args.out, force=args.force)
-    oar_paths = {name: path for name, path, _ in args.oar}
+    dicom_in = args.ct_dicom is not None
+    # Without DICOM input or a reference series, the CT is written as a derived DICOM series;
+    # the worker, which reads the CT's voxels for the picture, writes it.
+    derived_ct = not dicom_in and args.reference_ct_dicom is None and not args.no_dicom
+
+    def load_ct():
+        if dicom_in:
+            from lattice.dicom import load_series
+
+            return load_series(args.ct_dicom, series_uid=args.ct_series).grid
+        from lattice.io import load_image
+
+        return load_image(args.ct)
 
     # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
     # the other core while this process plans.
     with contextlib.ExitStack() as stack:
-        worker = (None if args.no_picture
-                  else stack.enter_context(PictureWorker(lambda: load_image(args.ct))))
+        worker = (None if args.no_picture and not derived_ct
+                  else stack.enter_context(PictureWorker(load_ct)))
         # scipy takes ~0.4 s to import: let it run while the masks are decompressed.
         importer = threading.Thread(target=importlib.import_module,
                                     args=("lattice.placement",), daemon=True)
         importer.start()
-        return _plan_and_write(args, oar_paths, worker, t0)
+        return _plan_and_write(args, worker, t0, derived_ct=derived_ct)
 
 
-def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float) -> int:
-    from lattice.export import write_plan_folder
-    from lattice.io import load_case, sha256_file
+def _describe(path: Path) -> dict[str, str]:
+    from lattice.io import sha256_file
+
+    return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float], *,
+                 derived_ct: bool):
+    """(gtv, oars, ct or None, inputs record, DICOM series to reference or None, warnings)."""
+    from lattice.io import load_case
+
+    if args.ct_dicom is not None:
+        from lattice.dicom import load_dicom_case, series_checksum
+
+        names = [n for n, _, _ in args.oar_name]
+        # Without a worker the voxels are read here, so a corrupt slice is never accepted.
+        dcase = load_dicom_case(args.ct_dicom, args.rtstruct, gtv_name=args.gtv_name,
+                                oar_names=names, series_uid=args.ct_series,
+                                pixels=worker is None)
+        series = dcase.series
+        inputs = {"ct": {"dicom_folder": str(args.ct_dicom.resolve()),
+                         "series_instance_uid": series.series_instance_uid,
+                         "slices": len(series.slices), "sha256": series_checksum(series)},
+                  "rtstruct": _describe(args.rtstruct),
+                  "gtv": {"roi": dcase.gtv_name},
+                  "oars": [{"name": n, "roi": n, "clearance_mm": clearances[n]}
+                           for n in dcase.oars]}
+        ct = series.grid if worker is None else None
+        return dcase.gtv, dcase.oars, ct, inputs, series, list(dcase.warnings)
+    oar_paths = {name: path for name, path, _ in args.oar}
+    # The worker reads the CT's voxels (and reports a corrupt file); without it they are
+    # read here, so a truncated CT is never accepted.
+    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
+                     ct_data=worker is None)
+    inputs = {"ct": _describe(args.ct), "gtv": {**_describe(args.gtv), "label": args.gtv_label},
+              "oars": [{"name": n, **_describe(p), "clearance_mm": clearances[n]}
+                       for n, p, _ in args.oar]}
+    series = None
+    if args.no_dicom:
+        pass
+    elif args.reference_ct_dicom is not None:
+        from lattice.dicom import load_series, on_grid
+
+        series = load_series(args.reference_ct_dicom, pixels=False)
+        on_grid(case.ct, series.grid, name=f"CT '{args.ct}'",
+                grid_name=f"the DICOM series in '{args.reference_ct_dicom}'")
+        inputs["reference_ct_dicom"] = {
+            "dicom_folder": str(args.reference_ct_dicom.resolve()),
+            "series_instance_uid": series.series_instance_uid}
+    elif derived_ct:
+        from pydicom.uid import generate_uid
+
+        from lattice.export.dicom_series import derived_series
+
+        digest = inputs["ct"]["sha256"]
+        # Study and frame of reference follow from the CT file: exports of one CT share them.
+        series = derived_series(
+            case.ct, patient_name=args.patient_name or args.ct.name.split(".")[0],
+            patient_id=args.patient_id or f"LAT{digest[:12].upper()}",
+            study_uid=generate_uid(entropy_srcs=[digest, "study"]),
+            frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
+        inputs["derived_ct_dicom"] = {"series_instance_uid": series.series_instance_uid,
+                                      "folder": "ct_dicom"}
+    ct = case.ct if worker is None else None
+    return case.gtv, case.oars, ct, inputs, series, []
+
+
+def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: bool) -> int:
+    from lattice.export import DicomOutput, write_plan_folder
     from lattice.placement import plan_vertices
     from lattice.rules import Oar
     from lattice.verify import verify_plan
 
-    names = [name for name, _, _ in args.oar]
+    specs = args.oar or args.oar_name
+    names = [name for name, _, _ in specs]
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
     settings, clearances = _resolve(args)
-    # The picture worker reads the CT's voxels (and reports a corrupt file); without it they
-    # are read here, so a truncated CT is never accepted.
-    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
-                     ct_data=worker is None)
-    oars = [Oar(name, case.oars[name], clearances[name]) for name, _, _ in args.oar]
+    gtv, oar_masks, ct, inputs, series, input_warnings = _load_inputs(
+        args, worker, clearances, derived_ct=derived_ct)
+    oars = [Oar(name, oar_masks[name], clearances[name]) for name in oar_masks]
     plan = plan_vertices(
-        case.gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
+        gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
         count=args.count, time_budget_s=args.time_budget_s,
         orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
         mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
         **settings)
 
-    def describe(path: Path) -> dict[str, str]:
-        return {"path": str(path.resolve()), "sha256": sha256_file(path)}
-
-    inputs = {"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label},
-              "oars": [{"name": n, **describe(p), "clearance_mm": clearances[n]}
-                       for n, p, _ in args.oar]}
     def verified_document() -> dict:
         """plan.json, checked by the independent verifier before it is written."""
         document = plan.to_dict(inputs=inputs)
-        report = verify_plan(document, gtv=case.gtv, oars=case.oars,
-                             check_reported_depth=False)
+        document["warnings"] = [*input_warnings, *document["warnings"]]
+        report = verify_plan(document, gtv=gtv, oars=oar_masks, check_reported_depth=False)
         if not report.ok:
             raise LatticeError("the plan failed its own independent verification ("
                                + "; ".join(v.message for v in report.violations[:3])
@@ -200,9 +342,16 @@ def _plan_and_write(args: argparse.Namespace, oar_paths: dict, worker, t0: float
                                     "checks": list(report.checks)}
         return document
 
-    written = write_plan_folder(plan, args.out, oars=case.oars, inputs=inputs, force=args.force,
-                                picture=worker is not None, worker=worker,
-                                document=verified_document)
+    dicom = (None if series is None else
+             DicomOutput(series=series, write_ct=derived_ct, vertex_rois=args.vertex_rois,
+                         gtv_roi=derived_ct))
+    written = write_plan_folder(plan, args.out, ct=ct, oars=oar_masks, inputs=inputs,
+                                force=args.force, picture=not args.no_picture, worker=worker,
+                                document=verified_document, dicom=dicom,
+                                mesh_format=None if args.mesh_format == "none"
+                                else args.mesh_format)
+    for warning in input_warnings:
+        print(f"lattice: warning: {warning}", file=sys.stderr)
     for warning in plan.warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()
@@ -235,7 +384,7 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
     settings = {k: v if v is not None else preset.get(k, DEFAULTS[k])
                 for k, v in explicit.items()}
     clearances = {}
-    for name, path, clearance in args.oar:
+    for name, path, clearance in args.oar or args.oar_name:
         if clearance is None:
             if protocol is None or protocol.oar_clearance_mm is None:
                 raise ParameterError(f"--oar '{path}' has no clearance; write --oar "

@@ -677,6 +677,20 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
             warnings.append(w)
         return v is not None
 
+    if isinstance(inputs.get("rtstruct"), Mapping):
+        gtv, oars = _dicom_inputs(inputs, grid, path, checksum, warnings)
+    else:
+        gtv, oars = _nifti_inputs(inputs, grid, path, doc, checksum, violations, warnings)
+
+    report = verify_plan(doc, gtv=gtv, oars=oars)
+    return replace(report, violations=(*violations, *report.violations),
+                   warnings=(*warnings, *report.warnings))
+
+
+def _nifti_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, doc: Mapping[str, Any],
+                  checksum: Any, violations: list[Violation], warnings: list[str]
+                  ) -> tuple[Volume, dict[str, Volume]]:
+    """GTV and OAR masks from the NIfTI files a plan records (checksums and grid checked)."""
     gtv_entry = inputs.get("gtv")
     gtv_path = _input_path(gtv_entry, "GTV", path)
     assert isinstance(gtv_entry, Mapping)  # _input_path checked it
@@ -696,7 +710,7 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
                        note="the file also changed after planning" if changed else "")
         recorded = ((doc.get("parameters") or {}).get("oar_clearance_mm") or {}).get(name)
         if entry.get("clearance_mm") is not None and recorded is not None and not math.isclose(
-                float(entry["clearance_mm"]), float(recorded), abs_tol=RULE_TOLERANCE_MM):
+            float(entry["clearance_mm"]), float(recorded), abs_tol=RULE_TOLERANCE_MM):
             violations.append(Violation(
                 "reported_values", (), f"inputs give OAR '{name}' a clearance of "
                 f"{_fmt(entry['clearance_mm'])} mm but the parameters {_fmt(recorded)} mm"))
@@ -712,7 +726,30 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
             warnings.append(f"CT '{ct_path}' not found; its checksum was not checked")
     else:
         warnings.append("the plan records no CT file; its checksum was not checked")
+    return gtv, oars
 
-    report = verify_plan(doc, gtv=gtv, oars=oars)
-    return replace(report, violations=(*violations, *report.violations),
-                   warnings=(*warnings, *report.warnings))
+
+def _dicom_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, checksum: Any,
+                  warnings: list[str]) -> tuple[Volume, dict[str, Volume]]:
+    """GTV and OAR masks rasterised again from the CT series and RTSTRUCT a plan records."""
+    from .dicom import load_dicom_case, series_checksum
+
+    rt_entry = inputs["rtstruct"]
+    ct_entry = inputs.get("ct") or {}
+    if not isinstance(ct_entry, Mapping) or not ct_entry.get("dicom_folder"):
+        raise _bad(str(path), "inputs record an RTSTRUCT but no CT series folder")
+    rt_path = _input_path(rt_entry, "RTSTRUCT", path)
+    gtv_entry = inputs.get("gtv") or {}
+    oar_entries = list(inputs.get("oars") or [])
+    case = load_dicom_case(
+        ct_entry["dicom_folder"], rt_path, gtv_name=str(gtv_entry.get("roi")),
+        oar_names=[str(e.get("roi") or e.get("name")) for e in oar_entries],
+        series_uid=ct_entry.get("series_instance_uid"), pixels=False)
+    checksum(rt_entry, rt_path, "RTSTRUCT")
+    recorded = ct_entry.get("sha256")
+    if recorded and series_checksum(case.series) != recorded:
+        warnings.append(f"the CT series in '{ct_entry['dicom_folder']}' changed after planning")
+    _check_on_grid(case.gtv, grid, name=f"GTV ROI '{case.gtv_name}'")
+    oars = {str(e.get("name") or e.get("roi")): m
+            for e, m in zip(oar_entries, case.oars.values())}
+    return case.gtv, oars

@@ -189,7 +189,7 @@ def write_nifti():
     return _write
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Path of ``../shared/data`` beside the checkout; skips the test when it is absent."""
     path = REPO_ROOT.parent / "shared" / "data"

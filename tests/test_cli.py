@@ -35,7 +35,9 @@ VOXEL_MM = (1.0, 1.0, 2.5)
 GTV_CENTER_RAS_MM = np.array([-11.7, 24.6, 40.7])
 GTV_RADIUS_MM = 30.0
 D_MM, SPACING_MM, MARGIN_MM = 15.0, 30.0, 5.0
-PLAN_FILES = ("plan.json", "vertices.nii.gz", "vertices.csv", "lattice_target.nii.gz")
+#: What a NIfTI plan run without --no-picture writes by default.
+PLAN_FILES = ("plan.json", "vertices.nii.gz", "vertices.csv", "lattice_target.nii.gz",
+              "rtstruct.dcm", "ct_dicom", "vertices.stl", "gtv.stl", "vertices.mrk.json")
 
 
 def world(shape, affine):
@@ -438,7 +440,9 @@ def test_version(capsys):
 # -- existing and unwritable outputs ---------------------------------------------------------
 
 def snapshot(folder):
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.iterdir()}
+    """Every file under ``folder`` (the ct_dicom/ series too): its bytes and mtime."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def test_existing_outputs_need_force(case, tmp_path):

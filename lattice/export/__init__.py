@@ -13,9 +13,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..dicom import ImageSeries
 from ..errors import OutputExistsError, OutputWriteError
 from ..io import save_volume
 from ..plan import Plan
@@ -24,9 +26,43 @@ from .masks import sphere_label_map
 from .picture import PictureWorker
 from .tables import write_vertices_csv
 
-#: Files a plan folder holds, in the order they are moved into place (plan.json last).
+#: Surface mesh formats (trimesh writers); meshes are in LPS mm.
+MESH_FORMATS = ("stl", "ply", "obj")
+#: Files (and the ``ct_dicom`` folder) a plan folder may hold, in the order they are moved
+#: into place (plan.json last). Files of this list that a run does not write are removed from
+#: a folder it replaces.
 PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", "overview.png",
+              "rtstruct.dcm", "ct_dicom", "vertices.mrk.json",
+              *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
               "plan.json")
+#: Folder of the DICOM CT series derived from a NIfTI CT.
+CT_DICOM_FOLDER = "ct_dicom"
+
+
+@dataclass(frozen=True, eq=False)
+class DicomOutput:
+    """What the DICOM export of a plan refers to.
+
+    Attributes
+    ----------
+    series : ImageSeries
+        The CT series the RTSTRUCT references (read from DICOM, or from
+        :func:`~lattice.export.dicom_series.derived_series`).
+    write_ct : bool
+        Also write ``series`` (derived from the NIfTI CT) into ``ct_dicom/``.
+    vertex_rois : {'both', 'combined', 'each'}
+        See :func:`~lattice.export.rtstruct.plan_rois`.
+    stv : Volume, optional
+        SCART target to include.
+    gtv_roi : bool
+        Include the GTV (when no other structure set holds it).
+    """
+
+    series: ImageSeries
+    write_ct: bool = False
+    vertex_rois: str = "both"
+    stv: Volume | None = None
+    gtv_roi: bool = False
 
 
 def check_output_folder(out_dir: str | Path, *, force: bool,
@@ -103,8 +139,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                       oars: Mapping[str, Volume] | None = None,
                       inputs: Mapping[str, Any] | None = None, force: bool = False,
                       picture: bool = True, worker: PictureWorker | None = None,
-                      document: Callable[[], Mapping[str, Any]] | None = None
-                      ) -> dict[str, Path]:
+                      document: Callable[[], Mapping[str, Any]] | None = None,
+                      dicom: DicomOutput | None = None, mesh_format: str | None = "stl",
+                      markups: bool = True) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -129,6 +166,13 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         Makes the ``plan.json`` document (default ``plan.to_dict(inputs=inputs)``), e.g. with
         a verification record added. Called after the masks are written, while the picture
         is drawn; an error it raises leaves nothing written.
+    dicom : DicomOutput, optional
+        Write ``rtstruct.dcm`` referencing this series (and the series itself into
+        ``ct_dicom/`` when it is derived from the NIfTI CT; that needs ``ct`` or a worker).
+    mesh_format : {'stl', 'ply', 'obj'} or None
+        Write ``vertices.<fmt>`` and ``gtv.<fmt>`` (LPS mm); None writes no meshes.
+    markups : bool
+        Write ``vertices.mrk.json`` (3D Slicer markups, LPS).
 
     Returns
     -------
@@ -143,32 +187,47 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     if picture and worker is None and ct is not None:
         own_worker = worker = PictureWorker(lambda: ct)
 
+    if mesh_format is not None and mesh_format not in MESH_FORMATS:
+        raise ValueError(f"mesh_format must be one of {MESH_FORMATS} or None")
+    write_ct = dicom is not None and dicom.write_ct
+    if write_ct and worker is None and ct is None:
+        raise ValueError("writing the derived DICOM CT needs the CT (ct=...) or a worker")
+
     def write(stage: Path) -> list[str]:
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
-        if picture and worker is not None:
-            worker.submit(plan, stage / "overview.png", title=_title(plan), oars=oars)
+        by_worker = []
+        if worker is not None and (picture or write_ct):
+            worker.submit(plan, stage / "overview.png" if picture else None,
+                          title=_title(plan), oars=oars,
+                          ct_series=dicom.series if write_ct and dicom else None,
+                          ct_series_dir=stage / CT_DICOM_FOLDER)
         try:
-            save_volume(plan.lattice_target, stage / "lattice_target.nii.gz")
-            save_volume(labels, stage / "vertices.nii.gz")
-        except BaseException:
-            if worker is not None:
-                with contextlib.suppress(Exception):
-                    worker.wait()  # the first error is the one to report
-            raise
-        write_vertices_csv(plan, stage / "vertices.csv")
-        try:
+            names = ["lattice_target.nii.gz", "vertices.nii.gz"]
+            save_volume(plan.lattice_target, stage / names[0])
+            save_volume(labels, stage / names[1])
+            if dicom is not None:
+                names += _write_dicom(plan, dicom, stage, ct=ct if worker is None else None)
+            if mesh_format is not None:
+                from .meshes import write_meshes  # trimesh is imported only when used
+
+                names += write_meshes(plan, stage, fmt=mesh_format)
+            if markups and plan.n_vertices:
+                from .markups import write_markups
+
+                names.append(write_markups(plan, stage / "vertices.mrk.json").name)
+            names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             doc = (document() if document is not None
                    else plan.to_dict(inputs=dict(inputs or {})))
         except BaseException:
             if worker is not None:
                 with contextlib.suppress(Exception):
-                    worker.wait()
+                    worker.wait()  # the first error is the one to report
             raise
-        pictures = worker.wait() if picture and worker is not None else []
+        if worker is not None and (picture or write_ct):
+            by_worker = worker.wait()
         write_json(doc, stage / "plan.json")
-        return ["lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", *pictures,
-                "plan.json"]
+        return [*names, *by_worker, "plan.json"]
 
     try:
         return write_staged(out_dir, write, owned=PLAN_FILES, force=force)
@@ -177,10 +236,35 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             own_worker.close()
 
 
+def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None
+                 ) -> list[str]:
+    from .dicom_series import write_series
+    from .rtstruct import plan_rois, write_rtstruct
+
+    names = []
+    if dicom.write_ct and ct is not None:  # no worker: written here
+        write_series(dicom.series, ct, stage / CT_DICOM_FOLDER)
+        names.append(CT_DICOM_FOLDER)
+    rois = plan_rois(plan, dicom.series.grid, vertex_rois=dicom.vertex_rois, stv=dicom.stv,
+                     gtv=dicom.gtv_roi)
+    p = plan.parameters
+    write_rtstruct(stage / "rtstruct.dcm", dicom.series, rois, label="LATTICE",
+                   description=f"lattice {plan.n_vertices} vertices {p.pattern} D "
+                   f"{p.diameter_mm:g} S {p.min_spacing_mm:g} M {p.gtv_margin_mm:g} mm")
+    return ["rtstruct.dcm", *names]
+
+
 def _title(plan: Plan) -> str:
     p = plan.parameters
     return (f"LATTICE {p.pattern.upper()} {p.mode}, spacing {p.min_spacing_mm:g} mm, "
             f"GTV margin {p.gtv_margin_mm:g} mm")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _move_into_place(stage: Path, out: Path, names: Sequence[str],
@@ -195,7 +279,9 @@ def _move_into_place(stage: Path, out: Path, names: Sequence[str],
     marker = names[-1]
     (out / marker).unlink(missing_ok=True)  # until the new marker lands: no complete output
     for stale in set(owned) - set(names):
-        (out / stale).unlink(missing_ok=True)
+        _remove(out / stale)
     for n in names:  # the marker is last
+        if (stage / n).is_dir():
+            _remove(out / n)  # os.replace cannot replace a non-empty folder
         os.replace(stage / n, out / n)
     return {n: out / n for n in names}

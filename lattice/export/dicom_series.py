@@ -141,7 +141,7 @@ def write_series(series: ImageSeries, image: Volume, folder: str | Path) -> list
     Returns the files written (``CT_0000.dcm``, ...).
     """
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,8 +159,8 @@ def write_series(series: ImageSeries, image: Volume, folder: str | Path) -> list
         with quiet_pydicom():
             ds = _copy(series.header)
         meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = ref.sop_class_uid
-        meta.MediaStorageSOPInstanceUID = ref.sop_instance_uid
+        meta.MediaStorageSOPClassUID = UID(ref.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(ref.sop_instance_uid)
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta = meta
         ds.SOPClassUID = ref.sop_class_uid

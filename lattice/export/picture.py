@@ -1,11 +1,13 @@
-"""Drawing ``overview.png`` in a worker process on the second core.
+"""Drawing ``overview.png`` (and writing a derived DICOM CT series) in a worker process on
+the second core.
 
 matplotlib needs ~0.8 s to import and the picture ~0.6 s to draw, both holding the
 interpreter lock. A :class:`PictureWorker` forks before the plan is made: the child imports
 matplotlib and loads (or inherits) the CT while the parent plans; after planning the parent
 sends the vertex centres and the masks cropped around the GTV, and the child draws while the
-parent writes the NIfTI files. Where ``os.fork`` does not exist the
-same work runs in this process when the job is sent.
+parent writes the NIfTI files. The worker also writes the DICOM CT series derived from a
+NIfTI CT when one is asked for, since it holds the CT's voxels. Where ``os.fork`` does not
+exist the same work runs in this process when the job is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..dicom import ImageSeries
 from ..errors import LatticeError, OutputWriteError
 from ..margins import bounding_box
 from ..plan import Plan
@@ -59,18 +62,27 @@ class PictureWorker:
             child_end.close()
             self._pid, self._conn = pid, parent_end
 
-    def submit(self, plan: Plan, path: str | Path, *, title: str,
-               oars: Mapping[str, Volume] | None = None) -> None:
-        """Ask for the picture of ``plan`` at ``path``; :meth:`wait` collects the result."""
-        job = _job(plan, Path(path), title, oars or {})
+    def submit(self, plan: Plan, path: str | Path | None, *, title: str,
+               oars: Mapping[str, Volume] | None = None, ct_series: ImageSeries | None = None,
+               ct_series_dir: str | Path | None = None) -> None:
+        """Ask for the picture of ``plan`` at ``path`` (None: no picture) and, with
+        ``ct_series``, for the CT written as that series into ``ct_series_dir``;
+        :meth:`wait` collects the result."""
+        job = _job(plan, None if path is None else Path(path), title, oars or {})
+        names = [] if path is None else [Path(path).name]
+        if ct_series is not None:
+            assert ct_series_dir is not None
+            # The series' grid is a placeholder the size of the CT: send only what rebuilds it.
+            job["ct_series"] = (ct_series.header, ct_series.slices, Path(ct_series_dir))
+            names.append(Path(ct_series_dir).name)
         if self._conn is None:
-            _draw(self._load_ct(), job)
+            _run(self._load_ct(), job)
         else:
             # The child may still be importing; sending from a thread lets this process go
             # on writing files instead of blocking on a full pipe.
             self._sender = threading.Thread(target=self._conn.send, args=(job,), daemon=True)
             self._sender.start()
-        self._pending = [Path(path).name]
+        self._pending = names
 
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
@@ -115,7 +127,7 @@ class PictureWorker:
         self.close()
 
 
-def _job(plan: Plan, path: Path, title: str, oars: Mapping[str, Volume]) -> dict[str, Any]:
+def _job(plan: Plan, path: Path | None, title: str, oars: Mapping[str, Volume]) -> dict[str, Any]:
     """Everything the picture needs, masks cropped to the GTV plus the context margin."""
     gtv = plan.gtv
     pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
@@ -128,6 +140,16 @@ def _job(plan: Plan, path: Path, title: str, oars: Mapping[str, Volume]) -> dict
     return {"path": path, "title": title, "box": box, "centers_ras_mm": plan.centers_ras_mm,
             "diameter_mm": plan.parameters.diameter_mm, "gtv": cut(gtv),
             "target": cut(plan.lattice_target), "oars": {n: cut(m) for n, m in oars.items()}}
+
+
+def _run(ct: Volume, job: Mapping[str, Any]) -> None:
+    if job["path"] is not None:
+        _draw(ct, job)
+    if job.get("ct_series") is not None:
+        from .dicom_series import write_series
+
+        header, slices, folder = job["ct_series"]
+        write_series(ImageSeries(grid=ct, slices=slices, header=header), ct, folder)
 
 
 def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
@@ -156,14 +178,14 @@ def _child(conn: Connection, load_ct: Callable[[], Volume]) -> None:  # pragma: 
         if error is not None:
             raise error
         assert ct is not None
-        _draw(ct, job)
+        _run(ct, job)
         conn.send(None)
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         try:
-            conn.send(exc if isinstance(exc, LatticeError) else OutputWriteError(
-                f"drawing overview.png failed ({type(exc).__name__}: {exc}); rerun with "
-                "--no-picture to skip it"))
+            conn.send(exc if isinstance(exc, (LatticeError, OSError)) else OutputWriteError(
+                f"drawing overview.png or writing the DICOM CT failed ({type(exc).__name__}: "
+                f"{exc}); rerun with --no-picture (or --no-dicom) to skip it"))
         except BaseException:  # noqa: BLE001
             pass
     finally:

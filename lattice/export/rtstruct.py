@@ -89,18 +89,25 @@ def mask_contours(mask: Volume) -> list[Contour]:
     """
     from skimage.measure import find_contours
 
+    from ..margins import bounding_box
+
     lps = lps_affine(mask)
-    out = []
-    array = mask.array
-    occupied = np.flatnonzero(array.any(axis=(0, 1)))
-    for k in occupied:
-        padded = np.pad(array[:, :, k], 1).astype(np.float32)
+    out: list[Contour] = []
+    if not mask.array.any():
+        return out
+    box = bounding_box(mask.array, pad_vox=1)  # contours of the crop: same, much faster
+    array = mask.array[box]
+    offset = np.array([box[0].start, box[1].start], dtype=np.float64)
+    for kk in np.flatnonzero(array.any(axis=(0, 1))):
+        k = int(kk) + box[2].start
+        padded = np.pad(array[:, :, kk], 1).astype(np.float32)
         for line in find_contours(padded, 0.5):
-            line = _drop_collinear(line[:-1]) - 1.0  # closed: the repeated end point dropped
+            # Closed: the repeated end point dropped; -1 undoes the padding.
+            line = _drop_collinear(line[:-1]) - 1.0 + offset
             if len(line) < 3:
                 continue
             ijk = np.column_stack([line, np.full(len(line), float(k))])
-            out.append((int(k), ijk @ lps[:3, :3].T + lps[:3, 3]))
+            out.append((k, ijk @ lps[:3, :3].T + lps[:3, 3]))
     return out
 
 
@@ -188,7 +195,7 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     """The RTSTRUCT dataset referencing ``series`` (new Series and SOP Instance UIDs)."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence as DicomSequence
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
     _check_names(rois)
     header = series.header
@@ -198,7 +205,7 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
                                   "ISO_IR 192")
     sop_uid = generate_uid()
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = RTSTRUCT_SOP_CLASS
+    meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
@@ -265,7 +272,7 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
             c.ContourGeometricType = "CLOSED_PLANAR"
             c.NumberOfContourPoints = len(points)
             c.ContourNumber = n
-            c.ContourData = ds_list(points)
+            c[CONTOUR_DATA] = _raw_decimal_strings(CONTOUR_DATA, points)
             sequence.append(c)
         if sequence:  # type 3: left out for an ROI with nothing on the slices
             roi_contour.ContourSequence = DicomSequence(sequence)
@@ -280,7 +287,32 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     ds.StructureSetROISequence = DicomSequence(set_rois)
     ds.ROIContourSequence = DicomSequence(contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
+    for roi_contour in contours:
+        for c in roi_contour.get("ContourSequence", []):
+            # Declares the raw ContourData already encoded as it will be written, so pydicom
+            # copies the bytes instead of parsing and re-formatting every number (10x faster).
+            c.set_original_encoding(False, True, c._character_set)
     return ds
+
+
+#: (3006,0050) Contour Data.
+CONTOUR_DATA = 0x30060050
+
+
+def _raw_decimal_strings(tag: int, values: NDArray[np.float64]) -> Any:
+    """A DS element holding ``values`` to 1e-6 (mm), already encoded."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    flat = np.ravel(values)
+    if np.all(np.abs(flat) < 1e8):  # 1e-6 mm in at most 16 characters, one format for all
+        text = "\\".join(map("{:.6f}".format, flat.tolist()))
+    else:
+        text = "\\".join(ds_list(flat))
+    data = text.encode("ascii")
+    if len(data) % 2:
+        data += b" "
+    return RawDataElement(Tag(tag), "DS", len(data), data, 0, False, True)
 
 
 #: Longest value of the string VRs that copied attributes may have.

@@ -1,0 +1,202 @@
+"""The TPS round trip through ``lattice plan``: DICOM in, RTSTRUCT (and derived CT) out.
+
+Written files are read back with the independent reader of ``dicom_oracle`` (pydicom and
+numpy only): each vertex's centre and volume are recovered from its contours and compared
+with plan.json. Real-case tests use ``../shared/data/STS_001`` (skipped without it); the
+NIfTI-only round trip uses the bundled ``sample_data/STS_001``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+from dicom_oracle import read_series_geometry, read_structures, sphere_from_contours
+from oracles import oracle_depth
+from scipy.spatial.distance import pdist
+from test_cli import run
+
+SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
+ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5"]
+
+
+def _vertices(out: Path) -> tuple[np.ndarray, float]:
+    doc = json.loads((out / "plan.json").read_text())
+    return (np.array([v["center_lps_mm"] for v in doc["vertices"]]),
+            doc["parameters"]["diameter_mm"])
+
+
+def _check_round_trip(out: Path, ct_folder: Path) -> list[str]:
+    """Recover every vertex from rtstruct.dcm; return the CT SOP UIDs it references."""
+    centers, diameter = _vertices(out)
+    assert len(centers) >= 5
+    geometry = read_series_geometry(ct_folder)
+    structures = read_structures(out / "rtstruct.dcm")
+    exact = np.pi / 6 * diameter**3
+    along = dict(zip(geometry["uids"], geometry["positions"] @ geometry["normal"]))
+    referenced = []
+    for i, center in enumerate(centers):
+        contours = structures[f"VTX_{i + 1:02d}"]
+        got, volume = sphere_from_contours(contours, geometry)
+        assert np.linalg.norm(got - center) < 0.5
+        assert abs(volume / exact - 1) < 0.05
+        for c in contours:
+            (uid,) = c["refs"]
+            assert abs(float(c["points"][0] @ geometry["normal"]) - along[uid]) < 1e-4
+            referenced.append(uid)
+    assert len(structures["LATTICE_VTX"]) == len(referenced)
+    return referenced
+
+
+@pytest.fixture(scope="module")
+def dicom_plan(shared_data, tmp_path_factory):
+    """STS_001 planned from DICOM and from NIfTI."""
+    case = shared_data / "STS_001"
+    out = tmp_path_factory.mktemp("dicom") / "plan"
+    code, stdout, err = run(["plan", "--ct-dicom", case / "dicom" / "image",
+                             "--rtstruct", case / "dicom" / "mask" / "RS.dcm",
+                             "--gtv-name", "GTV_Mass_CT", "--out", out, *ARGS])
+    assert code == 0, err
+    nifti = tmp_path_factory.mktemp("nifti") / "plan"
+    code, _, err = run(["plan", "--ct", case / "image.nii.gz", "--gtv", case / "gtv.nii.gz",
+                        "--out", nifti, "--no-dicom", "--no-picture", *ARGS])
+    assert code == 0, err
+    return {"case": case, "out": out, "nifti": nifti, "stdout": stdout}
+
+
+def test_dicom_input_gives_the_nifti_plan(dicom_plan):
+    """Same vertex count, and the DICOM route's vertices obey every rule on the NIfTI GTV.
+
+    The centres themselves may differ: the NIfTI affine is the DICOM one rounded to float32
+    (7e-6 mm), which moves lattice points that sit on voxel boundaries to the neighbouring
+    voxel and can tip the choice between equally good poses.
+    """
+    a, diameter = _vertices(dicom_plan["out"])
+    b, _ = _vertices(dicom_plan["nifti"])
+    assert a.shape == b.shape and len(a) >= 10
+    img = nib.load(dicom_plan["case"] / "gtv.nii.gz")
+    gtv = img.get_fdata() > 0
+    ras = a * np.array([-1.0, -1.0, 1.0])
+    assert np.all(oracle_depth(gtv, img.affine, ras) >= 5.0 + diameter / 2 - 1e-9)
+    assert pdist(ras).min() >= 30.0
+    vertices = nib.load(dicom_plan["out"] / "vertices.nii.gz")
+    np.testing.assert_allclose(vertices.affine, img.affine, atol=1e-4)
+    assert np.all(gtv[vertices.get_fdata() > 0])
+
+
+def test_dicom_round_trip_on_real_ct(dicom_plan):
+    out = dicom_plan["out"]
+    assert (out / "rtstruct.dcm").is_file() and not (out / "ct_dicom").exists()
+    ct_folder = dicom_plan["case"] / "dicom" / "image"
+    referenced = _check_round_trip(out, ct_folder)
+    assert set(referenced) <= set(read_series_geometry(ct_folder)["uids"])
+    import pydicom
+
+    rs = pydicom.dcmread(out / "rtstruct.dcm")
+    ct = pydicom.dcmread(sorted(ct_folder.iterdir())[0], stop_before_pixels=True)
+    for key in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert rs[key].value == ct[key].value
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["inputs"]["gtv"]["roi"] == "GTV_Mass_CT"
+    assert doc["inputs"]["ct"]["series_instance_uid"] == ct.SeriesInstanceUID
+
+
+def test_verify_and_rois_on_dicom_plan(dicom_plan):
+    code, stdout, err = run(["verify", dicom_plan["out"]])
+    assert code == 0, stdout + err
+    assert "OK: every rule holds" in stdout
+    code, stdout, _ = run(["rois", dicom_plan["case"] / "dicom" / "mask" / "RS.dcm"])
+    assert code == 0 and "GTV_Mass_CT" in stdout and "1 ROI in" in stdout
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None,
+                    reason="dciodvfy (Debian package dicom3tools) is not installed")
+def test_dciodvfy_on_real_export(dicom_plan):
+    result = subprocess.run(["dciodvfy", str(dicom_plan["out"] / "rtstruct.dcm")],
+                            capture_output=True, text=True)
+    assert not [line for line in (result.stdout + result.stderr).splitlines()
+                if line.startswith("Error")]
+
+
+def test_nifti_only_writes_a_derived_ct(tmp_path):
+    out = tmp_path / "plan"
+    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
+                        "--out", out, "--no-picture", *ARGS])
+    assert code == 0, err
+    ct_folder = out / "ct_dicom"
+    files = sorted(ct_folder.iterdir())
+    image = nib.load(SAMPLE / "ct.nii.gz")
+    assert len(files) == image.shape[2]
+    referenced = _check_round_trip(out, ct_folder)
+    assert set(referenced) <= set(read_series_geometry(ct_folder)["uids"])
+    # The derived series is the NIfTI grid: slice positions from the affine (LPS).
+    lps = np.diag([-1.0, -1, 1, 1]) @ image.affine
+    positions = read_series_geometry(ct_folder)["positions"]
+    expected = lps[:3, 3] + np.arange(image.shape[2])[:, None] * lps[:3, 2]
+    np.testing.assert_allclose(np.sort(positions, axis=0), np.sort(expected, axis=0), atol=1e-4)
+    # A second export: new series and instance UIDs, same patient / study / frame.
+    again = tmp_path / "again"
+    assert run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
+                "--out", again, "--no-picture", *ARGS])[0] == 0
+    import pydicom
+
+    a, b = (pydicom.dcmread(p / "rtstruct.dcm") for p in (out, again))
+    assert a.SeriesInstanceUID != b.SeriesInstanceUID and a.SOPInstanceUID != b.SOPInstanceUID
+    assert (a.StudyInstanceUID, a.FrameOfReferenceUID, a.PatientID) == \
+        (b.StudyInstanceUID, b.FrameOfReferenceUID, b.PatientID)
+    ca, cb = (pydicom.dcmread(sorted((p / "ct_dicom").iterdir())[0]) for p in (out, again))
+    assert ca.SOPInstanceUID != cb.SOPInstanceUID
+
+
+def test_reference_ct_dicom(shared_data, tmp_path):
+    case = shared_data / "STS_001"
+    out = tmp_path / "plan"
+    code, _, err = run(["plan", "--ct", case / "image.nii.gz", "--gtv", case / "gtv.nii.gz",
+                        "--reference-ct-dicom", case / "dicom" / "image", "--out", out,
+                        "--no-picture", "--vertex-rois", "combined", *ARGS])
+    assert code == 0, err
+    assert not (out / "ct_dicom").exists()
+    structures = read_structures(out / "rtstruct.dcm")
+    assert "LATTICE_VTX" in structures and "VTX_01" not in structures
+    uids = set(read_series_geometry(case / "dicom" / "image")["uids"])
+    assert {r for c in structures["LATTICE_VTX"] for r in c["refs"]} <= uids
+    # A NIfTI on another grid (cropped) is refused, and nothing is written.
+    img = nib.load(case / "image.nii.gz")
+    cropped = img.slicer[:, :, 2:]
+    nib.save(cropped, tmp_path / "cropped.nii.gz")
+    nib.save(nib.load(case / "gtv.nii.gz").slicer[:, :, 2:], tmp_path / "gtv_cropped.nii.gz")
+    code, _, err = run(["plan", "--ct", tmp_path / "cropped.nii.gz",
+                        "--gtv", tmp_path / "gtv_cropped.nii.gz",
+                        "--reference-ct-dicom", case / "dicom" / "image",
+                        "--out", tmp_path / "bad", *ARGS])
+    assert code == 5 and len(err.strip().splitlines()) == 1, err
+    assert "not on the grid" in err and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["--ct-dicom", "X"], 2, "--ct-dicom needs --rtstruct and --gtv-name"),
+    (["--ct-dicom", "X", "--rtstruct", "R", "--gtv-name", "G", "--gtv", "g.nii.gz"], 2,
+     "--gtv cannot be combined with --ct-dicom"),
+    (["--ct", "c.nii.gz", "--gtv", "g.nii.gz", "--gtv-name", "G"], 2, "--gtv-name need"),
+    ([], 2, "give the CT"),
+    (["--ct-dicom", "nowhere", "--rtstruct", "R", "--gtv-name", "G"], 3, "folder not found"),
+])
+def test_dicom_option_errors(tmp_path, argv, code, message):
+    got, _, err = run(["plan", *argv, "--out", tmp_path / "o"])
+    assert got == code and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_roi_name(shared_data, tmp_path):
+    case = shared_data / "STS_001"
+    code, _, err = run(["plan", "--ct-dicom", case / "dicom" / "image",
+                        "--rtstruct", case / "dicom" / "mask" / "RS.dcm", "--gtv-name", "GTV",
+                        "--out", tmp_path / "o"])
+    assert code == 4 and "ROIs present: 'GTV_Mass_CT'" in err, err
+    assert not (tmp_path / "o").exists()
