@@ -232,9 +232,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         worker = (None if args.no_picture and not derived_ct
                   else stack.enter_context(PictureWorker(load_ct)))
-        # scipy takes ~0.4 s to import: let it run while the masks are decompressed.
-        importer = threading.Thread(target=importlib.import_module,
-                                    args=("lattice.placement",), daemon=True)
+        # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
+        # decompressed.
+        modules = ["lattice.placement"]
+        if args.mesh_format != "none":
+            modules.append("trimesh")
+        importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
+                                    daemon=True)
         importer.start()
         return _plan_and_write(args, worker, t0, derived_ct=derived_ct)
 

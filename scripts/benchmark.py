@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pattern", default="hcp", help="lattice pattern to plan (default hcp)")
     parser.add_argument("--repeat", type=int, default=3, help="plan runs to time (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the case's CT noise")
+    parser.add_argument("--plan-args", default="",
+                        help="extra options for lattice plan, e.g. '--no-dicom --mesh-format "
+                        "none' to time the plan without its DICOM and mesh exports")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
@@ -187,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pattern",
         args.pattern,
         "--force",
+        *args.plan_args.split(),
     ]
     walls, rss, trees = [], [], []
     for i in range(args.repeat):

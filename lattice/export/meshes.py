@@ -55,12 +55,12 @@ def mask_mesh(mask: Volume) -> trimesh.Trimesh:
     crop = np.pad(mask.array[box], 1).astype(np.float32)
     verts, faces, _, _ = marching_cubes(crop, level=0.5)
     origin = np.array([b.start for b in box], dtype=np.float64) - 1.0
-    ras = mask.ijk_to_ras(verts + origin)
-    lps = ras * np.array([-1.0, -1.0, 1.0])
-    mesh = trimesh.Trimesh(vertices=lps, faces=faces, process=True)
-    if mesh.volume < 0:  # the affine (or marching cubes' convention) mirrors the winding
-        mesh.invert()
-    return mesh
+    lps = mask.ijk_to_ras(verts + origin) * np.array([-1.0, -1.0, 1.0])
+    # Outward normals give a positive signed volume; the affine may mirror the winding.
+    a, b, c = (lps[faces[:, n]] for n in range(3))
+    if np.einsum("ij,ij->", a, np.cross(b, c)) < 0:
+        faces = faces[:, ::-1]
+    return trimesh.Trimesh(vertices=lps, faces=faces, process=False)
 
 
 def write_meshes(plan: Plan, folder: str | Path, *, fmt: str = "stl") -> list[str]:

@@ -15,6 +15,7 @@ voxel-centre level, in world coordinates).
 from __future__ import annotations
 
 import colorsys
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,15 +170,23 @@ def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
     if stv is not None:
         rois.append(RoiSpec("LATTICE_STV", "PTV", COLORS["LATTICE_STV"],
                             mask_contours(on_grid(stv, grid)), "SCART target (contracted GTV)"))
-    from .masks import sphere_label_map
+    gtv_contours = mask_contours(gtv_mask)
+    # The valley is the GTV outline with the vertex circles as holes (even-odd), exact, when
+    # every circle clears the traced outline: the outline runs within half an in-plane voxel
+    # diagonal of a voxel centre outside the GTV, and circles stay the margin away from those.
+    in_plane = float(np.hypot(*grid.voxel_size_mm[:2])) / 2.0
+    if plan.parameters.gtv_margin_mm > in_plane:
+        valley = sorted(gtv_contours + [c for per in circles for c in per], key=lambda c: c[0])
+    else:
+        from .masks import sphere_label_map
 
-    spheres = sphere_label_map(gtv_mask, plan.centers_ras_mm,
-                               diameter_mm=plan.parameters.diameter_mm)
-    valley = gtv_mask.with_array(gtv_mask.array & (spheres.array == 0))
-    rois.append(RoiSpec("LATTICE_VALLEY", "AVOIDANCE", COLORS["LATTICE_VALLEY"],
-                        mask_contours(valley), "GTV minus the vertex spheres"))
+        spheres = sphere_label_map(gtv_mask, plan.centers_ras_mm,
+                                   diameter_mm=plan.parameters.diameter_mm)
+        valley = mask_contours(gtv_mask.with_array(gtv_mask.array & (spheres.array == 0)))
+    rois.append(RoiSpec("LATTICE_VALLEY", "AVOIDANCE", COLORS["LATTICE_VALLEY"], valley,
+                        "GTV minus the vertex spheres"))
     if gtv:
-        rois.append(RoiSpec("GTV", "GTV", COLORS["GTV"], mask_contours(gtv_mask),
+        rois.append(RoiSpec("GTV", "GTV", COLORS["GTV"], gtv_contours,
                             "GTV the plan was made for"))
     _check_names(rois)
     return rois
@@ -233,7 +242,8 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     ds.StructureSetDescription = description[:1024]
     ds.StructureSetDate, ds.StructureSetTime = date, time
 
-    def image_ref(k: int) -> Dataset:
+    @functools.cache
+    def image_ref(k: int) -> Dataset:  # one item per slice, shared by its contours
         item = Dataset()
         item.ReferencedSOPClassUID = series.slices[k].sop_class_uid
         item.ReferencedSOPInstanceUID = series.slices[k].sop_instance_uid
@@ -269,10 +279,12 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
         for n, (k, points) in enumerate(roi.contours, start=1):
             c = Dataset()
             c.ContourImageSequence = DicomSequence([image_ref(k)])
-            c.ContourGeometricType = "CLOSED_PLANAR"
-            c.NumberOfContourPoints = len(points)
-            c.ContourNumber = n
-            c[CONTOUR_DATA] = _raw_decimal_strings(CONTOUR_DATA, points)
+            # Already encoded (see below): thousands of contours, pydicom's conversions of
+            # each value would take most of the export's time.
+            c[CONTOUR_TYPE] = _raw(CONTOUR_TYPE, "CS", "CLOSED_PLANAR")
+            c[CONTOUR_POINTS] = _raw(CONTOUR_POINTS, "IS", str(len(points)))
+            c[CONTOUR_NUMBER] = _raw(CONTOUR_NUMBER, "IS", str(n))
+            c[CONTOUR_DATA] = _raw(CONTOUR_DATA, "DS", _decimal_strings(points))
             sequence.append(c)
         if sequence:  # type 3: left out for an ROI with nothing on the slices
             roi_contour.ContourSequence = DicomSequence(sequence)
@@ -295,24 +307,28 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     return ds
 
 
-#: (3006,0050) Contour Data.
-CONTOUR_DATA = 0x30060050
+#: Tags of the contour items' elements written pre-encoded.
+CONTOUR_TYPE, CONTOUR_POINTS, CONTOUR_NUMBER, CONTOUR_DATA = (
+    0x30060042, 0x30060046, 0x30060048, 0x30060050)
 
 
-def _raw_decimal_strings(tag: int, values: NDArray[np.float64]) -> Any:
-    """A DS element holding ``values`` to 1e-6 (mm), already encoded."""
+def _decimal_strings(values: NDArray[np.float64]) -> str:
+    """Values to 1e-6 (mm) as a DS multi-value, every number at most 16 characters."""
+    flat = np.ravel(values)
+    if np.all(np.abs(flat) < 1e8):  # one format for all
+        return "\\".join(map("{:.6f}".format, flat.tolist()))
+    return "\\".join(ds_list(flat))
+
+
+def _raw(tag: int, vr: str, text: str) -> Any:
+    """An element already encoded as explicit VR little endian bytes (padded to even)."""
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
-    flat = np.ravel(values)
-    if np.all(np.abs(flat) < 1e8):  # 1e-6 mm in at most 16 characters, one format for all
-        text = "\\".join(map("{:.6f}".format, flat.tolist()))
-    else:
-        text = "\\".join(ds_list(flat))
     data = text.encode("ascii")
     if len(data) % 2:
         data += b" "
-    return RawDataElement(Tag(tag), "DS", len(data), data, 0, False, True)
+    return RawDataElement(Tag(tag), vr, len(data), data, 0, False, True)
 
 
 #: Longest value of the string VRs that copied attributes may have.
