@@ -155,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotation-step-deg", type=float, default=5.0,
                    help="angle step of the orientation search (5)")
     p.add_argument("--no-picture", action="store_true", help="skip overview.png")
+    stv = p.add_mutually_exclusive_group()
+    stv.add_argument("--stv-margin-mm", type=float, default=None, metavar="MM",
+                     help="also contract the GTV into a SCART target (STV) by this margin: "
+                     "stv.nii.gz and the LATTICE_STV ROI (see lattice scart)")
+    stv.add_argument("--stv-fraction", type=float, default=None, metavar="F",
+                     help="the same, to this fraction of the GTV volume (0 < F < 1)")
     p.add_argument("--no-dicom", action="store_true",
                    help="skip rtstruct.dcm (and the derived CT series)")
     p.add_argument("--vertex-rois", choices=VERTEX_ROI_CHOICES, default="both",
@@ -332,10 +338,19 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: 
         mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
         **settings)
 
+    stv = None
+    if args.stv_margin_mm is not None or args.stv_fraction is not None:
+        from lattice.stv import contract_gtv
+
+        stv = contract_gtv(gtv, margin_mm=args.stv_margin_mm, fraction=args.stv_fraction)
+        input_warnings += [f"STV: {w}" for w in stv.warnings]
+
     def verified_document() -> dict:
         """plan.json, checked by the independent verifier before it is written."""
         document = plan.to_dict(inputs=inputs)
         document["warnings"] = [*input_warnings, *document["warnings"]]
+        if stv is not None:
+            document["stv"] = stv.to_dict()
         report = verify_plan(document, gtv=gtv, oars=oar_masks, check_reported_depth=False)
         if not report.ok:
             raise LatticeError("the plan failed its own independent verification ("
@@ -348,12 +363,12 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: 
 
     dicom = (None if series is None else
              DicomOutput(series=series, write_ct=derived_ct, vertex_rois=args.vertex_rois,
-                         gtv_roi=derived_ct))
+                         gtv_roi=derived_ct, stv=None if stv is None else stv.stv))
     written = write_plan_folder(plan, args.out, ct=ct, oars=oar_masks, inputs=inputs,
                                 force=args.force, picture=not args.no_picture, worker=worker,
                                 document=verified_document, dicom=dicom,
                                 mesh_format=None if args.mesh_format == "none"
-                                else args.mesh_format)
+                                else args.mesh_format, stv=None if stv is None else stv.stv)
     for warning in input_warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     for warning in plan.warnings:

@@ -20,6 +20,7 @@ from conftest import REPO_ROOT
 from dicom_oracle import read_series_geometry, read_structures, sphere_from_contours
 from oracles import oracle_depth
 from scipy.spatial.distance import pdist
+from skimage.draw import polygon2mask
 from test_cli import run
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
@@ -127,9 +128,20 @@ def test_dciodvfy_on_real_export(dicom_plan):
 def test_nifti_only_writes_a_derived_ct(tmp_path):
     out = tmp_path / "plan"
     code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, "--no-picture", *ARGS])
+                        "--out", out, "--no-picture", "--stv-fraction", "0.3", *ARGS])
     assert code == 0, err
     ct_folder = out / "ct_dicom"
+    # The STV and GTV ROIs, rasterised from the file, are the written masks.
+    structures = read_structures(out / "rtstruct.dcm")
+    for roi, mask_file in (("LATTICE_STV", out / "stv.nii.gz"), ("GTV", SAMPLE / "gtv.nii.gz")):
+        img = nib.load(mask_file)
+        mask = img.get_fdata() > 0
+        to_ijk = np.linalg.inv(img.affine) @ np.diag([-1.0, -1, 1, 1])
+        got = np.zeros(mask.shape, dtype=bool)
+        for c in structures[roi]:
+            ijk = c["points"] @ to_ijk[:3, :3].T + to_ijk[:3, 3]
+            got[:, :, int(round(ijk[:, 2].mean()))] ^= polygon2mask(mask.shape[:2], ijk[:, :2])
+        assert 2 * (got & mask).sum() / (got.sum() + mask.sum()) > 0.97, roi
     files = sorted(ct_folder.iterdir())
     image = nib.load(SAMPLE / "ct.nii.gz")
     assert len(files) == image.shape[2]

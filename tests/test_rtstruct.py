@@ -125,11 +125,21 @@ def test_contours_follow_the_checklist(exported):
 
 
 def test_traced_rois_match_the_masks(exported):
-    """LATTICE_TARGET and GTV rasterised from the file (skimage) equal the plan's masks."""
+    """LATTICE_TARGET, GTV and LATTICE_VALLEY rasterised from the file (skimage, even-odd)
+    match the plan's masks and GTV minus the spheres."""
     plan = exported["plan"]
     structures = read_structures(exported["out"] / "rs.dcm")
     ras_to_ijk = np.linalg.inv(plan.gtv.affine) @ np.diag([-1.0, -1, 1, 1])
-    for name, mask in (("LATTICE_TARGET", plan.lattice_target.array), ("GTV", plan.gtv.array)):
+    # Valley: GTV voxels whose centres are outside every sphere (brute force).
+    shape = plan.gtv.shape
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    world = ijk @ plan.gtv.affine[:3, :3].T + plan.gtv.affine[:3, 3]
+    in_sphere = np.zeros(shape, dtype=bool)
+    for c in plan.centers_ras_mm:
+        in_sphere |= np.linalg.norm(world - c, axis=-1) <= plan.parameters.diameter_mm / 2
+    valley = plan.gtv.array & ~in_sphere
+    for name, mask in (("LATTICE_TARGET", plan.lattice_target.array), ("GTV", plan.gtv.array),
+                       ("LATTICE_VALLEY", valley)):
         got = np.zeros(mask.shape, dtype=bool)
         for c in structures[name]:
             ijk = c["points"] @ ras_to_ijk[:3, :3].T + ras_to_ijk[:3, 3]

@@ -31,7 +31,8 @@ MESH_FORMATS = ("stl", "ply", "obj")
 #: Files (and the ``ct_dicom`` folder) a plan folder may hold, in the order they are moved
 #: into place (plan.json last). Files of this list that a run does not write are removed from
 #: a folder it replaces.
-PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "vertices.csv", "overview.png",
+PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "stv.nii.gz", "vertices.csv",
+              "overview.png",
               "rtstruct.dcm", "ct_dicom", "vertices.mrk.json",
               *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
               "plan.json")
@@ -141,7 +142,7 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                       picture: bool = True, worker: PictureWorker | None = None,
                       document: Callable[[], Mapping[str, Any]] | None = None,
                       dicom: DicomOutput | None = None, mesh_format: str | None = "stl",
-                      markups: bool = True) -> dict[str, Path]:
+                      markups: bool = True, stv: Volume | None = None) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -173,6 +174,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         Write ``vertices.<fmt>`` and ``gtv.<fmt>`` (LPS mm); None writes no meshes.
     markups : bool
         Write ``vertices.mrk.json`` (3D Slicer markups, LPS).
+    stv : Volume, optional
+        A SCART target planned with the vertices, written as ``stv.nii.gz`` (put it in
+        ``dicom.stv`` too for the RTSTRUCT).
 
     Returns
     -------
@@ -206,6 +210,8 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
             save_volume(labels, stage / names[1])
+            if stv is not None:
+                names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:
                 names += _write_dicom(plan, dicom, stage, ct=ct if worker is None else None)
             if mesh_format is not None:
