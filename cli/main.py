@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -234,10 +236,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return load_image(args.ct)
 
     # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
-    # the other core while this process plans.
+    # the other core while this process plans. A derived DICOM CT does not depend on the plan:
+    # the worker writes it into a temporary folder as soon as it has the CT.
     with contextlib.ExitStack() as stack:
+        derived = early = None
+        if derived_ct:
+            derived = _derived_series(args)
+            folder = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.ct-",
+                                           dir=_existing_parent(args.out)))
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
+            derived["folder"] = folder
+
+            def early(ct, series=derived["series"], folder=folder) -> None:
+                from lattice.export.dicom_series import write_series
+
+                write_series(series, ct, folder)
         worker = (None if args.no_picture and not derived_ct
-                  else stack.enter_context(PictureWorker(load_ct)))
+                  else stack.enter_context(PictureWorker(load_ct, early=early)))
         # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
         # decompressed.
         modules = ["lattice.placement"]
@@ -246,7 +261,33 @@ def cmd_plan(args: argparse.Namespace) -> int:
         importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
                                     daemon=True)
         importer.start()
-        return _plan_and_write(args, worker, t0, derived_ct=derived_ct)
+        return _plan_and_write(args, worker, t0, derived=derived)
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def _derived_series(args: argparse.Namespace) -> dict:
+    """The DICOM series to derive from the NIfTI CT (from its header and checksum)."""
+    from pydicom.uid import generate_uid
+
+    from lattice.export.dicom_series import derived_series
+    from lattice.io import load_grid
+
+    grid = load_grid(args.ct)
+    record = _describe(args.ct)
+    digest = record["sha256"]
+    # Study and frame of reference follow from the CT file: exports of one CT share them.
+    series = derived_series(
+        grid, patient_name=args.patient_name or args.ct.name.split(".")[0],
+        patient_id=args.patient_id or f"LAT{digest[:12].upper()}",
+        study_uid=generate_uid(entropy_srcs=[digest, "study"]),
+        frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
+    return {"series": series, "ct_record": record}
 
 
 def _describe(path: Path) -> dict[str, str]:
@@ -256,7 +297,7 @@ def _describe(path: Path) -> dict[str, str]:
 
 
 def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float], *,
-                 derived_ct: bool):
+                 derived: dict | None):
     """(gtv, oars, ct or None, inputs record, DICOM series to reference or None, warnings)."""
     from lattice.io import load_case
 
@@ -283,7 +324,8 @@ def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float],
     # read here, so a truncated CT is never accepted.
     case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
                      ct_data=worker is None)
-    inputs = {"ct": _describe(args.ct), "gtv": {**_describe(args.gtv), "label": args.gtv_label},
+    inputs = {"ct": derived["ct_record"] if derived else _describe(args.ct),
+              "gtv": {**_describe(args.gtv), "label": args.gtv_label},
               "oars": [{"name": n, **_describe(p), "clearance_mm": clearances[n]}
                        for n, p, _ in args.oar]}
     series = None
@@ -298,25 +340,16 @@ def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float],
         inputs["reference_ct_dicom"] = {
             "dicom_folder": str(args.reference_ct_dicom.resolve()),
             "series_instance_uid": series.series_instance_uid}
-    elif derived_ct:
-        from pydicom.uid import generate_uid
-
-        from lattice.export.dicom_series import derived_series
-
-        digest = inputs["ct"]["sha256"]
-        # Study and frame of reference follow from the CT file: exports of one CT share them.
-        series = derived_series(
-            case.ct, patient_name=args.patient_name or args.ct.name.split(".")[0],
-            patient_id=args.patient_id or f"LAT{digest[:12].upper()}",
-            study_uid=generate_uid(entropy_srcs=[digest, "study"]),
-            frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
+    elif derived is not None:
+        series = derived["series"]
         inputs["derived_ct_dicom"] = {"series_instance_uid": series.series_instance_uid,
                                       "folder": "ct_dicom"}
     ct = case.ct if worker is None else None
     return case.gtv, case.oars, ct, inputs, series, []
 
 
-def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: bool) -> int:
+def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dict | None
+                    ) -> int:
     from lattice.export import DicomOutput, write_plan_folder
     from lattice.placement import plan_vertices
     from lattice.rules import Oar
@@ -329,7 +362,7 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: 
                              "--oar NAME=PATH:MM")
     settings, clearances = _resolve(args)
     gtv, oar_masks, ct, inputs, series, input_warnings = _load_inputs(
-        args, worker, clearances, derived_ct=derived_ct)
+        args, worker, clearances, derived=derived)
     oars = [Oar(name, oar_masks[name], clearances[name]) for name in oar_masks]
     plan = plan_vertices(
         gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
@@ -362,8 +395,9 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived_ct: 
         return document
 
     dicom = (None if series is None else
-             DicomOutput(series=series, write_ct=derived_ct, vertex_rois=args.vertex_rois,
-                         gtv_roi=derived_ct, stv=None if stv is None else stv.stv))
+             DicomOutput(series=series, written_ct=derived["folder"] if derived else None,
+                         vertex_rois=args.vertex_rois, gtv_roi=derived is not None,
+                         stv=None if stv is None else stv.stv))
     written = write_plan_folder(plan, args.out, ct=ct, oars=oar_masks, inputs=inputs,
                                 force=args.force, picture=not args.no_picture, worker=worker,
                                 document=verified_document, dicom=dicom,

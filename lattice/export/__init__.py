@@ -51,6 +51,9 @@ class DicomOutput:
         :func:`~lattice.export.dicom_series.derived_series`).
     write_ct : bool
         Also write ``series`` (derived from the NIfTI CT) into ``ct_dicom/``.
+    written_ct : Path, optional
+        A folder already holding that series (written while planning); it is moved into the
+        plan folder as ``ct_dicom/`` once the worker that wrote it has finished.
     vertex_rois : {'both', 'combined', 'each'}
         See :func:`~lattice.export.rtstruct.plan_rois`.
     stv : Volume, optional
@@ -61,6 +64,7 @@ class DicomOutput:
 
     series: ImageSeries
     write_ct: bool = False
+    written_ct: Path | None = None
     vertex_rois: str = "both"
     stv: Volume | None = None
     gtv_roi: bool = False
@@ -201,7 +205,8 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
                                   diameter_mm=plan.parameters.diameter_mm)
         by_worker = []
-        if worker is not None and (picture or write_ct):
+        early_ct = dicom is not None and dicom.written_ct is not None
+        if worker is not None and (picture or write_ct or early_ct):
             worker.submit(plan, stage / "overview.png" if picture else None,
                           title=_title(plan), oars=oars,
                           ct_series=dicom.series if write_ct and dicom else None,
@@ -230,8 +235,12 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                 with contextlib.suppress(Exception):
                     worker.wait()  # the first error is the one to report
             raise
-        if worker is not None and (picture or write_ct):
+        if worker is not None and (picture or write_ct or early_ct):
             by_worker = worker.wait()
+        if early_ct:
+            assert dicom is not None and dicom.written_ct is not None
+            shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)
+            by_worker.append(CT_DICOM_FOLDER)
         write_json(doc, stage / "plan.json")
         return [*names, *by_worker, "plan.json"]
 

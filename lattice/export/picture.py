@@ -40,6 +40,9 @@ class PictureWorker:
     load_ct : callable returning Volume
         Reads the CT. Called in the child (or, without ``fork``, when the job is sent).
         Errors it raises (an unreadable CT, say) are raised again by :meth:`wait`.
+    early : callable taking the CT, optional
+        Work that needs only the CT, done as soon as it is loaded, while the parent plans
+        (writing the derived DICOM series); its errors are raised again by :meth:`wait`.
     oars : mapping of name to Volume
         Boolean OAR masks to draw (cropped and sent with the job).
 
@@ -47,8 +50,10 @@ class PictureWorker:
     call :meth:`close`, so the child never outlives the run.
     """
 
-    def __init__(self, load_ct: Callable[[], Volume]) -> None:
+    def __init__(self, load_ct: Callable[[], Volume],
+                 early: Callable[[Volume], None] | None = None) -> None:
         self._load_ct = load_ct
+        self._early = early
         self._pid: int | None = None
         self._conn: Connection | None = None
         self._pending: list[str] | None = None
@@ -58,7 +63,7 @@ class PictureWorker:
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which leaves via os._exit
                 parent_end.close()
-                _child(child_end, load_ct)
+                _child(child_end, load_ct, early)
             child_end.close()
             self._pid, self._conn = pid, parent_end
 
@@ -76,7 +81,10 @@ class PictureWorker:
             job["ct_series"] = (ct_series.header, ct_series.slices, Path(ct_series_dir))
             names.append(Path(ct_series_dir).name)
         if self._conn is None:
-            _run(self._load_ct(), job)
+            ct = self._load_ct()
+            if self._early is not None:
+                self._early(ct)
+            _run(ct, job)
         else:
             # The child may still be importing; sending from a thread lets this process go
             # on writing files instead of blocking on a full pipe.
@@ -161,13 +169,16 @@ def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
                     context_mm=CONTEXT_MM)
 
 
-def _child(conn: Connection, load_ct: Callable[[], Volume]) -> None:  # pragma: no cover
+def _child(conn: Connection, load_ct: Callable[[], Volume],
+           early: Callable[[Volume], None] | None) -> None:  # pragma: no cover
     code = 1
     try:
         try:
+            ct: Volume | None = load_ct()
+            if early is not None:
+                early(ct)
             from .. import render  # noqa: F401 - the slow import, done while the parent plans
 
-            ct: Volume | None = load_ct()
             error: BaseException | None = None
         except BaseException as exc:  # noqa: BLE001 - reported when the job arrives
             ct, error = None, exc
