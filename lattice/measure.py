@@ -125,22 +125,21 @@ def _axial_diameters(crop: Volume) -> tuple[float, float, int, NDArray[np.float6
 
     size = crop.voxel_size_mm
     best: tuple[float, int, NDArray[np.float64], int, int] | None = None
-    hulls = {}
-    for k in range(crop.shape[2]):
-        plane = crop.array[:, :, k]
+    for kk in range(crop.shape[2]):
+        plane = crop.array[:, :, kk]
         if not plane.any():
             continue
         padded = np.pad(plane, 1).astype(np.float32)
         outline = np.concatenate(find_contours(padded, 0.5)) - 1.0
         xy = outline * size[:2]  # in-plane mm (the grid is orthogonal)
         hull = _hull_2d(xy)
-        hulls[k] = hull
         d = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
         a, b = np.unravel_index(int(np.argmax(d)), d.shape)
         if best is None or d[a, b] > best[0] + 1e-9:
-            best = (float(d[a, b]), k, hull, int(a), int(b))
+            best = (float(d[a, b]), kk, hull, int(a), int(b))
     assert best is not None
-    long_mm, k, hull, a, b = best
+    long_mm, k_best, hull, a, b = best
+    k = int(k_best)
     p, q = hull[a], hull[b]
     short_mm, s0, s1 = _perpendicular_chord(hull, p, q)
 

@@ -174,9 +174,10 @@ def _child(conn: Connection, load_ct: Callable[[], Volume],
     code = 1
     try:
         try:
-            ct: Volume | None = load_ct()
+            loaded = load_ct()
+            ct: Volume | None = loaded
             if early is not None:
-                early(ct)
+                early(loaded)
             from .. import render  # noqa: F401 - the slow import, done while the parent plans
 
             error: BaseException | None = None
