@@ -134,12 +134,11 @@ def _axial_diameters(crop: Volume) -> tuple[float, float, int, NDArray[np.float6
         xy = outline * size[:2]  # in-plane mm (the grid is orthogonal)
         hull = _hull_2d(xy)
         d = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
-        a, b = np.unravel_index(int(np.argmax(d)), d.shape)
-        if best is None or d[a, b] > best[0] + 1e-9:
-            best = (float(d[a, b]), kk, hull, int(a), int(b))
+        ia, ib = np.unravel_index(int(np.argmax(d)), d.shape)
+        if best is None or d[ia, ib] > best[0] + 1e-9:
+            best = (float(d[ia, ib]), kk, hull, int(ia), int(ib))
     assert best is not None
-    long_mm, k_best, hull, a, b = best
-    k = int(k_best)
+    long_mm, k, hull, a, b = best
     p, q = hull[a], hull[b]
     short_mm, s0, s1 = _perpendicular_chord(hull, p, q)
 
