@@ -121,18 +121,10 @@ def measure_lesion(mask: Volume) -> LesionMeasurements:
 def _axial_diameters(crop: Volume) -> tuple[float, float, int, NDArray[np.float64],
                                            NDArray[np.float64]]:
     """Longest in-slice diameter over the slices, and the perpendicular chord on its slice."""
-    from skimage.measure import find_contours
-
     size = crop.voxel_size_mm
     best: tuple[float, int, NDArray[np.float64], int, int] | None = None
-    for kk in range(crop.shape[2]):
-        plane = crop.array[:, :, kk]
-        if not plane.any():
-            continue
-        padded = np.pad(plane, 1).astype(np.float32)
-        outline = np.concatenate(find_contours(padded, 0.5)) - 1.0
-        xy = outline * size[:2]  # in-plane mm (the grid is orthogonal)
-        hull = _hull_2d(xy)
+    for kk, points in _outline_points(crop.array):
+        hull = _hull_2d(points * size[:2])  # in-plane mm (the grid is orthogonal)
         d = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
         ia, ib = np.unravel_index(int(np.argmax(d)), d.shape)
         if best is None or d[ia, ib] > best[0] + 1e-9:
@@ -147,6 +139,25 @@ def _axial_diameters(crop: Volume) -> tuple[float, float, int, NDArray[np.float6
         return crop.ijk_to_ras(ijk)
 
     return long_mm, short_mm, k, to_ras(np.array([p, q])), to_ras(np.array([s0, s1]))
+
+
+def _outline_points(array: NDArray[np.bool_]) -> list[tuple[int, NDArray[np.float64]]]:
+    """Per slice k, the in-plane index points (i, j) half-way between each inside voxel and
+    each of its outside in-plane neighbours: the vertices of the marching-squares outline at
+    level 0.5, found for all slices at once."""
+    padded = np.pad(array, ((1, 1), (1, 1), (0, 0)))
+    found = []
+    for axis in (0, 1):
+        for step in (1, -1):
+            edge = padded & ~np.roll(padded, -step, axis=axis)
+            idx = np.argwhere(edge).astype(np.float64)
+            idx[:, axis] += 0.5 * step
+            found.append(idx)
+    points = np.concatenate(found)
+    points[:, :2] -= 1.0  # undo the padding
+    points = points[np.argsort(points[:, 2], kind="stable")]
+    ks, starts = np.unique(points[:, 2].astype(int), return_index=True)
+    return [(int(k), part[:, :2]) for k, part in zip(ks, np.split(points, starts[1:]))]
 
 
 def _hull_2d(points: NDArray[np.float64]) -> NDArray[np.float64]:
