@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import shutil
 import sys
 import tempfile
@@ -163,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
                      "stv.nii.gz and the LATTICE_STV ROI (see lattice scart)")
     stv.add_argument("--stv-fraction", type=float, default=None, metavar="F",
                      help="the same, to this fraction of the GTV volume (0 < F < 1)")
+    p.add_argument("--size-rule", action="append", default=None, metavar="RULE",
+                   help="lesion size rule recorded in plan.json, e.g. 'short_axis_mm>30' or a "
+                   "trial id (see lattice measure); repeatable (default NCT06987370)")
+    dose = p.add_argument_group(
+        "dose proxy", "a geometric proxy to rank layouts, not a dose calculation: spheres at "
+        "the peak level blurred by a Gaussian over a valley floor (lattice/dose.py); computed "
+        "only when one of these is given")
+    dose.add_argument("--dose-peak-gy", type=float, default=None, help="peak level (15)")
+    dose.add_argument("--dose-valley-gy", type=float, default=None, help="valley floor (3)")
+    dose.add_argument("--dose-falloff-mm", type=float, default=None,
+                      help="standard deviation of the Gaussian fall-off, mm (3)")
     p.add_argument("--no-dicom", action="store_true",
                    help="skip rtstruct.dcm (and the derived CT series)")
     p.add_argument("--vertex-rois", choices=VERTEX_ROI_CHOICES, default="both",
@@ -362,6 +374,17 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
                              "--oar NAME=PATH:MM")
     settings, clearances = _resolve(args)
+    from lattice.measure import parse_size_rule
+
+    size_rules = [parse_size_rule(r) for r in (args.size_rule or ["NCT06987370"])]
+    dose_params = None
+    given = {"peak_gy": args.dose_peak_gy, "valley_gy": args.dose_valley_gy,
+             "falloff_mm": args.dose_falloff_mm}
+    if any(v is not None for v in given.values()):
+        from lattice.dose import DoseProxyParameters
+
+        dose_params = DoseProxyParameters(**{k: v for k, v in given.items() if v is not None})
+        dose_params.validate()
     gtv, oar_masks, ct, inputs, series, input_warnings = _load_inputs(
         args, worker, clearances, derived=derived)
     oars = [Oar(name, oar_masks[name], clearances[name]) for name in oar_masks]
@@ -385,6 +408,12 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
         document["warnings"] = [*input_warnings, *document["warnings"]]
         if stv is not None:
             document["stv"] = stv.to_dict()
+        if dose_params is not None:
+            from lattice.dose import dose_proxy_metrics
+
+            document["dose_proxy"] = dose_proxy_metrics(
+                gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm,
+                params=dose_params)
         report = verify_plan(document, gtv=gtv, oars=oar_masks, check_reported_depth=False)
         if not report.ok:
             raise LatticeError("the plan failed its own independent verification ("
@@ -403,7 +432,8 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
                                 force=args.force, picture=not args.no_picture, worker=worker,
                                 document=verified_document, dicom=dicom,
                                 mesh_format=None if args.mesh_format == "none"
-                                else args.mesh_format, stv=None if stv is None else stv.stv)
+                                else args.mesh_format, stv=None if stv is None else stv.stv,
+                                size_rules=size_rules)
     for warning in input_warnings:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     for warning in plan.warnings:
@@ -417,6 +447,18 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
           f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
           f"{time.perf_counter() - t0:.2f} s")
+    doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
+    lesion = doc["lesion"]["measurements"]
+    rules = "; ".join(f"{r['rule']}: {'met' if r['met'] else 'NOT met'}"
+                      for r in doc["lesion"]["size_rules"])
+    print(f"GTV long axis {lesion['long_axis_mm']:.1f} mm, short axis "
+          f"{lesion['short_axis_mm']:.1f} mm (axial slice {lesion['axial_slice_index']}), 3-D "
+          f"maximum {lesion['max_diameter_3d_mm']:.1f} mm; {rules}")
+    if "dose_proxy" in doc:
+        d = doc["dose_proxy"]
+        print(f"dose proxy (not a dose calculation): GTV D10 {d['gtv_d10_gy']:g}, D90 "
+              f"{d['gtv_d90_gy']:g}, D10/D90 {d['d10_over_d90']}, mean peak/valley "
+              f"{d['mean_peak_over_mean_valley']}")
     print(f"wrote {', '.join(sorted(written))} to {args.out}")
     return 0
 

@@ -625,3 +625,29 @@ def test_oar_label_map_error_names_the_oar_option(case, tmp_path):
     code, _, err = run(plan_args(case, tmp_path / "out", "--oar",
                                  f"{case['gtv_labels']}:10"))
     assert code == 4 and "--oar" in err and "--gtv-label" not in err
+
+
+def test_plan_records_lesion_measurements(planned):
+    """The GTV is a 60 mm sphere: both axial axes and the 3-D diameter are 60 mm (within a
+    voxel), and the default size rule (short axis > 30 mm) is met."""
+    doc = json.loads((planned[0] / "plan.json").read_text())
+    m = doc["lesion"]["measurements"]
+    for key in ("long_axis_mm", "short_axis_mm", "max_diameter_3d_mm"):
+        assert abs(m[key] - 2 * GTV_RADIUS_MM) <= max(VOXEL_MM), key
+    (rule,) = doc["lesion"]["size_rules"]
+    assert rule["rule"] == "short_axis_mm > 30" and rule["met"] is True
+    assert "GTV long axis" in planned[2]
+
+
+def test_dose_proxy_only_when_asked(case, tmp_path, planned):
+    assert "dose_proxy" not in json.loads((planned[0] / "plan.json").read_text())
+    out = tmp_path / "dose"
+    code, stdout, stderr = run(plan_args(case, out, "--dose-peak-gy", "20",
+                                         "--dose-falloff-mm", "2", "--no-dicom"))
+    assert code == 0, stderr
+    d = json.loads((out / "plan.json").read_text())["dose_proxy"]
+    assert "not a dose calculation" in d["model"] and "not a dose calculation" in stdout
+    assert d["parameters"] == {"peak_gy": 20.0, "valley_gy": 3.0, "falloff_mm": 2.0}
+    assert 3.0 <= d["gtv_d90_gy"] <= d["gtv_d10_gy"] <= 20.0
+    code, _, stderr = run(plan_args(case, tmp_path / "bad", "--dose-peak-gy", "1"))
+    assert code == 2 and "peak > valley" in stderr and not (tmp_path / "bad").exists()

@@ -20,6 +20,7 @@ from typing import Any
 from ..dicom import ImageSeries
 from ..errors import OutputExistsError, OutputWriteError
 from ..io import save_volume
+from ..measure import SizeRule
 from ..plan import Plan
 from ..volume import Volume
 from .masks import sphere_label_map
@@ -146,7 +147,8 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                       picture: bool = True, worker: PictureWorker | None = None,
                       document: Callable[[], Mapping[str, Any]] | None = None,
                       dicom: DicomOutput | None = None, mesh_format: str | None = "stl",
-                      markups: bool = True, stv: Volume | None = None) -> dict[str, Path]:
+                      markups: bool = True, stv: Volume | None = None,
+                      size_rules: Sequence[SizeRule] | None = None) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -181,6 +183,10 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
     stv : Volume, optional
         A SCART target planned with the vertices, written as ``stv.nii.gz`` (put it in
         ``dicom.stv`` too for the RTSTRUCT).
+    size_rules : sequence of SizeRule, optional
+        Measure the GTV (:func:`~lattice.measure.measure_lesion`, by the worker when there
+        is one) and record the measurements and these rules' verdicts as ``lesion`` in
+        plan.json.
 
     Returns
     -------
@@ -206,11 +212,14 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                                   diameter_mm=plan.parameters.diameter_mm)
         by_worker = []
         early_ct = dicom is not None and dicom.written_ct is not None
-        if worker is not None and (picture or write_ct or early_ct):
+        measure = size_rules is not None
+        use_worker = worker is not None and (picture or write_ct or early_ct or measure)
+        if use_worker:
+            assert worker is not None
             worker.submit(plan, stage / "overview.png" if picture else None,
                           title=_title(plan), oars=oars,
                           ct_series=dicom.series if write_ct and dicom else None,
-                          ct_series_dir=stage / CT_DICOM_FOLDER)
+                          ct_series_dir=stage / CT_DICOM_FOLDER, measure=measure)
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
@@ -228,15 +237,24 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
 
                 names.append(write_markups(plan, stage / "vertices.mrk.json").name)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
-            doc = (document() if document is not None
-                   else plan.to_dict(inputs=dict(inputs or {})))
+            doc = dict(document() if document is not None
+                       else plan.to_dict(inputs=dict(inputs or {})))
         except BaseException:
             if worker is not None:
                 with contextlib.suppress(Exception):
                     worker.wait()  # the first error is the one to report
             raise
-        if worker is not None and (picture or write_ct or early_ct):
+        lesion = None
+        if use_worker:
+            assert worker is not None
             by_worker = worker.wait()
+            lesion = worker.lesion
+        if measure:
+            from ..measure import evaluate_rules, measure_lesion
+
+            lesion = lesion if lesion is not None else measure_lesion(plan.gtv)
+            doc["lesion"] = {"measurements": lesion.to_dict(),
+                             "size_rules": evaluate_rules(lesion, list(size_rules or []))}
         if early_ct:
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)
