@@ -90,7 +90,8 @@ _NEGATIVE_LETTERS = ("L", "P", "I")
 _GTV_COLOR = "#ff2a2a"
 _TARGET_COLOR = "#ffd21f"
 _VERTEX_COLOR = "#00e5ff"
-_OAR_COLORS = ("#ff4fd8", "#4cff4c", "#5a8cff", "#ff9a1f", "#ffffff", "#b07cff", "#a0e000")
+_STV_COLOR = "#ff8c00"
+_OAR_COLORS = ("#ff4fd8", "#4cff4c", "#5a8cff", "#d2b48c", "#ffffff", "#b07cff", "#a0e000")
 _NO_OARS: Mapping[str, Volume] = MappingProxyType({})
 
 
@@ -376,6 +377,7 @@ def render_overview(
     title: str = "",
     window: tuple[float, float] = DEFAULT_WINDOW_HU,
     context_mm: float = DEFAULT_CONTEXT_MM,
+    stv: Volume | None = None,
 ) -> Path:
     """Write a PNG with axial, coronal and sagittal views of the plan.
 
@@ -407,6 +409,8 @@ def render_overview(
         CT display window in HU.
     context_mm : float
         Margin around the GTV and the vertex spheres kept in view.
+    stv : Volume, optional
+        SCART target on the CT grid (dotted magenta).
 
     Returns
     -------
@@ -447,6 +451,10 @@ def render_overview(
                 1.4,
             )
         )
+    if stv is not None:
+        ct.check_same_grid(stv, name="CT", other_name="STV")
+        overlays.append(_Overlay("STV (SCART)", geo.canonical(np.asarray(stv.array)),
+                                 _STV_COLOR, ":", 1.6))
     for n, (oar_name, oar) in enumerate(oars.items()):
         overlays.append(
             _Overlay(
@@ -619,6 +627,7 @@ def _draw_panel(
 
     ax.set_xlim(u_max, u_min)  # radiological: u (towards R, or A on sagittal) grows leftwards
     ax.set_ylim(v_min, v_max)
+    _scale_bar(ax, u_min, u_max, v_min, v_max, outline)
     for where, (x, y, ha, va) in {
         "left": (0.015, 0.5, "left", "center"),
         "right": (0.985, 0.5, "right", "center"),
@@ -647,6 +656,24 @@ def _draw_panel(
     ax.set_title(f"{panel.label}\n{cut_note}", fontsize=10)
     ax.tick_params(labelsize=8)
     return seen
+
+
+#: Scale bar lengths (mm) to choose from: the largest one under a fifth of the panel width.
+SCALE_BAR_MM = (5, 10, 20, 50, 100)
+
+
+def _scale_bar(ax: Axes, u_min: float, u_max: float, v_min: float, v_max: float,
+               outline: list) -> None:
+    """A white bar of a round number of mm in the panel's lower right corner."""
+    width = u_max - u_min
+    length = max([b for b in SCALE_BAR_MM if b <= width / 5] or [SCALE_BAR_MM[0]])
+    # u grows to the image left: the lower right corner is (u_min, v_min).
+    right = u_min + 0.05 * width
+    y = v_min + 0.06 * (v_max - v_min)
+    ax.plot([right, right + length], [y, y], color="white", linewidth=3,
+            solid_capstyle="butt", path_effects=outline)
+    ax.text(right + length / 2, y + 0.015 * (v_max - v_min), f"{length} mm", color="white",
+            ha="center", va="bottom", fontsize=8, path_effects=outline)
 
 
 def _panel_slice(array: NDArray, panel: PanelGeometry, *, pad: int = 0) -> NDArray:
@@ -720,3 +747,101 @@ def _as_centres(centers_ras_mm: ArrayLike) -> NDArray[np.float64]:
             f"{centers.shape}; stack the vertex centres as rows"
         )
     return centers
+
+
+#: Faces of the GTV surface drawn in the 3-D picture, at most (marching cubes' step grows).
+MAX_FACES_3D = 12000
+#: The two viewpoints of the 3-D picture: (title, elevation deg, azimuth deg). matplotlib
+#: puts the camera at the azimuth: 90 deg is on +y (RAS anterior), 180 deg on -x (the
+#: patient's left). Anterior view: the patient's right on the image left, as when facing the
+#: patient; left lateral view: anterior on the image left.
+VIEWS_3D = (("from anterior", 10.0, 90.0), ("from the patient's left", 10.0, 180.0))
+
+
+def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diameter_mm: float,
+              oars: Mapping[str, Volume] = _NO_OARS, title: str = "") -> Path:
+    """Write a PNG with the GTV surface, the vertex spheres and the OARs in 3-D, seen from
+    two viewpoints (:data:`VIEWS_3D`), in RAS+ mm with R/L, A/P, S/I letters on the box.
+
+    Raises
+    ------
+    MaskError
+        An empty GTV.
+    OutputWriteError
+        The file cannot be written.
+    """
+    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+
+    centers = _as_centres(centers_ras_mm)
+    gtv_tris = _surface_triangles(gtv)
+    oar_tris = {name: _surface_triangles(m) for name, m in oars.items() if np.any(m.array)}
+    radius = diameter_mm / 2.0
+    lo = gtv_tris.reshape(-1, 3).min(axis=0) - 5.0
+    hi = gtv_tris.reshape(-1, 3).max(axis=0) + 5.0
+    fig = Figure(figsize=(11.0, 5.6), dpi=FIGURE_DPI)
+    FigureCanvasAgg(fig)
+    theta, phi = np.meshgrid(np.linspace(0, 2 * np.pi, 18), np.linspace(0, np.pi, 10))
+    unit = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], -1)
+    for n, (label, elev, azim) in enumerate(VIEWS_3D):
+        ax = fig.add_subplot(1, 2, n + 1, projection="3d")
+        ax.add_collection3d(Poly3DCollection(gtv_tris, facecolor=_GTV_COLOR, alpha=0.18,
+                                             edgecolor="none"))
+        for k, tris in enumerate(oar_tris.values()):
+            ax.add_collection3d(Poly3DCollection(tris, facecolor=_OAR_COLORS[k % len(
+                _OAR_COLORS)], alpha=0.3, edgecolor="none"))
+        for i, c in enumerate(centers, start=1):
+            xyz = c + radius * unit
+            ax.plot_surface(xyz[..., 0], xyz[..., 1], xyz[..., 2], color=_VERTEX_COLOR,
+                            shade=True, linewidth=0, antialiased=False)
+            ax.text(*(c + np.array([0, 0, radius + 2.0])), str(i), fontsize=7,
+                    ha="center", color="black")
+        mid = (lo + hi) / 2
+        depth = 1 if abs(np.sin(np.deg2rad(azim))) > 0.5 else 0  # the axis the camera faces
+        # RAS+: x grows towards the patient's right, y anterior, z superior.
+        for axis, (neg, pos) in enumerate((("L", "R"), ("P", "A"), ("I", "S"))):
+            if axis == depth:
+                continue
+            for value, letter in ((lo[axis], neg), (hi[axis], pos)):
+                point = mid.copy()
+                point[axis] = value
+                ax.text(*point, letter, fontsize=12, fontweight="bold", color="#b36b00",
+                        ha="center", va="center")
+        ax.set_xlim(lo[0], hi[0])
+        ax.set_ylim(lo[1], hi[1])
+        ax.set_zlim(lo[2], hi[2])
+        ax.set_box_aspect(hi - lo)
+        ax.view_init(elev=elev, azim=azim)
+        ax.set_xlabel("x RAS (mm)", fontsize=8)
+        ax.set_ylabel("y RAS (mm)", fontsize=8)
+        ax.set_zlabel("z RAS (mm)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_title(label, fontsize=10)
+    fig.suptitle(f"{title + ' - ' if title else ''}GTV (red) and {len(centers)} vertex spheres "
+                 f"(cyan, D = {diameter_mm:g} mm)" + (", OARs" if oar_tris else ""),
+                 fontsize=11)
+    out = Path(path)
+    try:
+        fig.savefig(out, format="png", dpi=FIGURE_DPI)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
+    return out
+
+
+def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
+    """(m, 3, 3) triangles of a mask's surface in RAS mm, coarsened to MAX_FACES_3D."""
+    from skimage.measure import marching_cubes
+
+    array = np.asarray(mask.array) != 0
+    if not array.any():
+        raise MaskError("the GTV mask is empty; pass a mask with at least one non-zero voxel")
+    idx = np.argwhere(array)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    crop = np.pad(array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1).astype(np.float32)
+    step = 1
+    while True:
+        verts, faces, _, _ = marching_cubes(crop, 0.5, step_size=step)
+        if len(faces) <= MAX_FACES_3D or step >= 8:
+            break
+        step += 1
+    world = mask.ijk_to_ras(verts + lo - 1.0)
+    return world[faces]

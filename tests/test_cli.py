@@ -37,7 +37,8 @@ GTV_RADIUS_MM = 30.0
 D_MM, SPACING_MM, MARGIN_MM = 15.0, 30.0, 5.0
 #: What a NIfTI plan run without --no-picture writes by default.
 PLAN_FILES = ("plan.json", "vertices.nii.gz", "vertices.csv", "lattice_target.nii.gz",
-              "rtstruct.dcm", "ct_dicom", "vertices.stl", "gtv.stl", "vertices.mrk.json")
+              "rtstruct.dcm", "ct_dicom", "vertices.stl", "gtv.stl", "vertices.mrk.json",
+              "report.html")
 
 
 def world(shape, affine):

@@ -34,7 +34,8 @@ MESH_FORMATS = ("stl", "ply", "obj")
 #: a folder it replaces.
 PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "stv.nii.gz", "vertices.csv",
               "overview.png",
-              "rtstruct.dcm", "ct_dicom", "vertices.mrk.json",
+              "overview3d.png", "vertices.png", "rtstruct.dcm", "ct_dicom", "vertices.mrk.json",
+              "report.html",
               *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
               "plan.json")
 #: Folder of the DICOM CT series derived from a NIfTI CT.
@@ -219,7 +220,7 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             worker.submit(plan, stage / "overview.png" if picture else None,
                           title=_title(plan), oars=oars,
                           ct_series=dicom.series if write_ct and dicom else None,
-                          ct_series_dir=stage / CT_DICOM_FOLDER, measure=measure)
+                          ct_series_dir=stage / CT_DICOM_FOLDER, measure=measure, stv=stv)
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
@@ -259,8 +260,12 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)
             by_worker.append(CT_DICOM_FOLDER)
+        from ..report import PICTURES, render_report
+
+        pictures = {n: (stage / n).read_bytes() for n, _ in PICTURES if n in by_worker}
+        (stage / "report.html").write_text(render_report(doc, pictures), encoding="utf-8")
         write_json(doc, stage / "plan.json")
-        return [*names, *by_worker, "plan.json"]
+        return [*names, *by_worker, "report.html", "plan.json"]
 
     try:
         return write_staged(out_dir, write, owned=PLAN_FILES, force=force)

@@ -32,6 +32,8 @@ from ..volume import Volume
 #: Margin (mm) around the GTV that the picture shows; passed to the renderer, which crops to
 #: the GTV and its vertices plus this margin. The worker receives masks cropped 1 mm wider.
 CONTEXT_MM = 25.0
+#: The 3-D picture, written beside overview.png.
+THREE_D_NAME = "overview3d.png"
 
 
 class PictureWorker:
@@ -73,14 +75,15 @@ class PictureWorker:
 
     def submit(self, plan: Plan, path: str | Path | None, *, title: str,
                oars: Mapping[str, Volume] | None = None, ct_series: ImageSeries | None = None,
-               ct_series_dir: str | Path | None = None, measure: bool = False) -> None:
+               ct_series_dir: str | Path | None = None, measure: bool = False,
+               stv: Volume | None = None) -> None:
         """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
         ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
         ``measure`` for the GTV's :class:`~lattice.measure.LesionMeasurements`;
         :meth:`wait` collects the result, :attr:`lesion` the measurements."""
-        job = _job(plan, None if path is None else Path(path), title, oars or {})
+        job = _job(plan, None if path is None else Path(path), title, oars or {}, stv)
         job["measure"] = measure
-        names = [] if path is None else [Path(path).name]
+        names = [] if path is None else [Path(path).name, THREE_D_NAME]
         if ct_series is not None:
             assert ct_series_dir is not None
             # The series' grid is a placeholder the size of the CT: send only what rebuilds it.
@@ -142,7 +145,8 @@ class PictureWorker:
         self.close()
 
 
-def _job(plan: Plan, path: Path | None, title: str, oars: Mapping[str, Volume]) -> dict[str, Any]:
+def _job(plan: Plan, path: Path | None, title: str, oars: Mapping[str, Volume],
+         stv: Volume | None = None) -> dict[str, Any]:
     """Everything the picture needs, masks cropped to the GTV plus the context margin."""
     gtv = plan.gtv
     pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
@@ -154,7 +158,8 @@ def _job(plan: Plan, path: Path | None, title: str, oars: Mapping[str, Volume]) 
 
     return {"path": path, "title": title, "box": box, "centers_ras_mm": plan.centers_ras_mm,
             "diameter_mm": plan.parameters.diameter_mm, "gtv": cut(gtv),
-            "target": cut(plan.lattice_target), "oars": {n: cut(m) for n, m in oars.items()}}
+            "target": cut(plan.lattice_target), "oars": {n: cut(m) for n, m in oars.items()},
+            "stv": None if stv is None else cut(stv)}
 
 
 def _run(ct: Volume, job: Mapping[str, Any]) -> LesionMeasurements | None:
@@ -176,12 +181,15 @@ def _run(ct: Volume, job: Mapping[str, Any]) -> LesionMeasurements | None:
 
 
 def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
-    from ..render import render_overview
+    from ..render import render_3d, render_overview
 
     render_overview(job["path"], ct=ct.crop(job["box"]), gtv=job["gtv"],
                     lattice_target=job["target"], centers_ras_mm=job["centers_ras_mm"],
                     diameter_mm=job["diameter_mm"], oars=job["oars"], title=job["title"],
-                    context_mm=CONTEXT_MM)
+                    context_mm=CONTEXT_MM, stv=job.get("stv"))
+    render_3d(job["path"].with_name(THREE_D_NAME), gtv=job["gtv"],
+              centers_ras_mm=job["centers_ras_mm"], diameter_mm=job["diameter_mm"],
+              oars=job["oars"], title=job["title"])
 
 
 def _child(conn: Connection, load_ct: Callable[[], Volume],
