@@ -546,7 +546,7 @@ class _Overlay:
     name: str
     array: NDArray
     color: str
-    style: Literal["-", "--"]
+    style: Literal["-", "--", ":"]
     width: float
 
 
