@@ -28,6 +28,7 @@ which needs no CT values, so it can be tested against world-space arithmetic alo
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -845,3 +846,110 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
         step += 1
     world = mask.ijk_to_ras(verts + lo - 1.0)
     return world[faces]
+
+
+#: Largest number of panels in the vertex montage (one per axial layer through a centre).
+MAX_MONTAGE_PANELS = 48
+MONTAGE_COLUMNS = 4
+
+
+def montage_layers(geo: OverviewGeometry, centers_ras_mm: ArrayLike) -> list[int]:
+    """Axial layers of the canonical grid nearest to each vertex centre, sorted from superior
+    to inferior, without repeats."""
+    centers = _as_centres(centers_ras_mm)
+    axial = geo.panels[0]
+    columns = geo.affine[:3, :3]
+    step = float(axial.normal_ras @ columns[:, axial.normal_axis])
+    offsets = (centers - geo.affine[:3, 3]) @ axial.normal_ras
+    n = geo.shape[axial.normal_axis]
+    layers = {int(np.clip(np.rint(o / step), 0, n - 1)) for o in offsets}
+    return sorted(layers, reverse=True)
+
+
+def axial_panel_at(geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter_mm: float,
+                   layer: int) -> PanelGeometry:
+    """The overview's axial panel moved to ``layer``, with that plane's sphere cuts."""
+    centers = _as_centres(centers_ras_mm)
+    axial = geo.panels[0]
+    columns = geo.affine[:3, :3]
+    origin = geo.affine[:3, 3]
+    step = float(axial.normal_ras @ columns[:, axial.normal_axis])
+    radius = diameter_mm / 2.0
+    point = axial.plane_point_ras_mm + (layer - axial.layer) * columns[:, axial.normal_axis]
+    cuts = []
+    for idx, c in enumerate(centers):
+        d = abs(float((c - origin) @ axial.normal_ras) - layer * step)
+        if d < radius:
+            cuts.append(VertexCut(idx + 1, float(axial.h_dir_ras @ c),
+                                  float(axial.v_dir_ras @ c),
+                                  float(np.sqrt(radius**2 - d**2)), d))
+    axis = _WORLD_AXIS_NAMES[axial.normal_axis]
+    ids = ", ".join(str(c.vertex_id) for c in cuts) or "none"
+    label = f"axial {axis} = {point[axial.normal_axis]:.1f} mm: vertices {ids}"
+    return dataclasses.replace(axial, layer=layer, plane_point_ras_mm=point, label=label,
+                               cuts=tuple(cuts))
+
+
+def render_vertex_montage(
+    path: str | Path,
+    *,
+    ct: Volume,
+    gtv: Volume,
+    lattice_target: Volume | None,
+    centers_ras_mm: ArrayLike,
+    diameter_mm: float,
+    oars: Mapping[str, Volume] = _NO_OARS,
+    stv: Volume | None = None,
+    title: str = "",
+    window: tuple[float, float] = DEFAULT_WINDOW_HU,
+    context_mm: float = DEFAULT_CONTEXT_MM,
+) -> Path | None:
+    """Write a PNG with one axial panel per slice through a vertex centre (the slice nearest
+    to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first). Same drawing as
+    :func:`render_overview`. Returns None (and writes nothing) without vertices."""
+    centers = _as_centres(centers_ras_mm)
+    if not len(centers):
+        return None
+    level, width = (float(w) for w in window)
+    geo = overview_geometry(gtv, centers, diameter_mm=diameter_mm, context_mm=context_mm)
+    layers = montage_layers(geo, centers)
+    shown = layers[:MAX_MONTAGE_PANELS]
+    ct_c = geo.canonical(np.asarray(ct.array))
+    overlays = [_Overlay("GTV", geo.canonical(np.asarray(gtv.array)), _GTV_COLOR, "-", 1.6)]
+    if lattice_target is not None:
+        overlays.append(_Overlay("LATTICE target", geo.canonical(np.asarray(lattice_target.array)),
+                                 _TARGET_COLOR, "--", 1.4))
+    if stv is not None:
+        overlays.append(_Overlay("STV (SCART)", geo.canonical(np.asarray(stv.array)),
+                                 _STV_COLOR, ":", 1.6))
+    for n, (oar_name, oar) in enumerate(oars.items()):
+        overlays.append(_Overlay(oar_name, geo.canonical(np.asarray(oar.array)),
+                                 _OAR_COLORS[n % len(_OAR_COLORS)], "-", 1.3))
+    cols = min(MONTAGE_COLUMNS, len(shown))
+    rows = -(-len(shown) // cols)
+    fig = Figure(figsize=(4.2 * cols, 4.3 * rows + 0.8), dpi=FIGURE_DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax in axes.flat[len(shown):]:
+        ax.set_axis_off()
+    for ax, layer in zip(axes.flat, shown):
+        panel = axial_panel_at(geo, centers, diameter_mm=diameter_mm, layer=layer)
+        _draw_panel(ax, panel, ct_c, overlays, vmin=level - width / 2, vmax=level + width / 2,
+                    oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
+                    n_vertices=len(centers))
+        ax.set_title(panel.label, fontsize=9)
+    more = (f"; {len(layers) - len(shown)} more slices not shown"
+            if len(layers) > len(shown) else "")
+    fig.suptitle(f"{title + ' - ' if title else ''}every axial slice through a vertex centre "
+                 f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
+                 f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
+                 "yellow" + (", STV dotted orange" if stv is not None else "")
+                 + (", OARs in their colours" if oars else "")
+                 + ", vertex spheres cyan (true cross-sections)", fontsize=11)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    out = Path(path)
+    try:
+        fig.savefig(out, format="png", dpi=FIGURE_DPI)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write the montage '{out}': {exc}") from exc
+    return out

@@ -390,3 +390,61 @@ def test_bad_window_is_rejected(lps_case, tmp_path):
     ct, gtv, _, centers = lps_case
     with pytest.raises(ParameterError, match="window"):
         _render(tmp_path / "x.png", ct, gtv, None, centers, window=(40.0, 0.0))
+
+
+def _check_montage(gtv, centers, radius_mm):
+    """Each vertex appears on the panel of the slice nearest to its centre, as a circle at the
+    projection of its centre with radius sqrt(R^2 - d^2) (world-space oracle)."""
+    from lattice.render import axial_panel_at, montage_layers
+
+    geo = overview_geometry(gtv, centers, diameter_mm=2 * radius_mm)
+    layers = montage_layers(geo, centers)
+    panels = [axial_panel_at(geo, centers, diameter_mm=2 * radius_mm, layer=k) for k in layers]
+    # Oracle: the k plane nearest each centre, from the original affine (any storage order).
+    a = gtv.affine
+    normal = np.cross(a[:3, 0], a[:3, 1])
+    normal /= np.linalg.norm(normal)
+    step = abs(normal @ a[:3, 2])
+    for i, c in enumerate(centers, start=1):
+        k_float = np.linalg.solve(a[:3, :3], c - a[:3, 3])[2]
+        d = abs(k_float - np.rint(k_float)) * step  # distance to the nearest slice plane
+        hits = [(p, cut) for p in panels for cut in p.cuts
+                if cut.vertex_id == i and abs(cut.distance_mm - d) < 1e-6]
+        assert hits, f"vertex {i} is not on its nearest slice"
+        panel, cut = hits[0]
+        assert cut.u_mm == pytest.approx(panel.h_dir_ras @ c)
+        assert cut.v_mm == pytest.approx(panel.v_dir_ras @ c)
+        assert cut.radius_mm == pytest.approx(np.sqrt(radius_mm**2 - d**2))
+        assert str(i) in panel.label.split(":")[1].replace(",", " ").split()
+    return panels
+
+
+@pytest.mark.parametrize("store", ["lps", "flipped-k", "oblique"])
+def test_montage_puts_every_vertex_on_its_nearest_slice(store, lps_case, tmp_path):
+    from lattice.render import render_vertex_montage
+
+    ct, gtv, target, centers = lps_case
+    if store == "flipped-k":
+        ct, gtv, target = (_flip(v, 2) for v in (ct, gtv, target))
+    elif store == "oblique":
+        affine = _affine((0.9, 1.1, 2.5), rot_deg=(8.0, -5.0, 12.0), origin=(10.0, -4.0, 30.0))
+        ct, gtv, target, centers = _phantom(affine)
+    _check_montage(gtv, centers, RADIUS_MM)
+    out = render_vertex_montage(tmp_path / "m.png", ct=ct, gtv=gtv, lattice_target=target,
+                                centers_ras_mm=centers, diameter_mm=DIAMETER_MM)
+    with Image.open(out) as im:
+        assert im.format == "PNG" and im.size[0] > 400
+    assert render_vertex_montage(tmp_path / "n.png", ct=ct, gtv=gtv, lattice_target=None,
+                                 centers_ras_mm=np.zeros((0, 3)),
+                                 diameter_mm=DIAMETER_MM) is None
+
+
+@pytest.mark.parametrize("case", ["STS_013", "STS_044"])
+def test_real_plans_show_every_vertex(shared_data, case):
+    from lattice.io import load_mask
+    from lattice.placement import plan_vertices
+
+    gtv = load_mask(shared_data / case / "gtv.nii.gz")
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5)
+    panels = _check_montage(gtv, plan.centers_ras_mm, 7.5)
+    assert sum(len(p.cuts) for p in panels) >= plan.n_vertices

@@ -36,7 +36,7 @@ def test_report_is_self_contained_and_complete(plan_dir):
     text = (plan_dir / "report.html").read_text(encoding="utf-8")
     doc = json.loads((plan_dir / "plan.json").read_text())
     sources = re.findall(r"""(?:src|href)\s*=\s*['"]([^'"]*)""", text)
-    assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert len(sources) == 3 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in text.lower() and "<link" not in text.lower()
     assert "url(" not in text  # no external resources in the style sheet either
     for v in doc["vertices"]:
@@ -53,7 +53,7 @@ def test_report_command_rebuilds_without_inputs(plan_dir, tmp_path):
     assert code == 6 and "--force" in err
     code, out, err = run(["report", plan_dir, "--out", tmp_path / "again.html"])
     assert code == 0, err
-    assert "2 pictures embedded" in out
+    assert "3 pictures embedded" in out
     assert (tmp_path / "again.html").read_text(encoding="utf-8") == before
     code, _, err = run(["report", tmp_path])
     assert code == 3 and "no plan.json" in err

@@ -34,6 +34,8 @@ from ..volume import Volume
 CONTEXT_MM = 25.0
 #: The 3-D picture, written beside overview.png.
 THREE_D_NAME = "overview3d.png"
+#: The montage of axial slices through the vertex centres.
+MONTAGE_NAME = "vertices.png"
 
 
 class PictureWorker:
@@ -84,6 +86,8 @@ class PictureWorker:
         job = _job(plan, None if path is None else Path(path), title, oars or {}, stv)
         job["measure"] = measure
         names = [] if path is None else [Path(path).name, THREE_D_NAME]
+        if path is not None and plan.n_vertices:
+            names.append(MONTAGE_NAME)
         if ct_series is not None:
             assert ct_series_dir is not None
             # The series' grid is a placeholder the size of the CT: send only what rebuilds it.
@@ -181,7 +185,7 @@ def _run(ct: Volume, job: Mapping[str, Any]) -> LesionMeasurements | None:
 
 
 def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
-    from ..render import render_3d, render_overview
+    from ..render import render_3d, render_overview, render_vertex_montage
 
     render_overview(job["path"], ct=ct.crop(job["box"]), gtv=job["gtv"],
                     lattice_target=job["target"], centers_ras_mm=job["centers_ras_mm"],
@@ -190,6 +194,11 @@ def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
     render_3d(job["path"].with_name(THREE_D_NAME), gtv=job["gtv"],
               centers_ras_mm=job["centers_ras_mm"], diameter_mm=job["diameter_mm"],
               oars=job["oars"], title=job["title"])
+    render_vertex_montage(job["path"].with_name(MONTAGE_NAME), ct=ct.crop(job["box"]),
+                          gtv=job["gtv"], lattice_target=job["target"],
+                          centers_ras_mm=job["centers_ras_mm"],
+                          diameter_mm=job["diameter_mm"], oars=job["oars"],
+                          stv=job.get("stv"), title=job["title"], context_mm=CONTEXT_MM)
 
 
 def _child(conn: Connection, load_ct: Callable[[], Volume],
