@@ -26,7 +26,7 @@ from lattice.export import MESH_FORMATS
 from lattice.export.rtstruct import VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
-from lattice_cli import measure, report, rois, scart, verify
+from lattice_cli import measure, report, rois, scart, show, verify
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     rois.register(sub)
     measure.register(sub)
     report.register(sub)
+    show.register(sub)
     for command in sub.choices.values():
         # SUPPRESS: an absent flag after the command must not undo one given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InputFileError
+from .planfolder import read_plan_document
 
 #: Pictures embedded when present in the plan folder, with their captions.
 PICTURES = (
@@ -36,28 +35,6 @@ th { background: #eef0f5; } td.num { text-align: right; font-variant-numeric: ta
 .note { color: #556; font-size: 12px; } code { font-size: 12px; word-break: break-all; }
 figure { margin: 12px 0; } figure img { max-width: 100%; border: 1px solid #ccd; }
 """
-
-
-def read_plan_folder(folder: str | Path) -> dict[str, Any]:
-    """``plan.json`` of a plan folder.
-
-    Raises
-    ------
-    InputFileError
-        No folder, no plan.json, or not a plan document.
-    """
-    folder = Path(folder)
-    path = folder / "plan.json" if folder.is_dir() else folder
-    if not path.is_file():
-        raise InputFileError(f"no plan.json in '{folder}'; pass a folder written by "
-                             "`lattice plan`")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFileError(f"cannot read '{path}' as JSON ({exc})") from exc
-    if not isinstance(doc, dict) or "vertices" not in doc or "parameters" not in doc:
-        raise InputFileError(f"'{path}' is not a plan written by `lattice plan`")
-    return doc
 
 
 def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
@@ -114,7 +91,7 @@ def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
 def write_report(folder: str | Path, path: str | Path | None = None) -> Path:
     """Write ``report.html`` (or ``path``) for the plan folder ``folder``."""
     folder = Path(folder)
-    doc = read_plan_folder(folder)
+    doc = read_plan_document(folder)
     pictures = {name: (folder / name).read_bytes() for name, _ in PICTURES
                 if (folder / name).is_file()}
     target = Path(path) if path is not None else folder / "report.html"

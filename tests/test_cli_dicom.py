@@ -116,6 +116,14 @@ def test_verify_and_rois_on_dicom_plan(dicom_plan):
     assert code == 0 and "GTV_Mass_CT" in stdout and "1 ROI in" in stdout
 
 
+def test_show_on_dicom_plan(dicom_plan, tmp_path):
+    """Pictures drawn again from the recorded DICOM series and structure set."""
+    code, _, err = run(["show", dicom_plan["out"], "--out", tmp_path])
+    assert code == 0, err
+    assert {"overview.png", "overview3d.png", "vertices.png"} <= {p.name for p in
+                                                                  tmp_path.iterdir()}
+
+
 @pytest.mark.skipif(shutil.which("dciodvfy") is None,
                     reason="dciodvfy (Debian package dicom3tools) is not installed")
 def test_dciodvfy_on_real_export(dicom_plan):
