@@ -78,7 +78,10 @@ def load_plan_volumes(folder: str | Path) -> PlanVolumes:
         from .dicom import load_dicom_case
 
         oar_entries = list(inputs.get("oars") or [])
-        case = load_dicom_case(ct_dicom, _existing(inputs["rtstruct"]["path"], "RTSTRUCT"),
+        if not ct_dicom or not Path(str(ct_dicom)).is_dir():
+            raise InputFileError(f"the CT series folder '{ct_dicom}' recorded in plan.json is "
+                                 "gone; restore it to draw the plan")
+        case = load_dicom_case(str(ct_dicom), _existing(inputs["rtstruct"]["path"], "RTSTRUCT"),
                                gtv_name=str((inputs.get("gtv") or {}).get("roi")),
                                oar_names=[str(e.get("roi") or e.get("name"))
                                           for e in oar_entries],
