@@ -750,8 +750,9 @@ def _as_centres(centers_ras_mm: ArrayLike) -> NDArray[np.float64]:
     return centers
 
 
-#: Faces of the GTV surface drawn in the 3-D picture, at most (marching cubes' step grows).
-MAX_FACES_3D = 12000
+#: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows):
+#: matplotlib sorts and draws every face in Python, so this bounds the picture's time.
+MAX_FACES_3D = 3000
 #: The two viewpoints of the 3-D picture: (title, elevation deg, azimuth deg). matplotlib
 #: puts the camera at the azimuth: 90 deg is on +y (RAS anterior), 180 deg on -x (the
 #: patient's left). Anterior view: the patient's right on the image left, as when facing the
@@ -777,12 +778,13 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     gtv_tris = _surface_triangles(gtv)
     oar_tris = {name: _surface_triangles(m) for name, m in oars.items() if np.any(m.array)}
     radius = diameter_mm / 2.0
-    lo = gtv_tris.reshape(-1, 3).min(axis=0) - 5.0
-    hi = gtv_tris.reshape(-1, 3).max(axis=0) + 5.0
+    everything = np.concatenate([gtv_tris.reshape(-1, 3),
+                                 *[t.reshape(-1, 3) for t in oar_tris.values()]])
+    lo = everything.min(axis=0) - 5.0  # mplot3d does not clip: the box holds every surface
+    hi = everything.max(axis=0) + 5.0
     fig = Figure(figsize=(11.0, 5.6), dpi=FIGURE_DPI)
     FigureCanvasAgg(fig)
-    theta, phi = np.meshgrid(np.linspace(0, 2 * np.pi, 18), np.linspace(0, np.pi, 10))
-    unit = np.stack([np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)], -1)
+    sphere_quads = _sphere_quads(centers, radius)
     for n, (label, elev, azim) in enumerate(VIEWS_3D):
         ax = fig.add_subplot(1, 2, n + 1, projection="3d")
         ax.add_collection3d(Poly3DCollection(gtv_tris, facecolor=_GTV_COLOR, alpha=0.18,
@@ -790,10 +792,11 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
         for k, tris in enumerate(oar_tris.values()):
             ax.add_collection3d(Poly3DCollection(tris, facecolor=_OAR_COLORS[k % len(
                 _OAR_COLORS)], alpha=0.3, edgecolor="none"))
+        if len(sphere_quads):
+            ax.add_collection3d(Poly3DCollection(sphere_quads, facecolors=_VERTEX_COLOR,
+                                                 edgecolors=_VERTEX_COLOR, linewidths=0.0,
+                                                 shade=True))
         for i, c in enumerate(centers, start=1):
-            xyz = c + radius * unit
-            ax.plot_surface(xyz[..., 0], xyz[..., 1], xyz[..., 2], color=_VERTEX_COLOR,
-                            shade=True, linewidth=0, antialiased=False)
             ax.text(*(c + np.array([0, 0, radius + 2.0])), str(i), fontsize=7,
                     ha="center", color="black")
         mid = (lo + hi) / 2
@@ -828,6 +831,18 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     return out
 
 
+def _sphere_quads(centers: NDArray[np.float64], radius: float, *, n_theta: int = 14,
+                  n_phi: int = 8) -> NDArray[np.float64]:
+    """(m, 4, 3) quadrilaterals of a latitude-longitude sphere around every centre."""
+    theta = np.linspace(0, 2 * np.pi, n_theta + 1)
+    phi = np.linspace(0, np.pi, n_phi + 1)
+    t, p = np.meshgrid(theta, phi, indexing="ij")
+    grid = np.stack([np.cos(t) * np.sin(p), np.sin(t) * np.sin(p), np.cos(p)], -1)
+    quads = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[1:, 1:], grid[:-1, 1:]], axis=2)
+    unit = quads.reshape(-1, 4, 3) * radius
+    return (centers[:, None, None, :] + unit[None]).reshape(-1, 4, 3)
+
+
 def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
     """(m, 3, 3) triangles of a mask's surface in RAS mm, coarsened to MAX_FACES_3D."""
     from skimage.measure import marching_cubes
@@ -838,12 +853,11 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
     idx = np.argwhere(array)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
     crop = np.pad(array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1).astype(np.float32)
-    step = 1
-    while True:
-        verts, faces, _, _ = marching_cubes(crop, 0.5, step_size=step)
-        if len(faces) <= MAX_FACES_3D or step >= 8:
-            break
-        step += 1
+    # Marching cubes makes about two triangles per inside/outside voxel face; a step of s
+    # voxels makes s**2 fewer.
+    boundary = sum(int(np.count_nonzero(np.diff(crop, axis=a))) for a in range(3))
+    step = int(np.clip(np.ceil(np.sqrt(2.0 * boundary / MAX_FACES_3D)), 1, 8))
+    verts, faces, _, _ = marching_cubes(crop, 0.5, step_size=step)
     world = mask.ijk_to_ras(verts + lo - 1.0)
     return world[faces]
 
@@ -851,6 +865,8 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
 #: Largest number of panels in the vertex montage (one per axial layer through a centre).
 MAX_MONTAGE_PANELS = 48
 MONTAGE_COLUMNS = 4
+#: The montage has many small panels: a lower resolution than the overview keeps it quick.
+MONTAGE_DPI = 85
 
 
 def montage_layers(geo: OverviewGeometry, centers_ras_mm: ArrayLike) -> list[int]:
@@ -884,10 +900,21 @@ def axial_panel_at(geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter
                                   float(axial.v_dir_ras @ c),
                                   float(np.sqrt(radius**2 - d**2)), d))
     axis = _WORLD_AXIS_NAMES[axial.normal_axis]
-    ids = ", ".join(str(c.vertex_id) for c in cuts) or "none"
+    ids = _id_ranges([c.vertex_id for c in cuts]) or "none"
     label = f"axial {axis} = {point[axial.normal_axis]:.1f} mm: vertices {ids}"
     return dataclasses.replace(axial, layer=layer, plane_point_ras_mm=point, label=label,
                                cuts=tuple(cuts))
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """``[1, 2, 3, 5, 7, 8]`` -> ``'1-3, 5, 7-8'``."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and runs[-1][1] == i - 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def render_vertex_montage(
@@ -927,7 +954,7 @@ def render_vertex_montage(
                                  _OAR_COLORS[n % len(_OAR_COLORS)], "-", 1.3))
     cols = min(MONTAGE_COLUMNS, len(shown))
     rows = -(-len(shown) // cols)
-    fig = Figure(figsize=(4.2 * cols, 4.3 * rows + 0.8), dpi=FIGURE_DPI)
+    fig = Figure(figsize=(4.4 * cols, 4.3 * rows + 0.8), dpi=MONTAGE_DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat[len(shown):]:
@@ -946,10 +973,13 @@ def render_vertex_montage(
                  "yellow" + (", STV dotted orange" if stv is not None else "")
                  + (", OARs in their colours" if oars else "")
                  + ", vertex spheres cyan (true cross-sections)", fontsize=11)
-    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    # Fixed margins: tight_layout would cost a second full draw of every panel.
+    height_in = 4.3 * rows + 0.8
+    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.45 / height_in,
+                        top=1 - 0.95 / height_in, wspace=0.3, hspace=0.28)
     out = Path(path)
     try:
-        fig.savefig(out, format="png", dpi=FIGURE_DPI)
+        fig.savefig(out, format="png", dpi=MONTAGE_DPI)
     except OSError as exc:
         raise OutputWriteError(f"cannot write the montage '{out}': {exc}") from exc
     return out

@@ -415,7 +415,11 @@ def _check_montage(gtv, centers, radius_mm):
         assert cut.u_mm == pytest.approx(panel.h_dir_ras @ c)
         assert cut.v_mm == pytest.approx(panel.v_dir_ras @ c)
         assert cut.radius_mm == pytest.approx(np.sqrt(radius_mm**2 - d**2))
-        assert str(i) in panel.label.split(":")[1].replace(",", " ").split()
+        listed = set()
+        for part in panel.label.split(": vertices ")[1].split(", "):
+            lo, _, hi = part.partition("-")
+            listed |= set(range(int(lo), int(hi or lo) + 1))
+        assert i in listed
     return panels
 
 
