@@ -207,7 +207,7 @@ def _perpendicular_chord(hull: NDArray[np.float64], p: NDArray[np.float64],
 def _surface_measures(crop: Volume) -> tuple[float, NDArray[np.float64], float]:
     """3-D maximum diameter (with end points) and area of the marching-cubes surface."""
     from scipy.spatial import ConvexHull, QhullError
-    from scipy.spatial.distance import pdist, squareform
+    from scipy.spatial.distance import pdist
     from skimage.measure import marching_cubes, mesh_surface_area
 
     padded = np.pad(crop.array, 1).astype(np.float32)
@@ -218,9 +218,16 @@ def _surface_measures(crop: Volume) -> tuple[float, NDArray[np.float64], float]:
         candidates = world[ConvexHull(world).vertices]
     except QhullError:  # a flat lesion (one slice): every point is a candidate
         candidates = np.unique(world, axis=0)
-    d = squareform(pdist(candidates))
-    a, b = np.unravel_index(int(np.argmax(d)), d.shape)
-    return float(d[a, b]), candidates[[a, b]], area
+    d = pdist(candidates)
+    a, b = _pair_of(int(np.argmax(d)), len(candidates))
+    return float(d.max()), candidates[[a, b]], area
+
+
+def _pair_of(index: int, n: int) -> tuple[int, int]:
+    """The pair (i, j), i < j, at ``index`` of a condensed distance vector of n points."""
+    i = int(n - 2 - np.floor(np.sqrt(-8 * index + 4 * n * (n - 1) - 7) / 2.0 - 0.5))
+    j = int(index + i + 1 - n * (n - 1) // 2 + (n - i) * ((n - i) - 1) // 2)
+    return i, j
 
 
 # --- size rules -----------------------------------------------------------------------------

@@ -126,3 +126,17 @@ def test_measure_command(shared_data, tmp_path):
     assert code == 6 and "--force" in err
     code, _, err = run(["measure", "--gtv", gtv, "--size-rule", "bogus"])
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+def test_condensed_index_to_pair():
+    from scipy.spatial.distance import squareform
+
+    from lattice.measure import _pair_of
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7, 40):
+        d = pdist(rng.random((n, 3)))
+        square = squareform(d)
+        for index in range(len(d)):
+            i, j = _pair_of(index, n)
+            assert i < j and square[i, j] == d[index]

@@ -185,8 +185,9 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         A SCART target planned with the vertices, written as ``stv.nii.gz`` (put it in
         ``dicom.stv`` too for the RTSTRUCT).
     size_rules : sequence of SizeRule, optional
-        Measure the GTV (:func:`~lattice.measure.measure_lesion`) and record the
-        measurements and these rules' verdicts as ``lesion`` in plan.json.
+        Measure the GTV (:func:`~lattice.measure.measure_lesion`, by the worker when there
+        is one) and record the measurements and these rules' verdicts as ``lesion`` in
+        plan.json.
 
     Returns
     -------
@@ -212,21 +213,15 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                                   diameter_mm=plan.parameters.diameter_mm)
         by_worker = []
         early_ct = dicom is not None and dicom.written_ct is not None
-        use_worker = worker is not None and (picture or write_ct or early_ct)
+        measure = size_rules is not None
+        use_worker = worker is not None and (picture or write_ct or early_ct or measure)
         if use_worker:
             assert worker is not None
             worker.submit(plan, stage / "overview.png" if picture else None,
                           title=_title(plan), oars=oars,
                           ct_series=dicom.series if write_ct and dicom else None,
-                          ct_series_dir=stage / CT_DICOM_FOLDER, stv=stv)
+                          ct_series_dir=stage / CT_DICOM_FOLDER, measure=measure, stv=stv)
         try:
-            lesion = None
-            if size_rules is not None:  # while the worker draws
-                from ..measure import evaluate_rules, measure_lesion
-
-                m = measure_lesion(plan.gtv)
-                lesion = {"measurements": m.to_dict(),
-                          "size_rules": evaluate_rules(m, list(size_rules))}
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
             save_volume(labels, stage / names[1])
@@ -250,11 +245,17 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                 with contextlib.suppress(Exception):
                     worker.wait()  # the first error is the one to report
             raise
+        lesion = None
         if use_worker:
             assert worker is not None
             by_worker = worker.wait()
-        if lesion is not None:
-            doc["lesion"] = lesion
+            lesion = worker.lesion
+        if measure:
+            from ..measure import evaluate_rules, measure_lesion
+
+            lesion = lesion if lesion is not None else measure_lesion(plan.gtv)
+            doc["lesion"] = {"measurements": lesion.to_dict(),
+                             "size_rules": evaluate_rules(lesion, list(size_rules or []))}
         if early_ct:
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)

@@ -12,6 +12,7 @@ exist the same work runs in this process when the job is sent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -24,6 +25,7 @@ import numpy as np
 from ..dicom import ImageSeries
 from ..errors import LatticeError, OutputWriteError
 from ..margins import bounding_box
+from ..measure import LesionMeasurements
 from ..plan import Plan
 from ..volume import Volume
 
@@ -62,6 +64,8 @@ class PictureWorker:
         self._conn: Connection | None = None
         self._pending: list[str] | None = None
         self._sender: threading.Thread | None = None
+        #: Measurements of the GTV after :meth:`wait`, when asked for.
+        self.lesion: LesionMeasurements | None = None
         if hasattr(os, "fork"):
             parent_end, child_end = Pipe()
             pid = os.fork()
@@ -73,11 +77,14 @@ class PictureWorker:
 
     def submit(self, plan: Plan, path: str | Path | None, *, title: str,
                oars: Mapping[str, Volume] | None = None, ct_series: ImageSeries | None = None,
-               ct_series_dir: str | Path | None = None, stv: Volume | None = None) -> None:
-        """Ask for the pictures of ``plan`` at ``path`` (None: no picture; the 3-D picture
-        and the montage beside it) and, with ``ct_series``, for the CT written as that series
-        into ``ct_series_dir``; :meth:`wait` collects the result."""
+               ct_series_dir: str | Path | None = None, measure: bool = False,
+               stv: Volume | None = None) -> None:
+        """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
+        ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
+        ``measure`` for the GTV's :class:`~lattice.measure.LesionMeasurements`;
+        :meth:`wait` collects the result, :attr:`lesion` the measurements."""
         job = _job(plan, None if path is None else Path(path), title, oars or {}, stv)
+        job["measure"] = measure
         names = [] if path is None else [Path(path).name, THREE_D_NAME]
         if path is not None and plan.n_vertices:
             names.append(MONTAGE_NAME)
@@ -90,7 +97,7 @@ class PictureWorker:
             ct = self._load_ct()
             if self._early is not None:
                 self._early(ct)
-            _run(ct, job)
+            self.lesion = _run(ct, job)
         else:
             # The child may still be importing; sending from a thread lets this process go
             # on writing files instead of blocking on a full pipe.
@@ -111,6 +118,7 @@ class PictureWorker:
             self._reap()
             if isinstance(result, BaseException):
                 raise result
+            self.lesion = result
         names, self._pending = self._pending or [], None
         return names
 
@@ -158,7 +166,14 @@ def _job(plan: Plan, path: Path | None, title: str, oars: Mapping[str, Volume],
             "stv": None if stv is None else cut(stv)}
 
 
-def _run(ct: Volume, job: Mapping[str, Any]) -> None:
+def _run(ct: Volume, job: Mapping[str, Any]) -> LesionMeasurements | None:
+    lesion = None
+    if job.get("measure"):
+        from ..measure import measure_lesion
+
+        m = measure_lesion(job["gtv"])  # on the crop: shift its slice index back
+        lesion = dataclasses.replace(m, axial_slice_index=m.axial_slice_index
+                                     + job["box"][2].start)
     if job["path"] is not None:
         _draw(ct, job)
     if job.get("ct_series") is not None:
@@ -166,6 +181,7 @@ def _run(ct: Volume, job: Mapping[str, Any]) -> None:
 
         header, slices, folder = job["ct_series"]
         write_series(ImageSeries(grid=ct, slices=slices, header=header), ct, folder)
+    return lesion
 
 
 def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
@@ -206,8 +222,7 @@ def _child(conn: Connection, load_ct: Callable[[], Volume],
         if error is not None:
             raise error
         assert ct is not None
-        _run(ct, job)
-        conn.send(None)
+        conn.send(_run(ct, job))
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         try:
