@@ -26,7 +26,7 @@ from lattice.export import MESH_FORMATS
 from lattice.export.rtstruct import VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
-from lattice_cli import measure, report, rois, scart, show, verify
+from lattice_cli import batch, measure, report, rois, scart, show, verify
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
@@ -83,38 +83,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
-    parser.add_argument("--version", action="version", version=f"lattice {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("plan", help="place vertices in a GTV and write a plan folder",
-                       description="Erode the GTV into the LATTICE target and place spherical "
-                       "vertices on a lattice whose pose is searched for the most vertices.")
-    nifti = p.add_argument_group("NIfTI input")
-    nifti.add_argument("--ct", type=Path, help="CT image (NIfTI)")
-    nifti.add_argument("--gtv", type=Path, help="GTV mask on the CT grid (NIfTI)")
-    nifti.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                       help="label of the GTV when --gtv is a label map")
-    nifti.add_argument("--reference-ct-dicom", type=Path, default=None, metavar="DIR",
-                       help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
-                       "references it (the grids must match); without it a DICOM CT series "
-                       "derived from the NIfTI is written to ct_dicom/")
-    dicom = p.add_argument_group("DICOM input")
-    dicom.add_argument("--ct-dicom", type=Path, default=None, metavar="DIR",
-                       help="folder holding the CT series (instead of --ct)")
-    dicom.add_argument("--ct-series", default=None, metavar="UID",
-                       help="SeriesInstanceUID to read when the folder holds several series")
-    dicom.add_argument("--rtstruct", type=Path, default=None, metavar="RS.dcm",
-                       help="structure set drawn on that CT")
-    dicom.add_argument("--gtv-name", default=None, metavar="NAME",
-                       help="name of the GTV's ROI in --rtstruct (list them: lattice rois)")
-    dicom.add_argument("--oar-name", type=_oar_name_arg, action="append", default=[],
-                       metavar="NAME[:MM]",
-                       help="organ at risk ROI in --rtstruct and its clearance; repeatable")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+def add_plan_parameters(p: argparse.ArgumentParser) -> None:
+    """The planning and output options of ``lattice plan`` (also the defaults of ``batch``)."""
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), default=None,
                    help="start from a named protocol's parameters (explicit options override "
                    "them): " + "; ".join(f"{k}: {v.description} [{v.source}]"
@@ -124,10 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minimum centre-to-centre distance between vertices (30)")
     p.add_argument("--gtv-margin-mm", type=float, default=None,
                    help="minimum distance from vertex surface to GTV surface (5)")
-    p.add_argument("--oar", type=_oar_arg, action="append", default=[],
-                   metavar="[NAME=]PATH:MM",
-                   help="organ at risk mask and its clearance from vertex surfaces; repeatable "
-                   "(PATH alone takes the protocol's clearance)")
     p.add_argument("--pattern", choices=PLACEMENTS, default=None,
                    help="lattice (hcp), or max: an irregular maximal packing started from the "
                    "best lattice (more vertices, less regular)")
@@ -186,6 +152,45 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PatientID of the derived DICOM CT (default: from the CT file's hash)")
     p.add_argument("--patient-name", default=None,
                    help="PatientName of the derived DICOM CT (default: the CT file's name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
+    parser.add_argument("--version", action="version", version=f"lattice {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="place vertices in a GTV and write a plan folder",
+                       description="Erode the GTV into the LATTICE target and place spherical "
+                       "vertices on a lattice whose pose is searched for the most vertices.")
+    nifti = p.add_argument_group("NIfTI input")
+    nifti.add_argument("--ct", type=Path, help="CT image (NIfTI)")
+    nifti.add_argument("--gtv", type=Path, help="GTV mask on the CT grid (NIfTI)")
+    nifti.add_argument("--oar", type=_oar_arg, action="append", default=[],
+                       metavar="[NAME=]PATH:MM",
+                       help="organ at risk mask and its clearance from vertex surfaces; "
+                       "repeatable (PATH alone takes the protocol's clearance)")
+    nifti.add_argument("--gtv-label", type=int, default=None, metavar="N",
+                       help="label of the GTV when --gtv is a label map")
+    nifti.add_argument("--reference-ct-dicom", type=Path, default=None, metavar="DIR",
+                       help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
+                       "references it (the grids must match); without it a DICOM CT series "
+                       "derived from the NIfTI is written to ct_dicom/")
+    dicom = p.add_argument_group("DICOM input")
+    dicom.add_argument("--ct-dicom", type=Path, default=None, metavar="DIR",
+                       help="folder holding the CT series (instead of --ct)")
+    dicom.add_argument("--ct-series", default=None, metavar="UID",
+                       help="SeriesInstanceUID to read when the folder holds several series")
+    dicom.add_argument("--rtstruct", type=Path, default=None, metavar="RS.dcm",
+                       help="structure set drawn on that CT")
+    dicom.add_argument("--gtv-name", default=None, metavar="NAME",
+                       help="name of the GTV's ROI in --rtstruct (list them: lattice rois)")
+    dicom.add_argument("--oar-name", type=_oar_name_arg, action="append", default=[],
+                       metavar="NAME[:MM]",
+                       help="organ at risk ROI in --rtstruct and its clearance; repeatable")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    add_plan_parameters(p)
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_plan)
     verify.register(sub)
@@ -194,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.register(sub)
     report.register(sub)
     show.register(sub)
+    batch.register(sub, add_plan_parameters)
     for command in sub.choices.values():
         # SUPPRESS: an absent flag after the command must not undo one given before it.
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -516,8 +522,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("lattice: error: out of memory; crop the CT around the GTV", file=sys.stderr)
         return 1
     except Exception as exc:  # noqa: BLE001 - the CLI must end with one line, not a traceback
+        import errno
+
+        from lattice.errors import OutputWriteError
+
         if args.debug:
             raise
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # A full disk or quota outside the staged writes (a temporary folder, say).
+            where = f" ('{exc.filename}')" if exc.filename else ""
+            print(f"lattice: error: writing failed: {exc.strerror}{where}; nothing was "
+                  "written; free space or choose another --out folder", file=sys.stderr)
+            return OutputWriteError.exit_code
         print(f"lattice: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with "
               "--debug and report it)", file=sys.stderr)
         return 1

@@ -1,0 +1,141 @@
+"""``lattice batch MANIFEST.csv --out OUT``: every case x parameter set, in parallel processes
+or on a Dask cluster, resumable, with a tidy summary.csv (see lattice/batch.py)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+#: Exit code of a batch that ran to the end with some failed jobs (recorded in summary.csv).
+EXIT_JOBS_FAILED = 9
+
+
+def register(subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentParser], None]
+             ) -> argparse.ArgumentParser:
+    """Add the ``batch`` subcommand; ``add_plan_parameters`` adds the options of ``plan``."""
+    p = subparsers.add_parser(
+        "batch", help="plan every case of a manifest (x a parameter grid), in parallel",
+        description="Plan every case of MANIFEST.csv (columns case, ct, gtv, optional oars "
+        "'PATH:MM;PATH:MM' and parameter columns named like the plan options, e.g. "
+        "diameter_mm) for every parameter set of --grid. The plan options below are the "
+        "defaults of every case. Each plan runs as its own `lattice plan` process; a failing "
+        "case is recorded and the others go on; running the command again skips finished "
+        "plans. Writes OUT/<case>[/<parameter set>]/ and OUT/summary.csv.")
+    p.add_argument("manifest", type=Path, metavar="MANIFEST.csv")
+    p.add_argument("--out", type=Path, required=True, help="output folder of the batch")
+    p.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
+                   help="parameter sweep, e.g. --grid spacing_mm=20,25,30 diameter_mm=10,15 "
+                   "(every combination)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="plans run at once on this machine (default: the number of cores)")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the plans on this Dask distributed cluster instead (pip install "
+                   "'lattice-sfrt[dask]'; the paths must be reachable from its workers)")
+    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
+                   help="label of the GTV when the gtv files are label maps")
+    add_plan_parameters(p)
+    p.add_argument("--force", action="store_true",
+                   help="plan every job again, replacing finished plans")
+    p.set_defaults(func=cmd_batch)
+    return p
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    import os
+
+    from lattice.batch import (
+        PLAN_PARAMETERS,
+        expand_grid,
+        make_jobs,
+        parse_grid,
+        read_manifest,
+        sweep,
+    )
+    from lattice.errors import ParameterError
+
+    t0 = time.perf_counter()
+    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    if workers < 1:
+        raise ParameterError(f"--workers must be >= 1, got {workers}")
+    if args.scheduler is not None and args.workers is not None:
+        raise ParameterError("--workers and --scheduler exclude each other: the cluster's "
+                             "workers run the plans")
+    defaults = _explicit_options(args, PLAN_PARAMETERS)
+    cases = read_manifest(args.manifest)
+    grid = expand_grid(parse_grid(args.grid))
+    jobs = make_jobs(cases, args.out, grid=grid, defaults=defaults)
+    _check_jobs(jobs)
+
+    bar = _progress_bar(len(jobs))
+    counts = {"ok": 0, "failed": 0}
+
+    def progress(row: dict, done: int, total: int) -> None:
+        counts[row["status"]] += 1
+        if row["status"] != "ok":
+            message = f"lattice: {_job_label(row, grid)} failed: {row['error']}"
+            (bar.write if bar is not None else print)(message, file=sys.stderr)
+        if bar is not None:
+            bar.update(done - bar.n)
+
+    try:
+        rows = sweep(jobs, workers=workers, scheduler=args.scheduler, force=args.force,
+                     summary=args.out / "summary.csv", progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    resumed = sum(1 for r in rows if r["resumed"])
+    print(f"{len(rows)} plans: {counts['ok']} ok, {counts['failed']} failed "
+          f"({resumed} done before, skipped); {time.perf_counter() - t0:.1f} s; "
+          f"summary: {args.out / 'summary.csv'}")
+    return EXIT_JOBS_FAILED if counts["failed"] else 0
+
+
+def _explicit_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The plan options given on the command line (those that differ from their default)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    from lattice_cli.main import add_plan_parameters
+
+    add_plan_parameters(parser)
+    parser.add_argument("--gtv-label", type=int, default=None)
+    blank = parser.parse_args([])
+    return {n: getattr(args, n) for n in names if getattr(args, n) != getattr(blank, n)}
+
+
+def _check_jobs(jobs: list) -> None:
+    """Parse every job's arguments as ``lattice plan`` would, so a bad manifest value or grid
+    value stops the batch before anything runs."""
+    from lattice.errors import ParameterError
+    from lattice_cli.main import build_parser
+
+    parser = build_parser()
+    for job in jobs:
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                parser.parse_args(["plan", *job.argv])
+        except SystemExit:
+            message = " ".join(err.getvalue().split()).removeprefix("lattice plan: error: ")
+            values = ", ".join(f"{k}={v}" for k, v in job.parameters.items()) or "defaults"
+            raise ParameterError(f"case {job.case} ({values}): {message}") from None
+
+
+def _job_label(row: dict, grid: list[dict]) -> str:
+    axes = list(grid[0]) if grid and grid[0] else []
+    values = ", ".join(f"{k}={row.get(k)}" for k in axes)
+    return f"case {row['case']}" + (f" ({values})" if values else "")
+
+
+def _progress_bar(total: int):
+    """A progress bar on a terminal; None when stderr is not one (logs get one line per
+    failed job and the final count)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="plan", file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,580 @@
+"""Batch runs: every case of a manifest x every parameter set, each planned by ``lattice plan``.
+
+A job is one run of the ``lattice plan`` command in its own process, so a case that fails, or
+even crashes its interpreter, cannot take the others down, and each case's memory is returned
+when it ends. Jobs run in parallel on this machine (``workers``) or on an existing Dask
+distributed cluster (``scheduler``; the paths must then be readable and the output folder
+writable by the cluster's workers).
+
+Output folder::
+
+    OUT/summary.csv                       one row per case x parameter set (tidy)
+    OUT/<case>/<parameter set>/           the plan folder of that job (plan.json last)
+    OUT/runs/<case>--<parameter set>.json that job's row, written when it ends
+
+The ``<parameter set>`` level appears only with a grid (e.g. ``diameter_mm-10_spacing_mm-20``).
+A job whose row says ``ok`` and whose plan folder is complete is skipped when the batch is run
+again with the same parameters; failed jobs are run again.
+
+>>> from lattice.batch import read_manifest, expand_grid, make_jobs, sweep
+>>> cases = read_manifest("cohort.csv")                              # doctest: +SKIP
+>>> jobs = make_jobs(cases, "out", grid=expand_grid({"spacing_mm": [20, 30]}),
+...                  defaults={"no_dicom": True})                   # doctest: +SKIP
+>>> rows = sweep(jobs, workers=2)                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
+
+#: Parameters a manifest column, a grid axis or a default may set: the options of
+#: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
+#: ``spacing_mm``). ``tests/test_batch.py`` checks this list against the command.
+PLAN_PARAMETERS = (
+    "gtv_label", "protocol", "diameter_mm", "spacing_mm", "gtv_margin_mm", "pattern",
+    "time_budget_s", "mode", "shell_width_mm", "snap_to_slices", "max_vertices",
+    "coplanar_mm", "coplanar_spacing_mm", "count", "min_vertices", "orientations",
+    "rotation_step_deg", "no_picture", "stv_margin_mm", "stv_fraction", "size_rule",
+    "dose_peak_gy", "dose_valley_gy", "dose_falloff_mm", "no_dicom", "vertex_rois",
+    "mesh_format", "patient_id", "patient_name")
+#: Parameters that are on/off flags of ``lattice plan``.
+FLAG_PARAMETERS = frozenset({"snap_to_slices", "no_picture", "no_dicom"})
+#: Columns every manifest has, and the optional OAR column.
+MANIFEST_COLUMNS = ("case", "ct", "gtv")
+OAR_COLUMN = "oars"
+_TRUE = {"1", "true", "yes", "y", "on"}
+_FALSE = {"0", "false", "no", "n", "off", ""}
+_CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+RUNS_FOLDER = "runs"
+SUMMARY_NAME = "summary.csv"
+#: Seconds to wait for a Dask scheduler to answer before giving up with an error.
+DASK_CONNECT_TIMEOUT_S = 10
+#: Summary columns taken from plan.json's ``summary``.
+SUMMARY_METRICS = ("n_vertices", "gtv_cc", "lattice_target_cc", "vertices_per_100cc_gtv",
+                   "vertex_volume_fraction_of_gtv", "nearest_vertex_min_mm",
+                   "nearest_vertex_mean_mm", "covering_radius_mm", "depth_min_mm",
+                   "fraction_in_outer_shell")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One manifest row: a case name, its inputs (absolute paths), per-case parameters."""
+
+    name: str
+    ct: Path
+    gtv: Path
+    oars: tuple[str, ...] = ()
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One ``lattice plan`` run: a case with one parameter set, writing ``out_dir``.
+
+    Attributes
+    ----------
+    case : str
+    parameters : mapping of str to str
+        Every parameter set for this job (defaults, manifest columns, grid values), by
+        :data:`PLAN_PARAMETERS` name.
+    argv : tuple of str
+        The arguments after ``lattice plan``.
+    out_dir : Path
+        The plan folder.
+    row_path : Path
+        Where the job's summary row is kept.
+    """
+
+    case: str
+    parameters: Mapping[str, str]
+    argv: tuple[str, ...]
+    out_dir: Path
+    row_path: Path
+
+    @property
+    def name(self) -> str:
+        return self.row_path.stem
+
+
+def _check_parameter(name: str, where: str) -> None:
+    if name not in PLAN_PARAMETERS:
+        raise ParameterError(f"{where}: '{name}' is not a plan parameter; use one of "
+                             f"{', '.join(PLAN_PARAMETERS)}")
+
+
+def _text(value: Any) -> str:
+    """A parameter value as the command line writes it (15.0 -> '15')."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def read_manifest(path: str | Path) -> list[Case]:
+    """Read a manifest CSV: columns ``case``, ``ct``, ``gtv``, optional ``oars``
+    (``[NAME=]PATH:MM`` entries separated by ``;``) and optional parameter columns named like
+    :data:`PLAN_PARAMETERS`. Relative paths are taken from the manifest's folder; an empty
+    parameter cell leaves that parameter to the defaults.
+
+    Raises
+    ------
+    InputFileError
+        The manifest is missing or not a CSV with the required columns.
+    ParameterError
+        Unknown columns, repeated or unusable case names, empty inputs.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            columns = [c.strip() for c in reader.fieldnames or []]
+    except FileNotFoundError:
+        raise InputFileError(f"manifest not found: '{path}'; check the path") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise InputFileError(f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
+                             "file with the columns case, ct, gtv") from None
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise InputFileError(f"manifest '{path}' has no column {', '.join(missing)} (columns: "
+                             f"{', '.join(columns) or 'none'}); the first line must name the "
+                             "columns case, ct, gtv and optionally oars and plan parameters")
+    extra = [c for c in columns if c not in (*MANIFEST_COLUMNS, OAR_COLUMN)]
+    for c in extra:
+        _check_parameter(c, f"manifest '{path}' column")
+    base = path.parent
+    cases: list[Case] = []
+    for line, row in enumerate(rows, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        name = row["case"]
+        where = f"manifest '{path}' line {line}"
+        if not _CASE_NAME.match(name):
+            raise ParameterError(f"{where}: case name {name!r} must start with a letter or "
+                                 "digit and hold only letters, digits, '.', '_' and '-' (it "
+                                 "names the case's output folder)")
+        for c in ("ct", "gtv"):
+            if not row[c]:
+                raise ParameterError(f"{where}: case {name} has no {c} path")
+        oars = tuple(_resolve_oar(entry.strip(), base)
+                     for entry in row.get(OAR_COLUMN, "").split(";") if entry.strip())
+        parameters = {c: row[c] for c in extra if row[c] != ""}
+        cases.append(Case(name, base / row["ct"], base / row["gtv"], oars, parameters))
+    names = [c.name for c in cases]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ParameterError(f"manifest '{path}': case names repeat ({', '.join(repeated)}); "
+                             "every case needs its own name")
+    if not cases:
+        raise ParameterError(f"manifest '{path}' lists no cases")
+    return cases
+
+
+def _resolve_oar(entry: str, base: Path) -> str:
+    """``[NAME=]PATH[:MM]`` with PATH taken from ``base`` when relative."""
+    name = ""
+    if "=" in entry.split(":")[0]:
+        name, entry = entry.split("=", 1)
+        name += "="
+    path, sep, mm = entry.rpartition(":")
+    if not sep or not _is_number(mm):
+        path, sep, mm = entry, "", ""
+    return f"{name}{base / path}{sep}{mm}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
+    """``['spacing_mm=20,25', 'diameter_mm=10,15']`` -> ``{'spacing_mm': ['20', '25'], ...}``.
+
+    Raises
+    ------
+    ParameterError
+        A malformed entry, an unknown parameter, an axis given twice, or no values.
+    """
+    grid: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ParameterError(f"grid entry {spec!r} must look like NAME=V1,V2 (e.g. "
+                                 "spacing_mm=20,25,30)")
+        _check_parameter(name, f"grid entry {spec!r}")
+        if name in grid:
+            raise ParameterError(f"grid axis '{name}' is given twice; list all its values in "
+                                 "one entry")
+        items = [v.strip() for v in values.split(",") if v.strip()]
+        if not items:
+            raise ParameterError(f"grid entry {spec!r} has no values")
+        grid[name] = items
+    return grid
+
+
+def expand_grid(grid: Mapping[str, Iterable[Any]]) -> list[dict[str, str]]:
+    """Every combination of the grid's values (the first axis varies slowest); ``[{}]`` for
+    an empty grid."""
+    axes = {name: [_text(v) for v in values] for name, values in grid.items()}
+    for name, values in axes.items():
+        _check_parameter(name, "grid axis")
+        if not values:
+            raise ParameterError(f"grid axis '{name}' has no values")
+    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def _argv(case: Case, parameters: Mapping[str, str], out_dir: Path) -> list[str]:
+    argv = ["--ct", str(case.ct), "--gtv", str(case.gtv)]
+    for oar in case.oars:
+        argv += ["--oar", oar]
+    for name, value in parameters.items():
+        option = "--" + name.replace("_", "-")
+        if name in FLAG_PARAMETERS:
+            text = value.lower()
+            if text not in _TRUE | _FALSE:
+                raise ParameterError(f"case {case.name}: {name} is an on/off flag; write true "
+                                     f"or false, not {value!r}")
+            if text in _TRUE:
+                argv.append(option)
+        elif name == "size_rule":  # several rules: separated by ';'
+            for rule in value.split(";"):
+                argv += [option, rule.strip()]
+        else:
+            argv += [option, value]
+    argv += ["--out", str(out_dir)]
+    return argv
+
+
+def _folder_name(values: Mapping[str, str]) -> str:
+    return "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.+-]', '-', v)}" for k, v in values.items())
+
+
+def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
+              grid: Sequence[Mapping[str, str]] = ({},),
+              defaults: Mapping[str, Any] | None = None) -> list[Job]:
+    """One job per case x grid point: defaults, then the case's columns, then the grid values.
+
+    Parameters
+    ----------
+    cases : sequence of Case
+    out_dir : path
+        The batch's output folder.
+    grid : sequence of mapping
+        Parameter sets (:func:`expand_grid`); the default ``({},)`` is one set, the defaults.
+    defaults : mapping, optional
+        Parameters for every job, by :data:`PLAN_PARAMETERS` name; a value of None or False
+        leaves the parameter unset.
+
+    Raises
+    ------
+    ParameterError
+        A parameter is both a manifest column and a grid axis, or is unknown.
+    """
+    out = Path(out_dir)
+    base = {}
+    for name, value in (defaults or {}).items():
+        _check_parameter(name, "default")
+        if value is None or value is False:
+            continue
+        base[name] = ";".join(map(_text, value)) if isinstance(value, list | tuple) \
+            else _text(value)
+    axes = set().union(*(g.keys() for g in grid)) if grid else set()
+    jobs = []
+    for case in cases:
+        both = sorted(axes & set(case.parameters))
+        if both:
+            raise ParameterError(f"case {case.name}: {', '.join(both)} is both a manifest "
+                                 "column and a grid axis; drop one of them")
+        for point in grid:
+            folder = out / case.name / _folder_name(point) if point else out / case.name
+            name = f"{case.name}--{_folder_name(point)}" if point else case.name
+            parameters = {**base, **case.parameters, **point}
+            jobs.append(Job(case.name, parameters,
+                            tuple(_argv(case, parameters, folder)), folder,
+                            out / RUNS_FOLDER / f"{name}.json"))
+    return jobs
+
+
+def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job], list[dict]]:
+    """Split jobs into those to run and the rows of those already done.
+
+    A job is done when its row says ``ok``, was made with the same arguments, and its plan
+    folder still holds ``plan.json``. A job with a row from other arguments is refused
+    unless ``force`` is set.
+
+    Raises
+    ------
+    OutputExistsError
+        The output folder holds results of the same jobs with other arguments.
+    """
+    todo, done = [], []
+    for job in jobs:
+        row = _read_row(job.row_path)
+        if row is None or force:
+            todo.append(job)
+            continue
+        if row.get("argv") != list(job.argv):
+            raise OutputExistsError(
+                f"'{job.row_path}' records job {job.name} with other parameters; pass "
+                "--force to plan it again or choose another --out folder")
+        if row.get("status") == "ok" and (job.out_dir / "plan.json").is_file():
+            done.append(row)
+        else:
+            todo.append(job)
+    return todo, done
+
+
+def _read_row(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a damaged row: the job runs again
+
+
+def run_job(job: Job, *, force: bool = False,
+            started: Callable[[subprocess.Popen], None] | None = None) -> dict[str, Any]:
+    """Run one job (``python -m lattice_cli plan ...`` in a new process) and return its row;
+    the row is also written to ``job.row_path``. Never raises for a failing case: the failure
+    is the row's ``status``, ``exit_code`` and ``error``.
+
+    ``force`` replaces the job's plan folder; it is also replaced, without ``force``, when
+    the batch wrote it but no row records it (the batch was stopped between the two).
+    ``started`` receives the process (so that an interrupted batch can stop it)."""
+    argv = list(job.argv)
+    if force or (job.out_dir.is_dir() and _read_row(job.row_path) is None):
+        argv.append("--force")
+    t0 = time.perf_counter()
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "lattice_cli", "plan", *argv],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        code, stderr = -1, f"lattice: error: cannot start the plan command ({exc})"
+    else:
+        if started is not None:
+            started(process)
+        stderr = process.communicate()[1]
+        code = process.returncode
+    row = _row(job, code, stderr, time.perf_counter() - t0)
+    _write_row(row, job.row_path)
+    return row
+
+
+def _row(job: Job, code: int, stderr: str, seconds: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in
+                                                 job.parameters.items()}}
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("lattice: error", "lattice: internal"))]
+    ok = code == 0 and (job.out_dir / "plan.json").is_file()
+    row["status"] = "ok" if ok else "failed"
+    row["exit_code"] = code
+    error = "" if ok else (errors or lines or [f"exit code {code}"])[-1]
+    row["error"] = error.removeprefix("lattice: error: ")
+    row["warnings"] = sum(ln.startswith("lattice: warning") for ln in lines)
+    if ok:
+        doc = json.loads((job.out_dir / "plan.json").read_text(encoding="utf-8"))
+        summary = doc.get("summary", {})
+        row.update({k: summary.get(k) for k in SUMMARY_METRICS})
+        p = doc.get("parameters", {})
+        row.update({"diameter_mm_used": p.get("diameter_mm"),
+                    "spacing_mm_used": p.get("min_spacing_mm"),
+                    "gtv_margin_mm_used": p.get("gtv_margin_mm")})
+        lesion = doc.get("lesion", {})
+        measured = lesion.get("measurements", {})
+        row["long_axis_mm"] = measured.get("long_axis_mm")
+        row["short_axis_mm"] = measured.get("short_axis_mm")
+        row["size_rules_met"] = all(r.get("met") for r in lesion.get("size_rules", []))
+        dose = doc.get("dose_proxy")
+        if dose:
+            row["dose_d10_over_d90"] = dose.get("d10_over_d90")
+    else:
+        row.update({k: None for k in SUMMARY_METRICS})
+    row["seconds"] = round(seconds, 2)
+    row["plan_dir"] = str(job.out_dir)
+    row["argv"] = list(job.argv)
+    return row
+
+
+def _number(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _write_row(row: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(row, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
+          force: bool = False, summary: str | Path | None = None,
+          progress: Callable[[dict[str, Any], int, int], None] | None = None
+          ) -> list[dict[str, Any]]:
+    """Run the jobs not yet done and return every job's row, in job order.
+
+    Parameters
+    ----------
+    jobs : sequence of Job
+        From :func:`make_jobs`.
+    workers : int
+        Jobs run at once on this machine (each in its own process).
+    scheduler : str, optional
+        Address of a Dask distributed scheduler (``tcp://HOST:PORT``): the jobs run on its
+        workers instead (needs ``pip install lattice-sfrt[dask]``).
+    force : bool
+        Run jobs again that are already done.
+    summary : path, optional
+        Write the rows as this CSV (``summary.csv``) when the sweep ends, also when it is
+        interrupted (then with the rows finished so far).
+    progress : callable(row, done, total), optional
+        Called after each job (also for the jobs skipped as done).
+
+    Returns
+    -------
+    list of dict
+        One row per job: ``case``, the job's parameters, ``status`` (``ok`` or ``failed``),
+        ``exit_code``, ``error``, the plan's counts and metrics, ``seconds``, ``plan_dir``,
+        ``resumed`` (True for a job done by an earlier run and skipped).
+        ``pandas.DataFrame(rows)`` makes a table of them.
+
+    Raises
+    ------
+    ParameterError
+        ``workers`` < 1.
+    OutputExistsError
+        See :func:`pending_jobs`.
+    """
+    if workers < 1:
+        raise ParameterError(f"workers must be >= 1, got {workers}")
+    todo, done = pending_jobs(jobs, force=force)
+    # Every row has every parameter column of the sweep, in the order first given.
+    columns = list(dict.fromkeys(k for job in jobs for k in job.parameters))
+
+    def tidy(row: dict[str, Any], resumed: bool) -> dict[str, Any]:
+        head = {"case": row["case"], **{k: row.get(k) for k in columns}}
+        return {**head, **{k: v for k, v in row.items() if k not in head},
+                "resumed": resumed}
+
+    rows = {row["plan_dir"]: tidy(row, True) for row in done}
+    total = len(jobs)
+    for row in rows.values():
+        if progress is not None:
+            progress(row, len(rows), total)
+    try:
+        for row in _run(todo, workers=workers, scheduler=scheduler, force=force):
+            rows[row["plan_dir"]] = row = tidy(row, False)
+            if progress is not None:
+                progress(row, len(rows), total)
+    finally:
+        ordered = [rows[str(j.out_dir)] for j in jobs if str(j.out_dir) in rows]
+        if summary is not None:
+            write_summary(ordered, summary)
+    return ordered
+
+
+def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
+         force: bool) -> Iterable[dict]:
+    if not jobs:
+        return
+    if scheduler is not None:
+        yield from _run_dask(jobs, scheduler, force=force)
+        return
+    # Threads suffice: each job is a process of its own, the threads only wait for them.
+    running: set[subprocess.Popen] = set()
+    pool = ThreadPoolExecutor(max_workers=workers)
+    try:
+        futures = {pool.submit(run_job, job, force=force, started=running.add): job
+                   for job in jobs}
+        for future in as_completed(futures):
+            yield _result(future, futures[future])
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in running:  # interrupted: stop the running plans (they clean up)
+            if process.poll() is None:
+                process.terminate()
+        pool.shutdown(wait=True)
+
+
+def _run_dask(jobs: Sequence[Job], scheduler: str, *, force: bool) -> Iterable[dict]:
+    try:
+        from distributed import Client
+        from distributed import as_completed as dask_completed
+    except ImportError:
+        raise ParameterError("--scheduler needs Dask distributed: pip install "
+                             "'lattice-sfrt[dask]'") from None
+    try:
+        client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise ParameterError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check "
+                             "the address (tcp://HOST:PORT) and that the cluster is up") from None
+    with client:
+        futures = {client.submit(run_job, job, force=force, pure=False): job for job in jobs}
+        try:
+            for future in dask_completed(list(futures)):
+                yield _result(future, futures[future])
+        finally:
+            client.cancel(list(futures))
+
+
+def _result(future: Any, job: Job) -> dict[str, Any]:
+    """The job's row; a job that could not run at all (its worker died, say) fails alone."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - recorded in the row, the batch goes on
+        row = _row(job, -1, f"lattice: error: the job did not run ({type(exc).__name__}: "
+                   f"{exc})", 0.0)
+        _write_row(row, job.row_path)
+        return row
+
+
+def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write rows as a CSV (columns in first-seen order; ``argv`` left out), atomically."""
+    path = Path(path)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns and k != "argv"]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: _cell(row.get(k)) for k in columns})
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write '{path}' ({exc.strerror}); choose another "
+                               "--out folder") from exc
+    return path
+
+
+def _cell(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return value
