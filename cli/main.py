@@ -12,8 +12,8 @@ import contextlib
 import importlib
 import json
 import shutil
+import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -236,7 +236,7 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lattice.export import check_output_folder
+    from lattice.export import check_output_folder, make_stage
     from lattice.export.picture import PictureWorker
 
     t0 = time.perf_counter()
@@ -263,8 +263,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         derived = early = None
         if derived_ct:
             derived = _derived_series(args)
-            folder = Path(tempfile.mkdtemp(prefix=f".{args.out.name}.ct-",
-                                           dir=_existing_parent(args.out)))
+            folder = make_stage(args.out, "ct", _existing_parent(args.out.absolute().parent))
             stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
             derived["folder"] = folder
 
@@ -504,12 +503,30 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
+    stops, its temporary folders are removed, nothing half-written is left."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (never raises for expected errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with _terminate_as_interrupt():
+            return int(args.func(args))
     except LatticeError as exc:
         if args.debug:
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -110,12 +111,15 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
                  owned: Sequence[str], force: bool) -> dict[str, Path]:
     """Write an output folder atomically.
 
-    ``write(stage)`` writes files into a temporary folder beside (or inside) ``out_dir`` and
-    returns their names, the completeness marker (a JSON document) last. They are moved
-    into place only when all are written: a new folder appears whole; in an existing one
-    the old marker goes first and the marker lands last, so a marker always describes the
-    files beside it. Files in ``owned`` that this run did not write are removed (a replaced
-    output keeps nothing of the old one); other files in the folder are left alone.
+    ``write(stage)`` writes files into a temporary folder beside ``out_dir`` and returns
+    their names, the completeness marker (a JSON document) last. They are moved into place
+    only when all are written. A new folder appears whole (one rename). An existing folder
+    that holds only ``owned`` files (a previous output) is swapped: renamed aside, the new
+    one renamed in, the old one removed, so at every instant the folder is complete or
+    absent. In a folder that also holds other files (which are left alone) the files are
+    moved one by one: the old marker goes first and the new one lands last, so a marker
+    always describes the files beside it; files in ``owned`` that this run did not write
+    are removed. Temporary folders left by a killed run are removed by the next one.
 
     Raises
     ------
@@ -125,10 +129,14 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
         The folder cannot be created or written (nothing is left behind).
     """
     out = check_output_folder(out_dir, force=force, names=owned)
-    parent = out if out.is_dir() else out.parent
+    parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=parent))
+        remove_stale_stages(out)
+        try:
+            stage = make_stage(out, "partial", parent)
+        except PermissionError:  # a writable folder in a read-only one: stage inside it
+            stage = make_stage(out, "partial", out)
     except OSError as exc:
         raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
                                "choose another --out folder") from exc
@@ -305,13 +313,58 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def stage_prefix(out: Path, kind: str) -> str:
+    """Name prefix of a temporary folder beside ``out``: hidden, naming this process so a
+    later run can tell a dead run's leftovers from a running one's."""
+    return f".{out.name}.{kind}-{os.getpid()}-"
+
+
+def make_stage(out: Path, kind: str, parent: Path) -> Path:
+    """A new temporary folder for ``out`` in ``parent`` (:func:`stage_prefix`), with the
+    permissions of a folder made normally (mkdtemp makes it private; it becomes output)."""
+    stage = Path(tempfile.mkdtemp(prefix=stage_prefix(out, kind), dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(stage, 0o777 & ~umask)
+    return stage
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Remove the temporary folders beside ``out`` (:func:`stage_prefix`) of processes that
+    no longer run (a run killed with SIGKILL cannot clean up after itself)."""
+    parent = out.absolute().parent
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[a-z]+-(\d+)-")
+    removed = []
+    with contextlib.suppress(OSError):
+        for entry in parent.iterdir():
+            match = pattern.match(entry.name)
+            if match and entry.is_dir() and not _alive(int(match.group(1))):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(entry)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 def _move_into_place(stage: Path, out: Path, names: Sequence[str],
                      owned: Sequence[str]) -> dict[str, Path]:
-    if not out.exists():
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(stage, 0o777 & ~umask)  # mkdtemp made it private
-        os.rename(stage, out)  # atomic: the folder appears complete
+    beside = stage.parent == out.absolute().parent
+    if beside and (not out.exists() or set(os.listdir(out)) <= set(owned)):
+        if out.exists():  # a previous output, replaced (force): swap the folders
+            old = make_stage(out, "old", stage.parent)
+            os.replace(out, old)  # the empty placeholder is replaced by the old output
+            os.rename(stage, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(stage, out)  # atomic: the folder appears complete
         stage.mkdir()  # so the caller's cleanup has something to remove
         return {n: out / n for n in names}
     marker = names[-1]
