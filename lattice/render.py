@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -772,63 +772,100 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     OutputWriteError
         The file cannot be written.
     """
+    from matplotlib.colors import LightSource
+    from matplotlib.patches import Patch
     from mpl_toolkits.mplot3d.art3d import Poly3DCollection
 
     centers = _as_centres(centers_ras_mm)
     gtv_tris = _surface_triangles(gtv)
     oar_tris = {name: _surface_triangles(m) for name, m in oars.items() if np.any(m.array)}
+    oar_colors = {name: _OAR_COLORS[k % len(_OAR_COLORS)] for k, name in enumerate(oar_tris)}
     radius = diameter_mm / 2.0
     everything = np.concatenate([gtv_tris.reshape(-1, 3),
                                  *[t.reshape(-1, 3) for t in oar_tris.values()]])
     lo = everything.min(axis=0) - 5.0  # mplot3d does not clip: the box holds every surface
     hi = everything.max(axis=0) + 5.0
-    fig = Figure(figsize=(11.0, 5.6), dpi=FIGURE_DPI)
+    fig = Figure(figsize=(11.0, 5.8), dpi=FIGURE_DPI)
     FigureCanvasAgg(fig)
     sphere_quads = _sphere_quads(centers, radius)
+    hidden = 0
     for n, (label, elev, azim) in enumerate(VIEWS_3D):
-        ax = fig.add_subplot(1, 2, n + 1, projection="3d")
+        ax: Any = fig.add_axes((0.01 + 0.5 * n, 0.13, 0.48, 0.74), projection="3d",
+                               proj_type="ortho")  # an Axes3D
         ax.add_collection3d(Poly3DCollection(gtv_tris, facecolor=_GTV_COLOR, alpha=0.18,
                                              edgecolor="none"))
-        for k, tris in enumerate(oar_tris.values()):
-            ax.add_collection3d(Poly3DCollection(tris, facecolor=_OAR_COLORS[k % len(
-                _OAR_COLORS)], alpha=0.3, edgecolor="none"))
+        for name, tris in oar_tris.items():
+            ax.add_collection3d(Poly3DCollection(tris, facecolor=oar_colors[name], alpha=0.3,
+                                                 edgecolor="none"))
         if len(sphere_quads):
+            # Lit from the camera, so the spheres keep their colour where they face us.
+            light = LightSource(azdeg=azim, altdeg=elev + 25.0)
             ax.add_collection3d(Poly3DCollection(sphere_quads, facecolors=_VERTEX_COLOR,
                                                  edgecolors=_VERTEX_COLOR, linewidths=0.0,
-                                                 shade=True))
-        for i, c in enumerate(centers, start=1):
-            ax.text(*(c + np.array([0, 0, radius + 2.0])), str(i), fontsize=7,
-                    ha="center", color="black")
+                                                 shade=True, lightsource=light))
+        toward = np.array([np.cos(np.deg2rad(elev)) * np.cos(np.deg2rad(azim)),
+                           np.cos(np.deg2rad(elev)) * np.sin(np.deg2rad(azim)),
+                           np.sin(np.deg2rad(elev))])
+        shown = _unoccluded(centers, toward, radius)
+        hidden = max(hidden, len(centers) - len(shown))
+        for i in shown:
+            ax.text(*(centers[i] + toward * (radius + 1.0)), str(i + 1), fontsize=7,
+                    fontweight="bold", ha="center", va="center", color="black", zorder=10)
         mid = (lo + hi) / 2
         depth = 1 if abs(np.sin(np.deg2rad(azim))) > 0.5 else 0  # the axis the camera faces
+        inset = 0.05 * (hi - lo)  # inside the box, clear of the tick labels
         # RAS+: x grows towards the patient's right, y anterior, z superior.
         for axis, (neg, pos) in enumerate((("L", "R"), ("P", "A"), ("I", "S"))):
             if axis == depth:
                 continue
-            for value, letter in ((lo[axis], neg), (hi[axis], pos)):
+            for value, letter in ((lo[axis] + inset[axis], neg), (hi[axis] - inset[axis], pos)):
                 point = mid.copy()
                 point[axis] = value
                 ax.text(*point, letter, fontsize=12, fontweight="bold", color="#b36b00",
-                        ha="center", va="center")
+                        ha="center", va="center", zorder=11)
         ax.set_xlim(lo[0], hi[0])
         ax.set_ylim(lo[1], hi[1])
         ax.set_zlim(lo[2], hi[2])
-        ax.set_box_aspect(hi - lo)
+        ax.set_box_aspect(hi - lo, zoom=1.05)
         ax.view_init(elev=elev, azim=azim)
-        ax.set_xlabel("x RAS (mm)", fontsize=8)
-        ax.set_ylabel("y RAS (mm)", fontsize=8)
-        ax.set_zlabel("z RAS (mm)", fontsize=8)
+        names = ("x RAS (mm)", "y RAS (mm)", "z RAS (mm)")
+        for axis, (setter, ticks) in enumerate(((ax.set_xlabel, ax.set_xticks),
+                                                (ax.set_ylabel, ax.set_yticks),
+                                                (ax.set_zlabel, ax.set_zticks))):
+            if axis == depth:  # seen end-on: its ticks would pile up
+                ticks([])
+            else:
+                setter(names[axis], fontsize=8)
         ax.tick_params(labelsize=7)
         ax.set_title(label, fontsize=10)
-    fig.suptitle(f"{title + ' - ' if title else ''}GTV (red) and {len(centers)} vertex spheres "
-                 f"(cyan, D = {diameter_mm:g} mm)" + (", OARs" if oar_tris else ""),
-                 fontsize=11)
+    handles = [Patch(facecolor=_GTV_COLOR, alpha=0.4, label="GTV"),
+               Patch(facecolor=_VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
+               *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}")
+                 for name, c in oar_colors.items()]]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8,
+               frameon=False)
+    note = f"; ids of {hidden} hidden vertices in vertices.png" if hidden else ""
+    fig.suptitle(f"{title + ' - ' if title else ''}{len(centers)} vertices, surfaces in "
+                 f"RAS mm{note}", fontsize=10)
     out = Path(path)
     try:
         fig.savefig(out, format="png", dpi=FIGURE_DPI)
     except OSError as exc:
         raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
     return out
+
+
+def _unoccluded(centers: NDArray[np.float64], toward: NDArray[np.float64],
+                radius: float) -> list[int]:
+    """Indices of the spheres whose centre is not behind a nearer sphere, seen from
+    ``toward`` (unit vector to the camera; orthographic view)."""
+    depth = centers @ toward
+    flat = centers - np.outer(depth, toward)
+    shown: list[int] = []
+    for i in np.argsort(-depth):  # nearest first
+        if all(np.linalg.norm(flat[i] - flat[j]) >= radius for j in shown):
+            shown.append(int(i))
+    return sorted(shown)
 
 
 def _sphere_quads(centers: NDArray[np.float64], radius: float, *, n_theta: int = 14,
