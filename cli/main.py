@@ -123,7 +123,8 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
                    "tilted (axial)")
     p.add_argument("--rotation-step-deg", type=float, default=5.0,
                    help="angle step of the orientation search (5)")
-    p.add_argument("--no-picture", action="store_true", help="skip overview.png")
+    p.add_argument("--no-picture", action="store_true",
+                   help="skip the pictures (overview.png, vertices.png, overview3d.png)")
     stv = p.add_mutually_exclusive_group()
     stv.add_argument("--stv-margin-mm", type=float, default=None, metavar="MM",
                      help="also contract the GTV into a SCART target (STV) by this margin: "

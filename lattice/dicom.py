@@ -110,6 +110,9 @@ def _read_header(path: Path) -> Any | None:
         return pydicom.dcmread(path, stop_before_pixels=True)
     except pydicom.errors.InvalidDicomError:
         return None
+    except PermissionError as exc:
+        raise InputFileError(f"cannot read DICOM file '{path}' (permission denied); give this "
+                             "user read permission on the series (chmod -R a+r)") from exc
     except (OSError, EOFError, ValueError, KeyError) as exc:
         raise InputFileError(f"cannot read DICOM file '{path}' ({type(exc).__name__}: {exc}); "
                              "export the series again") from exc
@@ -348,6 +351,9 @@ def _read_rtstruct(path: Path) -> StructureSet:
         ds = pydicom.dcmread(path)
     except pydicom.errors.InvalidDicomError as exc:
         raise InputFileError(f"'{path}' is not a DICOM file; pass the RTSTRUCT file") from exc
+    except PermissionError as exc:
+        raise InputFileError(f"cannot read '{path}' (permission denied); give this user read "
+                             "permission on the file (chmod a+r) or copy it") from exc
     except (OSError, EOFError, ValueError, KeyError) as exc:
         raise InputFileError(f"cannot read '{path}' ({type(exc).__name__}: {exc}); export the "
                              "structure set again") from exc

@@ -37,6 +37,16 @@ def _open_nifti(path: str | Path) -> nib.Nifti1Image | nib.Nifti2Image:
     if path.is_dir():
         raise InputFileError(f"'{path}' is a folder; pass a NIfTI file (.nii or .nii.gz)")
     try:
+        # Opened here first: nibabel's indexed_gzip reader crashes the interpreter
+        # (segmentation fault) on a .nii.gz it may not open, instead of raising.
+        with open(path, "rb"):
+            pass
+    except PermissionError as exc:
+        raise InputFileError(f"cannot read '{path}' (permission denied); give this user read "
+                             "permission on the file (chmod a+r) or copy it") from exc
+    except OSError as exc:
+        raise InputFileError(f"cannot read '{path}' ({exc.strerror}); check the file") from exc
+    try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for non-NIfTI input
         raise InputFileError(
@@ -55,9 +65,11 @@ def _spatial_shape(img: nib.Nifti1Image | nib.Nifti2Image, path: str | Path
     """The 3-D shape, dropping a trailing axis of length 1; anything else is an error."""
     shape = img.shape[:3] if len(img.shape) == 4 and img.shape[3] == 1 else img.shape
     if len(shape) != 3:
+        fix = ("extract one volume first" if len(shape) > 3
+               else "a single slice is not enough: export the whole series")
         raise MaskError(
             f"'{path}' holds {len(img.shape)}-D data of shape {img.shape}; "
-            "a 3-D volume is needed (extract one volume first)"
+            f"a 3-D volume is needed ({fix})"
         )
     return int(shape[0]), int(shape[1]), int(shape[2])
 
@@ -98,9 +110,16 @@ def load_image(path: str | Path) -> Volume:
     InputFileError
         Missing, unreadable, truncated or non-NIfTI file.
     MaskError
-        Data that is not 3-D (a trailing axis of length 1 is dropped).
+        Data that is not 3-D (a trailing axis of length 1 is dropped), or NaN or infinite
+        values.
     """
     img, data = _load_nifti(path)
+    # Values stored as integers (scaled or not) are finite: only float files need the check.
+    if img.get_data_dtype().kind == "f" and not np.all(np.isfinite(data)):
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise MaskError(f"image '{path}' holds NaN or infinite values ({bad} of "
+                        f"{data.size} voxels); fix the image (e.g. set them to -1024 HU) and "
+                        "save it again")
     return Volume(data, img.affine)
 
 
@@ -222,7 +241,9 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
 
     Raises
     ------
-    InputFileError, MaskError, GridMismatchError
+    InputFileError, MaskError
+    GridMismatchError
+        A mask not on the CT grid, or a sheared CT grid.
     """
     oar_paths = dict(oar_paths or {})
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -232,8 +253,9 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
                     for name, p in oar_paths.items()}
         try:
             ct = ct_job.result()
-            gtv = gtv_job.result()
             ct_name = f"CT '{ct_path}'"
+            ct.check_not_sheared(name=ct_name)
+            gtv = gtv_job.result()
             ct.check_same_grid(gtv, name=ct_name, other_name=f"GTV mask '{gtv_path}'")
             oars = {}
             for name, job in oar_jobs.items():

@@ -311,8 +311,7 @@ def plan_vertices(
     warnings: tuple[str, ...] = ()
     if not np.any(field.slack_vox > -field.band_mm):
         pts, info = np.zeros((0, 3)), {"method": "none"}
-        warnings = (f"no room for a vertex: no point is {field.need_depth_mm:g} mm deep in the "
-                    "GTV and clear of every OAR; use a smaller diameter or margin",)
+        warnings = (_no_room(field, params),)
     elif params.pattern == "max":
         pts, info = _search_max(field, gtv, params)
     elif params.count is None:
@@ -320,16 +319,41 @@ def plan_vertices(
     else:
         pts, info = _spread_count(field, gtv, params)
     needed = max(params.min_vertices or 0, params.count or 0)
+    option = "--count" if params.count else "--min-vertices"
+    if len(pts) < needed and warnings:  # no room at all: say why
+        raise ParameterError(f"no vertex fits but {option} asks for {needed}: "
+                             + warnings[0].removeprefix("no room for a vertex: "))
     if len(pts) < needed:
         raise ParameterError(
-            f"only {len(pts)} vertices fit ({params.pattern}, D {params.diameter_mm:g} mm, "
+            f"only {len(pts)} {'vertex fits' if len(pts) == 1 else 'vertices fit'} "
+            f"({params.pattern}, D {params.diameter_mm:g} mm, "
             f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
-            f"{needed} are required; reduce the diameter, spacing or margins, or lower "
-            f"{'--count' if params.count else '--min-vertices'}")
+            f"{needed} are required; reduce the diameter, spacing or margins, or lower {option}")
     if len(pts) == 0 and not warnings:
         warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
                     "surface or an OAR; use a smaller diameter, spacing or margin",)
     return finish(pts, info, warnings)
+
+
+def _no_room(field: RuleField, params: PlanParameters) -> str:
+    """Why no centre is allowed anywhere, and what to change (the empty plan's warning)."""
+    deepest = float(field.depth_box.max())  # at voxel centres: within a band of the truth
+    need, radius, margin = field.need_depth_mm, field.radius_mm, params.gtv_margin_mm
+    if deepest > need - field.band_mm:  # deep enough: the OARs (or the shell) exclude it
+        return (f"no room for a vertex: no point is {need:g} mm deep in the GTV and clear of "
+                "every OAR; use a smaller diameter, margin or OAR clearance")
+    if deepest <= radius:
+        return (f"no room for a vertex: the GTV is smaller than one vertex (its deepest point "
+                f"is about {deepest:.1f} mm below the surface; a {params.diameter_mm:g} mm "
+                f"vertex needs {radius:g} mm plus the {margin:g} mm margin); use a smaller "
+                "diameter and margin")
+    if deepest <= margin:
+        return (f"no room for a vertex: the GTV margin ({margin:g} mm) leaves no LATTICE "
+                f"target (the GTV's deepest point is about {deepest:.1f} mm below its "
+                f"surface); use a margin below {deepest - radius:.1f} mm for a "
+                f"{params.diameter_mm:g} mm vertex")
+    return (f"no room for a vertex: no point is {need:g} mm deep in the GTV (the deepest is "
+            f"about {deepest:.1f} mm); use a smaller diameter or margin")
 
 
 def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
