@@ -11,6 +11,8 @@ import argparse
 import contextlib
 import importlib
 import json
+import os
+import re
 import shutil
 import signal
 import sys
@@ -80,7 +82,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block), exit code 2."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"lattice: error: {message} (see {self.prog} --help)\n")
 
 
 def add_plan_parameters(p: argparse.ArgumentParser) -> None:
@@ -118,6 +120,9 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
                    "--spacing-mm)")
     p.add_argument("--min-vertices", type=_positive_int, default=None, metavar="N",
                    help="fail (exit 2, nothing written) if fewer than N vertices fit")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="write the plan even when no vertex fits (by default that is an "
+                   "error, exit 2, nothing written), e.g. to record 0 in a parameter sweep")
     p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
                    help="orientation search: about the superior-inferior axis, or also "
                    "tilted (axial)")
@@ -403,6 +408,11 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
         mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
         **settings)
 
+    if plan.n_vertices == 0 and not args.allow_empty:
+        reason = plan.warnings[0] if plan.warnings else "no vertex fits"
+        raise ParameterError(f"{reason}; nothing was written (pass --allow-empty to write the "
+                             "empty plan)")
+
     stv = None
     if args.stv_margin_mm is not None or args.stv_fraction is not None:
         from lattice.stv import contract_gtv
@@ -499,6 +509,22 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
     return settings, clearances
 
 
+#: Library parameter names (in error messages) -> the options a command-line user typed.
+_OPTION_NAMES = {"min_spacing_mm": "--spacing-mm", "diameter_mm": "--diameter-mm",
+                 "gtv_margin_mm": "--gtv-margin-mm", "rotation_step_deg": "--rotation-step-deg",
+                 "time_budget_s": "--time-budget-s", "snap_to_slices": "--snap-to-slices",
+                 "shell_width_mm": "--shell-width-mm", "max_vertices": "--max-vertices",
+                 "min_vertices": "--min-vertices", "coplanar_mm": "--coplanar-mm",
+                 "coplanar_spacing_mm": "--coplanar-spacing-mm"}
+_OPTION_PATTERN = re.compile(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?!-)")
+
+
+def _option_names(message: str) -> str:
+    """A parameter error in the words of the command line (``--spacing-mm``, not
+    ``min_spacing_mm``)."""
+    return _OPTION_PATTERN.sub(lambda m: _OPTION_NAMES[m.group(1)], message)
+
+
 def _one_line(exc: BaseException) -> str:
     """An error message on one line (library messages quoted from nibabel may hold newlines)."""
     return " ".join(str(exc).split())
@@ -531,8 +557,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LatticeError as exc:
         if args.debug:
             raise
-        print(f"lattice: error: {_one_line(exc)}", file=sys.stderr)
+        message = _one_line(exc)
+        if isinstance(exc, ParameterError):
+            message = _option_names(message)
+        print(f"lattice: error: {message}", file=sys.stderr)
         return exc.exit_code
+    except BrokenPipeError:  # `lattice ... | head`: the reader left; say nothing more
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command stopped by SIGPIPE
     except KeyboardInterrupt:
         print("lattice: interrupted; no output was written", file=sys.stderr)
         return 130

@@ -49,12 +49,12 @@ from .errors import InputFileError, OutputExistsError, OutputWriteError, Paramet
 PLAN_PARAMETERS = (
     "gtv_label", "protocol", "diameter_mm", "spacing_mm", "gtv_margin_mm", "pattern",
     "time_budget_s", "mode", "shell_width_mm", "snap_to_slices", "max_vertices",
-    "coplanar_mm", "coplanar_spacing_mm", "count", "min_vertices", "orientations",
+    "coplanar_mm", "coplanar_spacing_mm", "count", "min_vertices", "allow_empty", "orientations",
     "rotation_step_deg", "no_picture", "stv_margin_mm", "stv_fraction", "size_rule",
     "dose_peak_gy", "dose_valley_gy", "dose_falloff_mm", "no_dicom", "vertex_rois",
     "mesh_format", "patient_id", "patient_name")
 #: Parameters that are on/off flags of ``lattice plan``.
-FLAG_PARAMETERS = frozenset({"snap_to_slices", "no_picture", "no_dicom"})
+FLAG_PARAMETERS = frozenset({"snap_to_slices", "no_picture", "no_dicom", "allow_empty"})
 #: Columns every manifest has, and the optional OAR column.
 MANIFEST_COLUMNS = ("case", "ct", "gtv")
 OAR_COLUMN = "oars"

@@ -157,15 +157,17 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
         if label is not None:
             if not np.any(nonzero == label):
                 raise MaskError(
-                    f"label {label} is not in {name}; labels present: "
-                    f"{', '.join(map(str, labels)) or 'none'}")
+                    f"label {label} is not in {name}; labels present: {_labels_text(labels)}")
             out = data == label
         elif not whole:  # probability or resampled mask
             out = data > FLOAT_MASK_THRESHOLD
+        elif len(labels) > MAX_LABELS or (len(labels) > MAX_LABELS_SIGNED and labels[0] < 0):
+            raise MaskError(
+                f"{name} holds {len(labels)} different values ({labels[0]} .. {labels[-1]}): "
+                "an image, not a mask; check that it is the mask file (CT and mask swapped?)")
         elif len(labels) > 1:
             raise MaskError(
-                f"{name} is a label map with labels {', '.join(map(str, labels))}; "
-                f"{label_hint}")
+                f"{name} is a label map with labels {_labels_text(labels)}; {label_hint}")
         else:
             out = is_set
     if not out.any():
@@ -174,6 +176,23 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
                 else "no voxel set")
         raise MaskError(f"{name} is empty ({kind}); check that it is the right file")
     return out.astype(bool, copy=False)
+
+
+#: More distinct values than this and a "mask" is taken for an image (a CT has thousands;
+#: the largest label maps of whole-body segmenters have ~120 labels); with negative values
+#: (HU, rare in label maps) already more than MAX_LABELS_SIGNED.
+MAX_LABELS = 255
+MAX_LABELS_SIGNED = 8
+
+
+def _labels_text(labels: list[int], shown: int = 12) -> str:
+    """``1, 2, 3`` or ``1, 2, ... 40 (40 labels)``: one readable line for any count."""
+    if not labels:
+        return "none"
+    if len(labels) <= shown:
+        return ", ".join(map(str, labels))
+    return (", ".join(map(str, labels[:shown - 1])) + f", ... {labels[-1]} "
+            f"({len(labels)} labels)")
 
 
 def load_mask(path: str | Path, *, label: int | None = None,

@@ -302,9 +302,17 @@ def test_label_map_gtv_with_its_label_plans(case, tmp_path):
     assert doc["summary"]["n_vertices"] >= 1
 
 
-def test_empty_plan_warns_and_still_writes_the_plan(case, tmp_path):
+def test_no_room_for_a_vertex_is_an_error_that_writes_nothing(case, tmp_path):
     out = tmp_path / "out"
     code, _, stderr = run(plan_args(case, out, gtv=case["gtv_small"]))
+    assert code == 2
+    assert len(stderr.splitlines()) == 1 and "--allow-empty" in stderr
+    assert not out.exists()
+
+
+def test_empty_plan_with_allow_empty_warns_and_writes_the_plan(case, tmp_path):
+    out = tmp_path / "out"
+    code, _, stderr = run(plan_args(case, out, "--allow-empty", gtv=case["gtv_small"]))
     assert code == 0
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lattice: warning:"), stderr

@@ -11,8 +11,8 @@ Every case runs ``main([...])`` in-process and checks the contract of a failed r
 
 The inputs are small synthetic NIfTI volumes (40 x 40 x 20 voxels) written with nibabel, and
 a DICOM series derived from them. Permission entries skip as root (run them as an unprivileged
-user). Two entries are not errors: a GTV smaller than one vertex and a margin larger than the
-GTV allows give an empty plan with one warning (exit 0), or exit 2 with ``--min-vertices 1``.
+user). A GTV smaller than one vertex and a margin larger than the GTV allows are errors
+(exit 2) unless ``--allow-empty`` asks for the empty plan (exit 0, one warning).
 A full disk is simulated by making a write raise ``OSError(ENOSPC)`` partway.
 """
 
@@ -246,21 +246,25 @@ CATALOGUE = {
         ["sheared", "orthogonal grid"]),
     # 2: bad or contradictory parameters
     "diameter 0": (lambda f, o: plan(f, o, "--diameter-mm", "0"), 2,
-                   ["diameter_mm", "must be a positive number"]),
+                   ["--diameter-mm", "must be a positive number"]),
     "diameter -5": (lambda f, o: plan(f, o, "--diameter-mm", "-5"), 2,
-                    ["diameter_mm", "must be a positive number"]),
+                    ["--diameter-mm", "must be a positive number"]),
     "spacing 0": (lambda f, o: plan(f, o, "--spacing-mm", "0"), 2,
-                  ["min_spacing_mm", "must be a positive number"]),
+                  ["--spacing-mm", "must be a positive number"]),
     "spacing -30": (lambda f, o: plan(f, o, "--spacing-mm", "-30"), 2,
-                    ["min_spacing_mm", "must be a positive number"]),
+                    ["--spacing-mm", "must be a positive number"]),
     "margin -1": (lambda f, o: plan(f, o, "--gtv-margin-mm", "-1"), 2,
-                  ["gtv_margin_mm", "must be >= 0"]),
+                  ["--gtv-margin-mm", "must be >= 0"]),
     "clearance -3": (lambda f, o: plan(f, o, "--oar", f"{f['oar']}:-3"), 2,
                      ["clearance for OAR 'oar'", "must be >= 0"]),
     "spacing < diameter": (lambda f, o: plan(f, o, "--spacing-mm", "10"), 2,
                            ["would overlap", "use a spacing >= diameter"]),
-    # An empty plan is a result (exit 0 with a warning, see the tests below); --min-vertices 1
-    # makes it an error.
+    "margin larger than the GTV allows": (
+        lambda f, o: plan(f, o, "--gtv-margin-mm", "30"), 2,
+        ["leaves no LATTICE target", "use a margin below", "--allow-empty"]),
+    "GTV smaller than one vertex": (
+        lambda f, o: plan(f, o, gtv="gtv_tiny"), 2,
+        ["smaller than one vertex", "use a smaller diameter", "--allow-empty"]),
     "margin larger than the GTV allows, --min-vertices 1": (
         lambda f, o: plan(f, o, "--gtv-margin-mm", "30", "--min-vertices", "1"), 2,
         ["leaves no LATTICE target", "use a margin below"]),
@@ -317,10 +321,11 @@ def test_existing_output_without_force_exits_6(files, tmp_path, capfd):
     ([], "gtv_tiny", ["the GTV is smaller than one vertex", "use a smaller diameter"]),
     (["--gtv-margin-mm", "30"], "gtv", ["leaves no LATTICE target", "use a margin below"]),
 ], ids=["GTV smaller than one vertex", "margin larger than the GTV allows"])
-def test_no_room_is_an_empty_plan_with_one_warning(files, tmp_path, capfd, extra, gtv, phrases):
+def test_no_room_with_allow_empty_is_an_empty_plan_with_one_warning(files, tmp_path, capfd,
+                                                                     extra, gtv, phrases):
     """Exit 0: the plan (no vertex) is written, with one warning saying why and what to do."""
     out = tmp_path / "out"
-    code, _, stderr = run(capfd, plan(files, out, *extra, gtv=gtv))
+    code, _, stderr = run(capfd, plan(files, out, *extra, "--allow-empty", gtv=gtv))
     assert code == 0, stderr
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lattice: warning: no room for a vertex: ")

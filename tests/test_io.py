@@ -330,3 +330,22 @@ def test_real_four_d_series_is_refused_and_its_volume_is_oblique(shared_data, tm
     ijk = np.array([[0, 0, 0], [127, 95, 23], [10.5, 20.25, 3.0]])
     np.testing.assert_allclose(vol.ijk_to_ras(ijk), nib.affines.apply_affine(img.affine, ijk),
                                atol=1e-6)
+
+
+def test_an_image_given_as_a_mask_is_named_as_such_in_one_short_line():
+    rng = np.random.default_rng(0)
+    ct_like = rng.integers(-1000, 1500, size=(20, 20, 10)).astype(np.int16)
+    with pytest.raises(MaskError, match="an image, not a mask") as info:
+        mask_from_array(ct_like, name="mask 'ct.nii.gz'")
+    assert "swapped" in str(info.value) and len(str(info.value)) < 200
+    few = np.zeros((5, 5, 5), np.int16)
+    few[0, 0, :] = (-1000, -30, 40, 60, 1000)  # a few HU values
+    few[1, 0, :] = (-500, -100, 20, 30, 700)
+    with pytest.raises(MaskError, match="an image, not a mask"):
+        mask_from_array(few)
+
+
+def test_a_label_map_with_many_labels_is_listed_briefly():
+    labels = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
+    with pytest.raises(MaskError, match=r"1, 2, .*\.\.\. 59 \(59 labels\)"):
+        mask_from_array(labels)
