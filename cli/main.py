@@ -461,7 +461,8 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
     nearest = s["nearest_vertex_min_mm"]
     spacing = (f"spacing {p.min_spacing_mm:g} mm" if nearest is None or p.count is None
                else f"spread to {nearest:g} mm apart")
-    print(f"{s['n_vertices']} vertices ({p.pattern}, D {p.diameter_mm:g} mm, "
+    print(f"{s['n_vertices']} {'vertex' if s['n_vertices'] == 1 else 'vertices'} "
+          f"({p.pattern}, D {p.diameter_mm:g} mm, "
           f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
           f"{time.perf_counter() - t0:.2f} s")

@@ -31,6 +31,10 @@ MODES: tuple[str, ...] = get_args(Mode)
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
+#: Longest length a parameter may have: beyond any patient (and far from integer overflow in
+#: the voxel arithmetic), so a larger value is a unit or typing mistake.
+MAX_LENGTH_MM = 5000.0
+
 @dataclass(frozen=True)
 class PlanParameters:
     """Every setting of a plan, units in the names.
@@ -117,6 +121,13 @@ class PlanParameters:
         for oar, value in self.oar_clearance_mm.items():
             if not _finite(value) or value < 0:
                 raise ParameterError(f"clearance for OAR '{oar}' must be >= 0 mm, got {value}")
+        lengths = {"diameter_mm": self.diameter_mm, "min_spacing_mm": self.min_spacing_mm,
+                   "gtv_margin_mm": self.gtv_margin_mm,
+                   **{f"clearance for OAR '{k}'": v for k, v in self.oar_clearance_mm.items()}}
+        for name, value in lengths.items():
+            if value > MAX_LENGTH_MM:
+                raise ParameterError(f"{name} of {value:g} mm is longer than any patient (the "
+                                     f"limit is {MAX_LENGTH_MM:g} mm); check the units (mm)")
         if self.min_spacing_mm < self.diameter_mm:
             raise ParameterError(
                 f"min_spacing_mm ({self.min_spacing_mm:g}) is smaller than diameter_mm "

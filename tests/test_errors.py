@@ -253,6 +253,8 @@ CATALOGUE = {
                   ["--spacing-mm", "must be a positive number"]),
     "spacing -30": (lambda f, o: plan(f, o, "--spacing-mm", "-30"), 2,
                     ["--spacing-mm", "must be a positive number"]),
+    "spacing 1e9 (not mm)": (lambda f, o: plan(f, o, "--spacing-mm", "1e9"), 2,
+                             ["longer than any patient", "check the units"]),
     "margin -1": (lambda f, o: plan(f, o, "--gtv-margin-mm", "-1"), 2,
                   ["--gtv-margin-mm", "must be >= 0"]),
     "clearance -3": (lambda f, o: plan(f, o, "--oar", f"{f['oar']}:-3"), 2,
