@@ -111,7 +111,7 @@ def _fmt(value: Any) -> str:
             return "(" + ", ".join(_fmt(v) for v in value) + ")"
         return "; ".join(_fmt(v) for v in value)
     if isinstance(value, dict):
-        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) or "-"
     return "-" if value is None else str(value)
 
 
@@ -172,7 +172,8 @@ def _inputs(inputs: Mapping[str, Any]) -> str:
                 continue
             where = item.get("path") or item.get("dicom_folder") or item.get("folder") or ""
             extra = ", ".join(f"{k}: {v}" for k, v in item.items()
-                              if k not in ("path", "dicom_folder", "folder", "sha256"))
+                              if k not in ("path", "dicom_folder", "folder", "sha256")
+                              and v is not None)
             rows.append(f"<tr><th>{_e(key)}</th><td><code>{_e(where)}</code>"
                         f"{'<br>' + _e(extra) if extra else ''}</td>"
                         f"<td><code>{_e(item.get('sha256', '-'))}</code></td></tr>")
