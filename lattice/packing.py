@@ -566,6 +566,10 @@ class _SlackInterpolator:
 
     def __init__(self, field: RuleField) -> None:
         s = field.slack_vox.astype(np.float64)
+        # Interpolation needs two voxels per axis. The box is one voxel thick only along an
+        # array axis of length 1 (a single-slice image): repeat that layer, so the slack is
+        # constant across it (its base index would otherwise be -1 and read other voxels).
+        s = np.pad(s, [(0, max(2 - n, 0)) for n in s.shape], mode="edge")
         # OAR distances beyond their reach may be inf; any large finite value works there.
         self.flat = np.where(np.isfinite(s), s, 1e3).ravel()
         self.shape = np.array(s.shape)

@@ -194,8 +194,26 @@ class RuleField:
     def oar_distance_mm(self, ras_mm: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
         """Exact distance (mm) from each point to the nearest voxel centre of each OAR."""
         pts = np.atleast_2d(ras_mm)
-        return {name: np.asarray(t.query(pts)[0], dtype=np.float64)
-                for name, t in self._oar_trees.items()}
+        return {o.name: self._in_organ(o, pts, self._oar_trees[o.name].query(pts)[0])
+                for o in self.oars}
+
+    def _in_organ(self, oar: Oar, pts: NDArray[np.float64],
+                  surface_d: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Exact OAR distances from the distances ``surface_d`` to its surface tree.
+
+        The surface tree is exact for points whose nearest voxel is outside the organ. For a
+        point whose nearest voxel is an organ voxel, that voxel's centre is the nearest organ
+        voxel centre: the distance is the distance to it (at most half a voxel diagonal).
+        """
+        near = np.rint(pts @ self._affine_inv[:3, :3].T + self._affine_inv[:3, 3]).astype(
+            np.int64)
+        ok = np.all((near >= 0) & (near < np.array(self.gtv.shape)), axis=1)
+        inside = np.zeros(len(pts), dtype=bool)
+        inside[ok] = np.asarray(oar.mask.array[tuple(near[ok].T)], dtype=bool)
+        d = np.asarray(surface_d, dtype=np.float64).copy()
+        if inside.any():
+            d[inside] = np.linalg.norm(self.gtv.ijk_to_ras(near[inside]) - pts[inside], axis=1)
+        return d
 
     def exact_slack(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
         """Exact slack (mm) of world points (see module docstring)."""
@@ -294,11 +312,12 @@ class RuleField:
             lim = self.max_depth_mm * (1 + 1e-9) + 1e-9
             d, _ = self._gtv_outside_tree.query(pts, distance_upper_bound=lim)
             ok = (d >= need) & (d <= self.max_depth_mm)
-        for name, tree in self._oar_trees.items():
-            lim = self.need_oar_mm[name]
-            d, _ = tree.query(pts[ok], distance_upper_bound=lim * (1 + 1e-9) + 1e-9)
+        for o in self.oars:
+            lim = self.need_oar_mm[o.name]
+            d, _ = self._oar_trees[o.name].query(pts[ok],
+                                                 distance_upper_bound=lim * (1 + 1e-9) + 1e-9)
             sub = ok.copy()
-            sub[ok] = d >= lim
+            sub[ok] = self._in_organ(o, pts[ok], d) >= lim
             ok = sub
         return np.asarray(ok, dtype=bool)
 
