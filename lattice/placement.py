@@ -78,6 +78,12 @@ def _base_frame(gtv: Volume) -> NDArray[np.float64]:
     return np.column_stack([x, np.cross(z, x), z])
 
 
+#: Most lattice points a pose may hold: the search keeps (translations x points x 3) indices
+#: at once, ~40 kB per point with the default 12^3 translations, so ~2 GB at this limit. A
+#: 2000 cc GTV with a 10 mm spacing needs ~30 000.
+MAX_LATTICE_POINTS = 50_000
+
+
 class _Search:
     """Evaluates lattice placements against a :class:`RuleField`."""
 
@@ -96,7 +102,19 @@ class _Search:
         extent_mm = (self.cand_hi - self.cand_lo) * field.gtv.voxel_size_mm
         cell_diam = max(float(np.linalg.norm(c, axis=0).sum())
                         for c in (pattern.cell_mm, pattern.primitive_mm))
-        self.local = pattern.points_in_ball(0.5 * float(np.linalg.norm(extent_mm)) + cell_diam)
+        radius = 0.5 * float(np.linalg.norm(extent_mm)) + cell_diam
+        # Each pose weighs every point for every translation at once: refuse a spacing so
+        # small against the GTV that this would need gigabytes (the count is estimated from
+        # the ball's volume over the primitive cell's, before any point is made).
+        n_points = 4.0 / 3.0 * np.pi * radius**3 / abs(np.linalg.det(pattern.primitive_mm))
+        if n_points > MAX_LATTICE_POINTS:
+            least = pattern.min_spacing_mm * (n_points / MAX_LATTICE_POINTS) ** (1 / 3)
+            raise ParameterError(
+                f"min_spacing_mm {pattern.min_spacing_mm:g} is too small for this GTV (about "
+                f"{2 * radius:.0f} mm across): the search would weigh about {n_points:.3g} "
+                f"lattice points per pose (the limit is {MAX_LATTICE_POINTS}); use a spacing "
+                f"of at least {np.ceil(least * 10) / 10:g} mm")
+        self.local = pattern.points_in_ball(radius)
         self.n_evaluated = 0
         self.n_settled = 0
         #: Best exact count seen so far (branch and bound threshold).
