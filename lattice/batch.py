@@ -1,10 +1,12 @@
 """Batch runs: every case of a manifest x every parameter set, each planned by ``lattice plan``.
 
-A job is one run of the ``lattice plan`` command in its own process, so a case that fails, or
-even crashes its interpreter, cannot take the others down, and each case's memory is returned
-when it ends. Jobs run in parallel on this machine (``workers``) or on an existing Dask
-distributed cluster (``scheduler``; the paths must then be readable and the output folder
-writable by the cluster's workers).
+A job is one run of the ``lattice plan`` command (:func:`lattice_cli.main.main`), so a
+batch writes exactly what the command writes. Jobs run in parallel worker processes on this
+machine (``workers``; each worker imports everything once and runs one plan after another; a
+failing case is recorded and the others go on, and a case that crashes its worker is run again
+alone in a process of its own so that only it fails), or on an existing Dask distributed
+cluster (``scheduler``; each job in a new process there; the paths must then be readable and
+the output folder writable by the cluster's workers).
 
 Output folder::
 
@@ -25,10 +27,14 @@ again with the same parameters; failed jobs are run again.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib
+import io
 import itertools
 import json
 import math
+import multiprocessing as mp
 import os
 import re
 import subprocess
@@ -36,12 +42,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
+from .export.picture import FORK_ENV
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
 #: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
@@ -353,32 +361,32 @@ def _read_row(path: Path) -> dict | None:
         return None  # a damaged row: the job runs again
 
 
-def run_job(job: Job, *, force: bool = False,
-            started: Callable[[subprocess.Popen], None] | None = None) -> dict[str, Any]:
-    """Run one job (``python -m lattice_cli plan ...`` in a new process) and return its row;
+def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
+    """Run one job as a new ``python -m lattice_cli plan ...`` process and return its row;
     the row is also written to ``job.row_path``. Never raises for a failing case: the failure
-    is the row's ``status``, ``exit_code`` and ``error``.
+    is the row's ``status``, ``exit_code`` and ``error``. (Dask workers run jobs this way,
+    and so does a local batch for a job that crashed a worker process.)
 
     ``force`` replaces the job's plan folder; it is also replaced, without ``force``, when
-    the batch wrote it but no row records it (the batch was stopped between the two).
-    ``started`` receives the process (so that an interrupted batch can stop it)."""
-    argv = list(job.argv)
-    if force or (job.out_dir.is_dir() and _read_row(job.row_path) is None):
-        argv.append("--force")
+    the batch wrote it but no row records it (the batch was stopped between the two)."""
+    argv = _plan_argv(job, force)
     t0 = time.perf_counter()
     try:
-        process = subprocess.Popen([sys.executable, "-m", "lattice_cli", "plan", *argv],
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        done = subprocess.run([sys.executable, "-m", "lattice_cli", "plan", *argv],
+                              capture_output=True, text=True, check=False)
+        code, stderr = done.returncode, done.stderr
     except OSError as exc:
         code, stderr = -1, f"lattice: error: cannot start the plan command ({exc})"
-    else:
-        if started is not None:
-            started(process)
-        stderr = process.communicate()[1]
-        code = process.returncode
     row = _row(job, code, stderr, time.perf_counter() - t0)
     _write_row(row, job.row_path)
     return row
+
+
+def _plan_argv(job: Job, force: bool) -> list[str]:
+    argv = list(job.argv)
+    if force or (job.out_dir.is_dir() and _read_row(job.row_path) is None):
+        argv.append("--force")
+    return argv
 
 
 def _row(job: Job, code: int, stderr: str, seconds: float) -> dict[str, Any]:
@@ -505,20 +513,67 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
     if scheduler is not None:
         yield from _run_dask(jobs, scheduler, force=force)
         return
-    # Threads suffice: each job is a process of its own, the threads only wait for them.
-    running: set[subprocess.Popen] = set()
-    pool = ThreadPoolExecutor(max_workers=workers)
+    # Plans run in worker processes that have imported everything once (a fresh interpreter
+    # per plan spends ~1 s importing). A plan draws its pictures in a forked process of its
+    # own only when there are more cores than workers.
+    fork = (os.cpu_count() or 1) > workers
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_warm_up, initargs=(fork,))
+    crashed: list[Job] = []
+    processes: dict = {}
     try:
-        futures = {pool.submit(run_job, job, force=force, started=running.add): job
-                   for job in jobs}
+        futures = {pool.submit(_run_in_worker, job, force): job for job in jobs}
+        # Kept now: a broken pool forgets its processes, and one may still be running a plan.
+        processes = dict(getattr(pool, "_processes", None) or {})
         for future in as_completed(futures):
-            yield _result(future, futures[future])
+            job = futures[future]
+            try:
+                yield future.result()
+            except BrokenProcessPool:
+                crashed.append(job)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in running:  # interrupted: stop the running plans (they clean up)
-            if process.poll() is None:
+        for process in processes.values():
+            if process.is_alive():  # interrupted or broken: stop the plans (they clean up)
                 process.terminate()
+        for process in processes.values():
+            process.join()
         pool.shutdown(wait=True)
+    # A plan that crashed its worker took the pool down with it: the jobs that had not
+    # finished run again, each alone in a process of its own, so only the culprit fails.
+    rerun, finished = pending_jobs(crashed)
+    yield from finished
+    with ThreadPoolExecutor(max_workers=workers) as threads:
+        yield from threads.map(lambda j: run_job(j, force=force), rerun)
+
+
+def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker processes
+    """Import what a plan needs, once per worker process."""
+    os.environ[FORK_ENV] = "1" if fork else "0"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    for module in ("lattice_cli.main", "lattice.placement", "lattice.render",
+                   "lattice.export.rtstruct", "lattice.export.meshes",
+                   "lattice.export.dicom_series", "lattice.measure", "matplotlib.pyplot"):
+        importlib.import_module(module)
+
+
+def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
+    """Run ``lattice plan`` for ``job`` in this (worker) process; its row."""
+    from lattice_cli.main import main
+
+    argv = _plan_argv(job, force)
+    err = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(["plan", *argv])
+        except SystemExit as exc:  # a usage error (argparse)
+            code = exc.code if isinstance(exc.code, int) else 2
+    row = _row(job, code, err.getvalue(), time.perf_counter() - t0)
+    _write_row(row, job.row_path)
+    return row
 
 
 def _run_dask(jobs: Sequence[Job], scheduler: str, *, force: bool) -> Iterable[dict]:

@@ -11,6 +11,7 @@ import argparse
 import csv
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,31 @@ def test_manifest_errors_exit_with_their_code(tmp_path, capsys):
     gz.write_bytes(gzip.compress(b"case,ct,gtv\n"))
     assert main(["batch", str(gz), "--out", str(tmp_path / "o")]) == 3
     assert not (tmp_path / "o").exists()
+
+
+def test_a_case_that_crashes_its_worker_fails_alone(tmp_path, monkeypatch):
+    """A plan that kills its worker process (as a segfault would) is recorded as failed; the
+    jobs that shared the worker run again and succeed."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "import lattice.io\n"
+        "_load = lattice.io.load_mask\n"
+        "def load_mask(path, *a, **k):\n"
+        "    if 'CRASH' in str(path):\n"
+        "        os._exit(139)  # dies without a word, like a segmentation fault\n"
+        "    return _load(path, *a, **k)\n"
+        "lattice.io.load_mask = load_mask\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
+        str(hook), os.environ.get("PYTHONPATH")])))
+    crash = tmp_path / "CRASH_gtv.nii.gz"
+    crash.write_bytes((PHANTOM / "gtv.nii.gz").read_bytes())
+    rows = [{"case": f"P{i}", "ct": str(PHANTOM / "ct.nii.gz"),
+             "gtv": str(crash if i == 2 else PHANTOM / "gtv.nii.gz")} for i in range(1, 5)]
+    jobs = make_jobs(read_manifest(_manifest(tmp_path / "m.csv", rows)), tmp_path / "out",
+                     defaults={"no_picture": True, "no_dicom": True, "mesh_format": "none"})
+    result = sweep(jobs, workers=2)
+    assert [(r["case"], r["status"]) for r in result] == [
+        ("P1", "ok"), ("P2", "failed"), ("P3", "ok"), ("P4", "ok")]
+    assert result[1]["exit_code"] == 139

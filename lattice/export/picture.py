@@ -38,6 +38,11 @@ THREE_D_NAME = "overview3d.png"
 MONTAGE_NAME = "vertices.png"
 
 
+#: Set to "0" to draw in the planning process itself (no fork): ``lattice batch`` does so
+#: when every core already runs a plan of its own.
+FORK_ENV = "LATTICE_PICTURE_PROCESS"
+
+
 class PictureWorker:
     """Draws the overview picture of a plan, possibly in a forked child.
 
@@ -66,7 +71,7 @@ class PictureWorker:
         self._sender: threading.Thread | None = None
         #: Measurements of the GTV after :meth:`wait`, when asked for.
         self.lesion: LesionMeasurements | None = None
-        if hasattr(os, "fork"):
+        if hasattr(os, "fork") and os.environ.get(FORK_ENV, "1") != "0":
             parent_end, child_end = Pipe()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which leaves via os._exit
