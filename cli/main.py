@@ -1,8 +1,10 @@
 """``lattice`` command line. Parses arguments, calls the library, prints, returns an exit code.
 
-Exit codes: 0 success (also an empty plan, with a warning); 1 internal error; 2 bad
-parameters or usage; 3 unreadable input file; 4 unusable mask; 5 grids differ; 6 output exists
-(use --force); 7 output cannot be written; 130 interrupted.
+Exit codes (README "Exit codes" has the catalogue): 0 success (an empty plan only with
+--allow-empty); 1 internal error; 2 bad parameters or usage (also: no vertex fits); 3 unreadable
+input file; 4 unusable mask; 5 grids differ; 6 output exists (use --force); 7 output cannot be
+written; 8 lattice verify found a violation; 9 lattice batch finished with failed jobs; 130
+interrupted (Ctrl-C, SIGTERM); 141 stdout closed (a pipe).
 """
 
 from __future__ import annotations
@@ -559,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         message = _one_line(exc)
-        if isinstance(exc, ParameterError):
+        if isinstance(exc, ParameterError) and args.command == "plan":
             message = _option_names(message)
         print(f"lattice: error: {message}", file=sys.stderr)
         return exc.exit_code
@@ -568,7 +570,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # as a shell reports a command stopped by SIGPIPE
     except KeyboardInterrupt:
-        print("lattice: interrupted; no output was written", file=sys.stderr)
+        done = ("finished plans and summary.csv are kept; run the same command again to go "
+                "on" if args.command == "batch" else "no output was written")
+        print(f"lattice: interrupted; {done}", file=sys.stderr)
         return 130
     except MemoryError:
         print("lattice: error: out of memory; crop the CT around the GTV", file=sys.stderr)

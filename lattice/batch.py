@@ -159,6 +159,14 @@ def read_manifest(path: str | Path) -> list[Case]:
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise InputFileError(f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
                              "file with the columns case, ct, gtv") from None
+    unnamed = [i + 1 for i, c in enumerate(columns) if not c]
+    if unnamed:
+        raise ParameterError(f"manifest '{path}': column {unnamed[0]} of the first line has no "
+                             "name (a trailing comma?); name every column or remove it")
+    twice = sorted({c for c in columns if columns.count(c) > 1})
+    if twice:
+        raise ParameterError(f"manifest '{path}': column {', '.join(twice)} appears twice; "
+                             "keep one")
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     if missing:
         raise InputFileError(f"manifest '{path}' has no column {', '.join(missing)} (columns: "
@@ -167,12 +175,19 @@ def read_manifest(path: str | Path) -> list[Case]:
     extra = [c for c in columns if c not in (*MANIFEST_COLUMNS, OAR_COLUMN)]
     for c in extra:
         _check_parameter(c, f"manifest '{path}' column")
-    base = path.parent
+    base = Path(os.path.abspath(path)).parent  # absolute, '..' folded: resumable from anywhere
     cases: list[Case] = []
-    for line, row in enumerate(rows, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for line, raw in enumerate(rows, start=2):
+        if None in raw:  # csv.DictReader keeps the surplus fields of a row under None
+            raise ParameterError(f"manifest '{path}' line {line} has more fields than the "
+                                 "first line names (a comma in a path? put the field in double "
+                                 "quotes)")
+        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         name = row["case"]
         where = f"manifest '{path}' line {line}"
+        if name in (RUNS_FOLDER, SUMMARY_NAME):
+            raise ParameterError(f"{where}: the case name {name!r} is taken by the batch's own "
+                                 "output; rename the case")
         if not _CASE_NAME.match(name):
             raise ParameterError(f"{where}: case name {name!r} must start with a letter or "
                                  "digit and hold only letters, digits, '.', '_' and '-' (it "
@@ -183,9 +198,10 @@ def read_manifest(path: str | Path) -> list[Case]:
         oars = tuple(_resolve_oar(entry.strip(), base)
                      for entry in row.get(OAR_COLUMN, "").split(";") if entry.strip())
         parameters = {c: row[c] for c in extra if row[c] != ""}
-        cases.append(Case(name, base / row["ct"], base / row["gtv"], oars, parameters))
-    names = [c.name for c in cases]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+        cases.append(Case(name, Path(os.path.abspath(base / row["ct"])),
+                          Path(os.path.abspath(base / row["gtv"])), oars, parameters))
+    names = [c.name.casefold() for c in cases]  # Pt1 and pt1 share a folder on macOS
+    repeated = sorted({c.name for c in cases if names.count(c.name.casefold()) > 1})
     if repeated:
         raise ParameterError(f"manifest '{path}': case names repeat ({', '.join(repeated)}); "
                              "every case needs its own name")
@@ -298,7 +314,7 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
     ParameterError
         A parameter is both a manifest column and a grid axis, or is unknown.
     """
-    out = Path(out_dir)
+    out = Path(os.path.abspath(out_dir))
     base = {}
     for name, value in (defaults or {}).items():
         _check_parameter(name, "default")
@@ -320,6 +336,15 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
             jobs.append(Job(case.name, parameters,
                             tuple(_argv(case, parameters, folder)), folder,
                             out / RUNS_FOLDER / f"{name}.json"))
+    seen: dict[str, Job] = {}
+    for job in jobs:
+        key = str(job.out_dir).casefold()
+        if key in seen:
+            raise ParameterError(
+                f"case {job.case}: parameter sets {dict(seen[key].parameters)} and "
+                f"{dict(job.parameters)} would share the folder '{job.out_dir}'; use grid "
+                "values that differ in letters or digits")
+        seen[key] = job
     return jobs
 
 
@@ -369,7 +394,7 @@ def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
 
     ``force`` replaces the job's plan folder; it is also replaced, without ``force``, when
     the batch wrote it but no row records it (the batch was stopped between the two)."""
-    argv = _plan_argv(job, force)
+    argv, foreign = _start(job, force)
     t0 = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-m", "lattice_cli", "plan", *argv],
@@ -377,19 +402,35 @@ def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
         code, stderr = done.returncode, done.stderr
     except OSError as exc:
         code, stderr = -1, f"lattice: error: cannot start the plan command ({exc})"
-    row = _row(job, code, stderr, time.perf_counter() - t0)
+    row = _row(job, code, stderr, time.perf_counter() - t0, foreign)
     _write_row(row, job.row_path)
     return row
 
 
-def _plan_argv(job: Job, force: bool) -> list[str]:
+def _start(job: Job, force: bool) -> tuple[list[str], bool]:
+    """The job's ``lattice plan`` arguments, and whether its folder is foreign; records the
+    job as running.
+
+    ``--force`` is added when asked, or when the folder is this batch's own: a row of this
+    job from an earlier attempt exists that did not find the folder there already (the batch
+    was stopped after the plan was written, or while a forced replacement ran). A folder
+    that was there before the batch ever ran the job is foreign and never replaced without
+    ``force`` (the plan then fails: output exists).
+    """
+    row = _read_row(job.row_path)
+    ours = row is not None and row.get("argv") == list(job.argv) and not row.get("foreign")
+    exists = job.out_dir.exists()
     argv = list(job.argv)
-    if force or (job.out_dir.is_dir() and _read_row(job.row_path) is None):
+    if force or (ours and exists):
         argv.append("--force")
-    return argv
+    foreign = exists and not force and not ours
+    _write_row({"case": job.case, "status": "running", "argv": list(job.argv),
+                "plan_dir": str(job.out_dir), "foreign": foreign}, job.row_path)
+    return argv, foreign
 
 
-def _row(job: Job, code: int, stderr: str, seconds: float) -> dict[str, Any]:
+def _row(job: Job, code: int, stderr: str, seconds: float, foreign: bool = False
+         ) -> dict[str, Any]:
     row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in
                                                  job.parameters.items()}}
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
@@ -421,6 +462,7 @@ def _row(job: Job, code: int, stderr: str, seconds: float) -> dict[str, Any]:
     row["seconds"] = round(seconds, 2)
     row["plan_dir"] = str(job.out_dir)
     row["argv"] = list(job.argv)
+    row["foreign"] = foreign
     return row
 
 
@@ -521,6 +563,7 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
                                initializer=_warm_up, initargs=(fork,))
     crashed: list[Job] = []
     processes: dict = {}
+    started = time.time()
     try:
         futures = {pool.submit(_run_in_worker, job, force): job for job in jobs}
         # Kept now: a broken pool forgets its processes, and one may still be running a plan.
@@ -541,8 +584,15 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
         pool.shutdown(wait=True)
     # A plan that crashed its worker took the pool down with it: the jobs that had not
     # finished run again, each alone in a process of its own, so only the culprit fails.
-    rerun, finished = pending_jobs(crashed)
-    yield from finished
+    rerun = []
+    for job in crashed:
+        row = _read_row(job.row_path)
+        if (row is not None and row.get("status") == "ok" and row.get("argv") == list(job.argv)
+                and job.row_path.stat().st_mtime >= started and
+                (job.out_dir / "plan.json").is_file()):
+            yield row  # it had finished before the crash
+        else:
+            rerun.append(job)
     with ThreadPoolExecutor(max_workers=workers) as threads:
         yield from threads.map(lambda j: run_job(j, force=force), rerun)
 
@@ -563,7 +613,7 @@ def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
     """Run ``lattice plan`` for ``job`` in this (worker) process; its row."""
     from lattice_cli.main import main
 
-    argv = _plan_argv(job, force)
+    argv, foreign = _start(job, force)
     err = io.StringIO()
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -571,7 +621,7 @@ def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
             code = main(["plan", *argv])
         except SystemExit as exc:  # a usage error (argparse)
             code = exc.code if isinstance(exc.code, int) else 2
-    row = _row(job, code, err.getvalue(), time.perf_counter() - t0)
+    row = _row(job, code, err.getvalue(), time.perf_counter() - t0, foreign)
     _write_row(row, job.row_path)
     return row
 
@@ -609,11 +659,12 @@ def _result(future: Any, job: Job) -> dict[str, Any]:
 
 
 def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write rows as a CSV (columns in first-seen order; ``argv`` left out), atomically."""
+    """Write rows as a CSV (columns in first-seen order; ``argv`` and ``foreign`` left
+    out), atomically."""
     path = Path(path)
     columns: list[str] = []
     for row in rows:
-        columns += [k for k in row if k not in columns and k != "argv"]
+        columns += [k for k in row if k not in columns and k not in ("argv", "foreign")]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

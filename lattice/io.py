@@ -160,6 +160,12 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
                     f"label {label} is not in {name}; labels present: {_labels_text(labels)}")
             out = data == label
         elif not whole:  # probability or resampled mask
+            low, high = float(nonzero.min()), float(nonzero.max())
+            if low < 0 or high > 1:
+                raise MaskError(
+                    f"{name} holds fractional values from {low:g} to {high:g}: an image, not "
+                    "a mask (a probability mask lies in 0..1); check that it is the mask file "
+                    "(CT and mask swapped?)")
             out = data > FLOAT_MASK_THRESHOLD
         elif len(labels) > MAX_LABELS or (len(labels) > MAX_LABELS_SIGNED and labels[0] < 0):
             raise MaskError(

@@ -108,12 +108,19 @@ class _Search:
         # the ball's volume over the primitive cell's, before any point is made).
         n_points = 4.0 / 3.0 * np.pi * radius**3 / abs(np.linalg.det(pattern.primitive_mm))
         if n_points > MAX_LATTICE_POINTS:
-            least = pattern.min_spacing_mm * (n_points / MAX_LATTICE_POINTS) ** (1 / 3)
+            # The ball's radius grows with the spacing too (the cell term): n(s) falls to the
+            # limit where (half_diag + k s) / s = q, with k = cell_diam / s and q the radius
+            # per unit spacing the limit allows.
+            s0 = pattern.min_spacing_mm
+            half_diag, k = 0.5 * float(np.linalg.norm(extent_mm)), cell_diam / s0
+            cell_per_s3 = abs(np.linalg.det(pattern.primitive_mm)) / s0**3
+            q = (MAX_LATTICE_POINTS * cell_per_s3 * 3 / (4 * np.pi)) ** (1 / 3)
+            least = half_diag / (q - k) if q > k else 10 * s0
             raise ParameterError(
                 f"min_spacing_mm {pattern.min_spacing_mm:g} is too small for this GTV (about "
                 f"{2 * radius:.0f} mm across): the search would weigh about {n_points:.3g} "
                 f"lattice points per pose (the limit is {MAX_LATTICE_POINTS}); use a spacing "
-                f"of at least {np.ceil(least * 10) / 10:g} mm")
+                f"of at least {np.ceil(least * 10 + 1e-6) / 10:g} mm")
         self.local = pattern.points_in_ball(radius)
         self.n_evaluated = 0
         self.n_settled = 0

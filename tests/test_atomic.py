@@ -123,13 +123,31 @@ def test_force_replaces_a_plan_folder_by_swapping_it_whole(tmp_path):
 
 def test_only_dead_runs_temporary_folders_are_removed(tmp_path):
     out = tmp_path / "plan"
-    mine = tmp_path / f"{stage_prefix(out, 'partial')}abc"
+    mine = tmp_path / f"{stage_prefix(out, 'partial')}abcd1234"
     mine.mkdir()
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
-    theirs = tmp_path / f".plan.partial-{dead.stdout.strip()}-xyz"
+    theirs = tmp_path / f".plan.partial-{dead.stdout.strip()}-xyz_0123"
     theirs.mkdir()
-    other = tmp_path / ".planx.partial-1-abc"
-    other.mkdir()
+    kept = [tmp_path / ".planx.partial-1-abcd1234",  # another output's
+            tmp_path / ".plan.backup-2024-01",  # the user's own folders
+            tmp_path / f".plan.partial-{dead.stdout.strip()}-notmine!",
+            tmp_path / ".plan.old-99999999999999999999-abcd1234"]
+    for folder in kept:
+        folder.mkdir()
     assert remove_stale_stages(out) == [theirs]
-    assert mine.exists() and other.exists() and not theirs.exists()
+    assert mine.exists() and not theirs.exists()
+    assert all(folder.exists() for folder in kept)
+
+
+def test_a_symlinked_output_folder_is_written_through_the_link(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    argv = ["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv", str(SAMPLE / "gtv.nii.gz"),
+            "--out", str(link), "--no-dicom", "--mesh-format", "none", "--no-picture"]
+    assert main(argv) == 0
+    assert main([*argv, "--force"]) == 0
+    assert link.is_symlink() and (real / "plan.json").is_file()
+    assert _hidden(link) == []

@@ -280,3 +280,55 @@ def test_a_case_that_crashes_its_worker_fails_alone(tmp_path, monkeypatch):
     assert [(r["case"], r["status"]) for r in result] == [
         ("P1", "ok"), ("P2", "failed"), ("P3", "ok"), ("P4", "ok")]
     assert result[1]["exit_code"] == 139
+
+
+def test_a_plan_folder_the_batch_did_not_write_is_not_replaced(cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    mine = out / "P1"
+    assert main(["plan", "--ct", str(PHANTOM / "ct.nii.gz"), "--gtv",
+                 str(PHANTOM / "gtv.nii.gz"), "--out", str(mine), "--spacing-mm", "40",
+                 *FAST]) == 0
+    before = (mine / "plan.json").read_bytes()
+    argv = ["batch", str(cohort), "--out", str(out), "--workers", "1", *FAST]
+    for _ in range(2):  # and not on a rerun either
+        assert main(argv) == 9
+        rows = {r["case"]: r for r in _summary(out / "summary.csv")}
+        assert rows["P1"]["exit_code"] == "6" and "--force" in rows["P1"]["error"]
+        assert (mine / "plan.json").read_bytes() == before
+    assert main([*argv, "--force"]) == 9  # BROKEN still fails; P1 is replaced when asked
+    assert json.loads((mine / "plan.json").read_text())["parameters"]["min_spacing_mm"] == 30
+    capsys.readouterr()
+
+
+def test_resume_works_from_another_folder_with_relative_paths(tmp_path, monkeypatch, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("ct.nii.gz", "gtv.nii.gz"):
+        (data / name).write_bytes((PHANTOM / name).read_bytes())
+    _manifest(data / "m.csv", [{"case": "A", "ct": "ct.nii.gz", "gtv": "gtv.nii.gz"}])
+    monkeypatch.chdir(tmp_path)
+    assert main(["batch", "data/m.csv", "--out", "out", "--workers", "1", *FAST]) == 0
+    monkeypatch.chdir(data)
+    assert main(["batch", "m.csv", "--out", "../out", "--workers", "1", *FAST]) == 0
+    assert "1 done before, skipped" in capsys.readouterr().out
+
+
+def test_grid_values_that_would_share_a_folder_are_refused(tmp_path):
+    path = _manifest(tmp_path / "m.csv", [{"case": "A", "ct": "c", "gtv": "g"}])
+    with pytest.raises(ParameterError, match="share the folder"):
+        make_jobs(read_manifest(path), tmp_path / "o",
+                  grid=expand_grid({"size_rule": ["short_axis_mm>30", "short_axis_mm<30"]}))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("case,ct,gtv\nA,c,g,extra\n", "more fields than the first line"),
+    ("case,ct,gtv,\nA,c,g,\n", "has no name"),
+    ("case,ct,gtv,ct\nA,c,g,d\n", "appears twice"),
+    ("case,ct,gtv\nruns,c,g\n", "taken by the batch"),
+    ("case,ct,gtv\nPt1,c,g\npt1,c,g\n", "repeat"),
+])
+def test_malformed_manifest_lines_are_named(tmp_path, text, fragment):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    with pytest.raises(ParameterError, match=fragment):
+        read_manifest(path)

@@ -313,6 +313,11 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+#: Kinds of temporary folder beside a plan folder: the plan being written, the derived CT,
+#: a replaced plan on its way out.
+STAGE_KINDS = ("partial", "ct", "old")
+
+
 def stage_prefix(out: Path, kind: str) -> str:
     """Name prefix of a temporary folder beside ``out``: hidden, naming this process so a
     later run can tell a dead run's leftovers from a running one's."""
@@ -333,7 +338,9 @@ def remove_stale_stages(out: Path) -> list[Path]:
     """Remove the temporary folders beside ``out`` (:func:`stage_prefix`) of processes that
     no longer run (a run killed with SIGKILL cannot clean up after itself)."""
     parent = out.absolute().parent
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.[a-z]+-(\d+)-")
+    # Exactly what stage_prefix + mkdtemp make (8 random characters): never a user's folder.
+    kinds = "|".join(STAGE_KINDS)
+    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:{kinds})-(\d{{1,10}})-[a-z0-9_]{{8}}$")
     removed = []
     with contextlib.suppress(OSError):
         for entry in parent.iterdir():
@@ -345,11 +352,14 @@ def remove_stale_stages(out: Path) -> list[Path]:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (True when unsure: its folder is then kept)."""
+    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's live process
+    except (OSError, OverflowError, ValueError):  # another user's process, or no such pid
         return True
     return True
 
@@ -357,7 +367,8 @@ def _alive(pid: int) -> bool:
 def _move_into_place(stage: Path, out: Path, names: Sequence[str],
                      owned: Sequence[str]) -> dict[str, Path]:
     beside = stage.parent == out.absolute().parent
-    if beside and (not out.exists() or set(os.listdir(out)) <= set(owned)):
+    swap = not out.is_symlink() and (not out.exists() or set(os.listdir(out)) <= set(owned))
+    if beside and swap:
         if out.exists():  # a previous output, replaced (force): swap the folders
             old = make_stage(out, "old", stage.parent)
             os.replace(out, old)  # the empty placeholder is replaced by the old output
