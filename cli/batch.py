@@ -22,12 +22,14 @@ def register(subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentPa
     p = subparsers.add_parser(
         "batch", help="plan every case of a manifest (x a parameter grid), in parallel",
         description="Plan every case of MANIFEST.csv (columns case, ct, gtv, optional oars "
-        "'PATH:MM;PATH:MM' and parameter columns named like the plan options, e.g. "
+        "'[NAME=]PATH:MM;...' and parameter columns named like the plan options, e.g. "
         "diameter_mm) for every parameter set of --grid. The plan options below are the "
-        "defaults of every case. Each plan runs as its own `lattice plan` process; a failing "
-        "case is recorded and the others go on; running the command again skips finished "
-        "plans. Writes OUT/<case>[/<parameter set>]/ and OUT/summary.csv.")
-    p.add_argument("manifest", type=Path, metavar="MANIFEST.csv")
+        "defaults of every case. Each job is a `lattice plan` run in a worker process; a "
+        "failing case is recorded and the others go on; running the command again skips "
+        "finished plans. Writes OUT/<case>[/<parameter set>]/ and OUT/summary.csv.")
+    p.add_argument("manifest", type=Path, metavar="MANIFEST.csv",
+                   help="CSV with the columns case, ct, gtv[, oars][, plan parameters]; "
+                   "relative paths are taken from its folder")
     p.add_argument("--out", type=Path, required=True, help="output folder of the batch")
     p.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
                    help="parameter sweep, e.g. --grid spacing_mm=20,25,30 diameter_mm=10,15 "

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from lattice import __version__
-from lattice.errors import LatticeError, ParameterError
+from lattice.errors import LatticeError, OutputWriteError, ParameterError
 from lattice.export import MESH_FORMATS
 from lattice.export.rtstruct import VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
@@ -271,7 +271,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
         derived = early = None
         if derived_ct:
             derived = _derived_series(args)
-            folder = make_stage(args.out, "ct", _existing_parent(args.out.absolute().parent))
+            parent = args.out.absolute().parent
+            try:  # beside the plan folder, where a later run finds it if this one is killed
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputWriteError(f"cannot create '{parent}' ({exc.strerror}); choose "
+                                       "another --out folder") from exc
+            folder = make_stage(args.out, "ct", parent)
             stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
             derived["folder"] = folder
 
@@ -290,13 +296,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                     daemon=True)
         importer.start()
         return _plan_and_write(args, worker, t0, derived=derived)
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
 
 
 def _derived_series(args: argparse.Namespace) -> dict:
@@ -538,6 +537,7 @@ def _terminate_as_interrupt():
     """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
     stops, its temporary folders are removed, nothing half-written is left."""
     def interrupt(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup run
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():

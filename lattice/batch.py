@@ -37,6 +37,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
+from .export import remove_stale_stages
 from .export.picture import FORK_ENV
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
@@ -71,6 +73,8 @@ _FALSE = {"0", "false", "no", "n", "off", ""}
 _CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RUNS_FOLDER = "runs"
 SUMMARY_NAME = "summary.csv"
+#: Exit code of an interrupted plan (Ctrl-C, SIGTERM).
+INTERRUPTED = 130
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Summary columns taken from plan.json's ``summary``.
@@ -367,9 +371,13 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
             todo.append(job)
             continue
         if row.get("argv") != list(job.argv):
+            before, now = list(row.get("argv") or []), list(job.argv)
+            was = " ".join(t for t in before if t not in now) or "-"
+            becomes = " ".join(t for t in now if t not in before) or "-"
             raise OutputExistsError(
-                f"'{job.row_path}' records job {job.name} with other parameters; pass "
-                "--force to plan it again or choose another --out folder")
+                f"'{job.row_path}' records job {job.name} with other parameters (then: {was}; "
+                f"now: {becomes}); pass --force to plan it again or choose another --out "
+                "folder")
         if row.get("status") == "ok" and (job.out_dir / "plan.json").is_file():
             done.append(row)
         else:
@@ -479,6 +487,15 @@ def _write_row(row: Mapping[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(row, fh, indent=1)
+    _publish(tmp, path)
+
+
+def _publish(tmp: str, path: Path) -> None:
+    """Rename a finished temporary file into place with a normal file's permissions
+    (mkstemp makes it private)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
 
 
@@ -542,8 +559,15 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
             if progress is not None:
                 progress(row, len(rows), total)
     finally:
+        for job in jobs:  # finished in a worker but not reported before an interrupt
+            if str(job.out_dir) not in rows:
+                kept = _read_row(job.row_path)
+                if kept is not None and kept.get("argv") == list(job.argv) and (
+                        kept.get("status") == "failed" or (kept.get("status") == "ok" and (
+                            job.out_dir / "plan.json").is_file())):
+                    rows[str(job.out_dir)] = tidy(kept, False)
         ordered = [rows[str(j.out_dir)] for j in jobs if str(j.out_dir) in rows]
-        if summary is not None:
+        if summary is not None and ordered:
             write_summary(ordered, summary)
     return ordered
 
@@ -582,6 +606,8 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
         for process in processes.values():
             process.join()
         pool.shutdown(wait=True)
+        for job in jobs:  # what a stopped worker could not clean up (its pid is dead now)
+            remove_stale_stages(job.out_dir)
     # A plan that crashed its worker took the pool down with it: the jobs that had not
     # finished run again, each alone in a process of its own, so only the culprit fails.
     rerun = []
@@ -598,7 +624,20 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
 
 
 def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker processes
-    """Import what a plan needs, once per worker process."""
+    """Import what a plan needs, once per worker process; leave interrupting to the batch.
+
+    Ctrl-C in a terminal reaches the whole process group: the workers ignore it, and the
+    batch stops them with SIGTERM (a running plan then cleans up, see ``_run_in_worker``).
+    On Linux a worker also gets SIGTERM when the batch dies (kill -9), instead of running on
+    as an orphan.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
     os.environ[FORK_ENV] = "1" if fork else "0"
     import matplotlib
 
@@ -623,6 +662,8 @@ def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
             code = exc.code if isinstance(exc.code, int) else 2
     row = _row(job, code, err.getvalue(), time.perf_counter() - t0, foreign)
     _write_row(row, job.row_path)
+    if code == INTERRUPTED:  # SIGTERM from the batch: this worker takes no further job
+        os._exit(INTERRUPTED)
     return row
 
 
@@ -673,7 +714,7 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: _cell(row.get(k)) for k in columns})
-        os.replace(tmp, path)
+        _publish(tmp, path)
     except OSError as exc:
         raise OutputWriteError(f"cannot write '{path}' ({exc.strerror}); choose another "
                                "--out folder") from exc

@@ -12,6 +12,10 @@ import csv
 import gzip
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -332,3 +336,38 @@ def test_malformed_manifest_lines_are_named(tmp_path, text, fragment):
     path.write_text(text)
     with pytest.raises(ParameterError, match=fragment):
         read_manifest(path)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
+def test_ctrl_c_stops_the_batch_cleanly_and_a_rerun_goes_on(tmp_path):
+    sample = PHANTOM.parent / "STS_001"
+    path = _manifest(tmp_path / "m.csv", [
+        {"case": f"C{i}", "ct": str(sample / "ct.nii.gz"), "gtv": str(sample / "gtv.nii.gz")}
+        for i in range(1, 4)])
+    out = tmp_path / "out"
+    argv = [sys.executable, "-m", "lattice_cli", "batch", str(path), "--out", str(out),
+            "--grid", "spacing_mm=25,30", "--workers", "2"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any('"ok"' in p.read_text() for p in (out / "runs").glob("*.json")
+                  if p.is_file()):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the whole group
+    err = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, err
+    assert "finished plans and summary.csv are kept" in err
+    with pytest.raises(ProcessLookupError):  # no worker left running
+        for _ in range(100):
+            os.killpg(process.pid, 0)
+            time.sleep(0.1)
+    assert not [p for p in out.rglob(".*") if p.parent.name != "runs"]  # no temporary folders
+    folders = [p for p in out.glob("C*/*") if p.is_dir()]
+    assert folders and all((p / "plan.json").is_file() for p in folders)
+    done = _summary(out / "summary.csv")
+    assert {r["plan_dir"] for r in done if r["status"] == "ok"} == {str(p) for p in folders}
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(folders)} done before, skipped" in rerun.stdout
+    assert len(_summary(out / "summary.csv")) == 6
