@@ -306,6 +306,7 @@ def _derived_series(args: argparse.Namespace) -> dict:
     from lattice.io import load_grid
 
     grid = load_grid(args.ct)
+    grid.check_not_sheared(name=f"CT '{args.ct}'")  # named here, before the series is made
     record = _describe(args.ct)
     digest = record["sha256"]
     # Study and frame of reference follow from the CT file: exports of one CT share them.

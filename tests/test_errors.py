@@ -243,7 +243,7 @@ CATALOGUE = {
                        ["sheared", "orthogonal grid"]),
     "sheared affine, with the derived DICOM CT": (
         lambda f, o: plan(f, o, ct="ct_sheared", gtv="gtv_sheared", fast=False), 5,
-        ["sheared", "orthogonal grid"]),
+        ["ct_sheared.nii.gz", "sheared", "orthogonal grid"]),
     # 2: bad or contradictory parameters
     "diameter 0": (lambda f, o: plan(f, o, "--diameter-mm", "0"), 2,
                    ["--diameter-mm", "must be a positive number"]),
