@@ -113,18 +113,21 @@ def _check_jobs(jobs: list) -> None:
     """Parse every job's arguments as ``lattice plan`` would, so a bad manifest value or grid
     value stops the batch before anything runs."""
     from lattice.errors import ParameterError
-    from lattice_cli.main import build_parser
+    from lattice_cli.main import _resolve, build_parser
 
     parser = build_parser()
     for job in jobs:
         err = io.StringIO()
+        values = ", ".join(f"{k}={v}" for k, v in job.parameters.items()) or "defaults"
         try:
             with contextlib.redirect_stderr(err):
-                parser.parse_args(["plan", *job.argv])
+                parsed = parser.parse_args(["plan", *job.argv])
+            _resolve(parsed)  # OAR clearances: given, or set by the protocol
         except SystemExit:
-            message = " ".join(err.getvalue().split()).removeprefix("lattice plan: error: ")
-            values = ", ".join(f"{k}={v}" for k, v in job.parameters.items()) or "defaults"
+            message = " ".join(err.getvalue().split()).removeprefix("lattice: error: ")
             raise ParameterError(f"case {job.case} ({values}): {message}") from None
+        except ParameterError as exc:
+            raise ParameterError(f"case {job.case} ({values}): {exc}") from None
 
 
 def _job_label(row: dict, grid: list[dict]) -> str:

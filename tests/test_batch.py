@@ -371,3 +371,15 @@ def test_ctrl_c_stops_the_batch_cleanly_and_a_rerun_goes_on(tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(folders)} done before, skipped" in rerun.stdout
     assert len(_summary(out / "summary.csv")) == 6
+
+
+def test_an_oar_without_clearance_stops_the_batch_before_anything_runs(tmp_path, capsys):
+    path = _manifest(tmp_path / "m.csv", [{
+        "case": "A", "ct": str(PHANTOM / "ct.nii.gz"), "gtv": str(PHANTOM / "gtv.nii.gz"),
+        "oars": str(PHANTOM / "cord.nii.gz")}])
+    out = tmp_path / "out"
+    assert main(["batch", str(path), "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has no clearance" in err and "case A" in err
+    assert not out.exists()
+    assert main(["batch", str(path), "--out", str(out), "--protocol", "mayo", *FAST]) == 0
