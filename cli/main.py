@@ -581,8 +581,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI must end with one line, not a traceback
         import errno
 
-        from lattice.errors import OutputWriteError
-
         if args.debug:
             raise
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

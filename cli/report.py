@@ -26,6 +26,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
+    from lattice.export import publish
     from lattice.planfolder import read_plan_document
     from lattice.report import PICTURES, render_report
 
@@ -40,7 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent.absolute())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-        os.replace(tmp, target)
+        publish(tmp, target)
     except OSError as exc:
         raise OutputWriteError(f"cannot write '{target}' ({exc.strerror}); choose another "
                                "--out") from exc

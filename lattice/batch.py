@@ -47,10 +47,10 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
-from .export import remove_stale_stages
+from .export import publish, remove_stale_stages
 from .export.picture import FORK_ENV
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
@@ -378,7 +378,7 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
                 f"'{job.row_path}' records job {job.name} with other parameters (then: {was}; "
                 f"now: {becomes}); pass --force to plan it again or choose another --out "
                 "folder")
-        if row.get("status") == "ok" and (job.out_dir / "plan.json").is_file():
+        if _is_done(row, job):
             done.append(row)
         else:
             todo.append(job)
@@ -386,12 +386,17 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
 
 
 def _read_row(path: Path) -> dict | None:
+    """The row at ``path``; None when there is none, or it is damaged (the job runs again)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError):
-        return None  # a damaged row: the job runs again
+        return None
+
+
+def _is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
+    """Whether ``row`` records ``job`` (these arguments) as planned, its folder complete."""
+    return (row is not None and row.get("argv") == list(job.argv)
+            and row.get("status") == "ok" and (job.out_dir / "plan.json").is_file())
 
 
 def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
@@ -400,8 +405,8 @@ def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
     is the row's ``status``, ``exit_code`` and ``error``. (Dask workers run jobs this way,
     and so does a local batch for a job that crashed a worker process.)
 
-    ``force`` replaces the job's plan folder; it is also replaced, without ``force``, when
-    the batch wrote it but no row records it (the batch was stopped between the two)."""
+    ``force`` replaces the job's plan folder (see :func:`_start` for when the batch replaces
+    a folder of its own without it)."""
     argv, foreign = _start(job, force)
     t0 = time.perf_counter()
     try:
@@ -487,16 +492,7 @@ def _write_row(row: Mapping[str, Any], path: Path) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(row, fh, indent=1)
-    _publish(tmp, path)
-
-
-def _publish(tmp: str, path: Path) -> None:
-    """Rename a finished temporary file into place with a normal file's permissions
-    (mkstemp makes it private)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
@@ -562,9 +558,8 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
         for job in jobs:  # finished in a worker but not reported before an interrupt
             if str(job.out_dir) not in rows:
                 kept = _read_row(job.row_path)
-                if kept is not None and kept.get("argv") == list(job.argv) and (
-                        kept.get("status") == "failed" or (kept.get("status") == "ok" and (
-                            job.out_dir / "plan.json").is_file())):
+                if _is_done(kept, job) or (kept is not None and kept.get("status") == "failed"
+                                           and kept.get("argv") == list(job.argv)):
                     rows[str(job.out_dir)] = tidy(kept, False)
         ordered = [rows[str(j.out_dir)] for j in jobs if str(j.out_dir) in rows]
         if summary is not None and ordered:
@@ -613,9 +608,7 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
     rerun = []
     for job in crashed:
         row = _read_row(job.row_path)
-        if (row is not None and row.get("status") == "ok" and row.get("argv") == list(job.argv)
-                and job.row_path.stat().st_mtime >= started and
-                (job.out_dir / "plan.json").is_file()):
+        if _is_done(row, job) and job.row_path.stat().st_mtime >= started:
             yield row  # it had finished before the crash
         else:
             rerun.append(job)
@@ -714,7 +707,7 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: _cell(row.get(k)) for k in columns})
-        _publish(tmp, path)
+        publish(tmp, path)
     except OSError as exc:
         raise OutputWriteError(f"cannot write '{path}' ({exc.strerror}); choose another "
                                "--out folder") from exc

@@ -328,10 +328,24 @@ def make_stage(out: Path, kind: str, parent: Path) -> Path:
     """A new temporary folder for ``out`` in ``parent`` (:func:`stage_prefix`), with the
     permissions of a folder made normally (mkdtemp makes it private; it becomes output)."""
     stage = Path(tempfile.mkdtemp(prefix=stage_prefix(out, kind), dir=parent))
+    _as_if_made_normally(stage, 0o777)
+    return stage
+
+
+def publish(tmp: str | Path, path: str | Path) -> Path:
+    """Rename a finished temporary file (from ``tempfile.mkstemp`` beside ``path``) into
+    place, atomically, with the permissions of a file made normally (mkstemp makes it
+    private)."""
+    _as_if_made_normally(tmp, 0o666)
+    os.replace(tmp, path)
+    return Path(path)
+
+
+def _as_if_made_normally(path: str | Path, mode: int) -> None:
+    """Give ``path`` the mode ``open``/``mkdir`` would have: ``mode`` less the umask."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(stage, 0o777 & ~umask)
-    return stage
+    os.chmod(path, mode & ~umask)
 
 
 def remove_stale_stages(out: Path) -> list[Path]:
