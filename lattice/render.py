@@ -750,20 +750,60 @@ def _as_centres(centers_ras_mm: ArrayLike) -> NDArray[np.float64]:
     return centers
 
 
-#: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows):
-#: matplotlib sorts and draws every face in Python, so this bounds the picture's time.
-MAX_FACES_3D = 3000
-#: The two viewpoints of the 3-D picture: (title, elevation deg, azimuth deg). matplotlib
-#: puts the camera at the azimuth: 90 deg is on +y (RAS anterior), 180 deg on -x (the
-#: patient's left). Anterior view: the patient's right on the image left, as when facing the
-#: patient; left lateral view: anterior on the image left.
-VIEWS_3D = (("from anterior", 10.0, 90.0), ("from the patient's left", 10.0, 180.0))
+#: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows).
+MAX_FACES_3D = 5000
+
+
+@dataclass(frozen=True)
+class View3D:
+    """One viewpoint of the 3-D picture: an orthographic projection along a world axis.
+
+    Attributes
+    ----------
+    title : str
+    toward_camera : (3,) tuple of float
+        Unit RAS direction from the scene to the camera.
+    h_axis, v_axis : int
+        World axes (0 = x, 1 = y, 2 = z) shown horizontally and vertically; the horizontal
+        coordinate grows towards the image left, the vertical one towards the top.
+    h_letters : tuple of str
+        Orientation letters at the image (left, right) edges.
+    """
+
+    title: str
+    toward_camera: tuple[float, float, float]
+    h_axis: int
+    v_axis: int
+    h_letters: tuple[str, str]
+
+
+#: The two viewpoints. From anterior (camera on +y): the patient's right (+x) on the image
+#: left, as when facing the patient. From the patient's left (camera on -x): anterior (+y) on
+#: the image left. Superior (+z) at the top in both. The projection is along a world axis with
+#: no tilt, so every drawn point sits exactly at its (h, v) coordinates: the tick labels hold
+#: for every object whatever its depth.
+VIEWS_3D = (
+    View3D("from anterior", (0.0, 1.0, 0.0), 0, 2, ("R", "L")),
+    View3D("from the patient's left", (-1.0, 0.0, 0.0), 1, 2, ("A", "P")),
+)
+#: Width (pixels) of the empty band inside each view's frame that holds the orientation
+#: letters, so they never cover a surface, a sphere or a tick label.
+LETTER_BAND_PX = 30
+_LETTER_COLOR = "#b36b00"
 
 
 def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diameter_mm: float,
               oars: Mapping[str, Volume] = _NO_OARS, title: str = "") -> Path:
     """Write a PNG with the GTV surface, the vertex spheres and the OARs in 3-D, seen from
-    two viewpoints (:data:`VIEWS_3D`), in RAS+ mm with R/L, A/P, S/I letters on the box.
+    two viewpoints (:data:`VIEWS_3D`), with RAS mm scales and R/L, A/P, S/I letters.
+
+    Each view is an orthographic projection along a world axis, drawn on plain 2-D axes,
+    both views at the same scale (mm per pixel, equal in both directions): the tick labels
+    are exact for every object, near or far. Faces are painted far to near: first the
+    translucent GTV, then the translucent OARs and the opaque spheres together. The spheres
+    lie inside the GTV, so the GTV never tints them; they are shaded by a light at the camera
+    and are the legend's colour where they face the viewer. The orientation letters sit in
+    an empty band inside the frame, outside the box that holds every surface and sphere.
 
     Raises
     ------
@@ -772,72 +812,82 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     OutputWriteError
         The file cannot be written.
     """
-    from matplotlib.colors import LightSource
-    from matplotlib.patches import Patch
-    from mpl_toolkits.mplot3d.art3d import Poly3DCollection
+    from matplotlib.collections import PolyCollection
 
     centers = _as_centres(centers_ras_mm)
     gtv_tris = _surface_triangles(gtv)
     oar_tris = {name: _surface_triangles(m) for name, m in oars.items() if np.any(m.array)}
     oar_colors = {name: _OAR_COLORS[k % len(_OAR_COLORS)] for k, name in enumerate(oar_tris)}
     radius = diameter_mm / 2.0
+    sphere_quads = _sphere_quads(centers, radius, n_theta=24, n_phi=12)
+    outward = (sphere_quads.mean(axis=1) - np.repeat(centers, len(sphere_quads)
+                                                     // max(len(centers), 1), axis=0))
+    outward /= np.linalg.norm(outward, axis=1, keepdims=True).clip(1e-12)
     everything = np.concatenate([gtv_tris.reshape(-1, 3),
-                                 *[t.reshape(-1, 3) for t in oar_tris.values()]])
-    lo = everything.min(axis=0) - 5.0  # mplot3d does not clip: the box holds every surface
-    hi = everything.max(axis=0) + 5.0
+                                 *[t.reshape(-1, 3) for t in oar_tris.values()],
+                                 centers - radius, centers + radius])
+    lo, hi = everything.min(axis=0) - 2.0, everything.max(axis=0) + 2.0
+
+    surfaces = [(gtv_tris, to_rgba(_GTV_COLOR, 0.18))]
+    surfaces += [(tris, to_rgba(oar_colors[name], 0.3)) for name, tris in oar_tris.items()]
     fig = Figure(figsize=(11.0, 5.8), dpi=FIGURE_DPI)
     FigureCanvasAgg(fig)
-    sphere_quads = _sphere_quads(centers, radius)
+    # One scale for both views (the coarser of the two that fit in a 0.41 x 0.74 frame), so
+    # that they compare directly.
+    rect_w, rect_h = 0.41 * fig.bbox.width, 0.74 * fig.bbox.height
+    mm_per_px = max(max((hi[w.h_axis] - lo[w.h_axis]) / (rect_w - 2 * LETTER_BAND_PX),
+                        (hi[w.v_axis] - lo[w.v_axis]) / (rect_h - 2 * LETTER_BAND_PX))
+                    for w in VIEWS_3D)
     hidden = 0
-    for n, (label, elev, azim) in enumerate(VIEWS_3D):
-        ax: Any = fig.add_axes((0.01 + 0.5 * n, 0.13, 0.48, 0.74), projection="3d",
-                               proj_type="ortho")  # an Axes3D
-        ax.add_collection3d(Poly3DCollection(gtv_tris, facecolor=_GTV_COLOR, alpha=0.18,
-                                             edgecolor="none"))
-        for name, tris in oar_tris.items():
-            ax.add_collection3d(Poly3DCollection(tris, facecolor=oar_colors[name], alpha=0.3,
-                                                 edgecolor="none"))
-        if len(sphere_quads):
-            # Lit from the camera, so the spheres keep their colour where they face us.
-            light = LightSource(azdeg=azim, altdeg=elev + 25.0)
-            ax.add_collection3d(Poly3DCollection(sphere_quads, facecolors=_VERTEX_COLOR,
-                                                 edgecolors=_VERTEX_COLOR, linewidths=0.0,
-                                                 shade=True, lightsource=light))
-        toward = np.array([np.cos(np.deg2rad(elev)) * np.cos(np.deg2rad(azim)),
-                           np.cos(np.deg2rad(elev)) * np.sin(np.deg2rad(azim)),
-                           np.sin(np.deg2rad(elev))])
+    for n, view in enumerate(VIEWS_3D):
+        toward = np.array(view.toward_camera)
+        h, v = view.h_axis, view.v_axis
+        # The GTV envelope first, far to near; then the OAR and sphere faces, far to near:
+        # the spheres lie inside the GTV by construction and stay the legend's colour, while
+        # an OAR in front of a sphere still covers it.
+        # The frame at that scale, the views side by side about the middle of the figure
+        width = ((hi[h] - lo[h]) / mm_per_px + 2 * LETTER_BAND_PX) / fig.bbox.width
+        height = ((hi[v] - lo[v]) / mm_per_px + 2 * LETTER_BAND_PX) / fig.bbox.height
+        left = 0.48 - width if n == 0 else 0.57
+        ax = fig.add_axes((left, 0.15 + (0.74 - height) / 2, width, height))
+        for k, layer in enumerate(([surfaces[0]], surfaces[1:])):
+            polys, colours, depths = [], [], []
+            for tris, rgba in layer:
+                normal = np.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+                facing = np.abs(normal @ toward) / np.linalg.norm(normal, axis=1).clip(1e-12)
+                rgb = np.outer(0.8 + 0.2 * facing, rgba[:3])  # a little shape from shading
+                colours.append(np.column_stack([rgb, np.full(len(tris), rgba[3])]))
+                polys.append(tris)
+                depths.append(tris.mean(axis=1) @ toward)
+            if k == 1 and len(sphere_quads):
+                lit = outward @ toward
+                front = lit > 0  # the back half of an opaque sphere is never seen
+                brightness = 0.55 + 0.45 * lit[front]  # the legend colour facing the camera
+                rgb = np.outer(brightness, to_rgba(_VERTEX_COLOR)[:3])
+                colours.append(np.column_stack([rgb, np.ones(len(rgb))]))
+                polys.append(sphere_quads[front])
+                depths.append(sphere_quads[front].mean(axis=1) @ toward)
+            if not polys:
+                continue
+            order = np.argsort(np.concatenate(depths), kind="stable")  # far to near
+            # triangles as quads with a repeated corner: one (m, 4, 2) array is fast to draw
+            faces = np.concatenate([np.concatenate([p, p[:, -1:]], axis=1)[..., (h, v)]
+                                    if p.shape[1] == 3 else p[..., (h, v)]
+                                    for p in polys])[order]
+            face_rgba = np.concatenate(colours)[order]
+            # Antialiased translucent faces leave no visible seams; an opaque face's own
+            # colour as a thin edge closes the seams between sphere faces.
+            edges = face_rgba.copy()
+            edges[edges[:, 3] < 1, 3] = 0.0
+            ax.add_collection(PolyCollection(faces, facecolors=face_rgba,
+                                             edgecolors=edges, linewidths=0.4))
         shown = _unoccluded(centers, toward, radius)
         hidden = max(hidden, len(centers) - len(shown))
         for i in shown:
-            ax.text(*(centers[i] + toward * (radius + 1.0)), str(i + 1), fontsize=7,
-                    fontweight="bold", ha="center", va="center", color="black", zorder=10)
-        mid = (lo + hi) / 2
-        depth = 1 if abs(np.sin(np.deg2rad(azim))) > 0.5 else 0  # the axis the camera faces
-        inset = 0.05 * (hi - lo)  # inside the box, clear of the tick labels
-        # RAS+: x grows towards the patient's right, y anterior, z superior.
-        for axis, (neg, pos) in enumerate((("L", "R"), ("P", "A"), ("I", "S"))):
-            if axis == depth:
-                continue
-            for value, letter in ((lo[axis] + inset[axis], neg), (hi[axis] - inset[axis], pos)):
-                point = mid.copy()
-                point[axis] = value
-                ax.text(*point, letter, fontsize=12, fontweight="bold", color="#b36b00",
-                        ha="center", va="center", zorder=11)
-        ax.set_xlim(lo[0], hi[0])
-        ax.set_ylim(lo[1], hi[1])
-        ax.set_zlim(lo[2], hi[2])
-        ax.set_box_aspect(hi - lo, zoom=1.05)
-        ax.view_init(elev=elev, azim=azim)
-        names = ("x RAS (mm)", "y RAS (mm)", "z RAS (mm)")
-        for axis, (setter, ticks) in enumerate(((ax.set_xlabel, ax.set_xticks),
-                                                (ax.set_ylabel, ax.set_yticks),
-                                                (ax.set_zlabel, ax.set_zticks))):
-            if axis == depth:  # seen end-on: its ticks would pile up
-                ticks([])
-            else:
-                setter(names[axis], fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.set_title(label, fontsize=10)
+            ax.text(centers[i, h], centers[i, v], str(i + 1), fontsize=7, fontweight="bold",
+                    ha="center", va="center", color="black", zorder=10)
+        _frame_3d(ax, view, lo, hi, mm_per_px)
+        ax.set_title(view.title, fontsize=10)
     handles = [Patch(facecolor=_GTV_COLOR, alpha=0.4, label="GTV"),
                Patch(facecolor=_VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
                *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}")
@@ -845,14 +895,37 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8,
                frameon=False)
     note = f"; ids of {hidden} hidden vertices in vertices.png" if hidden else ""
-    fig.suptitle(f"{title + ' - ' if title else ''}{len(centers)} vertices, surfaces in "
-                 f"RAS mm{note}", fontsize=10)
+    fig.suptitle(f"{title + ' - ' if title else ''}{len(centers)} vertices, orthographic "
+                 f"views, RAS mm{note}", fontsize=10)
     out = Path(path)
     try:
         fig.savefig(out, format="png", dpi=FIGURE_DPI)
     except OSError as exc:
         raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
     return out
+
+
+def _frame_3d(ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.float64],
+              mm_per_px: float) -> None:
+    """Equal mm scales, limits with an empty band of :data:`LETTER_BAND_PX` around the
+    scene, the orientation letters in that band, and the axis labels."""
+    h, v = view.h_axis, view.v_axis
+    band = LETTER_BAND_PX * mm_per_px
+    h_lo, h_hi, v_lo, v_hi = lo[h] - band, hi[h] + band, lo[v] - band, hi[v] + band
+    ax.set_xlim(h_hi, h_lo)  # the coordinate grows towards the image left
+    ax.set_ylim(v_lo, v_hi)
+    ax.set_aspect("equal", adjustable="box")
+    h_mid, v_mid = (h_lo + h_hi) / 2, (v_lo + v_hi) / 2
+    style = dict(fontsize=12, fontweight="bold", color=_LETTER_COLOR, ha="center",
+                 va="center", zorder=11)
+    ax.text(h_hi - band / 2, v_mid, view.h_letters[0], **style)
+    ax.text(h_lo + band / 2, v_mid, view.h_letters[1], **style)
+    ax.text(h_mid, v_hi - band / 2, "S", **style)
+    ax.text(h_mid, v_lo + band / 2, "I", **style)
+    ax.set_xlabel(f"{_WORLD_AXIS_NAMES[h]} RAS (mm)", fontsize=8)
+    ax.set_ylabel(f"{_WORLD_AXIS_NAMES[v]} RAS (mm)", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.set_facecolor("#f4f4f4")
 
 
 def _unoccluded(centers: NDArray[np.float64], toward: NDArray[np.float64],
@@ -881,7 +954,12 @@ def _sphere_quads(centers: NDArray[np.float64], radius: float, *, n_theta: int =
 
 
 def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
-    """(m, 3, 3) triangles of a mask's surface in RAS mm, coarsened to MAX_FACES_3D."""
+    """(m, 3, 3) triangles of a mask's surface in RAS mm, about MAX_FACES_3D of them.
+
+    A large mask is first averaged over blocks of voxels about equally long in mm (so thin
+    slices are merged less than wide pixels are), and the surface is the 0.5 level of the
+    block averages: it stays within about half a block of the voxel surface.
+    """
     from skimage.measure import marching_cubes
 
     array = np.asarray(mask.array) != 0
@@ -889,14 +967,24 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
         raise MaskError("the GTV mask is empty; pass a mask with at least one non-zero voxel")
     idx = np.argwhere(array)
     lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    crop = np.pad(array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]], 1).astype(np.float32)
-    # Marching cubes makes about two triangles per inside/outside voxel face; a step of s
-    # voxels makes s**2 fewer.
-    boundary = sum(int(np.count_nonzero(np.diff(crop, axis=a))) for a in range(3))
-    step = int(np.clip(np.ceil(np.sqrt(2.0 * boundary / MAX_FACES_3D)), 1, 8))
-    verts, faces, _, _ = marching_cubes(crop, 0.5, step_size=step)
-    world = mask.ijk_to_ras(verts + lo - 1.0)
-    return world[faces]
+    sub = array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    voxel = np.asarray(mask.voxel_size_mm, dtype=float)
+    # Marching cubes makes about two triangles per block face on the surface.
+    face_mm2 = np.prod(voxel) / voxel
+    area = sum(int(np.count_nonzero(np.diff(np.pad(sub, 1), axis=a))) * face_mm2[a]
+               for a in range(3))
+    block_mm = np.sqrt(2.0 * area / MAX_FACES_3D)
+    factor = np.clip(np.round(block_mm / voxel), 1, None).astype(int)
+    if np.any(factor > 1):
+        padded = np.pad(sub, [(0, -n % f) for n, f in zip(sub.shape, factor)])
+        nb = [n // f for n, f in zip(padded.shape, factor)]
+        grid = padded.reshape(nb[0], factor[0], nb[1], factor[1], nb[2], factor[2]).mean(
+            axis=(1, 3, 5), dtype=np.float32)
+    else:
+        grid = sub.astype(np.float32)
+    verts, faces, _, _ = marching_cubes(np.pad(grid, 1), 0.5)
+    ijk = (verts - 1.0) * factor + (factor - 1) / 2.0 + lo  # block centres on the mask grid
+    return mask.ijk_to_ras(ijk)[faces]
 
 
 #: Largest number of panels in the vertex montage (one per axial layer through a centre).
