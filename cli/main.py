@@ -27,7 +27,12 @@ from typing import NoReturn
 from lattice import __version__
 from lattice.errors import LatticeError, OutputWriteError, ParameterError
 from lattice.export import MESH_FORMATS
-from lattice.export.rtstruct import VERTEX_ROI_CHOICES
+from lattice.export.dicom_series import (
+    ANONYMOUS_PATIENT_NAME,
+    DEFAULT_PATIENT_POSITION,
+    PATIENT_POSITIONS,
+)
+from lattice.export.rtstruct import VALLEY_CONTOUR_CHOICES, VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
 from lattice_cli import batch, measure, report, rois, scart, show, verify
@@ -156,10 +161,23 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
                    "vertex, or both (both)")
     p.add_argument("--mesh-format", choices=(*MESH_FORMATS, "none"), default="stl",
                    help="format of vertices.* and gtv.* surface meshes, LPS mm (stl)")
+    p.add_argument("--valley-contours", choices=VALLEY_CONTOUR_CHOICES, default="holes",
+                   help="LATTICE_VALLEY in rtstruct.dcm: the GTV outline with the vertex "
+                   "circles as inner contours (holes: Eclipse, RayStation), or each hole "
+                   "joined to its outline by a zero-width cut, one polygon per outline "
+                   "(keyhole: readers that OR contours, e.g. plastimatch) (holes)")
     p.add_argument("--patient-id", default=None,
-                   help="PatientID of the derived DICOM CT (default: from the CT file's hash)")
+                   help="PatientID of the derived DICOM CT, at most 64 characters, no "
+                   "backslash (default: LAT + the CT file's hash)")
     p.add_argument("--patient-name", default=None,
-                   help="PatientName of the derived DICOM CT (default: the CT file's name)")
+                   help="PatientName of the derived DICOM CT, a DICOM person name "
+                   f"FAMILY^GIVEN (default: {ANONYMOUS_PATIENT_NAME}, clearly not a real "
+                   "patient)")
+    p.add_argument("--patient-position", type=str.upper, default=None,
+                   choices=list(PATIENT_POSITIONS), metavar="POS",
+                   help="PatientPosition of the derived DICOM CT, a DICOM defined term: "
+                   + ", ".join(f"{k} {v}" for k, v in PATIENT_POSITIONS.items())
+                   + f" ({DEFAULT_PATIENT_POSITION})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +243,13 @@ def _check_inputs(args: argparse.Namespace) -> None:
     if args.ct_dicom is None and args.ct is None:
         raise ParameterError("give the CT: --ct CT.nii.gz (with --gtv) or --ct-dicom DIR (with "
                              "--rtstruct and --gtv-name)")
+    patient = [k for k, v in (("--patient-id", args.patient_id),
+                              ("--patient-name", args.patient_name),
+                              ("--patient-position", args.patient_position)) if v is not None]
+    if patient and (args.ct_dicom is not None or args.reference_ct_dicom is not None):
+        raise ParameterError(f"{', '.join(patient)} set the patient of the derived DICOM CT, "
+                             "which is not written with --ct-dicom or --reference-ct-dicom: "
+                             "rtstruct.dcm takes the patient of that series; drop them")
     if args.ct_dicom is not None:
         mixed = [k for k, v in nifti.items() if v is not None]
         if mixed:
@@ -311,8 +336,9 @@ def _derived_series(args: argparse.Namespace) -> dict:
     digest = record["sha256"]
     # Study and frame of reference follow from the CT file: exports of one CT share them.
     series = derived_series(
-        grid, patient_name=args.patient_name or args.ct.name.split(".")[0],
+        grid, patient_name=args.patient_name or ANONYMOUS_PATIENT_NAME,
         patient_id=args.patient_id or f"LAT{digest[:12].upper()}",
+        patient_position=args.patient_position or DEFAULT_PATIENT_POSITION,
         study_uid=generate_uid(entropy_srcs=[digest, "study"]),
         frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
     return {"series": series, "ct_record": record}
@@ -371,7 +397,8 @@ def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float],
     elif derived is not None:
         series = derived["series"]
         inputs["derived_ct_dicom"] = {"series_instance_uid": series.series_instance_uid,
-                                      "folder": "ct_dicom"}
+                                      "folder": "ct_dicom",
+                                      "patient_position": str(series.header.PatientPosition)}
     ct = case.ct if worker is None else None
     return case.gtv, case.oars, ct, inputs, series, []
 
@@ -424,7 +451,8 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
 
     def verified_document() -> dict:
         """plan.json, checked by the independent verifier before it is written."""
-        document = plan.to_dict(inputs=inputs)
+        document = plan.to_dict(inputs=inputs,
+                                slice_grid=None if series is None else series.grid)
         document["warnings"] = [*input_warnings, *document["warnings"]]
         if stv is not None:
             document["stv"] = stv.to_dict()
@@ -447,6 +475,7 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
     dicom = (None if series is None else
              DicomOutput(series=series, written_ct=derived["folder"] if derived else None,
                          vertex_rois=args.vertex_rois, gtv_roi=derived is not None,
+                         valley_contours=args.valley_contours,
                          stv=None if stv is None else stv.stv))
     written = write_plan_folder(plan, args.out, ct=ct, oars=oar_masks, inputs=inputs,
                                 force=args.force, picture=not args.no_picture, worker=worker,
@@ -454,9 +483,8 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
                                 mesh_format=None if args.mesh_format == "none"
                                 else args.mesh_format, stv=None if stv is None else stv.stv,
                                 size_rules=size_rules)
-    for warning in input_warnings:
-        print(f"lattice: warning: {warning}", file=sys.stderr)
-    for warning in plan.warnings:
+    doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
+    for warning in doc["warnings"]:  # the inputs', the plan's and the exports' warnings
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()
     p = plan.parameters
@@ -468,7 +496,6 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
           f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
           f"{time.perf_counter() - t0:.2f} s")
-    doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
     lesion = doc["lesion"]["measurements"]
     rules = "; ".join(f"{r['rule']}: {'met' if r['met'] else 'NOT met'}"
                       for r in doc["lesion"]["size_rules"])
@@ -518,7 +545,8 @@ _OPTION_NAMES = {"min_spacing_mm": "--spacing-mm", "diameter_mm": "--diameter-mm
                  "time_budget_s": "--time-budget-s", "snap_to_slices": "--snap-to-slices",
                  "shell_width_mm": "--shell-width-mm", "max_vertices": "--max-vertices",
                  "min_vertices": "--min-vertices", "coplanar_mm": "--coplanar-mm",
-                 "coplanar_spacing_mm": "--coplanar-spacing-mm"}
+                 "coplanar_spacing_mm": "--coplanar-spacing-mm", "patient_id": "--patient-id",
+                 "patient_name": "--patient-name", "patient_position": "--patient-position"}
 _OPTION_PATTERN = re.compile(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?!-)")
 
 

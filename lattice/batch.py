@@ -62,7 +62,7 @@ PLAN_PARAMETERS = (
     "coplanar_mm", "coplanar_spacing_mm", "count", "min_vertices", "allow_empty", "orientations",
     "rotation_step_deg", "no_picture", "stv_margin_mm", "stv_fraction", "size_rule",
     "dose_peak_gy", "dose_valley_gy", "dose_falloff_mm", "no_dicom", "vertex_rois",
-    "mesh_format", "patient_id", "patient_name")
+    "mesh_format", "valley_contours", "patient_id", "patient_name", "patient_position")
 #: Parameters that are on/off flags of ``lattice plan``.
 FLAG_PARAMETERS = frozenset({"snap_to_slices", "no_picture", "no_dicom", "allow_empty"})
 #: Columns every manifest has, and the optional OAR column.

@@ -29,6 +29,9 @@ MODES: tuple[str, ...] = get_args(Mode)
 
 #: RAS -> LPS: negate x and y (DICOM patient coordinates), z unchanged.
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
+#: Largest relative difference between a vertex's TPS volume (its exported slice circles x
+#: slice gap) and 4/3 pi r^3 before plan.json warns.
+TPS_VOLUME_TOLERANCE = 0.05
 
 
 #: Longest length a parameter may have: beyond any patient (and far from integer overflow in
@@ -306,11 +309,47 @@ class Plan:
             })
         return records
 
-    def to_dict(self, *, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+    def tps_volumes_cc(self, slice_grid: Volume | None = None) -> NDArray[np.float64]:
+        """(n,) float: per vertex, the volume (cc) a TPS rebuilds from the circles
+        ``rtstruct.dcm`` holds for it: polygon areas x slice gap, on the slices of
+        ``slice_grid`` (the DICOM series the RTSTRUCT references; default the CT grid)."""
+        from .export.rtstruct import sphere_tps_volume_mm3
+
+        grid = self.gtv if slice_grid is None else slice_grid
+        radius = self.parameters.diameter_mm / 2.0
+        return np.array([sphere_tps_volume_mm3(c, radius, grid) / 1000.0
+                         for c in self.centers_lps_mm], dtype=np.float64)
+
+    def tps_volume_warnings(self, tps_cc: NDArray[np.float64],
+                            slice_grid: Volume | None = None) -> list[str]:
+        """A warning when a vertex's TPS volume (:meth:`tps_volumes_cc`) differs from the
+        sphere's by more than :data:`TPS_VOLUME_TOLERANCE`."""
+        p = self.parameters
+        exact = np.pi / 6.0 * p.diameter_mm**3 / 1000.0
+        off = tps_cc / exact - 1.0
+        bad = np.flatnonzero(np.abs(off) > TPS_VOLUME_TOLERANCE)
+        if not len(bad):
+            return []
+        grid = self.gtv if slice_grid is None else slice_grid
+        gap = float(grid.voxel_size_mm[2])
+        worst = bad[np.argsort(-np.abs(off[bad]))]
+        listed = ", ".join(f"VTX_{i + 1:02d} {100 * off[i]:+.1f} %" for i in worst[:5])
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        advice = ("a larger --diameter-mm" if p.snap_to_slices
+                  else "--snap-to-slices or a larger --diameter-mm")
+        return [f"{len(bad)} of {self.n_vertices} vertex spheres come back in a TPS (slice "
+                f"contours x {gap:g} mm slice gap) more than "
+                f"{100 * TPS_VOLUME_TOLERANCE:g} % off their {exact:.3f} cc (D "
+                f"{p.diameter_mm:g} mm): {listed}{more} (tps_volume_cc in plan.json); "
+                f"use {advice}"]
+
+    def to_dict(self, *, inputs: dict[str, Any] | None = None,
+                slice_grid: Volume | None = None) -> dict[str, Any]:
         """The ``plan.json`` document.
 
         Centres keep full float precision so that distances recomputed from the file obey
-        the spacing rule exactly; derived measures are rounded to 1 µm.
+        the spacing rule exactly; derived measures are rounded to 1 µm. ``slice_grid``: the
+        DICOM series the RTSTRUCT is written on, for ``tps_volume_cc`` (default the CT grid).
         """
         params = asdict(self.parameters)
         params["radius_mm"] = self.parameters.diameter_mm / 2.0
@@ -318,6 +357,7 @@ class Plan:
             from .protocols import get_protocol
 
             params["protocol_source"] = get_protocol(self.parameters.protocol).source
+        tps = self.tps_volumes_cc(slice_grid)
         return {
             "lattice_version": __version__,
             "world_frame": "RAS+ mm (NIfTI); center_lps_mm is DICOM LPS; center_ijk is the "
@@ -331,8 +371,9 @@ class Plan:
             "parameters": params,
             "summary": self.summary(),
             "search": self.search,
-            "warnings": list(self.warnings),
-            "vertices": self.vertex_records(),
+            "warnings": [*self.warnings, *self.tps_volume_warnings(tps, slice_grid)],
+            "vertices": [{**r, "tps_volume_cc": round(float(v), 4)}
+                         for r, v in zip(self.vertex_records(), tps)],
         }
 
 

@@ -63,6 +63,9 @@ class DicomOutput:
         SCART target to include.
     gtv_roi : bool
         Include the GTV (when no other structure set holds it).
+    valley_contours : {'holes', 'keyhole'}
+        How ``LATTICE_VALLEY`` holds the vertex holes; see
+        :func:`~lattice.export.rtstruct.plan_rois`.
     """
 
     series: ImageSeries
@@ -71,6 +74,7 @@ class DicomOutput:
     vertex_rois: str = "both"
     stv: Volume | None = None
     gtv_roi: bool = False
+    valley_contours: str = "holes"
 
 
 def check_output_folder(out_dir: str | Path, *, force: bool,
@@ -247,7 +251,12 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
                 names.append(write_markups(plan, stage / "vertices.mrk.json").name)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             doc = dict(document() if document is not None
-                       else plan.to_dict(inputs=dict(inputs or {})))
+                       else plan.to_dict(inputs=dict(inputs or {}),
+                                         slice_grid=dicom.series.grid if dicom else None))
+            if dicom is not None:  # values of the CT changed to fit their VR, say
+                from .rtstruct import header_warnings
+
+                doc["warnings"] = [*doc.get("warnings", []), *header_warnings(dicom.series)]
         except BaseException:
             if worker is not None:
                 with contextlib.suppress(Exception):
@@ -292,7 +301,7 @@ def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | No
         write_series(dicom.series, ct, stage / CT_DICOM_FOLDER)
         names.append(CT_DICOM_FOLDER)
     rois = plan_rois(plan, dicom.series.grid, vertex_rois=dicom.vertex_rois, stv=dicom.stv,
-                     gtv=dicom.gtv_roi)
+                     gtv=dicom.gtv_roi, valley_contours=dicom.valley_contours)
     p = plan.parameters
     write_rtstruct(stage / "rtstruct.dcm", dicom.series, rois, label="LATTICE",
                    description=f"lattice {plan.n_vertices} vertices {p.pattern} D "

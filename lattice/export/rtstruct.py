@@ -28,7 +28,15 @@ from .. import __version__
 from ..dicom import RTSTRUCT_SOP_CLASS, ImageSeries, on_grid, quiet_pydicom
 from ..plan import Plan
 from ..volume import Volume
-from .dicom_series import MANUFACTURER, ds_list, lps_affine, now_da_tm
+from .dicom_series import (
+    MANUFACTURER,
+    check_written_strings,
+    dicom_string_problem,
+    ds_list,
+    fit_dicom_string,
+    lps_affine,
+    now_da_tm,
+)
 
 #: Points per vertex circle. A regular N-gon inscribed in a circle has area
 #: N sin(2 pi / N) / (2 pi) of it: 0.9984 for 64.
@@ -42,6 +50,10 @@ PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
 OPTIONAL_COPIED = ("IssuerOfPatientID", "OtherPatientIDs", "PatientAge", "StudyDescription")
 #: Vertex ROIs written: one combined ROI, one per vertex, or both.
 VERTEX_ROI_CHOICES = ("both", "combined", "each")
+#: How LATTICE_VALLEY holds the vertex holes: inner contours (read with the even-odd rule,
+#: as Eclipse and RayStation do), or keyhole polygons (each hole joined to its outline by a
+#: zero-width cut: one polygon per outline, for readers that OR contours, e.g. plastimatch).
+VALLEY_CONTOUR_CHOICES = ("holes", "keyhole")
 
 Contour = tuple[int, NDArray[np.float64]]  # slice index, (m, 3) LPS mm
 
@@ -79,6 +91,23 @@ def sphere_contours(center_lps_mm: NDArray[np.float64], radius_mm: float,
             rho = float(np.sqrt(radius_mm**2 - d**2))
             out.append((k, (c - d * normal) + rho * ring))
     return out
+
+
+def contour_volume_mm3(contours: Sequence[Contour], grid: Volume) -> float:
+    """The volume a TPS rebuilds from contours on the slices of ``grid``: the sum of the
+    polygon areas (shoelace, in the slice plane) x the slice gap."""
+    origins, _, u, v = slice_planes(grid)
+    total = 0.0
+    for k, points in contours:
+        x, y = (points - origins[k]) @ u, (points - origins[k]) @ v
+        total += 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y)))
+    return total * float(grid.voxel_size_mm[2])
+
+
+def sphere_tps_volume_mm3(center_lps_mm: NDArray[np.float64], radius_mm: float,
+                          grid: Volume) -> float:
+    """The volume a TPS rebuilds from the circles :func:`sphere_contours` exports."""
+    return contour_volume_mm3(sphere_contours(center_lps_mm, radius_mm, grid), grid)
 
 
 def mask_contours(mask: Volume) -> list[Contour]:
@@ -120,6 +149,161 @@ def _drop_collinear(ring: NDArray[np.float64]) -> NDArray[np.float64]:
     return ring[np.abs(turn) > 1e-9]
 
 
+def keyhole_contours(contours: Sequence[Contour], grid: Volume) -> list[Contour]:
+    """The same region without inner contours: on each slice, every hole is joined to the
+    outline around it by a zero-width cut, so each outer outline becomes one polygon.
+
+    The contours of a slice must not cross one another (nested is fine, as traced outlines
+    and the vertex circles are). Nesting is read with the even-odd rule: a contour inside an
+    odd number of others is a hole of the innermost one around it; one inside an even number
+    (an island in a hole) is an outline of its own, with its own holes. Each cut joins a
+    vertex of a hole to a vertex of the outline (or of a hole already joined to it) that it
+    sees without crossing or touching any edge, the shortest such pair first; the polygon
+    runs out along the cut, around the hole and back. No point is moved or added, so every
+    contour stays exactly on its slice plane, and the polygon is simple apart from the cut,
+    whose two sides coincide.
+    """
+    origins, _, u, v = slice_planes(grid)
+    by_slice: dict[int, list[NDArray[np.float64]]] = {}
+    for k, points in contours:
+        by_slice.setdefault(k, []).append(points)
+    out: list[Contour] = []
+    for k in sorted(by_slice):
+        rings = by_slice[k]
+        flat = [np.column_stack([(r - origins[k]) @ u, (r - origins[k]) @ v]) for r in rings]
+        points = np.concatenate(rings)
+        for polygon in _keyhole_slice(flat):
+            out.append((k, points[polygon]))
+    return out
+
+
+def _signed_area(xy: NDArray[np.float64]) -> float:
+    x, y = xy[:, 0], xy[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+
+
+def _inside(point: NDArray[np.float64], ring: NDArray[np.float64]) -> bool:
+    """Whether ``point`` is inside the closed polygon ``ring`` (crossing number)."""
+    x, y = point
+    x0, y0 = ring[:, 0], ring[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    straddle = (y0 > y) != (y1 > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+    return bool(np.count_nonzero(straddle & (at > x)) % 2)
+
+
+def _keyhole_slice(rings: Sequence[NDArray[np.float64]]) -> list[NDArray[np.intp]]:
+    """Keyhole polygons of one slice's rings (2-D), as indices into their concatenation."""
+    starts = np.cumsum([0, *(len(r) for r in rings)])
+    n = len(rings)
+    inside = np.zeros((n, n), dtype=bool)  # inside[i, j]: ring j lies inside ring i
+    for i in range(n):
+        for j in range(n):
+            if i != j:
+                inside[i, j] = _inside(rings[j][0], rings[i])
+    depth = inside.sum(axis=0)
+    xy = np.concatenate(rings)
+    polygons = []
+    for o in (int(v) for v in np.flatnonzero(depth % 2 == 0)):
+        holes = [j for j in range(n) if inside[o, j] and depth[j] == depth[o] + 1]
+        outline = np.arange(starts[o], starts[o + 1])
+        if not holes:
+            polygons.append(outline)
+            continue
+        if _signed_area(rings[o]) < 0:  # outlines anticlockwise, holes clockwise
+            outline = outline[::-1]
+        hole_rings = [np.arange(starts[j], starts[j + 1]) for j in holes]
+        hole_rings = [h if _signed_area(xy[h]) < 0 else h[::-1] for h in hole_rings]
+        polygons.append(_join_holes(xy, outline, hole_rings))
+    return polygons
+
+
+def _join_holes(xy: NDArray[np.float64], outline: NDArray[np.intp],
+                holes: list[NDArray[np.intp]]) -> NDArray[np.intp]:
+    """One polygon: ``outline`` (anticlockwise) with every hole (clockwise) joined to it."""
+    merged = list(outline)
+    remaining = list(holes)
+    scale = float(np.ptp(xy[outline], axis=0).max()) or 1.0
+    eps = 1e-9 * scale
+    while remaining:
+        joined = False
+        for hole in list(remaining):
+            others = [h for h in remaining if h is not hole]
+            bridge = _find_bridge(xy, np.asarray(merged), hole, others, eps)
+            if bridge is None:
+                continue
+            t, a = bridge
+            loop = [int(hole[(a + j) % len(hole)]) for j in range(len(hole))]
+            merged = merged[:t + 1] + loop + [int(hole[a])] + merged[t:]
+            remaining = [h for h in remaining if h is not hole]
+            joined = True
+        if not joined:
+            raise ValueError("cannot join a hole of LATTICE_VALLEY to its outline (contours "
+                             "that touch or cross); write it with valley_contours='holes'")
+    return np.asarray(merged, dtype=np.intp)
+
+
+def _cross(o: Any, a: Any, b: Any) -> Any:
+    return ((a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1])
+            - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0]))
+
+
+def _in_wedge(apex: NDArray, before: NDArray, after: NDArray, target: NDArray) -> bool:
+    """Whether the direction apex -> target points into the polygon at ``apex`` (interior to
+    the left: between apex -> after and apex -> before, turning anticlockwise)."""
+    def angle(p: NDArray) -> float:
+        d, ref = p - apex, after - apex
+        return float(np.arctan2(ref[0] * d[1] - ref[1] * d[0], ref @ d) % (2 * np.pi))
+
+    a = angle(target)
+    return 0.0 < a < (angle(before) or 2 * np.pi)
+
+
+def _find_bridge(xy: NDArray[np.float64], merged: NDArray[np.intp], hole: NDArray[np.intp],
+                 others: list[NDArray[np.intp]], eps: float) -> tuple[int, int] | None:
+    """(position in ``merged``, position in ``hole``) of the shortest cut between them that
+    crosses and touches no edge and enters both at their vertices, or None."""
+    rings = [merged, hole, *others]
+    starts = np.concatenate([r for r in rings])
+    ends = np.concatenate([np.roll(r, -1) for r in rings])
+    e0, e1 = xy[starts], xy[ends]
+    vertices = xy[np.unique(starts)]
+    a_xy, b_xy = xy[hole], xy[merged]
+    d2 = ((a_xy[:, None, :] - b_xy[None, :, :]) ** 2).sum(axis=-1)
+    for flat in np.argsort(d2, axis=None, kind="stable"):
+        a, t = divmod(int(flat), len(merged))
+        p, q = a_xy[a], b_xy[t]
+        if d2[a, t] <= eps * eps:
+            continue
+        # No edge crossed: edges with an end at p or q are left out (they meet the cut there).
+        at_end = (np.all(np.abs(e0 - p) <= eps, axis=1) | np.all(np.abs(e1 - p) <= eps, axis=1)
+                  | np.all(np.abs(e0 - q) <= eps, axis=1)
+                  | np.all(np.abs(e1 - q) <= eps, axis=1))
+        c1, c2 = _cross(p, q, e0), _cross(p, q, e1)
+        c3, c4 = _cross(e0, e1, p), _cross(e0, e1, q)
+        if np.any(~at_end & (c1 * c2 < 0) & (c3 * c4 < 0)):
+            continue
+        # No vertex on the cut (other than its ends).
+        pq = q - p
+        s = np.clip(((vertices - p) @ pq) / (pq @ pq), 0.0, 1.0)
+        near = np.linalg.norm(vertices - (p + s[:, None] * pq), axis=1) <= eps
+        ends_ = (np.linalg.norm(vertices - p, axis=1) <= eps) | (
+            np.linalg.norm(vertices - q, axis=1) <= eps)
+        if np.any(near & ~ends_):
+            continue
+        # Into the region at both ends; at a point the outline passes twice (an earlier cut),
+        # the pass whose corner holds the cut.
+        m = len(hole)
+        if not _in_wedge(p, a_xy[(a - 1) % m], a_xy[(a + 1) % m], q):
+            continue
+        n = len(merged)
+        for pos in np.flatnonzero(merged == merged[t]):
+            if _in_wedge(q, b_xy[(pos - 1) % n], b_xy[(pos + 1) % n], p):
+                return int(pos), a
+    return None
+
+
 def _colors(n: int, *, start: float) -> list[tuple[int, int, int]]:
     return [tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb((start + i / max(n, 1)) % 1,
                                                                    0.85, 1.0))  # type: ignore
@@ -133,7 +317,8 @@ COLORS = {"LATTICE_VTX": (255, 0, 0), "LATTICE_TARGET": (0, 200, 255),
 
 
 def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
-              stv: Volume | None = None, gtv: bool = False) -> list[RoiSpec]:
+              stv: Volume | None = None, gtv: bool = False,
+              valley_contours: str = "holes") -> list[RoiSpec]:
     """The ROIs of a plan on the slices of ``grid`` (the plan's masks must be on it).
 
     Parameters
@@ -144,9 +329,14 @@ def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
         The SCART target, written as ``LATTICE_STV``.
     gtv : bool
         Also write the GTV (when the TPS has no structure set with it).
+    valley_contours : {'holes', 'keyhole'}
+        ``LATTICE_VALLEY`` as an outline with inner contours, or as keyhole polygons
+        (:func:`keyhole_contours`).
     """
     if vertex_rois not in VERTEX_ROI_CHOICES:
         raise ValueError(f"vertex_rois must be one of {VERTEX_ROI_CHOICES}")
+    if valley_contours not in VALLEY_CONTOUR_CHOICES:
+        raise ValueError(f"valley_contours must be one of {VALLEY_CONTOUR_CHOICES}")
     radius = plan.parameters.diameter_mm / 2.0
     circles = [sphere_contours(c, radius, grid) for c in plan.centers_lps_mm]
     rois = []
@@ -183,6 +373,8 @@ def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
         spheres = sphere_label_map(gtv_mask, plan.centers_ras_mm,
                                    diameter_mm=plan.parameters.diameter_mm)
         valley = mask_contours(gtv_mask.with_array(gtv_mask.array & (spheres.array == 0)))
+    if valley_contours == "keyhole":
+        valley = keyhole_contours(valley, grid)
     rois.append(RoiSpec("LATTICE_VALLEY", "AVOIDANCE", COLORS["LATTICE_VALLEY"], valley,
                         "GTV minus the vertex spheres"))
     if gtv:
@@ -194,9 +386,10 @@ def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
 
 def _check_names(rois: Sequence[RoiSpec]) -> None:
     names = [r.name for r in rois]
-    if len(set(names)) != len(names) or any(len(n) > MAX_NAME_LENGTH for n in names):
-        raise ValueError(f"ROI names must be unique and <= {MAX_NAME_LENGTH} characters: "
-                         f"{names}")
+    if (len(set(names)) != len(names) or any(len(n) > MAX_NAME_LENGTH for n in names)
+            or any(dicom_string_problem(n, "LO") or n != n.strip() for n in names)):
+        raise ValueError(f"ROI names must be unique, valid DICOM LO values and <= "
+                         f"{MAX_NAME_LENGTH} characters: {names}")
 
 
 def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
@@ -221,25 +414,21 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     ds.SOPClassUID = RTSTRUCT_SOP_CLASS
     ds.SOPInstanceUID = sop_uid
     ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
-    for key in PATIENT_STUDY:
-        setattr(ds, key, _fit_vr(key, header.get(key, "") or ""))
-    for key in OPTIONAL_COPIED:
-        if header.get(key):
-            setattr(ds, key, _fit_vr(key, header.get(key)))
+    copied, _, multi = copied_attributes(header)
+    for key, value in copied.items():
+        setattr(ds, key, value)
     ds.Modality = "RTSTRUCT"
     ds.SeriesInstanceUID = generate_uid()
     ds.SeriesNumber = 902
-    ds.SeriesDescription = (description or "lattice vertices")[:64]
+    ds.SeriesDescription = fit_dicom_string(description or "lattice vertices", "LO")
     ds.SeriesDate, ds.SeriesTime = date, time
     ds.OperatorsName = ""
     ds.Manufacturer = MANUFACTURER
-    ds.SoftwareVersions = __version__
+    ds.SoftwareVersions = fit_dicom_string(__version__, "LO")
     ds.FrameOfReferenceUID = series.frame_of_reference_uid
-    ds.PositionReferenceIndicator = _fit_vr("PositionReferenceIndicator",
-                                            header.get("PositionReferenceIndicator", "") or "")
-    ds.StructureSetLabel = label[:16]
-    ds.StructureSetName = label[:64]
-    ds.StructureSetDescription = description[:1024]
+    ds.StructureSetLabel = fit_dicom_string(label, "SH")
+    ds.StructureSetName = fit_dicom_string(label, "LO")
+    ds.StructureSetDescription = fit_dicom_string(description, "ST")
     ds.StructureSetDate, ds.StructureSetTime = date, time
 
     @functools.cache
@@ -270,7 +459,7 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
         item.ReferencedFrameOfReferenceUID = frame_uid
         item.ROIName = roi.name
         if roi.description:
-            item.ROIDescription = roi.description[:1024]
+            item.ROIDescription = fit_dicom_string(roi.description, "ST")
         item.ROIGenerationAlgorithm = "AUTOMATIC"
         set_rois.append(item)
         roi_contour = Dataset()
@@ -304,6 +493,7 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
             # Declares the raw ContourData already encoded as it will be written, so pydicom
             # copies the bytes instead of parsing and re-formatting every number (10x faster).
             c.set_original_encoding(False, True, c._character_set)
+    check_written_strings(ds, what="rtstruct.dcm", skip=(CONTOUR_DATA,), multi_ok=multi)
     return ds
 
 
@@ -331,18 +521,50 @@ def _raw(tag: int, vr: str, text: str) -> Any:
     return RawDataElement(Tag(tag), vr, len(data), data, 0, False, True)
 
 
-#: Longest value of the string VRs that copied attributes may have.
-VR_MAX_LENGTH = {"SH": 16, "CS": 16, "AE": 16, "LO": 64, "DA": 8, "TM": 16}
+def copied_attributes(header: Any) -> tuple[dict[str, Any], list[str], set[str]]:
+    """The patient, study and frame attributes an RTSTRUCT copies from its CT's ``header``.
+
+    Returns the values to write (:data:`PATIENT_STUDY` always, empty when absent;
+    :data:`OPTIONAL_COPIED` and PositionReferenceIndicator when present), a warning for every
+    value changed to fit its VR (:func:`~lattice.export.dicom_series.fit_dicom_string`, e.g.
+    a Study ID over 16 characters), and the attributes whose several values (where DICOM
+    allows one) are copied unchanged, so that the structure set still matches its CT.
+    """
+    from pydicom.datadict import dictionary_VM, dictionary_VR
+    from pydicom.multival import MultiValue
+
+    values: dict[str, Any] = {}
+    warnings: list[str] = []
+    multi: set[str] = set()
+    with quiet_pydicom():
+        for key in (*PATIENT_STUDY, *OPTIONAL_COPIED, "PositionReferenceIndicator"):
+            value = header.get(key, None)
+            if key not in PATIENT_STUDY and key != "PositionReferenceIndicator" and not value:
+                continue
+            vr = dictionary_VR(key)
+            if value is None or value == "":
+                values[key] = ""
+                continue
+            items = list(value) if isinstance(value, (MultiValue, list, tuple)) else [value]
+            fitted = [fit_dicom_string(v, vr) for v in items]
+            for before, after in zip(items, fitted):
+                if str(before) != after:
+                    problem = dicom_string_problem(str(before), vr)
+                    warnings.append(f"the CT's {key} {str(before)!r} breaks DICOM's rules ("
+                                    f"{problem}); rtstruct.dcm holds {after!r} instead")
+            if len(fitted) > 1 and dictionary_VM(key) == "1":
+                multi.add(key)
+                warnings.append(f"the CT's {key} holds {len(fitted)} values "
+                                f"({chr(92).join(fitted)!r}) where DICOM allows one; copied "
+                                "unchanged to rtstruct.dcm so that it matches its CT")
+            values[key] = fitted if len(fitted) > 1 else fitted[0]
+    return values, warnings, multi
 
 
-def _fit_vr(key: str, value: Any) -> Any:
-    """A copied value cut to its VR's length (some exports hold over-long Study IDs)."""
-    from pydicom.datadict import dictionary_VR
-
-    limit = VR_MAX_LENGTH.get(dictionary_VR(key))
-    if limit is not None and isinstance(value, str) and len(value) > limit:
-        return value[:limit]
-    return value
+def header_warnings(series: ImageSeries) -> list[str]:
+    """What an RTSTRUCT on ``series`` will change or copy unusually from the CT
+    (:func:`copied_attributes`), to report to the user."""
+    return copied_attributes(series.header)[1]
 
 
 def write_rtstruct(path: str | Path, series: ImageSeries, rois: Sequence[RoiSpec], *,
