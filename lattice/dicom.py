@@ -403,14 +403,18 @@ def rasterise_roi(roi: Roi, grid: Volume) -> Rasterised:
     Each contour goes to the slice plane nearest to it along the grid's k axis; a contour
     more than :data:`CONTOUR_OFF_SLICE_TOLERANCE` of a slice gap from every plane, or beyond
     the first or last slice, is left out and counted. A voxel is inside when its centre is
-    inside the polygon (scikit-image's ``draw.polygon``).
+    inside the polygon (scikit-image's ``draw.polygon``). The result keeps the polygons it
+    used (:class:`~lattice.surface.ContourVolume`), so the TPS solid is built from them.
     """
     from skimage.draw import polygon
+
+    from .surface import ContourVolume
 
     shape = grid.shape
     mask = np.zeros(shape, dtype=bool, order="F")
     inverse = np.linalg.inv(grid.affine) @ LPS_TO_RAS  # LPS -> index
     used = off = outside = 0
+    rings: list[tuple[int, NDArray[np.float64]]] = []
     for points in roi.contours:
         ijk = points @ inverse[:3, :3].T + inverse[:3, 3]
         k = float(np.mean(ijk[:, 2]))
@@ -423,8 +427,11 @@ def rasterise_roi(roi: Roi, grid: Volume) -> Rasterised:
             continue
         ii, jj = polygon(ijk[:, 0], ijk[:, 1], shape=shape[:2])
         mask[ii, jj, kk] ^= True
+        rings.append((kk, ijk[:, :2].copy()))
         used += 1
-    return Rasterised(Volume(mask, grid.affine), used, off, outside)
+    # The polygons travel with the mask: margins are measured against them (lattice.surface).
+    return Rasterised(ContourVolume(mask, grid.affine, rings_ijk=tuple(rings)), used, off,
+                      outside)
 
 
 def list_rois(path: str | Path) -> list[dict[str, Any]]:

@@ -254,7 +254,7 @@ def _candidates(field: RuleField, spacing: float
     step = _grid_step(field, spacing, _feasible_volume_mm3(field))
     ijk, pts = _candidate_grid(field, step)
     for _ in range(CANDIDATE_REFINEMENTS):
-        if len(pts) or not np.any(field.slack_vox > -field.band_mm):
+        if len(pts) or not np.any(field.slack_vox_hi > -field.band_mm):
             break
         step = _grid_step(field, spacing, 0.0, step / 2)
         ijk, pts = _candidate_grid(field, step)
@@ -285,7 +285,7 @@ def _grid_step(field: RuleField, spacing: float, volume_mm3: float,
 def _candidate_grid(field: RuleField, step: float
                     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Exactly allowed points of the world grid ``step * Z^3``: indices and RAS mm."""
-    maybe = field.slack_vox > -field.band_mm - EDT_TOLERANCE_MM
+    maybe = field.slack_vox_hi > -field.band_mm - EDT_TOLERANCE_MM
     if not maybe.any():
         return np.zeros((0, 3), np.int64), np.zeros((0, 3))
     idx = np.argwhere(maybe)
@@ -301,7 +301,7 @@ def _candidate_grid(field: RuleField, step: float
     for i in range(k0[0], k1[0] + 1):
         ijk = np.column_stack([np.full(len(yz), i), yz])
         pts = ijk * step
-        keep = field.lookup(field.world_to_box_index(pts)) > -field.band_mm - EDT_TOLERANCE_MM
+        keep = field.lookup_upper(field.world_to_box_index(pts)) > -field.band_mm - EDT_TOLERANCE_MM
         if keep.any():
             allowed, _ = field.classify(pts[keep])
             ijk_parts.append(ijk[keep][allowed])

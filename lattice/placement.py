@@ -95,7 +95,7 @@ class _Search:
         self.centre = centre
         self.cap = cap
         self.slice_step_mm = slice_step_mm
-        cand = field.slack_vox > -field.band_mm
+        cand = field.slack_vox_hi > -field.band_mm
         cbox = bounding_box(cand)
         self.cand_lo = np.array([s.start for s in cbox], float) - 1.0
         self.cand_hi = np.array([s.stop for s in cbox], float)
@@ -320,9 +320,9 @@ def plan_vertices(
 
     field = RuleField(gtv, oars, diameter_mm=params.diameter_mm,
                       gtv_margin_mm=params.gtv_margin_mm, max_depth_mm=params.max_depth_mm)
-    # The LATTICE target from the field's depth map: the same erosion as erode_mm, one EDT.
+    # The LATTICE target: voxel centres deeper than the margin below the GTV's TPS surface.
     target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
-    target_array[field.box] = field.depth_box > params.gtv_margin_mm
+    target_array[field.box] = field.deeper_than(params.gtv_margin_mm)
     target = gtv.with_array(target_array)
 
     def finish(centres: NDArray[np.float64], search: dict[str, Any],
@@ -334,7 +334,7 @@ def plan_vertices(
         return Plan(params, gtv, target, centres, depth, oar_d, search, warnings)
 
     warnings: tuple[str, ...] = ()
-    if not np.any(field.slack_vox > -field.band_mm):
+    if not np.any(field.slack_vox_hi > -field.band_mm):
         pts, info = np.zeros((0, 3)), {"method": "none"}
         warnings = (_no_room(field, params),)
     elif params.pattern == "max":
@@ -387,7 +387,7 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
     lattice = make_pattern(params.pattern, min_spacing_mm=params.min_spacing_mm)
     frame = _base_frame(gtv) if params.snap_to_slices else np.eye(3)
     slice_step = None
-    cand_box = bounding_box(field.slack_vox > -field.band_mm)
+    cand_box = bounding_box(field.slack_vox_hi > -field.band_mm)
     centre_ijk = np.array([(s.start + s.stop - 1) / 2 for s in cand_box]) + field.box_lo
     if params.snap_to_slices:
         slice_step = float(gtv.voxel_size_mm[2])
@@ -523,7 +523,7 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
         raise ParameterError(
             f"only {len(pts)} vertices fit even {params.min_spacing_mm:g} mm apart, so "
             f"--count {n} cannot be placed; lower the count, the spacing or the margins")
-    cand = np.argwhere(field.slack_vox > -field.band_mm)
+    cand = np.argwhere(field.slack_vox_hi > -field.band_mm)
     extent = (cand.max(axis=0) - cand.min(axis=0) + 1) * gtv.voxel_size_mm
     lo, hi = params.min_spacing_mm, max(float(np.linalg.norm(extent)), params.min_spacing_mm)
     tried = 0

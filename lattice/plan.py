@@ -289,7 +289,24 @@ class Plan:
             "outer_shell_depth_limit_mm": shell_limit,
             "fraction_in_outer_shell": (round(float(np.mean(self.depth_mm <= shell_limit)), 4)
                                         if self.n_vertices else None),
+            "robust_shift_mm": self._robust_shift_mm(),
         }
+
+    def _robust_shift_mm(self) -> float | None:
+        """Largest rigid shift of the whole plan, in any direction, under which every
+        distance rule still holds: the smallest slack of any vertex (depth and OAR distances
+        are 1-Lipschitz, and a rigid shift keeps spacing and the co-planar rule). A plan with
+        ``snap_to_slices`` stays on the slice planes only for shifts within the planes."""
+        if not self.n_vertices:
+            return None
+        p = self.parameters
+        r = p.diameter_mm / 2.0
+        slack = self.depth_mm - (p.gtv_margin_mm + r)
+        if p.max_depth_mm is not None:
+            slack = np.minimum(slack, p.max_depth_mm - self.depth_mm)
+        for name, d in self.oar_distance_mm.items():
+            slack = np.minimum(slack, d - (p.oar_clearance_mm[name] + r))
+        return _num(max(float(slack.min()), 0.0))
 
     def vertex_records(self) -> list[dict[str, Any]]:
         """One JSON-ready dict per vertex (ids from 1)."""
@@ -343,6 +360,16 @@ class Plan:
                 f"{p.diameter_mm:g} mm): {listed}{more} (tps_volume_cc in plan.json); "
                 f"use {advice}"]
 
+    def surface_model(self) -> dict[str, Any]:
+        """How margins and clearances were measured (plan.json ``surface_model``)."""
+        from .surface import MODEL_NAME, MODEL_TEXT, ContourVolume
+
+        return {"name": MODEL_NAME, "description": MODEL_TEXT,
+                "slice_axis": "k (third array axis of the grid)",
+                "slice_gap_mm": float(self.gtv.voxel_size_mm[2]),
+                "gtv_outline": ("RTSTRUCT polygons" if isinstance(self.gtv, ContourVolume)
+                                else "marching squares at 0.5 of each mask slice")}
+
     def to_dict(self, *, inputs: dict[str, Any] | None = None,
                 slice_grid: Volume | None = None) -> dict[str, Any]:
         """The ``plan.json`` document.
@@ -362,6 +389,7 @@ class Plan:
             "lattice_version": __version__,
             "world_frame": "RAS+ mm (NIfTI); center_lps_mm is DICOM LPS; center_ijk is the "
                            "fractional voxel index of the CT grid",
+            "surface_model": self.surface_model(),
             "inputs": inputs or {},
             "grid": {
                 "shape": list(self.gtv.shape),

@@ -7,16 +7,16 @@ shares no code with the planner's rule field or search (:mod:`lattice.rules`,
 (:class:`~lattice.volume.Volume`), the mask reader, the bounding-box helper
 (:func:`lattice.margins.bounding_box`) and the error classes are shared.
 
-Distances are exact distances between world points and voxel centres, from KD-trees:
+Distances follow the TPS surface model (README "Definitions", :mod:`lattice.surface`): the GTV
+and each OAR are the solids a TPS rebuilds from slice outlines (the RTSTRUCT's polygons when
+the mask came from DICOM, marching squares at 0.5 of each slice otherwise), each extruded half
+a slice gap above and below its plane.
 
-- **depth** of a centre: distance to the nearest voxel centre outside the GTV. The tree holds
-  every background voxel of the GTV's bounding box grown by one voxel, including a one-voxel
-  frame beyond the array border (voxels beyond the border count as outside the GTV). The
-  grown box's outer layer is all background, so for a point whose nearest voxel lies in the
-  GTV no background voxel outside the box can be nearer (clamping a voxel index into the box
-  moves it towards the point along every axis). A centre whose nearest voxel is not a GTV
-  voxel is outside the GTV: depth 0.
-- **OAR distance**: distance to the nearest voxel centre of the organ.
+- **depth** of a centre: its distance to the outside of the GTV solid (0 outside it);
+- **OAR distance**: its distance to the OAR solid (0 inside it).
+
+Both are computed by brute force here (every segment of every slab in reach, crossing-number
+inside tests; see :class:`_Slabs`), not with the planner's voxel tables, trees or bounds.
 
 Rules (from ``plan["parameters"]``, radius R = D/2):
 
@@ -46,11 +46,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import cKDTree
 
 from .errors import GridMismatchError, InputFileError
 from .io import load_grid, load_mask, mask_from_array, sha256_file
-from .margins import bounding_box
 from .volume import Volume
 
 #: Rule checks forgive this much (mm). Centres are written with full float precision, so a
@@ -247,71 +245,112 @@ def _ras_to_ijk(affine: NDArray[np.float64], ras: NDArray[np.float64]) -> NDArra
     return np.linalg.solve(affine[:3, :3], (ras - affine[:3, 3]).T).T
 
 
-#: First search radius (mm) around a centre for the nearest background voxel; doubled until
-#: the nearest one found lies within it. Most vertices sit 10-30 mm deep.
-_FIRST_RADIUS_MM = 16.0
+def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
+    """Closed outlines (voxel indices i, j) of slice k: the mask's own polygons when it was
+    rasterised from an RTSTRUCT, otherwise marching squares at 0.5 of the padded slice."""
+    from skimage.measure import find_contours
+
+    from .surface import ContourVolume
+
+    if isinstance(mask, ContourVolume):
+        return [ring for kk, ring in mask.rings_ijk if kk == k]
+    plane = np.asarray(mask.array[:, :, k], dtype=bool)
+    if not plane.any():
+        return []
+    return [line[:-1] - 1.0 for line in find_contours(np.pad(plane, 1).astype(float), 0.5)]
 
 
-def _depth_mm(gtv: NDArray[np.bool_], affine: NDArray[np.float64],
-              points_ras_mm: NDArray[np.float64], *,
-              cap_mm: float | None = None) -> NDArray[np.float64]:
-    """Distance (mm) from each point to the nearest voxel centre outside the GTV (0 when the
-    point's nearest voxel is not a GTV voxel); voxels beyond the array count as outside.
+class _Slabs:
+    """Brute-force distances to the TPS solid of a mask (README "Definitions").
 
-    Per point, a window of voxels around its nearest voxel is searched by brute force. On an
-    orthogonal grid, every voxel centre within r mm of the point is within r / voxel_size + 1/2
-    voxels of its nearest voxel along each axis, so a window that wide holds the whole ball of
-    radius r: the nearest background voxel found there is the true nearest one whenever it
-    lies within r. Otherwise r doubles.
+    Each slice's outline is extruded half a slice gap each side. In the grid frame
+    ``(i dx, j dy, k dz)`` the distance from a point to the outside of the solid (depth) is the
+    least ``sqrt(e_j^2 + z_j^2)`` over slabs j (e_j: in-plane distance to slab j's outline
+    when inside it, else 0; z_j: distance to the slab's extent), and the distance to the solid
+    the same with e_j = 0 inside and the distance to the outline outside. Every segment of a
+    slab is measured, and inside-ness is the crossing number: no tables, trees or shortcuts,
+    so this shares nothing with the planner's fast path beyond the definition.
     """
-    n = len(points_ras_mm)
-    depth = np.zeros(n)
-    shape = np.array(gtv.shape)
-    vox = np.linalg.norm(affine[:3, :3], axis=0)
-    nearest = np.rint(_ras_to_ijk(affine, points_ras_mm)).astype(np.int64)
-    for i in range(n):
-        c = nearest[i]
-        if np.any(c < 0) or np.any(c >= shape) or not gtv[tuple(c)]:
-            continue  # the point is not in a GTV voxel: depth 0
-        radius = _FIRST_RADIUS_MM if cap_mm is None else cap_mm
-        while True:
-            half = np.ceil(radius / vox + 0.5).astype(np.int64)
-            lo, hi = c - half, c + half + 1
-            window = np.zeros(tuple(hi - lo), dtype=bool)  # beyond the array: background
-            src_lo, src_hi = np.maximum(lo, 0), np.minimum(hi, shape)
-            window[tuple(slice(a - b, e - b) for a, b, e in zip(src_lo, lo, src_hi))] = gtv[
-                tuple(slice(a, e) for a, e in zip(src_lo, src_hi))]
-            background = np.argwhere(~window) + lo
-            if len(background):
-                d = float(np.min(np.linalg.norm(
-                    _ijk_to_ras(affine, background) - points_ras_mm[i], axis=1)))
-                if d <= radius:
-                    depth[i] = d
-                    break
-                if cap_mm is not None:
-                    depth[i] = cap_mm
-                    break
-                radius = d
-            elif cap_mm is not None:
-                depth[i] = cap_mm
-                break
+
+    def __init__(self, mask: Volume) -> None:
+        self.mask = mask
+        self.vox = mask.voxel_size_mm
+        self.inv = np.linalg.inv(mask.affine)
+        self._segs: dict[int, NDArray[np.float64]] = {}
+
+    def segments(self, k: int) -> NDArray[np.float64]:
+        if k not in self._segs:
+            if 0 <= k < self.mask.shape[2]:
+                rings = [np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
+                         for r in _slice_rings(self.mask, k)]
             else:
-                radius *= 2.0
-    return depth
+                rings = []
+            segs = [np.column_stack([r, np.roll(r, -1, axis=0)]) for r in rings if len(r) >= 2]
+            self._segs[k] = np.concatenate(segs) if segs else np.zeros((0, 4))
+        return self._segs[k]
+
+    def _inplane(self, k: int, q: NDArray[np.float64]) -> tuple[float, bool]:
+        s = self.segments(k)
+        if len(s) == 0:
+            return np.inf, False
+        a, b = s[:, :2], s[:, 2:]
+        ab = b - a
+        t = np.clip(np.sum((q - a) * ab, axis=1) / np.maximum(np.sum(ab * ab, axis=1),
+                                                                1e-300), 0.0, 1.0)
+        dist = float(np.min(np.linalg.norm(q - (a + t[:, None] * ab), axis=1)))
+        y0, y1 = s[:, 1], s[:, 3]
+        spans = (np.minimum(y0, y1) <= q[1]) & (q[1] < np.maximum(y0, y1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = s[:, 0] + (q[1] - y0) / (y1 - y0) * (s[:, 2] - s[:, 0])
+        inside = bool(np.count_nonzero(spans & (x > q[0])) % 2)
+        return dist, inside
+
+    def measure(self, points_ras_mm: NDArray[np.float64], *, depth: bool,
+                cap_mm: float = np.inf) -> NDArray[np.float64]:
+        """Depth below (``depth=True``) or distance to the solid of each point, capped."""
+        out = np.zeros(len(points_ras_mm))
+        dz = float(self.vox[2])
+        uvw = (points_ras_mm @ self.inv[:3, :3].T + self.inv[:3, 3]) * self.vox
+        nk = self.mask.shape[2]
+        for n, p in enumerate(uvw):
+            j0 = int(np.rint(p[2] / dz))
+            best = cap_mm
+            e, inside = self._inplane(j0, p[:2])
+            if depth:
+                if not inside:
+                    continue  # outside the GTV solid: depth 0
+                best = min(best, e)
+            else:
+                best = 0.0 if inside else min(best, e)
+            m = 0
+            while True:
+                m += 1
+                if (m - 1) * dz >= best or (m > 1 and j0 - m < -1 and j0 + m > nk):
+                    break
+                for j in (j0 - m, j0 + m):
+                    z = max(abs(p[2] - j * dz) - 0.5 * dz, 0.0)
+                    e, inside = self._inplane(j, p[:2])
+                    if depth:
+                        best = min(best, float(np.hypot(e if inside else 0.0, z)))
+                    elif inside or np.isfinite(e):
+                        best = min(best, float(np.hypot(0.0 if inside else e, z)))
+            out[n] = best
+        return out
 
 
-def _distance_to_mask_mm(mask: NDArray[np.bool_], affine: NDArray[np.float64],
-                         points_ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Distance (mm) from each point to the nearest voxel centre of ``mask``."""
+def _depth_mm(gtv: Volume, points_ras_mm: NDArray[np.float64], *,
+              cap_mm: float | None = None) -> NDArray[np.float64]:
+    """Depth (mm) of each point below the GTV's TPS surface (0 outside), capped."""
+    return _Slabs(gtv).measure(points_ras_mm, depth=True,
+                               cap_mm=np.inf if cap_mm is None else cap_mm)
+
+
+def _distance_to_mask_mm(mask: Volume, points_ras_mm: NDArray[np.float64]
+                         ) -> NDArray[np.float64]:
+    """Distance (mm) from each point to the OAR's TPS solid (0 inside)."""
     if len(points_ras_mm) == 0:
         return np.zeros(0)
-    # Locate the mask's voxels in its bounding box: argwhere over a whole (Fortran-ordered)
-    # CT-sized array costs seconds.
-    box = bounding_box(mask)
-    sub = mask[box]
-    lo = [sl.start for sl in box]
-    d, _ = cKDTree(_ijk_to_ras(affine, np.argwhere(sub) + lo)).query(points_ras_mm)
-    return np.asarray(d, dtype=np.float64)
+    return _Slabs(mask).measure(points_ras_mm, depth=False)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -407,11 +446,13 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
     n = len(centres)
 
     _check_on_grid(gtv, grid, name="the GTV mask")
-    gtv_mask = mask_from_array(np.asarray(gtv.array), name="the GTV mask")
+    gtv_mask = gtv if gtv.array.dtype == bool else gtv.with_array(
+        mask_from_array(np.asarray(gtv.array), name="the GTV mask"))
     oar_masks = {}
     for name, vol in oars.items():
         _check_on_grid(vol, grid, name=f"OAR mask '{name}'")
-        oar_masks[name] = mask_from_array(np.asarray(vol.array), name=f"OAR mask '{name}'")
+        oar_masks[name] = vol if vol.array.dtype == bool else vol.with_array(
+            mask_from_array(np.asarray(vol.array), name=f"OAR mask '{name}'"))
 
     names = [str(v.get("name") or f"vertex {v.get('id', i + 1)}") for i, v in enumerate(records)]
     ids = [int(v["id"]) if isinstance(v.get("id"), int) else i + 1
@@ -420,7 +461,6 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
     warnings: list[str] = []
     if n == 0:
         warnings.append("the plan has no vertices: nothing to verify but its inputs")
-    affine = gtv.affine  # equals the plan's grid within SAME_GRID_TOLERANCE_MM (checked)
     r = rules.radius_mm
 
     # GTV margin.
@@ -428,7 +468,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
     cap = None
     if not check_reported_depth:
         cap = need + (rules.shell_width_mm or 0.0) + 1.0  # deeper than any rule looks
-    depth = _depth_mm(gtv_mask, affine, centres, cap_mm=cap)
+    depth = _depth_mm(gtv_mask, centres, cap_mm=cap)
     chk.worst("gtv_margin", depth - need, f"centre depth >= {_fmt(need)} mm "
               f"(margin {_fmt(rules.gtv_margin_mm)} + radius {_fmt(r)})")
     for i in np.flatnonzero(depth < need - RULE_TOLERANCE_MM).tolist():
@@ -477,7 +517,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
             chk.add("oar_clearance", (), f"no mask for OAR '{name}' (clearance "
                     f"{_fmt(clearance)} mm): its clearance rule could not be checked")
             continue
-        d = _distance_to_mask_mm(oar_masks[name], affine, centres)
+        d = _distance_to_mask_mm(oar_masks[name], centres)
         oar_d[name] = d
         chk.worst("oar_clearance", d - need_oar, f"{name}: centre distance >= "
                   f"{_fmt(need_oar)} mm (clearance {_fmt(clearance)} + radius {_fmt(r)})",

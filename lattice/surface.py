@@ -1,0 +1,512 @@
+"""The solid a treatment planning system rebuilds from slice contours, and distances to it.
+
+A TPS does not see voxels: it sees one closed outline per slice plane and rebuilds a structure
+by extruding each outline half a slice gap above and below its plane. This module builds that
+solid for a mask and measures distances to it exactly.
+
+The model (README "Definitions", plan.json ``surface_model``)
+-------------------------------------------------------------
+"Slices" are the planes ``k = const`` of the grid's third array axis, whatever the
+orientation. Work happens in the grid frame ``(u, v, w) = (i dx, j dy, k dz)`` (mm), which is
+isometric to the world for the orthogonal affines the planner accepts (flipped, permuted and
+oblique grids included).
+
+* On slice k the outline ``P_k`` is, for a voxel mask, the marching-squares contour at level
+  0.5 of that slice (half way between inside and outside voxel centres; scikit-image's
+  ``find_contours`` on the slice padded with background, the same contours the RTSTRUCT
+  writer exports); for DICOM input, the RTSTRUCT's own polygons. Holes follow the even-odd
+  rule.
+* The solid is ``S = union_k P_k x [w_k - dz/2, w_k + dz/2]``; slices without an outline, and
+  everything beyond the first and last slice, are empty.
+* The **depth** of a point p = (q, w) is its distance to the outside of S. The outside of S is
+  the union over slabs j of ``(R^2 \\ P_j) x slab_j`` (plus the space beyond the stack), and the
+  distance to a product set is the root sum of squares of the distances in each factor, so
+
+      depth(p) = min_j sqrt(e_j(q)^2 + z_j(w)^2),
+
+  with ``e_j(q)`` the in-plane distance from q to the boundary of ``P_j`` when q is inside
+  ``P_j`` and 0 otherwise, and ``z_j(w)`` the distance from w to slab j's interval.
+* The **distance** of a point to S (used for OARs) is ``min_j sqrt(f_j(q)^2 + z_j(w)^2)`` with
+  ``f_j(q)`` = 0 inside ``P_j``, else the in-plane distance to its boundary (inf for an empty
+  slice).
+
+In-plane distances are exact point-to-segment distances (float64); inside-ness is the crossing
+number of the polygons (even-odd), short-cut by the voxel mask where that is provably the same.
+
+At voxel centres (the table the placement search reads) the in-plane distance is computed
+exactly for every pixel that can matter and bounded elsewhere (see :func:`_inplane_depth_px`),
+so the resulting depth is exact wherever it is at most ``exact_to_mm``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import edt
+import numpy as np
+from numpy.typing import NDArray
+from scipy.spatial import cKDTree
+
+from .margins import bounding_box
+from .volume import Volume
+
+#: Name of the model recorded in plan.json ``surface_model``.
+MODEL_NAME = "tps_slab_extrusion"
+
+#: One-paragraph statement of the model for plan.json and reports.
+MODEL_TEXT = (
+    "GTV and OARs are the solids a TPS rebuilds from slice contours: on each plane of the grid's "
+    "third axis the outline (RTSTRUCT polygons for DICOM input, the marching-squares contour at "
+    "0.5 for a mask; holes by the even-odd rule) is extruded half a slice gap above and below "
+    "its plane. Depth is the distance to the outside of the GTV solid; OAR distance is the "
+    "distance to the OAR solid. Every rule (GTV margin, OAR clearance, shell band, LATTICE "
+    "target = voxel centres deeper than the margin) uses these exact distances.")
+
+#: Segments longer than this many in-plane pixel sizes are split (same polyline, shorter
+#: pieces) so that the nearest-midpoint search below has a tight certificate.
+_MAX_SEGMENT_PX = 1.0
+
+#: Nearest midpoints examined first per query point (the certificate usually holds at once).
+_K_FIRST = 8
+
+#: Points x segments per block of the vectorised crossing-number test (memory ~ 8 bytes each).
+_CROSSING_BLOCK = 500_000
+
+
+@dataclass(frozen=True, eq=False)
+class SliceOutline:
+    """Closed polygons of one slice plane, as segments in the in-plane grid frame (mm).
+
+    Attributes
+    ----------
+    segments : (n, 4) ndarray of float
+        ``(u0, v0, u1, v1)`` per segment.
+    """
+
+    segments: NDArray[np.float64]
+    _tree: cKDTree | None = field(default=None, repr=False)
+    _half_max: float = 0.0
+
+    @classmethod
+    def from_rings(cls, rings_uv: Sequence[NDArray[np.float64]], *, max_len_mm: float
+                   ) -> SliceOutline:
+        """Outline from closed rings ``(m, 2)`` (first point not repeated)."""
+        segs = []
+        for ring in rings_uv:
+            if len(ring) < 2:
+                continue
+            a = np.asarray(ring, dtype=np.float64)
+            b = np.roll(a, -1, axis=0)
+            length = np.linalg.norm(b - a, axis=1)
+            pieces = np.maximum(np.ceil(length / max_len_mm - 1e-9), 1).astype(int)
+            if pieces.max() == 1:
+                segs.append(np.column_stack([a, b]))
+                continue
+            rep = np.repeat(np.arange(len(a)), pieces)
+            t0 = np.concatenate([np.arange(p) / p for p in pieces])
+            t1 = np.concatenate([np.arange(1, p + 1) / p for p in pieces])
+            d = (b - a)[rep]
+            segs.append(np.column_stack([a[rep] + t0[:, None] * d, a[rep] + t1[:, None] * d]))
+        s = np.concatenate(segs) if segs else np.zeros((0, 4))
+        s = s[np.any(s[:, :2] != s[:, 2:], axis=1)]
+        if len(s) == 0:
+            return cls(s)
+        mid = 0.5 * (s[:, :2] + s[:, 2:])
+        half = 0.5 * float(np.linalg.norm(s[:, 2:] - s[:, :2], axis=1).max())
+        return cls(s, cKDTree(mid), half)
+
+    @property
+    def empty(self) -> bool:
+        return len(self.segments) == 0
+
+    def boundary_distance(self, q: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Exact distance (mm) from in-plane points ``(m, 2)`` to the nearest segment.
+
+        The k nearest segment midpoints are tried first; the answer is certified when the
+        k-th midpoint is farther than the best segment plus the longest half segment (no
+        unseen segment can then be nearer), otherwise k grows, up to every segment.
+        """
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
+        out = np.full(len(q), np.inf)
+        if self.empty or len(q) == 0:
+            return out
+        assert self._tree is not None
+        n = len(self.segments)
+        todo = np.arange(len(q))
+        k = min(_K_FIRST, n)
+        while len(todo):
+            dmid, idx = self._tree.query(q[todo], k=k)
+            dmid = dmid.reshape(len(todo), -1)
+            idx = idx.reshape(len(todo), -1)
+            best = _point_segment_distance(q[todo][:, None, :], self.segments[idx]).min(axis=1)
+            done = (k >= n) | (dmid[:, -1] - self._half_max >= best)
+            out[todo[done]] = best[done]
+            todo = todo[~done]
+            k = min(4 * k, n)
+        return out
+
+    def contains(self, q: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Even-odd inside test of in-plane points ``(m, 2)`` (crossing number, ray to +u)."""
+        q = np.asarray(q, dtype=np.float64).reshape(-1, 2)
+        out = np.zeros(len(q), dtype=bool)
+        if self.empty or len(q) == 0:
+            return out
+        s = self.segments
+        # Only segments spanning a point's v can cross its ray: sort them by their lower v.
+        lo_v = np.minimum(s[:, 1], s[:, 3])
+        hi_v = np.maximum(s[:, 1], s[:, 3])
+        step = max(1, _CROSSING_BLOCK // max(len(s), 1))
+        for a in range(0, len(q), step):
+            qq = q[a:a + step]
+            u, v = qq[:, :1], qq[:, 1:]
+            spans = (lo_v[None, :] <= v) & (v < hi_v[None, :])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                t = (v - s[None, :, 1]) / (s[None, :, 3] - s[None, :, 1])
+                u_cross = s[None, :, 0] + t * (s[None, :, 2] - s[None, :, 0])
+            out[a:a + step] = (np.count_nonzero(spans & (u_cross > u), axis=1) % 2) == 1
+        return out
+
+
+def _point_segment_distance(p: NDArray[np.float64], seg: NDArray[np.float64]
+                            ) -> NDArray[np.float64]:
+    """Distance from points ``p (..., 2)`` to segments ``seg (..., 4)`` (broadcast)."""
+    a, b = seg[..., :2], seg[..., 2:]
+    ab = b - a
+    denom = np.einsum("...i,...i->...", ab, ab)
+    t = np.einsum("...i,...i->...", p - a, ab) / np.where(denom > 0, denom, 1.0)
+    t = np.clip(t, 0.0, 1.0)
+    d = p - (a + t[..., None] * ab)
+    return np.sqrt(np.einsum("...i,...i->...", d, d))
+
+
+@dataclass(frozen=True, eq=False)
+class SlabSolid:
+    """The TPS solid of one structure on a grid (see the module docstring).
+
+    Parameters
+    ----------
+    mask : (I, J, K) ndarray of bool
+        Which voxel centres are inside (for DICOM input: the polygons rasterised by the
+        even-odd rule at voxel centres).
+    voxel_size_mm : (3,) float
+    rings_ijk : sequence of (k, (m, 2) ndarray), optional
+        The structure's own polygons in voxel indices (i, j) on slice k (DICOM input). Without
+        them the outlines are the mask's marching-squares contours.
+    """
+
+    mask: NDArray[np.bool_]
+    voxel_size_mm: NDArray[np.float64]
+    rings_ijk: tuple[tuple[int, NDArray[np.float64]], ...] | None = None
+    _outlines: dict[int, SliceOutline] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mask", np.asarray(self.mask, dtype=bool))
+        object.__setattr__(self, "voxel_size_mm",
+                           np.asarray(self.voxel_size_mm, dtype=np.float64))
+        if self.rings_ijk is not None:
+            vox = self.voxel_size_mm
+            per: dict[int, list[NDArray[np.float64]]] = {}
+            for k, ring in self.rings_ijk:
+                per.setdefault(int(k), []).append(
+                    np.asarray(ring, dtype=np.float64)[:, :2] * vox[:2])
+            max_len = _MAX_SEGMENT_PX * float(vox[:2].max())
+            for k, rings in per.items():
+                outline = SliceOutline.from_rings(rings, max_len_mm=max_len)
+                if not outline.empty:
+                    self._outlines[k] = outline
+            object.__setattr__(self, "_slices", frozenset(self._outlines))
+        else:
+            ks = np.flatnonzero(self.mask.any(axis=(0, 1))) if self.mask.size else []
+            object.__setattr__(self, "_slices", frozenset(int(k) for k in ks))
+
+    @property
+    def from_mask(self) -> bool:
+        """True when the outlines are the mask's own marching-squares contours."""
+        return self.rings_ijk is None
+
+    @property
+    def slice_gap_mm(self) -> float:
+        return float(self.voxel_size_mm[2])
+
+    def has_slice(self, k: int) -> bool:
+        return k in self._slices  # type: ignore[attr-defined]
+
+    def outline(self, k: int) -> SliceOutline | None:
+        """The outline of slice k (marching squares computed on first use), None if empty."""
+        if not self.has_slice(k):
+            return None
+        got = self._outlines.get(k)
+        if got is None:
+            from skimage.measure import find_contours
+
+            plane = self.mask[:, :, k]
+            box = bounding_box(plane[:, :, None])
+            sub = plane[box[0], box[1]]
+            off = np.array([box[0].start, box[1].start], dtype=np.float64) - 1.0
+            padded = np.pad(sub, 1).astype(np.float32)
+            vox = self.voxel_size_mm
+            rings = [(line[:-1] + off) * vox[:2] for line in find_contours(padded, 0.5)]
+            got = SliceOutline.from_rings(rings, max_len_mm=_MAX_SEGMENT_PX * float(
+                vox[:2].max()))
+            self._outlines[k] = got
+        return got
+
+    # -- in-plane, per slice ------------------------------------------------------------------
+
+    def _inside(self, k: int, q_uv: NDArray[np.float64],
+                dist: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """Inside-ness on slice k of points whose boundary distance ``dist`` is known.
+
+        Where the nearest voxel centre c of the slice is nearer to q than the boundary is, the
+        segment q-c cannot cross the boundary, so q is inside exactly when c is. Elsewhere the
+        crossing number decides.
+        """
+        outline = self.outline(k)
+        if outline is None:
+            return np.zeros(len(q_uv), dtype=bool)
+        vox = self.voxel_size_mm[:2]
+        ij = np.rint(q_uv / vox).astype(np.int64)
+        gap = np.linalg.norm(q_uv - ij * vox, axis=1)
+        shape = np.array(self.mask.shape[:2])
+        in_array = np.all((ij >= 0) & (ij < shape), axis=1)
+        out = np.zeros(len(q_uv), dtype=bool)
+        bit = np.zeros(len(q_uv), dtype=bool)
+        bit[in_array] = self.mask[ij[in_array, 0], ij[in_array, 1], k]
+        sure = (gap < dist) & (in_array | self.from_mask)
+        out[sure] = bit[sure]
+        rest = ~sure
+        if rest.any():
+            out[rest] = outline.contains(q_uv[rest])
+        return out
+
+    def _inplane(self, k: int, q_uv: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        outline = self.outline(k)
+        if outline is None:
+            return np.full(len(q_uv), np.inf), np.zeros(len(q_uv), dtype=bool)
+        dist = outline.boundary_distance(q_uv)
+        return dist, self._inside(k, q_uv, dist)
+
+    # -- exact point queries ------------------------------------------------------------------
+
+    def depth(self, uvw: NDArray[np.float64], *, cap_mm: float = np.inf) -> NDArray[np.float64]:
+        """Exact depth (mm) of grid-frame points ``(n, 3)``; values >= ``cap_mm`` become it."""
+        return self._query(uvw, cap_mm, inside_metric=True)
+
+    def distance(self, uvw: NDArray[np.float64], *, cap_mm: float = np.inf
+                 ) -> NDArray[np.float64]:
+        """Exact distance (mm) from grid-frame points ``(n, 3)`` to the solid, capped."""
+        return self._query(uvw, cap_mm, inside_metric=False)
+
+    def _query(self, uvw: NDArray[np.float64], cap_mm: float, *, inside_metric: bool
+               ) -> NDArray[np.float64]:
+        pts = np.atleast_2d(np.asarray(uvw, dtype=np.float64))
+        n = len(pts)
+        best = np.full(n, cap_mm, dtype=np.float64)
+        if n == 0:
+            return best
+        dz = self.slice_gap_mm
+        w = pts[:, 2]
+        j0 = np.rint(w / dz).astype(np.int64)
+        if inside_metric:
+            # Outside the own slab's outline: depth 0.
+            own = np.zeros(n, dtype=bool)
+            for k in np.unique(j0):
+                rows = np.flatnonzero(j0 == k)
+                d, inside = self._inplane(int(k), pts[rows, :2])
+                own[rows] = inside
+                best[rows] = np.minimum(best[rows], np.where(inside, d, 0.0))
+            best[~own] = 0.0
+            live = own
+        else:
+            live = np.ones(n, dtype=bool)
+        slices = np.array(sorted(self._slices) or [0])  # type: ignore[attr-defined]
+        far = int(max(abs(slices.max() - j0.min()), abs(j0.max() - slices.min()))) + 2
+        reach = min(int(np.ceil(cap_mm / dz + 1.0)), far) if np.isfinite(cap_mm) else far
+        for m in sorted(range(-reach, reach + 1), key=abs):
+            if m == 0 and inside_metric:
+                continue
+            j = j0 + m
+            zoff = np.maximum(np.abs(w - j * dz) - 0.5 * dz, 0.0)
+            rows = np.flatnonzero(live & (zoff < best))
+            if len(rows) == 0:
+                if abs(m) > 1 and not np.any(live & (np.abs(m) * dz - dz < best)):
+                    break
+                continue
+            for k in np.unique(j[rows]):
+                sub = rows[j[rows] == k]
+                if not self.has_slice(int(k)):
+                    if inside_metric:
+                        best[sub] = np.minimum(best[sub], zoff[sub])
+                    continue
+                d, inside = self._inplane(int(k), pts[sub, :2])
+                e = np.where(inside, d, 0.0) if inside_metric else np.where(inside, 0.0, d)
+                best[sub] = np.minimum(best[sub], np.hypot(e, zoff[sub]))
+        return best
+
+    # -- voxel-centre tables ------------------------------------------------------------------
+
+    def voxel_depth_bounds(self, box: tuple[slice, slice, slice], *, exact_to_mm: float
+                           ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Lower and upper bounds (mm) of the depth of every voxel centre of ``box``.
+
+        The box must hold every voxel of the mask. See :meth:`_inplane_bounds` for how tight
+        they are; for polygon outlines both are exact wherever the depth is <= ``exact_to_mm``
+        (beyond, both are only known to exceed it).
+        """
+        sub = self.mask[box]
+        lo = np.array([s.start for s in box], dtype=np.int64)
+        e_lo, e_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=True)
+        dz = self.slice_gap_mm
+        return (_stack(e_lo, dz, exact_to_mm, inside_metric=True),
+                _stack(e_hi, dz, exact_to_mm, inside_metric=True))
+
+    def voxel_distance_bounds(self, box: tuple[slice, slice, slice], *, exact_to_mm: float
+                              ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Lower and upper bounds (mm) of the distance from each voxel centre of ``box`` to the
+        solid; tight up to ``exact_to_mm`` (beyond: only known to exceed it, inf where nothing
+        is in reach). The work is done on ``box`` grown by the reach and cropped back.
+        """
+        vox = self.voxel_size_mm
+        grow = np.ceil(exact_to_mm / vox).astype(np.int64) + 1
+        shape = np.array(self.mask.shape)
+        lo = np.maximum(np.array([s.start for s in box]) - grow, 0)
+        hi = np.minimum(np.array([s.stop for s in box]) + grow, shape)
+        sub = self.mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        f_lo, f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
+        a = np.array([s.start for s in box]) - lo
+        b = a + np.array([s.stop - s.start for s in box])
+        crop = (slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2]))
+        return (_stack(f_lo, float(vox[2]), exact_to_mm, inside_metric=False)[crop],
+                _stack(f_hi, float(vox[2]), exact_to_mm, inside_metric=False)[crop])
+
+    @property
+    def table_slack_mm(self) -> float:
+        """Half the longest outline segment of the voxel tables' bound (0 for polygons).
+
+        For a mask the outline's vertices are the midpoints between inside and outside voxel
+        centres and its segments are at most one pixel long (ell). The distance U from a pixel
+        centre to the nearest vertex bounds the distance e to the outline:
+        ``sqrt(U^2 - (ell/2)^2) <= e <= U``, since the foot of the perpendicular lies within
+        ell/2 of a segment end.
+        """
+        return 0.5 * float(self.voxel_size_mm[:2].max()) if self.from_mask else 0.0
+
+    def _inplane_bounds(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
+                        *, inside_metric: bool
+                        ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Per-slice bounds of the in-plane distance at the pixel centres of ``sub`` (at ``lo``).
+
+        inside_metric: distance to the boundary for inside pixels (0 outside); otherwise the
+        distance to the region for outside pixels (0 inside, inf on empty slices).
+        """
+        if self.from_mask:
+            return self._mask_bounds(sub, inside_metric=inside_metric)
+        return self._polygon_table(sub, lo, exact_to_mm, inside_metric=inside_metric)
+
+    def _mask_bounds(self, sub: NDArray[np.bool_], *, inside_metric: bool
+                     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Distance U to the nearest outline vertex by an EDT on a grid of half-pixel steps,
+        whose zeros are the midpoints between differing 4-neighbours (the marching-squares
+        vertices, with a background frame around ``sub`` so outlines close beyond it)."""
+        vox = self.voxel_size_mm
+        p = np.pad(sub, ((1, 1), (1, 1), (0, 0)))
+        ni, nj, nk = p.shape
+        feat = np.ones((2 * ni - 1, 2 * nj - 1, nk), dtype=np.uint8)
+        feat[1::2, ::2, :][p[:-1] != p[1:]] = 0
+        feat[::2, 1::2, :][p[:, :-1] != p[:, 1:]] = 0
+        upper = np.zeros(sub.shape, dtype=np.float32)
+        has = sub.any(axis=(0, 1))
+        a2 = np.float32(self.table_slack_mm ** 2)
+        for k in range(nk):
+            if not has[k]:
+                if not inside_metric:
+                    upper[:, :, k] = np.inf
+                continue
+            u = edt.edt(np.ascontiguousarray(feat[:, :, k]), anisotropy=(
+                float(vox[0]) / 2, float(vox[1]) / 2), black_border=False, parallel=1)
+            upper[:, :, k] = u[2:2 * ni - 2:2, 2:2 * nj - 2:2]
+        if inside_metric:
+            upper[~sub] = 0.0
+        else:
+            upper[sub] = 0.0
+        lower = np.sqrt(np.maximum(np.square(upper) - a2, np.float32(0.0)))
+        return lower.astype(np.float32), upper
+
+    def _polygon_table(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
+                       *, inside_metric: bool
+                       ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Exact in-plane distances for every pixel within reach of a free polygon outline."""
+        vox = self.voxel_size_mm
+        out = np.zeros(sub.shape, dtype=np.float32)
+        beyond = np.float32(exact_to_mm * (1 + 1e-6) + 1e-6)
+        for kk in range(sub.shape[2]):
+            outline = self.outline(int(lo[2]) + kk)
+            plane = sub[:, :, kk]
+            if outline is None:
+                if not inside_metric:
+                    out[:, :, kk] = np.inf
+                continue
+            target = plane if inside_metric else ~plane
+            ij = np.argwhere(target)
+            if len(ij) == 0:
+                continue
+            q = (ij + lo[:2]) * vox[:2]
+            assert outline._tree is not None
+            # A midpoint farther than the reach plus the longest half segment proves the
+            # pixel out of reach.
+            dmid, _ = outline._tree.query(q, distance_upper_bound=exact_to_mm
+                                          + outline._half_max + 1e-6)
+            near = np.isfinite(dmid)
+            col = np.where(target, beyond, np.float32(0.0)).astype(np.float32)
+            col[tuple(ij[near].T)] = outline.boundary_distance(q[near]).astype(np.float32)
+            out[:, :, kk] = col
+        return out, out
+
+
+def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
+                 inside_metric: bool) -> NDArray[np.float32]:
+    """Combine per-slice in-plane distances into slab-solid distances at voxel centres.
+
+    A voxel centre lies on its slice plane, so its own slab contributes ``e`` itself and slab
+    k +- m contributes ``sqrt(e_{k+-m}^2 + ((m - 1/2) dz)^2)``. Slices beyond the array are
+    empty: 0 in-plane depth (inside_metric) or nothing (distance).
+    """
+    out = e.astype(np.float32, copy=True)
+    nk = e.shape[2]
+    reach = int(np.ceil(exact_to_mm / dz + 0.5)) + 1
+    e2 = np.square(e, dtype=np.float32)
+    for m in range(1, min(reach, nk + 1) + 1):
+        z2 = np.float32(((m - 0.5) * dz) ** 2)
+        if m < nk:
+            np.minimum(out[:, :, :-m], np.sqrt(e2[:, :, m:] + z2), out=out[:, :, :-m])
+            np.minimum(out[:, :, m:], np.sqrt(e2[:, :, :-m] + z2), out=out[:, :, m:])
+        if inside_metric:
+            # Beyond the box (empty slices): the term is the z distance alone.
+            zc = np.float32((m - 0.5) * dz)
+            if m <= nk:
+                np.minimum(out[:, :, nk - m], zc, out=out[:, :, nk - m])
+                np.minimum(out[:, :, m - 1], zc, out=out[:, :, m - 1])
+    if inside_metric:
+        out[e == 0] = 0.0
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ContourVolume(Volume):
+    """A mask rasterised from slice polygons that keeps the polygons (DICOM input).
+
+    ``rings_ijk`` holds ``(k, (m, 2) ndarray)``: each polygon in voxel indices (i, j) on the
+    slice plane k it lies on. :func:`solid_of` builds the TPS solid from them rather than from
+    the voxels. Derived volumes (``with_array``, ``crop``) are plain :class:`Volume` objects.
+    """
+
+    rings_ijk: tuple[tuple[int, NDArray[np.float64]], ...] = ()
+
+
+def solid_of(mask: Volume) -> SlabSolid:
+    """The TPS solid of a boolean mask volume: its own polygons when it has them
+    (:class:`ContourVolume`), otherwise the marching-squares outlines of its slices."""
+    rings = mask.rings_ijk if isinstance(mask, ContourVolume) else None
+    return SlabSolid(np.asarray(mask.array, dtype=bool), mask.voxel_size_mm, rings_ijk=rings)
