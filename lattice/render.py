@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -879,8 +879,9 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
             # colour as a thin edge closes the seams between sphere faces.
             edges = face_rgba.copy()
             edges[edges[:, 3] < 1, 3] = 0.0
-            ax.add_collection(PolyCollection(faces, facecolors=face_rgba,
-                                             edgecolors=edges, linewidths=0.4))
+            ax.add_collection(PolyCollection(faces,  # type: ignore[arg-type]  # an array: fast
+                                             facecolors=face_rgba, edgecolors=edges,
+                                             linewidths=0.4))
         shown = _unoccluded(centers, toward, radius)
         hidden = max(hidden, len(centers) - len(shown))
         for i in shown:
@@ -916,12 +917,11 @@ def _frame_3d(ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.fl
     ax.set_ylim(v_lo, v_hi)
     ax.set_aspect("equal", adjustable="box")
     h_mid, v_mid = (h_lo + h_hi) / 2, (v_lo + v_hi) / 2
-    style = dict(fontsize=12, fontweight="bold", color=_LETTER_COLOR, ha="center",
-                 va="center", zorder=11)
-    ax.text(h_hi - band / 2, v_mid, view.h_letters[0], **style)
-    ax.text(h_lo + band / 2, v_mid, view.h_letters[1], **style)
-    ax.text(h_mid, v_hi - band / 2, "S", **style)
-    ax.text(h_mid, v_lo + band / 2, "I", **style)
+    for x, y, letter in ((h_hi - band / 2, v_mid, view.h_letters[0]),
+                         (h_lo + band / 2, v_mid, view.h_letters[1]),
+                         (h_mid, v_hi - band / 2, "S"), (h_mid, v_lo + band / 2, "I")):
+        ax.text(x, y, letter, fontsize=12, fontweight="bold", color=_LETTER_COLOR,
+                ha="center", va="center", zorder=11)
     ax.set_xlabel(f"{_WORLD_AXIS_NAMES[h]} RAS (mm)", fontsize=8)
     ax.set_ylabel(f"{_WORLD_AXIS_NAMES[v]} RAS (mm)", fontsize=8)
     ax.tick_params(labelsize=7)

@@ -165,12 +165,10 @@ def test_views_show_the_expected_world_axes(pictures):
     assert {(a, along) for a, along, *_ in anterior} == {(0, "col"), (2, "row")}
     # from the left: y across (anterior on the image left), z up
     assert {(a, along) for a, along, *_ in left} == {(1, "col"), (2, "row")}
+    # rows: superior at the top; columns: the coordinate grows towards the image left
+    # (R on the left from the front, A on the left from the patient's left)
     for scales in (anterior, left):
-        for axis, along, slope, _ in scales:
-            if along == "row":
-                assert slope < 0  # superior at the top
-            else:
-                assert slope < 0  # R (x up) on the left from the front, A (y up) from the left
+        assert all(slope < 0 for _, _, slope, _ in scales)
 
 
 def test_spheres_are_drawn_in_the_legend_colour(pictures):
