@@ -371,12 +371,16 @@ class Plan:
                                 else "marching squares at 0.5 of each mask slice")}
 
     def to_dict(self, *, inputs: dict[str, Any] | None = None,
-                slice_grid: Volume | None = None) -> dict[str, Any]:
+                slice_grid: Volume | None = None,
+                input_format: InputFormat | None = None) -> dict[str, Any]:
         """The ``plan.json`` document.
 
         Centres keep full float precision so that distances recomputed from the file obey
         the spacing rule exactly; derived measures are rounded to 1 µm. ``slice_grid``: the
         DICOM series the RTSTRUCT is written on, for ``tps_volume_cc`` (default the CT grid).
+        ``input_format`` names the input route in ``world_frame`` (default: read from
+        ``inputs``, a DICOM CT being recorded by its ``dicom_folder``, a NIfTI one by its
+        ``path``).
         """
         params = asdict(self.parameters)
         params["radius_mm"] = self.parameters.diameter_mm / 2.0
@@ -387,8 +391,8 @@ class Plan:
         tps = self.tps_volumes_cc(slice_grid)
         return {
             "lattice_version": __version__,
-            "world_frame": "RAS+ mm (NIfTI); center_lps_mm is DICOM LPS; center_ijk is the "
-                           "fractional voxel index of the CT grid",
+            "world_frame": world_frame(input_format if input_format is not None
+                                       else _input_format(inputs)),
             "surface_model": self.surface_model(),
             "inputs": inputs or {},
             "grid": {
@@ -403,6 +407,46 @@ class Plan:
             "vertices": [{**r, "tps_volume_cc": round(float(v), 4)}
                          for r, v in zip(self.vertex_records(), tps)],
         }
+
+
+InputFormat = Literal["nifti", "dicom", "api"]
+
+_RAS_TEXT = "RAS+ mm: +x to the patient's right, +y anterior, +z superior"
+_LPS_TEXT = ("LPS mm, DICOM patient coordinates: +x to the patient's left, +y posterior, +z "
+             "superior")
+_IJK_TEXT = "fractional voxel index (i, j, k) of the CT grid; grid.affine maps it to RAS+ mm"
+
+
+def world_frame(input_format: InputFormat) -> dict[str, str]:
+    """plan.json's ``world_frame``: the frame of each coordinate, and which of them is the
+    frame the input's own coordinates are in.
+
+    The same point is reported as ``center_ras_mm`` and ``center_lps_mm`` (x and y negated):
+    NIfTI input is RAS+ (its sform/qform, as nibabel reads it), DICOM input is LPS (the CT
+    series' ImagePositionPatient/ImageOrientationPatient, the RTSTRUCT's ContourData).
+    """
+    if input_format == "dicom":
+        return {"input": "DICOM CT series and RTSTRUCT, whose coordinates are LPS mm",
+                "input_frame": "center_lps_mm",
+                "center_lps_mm": f"{_LPS_TEXT}; the input's own frame",
+                "center_ras_mm": f"{_RAS_TEXT}; the LPS point with x and y negated",
+                "center_ijk": _IJK_TEXT}
+    lps = f"{_LPS_TEXT}; the RAS+ point with x and y negated"
+    if input_format == "nifti":
+        return {"input": "NIfTI CT and masks, whose sform/qform coordinates are RAS+ mm",
+                "input_frame": "center_ras_mm",
+                "center_ras_mm": f"{_RAS_TEXT}; the input's own frame",
+                "center_lps_mm": lps, "center_ijk": _IJK_TEXT}
+    return {"input": "Volumes given to the library, whose affines are RAS+ mm",
+            "input_frame": "center_ras_mm", "center_ras_mm": _RAS_TEXT,
+            "center_lps_mm": lps, "center_ijk": _IJK_TEXT}
+
+
+def _input_format(inputs: dict[str, Any] | None) -> InputFormat:
+    ct = (inputs or {}).get("ct") or {}
+    if "dicom_folder" in ct:
+        return "dicom"
+    return "nifti" if "path" in ct else "api"
 
 
 def covering_radius_mm(gtv: Volume, centers_ras_mm: NDArray[np.float64]) -> float | None:

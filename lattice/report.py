@@ -37,6 +37,16 @@ figure { margin: 12px 0; } figure img { max-width: 100%; border: 1px solid #ccd;
 """
 
 
+def _world_frame(frame: Any) -> str:
+    """plan.json's world_frame as HTML: a mapping (coordinate -> its frame, input route) or,
+    in older plans, one string."""
+    if not isinstance(frame, Mapping):
+        return f"world frame {_e(frame)}"
+    items = [f"<code>{_e(k)}</code>: {_e(v)}" for k, v in frame.items()
+             if k not in ("input", "input_frame")]
+    return f"input: {_e(frame.get('input'))}; " + "; ".join(items)
+
+
 def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
     """The report's HTML from a plan document and PNG bytes by file name."""
     p = doc.get("parameters", {})
@@ -45,9 +55,9 @@ def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
              f"<title>LATTICE plan report</title><style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>LATTICE plan: {_e(s.get('n_vertices'))} vertices, "
                  f"{_e(str(p.get('pattern', '')).upper())} {_e(p.get('mode', ''))}</h1>")
-    parts.append(f"<p class='note'>lattice {_e(doc.get('lattice_version'))}; world frame "
-                 f"{_e(doc.get('world_frame'))}. A geometry plan for the treatment planning "
-                 "system: no dose was calculated.</p>")
+    parts.append(f"<p class='note'>lattice {_e(doc.get('lattice_version'))}; "
+                 f"{_world_frame(doc.get('world_frame'))}. A geometry plan for the treatment "
+                 "planning system: no dose was calculated.</p>")
     verification = doc.get("verification") or {}
     if verification:
         ok = verification.get("ok")
