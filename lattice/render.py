@@ -882,7 +882,9 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
             ax.add_collection(PolyCollection(faces,  # type: ignore[arg-type]  # an array: fast
                                              facecolors=face_rgba, edgecolors=edges,
                                              linewidths=0.4))
-        shown = _unoccluded(centers, toward, radius)
+        # A bold 7 pt digit is about 5 pt wide and 7 pt high, plus a 2 pt gap around it.
+        pt_mm = FIGURE_DPI / 72.0 * mm_per_px
+        shown = _labelled(centers, toward, radius, (h, v), (5.0 * pt_mm, 9.0 * pt_mm))
         hidden = max(hidden, len(centers) - len(shown))
         for i in shown:
             ax.text(centers[i, h], centers[i, v], str(i + 1), fontsize=7, fontweight="bold",
@@ -928,16 +930,25 @@ def _frame_3d(ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.fl
     ax.set_facecolor("#f4f4f4")
 
 
-def _unoccluded(centers: NDArray[np.float64], toward: NDArray[np.float64],
-                radius: float) -> list[int]:
-    """Indices of the spheres whose centre is not behind a nearer sphere, seen from
-    ``toward`` (unit vector to the camera; orthographic view)."""
+def _labelled(centers: NDArray[np.float64], toward: NDArray[np.float64], radius: float,
+              axes: tuple[int, int], label_mm: tuple[float, float]) -> list[int]:
+    """Indices of the spheres whose id the view can show, nearest first: the centre is not
+    behind a nearer sphere (``toward``: unit vector to the camera, along a world axis;
+    orthographic view), and its id, ``label_mm`` = (width per digit, height) in mm, does not
+    touch the id of a nearer sphere already shown."""
     depth = centers @ toward
-    flat = centers - np.outer(depth, toward)
+    flat = centers[:, list(axes)]
+    width = np.array([len(str(i + 1)) for i in range(len(centers))]) * label_mm[0]
+    order = np.argsort(-depth, kind="stable")
     shown: list[int] = []
-    for i in np.argsort(-depth):  # nearest first
-        if all(np.linalg.norm(flat[i] - flat[j]) >= radius for j in shown):
-            shown.append(int(i))
+    for n, i in enumerate(order):
+        nearer = order[:n]
+        if np.any(np.linalg.norm(flat[nearer] - flat[i], axis=1) < radius):
+            continue  # behind a nearer sphere
+        if any(abs(flat[i, 0] - flat[j, 0]) < (width[i] + width[j]) / 2
+               and abs(flat[i, 1] - flat[j, 1]) < label_mm[1] for j in shown):
+            continue  # its id would overprint a nearer one
+        shown.append(int(i))
     return sorted(shown)
 
 

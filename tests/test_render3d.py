@@ -46,7 +46,7 @@ def scene(make_volume, ellipsoid_mask):
     return gtv, Volume(oar, gtv.affine), vertex
 
 
-def _render(tmp_path, name, gtv, oar, centers, monkeypatch):
+def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER_MM):
     """Render, returning (figure as saved, RGB pixels)."""
     saved: list[Figure] = []
     original = Figure.savefig
@@ -56,7 +56,7 @@ def _render(tmp_path, name, gtv, oar, centers, monkeypatch):
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", catch)
-    path = render_3d(tmp_path / name, gtv=gtv, centers_ras_mm=centers, diameter_mm=DIAMETER_MM,
+    path = render_3d(tmp_path / name, gtv=gtv, centers_ras_mm=centers, diameter_mm=diameter_mm,
                      oars={"cord": oar}, title="phantom")
     monkeypatch.undo()
     assert len(saved) == 1
@@ -256,3 +256,25 @@ def test_coarsened_surface_stays_on_the_mask_surface(make_volume, ellipsoid_mask
     r = np.linalg.norm(tris.reshape(-1, 3) - centre, axis=1)
     assert 45.0 - 2.0 < r.min() and r.max() < 45.0 + 2.0
     assert abs(np.median(r) - 45.0) < 1.5
+
+
+def test_vertex_ids_never_overprint_each_other(scene, tmp_path, monkeypatch):
+    """Twelve 4 mm spheres in a row, 2.7 mm apart as seen from anterior (more than a radius,
+    so none hides another's centre, but less than the width of a two-digit id): the ids
+    that are drawn do not touch, and the title counts the ones left out."""
+    gtv, oar, vertex = scene
+    steps = np.arange(12)[:, None]
+    centers = vertex + steps * np.array([-2.5, 1.25, 1.0]) - [0.0, 10.0, 10.0]
+    fig, _ = _render(tmp_path, "row.png", gtv, oar, centers, monkeypatch, diameter_mm=4.0)
+    renderer = _renderer(fig)
+    most_hidden = 0
+    for ax in _views(fig):
+        ids = [t for t in ax.texts if t.get_text().isdigit()]
+        boxes = [t.get_window_extent(renderer) for t in ids]
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                assert not boxes[a].overlaps(boxes[b]), (
+                    f"ids {ids[a].get_text()} and {ids[b].get_text()} overprint in "
+                    f"{ax.get_title()!r}")
+        most_hidden = max(most_hidden, len(centers) - len(ids))
+    assert f"ids of {most_hidden} hidden vertices" in fig._suptitle.get_text()
