@@ -352,8 +352,22 @@ class Plan:
         worst = bad[np.argsort(-np.abs(off[bad]))]
         listed = ", ".join(f"VTX_{i + 1:02d} {100 * off[i]:+.1f} %" for i in worst[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
-        advice = ("a larger --diameter-mm" if p.snap_to_slices
-                  else "--snap-to-slices or a larger --diameter-mm")
+        on_plane = tps_volume_error(p.diameter_mm, gap, 0.0)
+        larger = next((d for d in np.arange(p.diameter_mm + 0.5, 4 * p.diameter_mm + 20, 0.5)
+                       if worst_tps_volume_error(float(d), gap) <= TPS_VOLUME_TOLERANCE),
+                      None)
+        bigger = ("a larger --diameter-mm" if larger is None else
+                  f"a larger --diameter-mm (e.g. {larger:g}: at most "
+                  f"{100 * worst_tps_volume_error(float(larger), gap):.1f} % off wherever the "
+                  "slices fall)")
+        if p.snap_to_slices:
+            advice = bigger
+        elif abs(on_plane) <= TPS_VOLUME_TOLERANCE:
+            advice = (f"--snap-to-slices (every vertex then {100 * on_plane:+.1f} %) or "
+                      f"{bigger}")
+        else:
+            advice = (f"{bigger}; --snap-to-slices would give {100 * on_plane:+.1f} % on these "
+                      "slices")
         return [f"{len(bad)} of {self.n_vertices} vertex spheres come back in a TPS (slice "
                 f"contours x {gap:g} mm slice gap) more than "
                 f"{100 * TPS_VOLUME_TOLERANCE:g} % off their {exact:.3f} cc (D "
@@ -447,6 +461,25 @@ def _input_format(inputs: dict[str, Any] | None) -> InputFormat:
     if "dicom_folder" in ct:
         return "dicom"
     return "nifti" if "path" in ct else "api"
+
+
+def tps_volume_error(diameter_mm: float, gap_mm: float, offset_mm: float) -> float:
+    """Relative error of the volume a TPS rebuilds from a sphere's exported circles (64-gons,
+    area x gap) when the slice planes lie at ``offset_mm`` + k ``gap_mm`` from its centre."""
+    from .export.rtstruct import CIRCLE_POINTS
+
+    r = diameter_mm / 2.0
+    m = int(np.ceil(r / gap_mm)) + 1
+    d = offset_mm + gap_mm * np.arange(-m, m + 1)
+    d = d[np.abs(d) < r]
+    polygon = CIRCLE_POINTS / 2.0 * np.sin(2 * np.pi / CIRCLE_POINTS)
+    return float(polygon * np.sum(r * r - d * d) * gap_mm / (4.0 / 3.0 * np.pi * r**3) - 1.0)
+
+
+def worst_tps_volume_error(diameter_mm: float, gap_mm: float, samples: int = 512) -> float:
+    """Largest :func:`tps_volume_error` over where the slices may fall (sampled)."""
+    return max(abs(tps_volume_error(diameter_mm, gap_mm, gap_mm * t / samples))
+               for t in range(samples))
 
 
 def covering_radius_mm(gtv: Volume, centers_ras_mm: NDArray[np.float64]) -> float | None:

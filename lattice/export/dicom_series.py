@@ -92,7 +92,7 @@ def dicom_string_problem(value: str, vr: str) -> str | None:
         return f"it holds the control character {bad!r}"
     if "\\" in value and vr not in TEXT_VRS:
         return ("it holds a backslash, which DICOM reads as the separator between two values "
-                f"(VR {vr} ({VR_NAMES.get(vr, vr)}) allows no backslash in a value)")
+                f"(VR {vr}, {VR_NAMES.get(vr, vr)}, holds one value here)")
     if vr == "PN":
         groups = value.split("=")
         if len(groups) > 3:
@@ -103,13 +103,13 @@ def dicom_string_problem(value: str, vr: str) -> str | None:
                 return (f"'{group}' has {group.count('^') + 1} '^'-separated components (at "
                         "most 5: family^given^middle^prefix^suffix)")
             if len(group) > VR_MAX_LENGTH["PN"]:
-                return (f"it is {len(group)} characters long (a person name component group "
-                        f"has at most {VR_MAX_LENGTH['PN']})")
+                return (f"it is {len(group)} characters long; a person name (component "
+                        f"group) has at most {VR_MAX_LENGTH['PN']}")
         return None
     limit = VR_MAX_LENGTH.get(vr)
     if limit is not None and len(value) > limit:
-        return (f"it is {len(value)} characters long (VR {vr} ({VR_NAMES.get(vr, vr)}) allows "
-                f"at most {limit})")
+        return (f"it is {len(value)} characters long; VR {vr} ({VR_NAMES.get(vr, vr)}) allows "
+                f"at most {limit}")
     form = _FORMATS.get(vr)
     if form is not None and not form.fullmatch(value):
         allowed = ("upper-case letters, digits, space and underscore" if vr == "CS"

@@ -182,15 +182,17 @@ def _signed_area(xy: NDArray[np.float64]) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
 
 
-def _inside(point: NDArray[np.float64], ring: NDArray[np.float64]) -> bool:
-    """Whether ``point`` is inside the closed polygon ``ring`` (crossing number)."""
-    x, y = point
-    x0, y0 = ring[:, 0], ring[:, 1]
-    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+def _inside(points: NDArray[np.float64], ring: NDArray[np.float64]) -> bool:
+    """Whether most of ``points`` lie inside the closed polygon ``ring`` (crossing number;
+    most, so that a point a ring shares with another, as touching circles do, is outvoted)."""
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0 = ring[None, :, 0], ring[None, :, 1]
+    x1, y1 = np.roll(x0, -1, axis=1), np.roll(y0, -1, axis=1)
     straddle = (y0 > y) != (y1 > y)
     with np.errstate(divide="ignore", invalid="ignore"):
         at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
-    return bool(np.count_nonzero(straddle & (at > x)) % 2)
+    odd = np.count_nonzero(straddle & (at > x), axis=1) % 2 == 1
+    return 2 * int(np.count_nonzero(odd)) > len(points)
 
 
 def _keyhole_slice(rings: Sequence[NDArray[np.float64]]) -> list[NDArray[np.intp]]:
@@ -201,7 +203,7 @@ def _keyhole_slice(rings: Sequence[NDArray[np.float64]]) -> list[NDArray[np.intp
     for i in range(n):
         for j in range(n):
             if i != j:
-                inside[i, j] = _inside(rings[j][0], rings[i])
+                inside[i, j] = _inside(rings[j], rings[i])
     depth = inside.sum(axis=0)
     xy = np.concatenate(rings)
     polygons = []
@@ -550,8 +552,8 @@ def copied_attributes(header: Any) -> tuple[dict[str, Any], list[str], set[str]]
             for before, after in zip(items, fitted):
                 if str(before) != after:
                     problem = dicom_string_problem(str(before), vr)
-                    warnings.append(f"the CT's {key} {str(before)!r} breaks DICOM's rules ("
-                                    f"{problem}); rtstruct.dcm holds {after!r} instead")
+                    warnings.append(f"the CT's {key} '{before}' breaks DICOM's rules: "
+                                    f"{problem}; rtstruct.dcm holds '{after}' instead")
             if len(fitted) > 1 and dictionary_VM(key) == "1":
                 multi.add(key)
                 warnings.append(f"the CT's {key} holds {len(fitted)} values "
