@@ -70,6 +70,9 @@ _MAX_SEGMENT_PX = 1.0
 #: Nearest midpoints examined first per query point (the certificate usually holds at once).
 _K_FIRST = 8
 
+#: Up to this many point-segment pairs, distances are computed for every pair (no tree).
+_BRUTE_FORCE_PAIRS = 60_000
+
 #: Points x segments per block of the vectorised crossing-number test (memory ~ 8 bytes each).
 _CROSSING_BLOCK = 500_000
 
@@ -131,8 +134,11 @@ class SliceOutline:
         out = np.full(len(q), np.inf)
         if self.empty or len(q) == 0:
             return out
-        assert self._tree is not None
         n = len(self.segments)
+        if len(q) * n <= _BRUTE_FORCE_PAIRS:
+            # Few points: every segment at once is cheaper than the tree.
+            return _point_segment_distance(q[:, None, :], self.segments[None, :, :]).min(axis=1)
+        assert self._tree is not None
         todo = np.arange(len(q))
         k = min(_K_FIRST, n)
         while len(todo):
@@ -171,13 +177,13 @@ class SliceOutline:
 def _point_segment_distance(p: NDArray[np.float64], seg: NDArray[np.float64]
                             ) -> NDArray[np.float64]:
     """Distance from points ``p (..., 2)`` to segments ``seg (..., 4)`` (broadcast)."""
-    a, b = seg[..., :2], seg[..., 2:]
-    ab = b - a
-    denom = np.einsum("...i,...i->...", ab, ab)
-    t = np.einsum("...i,...i->...", p - a, ab) / np.where(denom > 0, denom, 1.0)
-    t = np.clip(t, 0.0, 1.0)
-    d = p - (a + t[..., None] * ab)
-    return np.sqrt(np.einsum("...i,...i->...", d, d))
+    ax, ay = seg[..., 0], seg[..., 1]
+    dx, dy = seg[..., 2] - ax, seg[..., 3] - ay
+    px, py = p[..., 0] - ax, p[..., 1] - ay
+    len2 = dx * dx + dy * dy
+    t = np.clip((px * dx + py * dy) / np.where(len2 > 0, len2, 1.0), 0.0, 1.0)
+    ex, ey = px - t * dx, py - t * dy
+    return np.sqrt(ex * ex + ey * ey)
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,41 +315,60 @@ class SlabSolid:
         dz = self.slice_gap_mm
         w = pts[:, 2]
         j0 = np.rint(w / dz).astype(np.int64)
+        # The own slab first: for depth it decides inside-ness and bounds the answer, which
+        # limits the other slabs worth measuring to those nearer than it.
+        e0, in0 = self._inplane_many(j0, pts[:, :2])
         if inside_metric:
-            # Outside the own slab's outline: depth 0.
-            own = np.zeros(n, dtype=bool)
-            for k in np.unique(j0):
-                rows = np.flatnonzero(j0 == k)
-                d, inside = self._inplane(int(k), pts[rows, :2])
-                own[rows] = inside
-                best[rows] = np.minimum(best[rows], np.where(inside, d, 0.0))
-            best[~own] = 0.0
-            live = own
+            best = np.where(in0, np.minimum(best, e0), 0.0)
+            live = np.flatnonzero(in0 & (best > 0))
         else:
-            live = np.ones(n, dtype=bool)
+            best = np.where(in0, 0.0, np.minimum(best, e0))
+            live = np.flatnonzero(best > 0)
+        if len(live) == 0:
+            return best
         slices = np.array(sorted(self._slices) or [0])  # type: ignore[attr-defined]
+        # Slabs j != j0 with z offset below the current bound, every pair at once.
         far = int(max(abs(slices.max() - j0.min()), abs(j0.max() - slices.min()))) + 2
-        reach = min(int(np.ceil(cap_mm / dz + 1.0)), far) if np.isfinite(cap_mm) else far
-        for m in sorted(range(-reach, reach + 1), key=abs):
-            if m == 0 and inside_metric:
-                continue
-            j = j0 + m
-            zoff = np.maximum(np.abs(w - j * dz) - 0.5 * dz, 0.0)
-            rows = np.flatnonzero(live & (zoff < best))
-            if len(rows) == 0:
-                if abs(m) > 1 and not np.any(live & (np.abs(m) * dz - dz < best)):
-                    break
-                continue
-            for k in np.unique(j[rows]):
-                sub = rows[j[rows] == k]
-                if not self.has_slice(int(k)):
-                    if inside_metric:
-                        best[sub] = np.minimum(best[sub], zoff[sub])
-                    continue
-                d, inside = self._inplane(int(k), pts[sub, :2])
-                e = np.where(inside, d, 0.0) if inside_metric else np.where(inside, 0.0, d)
-                best[sub] = np.minimum(best[sub], np.hypot(e, zoff[sub]))
+        reach = np.floor(np.minimum(best[live], (far + 1) * dz) / dz + 1.0).astype(np.int64)
+        reach = np.minimum(reach, far)
+        m_all = np.arange(1, int(reach.max()) + 1)
+        rows, ms = np.nonzero(m_all[None, :] <= reach[:, None])
+        rows = np.repeat(live[rows], 2)
+        ms = np.stack([m_all[ms], -m_all[ms]], axis=1).ravel()
+        j = j0[rows] + ms
+        zoff = np.maximum(np.abs(w[rows] - j * dz) - 0.5 * dz, 0.0)
+        keep = zoff < best[rows]
+        rows, j, zoff = rows[keep], j[keep], zoff[keep]
+        has = np.isin(j, slices) if not inside_metric else None
+        if inside_metric:
+            empty = ~np.isin(j, slices)
+            np.minimum.at(best, rows[empty], zoff[empty])
+            rows, j, zoff = rows[~empty], j[~empty], zoff[~empty]
+        else:
+            assert has is not None
+            rows, j, zoff = rows[has], j[has], zoff[has]
+        if len(rows):
+            e, inside = self._inplane_many(j, pts[rows, :2])
+            e = np.where(inside, e, 0.0) if inside_metric else np.where(inside, 0.0, e)
+            np.minimum.at(best, rows, np.hypot(e, zoff))
         return best
+
+    def _inplane_many(self, ks: NDArray[np.int64], q_uv: NDArray[np.float64]
+                      ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """In-plane boundary distance and inside-ness of point i on slice ks[i] (one call per
+        distinct slice)."""
+        dist = np.full(len(ks), np.inf)
+        inside = np.zeros(len(ks), dtype=bool)
+        order = np.argsort(ks, kind="stable")
+        sorted_k = ks[order]
+        cuts = np.flatnonzero(np.diff(sorted_k)) + 1
+        for group in np.split(order, cuts):
+            if len(group) == 0:
+                continue
+            d, ins = self._inplane(int(ks[group[0]]), q_uv[group])
+            dist[group] = d
+            inside[group] = ins
+        return dist, inside
 
     # -- voxel-centre tables ------------------------------------------------------------------
 
@@ -357,10 +382,22 @@ class SlabSolid:
         """
         sub = self.mask[box]
         lo = np.array([s.start for s in box], dtype=np.int64)
-        e_lo, e_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=True)
-        dz = self.slice_gap_mm
-        return (_stack(e_lo, dz, exact_to_mm, inside_metric=True),
-                _stack(e_hi, dz, exact_to_mm, inside_metric=True))
+        e_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=True)
+        return self._bounds(_stack(e_hi, self.slice_gap_mm, exact_to_mm, inside_metric=True))
+
+    def _bounds(self, upper: NDArray[np.float32]
+                ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """(lower, upper) from the stacked upper bound U3: every in-plane term obeys
+        ``e^2 >= U^2 - a^2`` (a = :attr:`table_slack_mm`), so the stacked distance is at
+        least ``sqrt(U3^2 - a^2)``."""
+        a2 = np.float32(self.table_slack_mm ** 2)
+        if a2 == 0:
+            return upper, upper
+        lower = np.square(upper)
+        lower -= a2
+        np.maximum(lower, np.float32(0.0), out=lower)
+        np.sqrt(lower, out=lower)
+        return lower, upper
 
     def voxel_distance_bounds(self, box: tuple[slice, slice, slice], *, exact_to_mm: float
                               ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -374,12 +411,13 @@ class SlabSolid:
         lo = np.maximum(np.array([s.start for s in box]) - grow, 0)
         hi = np.minimum(np.array([s.stop for s in box]) + grow, shape)
         sub = self.mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
-        f_lo, f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
+        f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
         a = np.array([s.start for s in box]) - lo
         b = a + np.array([s.stop - s.start for s in box])
-        crop = (slice(a[0], b[0]), slice(a[1], b[1]), slice(a[2], b[2]))
-        return (_stack(f_lo, float(vox[2]), exact_to_mm, inside_metric=False)[crop],
-                _stack(f_hi, float(vox[2]), exact_to_mm, inside_metric=False)[crop])
+        # The slab stack mixes slices only: crop in-plane first (the EDT needed the margin).
+        f_hi = np.ascontiguousarray(f_hi[a[0]:b[0], a[1]:b[1], :])
+        out = _stack(f_hi, float(vox[2]), exact_to_mm, inside_metric=False)
+        return self._bounds(np.ascontiguousarray(out[:, :, a[2]:b[2]]))
 
     @property
     def table_slack_mm(self) -> float:
@@ -394,9 +432,10 @@ class SlabSolid:
         return 0.5 * float(self.voxel_size_mm[:2].max()) if self.from_mask else 0.0
 
     def _inplane_bounds(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
-                        *, inside_metric: bool
-                        ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Per-slice bounds of the in-plane distance at the pixel centres of ``sub`` (at ``lo``).
+                        *, inside_metric: bool) -> NDArray[np.float32]:
+        """Per-slice upper bound of the in-plane distance at the pixel centres of ``sub`` (at
+        ``lo``): exact for polygon outlines (within reach), the distance to the nearest outline
+        vertex for mask outlines (see :attr:`table_slack_mm`).
 
         inside_metric: distance to the boundary for inside pixels (0 outside); otherwise the
         distance to the region for outside pixels (0 inside, inf on empty slices).
@@ -406,7 +445,7 @@ class SlabSolid:
         return self._polygon_table(sub, lo, exact_to_mm, inside_metric=inside_metric)
 
     def _mask_bounds(self, sub: NDArray[np.bool_], *, inside_metric: bool
-                     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+                     ) -> NDArray[np.float32]:
         """Distance U to the nearest outline vertex by an EDT on a grid of half-pixel steps,
         whose zeros are the midpoints between differing 4-neighbours (the marching-squares
         vertices, with a background frame around ``sub`` so outlines close beyond it)."""
@@ -418,7 +457,6 @@ class SlabSolid:
         feat[::2, 1::2, :][p[:, :-1] != p[:, 1:]] = 0
         upper = np.zeros(sub.shape, dtype=np.float32)
         has = sub.any(axis=(0, 1))
-        a2 = np.float32(self.table_slack_mm ** 2)
         for k in range(nk):
             if not has[k]:
                 if not inside_metric:
@@ -431,12 +469,10 @@ class SlabSolid:
             upper[~sub] = 0.0
         else:
             upper[sub] = 0.0
-        lower = np.sqrt(np.maximum(np.square(upper) - a2, np.float32(0.0)))
-        return lower.astype(np.float32), upper
+        return upper
 
     def _polygon_table(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
-                       *, inside_metric: bool
-                       ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+                       *, inside_metric: bool) -> NDArray[np.float32]:
         """Exact in-plane distances for every pixel within reach of a free polygon outline."""
         vox = self.voxel_size_mm
         out = np.zeros(sub.shape, dtype=np.float32)
@@ -462,35 +498,50 @@ class SlabSolid:
             col = np.where(target, beyond, np.float32(0.0)).astype(np.float32)
             col[tuple(ij[near].T)] = outline.boundary_distance(q[near]).astype(np.float32)
             out[:, :, kk] = col
-        return out, out
+        return out
 
 
 def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
-                 inside_metric: bool) -> NDArray[np.float32]:
+           inside_metric: bool) -> NDArray[np.float32]:
     """Combine per-slice in-plane distances into slab-solid distances at voxel centres.
 
     A voxel centre lies on its slice plane, so its own slab contributes ``e`` itself and slab
     k +- m contributes ``sqrt(e_{k+-m}^2 + ((m - 1/2) dz)^2)``. Slices beyond the array are
-    empty: 0 in-plane depth (inside_metric) or nothing (distance).
+    empty: 0 in-plane depth (inside_metric) or nothing (distance). Offsets stop once no value
+    left can be improved (every term of offset m is at least ``(m - 1/2) dz``) or beyond
+    ``exact_to_mm``.
     """
-    out = e.astype(np.float32, copy=True)
-    nk = e.shape[2]
+    # Slices first, so a shift by m slices is a contiguous block.
+    out = np.ascontiguousarray(np.moveaxis(e, 2, 0), dtype=np.float32)
+    e2 = np.square(out)
+    tmp = np.empty_like(out)
+    nk = out.shape[0]
     reach = int(np.ceil(exact_to_mm / dz + 0.5)) + 1
-    e2 = np.square(e, dtype=np.float32)
-    for m in range(1, min(reach, nk + 1) + 1):
-        z2 = np.float32(((m - 0.5) * dz) ** 2)
+    limit = float(np.max(out, initial=0.0, where=np.isfinite(out)))
+    for m in range(1, reach + 1):
+        zc = (m - 0.5) * dz
+        if m % 4 == 1 and m > 1:
+            limit = float(np.max(out, initial=0.0, where=np.isfinite(out))) \
+                if inside_metric else float(np.nanmax(np.where(np.isfinite(out), out, 0.0)))
+        if zc >= limit and (inside_metric or not np.isinf(out).any()):
+            break
+        z2 = np.float32(zc * zc)
         if m < nk:
-            np.minimum(out[:, :, :-m], np.sqrt(e2[:, :, m:] + z2), out=out[:, :, :-m])
-            np.minimum(out[:, :, m:], np.sqrt(e2[:, :, :-m] + z2), out=out[:, :, m:])
-        if inside_metric:
+            t = tmp[:-m]
+            np.add(e2[m:], z2, out=t)
+            np.sqrt(t, out=t)
+            np.minimum(out[:-m], t, out=out[:-m])
+            np.add(e2[:-m], z2, out=t)
+            np.sqrt(t, out=t)
+            np.minimum(out[m:], t, out=out[m:])
+        if inside_metric and m <= nk:
             # Beyond the box (empty slices): the term is the z distance alone.
-            zc = np.float32((m - 0.5) * dz)
-            if m <= nk:
-                np.minimum(out[:, :, nk - m], zc, out=out[:, :, nk - m])
-                np.minimum(out[:, :, m - 1], zc, out=out[:, :, m - 1])
+            np.minimum(out[nk - m], np.float32(zc), out=out[nk - m])
+            np.minimum(out[m - 1], np.float32(zc), out=out[m - 1])
+    result = np.moveaxis(out, 0, 2)
     if inside_metric:
-        out[e == 0] = 0.0
-    return out
+        result[e == 0] = 0.0
+    return result
 
 
 @dataclass(frozen=True, eq=False)
