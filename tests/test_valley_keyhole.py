@@ -225,3 +225,28 @@ def test_plan_rois_keyhole_on_traced_valley(make_volume, ellipsoid_mask):
     assert n_key < n_holes and n_key == len(holes["GTV"].contours)
     with pytest.raises(ValueError, match="valley_contours"):
         plan_rois(plan, series.grid, valley_contours="xor")
+
+
+def test_batch_passes_the_dicom_options(tmp_path, capsys):
+    """--valley-contours and --patient-position as batch defaults, and as a manifest column."""
+    import csv
+
+    import pydicom
+
+    from lattice_cli.main import main
+
+    manifest = tmp_path / "cohort.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, ["case", "ct", "gtv", "patient_position"])
+        writer.writeheader()
+        writer.writerow({"case": "S1", "ct": str(SAMPLE / "ct.nii.gz"),
+                         "gtv": str(SAMPLE / "gtv.nii.gz"), "patient_position": "FFS"})
+    out = tmp_path / "out"
+    assert main(["batch", str(manifest), "--out", str(out), "--workers", "1", "--no-picture",
+                 "--mesh-format", "none", "--valley-contours", "keyhole"]) == 0
+    capsys.readouterr()
+    plan_dir = out / "S1"
+    structures = read_structures(plan_dir / "rtstruct.dcm")
+    assert len(structures["LATTICE_VALLEY"]) == len(structures["GTV"])  # keyhole
+    ct = pydicom.dcmread(sorted((plan_dir / "ct_dicom").iterdir())[0], stop_before_pixels=True)
+    assert ct.PatientPosition == "FFS"
