@@ -1,8 +1,11 @@
-"""Independent geometry oracles for the tests: brute force with numpy and scipy's KD-tree.
+"""Independent geometry oracles for the tests: brute force with numpy, scipy and the TPS
+surface checker of ``tps_checker.py``.
 
-Nothing here calls lattice's rule code. Depth is the distance to the nearest background voxel
-centre (a one-voxel frame beyond the array counts as background), found with a KD-tree over
-*all* background voxel centres; lattices are built from the textbook formulas.
+Nothing here calls lattice's rule code. Depth and OAR distance follow the TPS surface model
+(README "Definitions"): the distance to the outside of (depth), or to (OAR distance), the
+solid rebuilt from the marching-squares outline of each slice extruded half a slice gap each
+side, measured by ``tps_checker.Solid`` over every outline segment. Lattices are built from
+the textbook formulas.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
+from tps_checker import Solid, best_translation_count
 
 # -- phantoms defined in world space ---------------------------------------------------------
 
@@ -68,13 +72,13 @@ def in_mask(mask, affine, pts):
 
 
 def oracle_depth(mask, affine, pts):
-    mask, affine = crop_to_mask(mask, affine)
-    return np.where(in_mask(mask, affine, pts), background_tree(mask, affine).query(pts)[0], 0.0)
+    """Depth (mm) of world points below the mask's TPS surface (0 outside)."""
+    return Solid.from_mask(mask, affine).depth(np.atleast_2d(pts))
 
 
 def mask_distance(mask, affine, pts):
-    ijk = np.argwhere(mask).astype(float)
-    return cKDTree(ijk @ affine[:3, :3].T + affine[:3, 3]).query(pts)[0]
+    """Distance (mm) from world points to the mask's TPS solid (0 inside)."""
+    return Solid.from_mask(mask, affine).distance(np.atleast_2d(pts))
 
 
 # -- textbook lattices -----------------------------------------------------------------------
@@ -103,23 +107,13 @@ def lattice_points(pattern, s, lo, hi):
 
 def best_random_translation_count(mask, affine, pattern, *, s, d, margin, oars=(), n=1500,
                                   seed=0):
-    """Best count over n random translations of the unrotated lattice (brute force)."""
-    oar_trees = [(cKDTree(world_of(m.shape, affine)[m.ravel()]), c) for m, c in oars]
-    mask, affine = crop_to_mask(mask, affine)
-    inside = world_of(mask.shape, affine)[mask.ravel()]
-    lo, hi = inside.min(0), inside.max(0)
-    pts, cell = lattice_points(pattern, s, lo, hi)
-    pts = pts[np.all((pts > lo - np.linalg.norm(cell, axis=0).sum()) &
-                     (pts < hi + np.linalg.norm(cell, axis=0).sum()), axis=1)]
-    bg = background_tree(mask, affine)
-    rng = np.random.default_rng(seed)
-    shifts = rng.random((n, 3)) @ cell.T
-    allp = (pts[None] + shifts[:, None]).reshape(-1, 3)
-    ok = bg.query(allp, distance_upper_bound=margin + d / 2 + 1e-6)[0] >= margin + d / 2
-    ok &= in_mask(mask, affine, allp)
-    for tree, c in oar_trees:
-        ok &= tree.query(allp)[0] >= c + d / 2
-    return int(ok.reshape(n, -1).sum(axis=1).max())
+    """Best count over n random translations of the unrotated lattice (brute force, TPS
+    surface model)."""
+    gtv = Solid.from_mask(mask, affine)
+    solids = [(Solid.from_mask(m, affine), c) for m, c in oars]
+    best, _ = best_translation_count(gtv, pattern, spacing=s, diameter=d, margin=margin,
+                                     oars=solids, n_translations=n, seed=seed)
+    return best
 
 
 def check_rules(plan, mask, affine, *, s, d, margin, oars=()):
