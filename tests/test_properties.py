@@ -62,8 +62,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, assume, event, given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
-from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
+from tps_checker import Solid
 
 from lattice.errors import GridMismatchError, LatticeError, MaskError, ParameterError
 from lattice.placement import plan_vertices
@@ -126,20 +126,17 @@ def _nearest_voxel(shape, affine, pts):
 
 
 def oracle_depth(mask, affine, pts):
-    """Brute force: distance to the nearest voxel centre outside the mask (a one-voxel frame
-    beyond the array counts as outside), 0 where the nearest voxel is not a mask voxel."""
-    _, near, ok = _nearest_voxel(mask.shape, affine, pts)
-    inside = np.zeros(len(pts), bool)
-    inside[ok] = mask[tuple(near[ok].T)]
-    background = np.argwhere(~np.pad(mask, 1)).astype(float) - 1.0
-    d = cKDTree(background @ affine[:3, :3].T + affine[:3, 3]).query(pts)[0]
-    return np.where(inside, d, 0.0), inside
+    """Depth below the mask's TPS surface (tests/tps_checker.py: marching-squares outlines
+    extruded half a slice gap, exact segment distances), and whether each point is inside
+    the solid."""
+    solid = Solid.from_mask(mask, affine)
+    pts = np.atleast_2d(pts)
+    return solid.depth(pts), solid.contains(pts)
 
 
 def oracle_distance(mask, affine, pts):
-    """Brute force: distance to the nearest voxel centre of the mask."""
-    return cKDTree(np.argwhere(mask).astype(float) @ affine[:3, :3].T
-                   + affine[:3, 3]).query(pts)[0]
+    """Distance to the mask's TPS solid (tests/tps_checker.py)."""
+    return Solid.from_mask(mask, affine).distance(np.atleast_2d(pts))
 
 
 def edt_depth(mask, voxel_mm):
@@ -549,7 +546,6 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
     assert report.n_vertices == plan.n_vertices == len(doc["vertices"])
 
     gtv, aff = scene.gtv_mask, scene.affine
-    vox = np.linalg.norm(aff[:3, :3], axis=0)
     d, m = float(kw["diameter_mm"]), float(kw["gtv_margin_mm"])
     need = m + d / 2
     c = plan.centers_ras_mm
@@ -558,11 +554,15 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
     np.testing.assert_array_equal(np.array([v["center_ras_mm"] for v in doc["vertices"]])
                                   .reshape(-1, 3), c)
 
-    # The LATTICE target is the GTV eroded by the margin (scipy EDT with sampling).
-    depth_vox = edt_depth(gtv, vox)
+    # The LATTICE target: the GTV's voxel centres deeper than the margin below its TPS
+    # surface (independent checker).
     target = plan.lattice_target.array
-    near = np.abs(depth_vox - m) < 1e-4  # float32 EDT vs float64: a tie either way is fine
-    assert np.array_equal(target[~near], (depth_vox > m)[~near])
+    assert not (target & ~gtv).any()
+    ijk = np.argwhere(gtv)
+    if len(ijk):
+        depth_vox = Solid.from_mask(gtv, aff).depth(ijk @ aff[:3, :3].T + aff[:3, 3])
+        clear = np.abs(depth_vox - m) > 1e-6  # a tie within float rounding either way
+        assert np.array_equal(target[tuple(ijk[clear].T)], depth_vox[clear] > m)
 
     # Rules, measured from the masks.
     if n:
@@ -600,13 +600,13 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
     # lattice pose holds a vertex, so the plan cannot be empty. The slack (1-Lipschitz) at
     # voxel centres, from the EDTs.
     # ('max' starts from the best lattice and never loses a vertex.)
-    if not kw.get("snap_to_slices"):
+    if not kw.get("snap_to_slices") and len(ijk):
         slack = depth_vox - need
         if kw["mode"] == "shell":
             slack = np.minimum(slack, need + (kw.get("shell_width_mm") or d / 2) - depth_vox)
+        centres_vox = ijk @ aff[:3, :3].T + aff[:3, 3]
         for o in scene.oars:
-            organ = scene.oar_masks[o.name]
-            dist = ndimage.distance_transform_edt(~organ, sampling=vox)
+            dist = oracle_distance(scene.oar_masks[o.name], aff, centres_vox)
             slack = np.minimum(slack, dist - (o.clearance_mm + d / 2))
         if float(slack.max()) > COVERING_RADIUS_FACTOR * kw["min_spacing_mm"] + 1e-6:
             event("room for a whole lattice cell")
@@ -681,10 +681,28 @@ def _verified(plan, gtv: Volume, oars: dict[str, Volume]) -> None:
 @pytest.mark.parametrize("shape", [(1, 1, 1), (30, 30, 1)])
 def test_maximal_packing_of_a_single_slice_image(shape):
     """Found here: ``pattern='max'`` on an image one voxel thick along an axis raised an
-    IndexError (the packer's slack interpolation assumed two voxels per axis)."""
+    IndexError (the packer's slack interpolation assumed two voxels per axis).
+
+    Under the TPS surface model a one-slice GTV is a slab one slice gap thick, so no point is
+    deeper than half a gap, which is less than the half voxel diagonal a radius + margin must
+    exceed: the plan is empty and says why (or the parameters are refused), never a crash.
+    A thin stack of slices is planned along the short axis instead.
+    """
     ii, jj = np.mgrid[:shape[0], :shape[1]]
     disc = (((ii - (shape[0] - 1) / 2) ** 2 + (jj - (shape[1] - 1) / 2) ** 2) <= 144)[..., None]
     gtv = Volume(disc, np.diag([0.5, 0.5, 0.5, 1.0]))
+    try:
+        plan = plan_vertices(gtv, diameter_mm=1.0, min_spacing_mm=2.0, gtv_margin_mm=0.0,
+                             pattern="max", time_budget_s=0.1)
+    except ParameterError:
+        pass
+    else:
+        assert plan.n_vertices == 0 and plan.warnings
+    if shape[0] == 1:
+        return
+    # The disc stood on its edge and four voxels thick: room for vertices.
+    slab = np.repeat(np.transpose(disc, (2, 0, 1)), 4, axis=0)
+    gtv = Volume(slab, np.diag([0.5, 0.5, 0.5, 1.0]))
     plan = plan_vertices(gtv, diameter_mm=1.0, min_spacing_mm=2.0, gtv_margin_mm=0.0,
                          pattern="max", time_budget_s=0.1)
     assert plan.n_vertices >= 1
@@ -694,17 +712,24 @@ def test_maximal_packing_of_a_single_slice_image(shape):
 def test_reported_distance_to_an_oar_around_the_vertex():
     """Found here: a centre inside an OAR's voxels (allowed there when the clearance is 0 and
     the radius is below half a voxel diagonal) was reported at its distance to the organ's
-    surface voxels, not to the nearest organ voxel; the verifier flagged the values."""
+    surface voxels, not to the nearest organ voxel; the verifier flagged the values.
+
+    Under the TPS surface model a point inside the organ's solid is at distance 0, so with
+    clearance 0 the vertices sit in the half of the GTV the organ leaves free, and their
+    reported distances to the organ's solid match the independent checker.
+    """
     aff = np.diag([2.0, 2.0, 2.0, 1.0])
     ijk = np.argwhere(np.ones((12, 12, 12), bool))
     gtv = (np.linalg.norm(ijk - 5.5, axis=1) <= 5).reshape(12, 12, 12)
     organ = gtv.copy()
+    organ[:6] = False
     plan = plan_vertices(Volume(gtv, aff), diameter_mm=1.5, min_spacing_mm=3.0,
                          gtv_margin_mm=4.0, oars=[Oar("organ", Volume(organ, aff), 0.0)],
                          rotation_step_deg=30, translation_steps=3)
     assert plan.n_vertices > 0
-    np.testing.assert_allclose(plan.oar_distance_mm["organ"],
-                               oracle_distance(organ, aff, plan.centers_ras_mm), atol=1e-9)
+    dist = oracle_distance(organ, aff, plan.centers_ras_mm)
+    np.testing.assert_allclose(plan.oar_distance_mm["organ"], dist, atol=1e-9)
+    assert np.all(dist >= 0.75 - 1e-9)
     _verified(plan, Volume(gtv, aff), {"organ": Volume(organ, aff)})
 
 
