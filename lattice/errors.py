@@ -45,6 +45,12 @@ class OutputExistsError(LatticeError, FileExistsError):
     exit_code = 6
 
 
+class OutputLockedError(OutputExistsError):
+    """Another run is writing the same output folder (it holds the folder's lock)."""
+
+    exit_code = 6
+
+
 class OutputWriteError(LatticeError, OSError):
     """The output folder cannot be created or written."""
 
