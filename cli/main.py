@@ -273,12 +273,12 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lattice.export import check_output_folder, make_stage
+    from lattice.export import check_output_folder, make_stage, output_lock
     from lattice.export.picture import PictureWorker
 
     t0 = args.started if getattr(args, "started", None) is not None else time.perf_counter()
     _check_inputs(args)
-    check_output_folder(args.out, force=args.force)
+    out = check_output_folder(args.out, force=args.force, inputs=_input_paths(args))
     dicom_in = args.ct_dicom is not None
     # Without DICOM input or a reference series, the CT is written as a derived DICOM series;
     # the worker, which reads the CT's voxels for the picture, writes it.
@@ -297,16 +297,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     # the other core while this process plans. A derived DICOM CT does not depend on the plan:
     # the worker writes it into a temporary folder as soon as it has the CT.
     with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(out, command="lattice plan"))  # makes out's parent
         derived = early = None
         if derived_ct:
             derived = _derived_series(args)
-            parent = args.out.absolute().parent
-            try:  # beside the plan folder, where a later run finds it if this one is killed
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputWriteError(f"cannot create '{parent}' ({exc.strerror}); choose "
-                                       "another --out folder") from exc
-            folder = make_stage(args.out, "ct", parent)
+            # Beside the plan folder, where a later run finds it if this one is killed.
+            folder = make_stage(out, "ct", out.parent)
             stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
             derived["folder"] = folder
 
@@ -325,6 +321,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                     daemon=True)
         importer.start()
         return _plan_and_write(args, worker, t0, derived=derived)
+
+
+def _input_paths(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    """Every input path of ``lattice plan``, by option (none may be inside --out)."""
+    return [("--ct", args.ct), ("--gtv", args.gtv),
+            *(("--oar", path) for _, path, _ in args.oar),
+            ("--reference-ct-dicom", args.reference_ct_dicom), ("--ct-dicom", args.ct_dicom),
+            ("--rtstruct", args.rtstruct)]
 
 
 def _derived_series(args: argparse.Namespace) -> dict:

@@ -2,18 +2,20 @@
 
 A plan folder is written into a temporary folder beside the target first and moved into
 place only when every file is complete, ``plan.json`` last, so an interrupted run leaves no
-half-written plan. Existing output files are never replaced unless ``force`` is set.
+half-written plan. Existing output files are never replaced unless ``force`` is set. The
+path is checked and the folder locked before any work (:mod:`lattice.export.folder`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,13 @@ from ..io import save_volume
 from ..measure import SizeRule
 from ..plan import Plan
 from ..volume import Volume
+from .folder import (
+    check_inputs_outside,
+    check_not_around_cwd,
+    output_lock,
+    resolve_output_folder,
+    sibling_stem,
+)
 from .masks import sphere_label_map
 from .picture import PictureWorker
 from .tables import write_vertices_csv
@@ -78,22 +87,38 @@ class DicomOutput:
 
 
 def check_output_folder(out_dir: str | Path, *, force: bool,
-                        names: Sequence[str] = PLAN_FILES) -> Path:
-    """Fail early if the folder cannot be written or would lose files without ``force``."""
+                        names: Sequence[str] = PLAN_FILES,
+                        inputs: Iterable[tuple[str, str | Path | None]] = ()) -> Path:
+    """Fail early if the folder cannot be written, holds the run's ``inputs``, or would lose
+    files without ``force``; the resolved folder (see :mod:`lattice.export.folder`).
+
+    Raises
+    ------
+    OutputWriteError
+        See :func:`~lattice.export.folder.resolve_output_folder`; or the parent folder (where
+        the folder is staged) is not writable.
+    ParameterError
+        The folder is (or holds) the current folder, or holds one of ``inputs``.
+    OutputExistsError
+        ``names`` exist in it and ``force`` is not set.
+    """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise OutputWriteError(f"output path '{out}' is a file; pass a folder with --out")
-    if out.is_dir() and not force:
-        clash = [n for n in names if (out / n).exists()]
+    folder = resolve_output_folder(out)
+    check_not_around_cwd(folder, out)
+    check_inputs_outside(folder, out, inputs)
+    if folder.is_dir() and not force:
+        clash = [n for n in names if (folder / n).exists()]
         if clash:
             raise OutputExistsError(
                 f"'{out}' already holds {', '.join(clash)}; pass --force to replace them or "
                 "choose another --out folder")
-    parent = out if out.is_dir() else _existing_parent(out)
-    if not os.access(parent, os.W_OK):
-        raise OutputWriteError(f"cannot write to '{parent}' (permission denied); "
+    parent = _existing_parent(folder.parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        held = (f", where --out '{out}' is staged and renamed into place"
+                if parent == folder.parent and folder.exists() else "")
+        raise OutputWriteError(f"cannot write to '{parent}' (permission denied){held}; "
                                "choose another --out folder")
-    return out
+    return folder
 
 
 def _existing_parent(path: Path) -> Path:
@@ -133,25 +158,28 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
         The folder cannot be created or written (nothing is left behind).
     """
     out = check_output_folder(out_dir, force=force, names=owned)
-    parent = out.absolute().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        out = check_output_folder(out_dir, force=force, names=owned)  # now that it is ours
         remove_stale_stages(out)
         try:
-            stage = make_stage(out, "partial", parent)
-        except PermissionError:  # a writable folder in a read-only one: stage inside it
-            stage = make_stage(out, "partial", out)
-    except OSError as exc:
-        raise OutputWriteError(f"cannot create a folder in '{parent}' ({exc.strerror}); "
-                               "choose another --out folder") from exc
-    try:
-        names = list(write(stage))
-        return _move_into_place(stage, out, names, owned)
-    except OSError as exc:
-        raise OutputWriteError(f"writing to '{out}' failed ({exc}); nothing was written; "
-                               "free space or choose another --out folder") from exc
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+            stage = make_stage(out, "partial", out.parent)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot create a folder in '{out.parent}' "
+                                   f"({exc.strerror}); {_advice(exc)}") from exc
+        try:
+            names = list(write(stage))
+            return _move_into_place(stage, out, names, owned)
+        except OSError as exc:
+            raise OutputWriteError(f"writing to '{out_dir}' failed ({exc}); nothing was "
+                                   f"written; {_advice(exc)}") from exc
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _advice(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free space or choose another --out folder"
+    return "choose another --out folder"
 
 
 def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
@@ -329,8 +357,9 @@ STAGE_KINDS = ("partial", "ct", "old")
 
 def stage_prefix(out: Path, kind: str) -> str:
     """Name prefix of a temporary folder beside ``out``: hidden, naming this process so a
-    later run can tell a dead run's leftovers from a running one's."""
-    return f".{out.name}.{kind}-{os.getpid()}-"
+    later run can tell a dead run's leftovers from a running one's, and short enough for
+    any legal folder name (:func:`~lattice.export.folder.sibling_stem`)."""
+    return f".{sibling_stem(out)}.{kind}-{os.getpid()}-"
 
 
 def make_stage(out: Path, kind: str, parent: Path) -> Path:
@@ -359,16 +388,22 @@ def _as_if_made_normally(path: str | Path, mode: int) -> None:
 
 def remove_stale_stages(out: Path) -> list[Path]:
     """Remove the temporary folders beside ``out`` (:func:`stage_prefix`) of processes that
-    no longer run (a run killed with SIGKILL cannot clean up after itself)."""
+    no longer run (a run killed with SIGKILL cannot clean up after itself). A replaced plan
+    (``old``) of a run killed between its two renames is put back when ``out`` is missing."""
     parent = out.absolute().parent
     # Exactly what stage_prefix + mkdtemp make (8 random characters): never a user's folder.
     kinds = "|".join(STAGE_KINDS)
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(?:{kinds})-(\d{{1,10}})-[a-z0-9_]{{8}}$")
+    pattern = re.compile(rf"^\.{re.escape(sibling_stem(out))}\.({kinds})-(\d{{1,10}})-"
+                         r"[a-z0-9_]{8}$")
     removed = []
     with contextlib.suppress(OSError):
-        for entry in parent.iterdir():
+        for entry in sorted(parent.iterdir()):
             match = pattern.match(entry.name)
-            if match and entry.is_dir() and not _alive(int(match.group(1))):
+            if match and entry.is_dir() and not _alive(int(match.group(2))):
+                if match.group(1) == "old" and not os.path.lexists(out.absolute()):
+                    with contextlib.suppress(OSError):
+                        os.rename(entry, out.absolute())
+                        continue
                 shutil.rmtree(entry, ignore_errors=True)
                 removed.append(entry)
     return removed
@@ -394,8 +429,16 @@ def _move_into_place(stage: Path, out: Path, names: Sequence[str],
     if beside and swap:
         if out.exists():  # a previous output, replaced (force): swap the folders
             old = make_stage(out, "old", stage.parent)
-            os.replace(out, old)  # the empty placeholder is replaced by the old output
-            os.rename(stage, out)
+            try:
+                os.replace(out, old)  # the empty placeholder is replaced by the old output
+            except OSError:
+                os.rmdir(old)
+                raise
+            try:
+                os.rename(stage, out)
+            except OSError:
+                os.replace(old, out)  # the previous output back in place
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(stage, out)  # atomic: the folder appears complete
