@@ -408,7 +408,7 @@ def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float],
                                       "folder": "ct_dicom",
                                       "patient_position": str(series.header.PatientPosition)}
     ct = case.ct if worker is None else None
-    return case.gtv, case.oars, ct, inputs, series, []
+    return case.gtv, case.oars, ct, inputs, series, list(case.warnings)
 
 
 def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dict | None
