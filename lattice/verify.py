@@ -786,6 +786,7 @@ def _dicom_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, checksum:
         oar_names=[str(e.get("roi") or e.get("name")) for e in oar_entries],
         series_uid=ct_entry.get("series_instance_uid"), pixels=False)
     checksum(rt_entry, rt_path, "RTSTRUCT")
+    warnings.extend(case.warnings)  # contours left out, as at planning
     recorded = ct_entry.get("sha256")
     if recorded and series_checksum(case.series) != recorded:
         warnings.append(f"the CT series in '{ct_entry['dicom_folder']}' changed after planning")
