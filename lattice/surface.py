@@ -411,6 +411,10 @@ class SlabSolid:
         lo = np.maximum(np.array([s.start for s in box]) - grow, 0)
         hi = np.minimum(np.array([s.stop for s in box]) + grow, shape)
         sub = self.mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        if self.from_mask and not sub.any():
+            # Nothing of the structure within reach of the box.
+            far = np.full(tuple(s.stop - s.start for s in box), np.inf, dtype=np.float32)
+            return far, far
         f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
         a = np.array([s.start for s in box]) - lo
         b = a + np.array([s.stop - s.start for s in box])

@@ -338,32 +338,33 @@ def hand_doc(gtv: Volume, points, *, depth, diameter_mm=1.0, margin_mm=0.0):
     }
 
 
-def test_depth_equals_brute_force_and_counts_the_array_border_as_outside(make_affine):
+def test_depth_equals_the_independent_checker_and_counts_the_array_border_as_outside(
+        make_affine):
+    from tps_checker import Solid
+
     shape = (14, 12, 9)
     affine = make_affine(shape, (1.5, 1.0, 2.0), "oblique")
     mask = np.zeros(shape, dtype=bool)
-    mask[3:12, 2:, 2:8] = True  # touches the j border: depth there is one voxel, not more
+    mask[3:12, 2:, 2:8] = True  # touches the j border: the solid closes half a voxel beyond
     gtv = Volume(mask, affine)
-    padded = np.pad(mask, 1)
-    background = world(padded.shape, affine @ np.array(
-        [[1, 0, 0, -1], [0, 1, 0, -1], [0, 0, 1, -1], [0, 0, 0, 1.0]]))[~padded]
     rng = np.random.default_rng(3)
     ijk = np.argwhere(mask)[rng.choice(mask.sum(), 40, replace=False)] + rng.uniform(
         -0.49, 0.49, (40, 3))
     pts = ijk @ affine[:3, :3].T + affine[:3, 3]
-    truth = np.linalg.norm(pts[:, None] - background[None], axis=-1).min(axis=1)
+    truth = Solid.from_mask(mask, affine).depth(pts)  # TPS surface model, tests' own code
     outside = affine[:3, :3] @ [1.0, 5.0, 4.0] + affine[:3, 3]  # voxel (1, 5, 4): background
     doc = hand_doc(gtv, [*pts, outside], depth=[*truth, 0.0])
     report = verify_plan(doc, gtv=gtv)
     assert "reported_values" not in report.violated_rules, report.violations
-    # The border layer j = 11 is one voxel (1 mm) from the frame beyond the array.
+    # The border layer j = 11 is half a voxel (0.5 mm) from the solid's face at j = 11.5, the
+    # nearest face of the box there (analytic: other faces are >= 5 mm away).
     border = affine[:3, :3] @ [6.0, 11.0, 4.0] + affine[:3, 3]
-    assert verify_plan(hand_doc(gtv, [border], depth=[1.0]), gtv=gtv).ok
-    bad = verify_plan(hand_doc(gtv, [border], depth=[1.0], diameter_mm=2.0, margin_mm=0.5),
+    assert verify_plan(hand_doc(gtv, [border], depth=[0.5]), gtv=gtv).ok
+    bad = verify_plan(hand_doc(gtv, [border], depth=[0.5], diameter_mm=2.0, margin_mm=0.5),
                       gtv=gtv)
     assert bad.violated_rules == ("gtv_margin",)
-    assert bad.violations[0].message == ("P1 centre is 1 mm deep; the GTV margin rule needs "
-                                         ">= 1.5 mm (0.5 mm short)")
+    assert bad.violations[0].message == ("P1 centre is 0.5 mm deep; the GTV margin rule needs "
+                                         ">= 1.5 mm (1 mm short)")
 
 
 # -- bad input: LatticeError codes through main() ---------------------------------------------
