@@ -455,7 +455,13 @@ def _row(job: Job, code: int, stderr: str, seconds: float, foreign: bool = False
     row["error"] = error.removeprefix("lattice: error: ")
     row["warnings"] = sum(ln.startswith("lattice: warning") for ln in lines)
     if ok:
-        doc = json.loads((job.out_dir / "plan.json").read_text(encoding="utf-8"))
+        from .planfolder import read_plan_document
+
+        try:  # validated against plan.schema.json: a summary never reads a wrong type
+            doc = read_plan_document(job.out_dir)
+        except InputFileError as exc:
+            ok, row["status"], row["error"] = False, "failed", str(exc)
+    if ok:
         summary = doc.get("summary", {})
         row.update({k: summary.get(k) for k in SUMMARY_METRICS})
         p = doc.get("parameters", {})

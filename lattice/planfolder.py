@@ -9,7 +9,9 @@ recorded CT is gone).
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +22,20 @@ from numpy.typing import NDArray
 from .errors import InputFileError
 from .volume import Volume
 
+#: The JSON Schema of plan.json, shipped with the package (README "plan.json schema").
+SCHEMA_NAME = "plan.schema.json"
+#: Longest excerpt of a wrong value quoted in an error message.
+_SHOWN_CHARS = 60
+
 
 def read_plan_document(folder: str | Path) -> dict[str, Any]:
-    """``plan.json`` of a plan folder (or the file itself).
+    """``plan.json`` of a plan folder (or the file itself), validated against the schema.
 
     Raises
     ------
     InputFileError
-        No folder, no plan.json, or not a plan document.
+        No folder, no plan.json, not JSON, or not a plan document (the message names the
+        first problem by its JSON path; see :func:`validate_plan_document`).
     """
     folder = Path(folder)
     path = folder / "plan.json" if folder.is_dir() else folder
@@ -36,11 +44,111 @@ def read_plan_document(folder: str | Path) -> dict[str, Any]:
                              "`lattice plan`")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputFileError(f"cannot read '{path}' as JSON ({exc})") from exc
-    if not isinstance(doc, dict) or "vertices" not in doc or "parameters" not in doc:
-        raise InputFileError(f"'{path}' is not a plan written by `lattice plan`")
-    return doc
+    return validate_plan_document(doc, path)
+
+
+@functools.lru_cache(maxsize=1)
+def plan_schema() -> dict[str, Any]:
+    """The JSON Schema of plan.json (``lattice/plan.schema.json``)."""
+    from importlib.resources import files
+
+    return json.loads(files("lattice").joinpath(SCHEMA_NAME).read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(plan_schema())
+
+
+def validate_plan_document(doc: Any, source: str | Path) -> dict[str, Any]:
+    """``doc`` when it is a plan document by :func:`plan_schema`, else one clear error.
+
+    NaN and infinite numbers (which Python's JSON reader accepts, and the schema cannot
+    exclude) are refused first.
+
+    Raises
+    ------
+    InputFileError
+        The first problem, by its JSON path: ``'plan.json': $.vertices[2].depth_mm is the
+        string 'NaN', expected number or null; ...``.
+    """
+    where = f"'{source}'" if isinstance(source, Path) else str(source)
+    bad = _non_finite(doc, "$")
+    if bad is not None:
+        raise InputFileError(f"{where} is not a plan document: {bad} is NaN or infinite (JSON "
+                             "has no such numbers); fix it or write the plan again with "
+                             "`lattice plan`")
+    errors = list(_validator().iter_errors(doc))
+    if not errors:
+        return doc
+    import jsonschema
+
+    first = min(errors, key=lambda e: [str(p) for p in e.absolute_path])
+    if first.context:  # oneOf/anyOf: the most relevant alternative
+        first = jsonschema.exceptions.best_match(first.context) or first
+    raise InputFileError(f"{where} is not a plan document: {_problem(first)}; fix it or write "
+                         f"the plan again with `lattice plan` (the schema: lattice/{SCHEMA_NAME})")
+
+
+def _non_finite(value: Any, at: str) -> str | None:
+    """JSON path of the first NaN or infinite number in ``value``, else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else at
+    if isinstance(value, dict):
+        items: Any = ((f"{at}.{k}", v) for k, v in value.items())
+    elif isinstance(value, list):
+        items = ((f"{at}[{i}]", v) for i, v in enumerate(value))
+    else:
+        return None
+    for path, v in items:
+        found = _non_finite(v, path)
+        if found is not None:
+            return found
+    return None
+
+
+def _problem(error: Any) -> str:
+    """One schema error as ``$.path what is wrong``, the value shortened."""
+    path = error.json_path
+    value = error.instance
+    if error.validator == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        return f"{path} is {' '.join(filter(None, (_kind(value), _shown(value))))}, expected " \
+               f"{expected}"
+    if error.validator == "required":
+        missing = next((k for k in error.validator_value if k not in value), "?")
+        return f"{path} lacks the required key '{missing}'"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(value) - set(error.schema.get("properties", {})))
+        return (f"{path} has the key{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))}, "
+                "which lattice does not know as a plan parameter (a rule it would not check)")
+    if error.validator in ("minItems", "maxItems"):
+        return f"{path} has {len(value)} items, expected {_items(error)}"
+    text = f"{path}: {_shown(value)} {error.message.removeprefix(repr(value)).strip()}"
+    return text if len(text) <= 4 * _SHOWN_CHARS else text[: 4 * _SHOWN_CHARS - 3] + "..."
+
+
+def _items(error: Any) -> str:
+    schema = error.schema
+    lo, hi = schema.get("minItems"), schema.get("maxItems")
+    return f"{lo}" if lo == hi else f"{lo} to {hi}" if hi is not None else f"at least {lo}"
+
+
+def _kind(value: Any) -> str:
+    return {bool: "the boolean", str: "the string", int: "the integer", float: "the number",
+            list: "an array", dict: "an object", type(None): "null"}.get(type(value), "a value")
+
+
+def _shown(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return ""
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARS else text[: _SHOWN_CHARS - 3] + "..."
 
 
 @dataclass(frozen=True, eq=False)

@@ -651,12 +651,14 @@ def _read_plan(path: Path) -> tuple[Path, dict[str, Any]]:
         raise InputFileError(f"plan not found: '{path}'; pass a plan.json or a plan folder")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputFileError(f"cannot read '{path}' as JSON ({exc}); pass the plan.json "
                              "that `lattice plan` wrote") from exc
     if not isinstance(doc, dict):
         raise InputFileError(f"'{path}' holds a JSON {type(doc).__name__}, not a plan")
-    return path, doc
+    from .planfolder import validate_plan_document
+
+    return path, validate_plan_document(doc, path)  # wrong types: one line naming the key
 
 
 def _input_path(entry: Any, what: str, plan_path: Path) -> Path:
