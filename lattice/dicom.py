@@ -639,8 +639,9 @@ def _check_usable(roi: Roi, structures: StructureSet) -> None:
     fatal = [p for p in roi.problems if p.fatal]
     if fatal:
         raise InputFileError(f"{where}: {len(fatal)} of {roi.n_contours_in_file} contours "
-                             f"cannot be used: {describe_problems(fatal)}; correct them in the "
-                             "TPS and export the structure set again")
+                             f"cannot be used: {describe_problems(fatal)}; correct "
+                             f"{'it' if len(fatal) == 1 else 'them'} in the TPS and export the "
+                             "structure set again")
 
 
 def _left_out(roi: Roi, result: Rasterised) -> str:
