@@ -480,7 +480,8 @@ def _read_rtstruct(path: Path) -> StructureSet:
              for o in ds.get("RTROIObservationsSequence") or []}
     contours: dict[int, list[NDArray[np.float64]]] = defaultdict(list)
     problems: dict[int, list[ContourProblem]] = defaultdict(list)
-    seen: dict[int, set[bytes]] = defaultdict(set)
+    # Contours by (ROI, point count, slice): only those that share a bucket are compared.
+    buckets: dict[tuple[int, int, float], list[NDArray[np.float64]]] = defaultdict(list)
     with_item: set[int] = set()
     orphans = []
     for k, item in enumerate(ds.get("ROIContourSequence") or [], 1):
@@ -495,10 +496,11 @@ def _read_rtstruct(path: Path) -> StructureSet:
         for index, c in enumerate(item.get("ContourSequence") or [], 1):
             points, problem = _contour_points(c, index)
             if problem is None:
-                key = _contour_key(points)
-                if key in seen[number]:
-                    problem = ContourProblem(index, float(points[:, 2].mean()), "duplicate")
-                seen[number].add(key)
+                z = float(points[:, 2].mean())
+                bucket = buckets[number, len(points), round(z, 2)]
+                if bucket and any(_contour_key(points) == _contour_key(b) for b in bucket):
+                    problem = ContourProblem(index, z, "duplicate")
+                bucket.append(points)
             if problem is not None:
                 problems[number].append(problem)
             else:
@@ -533,10 +535,13 @@ def _contour_points(item: Any, index: int) -> tuple[NDArray[np.float64], Contour
     """One ContourSequence item's points, (n, 3) LPS mm, or why it cannot be used."""
     raw = item.get("ContourData")
     values = [] if raw is None else (list(raw) if not isinstance(raw, (str, bytes)) else [raw])
-    data = np.full(len(values), np.nan)
-    for i, v in enumerate(values):
-        with contextlib.suppress(TypeError, ValueError):
-            data[i] = float(v)
+    try:
+        data = np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):  # a value that is not a number counts as NaN
+        data = np.full(len(values), np.nan)
+        for i, v in enumerate(values):
+            with contextlib.suppress(TypeError, ValueError):
+                data[i] = float(v)
     whole = data[: len(data) - len(data) % 3].reshape(-1, 3)
     z = whole[:, 2][np.isfinite(whole[:, 2])]
     z_mm = float(np.mean(z)) if len(z) else float("nan")
@@ -558,10 +563,11 @@ def _contour_points(item: Any, index: int) -> tuple[NDArray[np.float64], Contour
         return problem("count")
     if len(whole) < 3:
         return problem("too_few_points")
-    centred = whole - whole.mean(axis=0)
-    normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
-    if np.abs(centred @ normal).max() > CONTOUR_PLANARITY_TOLERANCE_MM:
-        return problem("not_planar")
+    if np.ptp(whole[:, 2]) > CONTOUR_PLANARITY_TOLERANCE_MM:  # else in a plane z = constant
+        centred = whole - whole.mean(axis=0)
+        normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
+        if np.abs(centred @ normal).max() > CONTOUR_PLANARITY_TOLERANCE_MM:
+            return problem("not_planar")
     return whole, None
 
 
