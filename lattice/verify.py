@@ -255,9 +255,13 @@ def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
     if isinstance(mask, ContourVolume):
         return [ring for kk, ring in mask.rings_ijk if kk == k]
     plane = np.asarray(mask.array[:, :, k], dtype=bool)
-    if not plane.any():
+    ii = np.flatnonzero(plane.any(axis=1))
+    if len(ii) == 0:
         return []
-    return [line[:-1] - 1.0 for line in find_contours(np.pad(plane, 1).astype(float), 0.5)]
+    jj = np.flatnonzero(plane.any(axis=0))
+    sub = plane[ii[0]:ii[-1] + 1, jj[0]:jj[-1] + 1]  # same outlines, shifted back below
+    off = np.array([ii[0], jj[0]], dtype=np.float64) - 1.0
+    return [line[:-1] + off for line in find_contours(np.pad(sub, 1).astype(float), 0.5)]
 
 
 class _Slabs:
@@ -276,66 +280,75 @@ class _Slabs:
         self.mask = mask
         self.vox = mask.voxel_size_mm
         self.inv = np.linalg.inv(mask.affine)
-        self._segs: dict[int, NDArray[np.float64]] = {}
+        self._segs: dict[int, NDArray[np.float64] | None] = {}
 
-    def segments(self, k: int) -> NDArray[np.float64]:
+    def segments(self, k: int) -> NDArray[np.float64] | None:
+        """(n, 4) segments (u0, v0, u1, v1) of slice k in mm, None for an empty slice."""
         if k not in self._segs:
-            if 0 <= k < self.mask.shape[2]:
-                rings = [np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
-                         for r in _slice_rings(self.mask, k)]
-            else:
-                rings = []
+            rings = ([np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
+                      for r in _slice_rings(self.mask, k)]
+                     if 0 <= k < self.mask.shape[2] else [])
             segs = [np.column_stack([r, np.roll(r, -1, axis=0)]) for r in rings if len(r) >= 2]
-            self._segs[k] = np.concatenate(segs) if segs else np.zeros((0, 4))
+            self._segs[k] = np.concatenate(segs) if segs else None
         return self._segs[k]
 
-    def _inplane(self, k: int, q: NDArray[np.float64]) -> tuple[float, bool]:
+    def _inplane(self, k: int, q: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """Distance to slice k's outline and even-odd inside-ness of points ``q (m, 2)``."""
         s = self.segments(k)
-        if len(s) == 0:
-            return np.inf, False
-        a, b = s[:, :2], s[:, 2:]
-        ab = b - a
-        t = np.clip(np.sum((q - a) * ab, axis=1) / np.maximum(np.sum(ab * ab, axis=1),
-                                                                1e-300), 0.0, 1.0)
-        dist = float(np.min(np.linalg.norm(q - (a + t[:, None] * ab), axis=1)))
-        y0, y1 = s[:, 1], s[:, 3]
-        spans = (np.minimum(y0, y1) <= q[1]) & (q[1] < np.maximum(y0, y1))
+        if s is None:
+            return np.full(len(q), np.inf), np.zeros(len(q), dtype=bool)
+        a, ab = s[None, :, :2], (s[:, 2:] - s[:, :2])[None]
+        rel = q[:, None, :] - a
+        t = np.clip(np.sum(rel * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-300),
+                    0.0, 1.0)
+        dist = np.sqrt(np.min(np.sum((rel - t[..., None] * ab) ** 2, axis=2), axis=1))
+        y0, y1 = s[None, :, 1], s[None, :, 3]
+        qy = q[:, 1:2]
+        spans = (np.minimum(y0, y1) <= qy) & (qy < np.maximum(y0, y1))
         with np.errstate(divide="ignore", invalid="ignore"):
-            x = s[:, 0] + (q[1] - y0) / (y1 - y0) * (s[:, 2] - s[:, 0])
-        inside = bool(np.count_nonzero(spans & (x > q[0])) % 2)
+            x = s[None, :, 0] + (qy - y0) / (y1 - y0) * (s[None, :, 2] - s[None, :, 0])
+        inside = np.count_nonzero(spans & (x > q[:, :1]), axis=1) % 2 == 1
         return dist, inside
 
     def measure(self, points_ras_mm: NDArray[np.float64], *, depth: bool,
                 cap_mm: float = np.inf) -> NDArray[np.float64]:
         """Depth below (``depth=True``) or distance to the solid of each point, capped."""
-        out = np.zeros(len(points_ras_mm))
+        n = len(points_ras_mm)
+        if n == 0:
+            return np.zeros(0)
         dz = float(self.vox[2])
         uvw = (points_ras_mm @ self.inv[:3, :3].T + self.inv[:3, 3]) * self.vox
-        nk = self.mask.shape[2]
-        for n, p in enumerate(uvw):
-            j0 = int(np.rint(p[2] / dz))
-            best = cap_mm
-            e, inside = self._inplane(j0, p[:2])
+        j0 = np.rint(uvw[:, 2] / dz).astype(np.int64)
+        best = np.full(n, cap_mm, dtype=np.float64)
+        live = np.ones(n, dtype=bool)
+        for k in np.unique(j0):  # the own slab
+            rows = np.flatnonzero(j0 == k)
+            e, inside = self._inplane(int(k), uvw[rows, :2])
             if depth:
-                if not inside:
-                    continue  # outside the GTV solid: depth 0
-                best = min(best, e)
+                best[rows] = np.where(inside, np.minimum(best[rows], e), 0.0)
+                live[rows] = inside
             else:
-                best = 0.0 if inside else min(best, e)
-            m = 0
-            while True:
-                m += 1
-                if (m - 1) * dz >= best or (m > 1 and j0 - m < -1 and j0 + m > nk):
-                    break
-                for j in (j0 - m, j0 + m):
-                    z = max(abs(p[2] - j * dz) - 0.5 * dz, 0.0)
-                    e, inside = self._inplane(j, p[:2])
+                best[rows] = np.where(inside, 0.0, np.minimum(best[rows], e))
+        nk = self.mask.shape[2]
+        m = 0
+        while True:
+            m += 1
+            live &= (m - 1) * dz < best  # slab j0 +- m is at least (m - 1) dz away
+            if not live.any() or (j0[live].max() - m < -1 and j0[live].min() + m > nk):
+                break
+            for sign in (-1, 1):
+                j = j0 + sign * m
+                for k in np.unique(j[live]):
+                    rows = np.flatnonzero(live & (j == k))
+                    z = np.maximum(np.abs(uvw[rows, 2] - k * dz) - 0.5 * dz, 0.0)
+                    e, inside = self._inplane(int(k), uvw[rows, :2])
                     if depth:
-                        best = min(best, float(np.hypot(e if inside else 0.0, z)))
-                    elif inside or np.isfinite(e):
-                        best = min(best, float(np.hypot(0.0 if inside else e, z)))
-            out[n] = best
-        return out
+                        term = np.hypot(np.where(inside, e, 0.0), z)
+                    else:
+                        term = np.hypot(np.where(inside, 0.0, e), z)  # inf on empty slabs
+                    best[rows] = np.minimum(best[rows], term)
+        return best
 
 
 def _depth_mm(gtv: Volume, points_ras_mm: NDArray[np.float64], *,
