@@ -283,13 +283,25 @@ def _load_mask(path: str | Path, *, name: str, label: int | None = None,
     img, geometry = _open_nifti(path, name=name, mask=True)
     data = _read_data(img, geometry, path, scaled=False)
     warnings = geometry.warnings
+    scaling = None
     if geometry.scl_slope is not None and data.dtype.kind in "iuf":  # slope > 0, inter 0
         stored = _nonzero(data)[1]
         if stored.size and np.all(np.isfinite(stored)):
-            warnings += (check_mask_scaling(np.unique(stored), geometry.scl_slope, name=name),)
+            scaling, labels = check_mask_scaling(np.unique(stored), geometry.scl_slope,
+                                                 name=name, threshold=FLOAT_MASK_THRESHOLD)
+            warnings += (f"{name}: its header scales the mask values ({scaling})",)
             data = data * geometry.scl_slope
-    return Volume(mask_from_array(data, label=label, name=f"mask '{path}'",
-                                  label_hint=label_hint), geometry.affine), warnings
+            if labels:  # 255 * float32(1/255) is 1 +- 1e-7
+                data = np.rint(data, out=data)
+    try:
+        mask = mask_from_array(data, label=label, name=f"mask '{path}'",
+                               label_hint=label_hint)
+    except MaskError as exc:
+        if scaling is None:
+            raise
+        # The values the message names are the scaled ones: say so.
+        raise MaskError(f"{name} read with its header's scaling ({scaling}): {exc}") from exc
+    return Volume(mask, geometry.affine), warnings
 
 
 def load_mask(path: str | Path, *, label: int | None = None,

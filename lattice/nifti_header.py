@@ -25,7 +25,8 @@ The decisions, each a named rule below:
   are set, they must agree within :data:`QFORM_SFORM_TOLERANCE_MM` (silent), within one voxel
   (warning: the sform was used), or the file is refused.
 * ``pixdim``: voxel sizes finite and > 0 (refused otherwise, whichever transform is used,
-  since nibabel would substitute 1 mm for 0); ``qfac`` (``pixdim[0]``) 1, -1 or 0 (= 1).
+  since nibabel would substitute 1 mm for 0); with a qform, ``qfac`` (``pixdim[0]``) 1 or
+  -1 (0, which the standard reads as 1, nibabel refuses).
 * NaN or infinity in a transform that is used: refused, naming NaN.
 * ``xyzt_units``: unknown (0) is millimetres by convention (nibabel, ITK); meters and
   microns are converted to mm with a warning when the voxel size in mm is plausible
@@ -60,6 +61,9 @@ DEFLATE_MAX_RATIO = 1032
 #: its orthogonal qform by less than ~1e-3 mm. A real disagreement is a sizeable part of a
 #: voxel.
 QFORM_SFORM_TOLERANCE_MM = 0.01
+#: Relative distance from a whole number within which a scaled mask value is that label:
+#: ``scl_slope`` is float32 (relative rounding 6e-8), so SPM's 255 * (1/255) is 1 +- 1e-7.
+SCALED_LABEL_TOLERANCE = 1e-5
 #: Voxel edge lengths (mm) a file given in meters or microns may convert to; outside this
 #: range the unit field is taken to be wrong and the file is refused.
 PLAUSIBLE_VOXEL_MM = (0.01, 50.0)
@@ -266,7 +270,8 @@ def _check_scaling(hdr, name: str, *, mask: bool) -> float | None:
     return slope
 
 
-def check_mask_scaling(stored_nonzero: NDArray, slope: float, *, name: str) -> str:
+def check_mask_scaling(stored_nonzero: NDArray, slope: float, *, name: str,
+                       threshold: float) -> tuple[str, bool]:
     """Refuse a scaled mask that reads as neither labels nor a 0..1 map; else the warning.
 
     Parameters
@@ -275,28 +280,40 @@ def check_mask_scaling(stored_nonzero: NDArray, slope: float, *, name: str) -> s
         The distinct non-zero values as stored (before scaling), n >= 1.
     slope : float
         ``scl_slope`` (> 0; ``scl_inter`` is 0).
+    threshold : float
+        The value above which a 0..1 map counts as inside.
 
     Returns
     -------
-    str
-        The warning to record: the scaling named and what it did.
+    description : str
+        What the scaling does, for a warning or an error, e.g. ``"scl_slope 2: stored
+        value 1 reads as 2"``.
+    labels : bool
+        The scaled values are whole numbers (to :data:`SCALED_LABEL_TOLERANCE`): round them.
 
     Raises
     ------
     MaskError
-        The scaled values are fractional and beyond 1 (e.g. a 0/1 mask with slope 2.5).
+        The scaled values are fractional and beyond 1 (e.g. a 0/1 mask with slope 2.5), or a
+        0..1 map with no value above ``threshold`` (a 0/1 mask with slope 0.3).
     """
     scaled = np.asarray(stored_nonzero, dtype=np.float64) * slope
     low, high = float(stored_nonzero.min()), float(stored_nonzero.max())
     what = (f"stored values {low:g} .. {high:g} read as {low * slope:g} .. {high * slope:g}"
             if low != high else f"stored value {low:g} reads as {low * slope:g}")
-    labels = bool(np.all(scaled == np.round(scaled)))
-    if not labels and not (scaled.min() > 0 and scaled.max() <= 1):
+    slack = SCALED_LABEL_TOLERANCE * np.maximum(1.0, np.abs(scaled))
+    labels = bool(np.all(np.abs(scaled - np.round(scaled)) <= slack))
+    if not labels and not (scaled.min() > 0 and scaled.max() <= 1 + slack.max()):
         raise MaskError(
             f"{name} is not a mask once its header's scaling is applied (scl_slope {slope:g}: "
             f"{what}, neither whole labels nor a 0..1 map); save the mask unscaled "
             "(scl_slope 1, scl_inter 0)")
-    return f"{name}: its header scales the mask values (scl_slope {slope:g}): {what}"
+    if not labels and scaled.max() <= threshold:
+        raise MaskError(
+            f"{name} is empty once its header's scaling is applied (scl_slope {slope:g}: "
+            f"{what}, none above the 0..1 map's threshold {threshold:g}); save the mask "
+            "unscaled (scl_slope 1, scl_inter 0)")
+    return f"scl_slope {slope:g}: {what}", labels
 
 
 def _check_transforms(hdr, name: str, shape: tuple[int, int, int]
@@ -357,7 +374,7 @@ def _qform(hdr, name: str, pixdim: NDArray) -> NDArray[np.float64]:
             f"{name} has NaN or infinite values in its qform (quatern_b, c, d "
             f"{', '.join(f'{v:g}' for v in fields[:3])}; qoffset "
             f"{', '.join(f'{v:g}' for v in fields[3:])}); {_FIX_TRANSFORM}")
-    if pixdim[0] not in (-1.0, 0.0, 1.0):
+    if pixdim[0] not in (-1.0, 1.0):  # 0, which the standard reads as 1, nibabel refuses
         raise GridMismatchError(
             f"{name} has qfac (pixdim[0], the handedness of its qform) {pixdim[0]:g}; it must "
             f"be 1 or -1; {_FIX_TRANSFORM}")
