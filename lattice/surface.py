@@ -454,26 +454,28 @@ class SlabSolid:
         whose zeros are the midpoints between differing 4-neighbours (the marching-squares
         vertices, with a background frame around ``sub`` so outlines close beyond it)."""
         vox = self.voxel_size_mm
-        p = np.pad(sub, ((1, 1), (1, 1), (0, 0)))
-        ni, nj, nk = p.shape
-        feat = np.ones((2 * ni - 1, 2 * nj - 1, nk), dtype=np.uint8)
-        feat[1::2, ::2, :][p[:-1] != p[1:]] = 0
-        feat[::2, 1::2, :][p[:, :-1] != p[:, 1:]] = 0
-        upper = np.zeros(sub.shape, dtype=np.float32)
-        has = sub.any(axis=(0, 1))
+        # Slices first: each slice's arrays are contiguous for the per-slice EDT.
+        p = np.pad(np.moveaxis(sub, 2, 0), ((0, 0), (1, 1), (1, 1)))
+        nk, ni, nj = p.shape
+        feat = np.ones((nk, 2 * ni - 1, 2 * nj - 1), dtype=np.uint8)
+        feat[:, 1::2, ::2][p[:, :-1] != p[:, 1:]] = 0
+        feat[:, ::2, 1::2][p[:, :, :-1] != p[:, :, 1:]] = 0
+        upper = np.zeros((nk, ni - 2, nj - 2), dtype=np.float32)
+        has = p.any(axis=(1, 2))
+        aniso = (float(vox[0]) / 2, float(vox[1]) / 2)
         for k in range(nk):
             if not has[k]:
                 if not inside_metric:
-                    upper[:, :, k] = np.inf
+                    upper[k] = np.inf
                 continue
-            u = edt.edt(np.ascontiguousarray(feat[:, :, k]), anisotropy=(
-                float(vox[0]) / 2, float(vox[1]) / 2), black_border=False, parallel=1)
-            upper[:, :, k] = u[2:2 * ni - 2:2, 2:2 * nj - 2:2]
+            u = edt.edt(feat[k], anisotropy=aniso, black_border=False, parallel=1)
+            upper[k] = u[2:2 * ni - 2:2, 2:2 * nj - 2:2]
+        inside = p[:, 1:-1, 1:-1]
         if inside_metric:
-            upper[~sub] = 0.0
+            upper[~inside] = 0.0
         else:
-            upper[sub] = 0.0
-        return upper
+            upper[inside] = 0.0
+        return np.moveaxis(upper, 0, 2)
 
     def _polygon_table(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
                        *, inside_metric: bool) -> NDArray[np.float32]:
