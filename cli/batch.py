@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lattice_cli.options import ranged, whole
+
 #: Exit code of a batch that ran to the end with some failed jobs (recorded in summary.csv).
 EXIT_JOBS_FAILED = 9
 
@@ -34,13 +36,15 @@ def register(subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentPa
     p.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
                    help="parameter sweep, e.g. --grid spacing_mm=20,25,30 diameter_mm=10,15 "
                    "(every combination)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="plans run at once on this machine (default: the number of cores)")
+    p.add_argument("--workers", type=whole, default=None,
+                   help=ranged("plans run at once on this machine (default: the number of "
+                               "cores)", "workers"))
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the plans on this Dask distributed cluster instead (pip install "
                    "'lattice-sfrt[dask]'; the paths must be reachable from its workers)")
-    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                   help="label of the GTV when the gtv files are label maps")
+    p.add_argument("--gtv-label", type=whole, default=None, metavar="N",
+                   help=ranged("label of the GTV when the gtv files are label maps",
+                               "gtv_label"))
     add_plan_parameters(p)
     p.add_argument("--force", action="store_true",
                    help="plan every job again, replacing finished plans")
@@ -62,9 +66,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from lattice.errors import ParameterError
 
     t0 = time.perf_counter()
+    from lattice.options import check_range
+
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        raise ParameterError(f"--workers must be >= 1, got {workers}")
+    workers = check_range("workers", workers, label="--workers")
     if args.scheduler is not None and args.workers is not None:
         raise ParameterError("--workers and --scheduler exclude each other: the cluster's "
                              "workers run the plans")
@@ -104,16 +109,17 @@ def _explicit_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[
     from lattice_cli.main import add_plan_parameters
 
     add_plan_parameters(parser)
-    parser.add_argument("--gtv-label", type=int, default=None)
+    parser.add_argument("--gtv-label", type=whole, default=None)
     blank = parser.parse_args([])
     return {n: getattr(args, n) for n in names if getattr(args, n) != getattr(blank, n)}
 
 
 def _check_jobs(jobs: list) -> None:
-    """Parse every job's arguments as ``lattice plan`` would, so a bad manifest value or grid
-    value stops the batch before anything runs."""
+    """Parse and check every job's arguments as ``lattice plan`` would (syntax, every range,
+    the rules between options, OAR clearances), so a bad manifest or grid value (``nan``,
+    ``1e30``) stops the batch before anything runs."""
     from lattice.errors import ParameterError
-    from lattice_cli.main import _resolve, build_parser
+    from lattice_cli.main import _option_names, build_parser, check_parameters
 
     parser = build_parser()
     for job in jobs:
@@ -122,12 +128,13 @@ def _check_jobs(jobs: list) -> None:
         try:
             with contextlib.redirect_stderr(err):
                 parsed = parser.parse_args(["plan", *job.argv])
-            _resolve(parsed)  # OAR clearances: given, or set by the protocol
+            check_parameters(parsed)  # ranges, rules, OAR clearances (given or the protocol's)
         except SystemExit:
             message = " ".join(err.getvalue().split()).removeprefix("lattice: error: ")
             raise ParameterError(f"case {job.case} ({values}): {message}") from None
         except ParameterError as exc:
-            raise ParameterError(f"case {job.case} ({values}): {exc}") from None
+            raise ParameterError(f"case {job.case} ({values}): {_option_names(str(exc))}"
+                                 ) from None
 
 
 def _job_label(row: dict, grid: list[dict]) -> str:

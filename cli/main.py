@@ -38,55 +38,34 @@ from lattice.export.rtstruct import VALLEY_CONTOUR_CHOICES, VERTEX_ROI_CHOICES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
 from lattice_cli import batch, measure, report, rois, scart, show, verify
+from lattice_cli.options import number, ranged, whole
 
 _IMPORTED_AT = time.perf_counter()
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
-    """``[NAME=]PATH:MM`` -> (name, path, clearance); ``[NAME=]PATH`` leaves the clearance to
-    the protocol (None)."""
-    name = None
-    if "=" in text.split(":")[0]:
-        name, text = text.split("=", 1)
-    path, sep, mm = text.rpartition(":")
-    clearance: float | None = None
-    if not sep:
-        path = text
-    elif not path:
-        raise argparse.ArgumentTypeError(
-            f"expected PATH:CLEARANCE_MM (e.g. cord.nii.gz:10), got {text!r}")
-    else:
-        try:
-            clearance = float(mm)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
-    p = Path(path)
-    if name is None:
-        name = p.name.removesuffix(".gz").removesuffix(".nii")
-    return name, p, clearance
+    """``[NAME=]PATH[:MM]`` -> (name, path, clearance or None: the protocol's), read by
+    :func:`lattice.options.parse_oar_spec`: an existing file always wins, and ``NAME=`` is a
+    name only when NAME holds no path separator."""
+    from lattice.options import parse_oar_spec
 
-
-def _oar_name_arg(text: str) -> tuple[str, Path, float | None]:
-    """``NAME[:MM]`` -> (name, name as a path-like label, clearance or None)."""
-    name, sep, mm = text.rpartition(":")
-    if not sep:
-        return text, Path(text), None
     try:
-        return name, Path(name), float(mm)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"OAR clearance must be a number of mm, got {mm!r} in {text!r}") from None
+        spec = parse_oar_spec(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--oar {text!r}: ")) from None
+    return spec.name, spec.path, spec.clearance_mm
 
 
-def _positive_int(text: str) -> int:
+def _oar_name_arg(text: str) -> str:
+    """``NAME[:MM]``, kept as typed: read against the RTSTRUCT's ROI names (an ROI named
+    ``Lung:5`` wins over ``Lung`` with 5 mm) by :func:`_resolve_oar_names`."""
+    from lattice.options import parse_roi_spec
+
     try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+        parse_roi_spec(text)
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -102,51 +81,60 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
                    help="start from a named protocol's parameters (explicit options override "
                    "them): " + "; ".join(f"{k}: {v.description} [{v.source}]"
                                         for k, v in PROTOCOLS.items()))
-    p.add_argument("--diameter-mm", type=float, default=None, help="vertex diameter (15)")
-    p.add_argument("--spacing-mm", type=float, default=None,
-                   help="minimum centre-to-centre distance between vertices (30)")
-    p.add_argument("--gtv-margin-mm", type=float, default=None,
-                   help="minimum distance from vertex surface to GTV surface (5)")
+    p.add_argument("--diameter-mm", type=number, default=None,
+                   help=ranged("vertex diameter (15)", "diameter_mm"))
+    p.add_argument("--spacing-mm", type=number, default=None,
+                   help=ranged("minimum centre-to-centre distance between vertices (30), at "
+                               "least the diameter", "min_spacing_mm"))
+    p.add_argument("--gtv-margin-mm", type=number, default=None,
+                   help=ranged("minimum distance from vertex surface to GTV surface (5)",
+                               "gtv_margin_mm"))
     p.add_argument("--pattern", choices=PLACEMENTS, default=None,
                    help="lattice (hcp), or max: an irregular maximal packing started from the "
                    "best lattice (more vertices, less regular)")
-    p.add_argument("--time-budget-s", type=float, default=5.0,
-                   help="time budget of --pattern max (5)")
+    p.add_argument("--time-budget-s", type=number, default=5.0,
+                   help=ranged("time budget of --pattern max (5)", "time_budget_s"))
     p.add_argument("--mode", choices=MODES, default="fill",
                    help="fill: vertices throughout the LATTICE target; shell: along its edge, "
                    "centres at depth margin + D/2 .. + --shell-width-mm (fill)")
-    p.add_argument("--shell-width-mm", type=float, default=None,
-                   help="shell width for --mode shell (default D/2)")
+    p.add_argument("--shell-width-mm", type=number, default=None,
+                   help=ranged("shell width for --mode shell (default D/2)", "shell_width_mm"))
     p.add_argument("--snap-to-slices", action="store_true", default=None,
                    help="put every vertex centre on a CT slice plane")
-    p.add_argument("--max-vertices", type=_positive_int, default=None, metavar="N",
-                   help="keep at most N vertices (those with the most room)")
-    p.add_argument("--coplanar-mm", type=float, default=None,
-                   help="co-planar rule: centres closer than this in z (superior-inferior) "
-                   "must be --coplanar-spacing-mm apart (Mayo: 20; 0 turns it off)")
-    p.add_argument("--coplanar-spacing-mm", type=float, default=None,
-                   help="distance required by the co-planar rule (Mayo: 80)")
-    p.add_argument("--count", type=_positive_int, default=None, metavar="N",
-                   help="place exactly N vertices, as far apart as possible (at least "
-                   "--spacing-mm)")
-    p.add_argument("--min-vertices", type=_positive_int, default=None, metavar="N",
-                   help="fail (exit 2, nothing written) if fewer than N vertices fit")
+    p.add_argument("--max-vertices", type=whole, default=None, metavar="N",
+                   help=ranged("keep at most N vertices (those with the most room)",
+                               "max_vertices"))
+    p.add_argument("--coplanar-mm", type=number, default=None,
+                   help=ranged("co-planar rule: centres closer than this in z "
+                               "(superior-inferior) must be --coplanar-spacing-mm apart (Mayo: "
+                               "20; 0 turns it off)", "coplanar_mm"))
+    p.add_argument("--coplanar-spacing-mm", type=number, default=None,
+                   help=ranged("distance required by the co-planar rule (Mayo: 80)",
+                               "coplanar_spacing_mm"))
+    p.add_argument("--count", type=whole, default=None, metavar="N",
+                   help=ranged("place exactly N vertices, as far apart as possible (at least "
+                               "--spacing-mm)", "count"))
+    p.add_argument("--min-vertices", type=whole, default=None, metavar="N",
+                   help=ranged("fail (exit 2, nothing written) if fewer than N vertices fit",
+                               "min_vertices"))
     p.add_argument("--allow-empty", action="store_true",
                    help="write the plan even when no vertex fits (by default that is an "
                    "error, exit 2, nothing written), e.g. to record 0 in a parameter sweep")
     p.add_argument("--orientations", choices=ORIENTATION_SEARCHES, default="axial",
                    help="orientation search: about the superior-inferior axis, or also "
                    "tilted (axial)")
-    p.add_argument("--rotation-step-deg", type=float, default=5.0,
-                   help="angle step of the orientation search (5)")
+    p.add_argument("--rotation-step-deg", type=number, default=5.0,
+                   help=ranged("angle step of the orientation search (5)", "rotation_step_deg"))
     p.add_argument("--no-picture", action="store_true",
                    help="skip the pictures (overview.png, vertices.png, overview3d.png)")
     stv = p.add_mutually_exclusive_group()
-    stv.add_argument("--stv-margin-mm", type=float, default=None, metavar="MM",
-                     help="also contract the GTV into a SCART target (STV) by this margin: "
-                     "stv.nii.gz and the LATTICE_STV ROI (see lattice scart)")
-    stv.add_argument("--stv-fraction", type=float, default=None, metavar="F",
-                     help="the same, to this fraction of the GTV volume (0 < F < 1)")
+    stv.add_argument("--stv-margin-mm", type=number, default=None, metavar="MM",
+                     help=ranged("also contract the GTV into a SCART target (STV) by this "
+                                 "margin: stv.nii.gz and the LATTICE_STV ROI (see lattice "
+                                 "scart)", "stv_margin_mm"))
+    stv.add_argument("--stv-fraction", type=number, default=None, metavar="F",
+                     help=ranged("the same, to this fraction of the GTV volume",
+                                 "stv_fraction"))
     p.add_argument("--size-rule", action="append", default=None, metavar="RULE",
                    help="lesion size rule recorded in plan.json, e.g. 'short_axis_mm>30' or a "
                    "trial id (see lattice measure); repeatable (default NCT06987370)")
@@ -154,10 +142,13 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
         "dose proxy", "a geometric proxy to rank layouts, not a dose calculation: spheres at "
         "the peak level blurred by a Gaussian over a valley floor (lattice/dose.py); computed "
         "only when one of these is given")
-    dose.add_argument("--dose-peak-gy", type=float, default=None, help="peak level (15)")
-    dose.add_argument("--dose-valley-gy", type=float, default=None, help="valley floor (3)")
-    dose.add_argument("--dose-falloff-mm", type=float, default=None,
-                      help="standard deviation of the Gaussian fall-off, mm (3)")
+    dose.add_argument("--dose-peak-gy", type=number, default=None,
+                      help=ranged("peak level (15), above the valley", "dose_peak_gy"))
+    dose.add_argument("--dose-valley-gy", type=number, default=None,
+                      help=ranged("valley floor (3)", "dose_valley_gy"))
+    dose.add_argument("--dose-falloff-mm", type=number, default=None,
+                      help=ranged("standard deviation of the Gaussian fall-off, mm (3)",
+                                  "dose_falloff_mm"))
     p.add_argument("--no-dicom", action="store_true",
                    help="skip rtstruct.dcm (and the derived CT series)")
     p.add_argument("--vertex-rois", choices=VERTEX_ROI_CHOICES, default="both",
@@ -200,9 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     nifti.add_argument("--oar", type=_oar_arg, action="append", default=[],
                        metavar="[NAME=]PATH:MM",
                        help="organ at risk mask and its clearance from vertex surfaces; "
-                       "repeatable (PATH alone takes the protocol's clearance)")
-    nifti.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                       help="label of the GTV when --gtv is a label map")
+                       "repeatable (PATH alone takes the protocol's clearance); an existing "
+                       "file always wins, NAME= is a name only without a path separator "
+                       "(/data/run=1/cord.nii.gz is a path); clearance "
+                       + ranged("", "oar_clearance_mm").removeprefix("; "))
+    nifti.add_argument("--gtv-label", type=whole, default=None, metavar="N",
+                       help=ranged("label of the GTV when --gtv is a label map", "gtv_label"))
     nifti.add_argument("--reference-ct-dicom", type=Path, default=None, metavar="DIR",
                        help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
                        "references it (the grids must match); without it a DICOM CT series "
@@ -218,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="name of the GTV's ROI in --rtstruct (list them: lattice rois)")
     dicom.add_argument("--oar-name", type=_oar_name_arg, action="append", default=[],
                        metavar="NAME[:MM]",
-                       help="organ at risk ROI in --rtstruct and its clearance; repeatable")
+                       help="organ at risk ROI in --rtstruct and its clearance; repeatable; "
+                       "an ROI named NAME:MM itself wins")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_plan_parameters(p)
     p.add_argument("--force", action="store_true", help="replace existing output files")
@@ -278,6 +273,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     t0 = args.started if getattr(args, "started", None) is not None else time.perf_counter()
     _check_inputs(args)
+    check_parameters(args)  # every range and rule before any output or worker
     out = check_output_folder(args.out, force=args.force, inputs=_input_paths(args))
     dicom_in = args.ct_dicom is not None
     # Without DICOM input or a reference series, the CT is written as a derived DICOM series;
@@ -547,6 +543,57 @@ def _resolve(args: argparse.Namespace) -> tuple[dict, dict[str, float]]:
     return settings, clearances
 
 
+def _resolve_oar_names(args: argparse.Namespace) -> None:
+    """``--oar-name`` texts -> (name, name, clearance): an ROI of --rtstruct named as typed
+    (``Lung:5``) wins over the ROI before the last ':' with that clearance."""
+    from lattice.options import parse_roi_spec
+
+    if not args.oar_name or not all(isinstance(t, str) for t in args.oar_name):
+        return
+    roi_names = None
+    if any(":" in t for t in args.oar_name) and args.rtstruct is not None:
+        from lattice.dicom import list_rois
+
+        roi_names = [r["name"] for r in list_rois(args.rtstruct)]
+    specs = [parse_roi_spec(t, roi_names) for t in args.oar_name]
+    args.oar_name = [(name, Path(name), mm) for name, mm in specs]
+
+
+def check_parameters(args: argparse.Namespace) -> None:
+    """Every numeric plan option in its range (:data:`lattice.options.RANGES`) and the
+    options consistent, as ``plan_vertices`` will check them, but before any work.
+
+    Raises
+    ------
+    ParameterError
+    """
+    from lattice.dose import DoseProxyParameters
+    from lattice.options import check_range
+    from lattice.plan import PlanParameters
+    from lattice_cli.options import check_options
+
+    _resolve_oar_names(args)
+    check_options(args, {"gtv_label": "gtv_label", "stv_margin_mm": "stv_margin_mm",
+                         "stv_fraction": "stv_fraction", "count": "count",
+                         "max_vertices": "max_vertices", "min_vertices": "min_vertices"})
+    for name, _, clearance in args.oar or args.oar_name:
+        if clearance is not None:
+            check_range("oar_clearance_mm", clearance, label=f"clearance for OAR '{name}'")
+    settings, clearances = _resolve(args)
+    off = settings["coplanar_mm"] == 0  # 0 turns the co-planar rule off, as in plan_vertices
+    PlanParameters(
+        **{**settings, "coplanar_mm": None if off else settings["coplanar_mm"],
+           "coplanar_spacing_mm": None if off else settings["coplanar_spacing_mm"]},
+        oar_clearance_mm=clearances, max_vertices=args.max_vertices,
+        min_vertices=args.min_vertices, count=args.count, time_budget_s=args.time_budget_s,
+        orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
+        mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol).validate()
+    dose = {"peak_gy": args.dose_peak_gy, "valley_gy": args.dose_valley_gy,
+            "falloff_mm": args.dose_falloff_mm}
+    if any(v is not None for v in dose.values()):
+        DoseProxyParameters(**{k: v for k, v in dose.items() if v is not None}).validate()
+
+
 #: Library parameter names (in error messages) -> the options a command-line user typed.
 _OPTION_NAMES = {"min_spacing_mm": "--spacing-mm", "diameter_mm": "--diameter-mm",
                  "gtv_margin_mm": "--gtv-margin-mm", "rotation_step_deg": "--rotation-step-deg",
@@ -554,6 +601,8 @@ _OPTION_NAMES = {"min_spacing_mm": "--spacing-mm", "diameter_mm": "--diameter-mm
                  "shell_width_mm": "--shell-width-mm", "max_vertices": "--max-vertices",
                  "min_vertices": "--min-vertices", "coplanar_mm": "--coplanar-mm",
                  "coplanar_spacing_mm": "--coplanar-spacing-mm", "patient_id": "--patient-id",
+                 "peak_gy": "--dose-peak-gy",
+                 "valley_gy": "--dose-valley-gy", "falloff_mm": "--dose-falloff-mm",
                  "patient_name": "--patient-name", "patient_position": "--patient-position"}
 _OPTION_PATTERN = re.compile(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?!-)")
 

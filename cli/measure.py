@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lattice_cli.options import check_options, ranged, whole
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``measure`` subcommand to the ``add_subparsers()`` object of the main parser."""
@@ -17,8 +19,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "and the sphericity; check size rules (by default the seed trial's: shortest diameter "
         "> 30 mm).")
     p.add_argument("--gtv", type=Path, default=None, help="GTV mask (NIfTI)")
-    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                   help="label of the GTV when --gtv is a label map")
+    p.add_argument("--gtv-label", type=whole, default=None, metavar="N",
+                   help=ranged("label of the GTV when --gtv is a label map", "gtv_label"))
     p.add_argument("--ct-dicom", type=Path, default=None, metavar="DIR",
                    help="CT series folder, with --rtstruct and --gtv-name (instead of --gtv)")
     p.add_argument("--rtstruct", type=Path, default=None, metavar="RS.dcm")
@@ -38,6 +40,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, ParameterError
     from lattice.measure import evaluate_rules, measure_lesion, parse_size_rule
 
+    check_options(args, {"gtv_label": "gtv_label"})
     rules = [parse_size_rule(r) for r in (args.size_rule or ["NCT06987370"])]
     if args.json is not None and args.json.exists() and not args.force:
         raise OutputExistsError(f"'{args.json}' exists; pass --force to replace it")

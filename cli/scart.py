@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lattice_cli.options import check_options, number, ranged, whole
+
 if TYPE_CHECKING:
     from lattice.stv import StvResult
     from lattice.volume import Volume
@@ -37,14 +39,15 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--ct", type=Path, required=True, help="CT image (NIfTI); only its grid "
                    "is read")
     p.add_argument("--gtv", type=Path, required=True, help="GTV mask on the CT grid (NIfTI)")
-    p.add_argument("--gtv-label", type=int, default=None, metavar="N",
-                   help="label of the GTV when --gtv is a label map")
+    p.add_argument("--gtv-label", type=whole, default=None, metavar="N",
+                   help=ranged("label of the GTV when --gtv is a label map", "gtv_label"))
     p.add_argument("--out", type=Path, required=True, help="output folder")
     size = p.add_mutually_exclusive_group(required=True)
-    size.add_argument("--stv-margin-mm", type=float, default=None, metavar="MM",
-                      help="erosion margin: STV = GTV voxels more than MM below its surface")
-    size.add_argument("--stv-fraction", type=float, default=None, metavar="F",
-                      help="STV volume / GTV volume, 0 < F < 1 (e.g. 0.3)")
+    size.add_argument("--stv-margin-mm", type=number, default=None, metavar="MM",
+                      help=ranged("erosion margin: STV = GTV voxels more than MM below its "
+                                  "surface", "stv_margin_mm"))
+    size.add_argument("--stv-fraction", type=number, default=None, metavar="F",
+                      help=ranged("STV volume / GTV volume (e.g. 0.3)", "stv_fraction"))
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.set_defaults(func=cmd_scart)
     return p
@@ -57,6 +60,8 @@ def cmd_scart(args: argparse.Namespace) -> int:
     from lattice.stv import contract_gtv
 
     t0 = time.perf_counter()
+    check_options(args, {"gtv_label": "gtv_label", "stv_margin_mm": "stv_margin_mm",
+                         "stv_fraction": "stv_fraction"})
     check_output_folder(args.out, force=args.force, names=SCART_FILES)
     case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, ct_data=False)
     result = contract_gtv(case.gtv, margin_mm=args.stv_margin_mm, fraction=args.stv_fraction)

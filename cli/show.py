@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lattice.options import range_text
+
 #: Named CT windows (level, width) in HU.
 WINDOWS = {"soft": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
            "brain": (40.0, 80.0), "mediastinum": (50.0, 350.0)}
@@ -16,17 +18,23 @@ PICTURE_NAMES = ("overview.png", "overview3d.png", "vertices.png")
 
 
 def _window(text: str) -> tuple[float, float]:
+    """A named window, or LEVEL,WIDTH in HU, each in its range (lattice.options.RANGES)."""
+    from lattice.errors import ParameterError
+    from lattice.options import check_range, read_number
+
     if text in WINDOWS:
         return WINDOWS[text]
     try:
-        level, width = (float(v) for v in text.split(","))
+        level, width = (float(read_number(v)) for v in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"window must be one of {', '.join(WINDOWS)} or LEVEL,WIDTH in HU (e.g. 40,400), "
             f"got {text!r}") from None
-    if not width > 0:
-        raise argparse.ArgumentTypeError(f"window width must be > 0 HU, got {width:g}")
-    return level, width
+    try:
+        return (check_range("window_level_hu", level, label="window level"),
+                check_range("window_width_hu", width, label="window width"))
+    except ParameterError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -40,7 +48,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("plan", type=Path, metavar="PLAN_DIR", help="plan folder")
     p.add_argument("--window", type=_window, default=WINDOWS["soft"],
                    metavar="NAME|LEVEL,WIDTH",
-                   help=f"CT window: {', '.join(WINDOWS)}, or LEVEL,WIDTH in HU (soft: 40,400)")
+                   help=f"CT window: {', '.join(WINDOWS)}, or LEVEL,WIDTH in HU (soft: 40,400); "
+                   f"level {range_text('window_level_hu')}, width "
+                   f"{range_text('window_width_hu')}")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="folder for the pictures (default PLAN_DIR)")
     p.add_argument("--force", action="store_true", help="replace existing pictures")

@@ -52,6 +52,7 @@ from typing import Any, TypeGuard
 from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
 from .export import publish, remove_stale_stages
 from .export.picture import FORK_ENV
+from .options import check_range, parse_oar_spec
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
 #: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
@@ -199,7 +200,7 @@ def read_manifest(path: str | Path) -> list[Case]:
         for c in ("ct", "gtv"):
             if not row[c]:
                 raise ParameterError(f"{where}: case {name} has no {c} path")
-        oars = tuple(_resolve_oar(entry.strip(), base)
+        oars = tuple(_resolve_oar(entry.strip(), base, where)
                      for entry in row.get(OAR_COLUMN, "").split(";") if entry.strip())
         parameters = {c: row[c] for c in extra if row[c] != ""}
         cases.append(Case(name, Path(os.path.abspath(base / row["ct"])),
@@ -214,24 +215,16 @@ def read_manifest(path: str | Path) -> list[Case]:
     return cases
 
 
-def _resolve_oar(entry: str, base: Path) -> str:
-    """``[NAME=]PATH[:MM]`` with PATH taken from ``base`` when relative."""
-    name = ""
-    if "=" in entry.split(":")[0]:
-        name, entry = entry.split("=", 1)
-        name += "="
-    path, sep, mm = entry.rpartition(":")
-    if not sep or not _is_number(mm):
-        path, sep, mm = entry, "", ""
-    return f"{name}{base / path}{sep}{mm}"
-
-
-def _is_number(text: str) -> bool:
+def _resolve_oar(entry: str, base: Path, where: str) -> str:
+    """``[NAME=]PATH[:MM]`` read as ``lattice plan --oar`` reads it (an existing file wins;
+    ``NAME=`` only without a path separator; see :func:`lattice.options.parse_oar_spec`),
+    PATH taken from ``base`` when relative, written back as ``NAME=/absolute/path[:MM]``,
+    which the command reads the same way."""
     try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        spec = parse_oar_spec(entry, base=base)
+    except ParameterError as exc:
+        raise ParameterError(f"{where}: {exc}") from None
+    return spec.text()
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
@@ -539,8 +532,7 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
     OutputExistsError
         See :func:`pending_jobs`.
     """
-    if workers < 1:
-        raise ParameterError(f"workers must be >= 1, got {workers}")
+    workers = check_range("workers", workers)
     todo, done = pending_jobs(jobs, force=force)
     # Every row has every parameter column of the sweep, in the order first given.
     columns = list(dict.fromkeys(k for job in jobs for k in job.parameters))

@@ -48,9 +48,11 @@ class DoseProxyParameters:
     falloff_mm: float = 3.0
 
     def validate(self) -> None:
-        values = asdict(self)
-        if not all(np.isfinite(v) for v in values.values()):
-            raise ParameterError(f"dose proxy parameters must be finite numbers: {values}")
+        """Each level in its range (:data:`lattice.options.RANGES`), peak above valley."""
+        from .options import check_range
+
+        for name in ("peak_gy", "valley_gy", "falloff_mm"):
+            check_range(f"dose_{name}", getattr(self, name), label=f"dose proxy {name}")
         if self.peak_gy <= self.valley_gy or self.valley_gy < 0:
             raise ParameterError(f"dose proxy: need peak > valley >= 0 (got peak "
                                  f"{self.peak_gy:g}, valley {self.valley_gy:g})")

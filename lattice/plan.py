@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from . import __version__
 from .errors import ParameterError
 from .margins import bounding_box
+from .options import MAX_LENGTH_MM, check_range  # noqa: F401 - MAX_LENGTH_MM: re-exported
 from .patterns import PATTERNS
 from .volume import Volume
 
@@ -34,9 +35,6 @@ RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 TPS_VOLUME_TOLERANCE = 0.05
 
 
-#: Longest length a parameter may have: beyond any patient (and far from integer overflow in
-#: the voxel arithmetic), so a larger value is a unit or typing mistake.
-MAX_LENGTH_MM = 5000.0
 
 @dataclass(frozen=True)
 class PlanParameters:
@@ -114,23 +112,15 @@ class PlanParameters:
         return self.gtv_margin_mm + self.diameter_mm / 2 + width
 
     def validate(self) -> None:
-        """Raise :class:`ParameterError` naming the first bad value and how to fix it."""
-        for name in ("diameter_mm", "min_spacing_mm"):
-            value = getattr(self, name)
-            if not _finite(value) or value <= 0:
-                raise ParameterError(f"{name} must be a positive number, got {value}")
-        if not _finite(self.gtv_margin_mm) or self.gtv_margin_mm < 0:
-            raise ParameterError(f"gtv_margin_mm must be >= 0, got {self.gtv_margin_mm}")
+        """Raise :class:`ParameterError` naming the first bad value and how to fix it.
+
+        Every number must lie in its range in :data:`lattice.options.RANGES` (NaN, infinity,
+        a float where a count is wanted, a length beyond any patient are refused), then the
+        parameters must agree with each other."""
+        for name in ("diameter_mm", "min_spacing_mm", "gtv_margin_mm"):
+            check_range(name, getattr(self, name))
         for oar, value in self.oar_clearance_mm.items():
-            if not _finite(value) or value < 0:
-                raise ParameterError(f"clearance for OAR '{oar}' must be >= 0 mm, got {value}")
-        lengths = {"diameter_mm": self.diameter_mm, "min_spacing_mm": self.min_spacing_mm,
-                   "gtv_margin_mm": self.gtv_margin_mm,
-                   **{f"clearance for OAR '{k}'": v for k, v in self.oar_clearance_mm.items()}}
-        for name, value in lengths.items():
-            if value > MAX_LENGTH_MM:
-                raise ParameterError(f"{name} of {value:g} mm is longer than any patient (the "
-                                     f"limit is {MAX_LENGTH_MM:g} mm); check the units (mm)")
+            check_range("oar_clearance_mm", value, label=f"clearance for OAR '{oar}'")
         if self.min_spacing_mm < self.diameter_mm:
             raise ParameterError(
                 f"min_spacing_mm ({self.min_spacing_mm:g}) is smaller than diameter_mm "
@@ -142,55 +132,43 @@ class PlanParameters:
         if self.pattern == "max" and (self.snap_to_slices or self.count is not None):
             raise ParameterError("--pattern max supports neither --snap-to-slices nor --count "
                                  "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those")
-        if not _finite(self.time_budget_s) or self.time_budget_s <= 0:
-            raise ParameterError(f"time_budget_s must be > 0, got {self.time_budget_s}")
+        check_range("time_budget_s", self.time_budget_s)
         if self.orientation_search not in ORIENTATION_SEARCHES:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
                 f"{', '.join(ORIENTATION_SEARCHES)}")
         if self.mode not in MODES:
             raise ParameterError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.shell_width_mm is not None and (not _finite(self.shell_width_mm)
-                                                or self.shell_width_mm <= 0):
-            raise ParameterError(f"shell_width_mm must be > 0, got {self.shell_width_mm}")
-        if self.shell_width_mm is not None and self.mode != "shell":
-            raise ParameterError("shell_width_mm only applies to the shell mode; add "
-                                 "--mode shell or drop --shell-width-mm")
+        if self.shell_width_mm is not None:
+            check_range("shell_width_mm", self.shell_width_mm)
+            if self.mode != "shell":
+                raise ParameterError("shell_width_mm only applies to the shell mode; add "
+                                     "--mode shell or drop --shell-width-mm")
         if self.snap_to_slices and self.orientation_search != "axial":
             raise ParameterError("snap_to_slices lays the lattice's layers along the CT slices, "
                                  "so the lattice cannot be tilted; use --orientations axial")
-        if self.max_vertices is not None and self.max_vertices < 1:
-            raise ParameterError(f"max_vertices must be >= 1, got {self.max_vertices}")
-        if self.count is not None and (self.count < 1 or self.max_vertices is not None):
-            raise ParameterError(f"count must be >= 1 and cannot be combined with max_vertices, "
-                                 f"got count={self.count}, max_vertices={self.max_vertices}")
+        for name in ("max_vertices", "count", "min_vertices"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name))
+        if self.count is not None and self.max_vertices is not None:
+            raise ParameterError(f"count cannot be combined with max_vertices, got "
+                                 f"count={self.count}, max_vertices={self.max_vertices}; "
+                                 "drop one of them")
         if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
             raise ParameterError("the co-planar rule needs both coplanar_mm and "
                                  "coplanar_spacing_mm (e.g. 20 and 80)")
-        if self.coplanar_mm is not None and self.coplanar_spacing_mm is not None and not (
-                _finite(self.coplanar_mm) and self.coplanar_mm > 0
-                and _finite(self.coplanar_spacing_mm) and self.coplanar_spacing_mm > 0):
-            raise ParameterError(f"co-planar distances must be > 0 mm, got {self.coplanar_mm} "
-                                 f"and {self.coplanar_spacing_mm}")
-        if self.min_vertices is not None and self.min_vertices < 1:
-            raise ParameterError(f"min_vertices must be >= 1, got {self.min_vertices}")
+        if self.coplanar_mm is not None:
+            check_range("coplanar_mm", self.coplanar_mm)
+            check_range("coplanar_spacing_mm", self.coplanar_spacing_mm)
+            if self.coplanar_mm == 0:
+                raise ParameterError("co-planar distances must be > 0 mm, got coplanar_mm 0 "
+                                     "(0 turns the rule off in plan_vertices)")
         if (self.min_vertices is not None and self.max_vertices is not None
                 and self.min_vertices > self.max_vertices):
             raise ParameterError(f"min_vertices ({self.min_vertices}) exceeds max_vertices "
                                  f"({self.max_vertices}); make them consistent")
-        if not _finite(self.rotation_step_deg) or not 0 < self.rotation_step_deg <= 90:
-            raise ParameterError(
-                f"rotation_step_deg must be in (0, 90], got {self.rotation_step_deg}")
-        if not 1 <= self.translation_steps <= 64:
-            raise ParameterError(
-                f"translation_steps must be in 1..64, got {self.translation_steps}")
-
-
-def _finite(value: Any) -> bool:
-    try:
-        return bool(np.isfinite(float(value)))
-    except (TypeError, ValueError):
-        return False
+        check_range("rotation_step_deg", self.rotation_step_deg)
+        check_range("translation_steps", self.translation_steps)
 
 
 @dataclass(frozen=True, eq=False)
@@ -374,6 +352,34 @@ class Plan:
                 f"{p.diameter_mm:g} mm): {listed}{more} (tps_volume_cc in plan.json); "
                 f"use {advice}"]
 
+    def empty_vertex_warnings(self) -> list[str]:
+        """A warning when a vertex sphere holds no voxel centre of the CT grid (a diameter
+        below the voxel diagonal): ``vertices.nii.gz`` cannot show that vertex.
+
+        On an orthogonal grid the voxel centre nearest to a point is its rounded index, so a
+        sphere is empty exactly when that centre lies farther than D/2 (the test of
+        :func:`lattice.export.masks.sphere_label_map`)."""
+        if self.n_vertices == 0:
+            return []
+        vox = self.gtv.voxel_size_mm
+        diagonal = float(np.linalg.norm(vox))
+        if self.parameters.diameter_mm >= diagonal:
+            return []  # every ball this wide holds a voxel centre wherever it falls
+        ijk = self.centers_ijk
+        nearest = np.clip(np.rint(ijk), 0, np.array(self.gtv.shape) - 1)
+        d2 = np.sum(((ijk - nearest) * vox) ** 2, axis=1)
+        empty = np.flatnonzero(d2 > (self.parameters.diameter_mm / 2.0) ** 2)
+        if not len(empty):
+            return []
+        listed = ", ".join(f"VTX_{i + 1:02d}" for i in empty[:5])
+        more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+        size = " x ".join(f"{v:g}" for v in vox)
+        return [f"{len(empty)} of {self.n_vertices} vertex spheres (D "
+                f"{self.parameters.diameter_mm:g} mm) hold no voxel centre of the {size} mm "
+                f"grid, so vertices.nii.gz does not show them: {listed}{more}; use a "
+                f"--diameter-mm of at least {np.ceil(diagonal * 100) / 100:g} mm (the voxel "
+                "diagonal)"]
+
     def surface_model(self) -> dict[str, Any]:
         """How margins and clearances were measured (plan.json ``surface_model``)."""
         from .surface import MODEL_NAME, MODEL_TEXT, ContourVolume
@@ -417,7 +423,8 @@ class Plan:
             "parameters": params,
             "summary": self.summary(),
             "search": self.search,
-            "warnings": [*self.warnings, *self.tps_volume_warnings(tps, slice_grid)],
+            "warnings": [*self.warnings, *self.empty_vertex_warnings(),
+                         *self.tps_volume_warnings(tps, slice_grid)],
             "vertices": [{**r, "tps_volume_cc": round(float(v), 4)}
                          for r, v in zip(self.vertex_records(), tps)],
         }

@@ -237,7 +237,9 @@ def _validate(margin_mm: Any, fraction: Any) -> tuple[float | None, float | None
             raise ParameterError(
                 f"margin_mm must be a non-negative number of mm, got {margin_mm}; "
                 "use e.g. 10 for a 10 mm contraction")
-        return value, None
+        from .options import check_range
+
+        return check_range("stv_margin_mm", value, label="margin_mm"), None
     value = _number(fraction, "fraction")
     if not math.isfinite(value) or not 0.0 < value < 1.0:
         raise ParameterError(

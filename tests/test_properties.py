@@ -66,6 +66,7 @@ from scipy.spatial.distance import pdist
 from tps_checker import Solid
 
 from lattice.errors import GridMismatchError, LatticeError, MaskError, ParameterError
+from lattice.options import MIN_DIAMETER_MM
 from lattice.placement import plan_vertices
 from lattice.plan import MAX_LENGTH_MM
 from lattice.rules import Oar
@@ -454,7 +455,7 @@ def nonsense_parameters(kw) -> list[str]:
     """The documented parameter rules ``kw`` breaks (each must raise ParameterError)."""
     bad = []
     d, s, m = kw["diameter_mm"], kw["min_spacing_mm"], kw["gtv_margin_mm"]
-    if _bad_number(d, positive=True):
+    if _bad_number(d, positive=True) or d < MIN_DIAMETER_MM:
         bad.append("diameter")
     if _bad_number(s, positive=True):
         bad.append("spacing")

@@ -102,7 +102,10 @@ class PictureWorker:
             ct = self._load_ct()
             if self._early is not None:
                 self._early(ct)
-            self.lesion = _run(ct, job)
+            try:
+                self.lesion = _run(ct, job)
+            except Exception as exc:  # as the forked worker reports it: never "free space"
+                raise _reported(exc) from exc
         else:
             # The child may still be importing; sending from a thread lets this process go
             # on writing files instead of blocking on a full pipe.
@@ -206,6 +209,16 @@ def _draw(ct: Volume, job: Mapping[str, Any]) -> None:
                           stv=job.get("stv"), title=job["title"], context_mm=CONTEXT_MM)
 
 
+def _reported(exc: BaseException) -> BaseException:
+    """A failure of the picture or the derived CT as the plan reports it: lattice's own
+    errors and file-system errors as they are, anything else named as the drawing's."""
+    if isinstance(exc, (LatticeError, OSError)):
+        return exc
+    return OutputWriteError(f"drawing overview.png or writing the DICOM CT failed "
+                            f"({type(exc).__name__}: {exc}); nothing was written; rerun with "
+                            "--no-picture (or --no-dicom) to skip it, and report it")
+
+
 def _child(conn: Connection, load_ct: Callable[[], Volume],
            early: Callable[[Volume], None] | None) -> None:  # pragma: no cover
     code = 1
@@ -231,9 +244,7 @@ def _child(conn: Connection, load_ct: Callable[[], Volume],
         code = 0
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         try:
-            conn.send(exc if isinstance(exc, (LatticeError, OSError)) else OutputWriteError(
-                f"drawing overview.png or writing the DICOM CT failed ({type(exc).__name__}: "
-                f"{exc}); rerun with --no-picture (or --no-dicom) to skip it"))
+            conn.send(_reported(exc))
         except BaseException:  # noqa: BLE001
             pass
     finally:
