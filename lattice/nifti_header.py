@@ -72,8 +72,7 @@ SPATIAL_UNIT_MM = {0: 1.0, 1: 1000.0, 2: 1.0, 3: 0.001}
 _UNIT_NAMES = {1: "meters", 3: "microns"}
 
 #: How to repair a transform, said once for every geometry message.
-_FIX_TRANSFORM = ("write the image's true geometry into the header (sform and qform, code 1) "
-                  "with the tool that made it, or export the file again")
+_FIX_TRANSFORM = "export the file again with its true geometry (sform and qform, code 1)"
 
 
 @dataclass(frozen=True)
@@ -173,11 +172,14 @@ def check_header(hdr: nib.Nifti1Header | nib.Nifti2Header, *, name: str, mask: b
 
 def _check_dims(hdr, name: str) -> tuple[int, ...]:
     dim = [int(v) for v in hdr["dim"]]
-    if int(hdr["sizeof_hdr"]) != hdr.sizeof_hdr or not 1 <= dim[0] <= 7:
+    if int(hdr["sizeof_hdr"]) != hdr.sizeof_hdr:
+        raise InputFileError(
+            f"{name} has a damaged header (sizeof_hdr is {int(hdr['sizeof_hdr'])}, not "
+            f"{hdr.sizeof_hdr}); export the file again")
+    if not 1 <= dim[0] <= 7:
         raise InputFileError(
             f"{name} has a damaged header (dim[0], the number of dimensions, is {dim[0]}; it "
-            f"must be 1 to 7, and sizeof_hdr {int(hdr['sizeof_hdr'])} must be "
-            f"{hdr.sizeof_hdr}); export the file again")
+            "must be 1 to 7); export the file again")
     lengths = dim[1:dim[0] + 1]
     for axis, n in enumerate(lengths, start=1):
         if n < 1:
@@ -340,8 +342,8 @@ def _check_transforms(hdr, name: str, shape: tuple[int, int, int]
     if np.any(pixdim[1:] <= 0):
         raise GridMismatchError(
             f"{name} has a voxel size of zero or less in its header (pixdim {sizes} mm; "
-            "nibabel would put 1 mm in place of 0, a made-up grid); write the true voxel "
-            "size into pixdim, or " + _FIX_TRANSFORM)
+            "nibabel would put 1 mm in place of 0, a made-up grid); export the file again "
+            "with its true voxel size")
     qform = _qform(hdr, name, pixdim) if qcode > 0 else None
     sform = _sform(hdr, name) if scode > 0 else None
     used = sform if sform is not None else qform
