@@ -287,7 +287,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return load_series(args.ct_dicom, series_uid=args.ct_series).grid
         from lattice.io import load_image
 
-        return load_image(args.ct)
+        return load_image(args.ct, name=f"CT '{args.ct}'")
 
     # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
     # the other core while this process plans. A derived DICOM CT does not depend on the plan:
@@ -334,7 +334,7 @@ def _derived_series(args: argparse.Namespace) -> dict:
     from lattice.export.dicom_series import derived_series
     from lattice.io import load_grid
 
-    grid = load_grid(args.ct)
+    grid = load_grid(args.ct, name=f"CT '{args.ct}'")
     grid.check_not_sheared(name=f"CT '{args.ct}'")  # named here, before the series is made
     record = _describe(args.ct)
     digest = record["sha256"]

@@ -115,19 +115,20 @@ def _load_grid(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]]
     return Volume(placeholder, geometry.affine), geometry.warnings
 
 
-def load_grid(path: str | Path) -> Volume:
+def load_grid(path: str | Path, *, name: str | None = None) -> Volume:
     """Read only the header of a 3-D NIfTI image: its grid, without the voxel data.
 
     The returned volume's array is a zero-size-in-memory placeholder (a broadcast scalar) of
     the image's shape, for grid checks. The header is checked as
     :func:`lattice.nifti_header.check_header` describes (:func:`header_warnings` gives the
-    warnings of a file accepted with one).
+    warnings of a file accepted with one). ``name`` is how messages name the file (default
+    ``image 'PATH'``).
 
     Raises
     ------
     InputFileError, MaskError, GridMismatchError
     """
-    return _load_grid(path, name=f"image '{path}'")[0]
+    return _load_grid(path, name=name or f"image '{path}'")[0]
 
 
 def _load_image(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]]:
@@ -142,10 +143,11 @@ def _load_image(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]
     return Volume(data, geometry.affine), geometry.warnings
 
 
-def load_image(path: str | Path) -> Volume:
+def load_image(path: str | Path, *, name: str | None = None) -> Volume:
     """Read a 3-D NIfTI image (CT or MR) as a :class:`Volume` with its stored dtype.
 
     Header scaling (``scl_slope``, ``scl_inter``) is applied: CT numbers are often stored so.
+    ``name`` is how header messages name the file (default ``image 'PATH'``).
 
     Raises
     ------
@@ -158,7 +160,7 @@ def load_image(path: str | Path) -> Volume:
         A header whose world coordinates are missing, made up or contradictory
         (:func:`lattice.nifti_header.check_header`).
     """
-    return _load_image(path, name=f"image '{path}'")[0]
+    return _load_image(path, name=name or f"image '{path}'")[0]
 
 
 def header_warnings(path: str | Path, *, mask: bool) -> tuple[str, ...]:

@@ -117,7 +117,8 @@ def case(make_affine, ellipsoid_mask):
 
 
 def inputs(folder: Path, case, *, role: str = "gtv", source: str | None = None,
-           fields: dict | None = None, suffix: str = ".nii.gz", oar: bool = False) -> list:
+           fields: dict | None = None, suffix: str = ".nii.gz", oar: bool = False,
+           fast: bool = True) -> list:
     """``lattice plan`` arguments, the file of ``role`` written from ``source`` and edited."""
     names = {"ct": "ct", "gtv": "gtv", "oar": "oar"}
     paths = {}
@@ -126,7 +127,7 @@ def inputs(folder: Path, case, *, role: str = "gtv", source: str | None = None,
         if r == role and fields:
             blob = edited(blob, fields)
         paths[r] = write(folder, f"{r}{'_edited' if r == role else ''}{suffix}", blob)
-    argv = ["plan", "--ct", paths["ct"], "--gtv", paths["gtv"], *RULES, *FAST]
+    argv = ["plan", "--ct", paths["ct"], "--gtv", paths["gtv"], *RULES, *(FAST if fast else [])]
     if oar or role == "oar":
         argv += ["--oar", f"{paths['oar']}:3"]
     return argv
@@ -239,6 +240,25 @@ def test_header_that_would_mislead_is_refused_cleanly(tmp_path, capfd, case, key
         assert phrase in lines[0], (phrase, lines[0])
     assert "swapped" not in lines[0] and "out of memory" not in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing written
+
+
+@pytest.mark.parametrize("key", ["CT codes both 0", "CT claiming 1e13 voxels",
+                                 "CT in meters with mm-sized numbers", "NaN in the CT's sform",
+                                 "CT with a NaN scl_inter"])
+def test_ct_header_refused_with_the_picture_worker_and_derived_dicom(tmp_path, capfd, case,
+                                                                     key):
+    """The CT is also read by the forked picture worker and for the derived DICOM series."""
+    role, source, fields, expected_code, phrases = REFUSED[key]
+    folder = tmp_path / "in"
+    folder.mkdir()
+    code, stdout, err = run(capfd, [*inputs(folder, case, role=role, fields=fields,
+                                            fast=False), "--out", tmp_path / "out"])
+    assert code == expected_code, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lattice: error: CT '"), err
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 
 
 # id -> (role, source, fields, phrases of the warning: None for none)
