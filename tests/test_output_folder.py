@@ -119,13 +119,24 @@ def _holder(folder: Path) -> subprocess.Popen:
 
 
 def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
-    out = tmp_path / "out"
-    # --pattern max spends its time budget: the first run still holds the folder while the
-    # others arrive.
-    argv = [sys.executable, "-m", "lattice_cli", *map(str, _plan(out, *FAST)),
-            "--pattern", "max", "--time-budget-s", "3"]
-    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(4)]
+    out = tmp_path / "runs" / "out"
+    # A plan that takes 3 s (a sleep before planning, as on a large CT): the first run still
+    # holds the folder while the others, started with it, arrive on a loaded machine.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import time\n"
+        "import lattice.placement\n"
+        "_plan = lattice.placement.plan_vertices\n"
+        "def plan_vertices(*args, **kwargs):\n"
+        "    time.sleep(3)\n"
+        "    return _plan(*args, **kwargs)\n"
+        "lattice.placement.plan_vertices = plan_vertices\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
+        str(hook), os.environ.get("PYTHONPATH")]))}
+    argv = [sys.executable, "-m", "lattice_cli", *map(str, _plan(out, *FAST))]
+    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=env) for _ in range(4)]
     results = [(p, *p.communicate(timeout=180)) for p in runs]
     codes = sorted(p.returncode for p, _, _ in results)
     assert codes == [0, 6, 6, 6], [e for _, _, e in results]
@@ -136,7 +147,7 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
     for message in locked:
         assert f"lattice plan, PID {winner.pid}," in message
         assert "wait for it to end, or choose another --out folder" in message
-    assert listing(tmp_path) == ["out"]  # no lock file, no temporary folder
+    assert listing(out.parent) == ["out"]  # no lock file, no temporary folder
     assert sorted(p.name for p in out.iterdir()) == [
         "lattice_target.nii.gz", "plan.json", "report.html", "vertices.csv",
         "vertices.mrk.json", "vertices.nii.gz"]
