@@ -224,7 +224,8 @@ def _check_size(hdr, name: str, full_shape: tuple[int, ...], dtype: np.dtype,
     if file_bytes is None or compression == "other":
         return
     needed = int(hdr["vox_offset"]) + n_voxels * dtype.itemsize
-    room = file_bytes * (DEFLATE_MAX_RATIO if compression == "gz" else 1) + 4096
+    # Exact for an uncompressed file; a gzip member adds its header and trailer.
+    room = file_bytes * DEFLATE_MAX_RATIO + 4096 if compression == "gz" else file_bytes
     if needed > room:
         packed = "gzip-compressed " if compression == "gz" else ""
         raise InputFileError(

@@ -42,9 +42,13 @@ RULES = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5"]
 NAN, INF = float("nan"), float("inf")
 
 
-def nifti_bytes(data, affine, *, units="mm") -> bytes:
+def nifti_bytes(data, affine, *, units="mm", klass=nib.Nifti1Image, byteorder="=") -> bytes:
     """An uncompressed .nii of ``data`` (sform = qform = affine, codes 1), as bytes."""
-    img = nib.Nifti1Image(np.asarray(data), affine)
+    data = np.asarray(data)
+    header = klass.header_class(endianness=byteorder)
+    header.set_data_dtype(data.dtype)
+    img = klass(data.astype(data.dtype.newbyteorder(byteorder)), affine, header)
+    assert img.get_data_dtype().newbyteorder("=") == data.dtype.newbyteorder("=")
     img.set_sform(affine, code=1)
     img.set_qform(affine, code=1)
     img.header.set_xyzt_units(units)
@@ -57,7 +61,9 @@ def edited(blob: bytes, fields: dict) -> bytes:
     A dict value sets items of an array field, a callable maps the stored value to the new
     one; the voxel data is left as it was.
     """
-    hdr = nib.Nifti1Header(blob[:348], check=False)
+    klass = nib.Nifti2Header if nib.Nifti2Header.may_contain_header(blob) else nib.Nifti1Header
+    size = klass.sizeof_hdr
+    hdr = klass(blob[:size], check=False)  # byte order guessed from dim[0], as nibabel does
     for key, value in fields.items():
         if isinstance(value, dict):
             array = hdr[key].copy()
@@ -66,7 +72,7 @@ def edited(blob: bytes, fields: dict) -> bytes:
             hdr[key] = array
         else:
             hdr[key] = value(float(hdr[key])) if callable(value) else value
-    return hdr.binaryblock + blob[348:]
+    return hdr.binaryblock + blob[size:]
 
 
 def write(folder: Path, name: str, blob: bytes) -> Path:
@@ -110,6 +116,9 @@ def case(make_affine, ellipsoid_mask):
                                   affine),
         "gtv_4d": nifti_bytes(gtv.astype(np.uint8)[..., None], affine),
         "gtv_5d": nifti_bytes(gtv.astype(np.uint8)[..., None, None], affine),
+        "gtv_nifti2": nifti_bytes(gtv.astype(np.uint8), affine, klass=nib.Nifti2Image),
+        "gtv_big_endian": nifti_bytes(gtv.astype(np.uint8), affine, byteorder=">"),
+        "ct_big_endian": nifti_bytes(ct, affine, byteorder=">"),
         "ct_hu": nifti_bytes((ct + 1024).astype(np.uint16), affine),
         "ct_meters": nifti_bytes(ct, meters, units="meter"),
         "gtv_microns": nifti_bytes(gtv.astype(np.uint8), microns, units="micron"),
@@ -218,6 +227,15 @@ REFUSED = {
     "dim[0] 2": ("gtv", None, {"dim": {0: 2}}, 4, ["2-D data", "3-D volume"]),
     "unknown datatype": ("ct", None, {"datatype": 999}, 3, ["datatype code 999"]),
     "complex CT": ("ct", None, {"datatype": 32, "bitpix": 64}, 4, ["complex64", "CT numbers"]),
+    "NIfTI-2 GTV with scl_inter -1": ("gtv", "gtv_nifti2", {"scl_slope": 1.0,
+                                                           "scl_inter": -1.0}, 4, ["scl_inter -1"]),
+    "NIfTI-2 GTV codes both 0": ("gtv", "gtv_nifti2", {"sform_code": 0, "qform_code": 0}, 5,
+                                 ["both 0"]),
+    "big-endian GTV with scl_inter -1": ("gtv", "gtv_big_endian", {"scl_slope": 1.0,
+                                                                   "scl_inter": -1.0}, 4,
+                                         ["scl_inter -1"]),
+    "big-endian CT pixdim 0": ("ct", "ct_big_endian", {"sform_code": 0, "pixdim": {3: 0.0}},
+                               5, ["pixdim 1.5, 1.5, 0"]),
     "vox_offset not a multiple of 16": ("gtv", None, {"vox_offset": 353.0}, 3,
                                         ["vox_offset 353", "multiple of 16"]),
 }
@@ -284,6 +302,12 @@ ACCEPTED = {
     "qform only": ("gtv", None, {"sform_code": 0}, None),
     "sform only": ("ct", None, {"qform_code": 0}, None),
     "uncompressed .nii": ("gtv", None, {}, None),
+    "NIfTI-2 GTV": ("gtv", "gtv_nifti2", {}, None),
+    "big-endian CT and GTV": ("ct", "ct_big_endian", {}, None),
+    "NaN in an sform whose code is 0 (unused)": ("ct", None, {"sform_code": 0,
+                                                             "srow_x": {0: NAN}}, None),
+    "NaN in a qform whose code is 0 (unused)": ("oar", None, {"qform_code": 0,
+                                                             "quatern_b": NAN}, None),
 }
 
 
@@ -331,12 +355,15 @@ def test_huge_claim_is_refused_before_anything_is_allocated(tmp_path, case):
                                                                     3: 25000}}))
     small = write(tmp_path, "gtv.nii.gz", edited(case["gtv"], {"dim": {1: 1000, 2: 1000,
                                                                        3: 1000}}))
+    plain = write(tmp_path, "oar.nii", edited(case["oar"], {"dim": {3: 21}}))  # one slice more
     tracemalloc.start()
     try:
         with pytest.raises(InputFileError, match="claims 1e"):
             load_grid(path)
         with pytest.raises(InputFileError, match="can hold at most"):  # 1e9 < MAX_VOXELS
             load_mask(small)
+        with pytest.raises(InputFileError, match="the file of 32352 bytes can hold at most 3.24e"):
+            load_mask(plain)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
