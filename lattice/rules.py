@@ -110,6 +110,8 @@ class RuleField:
             np.minimum(slack_hi, np.float32(max_depth_mm) - d_lo, out=slack_hi)
         # OAR terms matter only where the GTV term leaves a chance (> -band): elsewhere the
         # GTV term alone rejects, and a corner there cannot raise a lower bound above 0.
+        #: Per OAR, lower and upper bounds of its distance on the :attr:`cand` sub-box.
+        self._oar_bounds: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
         reach = slack_hi > -self.band_mm - EDT_TOLERANCE_MM
         self.cand = bounding_box(reach, pad_vox=1) if np.any(reach) else None
         if self.cand is not None:
@@ -119,6 +121,7 @@ class RuleField:
                 need_o = self.need_oar_mm[o.name]
                 o_lo, o_hi = self.oar_solids[o.name].voxel_distance_bounds(
                     glob, exact_to_mm=need_o + 2 * self.band_mm + 1.0)  # type: ignore[arg-type]
+                self._oar_bounds[o.name] = (o_lo, o_hi)
                 np.minimum(slack[self.cand], o_lo - np.float32(need_o), out=slack[self.cand])
                 np.minimum(slack_hi[self.cand], o_hi - np.float32(need_o),
                            out=slack_hi[self.cand])
@@ -286,19 +289,57 @@ class RuleField:
         return lower, upper
 
     def _exact_allowed(self, pts: NDArray[np.float64]) -> NDArray[np.bool_]:
-        # Capped queries stop early: only whether something lies closer than the rule matters.
+        """Exact decision for world points ``(n, 3)``.
+
+        A point comes here because its combined slack is uncertain, usually through one term.
+        Each term is first bounded from its own table at the nearest voxel centre c (the
+        distance moves by at most ``|p - c|``); exact distances are computed only where that
+        leaves the term open. Capped queries stop early: only whether something lies closer
+        than the rule matters.
+        """
         uvw = self._grid_mm(pts)
+        tol = EDT_TOLERANCE_MM
+        box_ijk = self.world_to_box_index(pts)
+        near = np.rint(box_ijk).astype(np.int64)
+        off = np.linalg.norm((box_ijk - near) * self.gtv.voxel_size_mm, axis=-1)
+        in_box = np.all((near >= 0) & (near < np.array(self.depth_box.shape)), axis=1)
+        d_lo = np.zeros(len(pts))
+        d_hi = np.full(len(pts), np.inf)
+        idx = tuple(near[in_box].T)
+        d_lo[in_box] = self.depth_box[idx]
+        d_hi[in_box] = self.depth_box_hi[idx]
         need = self.need_depth_mm
-        if self.max_depth_mm is None:
-            d = self.gtv_solid.depth(uvw, cap_mm=need * (1 + 1e-9) + 1e-9)
-            ok = d >= need
-        else:
-            d = self.gtv_solid.depth(uvw, cap_mm=self.max_depth_mm * (1 + 1e-9) + 1e-9)
-            ok = (d >= need) & (d <= self.max_depth_mm)
+        deepest = np.inf if self.max_depth_mm is None else self.max_depth_mm
+        sure_in = (d_lo - off >= need + tol) & (d_hi + off <= deepest - tol)
+        sure_out = in_box & ((d_hi + off < need - tol) | (d_lo - off > deepest + tol))
+        ok = sure_in.copy()
+        open_ = ~sure_in & ~sure_out
+        if open_.any():
+            cap = (need if self.max_depth_mm is None else self.max_depth_mm) * (1 + 1e-9) + 1e-9
+            d = self.gtv_solid.depth(uvw[open_], cap_mm=cap)
+            ok[open_] = (d >= need) & (d <= deepest)
         for o in self.oars:
             lim = self.need_oar_mm[o.name]
-            sub = ok.copy()
-            sub[ok] = self.oar_solids[o.name].distance(
-                uvw[ok], cap_mm=lim * (1 + 1e-9) + 1e-9) >= lim
-            ok = sub
+            rows = np.flatnonzero(ok)
+            if len(rows) == 0:
+                break
+            decided = np.zeros(len(rows), dtype=bool)
+            verdict = np.zeros(len(rows), dtype=bool)
+            bounds = self._oar_bounds.get(o.name)
+            if bounds is not None and self.cand is not None:
+                o_lo, o_hi = bounds
+                c = near[rows] - [s.start for s in self.cand]
+                inside = np.all((c >= 0) & (c < np.array(o_lo.shape)), axis=1)
+                ci = tuple(c[inside].T)
+                lo_v = o_lo[ci] - off[rows][inside]
+                hi_v = o_hi[ci] + off[rows][inside]
+                sure = np.zeros(len(rows), dtype=bool)
+                sure[inside] = (lo_v >= lim + tol) | (hi_v < lim - tol)
+                verdict[inside] = lo_v >= lim + tol
+                decided = sure
+            todo = rows[~decided]
+            if len(todo):
+                verdict[~decided] = self.oar_solids[o.name].distance(
+                    uvw[todo], cap_mm=lim * (1 + 1e-9) + 1e-9) >= lim
+            ok[rows] = verdict
         return np.asarray(ok, dtype=bool)
