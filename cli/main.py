@@ -559,6 +559,17 @@ def _resolve_oar_names(args: argparse.Namespace) -> None:
     args.oar_name = [(name, Path(name), mm) for name, mm in specs]
 
 
+#: The numeric options of ``lattice plan`` (attribute -> range name in lattice.options.RANGES).
+_RANGED = {"diameter_mm": "diameter_mm", "spacing_mm": "min_spacing_mm",
+           "gtv_margin_mm": "gtv_margin_mm", "shell_width_mm": "shell_width_mm",
+           "coplanar_mm": "coplanar_mm", "coplanar_spacing_mm": "coplanar_spacing_mm",
+           "rotation_step_deg": "rotation_step_deg", "time_budget_s": "time_budget_s",
+           "max_vertices": "max_vertices", "count": "count", "min_vertices": "min_vertices",
+           "gtv_label": "gtv_label", "stv_margin_mm": "stv_margin_mm",
+           "stv_fraction": "stv_fraction", "dose_peak_gy": "dose_peak_gy",
+           "dose_valley_gy": "dose_valley_gy", "dose_falloff_mm": "dose_falloff_mm"}
+
+
 def check_parameters(args: argparse.Namespace) -> None:
     """Every numeric plan option in its range (:data:`lattice.options.RANGES`) and the
     options consistent, as ``plan_vertices`` will check them, but before any work.
@@ -573,9 +584,7 @@ def check_parameters(args: argparse.Namespace) -> None:
     from lattice_cli.options import check_options
 
     _resolve_oar_names(args)
-    check_options(args, {"gtv_label": "gtv_label", "stv_margin_mm": "stv_margin_mm",
-                         "stv_fraction": "stv_fraction", "count": "count",
-                         "max_vertices": "max_vertices", "min_vertices": "min_vertices"})
+    check_options(args, _RANGED)  # every range first, then the rules between options
     for name, _, clearance in args.oar or args.oar_name:
         if clearance is not None:
             check_range("oar_clearance_mm", clearance, label=f"clearance for OAR '{name}'")

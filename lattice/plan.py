@@ -117,8 +117,12 @@ class PlanParameters:
         Every number must lie in its range in :data:`lattice.options.RANGES` (NaN, infinity,
         a float where a count is wanted, a length beyond any patient are refused), then the
         parameters must agree with each other."""
-        for name in ("diameter_mm", "min_spacing_mm", "gtv_margin_mm"):
-            check_range(name, getattr(self, name))
+        numbers = ("diameter_mm", "min_spacing_mm", "gtv_margin_mm", "time_budget_s",
+                   "rotation_step_deg", "translation_steps", "shell_width_mm", "max_vertices",
+                   "count", "min_vertices", "coplanar_mm", "coplanar_spacing_mm")
+        for name in numbers:  # every range first, then the rules between them
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name))
         for oar, value in self.oar_clearance_mm.items():
             check_range("oar_clearance_mm", value, label=f"clearance for OAR '{oar}'")
         if self.min_spacing_mm < self.diameter_mm:
@@ -132,24 +136,18 @@ class PlanParameters:
         if self.pattern == "max" and (self.snap_to_slices or self.count is not None):
             raise ParameterError("--pattern max supports neither --snap-to-slices nor --count "
                                  "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those")
-        check_range("time_budget_s", self.time_budget_s)
         if self.orientation_search not in ORIENTATION_SEARCHES:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
                 f"{', '.join(ORIENTATION_SEARCHES)}")
         if self.mode not in MODES:
             raise ParameterError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
-        if self.shell_width_mm is not None:
-            check_range("shell_width_mm", self.shell_width_mm)
-            if self.mode != "shell":
-                raise ParameterError("shell_width_mm only applies to the shell mode; add "
-                                     "--mode shell or drop --shell-width-mm")
+        if self.shell_width_mm is not None and self.mode != "shell":
+            raise ParameterError("shell_width_mm only applies to the shell mode; add "
+                                 "--mode shell or drop --shell-width-mm")
         if self.snap_to_slices and self.orientation_search != "axial":
             raise ParameterError("snap_to_slices lays the lattice's layers along the CT slices, "
                                  "so the lattice cannot be tilted; use --orientations axial")
-        for name in ("max_vertices", "count", "min_vertices"):
-            if getattr(self, name) is not None:
-                check_range(name, getattr(self, name))
         if self.count is not None and self.max_vertices is not None:
             raise ParameterError(f"count cannot be combined with max_vertices, got "
                                  f"count={self.count}, max_vertices={self.max_vertices}; "
@@ -157,18 +155,13 @@ class PlanParameters:
         if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
             raise ParameterError("the co-planar rule needs both coplanar_mm and "
                                  "coplanar_spacing_mm (e.g. 20 and 80)")
-        if self.coplanar_mm is not None:
-            check_range("coplanar_mm", self.coplanar_mm)
-            check_range("coplanar_spacing_mm", self.coplanar_spacing_mm)
-            if self.coplanar_mm == 0:
-                raise ParameterError("co-planar distances must be > 0 mm, got coplanar_mm 0 "
-                                     "(0 turns the rule off in plan_vertices)")
+        if self.coplanar_mm == 0:
+            raise ParameterError("co-planar distances must be > 0 mm, got coplanar_mm 0 "
+                                 "(0 turns the rule off in plan_vertices)")
         if (self.min_vertices is not None and self.max_vertices is not None
                 and self.min_vertices > self.max_vertices):
             raise ParameterError(f"min_vertices ({self.min_vertices}) exceeds max_vertices "
                                  f"({self.max_vertices}); make them consistent")
-        check_range("rotation_step_deg", self.rotation_step_deg)
-        check_range("translation_steps", self.translation_steps)
 
 
 @dataclass(frozen=True, eq=False)

@@ -528,7 +528,8 @@ def test_a_failure_while_drawing_is_named_as_the_drawing(process, case, tmp_path
     lines = [ln for ln in err.splitlines() if not ln.startswith("lattice: warning: ")]
     assert code == 7, err
     assert len(lines) == 1 and "drawing overview.png" in lines[0], err
-    assert "free space" not in err and "--no-picture" in lines[0]
+    assert "free space" not in err and "--out folder" not in err and "--no-picture" in lines[0]
+    assert lines[0].startswith("lattice: error: drawing overview.png")
     assert sorted(p.name for p in parent.iterdir()) == []
 
 

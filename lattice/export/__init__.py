@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dicom import ImageSeries
-from ..errors import OutputExistsError, OutputWriteError
+from ..errors import LatticeError, OutputExistsError, OutputWriteError
 from ..io import save_volume
 from ..measure import SizeRule
 from ..plan import Plan
@@ -169,6 +169,8 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
         try:
             names = list(write(stage))
             return _move_into_place(stage, out, names, owned)
+        except LatticeError:  # says what failed and what to do (a drawing is no disk problem)
+            raise
         except OSError as exc:
             raise OutputWriteError(f"writing to '{out_dir}' failed ({exc}); nothing was "
                                    f"written; {_advice(exc)}") from exc
