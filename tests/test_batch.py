@@ -265,13 +265,13 @@ def test_a_case_that_crashes_its_worker_fails_alone(tmp_path, monkeypatch):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import os\n"
-        "import lattice.io\n"
-        "_load = lattice.io.load_mask\n"
-        "def load_mask(path, *a, **k):\n"
+        "import nibabel\n"
+        "_load = nibabel.load\n"
+        "def load(path, *a, **k):\n"
         "    if 'CRASH' in str(path):\n"
         "        os._exit(139)  # dies without a word, like a segmentation fault\n"
         "    return _load(path, *a, **k)\n"
-        "lattice.io.load_mask = load_mask\n")
+        "nibabel.load = load\n")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [
         str(hook), os.environ.get("PYTHONPATH")])))
     crash = tmp_path / "CRASH_gtv.nii.gz"
