@@ -223,7 +223,8 @@ class SlabSolid:
                     self._outlines[k] = outline
             object.__setattr__(self, "_slices", frozenset(self._outlines))
         else:
-            ks = np.flatnonzero(self.mask.any(axis=(0, 1))) if self.mask.size else []
+            ks = (np.flatnonzero(self.mask.any(axis=(0, 1))) if self.mask.size
+                  else np.zeros(0, dtype=np.int64))
             object.__setattr__(self, "_slices", frozenset(int(k) for k in ks))
 
     @property
@@ -461,7 +462,7 @@ class SlabSolid:
         feat[:, 1::2, ::2][p[:, :-1] != p[:, 1:]] = 0
         feat[:, ::2, 1::2][p[:, :, :-1] != p[:, :, 1:]] = 0
         upper = np.zeros((nk, ni - 2, nj - 2), dtype=np.float32)
-        has = p.any(axis=(1, 2))
+        has: NDArray[np.bool_] = np.asarray(p.any(axis=(1, 2)))
         aniso = (float(vox[0]) / 2, float(vox[1]) / 2)
         for k in range(nk):
             if not has[k]:

@@ -358,12 +358,13 @@ def _depth_mm(gtv: Volume, points_ras_mm: NDArray[np.float64], *,
                                cap_mm=np.inf if cap_mm is None else cap_mm)
 
 
-def _distance_to_mask_mm(mask: Volume, points_ras_mm: NDArray[np.float64]
-                         ) -> NDArray[np.float64]:
-    """Distance (mm) from each point to the OAR's TPS solid (0 inside)."""
+def _distance_to_mask_mm(mask: Volume, points_ras_mm: NDArray[np.float64], *,
+                         cap_mm: float | None = None) -> NDArray[np.float64]:
+    """Distance (mm) from each point to the OAR's TPS solid (0 inside), capped."""
     if len(points_ras_mm) == 0:
         return np.zeros(0)
-    return _Slabs(mask).measure(points_ras_mm, depth=False)
+    return _Slabs(mask).measure(points_ras_mm, depth=False,
+                                cap_mm=np.inf if cap_mm is None else cap_mm)
 
 
 # -- formatting -------------------------------------------------------------------------------
@@ -524,14 +525,19 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
 
     # OAR clearances.
     oar_d: dict[str, NDArray[np.float64]] = {}
+    oar_capped: dict[str, NDArray[np.bool_]] = {}
     for name, clearance in rules.oar_clearance_mm.items():
         need_oar = clearance + r
         if name not in oar_masks:
             chk.add("oar_clearance", (), f"no mask for OAR '{name}' (clearance "
                     f"{_fmt(clearance)} mm): its clearance rule could not be checked")
             continue
-        d = _distance_to_mask_mm(oar_masks[name], centres)
+        # Without check_reported_depth only the rule is needed: distances are searched as
+        # far as the rule looks (values at the cap are not compared with the reported ones).
+        oar_cap = None if check_reported_depth else need_oar + 1.0
+        d = _distance_to_mask_mm(oar_masks[name], centres, cap_mm=oar_cap)
         oar_d[name] = d
+        oar_capped[name] = np.zeros(n, bool) if oar_cap is None else d >= oar_cap
         chk.worst("oar_clearance", d - need_oar, f"{name}: centre distance >= "
                   f"{_fmt(need_oar)} mm (clearance {_fmt(clearance)} + radius {_fmt(r)})",
                   oar=name)
@@ -567,7 +573,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
                     f"{rules.min_vertices}")
 
     _check_reported(chk, plan_doc, records, centres, ijk, grid, depth, oar_d, pair_mm, a, b,
-                    depth_exact=check_reported_depth)
+                    depth_exact=check_reported_depth, oar_capped=oar_capped)
     return VerificationReport(tuple(chk.violations), tuple(warnings), n, tuple(chk.checks))
 
 
@@ -575,7 +581,8 @@ def _check_reported(chk: _Checker, doc: Mapping[str, Any], records: list[Mapping
                     centres: NDArray[np.float64], ijk: NDArray[np.float64], grid: Volume,
                     depth: NDArray[np.float64], oar_d: Mapping[str, NDArray[np.float64]],
                     pair_mm: NDArray[np.float64], a: NDArray, b: NDArray, *,
-                    depth_exact: bool = True) -> None:
+                    depth_exact: bool = True,
+                    oar_capped: Mapping[str, NDArray[np.bool_]] | None = None) -> None:
     """Compare the numbers written for each vertex with the recomputation."""
     n = len(centres)
     rule = "reported_values"
@@ -632,6 +639,8 @@ def _check_reported(chk: _Checker, doc: Mapping[str, Any], records: list[Mapping
         if not isinstance(written, Mapping):
             written = {}
         for name, d in oar_d.items():
+            if oar_capped is not None and name in oar_capped and oar_capped[name][i]:
+                continue
             compare(i, f"oar_distance_mm.{name}", written.get(name), d[i],
                     f"the recomputed distance {_fmt(d[i])} mm")
     ids = [v.get("id") for v in records]
