@@ -434,7 +434,7 @@ def test_malformed_oar_spec_is_a_usage_error(case, tmp_path, spec):
 
 
 @pytest.mark.parametrize("argv", [
-    ["plan", "--pattern", "hexagonal"], ["plan", "--max-vertices", "0"], ["frobnicate"], []])
+    ["plan", "--pattern", "hexagonal"], ["plan", "--max-vertices", "1.5"], ["frobnicate"], []])
 def test_usage_errors_exit_2(case, tmp_path, argv):
     if argv and argv[0] == "plan":
         argv = plan_args(case, tmp_path / "out", *argv[1:])

@@ -535,3 +535,29 @@ def test_a_failure_while_drawing_is_named_as_the_drawing(process, case, tmp_path
 
 def test_length_limit_is_one_constant():
     assert RANGES["diameter_mm"].high == RANGES["shell_width_mm"].high == MAX_LENGTH_MM
+
+
+def test_oar_name_picks_the_roi_named_as_typed(case, tmp_path, capfd):
+    """``--oar-name LATTICE_VTX:5``: the ROI of that very name when the structure set has
+    one (its clearance then from --protocol), else ROI LATTICE_VTX with 5 mm."""
+    import pydicom
+
+    first = tmp_path / "first"
+    code, _, err = run(capfd, ["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out", first,
+                               "--no-picture", "--mesh-format", "none"])
+    assert code == 0, err
+    rs = pydicom.dcmread(first / "rtstruct.dcm")
+    renamed = tmp_path / "renamed.dcm"
+    roi = next(r for r in rs.StructureSetROISequence if r.ROIName == "VTX_01")
+    roi.ROIName = "LATTICE_VTX:5"
+    rs.save_as(renamed)
+    dicom = ["plan", "--ct-dicom", first / "ct_dicom", "--gtv-name", "GTV", *FAST,
+             "--allow-empty", "--protocol", "mayo"]
+    for rtstruct, roi_name, clearance in ((renamed, "LATTICE_VTX:5", 10.0),
+                                          (first / "rtstruct.dcm", "LATTICE_VTX", 5.0)):
+        out = tmp_path / f"out-{rtstruct.stem}"
+        code, _, err = run(capfd, [*dicom, "--rtstruct", rtstruct, "--out", out,
+                                   "--oar-name", "LATTICE_VTX:5"])
+        assert code == 0, err
+        [oar] = json.loads((out / "plan.json").read_text())["inputs"]["oars"]
+        assert (oar["roi"], oar["clearance_mm"]) == (roi_name, clearance)
