@@ -132,10 +132,17 @@ class RuleField:
         #: Upper bound of the slack at every voxel centre of :attr:`box`.
         self.slack_vox_hi: NDArray[np.float32] = np.ascontiguousarray(slack_hi)
         self._slack_hi_flat = self.slack_vox_hi.ravel()
-        gap = self._slack_hi_flat - self._slack_flat
-        #: Largest gap between the slack bounds anywhere in the table (mm).
-        self.table_gap_mm = float(np.nanmax(np.where(np.isfinite(gap), gap, 0.0))) \
-            if gap.size else 0.0
+        # Largest gap between the slack bounds where it can matter. Every bound gap is at most
+        # the half outline segment a (see lattice.surface); a voxel whose lower bound is below
+        # -band - a therefore has its upper bound below -band whatever its gap, so only the
+        # voxels above that need their gaps measured (near the rule boundary the gap is
+        # ~a^2 / (2 depth), hundredths of a mm, where near the surface it reaches a).
+        a = max([self.gtv_solid.table_slack_mm,
+                 *(sol.table_slack_mm for sol in self.oar_solids.values())])
+        near = self._slack_flat > -self.band_mm - a - EDT_TOLERANCE_MM
+        gap = self._slack_hi_flat[near] - self._slack_flat[near]
+        #: Largest gap between the slack bounds of any voxel that the bounds may not decide.
+        self.table_gap_mm = float(np.max(gap[np.isfinite(gap)], initial=0.0))
         self._shape32 = np.array(slack.shape, dtype=np.int32)
         self._strides32 = np.array([slack.shape[1] * slack.shape[2], slack.shape[2], 1],
                                    dtype=np.int32)
