@@ -26,8 +26,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-
-from lattice_cli.main import main
+from cli_helpers import run, snapshot
 
 SHAPE = (40, 40, 20)
 VOXEL_MM = (1.5, 1.5, 3.0)
@@ -139,21 +138,8 @@ def plan_dicom(f, out, *, ct_dicom="ct_dicom", rtstruct="ct_slice"):
             "--out", out, *RULES, *FAST]
 
 
-def run(capfd, argv):
-    """``main(argv)`` in-process; (exit code, stdout, stderr), captured at the fd level."""
-    capfd.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``folder``: its bytes and mtime."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def assert_failed_cleanly(code, stderr, expected_code, phrases, parent, listing, out,

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from cli_helpers import run
 from pydicom.sequence import Sequence
 
 from lattice.dicom import load_dicom_case, read_rtstruct
@@ -38,14 +39,6 @@ FAST = ["--mesh-format", "none", "--no-picture"]
 OAR_MM = 4.0  # the square OAR's clearance
 
 
-def run(capfd, argv):
-    capfd.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 @pytest.fixture(scope="module")

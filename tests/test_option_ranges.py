@@ -18,6 +18,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run
 
 from lattice.batch import make_jobs, read_manifest
 from lattice.dose import DoseProxyParameters
@@ -35,7 +36,7 @@ from lattice.placement import plan_vertices
 from lattice.plan import PlanParameters
 from lattice.stv import contract_gtv
 from lattice.volume import Volume
-from lattice_cli.main import build_parser, main
+from lattice_cli.main import build_parser
 from lattice_cli.options import number, whole
 
 FAST = ["--no-picture", "--no-dicom", "--mesh-format", "none"]
@@ -81,15 +82,6 @@ def case(tmp_path_factory):
     return files
 
 
-def run(capfd, argv):
-    """``main(argv)`` in-process; (exit code, stdout, stderr) at the fd level."""
-    capfd.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def assert_refused(code, err, parent: Path, phrases, expected=2):

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run, snapshot
 
 from lattice.export import PLAN_FILES, remove_stale_stages
 from lattice.export.folder import lock_path, output_lock, resolve_output_folder
@@ -47,21 +48,8 @@ def _plan(out, *extra, ct=None, gtv=None):
             "--out", out, *extra]
 
 
-def run(capfd, argv):
-    """``main(argv)`` in-process; (exit code, stdout, stderr), captured at the fd level."""
-    capfd.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
-def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under ``folder`` (links not followed): its bytes and mtime."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
 
 
 def listing(folder: Path) -> list[str]:

@@ -22,6 +22,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from cli_helpers import run
 
 from lattice.planfolder import plan_schema, validate_plan_document
 from lattice_cli.main import main
@@ -33,14 +34,6 @@ RULES = ["--diameter-mm", "12", "--spacing-mm", "20", "--gtv-margin-mm", "3"]
 FAST = ["--mesh-format", "none", "--no-picture"]
 
 
-def run(capfd, argv):
-    capfd.readouterr()
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capfd.readouterr()
-    return code, out, err
 
 
 def schema_errors(doc) -> list[str]:
