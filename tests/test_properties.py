@@ -88,7 +88,9 @@ def _profile(default_examples: int) -> settings:
         database=None,  # nothing written into the working tree
         deadline=None,
         print_blob=True,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate] if _NO_SHRINK else list(Phase),
+        # No explain phase: its line tracer makes a failing example take many minutes.
+        phases=[Phase.explicit, Phase.reuse, Phase.generate] if _NO_SHRINK else
+        [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                HealthCheck.filter_too_much],
     )
@@ -650,14 +652,16 @@ def restored(mask, affine, perm, flips):
 @_profile(25)
 @given(data=st.data())
 def test_vertex_count_does_not_depend_on_array_storage(data):
-    """Flipping or permuting the array axes (the affine following, so every voxel keeps its
-    world position) changes storage, not the case: the same number of vertices fit. (Slice
-    snapping is left out: it follows the k axis by design.)"""
+    """Flipping the array axes or swapping the two in-plane ones (the affine following, so
+    every voxel keeps its world position) changes storage, not the case: the same number of
+    vertices fit. A permutation that moves the k axis slices the GTV along other planes, a
+    different TPS solid (tests/test_placement.py checks both plans under their own slicing).
+    (Slice snapping is left out: it follows the k axis by design.)"""
     scene = data.draw(scenes(), label="scene")
     assume(scene.mask_problem is None)
     kw = data.draw(parameters(scene, valid=True, coarse=True), label="parameters")
     kw["snap_to_slices"] = False
-    perm = data.draw(st.permutations([0, 1, 2]), label="perm")
+    perm = data.draw(st.sampled_from([(0, 1, 2), (1, 0, 2)]), label="perm")
     flips = data.draw(st.tuples(*[st.booleans()] * 3), label="flips")
     try:
         plan = plan_vertices(scene.gtv, **kw)
