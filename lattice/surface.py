@@ -205,6 +205,10 @@ class SlabSolid:
     voxel_size_mm: NDArray[np.float64]
     rings_ijk: tuple[tuple[int, NDArray[np.float64]], ...] | None = None
     _outlines: dict[int, SliceOutline] = field(default_factory=dict, repr=False)
+    #: Per metric (True: depth, False: distance), the last voxel tables' per-slice in-plane
+    #: lower bounds and the index of their first voxel, kept to prune exact queries.
+    _plane_lo: dict[bool, tuple[NDArray[np.int64], NDArray[np.float32]]] = field(
+        default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mask", np.asarray(self.mask, dtype=bool))
@@ -349,10 +353,43 @@ class SlabSolid:
             assert has is not None
             rows, j, zoff = rows[has], j[has], zoff[has]
         if len(rows):
+            # Prune with the kept in-plane lower bounds: a pair whose term cannot go below
+            # the current bound cannot change the answer.
+            lb = self._plane_lower_bound(pts[rows, :2], j, inside_metric)
+            keep = np.hypot(lb, zoff) < best[rows]
+            rows, j, zoff = rows[keep], j[keep], zoff[keep]
+        if len(rows):
             e, inside = self._inplane_many(j, pts[rows, :2])
             e = np.where(inside, e, 0.0) if inside_metric else np.where(inside, 0.0, e)
             np.minimum.at(best, rows, np.hypot(e, zoff))
         return best
+
+    def _plane_lower_bound(self, q_uv: NDArray[np.float64], ks: NDArray[np.int64],
+                           inside_metric: bool) -> NDArray[np.float64]:
+        """Lower bound of the in-plane metric of point i on slice ks[i] from the kept voxel
+        table: the metric is 1-Lipschitz in-plane, so each of the four surrounding pixel
+        centres c gives ``table(c) - |q - c|``. 0 where the table does not reach."""
+        out = np.zeros(len(ks))
+        kept = self._plane_lo.get(inside_metric)
+        if kept is None or len(ks) == 0:
+            return out
+        lo, table = kept
+        vox = self.voxel_size_mm[:2]
+        f = q_uv / vox - lo[:2]
+        base = np.floor(f).astype(np.int64)
+        kk = ks - lo[2]
+        shape = np.array(table.shape)
+        best = np.full(len(ks), -np.inf)
+        for di in (0, 1):
+            for dj in (0, 1):
+                ii, jj = base[:, 0] + di, base[:, 1] + dj
+                ok = ((ii >= 0) & (ii < shape[0]) & (jj >= 0) & (jj < shape[1])
+                      & (kk >= 0) & (kk < shape[2]))
+                val = np.full(len(ks), -np.inf)
+                val[ok] = table[ii[ok], jj[ok], kk[ok]]
+                gap = np.hypot((f[:, 0] - ii) * vox[0], (f[:, 1] - jj) * vox[1])
+                best = np.maximum(best, val - gap)
+        return np.maximum(best, 0.0)
 
     def _inplane_many(self, ks: NDArray[np.int64], q_uv: NDArray[np.float64]
                       ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
@@ -384,6 +421,7 @@ class SlabSolid:
         sub = self.mask[box]
         lo = np.array([s.start for s in box], dtype=np.int64)
         e_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=True)
+        self._plane_lo[True] = (lo, self._bounds(e_hi)[0].copy())
         return self._bounds(_stack(e_hi, self.slice_gap_mm, exact_to_mm, inside_metric=True))
 
     def _bounds(self, upper: NDArray[np.float32]
@@ -417,6 +455,7 @@ class SlabSolid:
             far = np.full(tuple(s.stop - s.start for s in box), np.inf, dtype=np.float32)
             return far, far
         f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
+        self._plane_lo[False] = (lo.astype(np.int64), self._bounds(f_hi)[0].copy())
         a = np.array([s.start for s in box]) - lo
         b = a + np.array([s.stop - s.start for s in box])
         # The slab stack mixes slices only: crop in-plane first (the EDT needed the margin).
