@@ -45,10 +45,12 @@ def cmd_measure(args: argparse.Namespace) -> int:
     if args.json is not None and args.json.exists() and not args.force:
         raise OutputExistsError(f"'{args.json}' exists; pass --force to replace it")
     if args.gtv is not None and args.ct_dicom is None:
-        from lattice.io import load_mask
+        from lattice.io import header_warnings, load_mask
 
         gtv = load_mask(args.gtv, label=args.gtv_label)
         source = str(args.gtv)
+        for warning in header_warnings(args.gtv, mask=True):  # accepted, but said
+            print(f"lattice: warning: {warning}", file=sys.stderr)
     elif args.gtv is None and None not in (args.ct_dicom, args.rtstruct, args.gtv_name):
         from lattice.dicom import load_dicom_case
 

@@ -74,9 +74,10 @@ def cmd_scart(args: argparse.Namespace) -> int:
         inputs={"ct": describe(args.ct), "gtv": {**describe(args.gtv), "label": args.gtv_label}},
         parameters={"stv_margin_mm": args.stv_margin_mm, "stv_fraction": args.stv_fraction,
                     "gtv_label": args.gtv_label})
+    document["warnings"] = [*case.warnings, *result.warnings]
     written = write_scart_folder(result.stv, document, args.out, force=args.force)
 
-    for warning in result.warnings:
+    for warning in (*case.warnings, *result.warnings):
         print(f"lattice: warning: {warning}", file=sys.stderr)
     how = (f"margin {result.margin_mm:g} mm" if result.method == "margin" else
            f"fraction {result.fraction_requested:g} -> margin {result.margin_mm:.2f} mm")

@@ -494,3 +494,25 @@ def test_any_header_ends_in_a_documented_error_or_a_verified_plan(capfd, case, r
         np.testing.assert_array_equal(loaded.gtv.array, case["gtv_mask"])
         np.testing.assert_array_equal(loaded.oars["oar"].array, case["oar_mask"])
         assert verify_plan_file(out).ok
+
+
+@pytest.mark.parametrize("command", ["scart", "measure"])
+def test_other_commands_say_the_header_warning_too(tmp_path, capfd, case, command):
+    """A header accepted with a warning is never accepted silently, whatever the command."""
+    argv = inputs(tmp_path, case, role="gtv", fields={"qoffset_z": lambda v: v + 0.3})
+    ct, gtv = argv[2], argv[4]
+    if command == "scart":
+        cmd = ["scart", "--ct", ct, "--gtv", gtv, "--out", tmp_path / "stv",
+               "--stv-margin-mm", "2"]
+    else:
+        cmd = ["measure", "--gtv", gtv]
+    code, _, err = run(capfd, cmd)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("lattice: warning:")]
+    assert any("sform was used" in line for line in warned), err
+    assert "Traceback" not in err
+    if command == "scart":
+        import json
+
+        doc = json.loads((tmp_path / "stv" / "scart.json").read_text())
+        assert any("sform was used" in w for w in doc["warnings"])
