@@ -374,7 +374,8 @@ def test_dicom_input_against_rtstruct_polygons(planner, shared_data, case, param
     out_doc = planner.plan(case, "--pattern", "hcp", *PARAMS[params],
                            dicom=(folder / "image", folder / "mask" / "RS.dcm", "GTV_Mass_CT"))
     doc = out_doc[1]
-    assert doc["inputs"]["rtstruct"]["path"] == str(folder / "mask" / "RS.dcm")
+    # plan.json records resolved paths (../shared may be reached through a link).
+    assert doc["inputs"]["rtstruct"]["path"] == str((folder / "mask" / "RS.dcm").resolve())
     # The checker's own CT geometry (pydicom by hand) is the plan's grid.
     np.testing.assert_allclose(ct_dicom_affine(folder / "image"), doc["grid"]["affine"],
                                atol=1e-3)
