@@ -220,9 +220,8 @@ class SlabSolid:
             for k, ring in self.rings_ijk:
                 per.setdefault(int(k), []).append(
                     np.asarray(ring, dtype=np.float64)[:, :2] * vox[:2])
-            max_len = _MAX_SEGMENT_PX * float(vox[:2].max())
             for k, rings in per.items():
-                outline = SliceOutline.from_rings(rings, max_len_mm=max_len)
+                outline = self._outline_of(rings)
                 if not outline.empty:
                     self._outlines[k] = outline
             object.__setattr__(self, "_slices", frozenset(self._outlines))
@@ -257,11 +256,15 @@ class SlabSolid:
             off = np.array([box[0].start, box[1].start], dtype=np.float64) - 1.0
             padded = np.pad(sub, 1).astype(np.float32)
             vox = self.voxel_size_mm
-            rings = [(line[:-1] + off) * vox[:2] for line in find_contours(padded, 0.5)]
-            got = SliceOutline.from_rings(rings, max_len_mm=_MAX_SEGMENT_PX * float(
-                vox[:2].max()))
+            got = self._outline_of([(line[:-1] + off) * vox[:2]
+                                    for line in find_contours(padded, 0.5)])
             self._outlines[k] = got
         return got
+
+    def _outline_of(self, rings_uv: Sequence[NDArray[np.float64]]) -> SliceOutline:
+        """A slice outline from rings in in-plane mm, split into pieces of at most a pixel."""
+        return SliceOutline.from_rings(
+            rings_uv, max_len_mm=_MAX_SEGMENT_PX * float(self.voxel_size_mm[:2].max()))
 
     # -- in-plane, per slice ------------------------------------------------------------------
 
@@ -563,13 +566,19 @@ def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
     tmp = np.empty_like(out)
     nk = out.shape[0]
     reach = int(np.ceil(exact_to_mm / dz + 0.5)) + 1
-    limit = float(np.max(out, initial=0.0, where=np.isfinite(out)))
+    def unfinished() -> tuple[float, bool]:
+        """The largest finite value, and whether a distance is still unreached (inf).
+        Values only fall, so figures a few offsets old only make the loop stop later."""
+        finite = np.isfinite(out)
+        return (float(np.max(out, initial=0.0, where=finite)),
+                not inside_metric and not bool(finite.all()))
+
+    limit, open_inf = unfinished()
     for m in range(1, reach + 1):
         zc = (m - 0.5) * dz
         if m % 4 == 1 and m > 1:
-            limit = float(np.max(out, initial=0.0, where=np.isfinite(out))) \
-                if inside_metric else float(np.nanmax(np.where(np.isfinite(out), out, 0.0)))
-        if zc >= limit and (inside_metric or not np.isinf(out).any()):
+            limit, open_inf = unfinished()
+        if zc >= limit and not open_inf:
             break
         z2 = np.float32(zc * zc)
         if m < nk:
