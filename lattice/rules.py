@@ -340,10 +340,8 @@ class RuleField:
                 ci = tuple(c[inside].T)
                 lo_v = o_lo[ci] - off[rows][inside]
                 hi_v = o_hi[ci] + off[rows][inside]
-                sure = np.zeros(len(rows), dtype=bool)
-                sure[inside] = (lo_v >= lim + tol) | (hi_v < lim - tol)
+                decided[inside] = (lo_v >= lim + tol) | (hi_v < lim - tol)
                 verdict[inside] = lo_v >= lim + tol
-                decided = sure
             todo = rows[~decided]
             if len(todo):
                 verdict[~decided] = self.oar_solids[o.name].distance(
