@@ -1,0 +1,157 @@
+"""Named protocols (lattice/protocols.py): each resolves, its values are the published ones and
+lie in every range of lattice/options.py, unknown names are refused with the valid ones, and
+explicit settings override a protocol's.
+
+The expected values are written out from the sources the protocols cite (docs/domain.md,
+"Typical values"): Mayo (Deufel et al. 2024) D 15 mm, spacing >= 30 mm, centre >= 5 mm + R
+inside the GTV and >= 10 mm + R from every OAR, co-planar 20 / 80 mm; WashU LITE SABR
+(Duriseti et al. 2022) D 15 mm hot spheres on an FCC lattice 3 sqrt(2) cm apart, on the CT
+slices, GTV retracted by 5 mm.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+from cli_helpers import run
+
+from lattice.errors import ParameterError
+from lattice.options import RANGES
+from lattice.patterns import PATTERNS
+from lattice.placement import plan_vertices
+from lattice.plan import PlanParameters
+from lattice.protocols import PROTOCOLS, Protocol, get_protocol
+from lattice.volume import Volume
+
+PUBLISHED = {
+    "mayo": {"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
+             "pattern": "hcp", "coplanar_mm": 20.0, "coplanar_spacing_mm": 80.0},
+    "washu": {"diameter_mm": 15.0, "min_spacing_mm": 30.0 * math.sqrt(2.0), "gtv_margin_mm": 5.0,
+              "pattern": "fcc", "snap_to_slices": True},
+}
+PUBLISHED_OAR_CLEARANCE_MM = {"mayo": 10.0, "washu": None}
+#: WashU's 3 sqrt(2) cm is written to 0.01 mm, rounded up so the spheres are never closer.
+WASHU_ROUNDING_MM = 0.01
+
+
+def test_the_protocols_are_the_published_ones():
+    assert set(PROTOCOLS) == set(PUBLISHED)
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_each_protocol_resolves_by_its_name(name):
+    protocol = get_protocol(name)
+    assert isinstance(protocol, Protocol)
+    assert protocol is PROTOCOLS[name] and protocol.name == name
+    assert protocol.description and protocol.source
+    assert any(author in protocol.source for author in ("Deufel", "Duriseti"))
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_protocol_values_are_the_published_ones(name):
+    params = get_protocol(name).parameters
+    want = PUBLISHED[name]
+    assert set(params) == set(want)
+    for key, value in want.items():
+        if key == "min_spacing_mm" and name == "washu":
+            assert value <= params[key] <= value + WASHU_ROUNDING_MM
+        else:
+            assert params[key] == value, key
+    assert get_protocol(name).oar_clearance_mm == PUBLISHED_OAR_CLEARANCE_MM[name]
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_protocol_values_are_valid_plan_parameters_within_their_ranges(name):
+    protocol = get_protocol(name)
+    fields = {f.name for f in dataclasses.fields(PlanParameters)}
+    assert set(protocol.parameters) <= fields
+    for key, value in protocol.parameters.items():
+        if key in RANGES:
+            assert RANGES[key].contains(value), (key, value, RANGES[key].text())
+    if protocol.oar_clearance_mm is not None:
+        assert RANGES["oar_clearance_mm"].contains(protocol.oar_clearance_mm)
+    assert protocol.parameters["pattern"] in PATTERNS
+    assert protocol.parameters["min_spacing_mm"] >= protocol.parameters["diameter_mm"]
+    oars = {} if protocol.oar_clearance_mm is None else {"cord": protocol.oar_clearance_mm}
+    PlanParameters(**protocol.parameters, oar_clearance_mm=oars, protocol=name).validate()
+
+
+def test_an_unknown_protocol_is_refused_with_the_valid_names():
+    with pytest.raises(ParameterError) as info:
+        get_protocol("mdacc")
+    message = str(info.value)
+    assert "'mdacc'" in message
+    for name in PROTOCOLS:
+        assert name in message
+
+
+def test_protocol_lookup_is_case_sensitive():
+    with pytest.raises(ParameterError):
+        get_protocol("Mayo")
+
+
+def test_a_plan_records_its_protocol_and_source():
+    shape = (30, 30, 16)
+    aff = np.diag([1.5, 1.5, 2.5, 1.0])
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
+    centre = (np.array(shape) - 1) / 2 * [1.5, 1.5, 2.5]
+    gtv = np.linalg.norm(ijk * [1.5, 1.5, 2.5] - centre, axis=-1) <= 18.0
+    params = get_protocol("mayo").parameters
+    plan = plan_vertices(Volume(gtv, aff), protocol="mayo", **params)
+    doc = plan.to_dict()
+    assert doc["parameters"]["protocol"] == "mayo"
+    assert doc["parameters"]["protocol_source"] == get_protocol("mayo").source
+
+
+# -- overrides, through the command --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sphere_case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
+    folder = tmp_path_factory.mktemp("protocol_case")
+    shape, vox = (56, 56, 30), (1.5, 1.5, 2.5)
+    affine = make_affine(shape, vox, "lps")
+    centre = affine[:3, :3] @ ((np.array(shape) - 1) / 2) + affine[:3, 3]
+    gtv = ellipsoid_mask((shape, affine), centre, 34.0)
+    oar = ellipsoid_mask((shape, affine), centre + [36.0, 0.0, 0.0], 6.0)
+    ct = np.where(gtv, 40, 0).astype(np.int16)
+    return {"ct": write_nifti(folder, "ct.nii.gz", ct, affine),
+            "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
+            "oar": write_nifti(folder, "oar.nii.gz", oar, affine)}
+
+
+def plan_doc(capfd, case, out, *options):
+    code, _, err = run(capfd, ["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out", out,
+                               "--no-picture", "--no-dicom", "--mesh-format", "none", *options])
+    assert code == 0, err
+    return json.loads((out / "plan.json").read_text())
+
+
+def test_explicit_options_override_every_protocol_value(capfd, sphere_case, tmp_path):
+    doc = plan_doc(capfd, sphere_case, tmp_path / "mayo", "--protocol", "mayo",
+                   "--diameter-mm", "12", "--spacing-mm", "33", "--gtv-margin-mm", "4",
+                   "--pattern", "fcc", "--coplanar-mm", "15", "--coplanar-spacing-mm", "60",
+                   "--oar", f"{sphere_case['oar']}:7")
+    p = doc["parameters"]
+    assert (p["diameter_mm"], p["min_spacing_mm"], p["gtv_margin_mm"], p["pattern"]) == \
+        (12.0, 33.0, 4.0, "fcc")
+    assert (p["coplanar_mm"], p["coplanar_spacing_mm"]) == (15.0, 60.0)
+    assert p["protocol"] == "mayo"
+    assert doc["inputs"]["oars"][0]["clearance_mm"] == 7.0
+
+
+def test_values_not_given_come_from_the_protocol(capfd, sphere_case, tmp_path):
+    doc = plan_doc(capfd, sphere_case, tmp_path / "washu", "--protocol", "washu",
+                   "--diameter-mm", "10")
+    p = doc["parameters"]
+    washu = get_protocol("washu").parameters
+    assert p["diameter_mm"] == 10.0
+    for key in ("min_spacing_mm", "gtv_margin_mm", "pattern", "snap_to_slices"):
+        assert p[key] == washu[key], key
+    doc = plan_doc(capfd, sphere_case, tmp_path / "mayo", "--protocol", "mayo",
+                   "--oar", str(sphere_case["oar"]))
+    assert doc["inputs"]["oars"][0]["clearance_mm"] == get_protocol("mayo").oar_clearance_mm
+    assert doc["parameters"]["coplanar_spacing_mm"] == 80.0
