@@ -19,16 +19,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .errors import GridMismatchError, InputFileError, MaskError
+from .grid import LPS_TO_RAS, Grid
 from .volume import Volume
-
-#: RAS <-> LPS on homogeneous coordinates (negate x and y).
-LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 #: Largest difference between two slices' orientation cosines that counts as the same.
 ORIENTATION_TOLERANCE = 1e-4
@@ -49,15 +48,19 @@ class SliceRef:
     sop_instance_uid: str
 
 
+#: What an :class:`ImageSeries` holds: the voxels (a Volume) or only their Grid.
+SeriesGrid = TypeVar("SeriesGrid", bound="Volume | Grid")
+
+
 @dataclass(frozen=True, eq=False)
-class ImageSeries:
+class ImageSeries(Generic[SeriesGrid]):
     """A DICOM image series on a regular grid, with what a structure set needs to refer to it.
 
     Attributes
     ----------
-    grid : Volume
-        Voxel values in real-world units (HU for CT) or, when read without pixels, a
-        placeholder of the right shape; affine voxel -> RAS+ mm.
+    grid : Volume or Grid
+        Voxel values in real-world units (HU for CT), affine voxel -> RAS+ mm; only the
+        :class:`~lattice.grid.Grid` when read without pixels (``ImageSeries[Grid]``).
     slices : tuple of SliceRef
         The image at each k index.
     header : pydicom Dataset
@@ -66,7 +69,7 @@ class ImageSeries:
         The slice files in k order.
     """
 
-    grid: Volume
+    grid: SeriesGrid
     slices: tuple[SliceRef, ...]
     header: Any
     files: tuple[Path, ...] = field(default=())
@@ -131,8 +134,17 @@ def _files_in(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
+@overload
+def load_series(folder: str | Path, *, series_uid: str | None = ...,
+                pixels: Literal[True] = ...) -> ImageSeries[Volume]: ...
+@overload
+def load_series(folder: str | Path, *, series_uid: str | None = ...,
+                pixels: Literal[False]) -> ImageSeries[Grid]: ...
+@overload
+def load_series(folder: str | Path, *, series_uid: str | None = ...,
+                pixels: bool) -> ImageSeries[Volume | Grid]: ...
 def load_series(folder: str | Path, *, series_uid: str | None = None,
-                pixels: bool = True) -> ImageSeries:
+                pixels: bool = True) -> ImageSeries[Any]:
     """Read an image series (CT, or any single-frame modality) from a folder.
 
     Files that are not DICOM, and DICOM files that are not images (an RTSTRUCT exported with
@@ -159,7 +171,8 @@ def load_series(folder: str | Path, *, series_uid: str | None = None,
         return _load_series(Path(folder), series_uid, pixels)
 
 
-def _load_series(folder: Path, series_uid: str | None, pixels: bool) -> ImageSeries:
+def _load_series(folder: Path, series_uid: str | None, pixels: bool
+                 ) -> ImageSeries[Volume | Grid]:
     series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
     for path in _files_in(folder):
         ds = _read_header(path)
@@ -192,7 +205,8 @@ def _floats(value: Any, n: int, what: str, path: Path) -> NDArray[np.float64]:
     return out
 
 
-def _assemble(folder: Path, members: list[tuple[Path, Any]], *, pixels: bool) -> ImageSeries:
+def _assemble(folder: Path, members: list[tuple[Path, Any]], *, pixels: bool
+              ) -> ImageSeries[Volume | Grid]:
     first_path, first = members[0]
     if int(first.get("NumberOfFrames", 1) or 1) > 1:
         raise GridMismatchError(f"'{first_path}' is a multi-frame image; export the series as "
@@ -239,8 +253,7 @@ def _assemble(folder: Path, members: list[tuple[Path, Any]], *, pixels: bool) ->
     lps[:3, 3] = ipp[0]
     affine = LPS_TO_RAS @ lps
     shape = (cols, rows, len(members))
-    placeholder = np.broadcast_to(np.zeros((), dtype=np.int16), shape)
-    grid = Volume(placeholder, affine)
+    grid: Volume | Grid = Grid(shape, affine)
     grid.check_not_sheared(name=f"CT series in '{folder}' (tilted gantry?)")
     slices = tuple(SliceRef(str(ds.SOPClassUID), str(ds.SOPInstanceUID)) for _, ds in members)
     files = tuple(p for p, _ in members)
@@ -590,7 +603,7 @@ class Rasterised:
     outside_z_mm: tuple[float, ...] = ()
 
 
-def rasterise_roi(roi: Roi, grid: Volume) -> Rasterised:
+def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
     """Fill an ROI's contours on ``grid`` (even-odd rule per slice).
 
     Each contour goes to the slice plane nearest to it along the grid's k axis; a contour
@@ -611,7 +624,7 @@ def rasterise_roi(roi: Roi, grid: Volume) -> Rasterised:
     outside: list[float] = []
     rings: list[tuple[int, NDArray[np.float64]]] = []
     for points in roi.contours:
-        ijk = points @ inverse[:3, :3].T + inverse[:3, 3]
+        ijk = apply_affine(inverse, points)
         k = float(np.mean(ijk[:, 2]))
         kk = int(np.rint(k))
         if np.abs(ijk[:, 2] - kk).max() > CONTOUR_OFF_SLICE_TOLERANCE:
@@ -688,14 +701,14 @@ def list_rois(path: str | Path) -> list[dict[str, Any]]:
 
 
 @dataclass(frozen=True, eq=False)
-class DicomCase:
+class DicomCase(Generic[SeriesGrid]):
     """A CT series with masks rasterised from a structure set, all on the CT grid.
 
     ``gtv_name`` is the GTV's ROI name as the file spells it; ``oars`` are keyed by the names
     asked for.
     """
 
-    series: ImageSeries
+    series: ImageSeries[SeriesGrid]
     structure_set: StructureSet
     gtv: Volume
     oars: dict[str, Volume]
@@ -703,9 +716,21 @@ class DicomCase:
     warnings: tuple[str, ...] = ()
 
 
+@overload
+def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
+                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
+                    pixels: Literal[True] = ...) -> DicomCase[Volume]: ...
+@overload
+def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
+                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
+                    pixels: Literal[False]) -> DicomCase[Grid]: ...
+@overload
+def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
+                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
+                    pixels: bool) -> DicomCase[Volume | Grid]: ...
 def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
                     oar_names: Iterable[str] = (), series_uid: str | None = None,
-                    pixels: bool = True) -> DicomCase:
+                    pixels: bool = True) -> DicomCase[Any]:
     """Read a CT series and rasterise the named ROIs of a structure set onto it.
 
     Raises
@@ -757,7 +782,7 @@ def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: st
                      gtv_name=rois[0].name, warnings=tuple(warnings))
 
 
-def series_checksum(series: ImageSeries) -> str:
+def series_checksum(series: ImageSeries[Any]) -> str:
     """SHA-256 over the SHA-256 of each slice file, in slice order."""
     import hashlib
 
@@ -774,43 +799,56 @@ def series_checksum(series: ImageSeries) -> str:
 WORLD_GRID_TOLERANCE_MM = 0.01
 
 
-def on_grid(volume: Volume, grid: Volume, *, tolerance_mm: float = WORLD_GRID_TOLERANCE_MM,
-            name: str = "volume", grid_name: str = "grid") -> Volume:
+@overload
+def on_grid(volume: Volume, grid: Grid | Volume, *, tolerance_mm: float = ...,
+            name: str = ..., grid_name: str = ...) -> Volume: ...
+@overload
+def on_grid(volume: Grid, grid: Grid | Volume, *, tolerance_mm: float = ...,
+            name: str = ..., grid_name: str = ...) -> Grid: ...
+def on_grid(volume: Volume | Grid, grid: Grid | Volume, *,
+            tolerance_mm: float = WORLD_GRID_TOLERANCE_MM, name: str = "volume",
+            grid_name: str = "grid") -> Volume | Grid:
     """``volume`` with its axes permuted and flipped into ``grid``'s index order.
 
     A DICOM series and a NIfTI image converted from it have the same voxel centres in world
     space but may store the axes in another order or direction; this reorders the array
-    (exactly, no interpolation) so that index ``(i, j, k)`` is the same voxel in both.
+    (exactly, no interpolation) so that index ``(i, j, k)`` is the same voxel in both. A
+    :class:`~lattice.grid.Grid` (no voxels) is checked the same way and comes back as
+    ``grid``'s grid.
 
     Raises
     ------
     GridMismatchError
         The voxel centres differ by more than ``tolerance_mm`` whatever the axis order.
     """
+    source_grid = volume if isinstance(volume, Grid) else volume.grid
+    target = grid if isinstance(grid, Grid) else grid.grid
     perm, flips = [], []
     for axis in range(3):
-        dots = volume.directions.T @ grid.directions[:, axis]
+        dots = source_grid.directions.T @ target.directions[:, axis]
         source = int(np.argmax(np.abs(dots)))
         perm.append(source)
         flips.append(bool(dots[source] < 0))
-    shape = tuple(volume.shape[p] for p in perm)
+    shape = tuple(source_grid.shape[p] for p in perm)
     affine = np.eye(4)
     origin = np.zeros(3)
     for axis, (source, flip) in enumerate(zip(perm, flips)):
-        affine[:3, axis] = volume.affine[:3, source] * (-1.0 if flip else 1.0)
-        origin[source] = volume.shape[source] - 1 if flip else 0
-    affine[:3, 3] = volume.ijk_to_ras(origin)
-    if sorted(perm) != [0, 1, 2] or shape != grid.shape:
+        affine[:3, axis] = source_grid.affine[:3, source] * (-1.0 if flip else 1.0)
+        origin[source] = source_grid.shape[source] - 1 if flip else 0
+    affine[:3, 3] = source_grid.ijk_to_ras(origin)
+    if sorted(perm) != [0, 1, 2] or shape != target.shape:
         distance = np.inf
     else:
-        distance = Volume(np.broadcast_to(np.zeros((), np.uint8), shape),
-                          affine).corner_distance_mm(grid)
+        distance = Grid(target.shape, affine).corner_distance_mm(target)
     if not distance <= tolerance_mm:
         raise GridMismatchError(
-            f"{name} (shape {volume.shape}, voxel {_mm(volume.voxel_size_mm)} mm) is not on the "
-            f"grid of {grid_name} (shape {grid.shape}, voxel {_mm(grid.voxel_size_mm)} mm)"
+            f"{name} (shape {source_grid.shape}, voxel {_mm(source_grid.voxel_size_mm)} mm) is "
+            f"not on the grid of {grid_name} (shape {target.shape}, voxel "
+            f"{_mm(target.voxel_size_mm)} mm)"
             + ("" if not np.isfinite(distance) else f": voxel corners differ by up to "
                f"{distance:.3f} mm") + "; pass the DICOM series the image was converted from")
+    if isinstance(volume, Grid):
+        return target
     array = np.transpose(volume.array, perm)
     for axis, flip in enumerate(flips):
         if flip:

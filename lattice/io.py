@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import numbers
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import InputFileError, MaskError, ParameterError
+from .grid import Grid
 from .nifti_header import HeaderGeometry, check_header, check_mask_scaling, read_raw_header
 from .volume import Volume
 
@@ -109,17 +110,16 @@ def _read_data(img: nib.Nifti1Image | nib.Nifti2Image, geometry: HeaderGeometry,
     return data.reshape(geometry.shape)
 
 
-def _load_grid(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]]:
-    img, geometry = _open_nifti(path, name=name, mask=False)
-    placeholder = np.broadcast_to(np.zeros((), dtype=img.get_data_dtype()), geometry.shape)
-    return Volume(placeholder, geometry.affine), geometry.warnings
+def _load_grid(path: str | Path, *, name: str) -> tuple[Grid, tuple[str, ...]]:
+    geometry = _open_nifti(path, name=name, mask=False)[1]
+    return Grid(geometry.shape, geometry.affine), geometry.warnings
 
 
-def load_grid(path: str | Path, *, name: str | None = None) -> Volume:
+def load_grid(path: str | Path, *, name: str | None = None) -> Grid:
     """Read only the header of a 3-D NIfTI image: its grid, without the voxel data.
 
-    The returned volume's array is a zero-size-in-memory placeholder (a broadcast scalar) of
-    the image's shape, for grid checks. The header is checked as
+    The :class:`~lattice.grid.Grid` (shape and affine) serves grid checks and the geometry
+    of derived series. The header is checked as
     :func:`lattice.nifti_header.check_header` describes (:func:`header_warnings` gives the
     warnings of a file accepted with one). ``name`` is how messages name the file (default
     ``image 'PATH'``).
@@ -359,7 +359,8 @@ class Case:
 
     Attributes
     ----------
-    ct : Volume
+    ct : Volume or Grid
+        The CT, or only its grid when read with ``ct_data=False``.
     gtv : Volume
         Boolean mask.
     oars : dict of str to Volume
@@ -369,7 +370,7 @@ class Case:
         a mask's scaling applied), one line each, CT first: for ``plan.json`` ``warnings``.
     """
 
-    ct: Volume
+    ct: Volume | Grid
     gtv: Volume
     oars: dict[str, Volume]
     warnings: tuple[str, ...] = ()
@@ -382,7 +383,8 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
 
     Files are read by two threads (decompression releases the GIL). Errors are raised in
     argument order: CT, GTV, then OARs. With ``ct_data=False`` only the CT's header is read
-    (see :func:`load_grid`): enough to plan. Every header is checked
+    (:attr:`Case.ct` is its :class:`~lattice.grid.Grid`, see :func:`load_grid`): enough to
+    plan. Every header is checked
     (:func:`lattice.nifti_header.check_header`); its warnings are in :attr:`Case.warnings`.
 
     Raises
@@ -398,7 +400,9 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
     ct_name, gtv_name = f"CT '{ct_path}'", f"GTV mask '{gtv_path}'"
     oar_names = {name: f"OAR mask '{p}'" for name, p in oar_paths.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        ct_job = pool.submit(_load_image if ct_data else _load_grid, ct_path, name=ct_name)
+        read_ct: Callable[..., tuple[Volume | Grid, tuple[str, ...]]] = (
+            _load_image if ct_data else _load_grid)
+        ct_job = pool.submit(read_ct, ct_path, name=ct_name)
         gtv_job = pool.submit(_load_mask, gtv_path, name=gtv_name, label=gtv_label)
         oar_jobs = {name: pool.submit(_load_mask, p, name=oar_names[name],
                                       label_hint=OAR_LABEL_HINT)

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .errors import MaskError, ParameterError
-from .margins import bounding_box
+from .margins import bounding_box, mask_surface_ijk
 from .volume import Volume
 
 
@@ -212,11 +212,10 @@ def _surface_measures(crop: Volume) -> tuple[float, NDArray[np.float64], float, 
     marching-cubes surface."""
     from scipy.spatial import ConvexHull, QhullError
     from scipy.spatial.distance import pdist
-    from skimage.measure import marching_cubes, mesh_surface_area
+    from skimage.measure import mesh_surface_area
 
-    padded = np.pad(crop.array, 1).astype(np.float32)
-    verts, faces, _, _ = marching_cubes(padded, level=0.5)
-    world = crop.ijk_to_ras(verts - 1.0)
+    verts_ijk, faces = mask_surface_ijk(crop.array)
+    world = crop.ijk_to_ras(verts_ijk)
     area = float(mesh_surface_area(world, faces))
     # The mask is padded, so the surface is closed: its volume is the sum of the signed
     # tetrahedra from the origin to each face (divergence theorem; the sign follows the

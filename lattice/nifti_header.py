@@ -43,10 +43,11 @@ from itertools import product
 
 import nibabel as nib
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .errors import GridMismatchError, InputFileError, MaskError
-from .volume import ORTHOGONALITY_TOLERANCE
+from .grid import ORTHOGONALITY_TOLERANCE
 
 #: Most voxels (all dimensions) a file may claim: 2^31, a 1024 x 1024 x 2048 volume, beyond
 #: any CT a scanner exports (512 x 512 x ~3000 slices is 7.9e8). A header above it has a
@@ -422,7 +423,9 @@ def _sheared(affine: NDArray) -> bool:
 def _corner_distance_mm(a: NDArray, b: NDArray, shape: tuple[int, int, int]) -> float:
     """Largest distance (mm) between the corner voxels of one array under two affines."""
     corners = np.array(list(product(*[(0, n - 1) for n in shape])), dtype=np.float64)
-    diff = corners @ (a[:3, :3] - b[:3, :3]).T + (a[:3, 3] - b[:3, 3])
+    # One affine applied to the difference: exact where two nearly equal affines place a
+    # point far from the origin (the difference of the two mapped points would cancel).
+    diff = apply_affine(a - b, corners)
     return float(np.linalg.norm(diff, axis=1).max())
 
 

@@ -44,10 +44,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
 from matplotlib.patheffects import withStroke
+from nibabel.affines import apply_affine
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from numpy.typing import ArrayLike, NDArray
 
 from .errors import MaskError, OutputWriteError, ParameterError
+from .grid import Grid
+from .margins import bounding_box, mask_surface_ijk
 from .volume import Volume
 
 PanelName = Literal["axial", "coronal", "sagittal"]
@@ -273,13 +276,14 @@ def overview_geometry(
     box_lo = np.array([np.flatnonzero(c)[0] for c in counts], dtype=float)
     box_hi = np.array([np.flatnonzero(c)[-1] for c in counts], dtype=float)
 
+    canonical = Grid(shape, affine)
     columns = affine[:3, :3]
-    voxel_size = np.linalg.norm(columns, axis=0)
-    directions = columns / voxel_size
+    voxel_size = canonical.voxel_size_mm
+    directions = canonical.directions
     origin = affine[:3, 3]
     if len(centers):
         # The projection of a sphere on any axis is R wide on each side: exact for oblique grids.
-        centers_ijk = np.linalg.solve(columns, (centers - origin).T).T
+        centers_ijk = canonical.ras_to_ijk(centers)
         box_lo = np.minimum(box_lo, (centers_ijk - radius / voxel_size).min(axis=0))
         box_hi = np.maximum(box_hi, (centers_ijk + radius / voxel_size).max(axis=0))
     context = context_mm / voxel_size
@@ -302,7 +306,7 @@ def overview_geometry(
 
         ijk_centre = (crop_lo + crop_hi - 1) / 2.0
         ijk_centre[a] = layer
-        point = affine[:3, :3] @ ijk_centre + origin
+        point = apply_affine(affine, ijk_centre)
         h_dir, v_dir = directions[:, h], directions[:, v]
         u0, v0 = float(h_dir @ origin), float(v_dir @ origin)
         extent = (
@@ -971,14 +975,11 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
     slices are merged less than wide pixels are), and the surface is the 0.5 level of the
     block averages: it stays within about half a block of the voxel surface.
     """
-    from skimage.measure import marching_cubes
-
     array = np.asarray(mask.array) != 0
     if not array.any():
         raise MaskError("the GTV mask is empty; pass a mask with at least one non-zero voxel")
-    idx = np.argwhere(array)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    sub = array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    box = bounding_box(array)
+    sub = array[box]
     voxel = np.asarray(mask.voxel_size_mm, dtype=float)
     # Marching cubes makes about two triangles per block face on the surface.
     face_mm2 = np.prod(voxel) / voxel
@@ -986,16 +987,8 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
                for a in range(3))
     block_mm = np.sqrt(2.0 * area / MAX_FACES_3D)
     factor = np.clip(np.round(block_mm / voxel), 1, None).astype(int)
-    if np.any(factor > 1):
-        padded = np.pad(sub, [(0, -n % f) for n, f in zip(sub.shape, factor)])
-        nb = [n // f for n, f in zip(padded.shape, factor)]
-        grid = padded.reshape(nb[0], factor[0], nb[1], factor[1], nb[2], factor[2]).mean(
-            axis=(1, 3, 5), dtype=np.float32)
-    else:
-        grid = sub.astype(np.float32)
-    verts, faces, _, _ = marching_cubes(np.pad(grid, 1), 0.5)
-    ijk = (verts - 1.0) * factor + (factor - 1) / 2.0 + lo  # block centres on the mask grid
-    return mask.ijk_to_ras(ijk)[faces]
+    verts_ijk, faces = mask_surface_ijk(array, block_vox=factor, box=box)
+    return mask.ijk_to_ras(verts_ijk)[faces]
 
 
 #: Largest number of panels in the vertex montage (one per axial layer through a centre).

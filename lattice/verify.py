@@ -3,9 +3,9 @@
 The verifier reads what a plan *says* (``plan.json``: parameters, grid and the written vertex
 centres) and checks it against what the masks *are*, with its own distance computation. It
 shares no code with the planner's rule field or search (:mod:`lattice.rules`,
-:mod:`lattice.placement`), so a bug there cannot hide itself here. Only the container
-(:class:`~lattice.volume.Volume`), the mask reader, the bounding-box helper
-(:func:`lattice.margins.bounding_box`) and the error classes are shared.
+:mod:`lattice.placement`), so a bug there cannot hide itself here. Only the containers
+(:class:`~lattice.volume.Volume`, :class:`~lattice.grid.Grid`), the mask reader, the
+bounding-box helper (:func:`lattice.margins.bounding_box`) and the error classes are shared.
 
 Distances follow the TPS surface model (README "Definitions", :mod:`lattice.surface`): the GTV
 and each OAR are the solids a TPS rebuilds from slice outlines (the RTSTRUCT's polygons when
@@ -45,9 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .errors import GridMismatchError, InputFileError
+from .grid import Grid, ras_to_lps
 from .io import load_grid, load_mask, mask_from_array, sha256_file
 from .volume import Volume
 
@@ -63,8 +65,6 @@ REPORT_TOLERANCE_MM = 1e-3
 #: With snap_to_slices a centre's k index must be a whole number within this: the planner
 #: rounds k and maps back to the world, which leaves ~1e-12 of float rounding.
 SLICE_INDEX_TOLERANCE = 1e-6
-
-_RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -203,8 +203,8 @@ def _parse_rules(params: Any, source: str) -> _Rules:
     )
 
 
-def _parse_grid(grid: Any, source: str) -> Volume:
-    """The plan's grid as a Volume with a placeholder array (shape and affine only)."""
+def _parse_grid(grid: Any, source: str) -> Grid:
+    """The plan's grid (shape and affine)."""
     try:
         shape = tuple(int(n) for n in grid["shape"])
         affine = np.array(grid["affine"], dtype=np.float64)
@@ -213,7 +213,7 @@ def _parse_grid(grid: Any, source: str) -> Volume:
     if len(shape) != 3 or affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
         raise _bad(source, f"'grid' has shape {shape} and a {affine.shape} affine; "
                            "expected 3 sizes and a 4x4 affine")
-    return Volume(np.broadcast_to(np.zeros((), dtype=bool), shape), affine)
+    return Grid(shape, affine)  # type: ignore[arg-type]  # three sizes: checked above
 
 
 def _parse_vertices(vertices: Any, source: str) -> tuple[list[Mapping[str, Any]],
@@ -236,14 +236,6 @@ def _parse_vertices(vertices: Any, source: str) -> tuple[list[Mapping[str, Any]]
 
 
 # -- distances --------------------------------------------------------------------------------
-
-def _ijk_to_ras(affine: NDArray[np.float64], ijk: NDArray) -> NDArray[np.float64]:
-    return np.asarray(ijk, dtype=np.float64) @ affine[:3, :3].T + affine[:3, 3]
-
-
-def _ras_to_ijk(affine: NDArray[np.float64], ras: NDArray[np.float64]) -> NDArray[np.float64]:
-    return np.linalg.solve(affine[:3, :3], (ras - affine[:3, 3]).T).T
-
 
 def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
     """Closed outlines (voxel indices i, j) of slice k: the mask's own polygons when it was
@@ -318,7 +310,7 @@ class _Slabs:
         if n == 0:
             return np.zeros(0)
         dz = float(self.vox[2])
-        uvw = (points_ras_mm @ self.inv[:3, :3].T + self.inv[:3, 3]) * self.vox
+        uvw = apply_affine(self.inv, points_ras_mm) * self.vox
         j0 = np.rint(uvw[:, 2] / dz).astype(np.int64)
         best = np.full(n, cap_mm, dtype=np.float64)
         live = np.ones(n, dtype=bool)
@@ -382,7 +374,7 @@ def _pt(p: Any) -> str:
 
 # -- the checks -------------------------------------------------------------------------------
 
-def _check_on_grid(mask: Volume, grid: Volume, *, name: str, note: str = "") -> None:
+def _check_on_grid(mask: Volume | Grid, grid: Grid, *, name: str, note: str = "") -> None:
     """Raise GridMismatchError unless ``mask`` lies on the plan's grid."""
     try:
         grid.check_same_grid(mask, name="the plan's grid", other_name=name)
@@ -549,7 +541,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
         warnings.append(f"OAR '{name}' has no clearance in the plan's parameters; not checked")
 
     # Centres on slice planes.
-    ijk = _ras_to_ijk(grid.affine, centres) if n else np.zeros((0, 3))
+    ijk = grid.ras_to_ijk(centres) if n else np.zeros((0, 3))
     if rules.snap_to_slices:
         off = np.abs(ijk[:, 2] - np.round(ijk[:, 2]))
         worst = f"; worst offset {float(off.max()):.1g} slices" if n else ""
@@ -578,7 +570,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
 
 
 def _check_reported(chk: _Checker, doc: Mapping[str, Any], records: list[Mapping[str, Any]],
-                    centres: NDArray[np.float64], ijk: NDArray[np.float64], grid: Volume,
+                    centres: NDArray[np.float64], ijk: NDArray[np.float64], grid: Grid,
                     depth: NDArray[np.float64], oar_d: Mapping[str, NDArray[np.float64]],
                     pair_mm: NDArray[np.float64], a: NDArray, b: NDArray, *,
                     depth_exact: bool = True,
@@ -616,13 +608,13 @@ def _check_reported(chk: _Checker, doc: Mapping[str, Any], records: list[Mapping
 
     for i, v in enumerate(records):
         c = centres[i]
-        lps = c * _RAS_TO_LPS
+        lps = ras_to_lps(c)
         compare(i, "center_lps_mm", v.get("center_lps_mm"), lps,
                 f"the RAS centre with x and y negated {_pt(lps)}")
         # Index differences are compared as world distances (mm) through the plan's affine.
         try:
             written_ijk = np.array(v.get("center_ijk"), dtype=np.float64)
-            as_ras = (_ijk_to_ras(grid.affine, written_ijk) if written_ijk.shape == (3,)
+            as_ras = (apply_affine(grid.affine, written_ijk) if written_ijk.shape == (3,)
                       else None)
         except (TypeError, ValueError):
             as_ras = None
@@ -751,7 +743,7 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
                    warnings=(*warnings, *report.warnings))
 
 
-def _nifti_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, doc: Mapping[str, Any],
+def _nifti_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, doc: Mapping[str, Any],
                   checksum: Any, violations: list[Violation], warnings: list[str]
                   ) -> tuple[Volume, dict[str, Volume]]:
     """GTV and OAR masks from the NIfTI files a plan records (checksums and grid checked)."""
@@ -793,7 +785,7 @@ def _nifti_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, doc: Mapp
     return gtv, oars
 
 
-def _dicom_inputs(inputs: Mapping[str, Any], grid: Volume, path: Path, checksum: Any,
+def _dicom_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, checksum: Any,
                   warnings: list[str]) -> tuple[Volume, dict[str, Volume]]:
     """GTV and OAR masks rasterised again from the CT series and RTSTRUCT a plan records."""
     from .dicom import load_dicom_case, series_checksum

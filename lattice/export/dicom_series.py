@@ -25,8 +25,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import __version__
-from ..dicom import LPS_TO_RAS, ImageSeries, SliceRef, quiet_pydicom
+from ..dicom import ImageSeries, SliceRef, quiet_pydicom
 from ..errors import LatticeError, MaskError, ParameterError
+from ..grid import Grid
 from ..volume import Volume
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -266,11 +267,6 @@ def ds_list(values: Any) -> list[str]:
     return out
 
 
-def lps_affine(grid: Volume) -> NDArray[np.float64]:
-    """Voxel index -> LPS mm."""
-    return LPS_TO_RAS @ grid.affine  # the same matrix both ways (its own inverse)
-
-
 def now_da_tm() -> tuple[str, str]:
     """Today's date and time as DICOM DA and TM strings."""
     now = datetime.datetime.now()
@@ -288,7 +284,7 @@ def check_patient_position(value: str, *, what: str = "patient_position") -> str
     return term
 
 
-def derived_series(grid: Volume, *, patient_id: str,
+def derived_series(grid: Grid | Volume, *, patient_id: str,
                    patient_name: str = ANONYMOUS_PATIENT_NAME,
                    patient_position: str = DEFAULT_PATIENT_POSITION,
                    study_uid: str | None = None, frame_of_reference_uid: str | None = None,
@@ -370,7 +366,7 @@ def write_series(series: ImageSeries, image: Volume, folder: str | Path) -> list
     if image.shape != grid.shape or not np.allclose(image.affine, grid.affine, atol=1e-6):
         raise ValueError("the image is not on the series grid")
     stored, slope, intercept, signed = _pixel_encoding(image.array)
-    lps = lps_affine(grid)
+    lps = grid.lps_affine
     size = grid.voxel_size_mm
     row_dir = lps[:3, 0] / size[0]
     col_dir = lps[:3, 1] / size[1]

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 import trimesh
 from numpy.typing import ArrayLike, NDArray
-from skimage.measure import marching_cubes
 
 from ..errors import OutputWriteError, ParameterError
-from ..margins import bounding_box
-from ..plan import RAS_TO_LPS, Plan
+from ..grid import ras_to_lps
+from ..margins import mask_surface_ijk
+from ..plan import Plan
 from ..volume import Volume
 from . import MESH_FORMATS  # defined beside PLAN_FILES, which lists the mesh files
 
@@ -37,10 +37,6 @@ __all__ = ["MESH_FORMATS", "SPHERE_SUBDIVISIONS", "mask_mesh", "signed_volume_mm
 #: 4 with four times the faces); scaling it to the exact volume moves its points 0.29 %
 #: outside the sphere, 0.02 mm on a 15 mm vertex.
 SPHERE_SUBDIVISIONS = 3
-
-#: Iso-level of marching cubes on a 0/1 mask: the surface passes halfway between the centres
-#: of an inside and an outside voxel.
-MASK_LEVEL = 0.5
 
 
 def vertex_spheres_mesh(centers_lps_mm: ArrayLike, diameter_mm: float) -> trimesh.Trimesh:
@@ -100,13 +96,13 @@ def vertex_spheres_mesh(centers_lps_mm: ArrayLike, diameter_mm: float) -> trimes
 def mask_mesh(mask: Volume) -> trimesh.Trimesh:
     """The surface of a mask, in LPS mm, with outward normals.
 
-    Marching cubes (scikit-image, Lewiner) at level :data:`MASK_LEVEL` on the mask cropped to
-    its bounding box and padded with one background voxel on every side, so the surface is
-    closed even where the mask touches the array border. The points, fractional voxel
-    indices, go through the mask's full affine to RAS+ and then to LPS; no smoothing. Faces
-    are flipped when the signed volume comes out negative, which happens exactly when the
-    affine mirrors (negative determinant; :func:`signed_volume_mm3`), so normals point
-    outward on every grid.
+    Marching cubes (scikit-image, Lewiner) at level 0.5 on the mask cropped to its bounding
+    box and padded with one background voxel on every side, so the surface is closed even
+    where the mask touches the array border (:func:`lattice.margins.mask_surface_ijk`). The
+    points, fractional voxel indices, go through the mask's full affine to RAS+ and then to
+    LPS; no smoothing. Faces are flipped when the signed volume comes out negative, which
+    happens exactly when the affine mirrors (negative determinant; :func:`signed_volume_mm3`),
+    so normals point outward on every grid.
 
     The enclosed volume is close to, and slightly below, the voxel count times the voxel
     volume (the surface cuts the corners of the voxel staircase): -0.4 % on a 16 x 12 x 20 mm
@@ -127,12 +123,8 @@ def mask_mesh(mask: Volume) -> trimesh.Trimesh:
     array = np.asarray(mask.array).astype(bool, copy=False)
     if not array.any():
         return trimesh.Trimesh()
-    box = bounding_box(array)
-    padded = np.pad(array[box], 1).astype(np.float32)
-    verts_ijk, faces, _, _ = marching_cubes(padded, level=MASK_LEVEL)
-    # Index of the padded array -> index of the full array: box start, minus the padding.
-    verts_ijk = verts_ijk + (np.array([s.start for s in box], dtype=np.float64) - 1.0)
-    verts_lps_mm = mask.ijk_to_ras(verts_ijk) * RAS_TO_LPS
+    verts_ijk, faces = mask_surface_ijk(array)
+    verts_lps_mm = ras_to_lps(mask.ijk_to_ras(verts_ijk))
     if signed_volume_mm3(verts_lps_mm, faces) < 0:  # the affine mirrors: outward is inward
         faces = faces[:, ::-1]
     return trimesh.Trimesh(vertices=verts_lps_mm, faces=np.ascontiguousarray(faces),

@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .. import __version__
 from ..dicom import RTSTRUCT_SOP_CLASS, ImageSeries, on_grid, quiet_pydicom
+from ..grid import Grid
 from ..plan import Plan
 from ..volume import Volume
 from .dicom_series import (
@@ -34,7 +36,6 @@ from .dicom_series import (
     dicom_string_problem,
     ds_list,
     fit_dicom_string,
-    lps_affine,
     now_da_tm,
 )
 
@@ -69,17 +70,17 @@ class RoiSpec:
     description: str = ""
 
 
-def slice_planes(grid: Volume) -> tuple[NDArray[np.float64], NDArray[np.float64],
+def slice_planes(grid: Grid | Volume) -> tuple[NDArray[np.float64], NDArray[np.float64],
                                         NDArray[np.float64], NDArray[np.float64]]:
     """Origins (K, 3), unit normal, and unit in-plane axes u (along i), v (along j), LPS."""
-    lps = lps_affine(grid)
+    lps = grid.lps_affine
     size = grid.voxel_size_mm
     origins = lps[:3, 3] + np.arange(grid.shape[2])[:, None] * lps[:3, 2]
     return origins, lps[:3, 2] / size[2], lps[:3, 0] / size[0], lps[:3, 1] / size[1]
 
 
 def sphere_contours(center_lps_mm: NDArray[np.float64], radius_mm: float,
-                    grid: Volume, *, points: int = CIRCLE_POINTS) -> list[Contour]:
+                    grid: Grid | Volume, *, points: int = CIRCLE_POINTS) -> list[Contour]:
     """Exact circles where the slice planes of ``grid`` cut a sphere (every plane that does)."""
     origins, normal, u, v = slice_planes(grid)
     c = np.asarray(center_lps_mm, dtype=np.float64)
@@ -93,7 +94,7 @@ def sphere_contours(center_lps_mm: NDArray[np.float64], radius_mm: float,
     return out
 
 
-def contour_volume_mm3(contours: Sequence[Contour], grid: Volume) -> float:
+def contour_volume_mm3(contours: Sequence[Contour], grid: Grid | Volume) -> float:
     """The volume a TPS rebuilds from contours on the slices of ``grid``: the sum of the
     polygon areas (shoelace, in the slice plane) x the slice gap."""
     origins, _, u, v = slice_planes(grid)
@@ -105,7 +106,7 @@ def contour_volume_mm3(contours: Sequence[Contour], grid: Volume) -> float:
 
 
 def sphere_tps_volume_mm3(center_lps_mm: NDArray[np.float64], radius_mm: float,
-                          grid: Volume) -> float:
+                          grid: Grid | Volume) -> float:
     """The volume a TPS rebuilds from the circles :func:`sphere_contours` exports."""
     return contour_volume_mm3(sphere_contours(center_lps_mm, radius_mm, grid), grid)
 
@@ -121,7 +122,7 @@ def mask_contours(mask: Volume) -> list[Contour]:
 
     from ..margins import bounding_box
 
-    lps = lps_affine(mask)
+    lps = mask.lps_affine
     out: list[Contour] = []
     if not mask.array.any():
         return out
@@ -137,7 +138,7 @@ def mask_contours(mask: Volume) -> list[Contour]:
             if len(line) < 3:
                 continue
             ijk = np.column_stack([line, np.full(len(line), float(k))])
-            out.append((k, ijk @ lps[:3, :3].T + lps[:3, 3]))
+            out.append((k, apply_affine(lps, ijk)))
     return out
 
 
@@ -149,7 +150,7 @@ def _drop_collinear(ring: NDArray[np.float64]) -> NDArray[np.float64]:
     return ring[np.abs(turn) > 1e-9]
 
 
-def keyhole_contours(contours: Sequence[Contour], grid: Volume) -> list[Contour]:
+def keyhole_contours(contours: Sequence[Contour], grid: Grid | Volume) -> list[Contour]:
     """The same region without inner contours: on each slice, every hole is joined to the
     outline around it by a zero-width cut, so each outer outline becomes one polygon.
 
@@ -318,7 +319,7 @@ COLORS = {"LATTICE_VTX": (255, 0, 0), "LATTICE_TARGET": (0, 200, 255),
           "GTV": (255, 255, 0)}
 
 
-def plan_rois(plan: Plan, grid: Volume, *, vertex_rois: str = "both",
+def plan_rois(plan: Plan, grid: Grid | Volume, *, vertex_rois: str = "both",
               stv: Volume | None = None, gtv: bool = False,
               valley_contours: str = "holes") -> list[RoiSpec]:
     """The ROIs of a plan on the slices of ``grid`` (the plan's masks must be on it).
