@@ -5,9 +5,9 @@ distances and neighbour shells by brute force (``pdist`` over a generated block 
 densities by counting points in a large ball and from the analytic volume per vertex,
 symmetries and primitive translations by matching point sets with a KD-tree.
 
-Spacing S is the true nearest-neighbour distance for every pattern (docs/domain.md,
-"Lattice patterns"); for BCC the cube edge is therefore a = 2 S / sqrt(3) (S is half the
-body diagonal), and the volume per vertex is a^3 / 2 = 4 S^3 / (3 sqrt 3).
+Spacing S is the true nearest-neighbour distance for every pattern (docs/patterns.md); for
+BCC the cube edge is therefore a = 2 S / sqrt(3) (S is half the body diagonal), and the
+volume per vertex is a^3 / 2 = 4 S^3 / (3 sqrt 3).
 """
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 lie in every range of lattice/options.py, unknown names are refused with the valid ones, and
 explicit settings override a protocol's.
 
-The expected values are written out from the sources the protocols cite (docs/domain.md,
-"Typical values"): Mayo (Deufel et al. 2024) D 15 mm, spacing >= 30 mm, centre >= 5 mm + R
-inside the GTV and >= 10 mm + R from every OAR, co-planar 20 / 80 mm; WashU LITE SABR
-(Duriseti et al. 2022) D 15 mm hot spheres on an FCC lattice 3 sqrt(2) cm apart, on the CT
-slices, GTV retracted by 5 mm.
+The expected values are written out from the sources the protocols cite (docs/protocols.md):
+Mayo (Deufel et al. 2024) D 15 mm, spacing >= 30 mm, centre >= 5 mm + R inside the GTV and
+>= 10 mm + R from every OAR, co-planar 20 / 80 mm; WashU LITE SABR (Duriseti et al. 2022)
+D 15 mm hot spheres on an FCC lattice 3 sqrt(2) cm apart, on the CT slices, GTV retracted by
+5 mm.
 """
 
 from __future__ import annotations
