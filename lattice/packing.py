@@ -14,7 +14,7 @@ Method, three stages sharing one time budget:
    The candidates therefore depend on the world geometry only, not on how the image is
    stored. Two grid points conflict when their index offset is in a fixed stencil.
 2. *Discrete*: an MIS on the candidates. A small graph is solved exactly by integer
-   programming (HiGHS through :func:`scipy.optimize.milp`; one constraint per clique "the
+   programming (:func:`lattice.pairs.max_independent_set_milp`; one constraint per clique "the
    candidates within S/2 of a half-grid point", which covers every conflict and gives a far
    tighter relaxation than one row per edge); its bound is reported. A larger graph gets a
    greedy solution (fewest conflicts first, so corners and the boundary fill first) improved
@@ -44,6 +44,7 @@ import time
 from typing import Any
 
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import ArrayLike, NDArray
 from scipy import fft, sparse
 from scipy.spatial import cKDTree
@@ -51,6 +52,7 @@ from scipy.spatial.distance import pdist
 
 from .errors import ParameterError
 from .margins import EDT_TOLERANCE_MM
+from .pairs import max_independent_set_milp
 from .rules import RuleField
 
 #: Candidate grid step = S / GRID_DIVISIONS for large regions. Finer grids help the discrete
@@ -408,20 +410,14 @@ def _milp(grid: _ConflictGrid, deadline: float) -> tuple[NDArray[np.int64], dict
     if not seen:  # no conflict at all: take everything
         info.update(optimal=True, count=n, upper_bound_on_grid=n)
         return np.arange(n), info
-    from scipy import optimize  # ~0.5 s to import, and only tiny regions need it
-
-    a = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(seen), n))
-    time_limit = max(deadline - time.perf_counter(), 0.05)
-    res = optimize.milp(-np.ones(n), constraints=optimize.LinearConstraint(a, -np.inf, 1),
-                        integrality=np.ones(n), bounds=optimize.Bounds(0, 1),
-                        options={"time_limit": time_limit})
-    if res.x is None:
-        return np.zeros(0, np.int64), info
-    ids = np.flatnonzero(res.x > 0.5)
-    bound = getattr(res, "mip_dual_bound", None)
-    info.update(optimal=res.status == 0, count=int(len(ids)), upper_bound_on_grid=(
-        int(math.floor(-bound + 1e-6)) if bound is not None and np.isfinite(bound) else None))
-    return ids, info
+    cliques = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(seen), n))
+    found = max_independent_set_milp(
+        n, cliques, time_limit_s=max(deadline - time.perf_counter(), 0.05))
+    if not found.found:
+        return found.ids, info
+    info.update(optimal=found.optimal, count=int(len(found.ids)),
+                upper_bound_on_grid=found.upper_bound)
+    return found.ids, info
 
 
 class _LocalSearch:
@@ -575,14 +571,15 @@ class _SlackInterpolator:
         self.shape = np.array(s.shape)
         self.strides = np.array([s.shape[1] * s.shape[2], s.shape[2], 1])
         self.corner_offsets = self._CORNERS @ self.strides
-        inv = np.linalg.inv(field.gtv.affine)
-        self.lin = inv[:3, :3]
-        self.shift = inv[:3, 3] - field.box_lo
+        # RAS mm -> fractional index of the field's box (the box starts at box_lo).
+        self.to_box_ijk = np.linalg.inv(field.gtv.affine)
+        self.to_box_ijk[:3, 3] -= field.box_lo
+        self.lin = self.to_box_ijk[:3, :3]  # the gradient's chain rule
         self.sign = np.where(self._CORNERS == 1, 1.0, -1.0)
 
     def __call__(self, pts: NDArray[np.float64]
                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        idx = pts @ self.lin.T + self.shift
+        idx = apply_affine(self.to_box_ijk, pts)
         base = np.clip(np.floor(idx).astype(np.int64), 0, self.shape - 2)
         t = idx - base
         v = self.flat[(base @ self.strides)[:, None] + self.corner_offsets]
