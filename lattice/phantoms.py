@@ -29,8 +29,10 @@ from statistics import NormalDist
 import nibabel as nib
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy.spatial.transform import Rotation
 
 from .errors import OutputWriteError, ParameterError
+from .margins import bounding_box
 from .volume import Volume
 
 HU_AIR = -1000
@@ -316,8 +318,8 @@ def _make_ct(
     slice_hu = np.where(body_2d, HU_SOFT_TISSUE, HU_AIR).astype(np.int16)
     slice_hu[bone_2d & body_2d] = HU_BONE
     ct[...] = slice_hu[:, :, None]
-    box = _bounding_box(gtv)
-    if box is not None:
+    if gtv.any():
+        box = bounding_box(gtv)
         ct[box][gtv[box]] += HU_TUMOUR
 
     # Noise slice by slice from uniform bytes through a quantised normal quantile table:
@@ -335,24 +337,10 @@ def _make_ct(
     return ct
 
 
-def _bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
-    """Slices of the smallest box holding every set voxel, or None for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
-
-
 def _rotation(yaw_deg: float, pitch_deg: float) -> NDArray[np.float64]:
-    """Rotation about z by ``yaw_deg`` then about x by ``pitch_deg``; columns are body axes."""
-    a, b = np.deg2rad(yaw_deg), np.deg2rad(pitch_deg)
-    rz = np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1]])
-    rx = np.array([[1, 0, 0], [0, np.cos(b), -np.sin(b)], [0, np.sin(b), np.cos(b)]])
-    return rx @ rz
+    """Rotation about z by ``yaw_deg`` then about x by ``pitch_deg`` (extrinsic, ``Rx @ Rz``);
+    columns are body axes."""
+    return Rotation.from_euler("zx", [yaw_deg, pitch_deg], degrees=True).as_matrix()
 
 
 def _inside_ellipsoid(
