@@ -51,7 +51,7 @@ from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
 from .errors import ParameterError
-from .margins import EDT_TOLERANCE_MM
+from .margins import EDT_TOLERANCE_MM, bounding_box
 from .pairs import max_independent_set_milp
 from .rules import RuleField
 
@@ -290,8 +290,10 @@ def _candidate_grid(field: RuleField, step: float
     maybe = field.slack_vox_hi > -field.band_mm - EDT_TOLERANCE_MM
     if not maybe.any():
         return np.zeros((0, 3), np.int64), np.zeros((0, 3))
-    idx = np.argwhere(maybe)
-    lo, hi = idx.min(0) - 1, idx.max(0) + 1
+    box = bounding_box(maybe)
+    # One voxel beyond the last maybe-voxel each way: the interpolation cell around it.
+    lo = np.array([b.start for b in box]) - 1
+    hi = np.array([b.stop for b in box])
     corners = np.array(np.meshgrid(*zip(lo, hi), indexing="ij")).reshape(3, -1).T
     world = field.gtv.ijk_to_ras(corners + field.box_lo)
     k0 = np.floor(world.min(0) / step).astype(np.int64)
