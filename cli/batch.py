@@ -12,10 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from lattice.errors import EXIT_JOBS_FAILED
 from lattice_cli.options import ranged, whole
-
-#: Exit code of a batch that ran to the end with some failed jobs (recorded in summary.csv).
-EXIT_JOBS_FAILED = 9
 
 
 def register(subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentParser], None]
@@ -119,6 +117,7 @@ def _check_jobs(jobs: list) -> None:
     the rules between options, OAR clearances), so a bad manifest or grid value (``nan``,
     ``1e30``) stops the batch before anything runs."""
     from lattice.errors import ParameterError
+    from lattice.pipeline import OPTION_NAMES
     from lattice_cli.main import _option_names, build_parser, check_parameters
 
     parser = build_parser()
@@ -133,8 +132,8 @@ def _check_jobs(jobs: list) -> None:
             message = " ".join(err.getvalue().split()).removeprefix("lattice: error: ")
             raise ParameterError(f"case {job.case} ({values}): {message}") from None
         except ParameterError as exc:
-            raise ParameterError(f"case {job.case} ({values}): {_option_names(str(exc))}"
-                                 ) from None
+            message = _option_names(exc.render(OPTION_NAMES))
+            raise ParameterError(f"case {job.case} ({values}): {message}") from None
 
 
 def _job_label(row: dict, grid: list[dict]) -> str:

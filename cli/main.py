@@ -13,14 +13,9 @@ import argparse
 import atexit
 import contextlib
 import gc
-import importlib
-import json
 import os
 import re
-import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +30,7 @@ from lattice.export.dicom_series import (
     PATIENT_POSITIONS,
 )
 from lattice.export.rtstruct import VALLEY_CONTOUR_CHOICES, VERTEX_ROI_CHOICES
+from lattice.pipeline import OPTION_NAMES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
 from lattice_cli import batch, measure, report, rois, scart, show, verify
@@ -268,227 +264,28 @@ def _check_inputs(args: argparse.Namespace) -> None:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from lattice.export import check_output_folder, make_stage, output_lock
-    from lattice.export.picture import PictureWorker
+    from lattice.pipeline import run_plan
 
     t0 = args.started if getattr(args, "started", None) is not None else time.perf_counter()
     _check_inputs(args)
     check_parameters(args)  # every range and rule before any output or worker
-    out = check_output_folder(args.out, force=args.force, inputs=_input_paths(args))
-    dicom_in = args.ct_dicom is not None
-    # Without DICOM input or a reference series, the CT is written as a derived DICOM series;
-    # the worker, which reads the CT's voxels for the picture, writes it.
-    derived_ct = not dicom_in and args.reference_ct_dicom is None and not args.no_dicom
-
-    def load_ct():
-        if dicom_in:
-            from lattice.dicom import load_series
-
-            return load_series(args.ct_dicom, series_uid=args.ct_series).grid
-        from lattice.io import load_image
-
-        return load_image(args.ct, name=f"CT '{args.ct}'")
-
-    # Started first, before any thread: it forks, and loads the CT and imports matplotlib on
-    # the other core while this process plans. A derived DICOM CT does not depend on the plan:
-    # the worker writes it into a temporary folder as soon as it has the CT.
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(output_lock(out, command="lattice plan"))  # makes out's parent
-        derived = early = None
-        if derived_ct:
-            derived = _derived_series(args)
-            # Beside the plan folder, where a later run finds it if this one is killed.
-            folder = make_stage(out, "ct", out.parent)
-            stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
-            derived["folder"] = folder
-
-            def early(ct, series=derived["series"], folder=folder) -> None:
-                from lattice.export.dicom_series import write_series
-
-                write_series(series, ct, folder)
-        worker = (None if args.no_picture and not derived_ct
-                  else stack.enter_context(PictureWorker(load_ct, early=early)))
-        # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
-        # decompressed.
-        modules = ["lattice.placement"]
-        if args.mesh_format != "none":
-            modules.append("trimesh")
-        importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
-                                    daemon=True)
-        importer.start()
-        return _plan_and_write(args, worker, t0, derived=derived)
+    outcome = run_plan(plan_request(args))
+    _print_outcome(outcome, args.out, time.perf_counter() - t0)
+    return 0
 
 
-def _input_paths(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
-    """Every input path of ``lattice plan``, by option (none may be inside --out)."""
-    return [("--ct", args.ct), ("--gtv", args.gtv),
-            *(("--oar", path) for _, path, _ in args.oar),
-            ("--reference-ct-dicom", args.reference_ct_dicom), ("--ct-dicom", args.ct_dicom),
-            ("--rtstruct", args.rtstruct)]
+def plan_request(args: argparse.Namespace):
+    """The :class:`lattice.pipeline.PlanRequest` of parsed ``lattice plan`` arguments."""
+    from lattice.pipeline import request_from_options
+
+    _resolve_oar_names(args)
+    return request_from_options(vars(args))
 
 
-def _derived_series(args: argparse.Namespace) -> dict:
-    """The DICOM series to derive from the NIfTI CT (from its header and checksum)."""
-    from pydicom.uid import generate_uid
-
-    from lattice.export.dicom_series import derived_series
-    from lattice.io import load_grid
-
-    grid = load_grid(args.ct, name=f"CT '{args.ct}'")
-    grid.check_not_sheared(name=f"CT '{args.ct}'")  # named here, before the series is made
-    record = _describe(args.ct)
-    digest = record["sha256"]
-    # Study and frame of reference follow from the CT file: exports of one CT share them.
-    series = derived_series(
-        grid, patient_name=args.patient_name or ANONYMOUS_PATIENT_NAME,
-        patient_id=args.patient_id or f"LAT{digest[:12].upper()}",
-        patient_position=args.patient_position or DEFAULT_PATIENT_POSITION,
-        study_uid=generate_uid(entropy_srcs=[digest, "study"]),
-        frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
-    return {"series": series, "ct_record": record}
-
-
-def _describe(path: Path) -> dict[str, str]:
-    from lattice.io import sha256_file
-
-    return {"path": str(path.resolve()), "sha256": sha256_file(path)}
-
-
-def _load_inputs(args: argparse.Namespace, worker, clearances: dict[str, float], *,
-                 derived: dict | None):
-    """(gtv, oars, ct or None, inputs record, DICOM series to reference or None, warnings)."""
-    from lattice.io import load_case
-
-    if args.ct_dicom is not None:
-        from lattice.dicom import load_dicom_case, series_checksum
-
-        names = [n for n, _, _ in args.oar_name]
-        # Without a worker the voxels are read here, so a corrupt slice is never accepted.
-        dcase = load_dicom_case(args.ct_dicom, args.rtstruct, gtv_name=args.gtv_name,
-                                oar_names=names, series_uid=args.ct_series,
-                                pixels=worker is None)
-        series = dcase.series
-        inputs = {"ct": {"dicom_folder": str(args.ct_dicom.resolve()),
-                         "series_instance_uid": series.series_instance_uid,
-                         "slices": len(series.slices), "sha256": series_checksum(series)},
-                  "rtstruct": _describe(args.rtstruct),
-                  "gtv": {"roi": dcase.gtv_name},
-                  "oars": [{"name": n, "roi": n, "clearance_mm": clearances[n]}
-                           for n in dcase.oars]}
-        ct = series.grid if worker is None else None
-        return dcase.gtv, dcase.oars, ct, inputs, series, list(dcase.warnings)
-    oar_paths = {name: path for name, path, _ in args.oar}
-    # The worker reads the CT's voxels (and reports a corrupt file); without it they are
-    # read here, so a truncated CT is never accepted.
-    case = load_case(args.ct, args.gtv, gtv_label=args.gtv_label, oar_paths=oar_paths,
-                     ct_data=worker is None)
-    inputs = {"ct": derived["ct_record"] if derived else _describe(args.ct),
-              "gtv": {**_describe(args.gtv), "label": args.gtv_label},
-              "oars": [{"name": n, **_describe(p), "clearance_mm": clearances[n]}
-                       for n, p, _ in args.oar]}
-    series = None
-    if args.no_dicom:
-        pass
-    elif args.reference_ct_dicom is not None:
-        from lattice.dicom import load_series, on_grid
-
-        series = load_series(args.reference_ct_dicom, pixels=False)
-        on_grid(case.ct, series.grid, name=f"CT '{args.ct}'",
-                grid_name=f"the DICOM series in '{args.reference_ct_dicom}'")
-        inputs["reference_ct_dicom"] = {
-            "dicom_folder": str(args.reference_ct_dicom.resolve()),
-            "series_instance_uid": series.series_instance_uid}
-    elif derived is not None:
-        series = derived["series"]
-        inputs["derived_ct_dicom"] = {"series_instance_uid": series.series_instance_uid,
-                                      "folder": "ct_dicom",
-                                      "patient_position": str(series.header.PatientPosition)}
-    ct = case.ct if worker is None else None
-    return case.gtv, case.oars, ct, inputs, series, list(case.warnings)
-
-
-def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dict | None
-                    ) -> int:
-    from lattice.export import DicomOutput, write_plan_folder
-    from lattice.placement import plan_vertices
-    from lattice.rules import Oar
-    from lattice.verify import verify_plan
-
-    specs = args.oar or args.oar_name
-    names = [name for name, _, _ in specs]
-    if len(set(names)) != len(names):
-        raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
-                             "--oar NAME=PATH:MM")
-    settings, clearances = _resolve(args)
-    from lattice.measure import parse_size_rule
-
-    size_rules = [parse_size_rule(r) for r in (args.size_rule or ["NCT06987370"])]
-    dose_params = None
-    given = {"peak_gy": args.dose_peak_gy, "valley_gy": args.dose_valley_gy,
-             "falloff_mm": args.dose_falloff_mm}
-    if any(v is not None for v in given.values()):
-        from lattice.dose import DoseProxyParameters
-
-        dose_params = DoseProxyParameters(**{k: v for k, v in given.items() if v is not None})
-        dose_params.validate()
-    gtv, oar_masks, ct, inputs, series, input_warnings = _load_inputs(
-        args, worker, clearances, derived=derived)
-    oars = [Oar(name, oar_masks[name], clearances[name]) for name in oar_masks]
-    plan = plan_vertices(
-        gtv, oars=oars, max_vertices=args.max_vertices, min_vertices=args.min_vertices,
-        count=args.count, time_budget_s=args.time_budget_s,
-        orientation_search=args.orientations, rotation_step_deg=args.rotation_step_deg,
-        mode=args.mode, shell_width_mm=args.shell_width_mm, protocol=args.protocol,
-        **settings)
-
-    if plan.n_vertices == 0 and not args.allow_empty:
-        reason = plan.warnings[0] if plan.warnings else "no vertex fits"
-        raise ParameterError(f"{reason}; nothing was written (pass --allow-empty to write the "
-                             "empty plan)")
-
-    stv = None
-    if args.stv_margin_mm is not None or args.stv_fraction is not None:
-        from lattice.stv import contract_gtv
-
-        stv = contract_gtv(gtv, margin_mm=args.stv_margin_mm, fraction=args.stv_fraction)
-        input_warnings += [f"STV: {w}" for w in stv.warnings]
-
-    def verified_document() -> dict:
-        """plan.json, checked by the independent verifier before it is written."""
-        document = plan.to_dict(inputs=inputs,
-                                slice_grid=None if series is None else series.grid)
-        document["warnings"] = [*input_warnings, *document["warnings"]]
-        if stv is not None:
-            document["stv"] = stv.to_dict()
-        if dose_params is not None:
-            from lattice.dose import dose_proxy_metrics
-
-            document["dose_proxy"] = dose_proxy_metrics(
-                gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm,
-                params=dose_params)
-        report = verify_plan(document, gtv=gtv, oars=oar_masks, check_reported_depth=False)
-        if not report.ok:
-            raise LatticeError("the plan failed its own independent verification ("
-                               + "; ".join(v.message for v in report.violations[:3])
-                               + "); nothing was written; please report this as a bug")
-        document["verification"] = {"ok": True, "by": "lattice.verify (independent "
-                                    "recomputation from the masks)",
-                                    "checks": list(report.checks)}
-        return document
-
-    dicom = (None if series is None else
-             DicomOutput(series=series, written_ct=derived["folder"] if derived else None,
-                         vertex_rois=args.vertex_rois, gtv_roi=derived is not None,
-                         valley_contours=args.valley_contours,
-                         stv=None if stv is None else stv.stv))
-    written = write_plan_folder(plan, args.out, ct=ct, oars=oar_masks, inputs=inputs,
-                                force=args.force, picture=not args.no_picture, worker=worker,
-                                document=verified_document, dicom=dicom,
-                                mesh_format=None if args.mesh_format == "none"
-                                else args.mesh_format, stv=None if stv is None else stv.stv,
-                                size_rules=size_rules)
-    doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
-    for warning in doc["warnings"]:  # the inputs', the plan's and the exports' warnings
+def _print_outcome(outcome, out: Path, seconds: float) -> None:
+    """The warnings (stderr), then the plan, the lesion and the dose proxy in a few lines."""
+    doc, plan = outcome.document, outcome.plan
+    for warning in outcome.warnings:  # the inputs', the plan's and the exports' warnings
         print(f"lattice: warning: {warning}", file=sys.stderr)
     s = plan.summary()
     p = plan.parameters
@@ -499,7 +296,7 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
           f"({p.pattern}, D {p.diameter_mm:g} mm, "
           f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
           f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
-          f"{time.perf_counter() - t0:.2f} s")
+          f"{seconds:.2f} s")
     lesion = doc["lesion"]["measurements"]
     rules = "; ".join(f"{r['rule']}: {'met' if r['met'] else 'NOT met'}"
                       for r in doc["lesion"]["size_rules"])
@@ -511,8 +308,7 @@ def _plan_and_write(args: argparse.Namespace, worker, t0: float, *, derived: dic
         print(f"dose proxy (not a dose calculation): GTV D10 {d['gtv_d10_gy']:g}, D90 "
               f"{d['gtv_d90_gy']:g}, D10/D90 {d['d10_over_d90']}, mean peak/valley "
               f"{d['mean_peak_over_mean_valley']}")
-    print(f"wrote {', '.join(sorted(written))} to {args.out}")
-    return 0
+    print(f"wrote {', '.join(sorted(outcome.files))} to {out}")
 
 
 #: Built-in values of the options a protocol may set.
@@ -604,15 +400,11 @@ def check_parameters(args: argparse.Namespace) -> None:
 
 
 #: Library parameter names (in error messages) -> the options a command-line user typed.
-_OPTION_NAMES = {"min_spacing_mm": "--spacing-mm", "diameter_mm": "--diameter-mm",
-                 "gtv_margin_mm": "--gtv-margin-mm", "rotation_step_deg": "--rotation-step-deg",
-                 "time_budget_s": "--time-budget-s", "snap_to_slices": "--snap-to-slices",
-                 "shell_width_mm": "--shell-width-mm", "max_vertices": "--max-vertices",
-                 "min_vertices": "--min-vertices", "coplanar_mm": "--coplanar-mm",
-                 "coplanar_spacing_mm": "--coplanar-spacing-mm", "patient_id": "--patient-id",
-                 "peak_gy": "--dose-peak-gy",
-                 "valley_gy": "--dose-valley-gy", "falloff_mm": "--dose-falloff-mm",
-                 "patient_name": "--patient-name", "patient_position": "--patient-position"}
+_OPTION_NAMES = {k: v for k, v in OPTION_NAMES.items() if k in (
+    "min_spacing_mm", "diameter_mm", "gtv_margin_mm", "rotation_step_deg", "time_budget_s",
+    "snap_to_slices", "shell_width_mm", "max_vertices", "min_vertices", "coplanar_mm",
+    "coplanar_spacing_mm", "patient_id", "peak_gy", "valley_gy", "falloff_mm", "patient_name",
+    "patient_position")}
 _OPTION_PATTERN = re.compile(r"\b(" + "|".join(_OPTION_NAMES) + r")\b(?!-)")
 
 
@@ -625,24 +417,6 @@ def _option_names(message: str) -> str:
 def _one_line(exc: BaseException) -> str:
     """An error message on one line (library messages quoted from nibabel may hold newlines)."""
     return " ".join(str(exc).split())
-
-
-@contextlib.contextmanager
-def _terminate_as_interrupt():
-    """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
-    stops, its temporary folders are removed, nothing half-written is left."""
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup run
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _skip_final_collection() -> None:
@@ -687,14 +461,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.started = started
     try:
-        with _terminate_as_interrupt():
+        from lattice.pipeline import terminate_as_interrupt
+
+        with terminate_as_interrupt():
             return int(args.func(args))
     except LatticeError as exc:
         if args.debug:
             raise
         message = _one_line(exc)
         if isinstance(exc, ParameterError) and args.command == "plan":
-            message = _option_names(message)
+            message = _option_names(" ".join(exc.render(OPTION_NAMES).split()))
         print(f"lattice: error: {message}", file=sys.stderr)
         return exc.exit_code
     except BrokenPipeError:  # `lattice ... | head`: the reader left; say nothing more

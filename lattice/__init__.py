@@ -9,6 +9,12 @@ appears only in exporters.
 >>> plan = lattice.plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30,
 ...                              gtv_margin_mm=5)                   # doctest: +SKIP
 
+What ``lattice plan`` does, from Python (see :mod:`lattice.pipeline`):
+
+>>> from lattice.pipeline import NiftiInputs
+>>> outcome = lattice.run_plan(lattice.PlanRequest(
+...     NiftiInputs("ct.nii.gz", "gtv.nii.gz"), "out"))             # doctest: +SKIP
+
 The names below are imported on first use, so ``import lattice`` stays cheap (scipy and
 nibabel take ~0.5 s to import).
 """
@@ -38,6 +44,11 @@ _EXPORTS = {
     "load_case": "lattice.io",
     "save_volume": "lattice.io",
     "write_plan_folder": "lattice.export",
+    "PlanRequest": "lattice.pipeline",
+    "PlanOutcome": "lattice.pipeline",
+    "PlanOptions": "lattice.pipeline",
+    "run_plan": "lattice.pipeline",
+    "DoseProxyParameters": "lattice.dose",
 }
 
 __all__ = ["__version__", *_EXPORTS]

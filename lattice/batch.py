@@ -1,12 +1,13 @@
-"""Batch runs: every case of a manifest x every parameter set, each planned by ``lattice plan``.
+"""Batch runs: every case of a manifest x every parameter set, each planned as ``lattice plan``
+plans it.
 
-A job is one run of the ``lattice plan`` command (:func:`lattice_cli.main.main`), so a
-batch writes exactly what the command writes. Jobs run in parallel worker processes on this
-machine (``workers``; each worker imports everything once and runs one plan after another; a
-failing case is recorded and the others go on, and a case that crashes its worker is run again
-alone in a process of its own so that only it fails), or on an existing Dask distributed
-cluster (``scheduler``; each job in a new process there; the paths must then be readable and
-the output folder writable by the cluster's workers).
+A job is one :class:`~lattice.pipeline.PlanRequest` run by :func:`~lattice.pipeline.run_plan`,
+the function behind the ``lattice plan`` command, so a batch writes exactly what the command
+writes. Jobs run in parallel worker processes on this machine (``workers``; each worker
+imports everything once and runs one plan after another; a failing case is recorded and the
+others go on, and a case that crashes its worker is run again alone in a process of its own
+so that only it fails), or on the workers of an existing Dask distributed cluster
+(``scheduler``; the paths must then be readable and the output folder writable by them).
 
 Output folder::
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
-import io
 import itertools
 import json
 import math
@@ -38,7 +38,6 @@ import multiprocessing as mp
 import os
 import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,10 +48,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from .errors import InputFileError, OutputExistsError, OutputWriteError, ParameterError
+from .errors import (
+    EXIT_INTERRUPTED,
+    InputFileError,
+    OutputExistsError,
+    OutputWriteError,
+    ParameterError,
+    exit_status,
+)
 from .export import publish, remove_stale_stages
 from .export.picture import FORK_ENV
-from .options import check_range, parse_oar_spec
+from .options import check_range, parse_oar_spec, read_number
+from .pipeline import OPTION_KINDS, OPTION_NAMES, PlanRequest, request_from_options
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
 #: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
@@ -74,8 +81,6 @@ _FALSE = {"0", "false", "no", "n", "off", ""}
 _CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 RUNS_FOLDER = "runs"
 SUMMARY_NAME = "summary.csv"
-#: Exit code of an interrupted plan (Ctrl-C, SIGTERM).
-INTERRUPTED = 130
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Summary columns taken from plan.json's ``summary``.
@@ -107,11 +112,14 @@ class Job:
         Every parameter set for this job (defaults, manifest columns, grid values), by
         :data:`PLAN_PARAMETERS` name.
     argv : tuple of str
-        The arguments after ``lattice plan``.
+        The same plan as ``lattice plan`` arguments (recorded in its row: a rerun with
+        other arguments is another job).
     out_dir : Path
         The plan folder.
     row_path : Path
         Where the job's summary row is kept.
+    source : Case, optional
+        The manifest row (its inputs).
     """
 
     case: str
@@ -119,6 +127,7 @@ class Job:
     argv: tuple[str, ...]
     out_dir: Path
     row_path: Path
+    source: Case | None = None
 
     @property
     def name(self) -> str:
@@ -332,7 +341,7 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
             parameters = {**base, **case.parameters, **point}
             jobs.append(Job(case.name, parameters,
                             tuple(_argv(case, parameters, folder)), folder,
-                            out / RUNS_FOLDER / f"{name}.json"))
+                            out / RUNS_FOLDER / f"{name}.json", case))
     seen: dict[str, Job] = {}
     for job in jobs:
         key = str(job.out_dir).casefold()
@@ -392,33 +401,77 @@ def _is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
             and row.get("status") == "ok" and (job.out_dir / "plan.json").is_file())
 
 
+def job_request(job: Job, *, force: bool = False) -> PlanRequest:
+    """The job's plan as a :class:`~lattice.pipeline.PlanRequest`: its case's inputs and its
+    parameters read as ``lattice plan`` reads them.
+
+    Raises
+    ------
+    ParameterError
+        A value that is not of its parameter's kind, or out of range (the ``{name}`` field
+        of the error is the parameter).
+    """
+    case = job.source
+    if case is None:
+        raise ParameterError(f"job {job.name} has no case inputs; make it with make_jobs")
+    values: dict[str, Any] = {name: _value(name, text) for name, text in job.parameters.items()}
+    values.update(ct=case.ct, gtv=case.gtv, out=job.out_dir, force=force,
+                  oar=[parse_oar_spec(o) for o in case.oars])
+    return request_from_options(values)
+
+
+def _value(name: str, text: str) -> Any:
+    """A parameter's text (a manifest cell, a grid value, a default) as its value."""
+    kind = OPTION_KINDS[name]
+    try:
+        if kind == "number":
+            return float(read_number(text))
+        if kind == "whole":
+            return int(read_number(text, integer=True))
+    except ValueError as exc:
+        raise ParameterError(f"argument {{{name}}}: {exc}", parameters=[name]) from None
+    if kind == "flag":
+        if text.lower() not in _TRUE | _FALSE:
+            raise ParameterError(f"{{{name}}} is an on/off flag; write true or false, not "
+                                 f"{text!r}", parameters=[name])
+        return text.lower() in _TRUE
+    if kind == "list":
+        return [t.strip() for t in text.split(";")]
+    return text.upper() if name == "patient_position" else text
+
+
 def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
-    """Run one job as a new ``python -m lattice_cli plan ...`` process and return its row;
-    the row is also written to ``job.row_path``. Never raises for a failing case: the failure
-    is the row's ``status``, ``exit_code`` and ``error``. (Dask workers run jobs this way,
-    and so does a local batch for a job that crashed a worker process.)
+    """Run one job in this process and return its row; the row is also written to
+    ``job.row_path``. Never raises for a failing case: the failure is the row's ``status``,
+    ``exit_code`` and ``error``. (Dask workers run jobs this way.)
 
     ``force`` replaces the job's plan folder (see :func:`_start` for when the batch replaces
     a folder of its own without it)."""
-    argv, foreign = _start(job, force)
+    replace, foreign = _start(job, force)
     t0 = time.perf_counter()
+    code, error, warnings = 0, "", 0
     try:
-        done = subprocess.run([sys.executable, "-m", "lattice_cli", "plan", *argv],
-                              capture_output=True, text=True, check=False)
-        code, stderr = done.returncode, done.stderr
-    except OSError as exc:
-        code, stderr = -1, f"lattice: error: cannot start the plan command ({exc})"
-    row = _row(job, code, stderr, time.perf_counter() - t0, foreign)
+        warnings = len(run_plan_of(job, force=replace).warnings)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the row records it
+        code, error = exit_status(exc, option_names=OPTION_NAMES)
+    row = _row(job, code, error, time.perf_counter() - t0, foreign, warnings=warnings)
     _write_row(row, job.row_path)
     return row
 
 
-def _start(job: Job, force: bool) -> tuple[list[str], bool]:
-    """The job's ``lattice plan`` arguments, and whether its folder is foreign; records the
+def run_plan_of(job: Job, *, force: bool = False) -> Any:
+    """:func:`~lattice.pipeline.run_plan` of the job (its :class:`PlanOutcome`)."""
+    from .pipeline import run_plan
+
+    return run_plan(job_request(job, force=force))
+
+
+def _start(job: Job, force: bool) -> tuple[bool, bool]:
+    """Whether the job replaces its folder, and whether the folder is foreign; records the
     job as running.
 
-    ``--force`` is added when asked, or when the folder is this batch's own: a row of this
-    job from an earlier attempt exists that did not find the folder there already (the batch
+    The folder is replaced when asked, or when it is this batch's own: a row of this job
+    from an earlier attempt exists that did not find the folder there already (the batch
     was stopped after the plan was written, or while a forced replacement ran). A folder
     that was there before the batch ever ran the job is foreign and never replaced without
     ``force`` (the plan then fails: output exists).
@@ -426,49 +479,43 @@ def _start(job: Job, force: bool) -> tuple[list[str], bool]:
     row = _read_row(job.row_path)
     ours = row is not None and row.get("argv") == list(job.argv) and not row.get("foreign")
     exists = job.out_dir.exists()
-    argv = list(job.argv)
-    if force or (ours and exists):
-        argv.append("--force")
     foreign = exists and not force and not ours
     _write_row({"case": job.case, "status": "running", "argv": list(job.argv),
                 "plan_dir": str(job.out_dir), "foreign": foreign}, job.row_path)
-    return argv, foreign
+    return force or (ours and exists), foreign
 
 
-def _row(job: Job, code: int, stderr: str, seconds: float, foreign: bool = False
-         ) -> dict[str, Any]:
+def _row(job: Job, code: int, error: str, seconds: float, foreign: bool = False, *,
+         warnings: int = 0) -> dict[str, Any]:
+    """The summary row of a job that ended with exit code ``code`` and, when it failed, the
+    line the command would have printed (``error``)."""
     row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in
                                                  job.parameters.items()}}
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith(("lattice: error", "lattice: internal"))]
     ok = code == 0 and (job.out_dir / "plan.json").is_file()
     row["status"] = "ok" if ok else "failed"
     row["exit_code"] = code
-    error = "" if ok else (errors or lines or [f"exit code {code}"])[-1]
-    row["error"] = error.removeprefix("lattice: error: ")
-    row["warnings"] = sum(ln.startswith("lattice: warning") for ln in lines)
+    row["error"] = "" if ok else (error or f"exit code {code}").removeprefix(
+        "lattice: error: ")
+    row["warnings"] = warnings if ok else 0
     if ok:
-        from .planfolder import read_plan_document
+        from .planfolder import PlanDocument
 
         try:  # validated against plan.schema.json: a summary never reads a wrong type
-            doc = read_plan_document(job.out_dir)
+            doc = PlanDocument.read(job.out_dir)
         except InputFileError as exc:
             ok, row["status"], row["error"] = False, "failed", str(exc)
     if ok:
-        summary = doc.get("summary", {})
-        row.update({k: summary.get(k) for k in SUMMARY_METRICS})
-        p = doc.get("parameters", {})
+        row.update({k: doc.summary.get(k) for k in SUMMARY_METRICS})
+        p = doc.parameters
         row.update({"diameter_mm_used": p.get("diameter_mm"),
                     "spacing_mm_used": p.get("min_spacing_mm"),
                     "gtv_margin_mm_used": p.get("gtv_margin_mm")})
-        lesion = doc.get("lesion", {})
-        measured = lesion.get("measurements", {})
+        measured = doc.lesion_measurements
         row["long_axis_mm"] = measured.get("long_axis_mm")
         row["short_axis_mm"] = measured.get("short_axis_mm")
-        row["size_rules_met"] = all(r.get("met") for r in lesion.get("size_rules", []))
-        dose = doc.get("dose_proxy")
-        if dose:
-            row["dose_d10_over_d90"] = dose.get("d10_over_d90")
+        row["size_rules_met"] = all(r.get("met") for r in doc.size_rules)
+        if doc.dose_proxy:
+            row["dose_d10_over_d90"] = doc.dose_proxy.get("d10_over_d90")
     else:
         row.update({k: None for k in SUMMARY_METRICS})
     row["seconds"] = round(seconds, 2)
@@ -573,18 +620,19 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
         yield from _run_dask(jobs, scheduler, force=force)
         return
     # Plans run in worker processes that have imported everything once (a fresh interpreter
-    # per plan spends ~1 s importing). A plan draws its pictures in a forked process of its
-    # own only when there are more cores than workers.
+    # per plan spends ~1 s importing). A plan draws its pictures in a process of its own only
+    # when there are more cores than workers.
     fork = (os.cpu_count() or 1) > workers
+    before = set(mp.active_children())
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                                initializer=_warm_up, initargs=(fork,))
     crashed: list[Job] = []
-    processes: dict = {}
+    processes: list[Any] = []
     started = time.time()
     try:
         futures = {pool.submit(_run_in_worker, job, force): job for job in jobs}
         # Kept now: a broken pool forgets its processes, and one may still be running a plan.
-        processes = dict(getattr(pool, "_processes", None) or {})
+        processes = [p for p in mp.active_children() if p not in before]
         for future in as_completed(futures):
             job = futures[future]
             try:
@@ -593,11 +641,7 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
                 crashed.append(job)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes.values():
-            if process.is_alive():  # interrupted or broken: stop the plans (they clean up)
-                process.terminate()
-        for process in processes.values():
-            process.join()
+        _stop(processes)
         pool.shutdown(wait=True)
         for job in jobs:  # what a stopped worker could not clean up (its pid is dead now)
             remove_stale_stages(job.out_dir)
@@ -611,7 +655,39 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
         else:
             rerun.append(job)
     with ThreadPoolExecutor(max_workers=workers) as threads:
-        yield from threads.map(lambda j: run_job(j, force=force), rerun)
+        yield from threads.map(lambda j: _run_alone(j, force=force, fork=fork), rerun)
+
+
+def _stop(processes: Sequence[Any]) -> None:
+    """Stop the processes still running (interrupted or broken: the plans clean up)."""
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join()
+
+
+def _run_alone(job: Job, *, force: bool, fork: bool) -> dict[str, Any]:
+    """Run one job in a new process of its own; a process that dies fails only this job
+    (its row gives the process's exit code)."""
+    t0 = time.perf_counter()
+    process = mp.get_context("spawn").Process(target=_run_child, args=(job, force, fork))
+    process.start()
+    try:
+        process.join()
+    finally:
+        _stop([process])
+    row = _read_row(job.row_path)
+    if row is None or row.get("status") == "running":  # it died before writing its row
+        foreign = bool(row and row.get("foreign"))
+        row = _row(job, process.exitcode or -1, "", time.perf_counter() - t0, foreign)
+        _write_row(row, job.row_path)
+    return row
+
+
+def _run_child(job: Job, force: bool, fork: bool) -> None:  # pragma: no cover - a child
+    _warm_up(fork)
+    _run_in_worker(job, force)
 
 
 def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker processes
@@ -633,28 +709,21 @@ def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker proce
     import matplotlib
 
     matplotlib.use("Agg")
-    for module in ("lattice_cli.main", "lattice.placement", "lattice.render",
+    for module in ("lattice.pipeline", "lattice.placement", "lattice.render",
                    "lattice.export.rtstruct", "lattice.export.meshes",
                    "lattice.export.dicom_series", "lattice.measure", "matplotlib.pyplot"):
         importlib.import_module(module)
 
 
 def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
-    """Run ``lattice plan`` for ``job`` in this (worker) process; its row."""
-    from lattice_cli.main import main
+    """Run ``job`` in this (worker) process; its row. SIGTERM stops the plan as Ctrl-C
+    would (its temporary folders are removed), and this worker takes no further job."""
+    from .pipeline import terminate_as_interrupt
 
-    argv, foreign = _start(job, force)
-    err = io.StringIO()
-    t0 = time.perf_counter()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            code = main(["plan", *argv])
-        except SystemExit as exc:  # a usage error (argparse)
-            code = exc.code if isinstance(exc.code, int) else 2
-    row = _row(job, code, err.getvalue(), time.perf_counter() - t0, foreign)
-    _write_row(row, job.row_path)
-    if code == INTERRUPTED:  # SIGTERM from the batch: this worker takes no further job
-        os._exit(INTERRUPTED)
+    with terminate_as_interrupt():
+        row = run_job(job, force=force)
+    if row["exit_code"] == EXIT_INTERRUPTED:
+        os._exit(EXIT_INTERRUPTED)
     return row
 
 

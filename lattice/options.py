@@ -152,28 +152,32 @@ def check_range(name: str, value: Any, *, label: str | None = None) -> Any:
         message gives the range.
     """
     r = RANGES[name]
-    label = label or name
+    fields = [] if label else [name]  # the error names the parameter as its {name} field
+    label = label or "{" + name + "}"
     want = r.text()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ParameterError(f"{label} must be a number ({want}), got {value!r}")
+        raise ParameterError.of(fields, f"{label} must be a number ({want}), got {value!r}")
     if r.integer and not isinstance(value, numbers.Integral):
-        raise ParameterError(f"{label} must be {want}, got {float(value)!r}")
+        raise ParameterError.of(fields, f"{label} must be {want}, got {float(value)!r}")
     number: Any = int(value) if isinstance(value, numbers.Integral) and r.integer \
         else float(value)
     if not math.isfinite(number):
-        raise ParameterError(f"{label} must be a finite number ({want}), got {_show(value)}")
+        raise ParameterError.of(fields, f"{label} must be a finite number ({want}), got "
+                                f"{_show(value)}")
     if r.contains(number):
         return number
     if number > r.high and r.unit == "mm" and r.high == MAX_LENGTH_MM:
-        raise ParameterError(f"{label} of {_show(value)} mm is longer than any patient (the "
-                             f"limit is {MAX_LENGTH_MM:g} mm); check the units (mm)")
+        raise ParameterError.of(fields, f"{label} of {_show(value)} mm is longer than any "
+                                f"patient (the limit is {MAX_LENGTH_MM:g} mm); check the "
+                                "units (mm)")
     if number <= 0 and (r.low > 0 or r.low_open) and not r.integer:
-        raise ParameterError(f"{label} must be a positive number ({want}), got {_show(value)}")
+        raise ParameterError.of(fields, f"{label} must be a positive number ({want}), got "
+                                f"{_show(value)}")
     if number < 0 and r.low == 0:
-        raise ParameterError(f"{label} must be >= 0 ({want}), got {_show(value)}")
+        raise ParameterError.of(fields, f"{label} must be >= 0 ({want}), got {_show(value)}")
     why = r.why_high if number > r.high else r.why_low
     why = f" ({why})" if why else ""
-    raise ParameterError(f"{label} must be {want}, got {_show(value)}{why}")
+    raise ParameterError.of(fields, f"{label} must be {want}, got {_show(value)}{why}")
 
 
 def range_text(name: str) -> str:

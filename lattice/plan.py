@@ -7,7 +7,7 @@ x and y negated) and fractional voxel index of the CT grid.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any, Literal, get_args
 
@@ -103,6 +103,36 @@ class PlanParameters:
     time_budget_s: float = 5.0
     protocol: str | None = None
 
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @classmethod
+    def from_protocol(cls, name: str | None, **overrides: Any) -> PlanParameters:
+        """The parameters of protocol ``name`` (:mod:`lattice.protocols`; None: the
+        defaults), with ``overrides`` taking precedence; an override of None is not given.
+        ``coplanar_mm=0`` turns the protocol's co-planar rule off.
+
+        >>> PlanParameters.from_protocol("mayo", diameter_mm=10).coplanar_spacing_mm
+        80.0
+
+        Raises
+        ------
+        ParameterError
+            An unknown protocol or parameter, or values out of range or inconsistent.
+        """
+        from .protocols import get_protocol
+
+        preset = dict(get_protocol(name).parameters) if name is not None else {}
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ParameterError(f"{', '.join(unknown)} is not a plan parameter; use one of "
+                                 f"{', '.join(f.name for f in fields(cls))}")
+        values = {**preset, **given, "protocol": name}
+        if values.get("coplanar_mm") == 0:  # 0 turns the rule off (e.g. a protocol's)
+            values["coplanar_mm"] = values["coplanar_spacing_mm"] = None
+        return cls(**values)
+
     @property
     def max_depth_mm(self) -> float | None:
         """Deepest allowed centre (shell mode), mm below the GTV surface; None in fill mode."""
@@ -127,15 +157,16 @@ class PlanParameters:
             check_range("oar_clearance_mm", value, label=f"clearance for OAR '{oar}'")
         if self.min_spacing_mm < self.diameter_mm:
             raise ParameterError(
-                f"min_spacing_mm ({self.min_spacing_mm:g}) is smaller than diameter_mm "
-                f"({self.diameter_mm:g}): the spheres would overlap; use a spacing >= diameter"
-            )
+                f"{{min_spacing_mm}} ({self.min_spacing_mm:g}) is smaller than {{diameter_mm}} "
+                f"({self.diameter_mm:g}): the spheres would overlap; use a spacing >= diameter",
+                parameters=["min_spacing_mm", "diameter_mm"])
         if self.pattern not in PLACEMENTS:
             raise ParameterError(
                 f"unknown pattern {self.pattern!r}; choose one of {', '.join(PLACEMENTS)}")
         if self.pattern == "max" and (self.snap_to_slices or self.count is not None):
-            raise ParameterError("--pattern max supports neither --snap-to-slices nor --count "
-                                 "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those")
+            raise ParameterError("{pattern} max supports neither {snap_to_slices} nor {count} "
+                                 "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those",
+                                 parameters=["pattern", "snap_to_slices", "count"])
         if self.orientation_search not in ORIENTATION_SEARCHES:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
@@ -143,25 +174,31 @@ class PlanParameters:
         if self.mode not in MODES:
             raise ParameterError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.shell_width_mm is not None and self.mode != "shell":
-            raise ParameterError("shell_width_mm only applies to the shell mode; add "
-                                 "--mode shell or drop --shell-width-mm")
+            raise ParameterError("{shell_width_mm} only applies to the shell mode; add "
+                                 "{mode} shell or drop {shell_width_mm}",
+                                 parameters=["shell_width_mm", "mode"])
         if self.snap_to_slices and self.orientation_search != "axial":
-            raise ParameterError("snap_to_slices lays the lattice's layers along the CT slices, "
-                                 "so the lattice cannot be tilted; use --orientations axial")
+            raise ParameterError("{snap_to_slices} lays the lattice's layers along the CT "
+                                 "slices, so the lattice cannot be tilted; use "
+                                 "{orientation_search} axial",
+                                 parameters=["snap_to_slices", "orientation_search"])
         if self.count is not None and self.max_vertices is not None:
-            raise ParameterError(f"count cannot be combined with max_vertices, got "
-                                 f"count={self.count}, max_vertices={self.max_vertices}; "
-                                 "drop one of them")
+            raise ParameterError(f"count cannot be combined with {{max_vertices}}, got "
+                                 f"count={self.count}, {{max_vertices}}={self.max_vertices}; "
+                                 "drop one of them", parameters=["max_vertices"])
         if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
-            raise ParameterError("the co-planar rule needs both coplanar_mm and "
-                                 "coplanar_spacing_mm (e.g. 20 and 80)")
+            raise ParameterError("the co-planar rule needs both {coplanar_mm} and "
+                                 "{coplanar_spacing_mm} (e.g. 20 and 80)",
+                                 parameters=["coplanar_mm", "coplanar_spacing_mm"])
         if self.coplanar_mm == 0:
-            raise ParameterError("co-planar distances must be > 0 mm, got coplanar_mm 0 "
-                                 "(0 turns the rule off in plan_vertices)")
+            raise ParameterError("co-planar distances must be > 0 mm, got {coplanar_mm} 0 "
+                                 "(0 turns the rule off in plan_vertices)",
+                                 parameters=["coplanar_mm"])
         if (self.min_vertices is not None and self.max_vertices is not None
                 and self.min_vertices > self.max_vertices):
-            raise ParameterError(f"min_vertices ({self.min_vertices}) exceeds max_vertices "
-                                 f"({self.max_vertices}); make them consistent")
+            raise ParameterError(f"{{min_vertices}} ({self.min_vertices}) exceeds "
+                                 f"{{max_vertices}} ({self.max_vertices}); make them consistent",
+                                 parameters=["min_vertices", "max_vertices"])
 
 
 @dataclass(frozen=True, eq=False)

@@ -49,6 +49,82 @@ def read_plan_document(folder: str | Path) -> dict[str, Any]:
     return validate_plan_document(doc, path)
 
 
+@dataclass(frozen=True, eq=False)
+class PlanDocument:
+    """A plan.json document, validated against the schema, read through named accessors.
+
+    The schema requires only ``grid``, ``parameters`` and ``vertices``; every other section
+    may be missing (a document written by another version or by hand), and its accessor
+    then gives an empty mapping or None. This is the one place that knows the document's
+    layout; readers use it instead of ``.get`` chains.
+
+    >>> doc = PlanDocument.read("out")                   # doctest: +SKIP
+    >>> doc.summary["n_vertices"], doc.lesion_measurements.get("long_axis_mm")  # doctest: +SKIP
+    """
+
+    data: dict[str, Any]
+
+    @classmethod
+    def read(cls, folder: str | Path) -> PlanDocument:
+        """The plan.json of a plan folder (or the file itself); see :func:`read_plan_document`."""
+        return cls(read_plan_document(folder))
+
+    def _section(self, name: str) -> dict[str, Any]:
+        value = self.data.get(name)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return self._section("parameters")
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self._section("summary")
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        return self._section("inputs")
+
+    @property
+    def grid(self) -> dict[str, Any]:
+        return self._section("grid")
+
+    @property
+    def vertices(self) -> list[dict[str, Any]]:
+        return list(self.data.get("vertices") or [])
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.data.get("warnings") or [])
+
+    @property
+    def lesion(self) -> dict[str, Any]:
+        return self._section("lesion")
+
+    @property
+    def lesion_measurements(self) -> dict[str, Any]:
+        value = self.lesion.get("measurements")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def size_rules(self) -> list[dict[str, Any]]:
+        return list(self.lesion.get("size_rules") or [])
+
+    @property
+    def dose_proxy(self) -> dict[str, Any] | None:
+        value = self.data.get("dose_proxy")
+        return value if isinstance(value, dict) and value else None
+
+    @property
+    def stv(self) -> dict[str, Any] | None:
+        value = self.data.get("stv")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def verification(self) -> dict[str, Any]:
+        return self._section("verification")
+
+
 @functools.lru_cache(maxsize=1)
 def plan_schema() -> dict[str, Any]:
     """The JSON Schema of plan.json (``lattice/plan.schema.json``)."""

@@ -186,13 +186,14 @@ def check_inputs_outside(folder: Path, out_dir: str | Path,
 
     Parameters
     ----------
-    inputs : iterable of (option, path or None)
-        e.g. ``("--gtv", Path("out/lattice_target.nii.gz"))``; None is skipped.
+    inputs : iterable of (parameter name, path or None)
+        e.g. ``("gtv", Path("out/lattice_target.nii.gz"))``; None is skipped. The error
+        names the input as the ``{name}`` field of its :class:`ParameterError`.
 
     Raises
     ------
     ParameterError
-        Naming the option, the input and the folder.
+        Naming the input (its parameter), the path and the folder.
     """
     roots = {folder, Path(os.path.abspath(out_dir))}
     for option, path in inputs:
@@ -206,9 +207,10 @@ def check_inputs_outside(folder: Path, out_dir: str | Path,
                 if spelling == root or root in spelling.parents:
                     where = "is" if spelling == root else "is inside"
                     raise ParameterError(
-                        f"{option} '{path}' {where} the output folder '{out_dir}', which this "
-                        "run would write into and, with --force, replace whole; copy the "
-                        "input out of that folder first or choose another --out folder")
+                        f"{{{option}}} '{path}' {where} the output folder '{out_dir}', which "
+                        "this run would write into and, with --force, replace whole; copy the "
+                        "input out of that folder first or choose another --out folder",
+                        parameters=[option])
 
 
 @contextlib.contextmanager

@@ -1,0 +1,695 @@
+"""What ``lattice plan`` does, for Python: :class:`PlanRequest` -> :func:`run_plan` ->
+:class:`PlanOutcome`.
+
+A request names the inputs (NIfTI files, a DICOM CT series with its RTSTRUCT, or volumes in
+memory), the planning parameters (:class:`~lattice.plan.PlanParameters`), what else to
+compute and write (:class:`PlanOptions`) and the output folder. :func:`run_plan` loads the
+inputs, plans, measures the lesion, contracts the STV and computes the dose proxy when asked,
+has the plan checked by the independent verifier, and writes the plan folder atomically
+(``plan.json`` last); the command line and ``lattice batch`` call it and only print.
+
+>>> from lattice import PlanRequest, run_plan
+>>> from lattice.pipeline import NiftiInputs
+>>> request = PlanRequest(NiftiInputs("ct.nii.gz", "gtv.nii.gz"), "out")  # doctest: +SKIP
+>>> outcome = run_plan(request)                                          # doctest: +SKIP
+>>> outcome.plan.n_vertices, outcome.folder                              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import importlib
+import json
+import shutil
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import LatticeError, ParameterError
+from .options import OarSpec, check_range
+from .plan import Plan, PlanParameters
+from .volume import Volume
+
+if TYPE_CHECKING:  # scipy-heavy modules, imported when used
+    from .dose import DoseProxyParameters
+    from .grid import Grid
+    from .measure import SizeRule
+    from .rules import Oar
+
+#: The lesion size rules recorded in plan.json when none are asked for.
+DEFAULT_SIZE_RULES = ("NCT06987370",)
+
+
+@dataclass(frozen=True)
+class NiftiInputs:
+    """A NIfTI CT with its GTV and OAR masks on the CT grid.
+
+    Attributes
+    ----------
+    ct, gtv : Path
+    oars : sequence of OarSpec
+        Each organ's name, mask file and clearance (None: the protocol's).
+    gtv_label : int, optional
+        The GTV's label when ``gtv`` is a label map.
+    reference_ct_dicom : Path, optional
+        The DICOM series the CT was converted from: ``rtstruct.dcm`` references it (the grids
+        must match); without it a DICOM series derived from the CT is written to ct_dicom/.
+    """
+
+    ct: Path
+    gtv: Path
+    oars: Sequence[OarSpec] = ()
+    gtv_label: int | None = None
+    reference_ct_dicom: Path | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ct", Path(self.ct))
+        object.__setattr__(self, "gtv", Path(self.gtv))
+        object.__setattr__(self, "oars", tuple(self.oars))
+        if self.reference_ct_dicom is not None:
+            object.__setattr__(self, "reference_ct_dicom", Path(self.reference_ct_dicom))
+        if self.gtv_label is not None:
+            check_range("gtv_label", self.gtv_label)
+
+    def oar_clearances(self) -> list[tuple[str, str, float | None]]:
+        """(name, how the input names it, clearance or None) per OAR."""
+        return [(o.name, str(o.path), o.clearance_mm) for o in self.oars]
+
+    def paths(self) -> list[tuple[str, Path | None]]:
+        """Every input path, by parameter name (none may be inside the output folder)."""
+        return [("ct", self.ct), ("gtv", self.gtv), *(("oar", o.path) for o in self.oars),
+                ("reference_ct_dicom", self.reference_ct_dicom)]
+
+
+@dataclass(frozen=True)
+class DicomInputs:
+    """A DICOM CT series and the RTSTRUCT drawn on it.
+
+    Attributes
+    ----------
+    ct_dicom : Path
+        Folder holding the CT series.
+    rtstruct : Path
+    gtv_name : str
+        The GTV's ROI name.
+    oars : sequence of (str, float or None)
+        Each organ's ROI name and clearance (None: the protocol's).
+    series_uid : str, optional
+        SeriesInstanceUID to read when the folder holds several series.
+    """
+
+    ct_dicom: Path
+    rtstruct: Path
+    gtv_name: str
+    oars: Sequence[tuple[str, float | None]] = ()
+    series_uid: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ct_dicom", Path(self.ct_dicom))
+        object.__setattr__(self, "rtstruct", Path(self.rtstruct))
+        object.__setattr__(self, "oars", tuple(tuple(o) for o in self.oars))
+
+    def oar_clearances(self) -> list[tuple[str, str, float | None]]:
+        return [(name, name, mm) for name, mm in self.oars]
+
+    def paths(self) -> list[tuple[str, Path | None]]:
+        return [("ct_dicom", self.ct_dicom), ("rtstruct", self.rtstruct)]
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeInputs:
+    """Volumes in memory: the GTV, the OARs with their clearances, and the CT (for the
+    pictures and the derived DICOM series; without it neither is made).
+
+    Attributes
+    ----------
+    gtv : Volume
+    oars : sequence of Oar
+    ct : Volume, optional
+    """
+
+    gtv: Volume
+    oars: Sequence[Oar] = ()
+    ct: Volume | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "oars", tuple(self.oars))
+
+    def oar_clearances(self) -> list[tuple[str, str, float | None]]:
+        return [(o.name, o.name, float(o.clearance_mm)) for o in self.oars]
+
+    def paths(self) -> list[tuple[str, Path | None]]:
+        return []
+
+
+Inputs = NiftiInputs | DicomInputs | VolumeInputs
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What :func:`run_plan` computes and writes beside the plan.
+
+    Attributes
+    ----------
+    allow_empty : bool
+        Write the plan when no vertex fits (by default an error: nothing is written).
+    picture : bool
+        Draw overview.png, vertices.png and overview3d.png.
+    dicom : bool
+        Write rtstruct.dcm (and the derived DICOM CT series).
+    vertex_rois, valley_contours : str
+        See :func:`lattice.export.rtstruct.plan_rois`.
+    mesh_format : {'stl', 'ply', 'obj'} or None
+        Surface meshes of the vertices and the GTV (None: none).
+    patient_id, patient_name, patient_position : str, optional
+        The patient of the derived DICOM CT.
+    stv_margin_mm, stv_fraction : float, optional
+        Also contract the GTV into a SCART target (at most one of them).
+    size_rules : sequence of str
+        Lesion size rules recorded in plan.json (see :func:`lattice.measure.parse_size_rule`).
+    dose : DoseProxyParameters, optional
+        Compute the geometric dose proxy (:mod:`lattice.dose`).
+    """
+
+    allow_empty: bool = False
+    picture: bool = True
+    dicom: bool = True
+    vertex_rois: str = "both"
+    mesh_format: str | None = "stl"
+    valley_contours: str = "holes"
+    patient_id: str | None = None
+    patient_name: str | None = None
+    patient_position: str | None = None
+    stv_margin_mm: float | None = None
+    stv_fraction: float | None = None
+    size_rules: Sequence[str] = DEFAULT_SIZE_RULES
+    dose: DoseProxyParameters | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size_rules", tuple(self.size_rules))
+        for name in ("stv_margin_mm", "stv_fraction"):
+            if getattr(self, name) is not None:
+                check_range(name, getattr(self, name))
+        if self.dose is not None:
+            self.dose.validate()
+
+    def parsed_size_rules(self) -> list[SizeRule]:
+        from .measure import parse_size_rule
+
+        return [parse_size_rule(r) for r in self.size_rules]
+
+
+@dataclass(frozen=True, eq=False)
+class PlanRequest:
+    """One plan to make: inputs, parameters, options, output folder.
+
+    Attributes
+    ----------
+    inputs : NiftiInputs, DicomInputs or VolumeInputs
+    out_dir : Path
+        The plan folder (its parent is created when missing).
+    parameters : PlanParameters
+        The OAR clearances are taken from ``inputs`` (or the protocol), not from here.
+    options : PlanOptions
+    force : bool
+        Replace an existing plan folder's files.
+    """
+
+    inputs: Inputs
+    out_dir: Path
+    parameters: PlanParameters = field(default_factory=PlanParameters)
+    options: PlanOptions = field(default_factory=PlanOptions)
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out_dir", Path(self.out_dir))
+
+
+@dataclass(frozen=True, eq=False)
+class PlanOutcome:
+    """What :func:`run_plan` made.
+
+    Attributes
+    ----------
+    plan : Plan
+        The verified plan.
+    document : dict
+        plan.json as written (verification record, lesion, STV, dose proxy, warnings).
+    lesion : dict or None
+        The GTV's measurements and the size rules' verdicts (plan.json ``lesion``).
+    warnings : tuple of str
+        The inputs', the plan's and the exports' warnings (``document['warnings']``).
+    folder : Path
+        The plan folder written.
+    files : dict of str to Path
+        Output name -> path.
+    """
+
+    plan: Plan
+    document: dict[str, Any]
+    lesion: dict[str, Any] | None
+    warnings: tuple[str, ...]
+    folder: Path
+    files: dict[str, Path]
+
+
+#: How each option of ``lattice plan`` (by its name, as ``lattice batch`` columns and
+#: defaults spell it) is read from text: a number, a whole number, an on/off flag, one of a
+#: set of words, free text, or a ``;``-separated list.
+OPTION_KINDS: dict[str, str] = {
+    "gtv_label": "whole", "protocol": "choice", "diameter_mm": "number",
+    "spacing_mm": "number", "gtv_margin_mm": "number", "pattern": "choice",
+    "time_budget_s": "number", "mode": "choice", "shell_width_mm": "number",
+    "snap_to_slices": "flag", "max_vertices": "whole", "coplanar_mm": "number",
+    "coplanar_spacing_mm": "number", "count": "whole", "min_vertices": "whole",
+    "allow_empty": "flag", "orientations": "choice", "rotation_step_deg": "number",
+    "no_picture": "flag", "stv_margin_mm": "number", "stv_fraction": "number",
+    "size_rule": "list", "dose_peak_gy": "number", "dose_valley_gy": "number",
+    "dose_falloff_mm": "number", "no_dicom": "flag", "vertex_rois": "choice",
+    "mesh_format": "choice", "valley_contours": "choice", "patient_id": "text",
+    "patient_name": "text", "patient_position": "choice"}
+
+
+#: The ``lattice plan`` option of each parameter a :class:`~lattice.errors.ParameterError`
+#: may name (its ``{name}`` fields), for messages in the words of the command line.
+OPTION_NAMES: dict[str, str] = {
+    **{name: "--" + name.replace("_", "-") for name in OPTION_KINDS},
+    "min_spacing_mm": "--spacing-mm", "orientation_search": "--orientations",
+    "peak_gy": "--dose-peak-gy", "valley_gy": "--dose-valley-gy",
+    "falloff_mm": "--dose-falloff-mm", "size_rules": "--size-rule", "ct": "--ct",
+    "gtv": "--gtv", "oar": "--oar", "reference_ct_dicom": "--reference-ct-dicom",
+    "ct_dicom": "--ct-dicom", "rtstruct": "--rtstruct", "gtv_name": "--gtv-name",
+    "oar_name": "--oar-name", "ct_series": "--ct-series"}
+
+
+def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
+    """A request from the options of ``lattice plan``, by name (:data:`OPTION_KINDS`, and
+    the inputs ``ct``, ``gtv``, ``oar`` (name, path, clearance), ``gtv_label``,
+    ``reference_ct_dicom``, or ``ct_dicom``, ``rtstruct``, ``gtv_name``, ``oar_name``
+    (name, name, clearance), ``ct_series``; ``out``, ``force``). None or absent: not given.
+
+    Raises
+    ------
+    ParameterError
+    """
+    from .dose import DoseProxyParameters
+
+    v = {k: val for k, val in values.items() if val is not None}
+    parameters = PlanParameters.from_protocol(
+        v.get("protocol"), diameter_mm=v.get("diameter_mm"),
+        min_spacing_mm=v.get("spacing_mm"), gtv_margin_mm=v.get("gtv_margin_mm"),
+        pattern=v.get("pattern"), snap_to_slices=v.get("snap_to_slices") or None,
+        coplanar_mm=v.get("coplanar_mm"), coplanar_spacing_mm=v.get("coplanar_spacing_mm"),
+        max_vertices=v.get("max_vertices"), min_vertices=v.get("min_vertices"),
+        count=v.get("count"), time_budget_s=v.get("time_budget_s"),
+        orientation_search=v.get("orientations"),
+        rotation_step_deg=v.get("rotation_step_deg"), mode=v.get("mode"),
+        shell_width_mm=v.get("shell_width_mm"))
+    dose = {k: v[f"dose_{k}"] for k in ("peak_gy", "valley_gy", "falloff_mm")
+            if f"dose_{k}" in v}
+    mesh = v.get("mesh_format", "stl")
+    options = PlanOptions(
+        allow_empty=bool(v.get("allow_empty")), picture=not v.get("no_picture"),
+        dicom=not v.get("no_dicom"), vertex_rois=v.get("vertex_rois", "both"),
+        mesh_format=None if mesh == "none" else mesh,
+        valley_contours=v.get("valley_contours", "holes"), patient_id=v.get("patient_id"),
+        patient_name=v.get("patient_name"), patient_position=v.get("patient_position"),
+        stv_margin_mm=v.get("stv_margin_mm"), stv_fraction=v.get("stv_fraction"),
+        size_rules=v.get("size_rule") or DEFAULT_SIZE_RULES,
+        dose=DoseProxyParameters(**dose) if dose else None)
+    inputs: Inputs
+    if "ct_dicom" in v:
+        inputs = DicomInputs(v["ct_dicom"], v["rtstruct"], v["gtv_name"],
+                             oars=[(n, mm) for n, _, mm in v.get("oar_name", ())],
+                             series_uid=v.get("ct_series"))
+    else:
+        inputs = NiftiInputs(v["ct"], v["gtv"],
+                             oars=[o if isinstance(o, OarSpec) else OarSpec(*o)
+                                   for o in v.get("oar", ())],
+                             gtv_label=v.get("gtv_label"),
+                             reference_ct_dicom=v.get("reference_ct_dicom"))
+    return PlanRequest(inputs, v["out"], parameters, options, force=bool(v.get("force")))
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
+    stops, its temporary folders are removed, nothing half-written is left. Only in the main
+    thread (elsewhere signals cannot be handled)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup run
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def check_request(request: PlanRequest) -> tuple[PlanParameters, dict[str, float]]:
+    """The request's parameters with the OAR clearances (given, else the protocol's), before
+    any work.
+
+    Raises
+    ------
+    ParameterError
+        An OAR without a clearance and no protocol that sets one, repeated OAR names, the
+        patient of a derived DICOM CT that is not written.
+    """
+    from .protocols import get_protocol
+
+    p = request.parameters
+    protocol = get_protocol(p.protocol) if p.protocol else None
+    clearances: dict[str, float] = {}
+    for name, shown, clearance in request.inputs.oar_clearances():
+        if clearance is None:
+            if protocol is None or protocol.oar_clearance_mm is None:
+                raise ParameterError(f"{{oar}} '{shown}' has no clearance; write {{oar}} "
+                                     f"{shown}:MM (e.g. {shown}:10) or choose a {{protocol}} "
+                                     "that sets one", parameters=["oar", "protocol"])
+            clearance = protocol.oar_clearance_mm
+        clearances[name] = clearance
+    names = [name for name, _, _ in request.inputs.oar_clearances()]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
+                             "{oar} NAME=PATH:MM", parameters=["oar"])
+    return dataclasses.replace(p, oar_clearance_mm=clearances), clearances
+
+
+def run_plan(request: PlanRequest) -> PlanOutcome:
+    """Load the inputs, plan, analyse, verify and write the plan folder.
+
+    Parameters
+    ----------
+    request : PlanRequest
+
+    Returns
+    -------
+    PlanOutcome
+
+    Raises
+    ------
+    ParameterError
+        Bad or inconsistent parameters (before any work), or no vertex fits and
+        ``options.allow_empty`` is not set (nothing is written).
+    InputFileError, MaskError, GridMismatchError
+        The inputs.
+    OutputExistsError, OutputWriteError
+        The output folder.
+    LatticeError
+        The plan failed its own independent verification (a bug; nothing is written).
+    """
+    from .export import check_output_folder, make_stage, output_lock
+    from .export.picture import PictureWorker
+
+    parameters, _ = check_request(request)
+    opts = request.options
+    inputs = request.inputs
+    out = check_output_folder(request.out_dir, force=request.force, inputs=inputs.paths())
+    derived_ct = _writes_derived_ct(request)
+    # Started first, before any thread: it may fork, and loads the CT and imports matplotlib
+    # on the other core while this process plans. A derived DICOM CT does not depend on the
+    # plan: the worker writes it into a temporary folder as soon as it has the CT.
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(output_lock(out, command="lattice plan"))  # makes out's parent
+        derived = early = None
+        if derived_ct:
+            derived = _derived_series(request)
+            # Beside the plan folder, where a later run finds it if this one is killed.
+            folder = make_stage(out, "ct", out.parent)
+            stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
+            derived["folder"] = folder
+
+            def early(ct: Volume, series: Any = derived["series"], folder: Path = folder
+                      ) -> None:
+                from .export.dicom_series import write_series
+
+                write_series(series, ct, folder)
+        has_ct = not isinstance(inputs, VolumeInputs) or inputs.ct is not None
+        worker = (None if (not opts.picture or not has_ct) and not derived_ct
+                  else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early)))
+        # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
+        # decompressed.
+        modules = ["lattice.placement"]
+        if opts.mesh_format is not None:
+            modules.append("trimesh")
+        importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
+                                    daemon=True)
+        importer.start()
+        return _plan_and_write(request, parameters, worker, derived=derived)
+
+
+def _writes_derived_ct(request: PlanRequest) -> bool:
+    """Whether the CT is written as a derived DICOM series: without DICOM input or a
+    reference series (and with a CT to write)."""
+    inputs = request.inputs
+    if not request.options.dicom or isinstance(inputs, DicomInputs):
+        return False
+    if isinstance(inputs, VolumeInputs):
+        return inputs.ct is not None
+    return inputs.reference_ct_dicom is None
+
+
+def _ct_loader(inputs: Inputs) -> Any:
+    """A function reading the CT (called in the picture worker)."""
+    if isinstance(inputs, DicomInputs):
+        def load_dicom() -> Volume:
+            from .dicom import load_series
+
+            return load_series(inputs.ct_dicom, series_uid=inputs.series_uid).grid
+        return load_dicom
+    if isinstance(inputs, VolumeInputs):
+        ct = inputs.ct
+        return lambda: ct
+
+    def load_nifti() -> Volume:
+        from .io import load_image
+
+        return load_image(inputs.ct, name=f"CT '{inputs.ct}'")
+    return load_nifti
+
+
+def _derived_series(request: PlanRequest) -> dict[str, Any]:
+    """The DICOM series to derive from the CT (from its header and checksum)."""
+    from pydicom.uid import generate_uid
+
+    from .export.dicom_series import (
+        ANONYMOUS_PATIENT_NAME,
+        DEFAULT_PATIENT_POSITION,
+        derived_series,
+    )
+    from .io import load_grid
+
+    inputs = request.inputs
+    record: dict[str, Any] | None
+    grid: Volume | Grid
+    if isinstance(inputs, VolumeInputs):
+        assert inputs.ct is not None
+        grid, name, record = inputs.ct, "the CT", None
+        digest = _volume_digest(inputs.ct)
+    else:
+        assert isinstance(inputs, NiftiInputs)
+        name = f"CT '{inputs.ct}'"
+        grid = load_grid(inputs.ct, name=name)
+        record = _describe(inputs.ct)
+        digest = record["sha256"]
+    grid.check_not_sheared(name=name)  # named here, before the series is made
+    opts = request.options
+    # Study and frame of reference follow from the CT: exports of one CT share them.
+    series = derived_series(
+        grid, patient_name=opts.patient_name or ANONYMOUS_PATIENT_NAME,
+        patient_id=opts.patient_id or f"LAT{digest[:12].upper()}",
+        patient_position=opts.patient_position or DEFAULT_PATIENT_POSITION,
+        study_uid=generate_uid(entropy_srcs=[digest, "study"]),
+        frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
+    return {"series": series, "ct_record": record}
+
+
+def _volume_digest(volume: Volume) -> str:
+    """SHA-256 of a volume's voxels and affine (the checksum of an in-memory CT)."""
+    digest = hashlib.sha256(np.ascontiguousarray(volume.array).tobytes())
+    digest.update(np.asarray(volume.affine, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def _describe(path: Path) -> dict[str, str]:
+    from .io import sha256_file
+
+    return {"path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+@dataclass(frozen=True, eq=False)
+class _Loaded:
+    """The inputs as volumes, and what plan.json records about them."""
+
+    gtv: Volume
+    oars: dict[str, Volume]
+    ct: Any  # the CT Volume; None when the picture worker reads it
+    record: dict[str, Any]
+    series: Any  # ImageSeries the RTSTRUCT references, or None
+    warnings: list[str]
+
+
+def _load_inputs(request: PlanRequest, worker: Any, clearances: Mapping[str, float], *,
+                 derived: dict[str, Any] | None) -> _Loaded:
+    inputs = request.inputs
+    if isinstance(inputs, DicomInputs):
+        return _load_dicom(inputs, worker, clearances)
+    if isinstance(inputs, VolumeInputs):
+        series = derived["series"] if derived is not None else None
+        record: dict[str, Any] = {}
+        if series is not None:
+            record["derived_ct_dicom"] = _derived_record(series)
+        return _Loaded(inputs.gtv, {o.name: o.mask for o in inputs.oars},
+                       inputs.ct if worker is None else None, record, series, [])
+    return _load_nifti(request, inputs, worker, clearances, derived=derived)
+
+
+def _load_dicom(inputs: DicomInputs, worker: Any, clearances: Mapping[str, float]
+                ) -> _Loaded:
+    from .dicom import load_dicom_case, series_checksum
+
+    names = [n for n, _ in inputs.oars]
+    # Without a worker the voxels are read here, so a corrupt slice is never accepted.
+    dcase = load_dicom_case(inputs.ct_dicom, inputs.rtstruct, gtv_name=inputs.gtv_name,
+                            oar_names=names, series_uid=inputs.series_uid,
+                            pixels=worker is None)
+    series = dcase.series
+    record = {"ct": {"dicom_folder": str(inputs.ct_dicom.resolve()),
+                     "series_instance_uid": series.series_instance_uid,
+                     "slices": len(series.slices), "sha256": series_checksum(series)},
+              "rtstruct": _describe(inputs.rtstruct),
+              "gtv": {"roi": dcase.gtv_name},
+              "oars": [{"name": n, "roi": n, "clearance_mm": clearances[n]}
+                       for n in dcase.oars]}
+    ct = series.grid if worker is None else None
+    return _Loaded(dcase.gtv, dict(dcase.oars), ct, record, series, list(dcase.warnings))
+
+
+def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
+                clearances: Mapping[str, float], *, derived: dict[str, Any] | None
+                ) -> _Loaded:
+    from .io import load_case
+
+    oar_paths = {o.name: o.path for o in inputs.oars}
+    # The worker reads the CT's voxels (and reports a corrupt file); without it they are
+    # read here, so a truncated CT is never accepted.
+    case = load_case(inputs.ct, inputs.gtv, gtv_label=inputs.gtv_label, oar_paths=oar_paths,
+                     ct_data=worker is None)
+    record: dict[str, Any] = {
+        "ct": derived["ct_record"] if derived else _describe(inputs.ct),
+        "gtv": {**_describe(inputs.gtv), "label": inputs.gtv_label},
+        "oars": [{"name": o.name, **_describe(o.path), "clearance_mm": clearances[o.name]}
+                 for o in inputs.oars]}
+    series = None
+    ref = inputs.reference_ct_dicom
+    if not request.options.dicom:
+        pass
+    elif ref is not None:
+        from .dicom import load_series, on_grid
+
+        series = load_series(ref, pixels=False)
+        on_grid(case.ct, series.grid, name=f"CT '{inputs.ct}'",
+                grid_name=f"the DICOM series in '{ref}'")
+        record["reference_ct_dicom"] = {"dicom_folder": str(ref.resolve()),
+                                        "series_instance_uid": series.series_instance_uid}
+    elif derived is not None:
+        series = derived["series"]
+        record["derived_ct_dicom"] = _derived_record(series)
+    ct = case.ct if worker is None else None
+    return _Loaded(case.gtv, dict(case.oars), ct, record, series, list(case.warnings))
+
+
+def _derived_record(series: Any) -> dict[str, Any]:
+    return {"series_instance_uid": series.series_instance_uid, "folder": "ct_dicom",
+            "patient_position": str(series.header.PatientPosition)}
+
+
+def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: Any, *,
+                    derived: dict[str, Any] | None) -> PlanOutcome:
+    from .export import DicomOutput, write_plan_folder
+    from .placement import plan_vertices
+    from .rules import Oar
+
+    opts = request.options
+    size_rules = opts.parsed_size_rules()
+    loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
+    oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name])
+            for name in loaded.oars]
+    plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
+    if plan.n_vertices == 0 and not opts.allow_empty:
+        reason = plan.warnings[0] if plan.warnings else "no vertex fits"
+        raise ParameterError(f"{reason}; nothing was written (pass {{allow_empty}} to write "
+                             "the empty plan)", parameters=["allow_empty"])
+    warnings = list(loaded.warnings)
+    stv = None
+    if opts.stv_margin_mm is not None or opts.stv_fraction is not None:
+        from .stv import contract_gtv
+
+        stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm,
+                           fraction=opts.stv_fraction)
+        warnings += [f"STV: {w}" for w in stv.warnings]
+
+    def document() -> dict[str, Any]:
+        return _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose)
+
+    series = loaded.series
+    dicom = (None if series is None else
+             DicomOutput(series=series, written_ct=derived["folder"] if derived else None,
+                         vertex_rois=opts.vertex_rois, gtv_roi=derived is not None,
+                         valley_contours=opts.valley_contours,
+                         stv=None if stv is None else stv.stv))
+    written = write_plan_folder(plan, request.out_dir, ct=loaded.ct, oars=loaded.oars,
+                                inputs=loaded.record, force=request.force,
+                                picture=opts.picture, worker=worker, document=document,
+                                dicom=dicom, mesh_format=opts.mesh_format,
+                                stv=None if stv is None else stv.stv, size_rules=size_rules)
+    doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
+    return PlanOutcome(plan=plan, document=doc, lesion=doc.get("lesion"),
+                       warnings=tuple(doc["warnings"]), folder=written["plan.json"].parent,
+                       files=written)
+
+
+def _keywords(p: PlanParameters) -> dict[str, Any]:
+    """:func:`lattice.placement.plan_vertices` keywords of ``p`` (its OARs aside)."""
+    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p)
+            if f.name != "oar_clearance_mm"}
+
+
+def _verified_document(plan: Plan, loaded: _Loaded, warnings: list[str], *, stv: Any,
+                       dose: DoseProxyParameters | None) -> dict[str, Any]:
+    """plan.json, checked by the independent verifier before it is written."""
+    from .verify import verify_plan
+
+    series = loaded.series
+    document = plan.to_dict(inputs=loaded.record,
+                            slice_grid=None if series is None else series.grid)
+    document["warnings"] = [*warnings, *document["warnings"]]
+    if stv is not None:
+        document["stv"] = stv.to_dict()
+    if dose is not None:
+        from .dose import dose_proxy_metrics
+
+        document["dose_proxy"] = dose_proxy_metrics(
+            loaded.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm,
+            params=dose)
+    report = verify_plan(document, gtv=loaded.gtv, oars=loaded.oars, check_reported_depth=False)
+    if not report.ok:
+        raise LatticeError("the plan failed its own independent verification ("
+                           + "; ".join(v.message for v in report.violations[:3])
+                           + "); nothing was written; please report this as a bug")
+    document["verification"] = {"ok": True, "by": "lattice.verify (independent "
+                                "recomputation from the masks)",
+                                "checks": list(report.checks)}
+    return document
