@@ -119,6 +119,16 @@ class SliceOutline:
         half = 0.5 * float(np.linalg.norm(s[:, 2:] - s[:, :2], axis=1).max())
         return cls(s, cKDTree(mid), half)
 
+    @classmethod
+    def from_segments(cls, segments: NDArray[np.float64]) -> SliceOutline:
+        """Outline from segments ``(n, 4)`` already at most a pixel long (mask outlines)."""
+        s = segments[np.any(segments[:, :2] != segments[:, 2:], axis=1)]
+        if len(s) == 0:
+            return cls(np.zeros((0, 4)))
+        mid = 0.5 * (s[:, :2] + s[:, 2:])
+        half = 0.5 * float(np.linalg.norm(s[:, 2:] - s[:, :2], axis=1).max())
+        return cls(s, cKDTree(mid), half)
+
     @property
     def empty(self) -> bool:
         return len(self.segments) == 0
@@ -186,6 +196,50 @@ def _point_segment_distance(p: NDArray[np.float64], seg: NDArray[np.float64]
     return np.sqrt(ex * ex + ey * ey)
 
 
+# Marching squares at level 0.5 of a boolean image, cell by cell. A cell's corners are bits
+# 1 (r, c), 2 (r, c+1), 4 (r+1, c), 8 (r+1, c+1); its edges are named by their midpoints:
+# top (r, c+1/2), bottom (r+1, c+1/2), left (r+1/2, c), right (r+1/2, c+1). Each case lists
+# its segments as edge pairs. In the two saddle cases the inside corners stay apart (the
+# outside is the connected phase), as scikit-image's find_contours does by default
+# (fully_connected="low"), so outlines match the contours the RTSTRUCT writer exports.
+_EDGE_OFFSET = {"t": (0.0, 0.5), "b": (1.0, 0.5), "l": (0.5, 0.0), "r": (0.5, 1.0)}
+_CASES: dict[int, tuple[str, ...]] = {
+    1: ("tl",), 2: ("tr",), 3: ("lr",), 4: ("lb",), 5: ("tb",), 6: ("tr", "lb"), 7: ("rb",),
+    8: ("rb",), 9: ("tl", "rb"), 10: ("tb",), 11: ("lb",), 12: ("lr",), 13: ("tr",),
+    14: ("tl",),
+}
+
+
+def _case_table() -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Per case (0-15): the first and second segment as corner offsets ``(dr0, dc0, dr1, dc1)``
+    (NaN where the case has none)."""
+    first = np.full((16, 4), np.nan)
+    second = np.full((16, 4), np.nan)
+    for case, pairs in _CASES.items():
+        for table, pair in zip((first, second), pairs):
+            table[case] = (*_EDGE_OFFSET[pair[0]], *_EDGE_OFFSET[pair[1]])
+    return first, second
+
+
+_FIRST_SEGMENT, _SECOND_SEGMENT = _case_table()
+
+
+def _marching_squares_segments(image: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Segments ``(n, 4)`` ``(r0, c0, r1, c1)`` (array indices) of the level-0.5 outline of a
+    boolean image: the same segments as scikit-image's ``find_contours(image, 0.5)``, not
+    joined into rings (distances and the even-odd test need segments only)."""
+    a = image.astype(np.uint8)
+    code = a[:-1, :-1] | (a[:-1, 1:] << 1) | (a[1:, :-1] << 2) | (a[1:, 1:] << 3)
+    flat = code.ravel()
+    cells = np.flatnonzero((flat != 0) & (flat != 15))
+    cases = flat[cells]
+    r, c = np.divmod(cells, code.shape[1])
+    corner = np.column_stack([r, c, r, c]).astype(np.float64)
+    saddle = np.flatnonzero(np.isin(cases, (6, 9)))
+    return np.concatenate([corner + _FIRST_SEGMENT[cases],
+                           corner[saddle] + _SECOND_SEGMENT[cases[saddle]]])
+
+
 @dataclass(frozen=True, eq=False)
 class SlabSolid:
     """The TPS solid of one structure on a grid (see the module docstring).
@@ -208,6 +262,8 @@ class SlabSolid:
     #: Per metric (True: depth, False: distance), the last voxel tables' per-slice in-plane
     #: lower bounds and the index of their first voxel, kept to prune exact queries.
     _plane_lo: dict[bool, tuple[NDArray[np.int64], NDArray[np.float32]]] = field(
+        default_factory=dict, repr=False)
+    _cache: dict[str, tuple[NDArray[np.int64], NDArray[np.bool_]]] = field(
         default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -248,17 +304,32 @@ class SlabSolid:
             return None
         got = self._outlines.get(k)
         if got is None:
-            from skimage.measure import find_contours
-
-            plane = self.mask[:, :, k]
-            box = bounding_box(plane[:, :, None])
-            sub = plane[box[0], box[1]]
-            off = np.array([box[0].start, box[1].start], dtype=np.float64) - 1.0
-            padded = np.pad(sub, 1).astype(np.float32)
+            lo, slices_first = self._slices_first()
+            plane = slices_first[k - lo[2]]
+            rows = np.flatnonzero(plane.any(axis=1))
+            cols = np.flatnonzero(plane.any(axis=0))
+            sub = plane[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            off = np.array([rows[0] + lo[0], cols[0] + lo[1]], dtype=np.float64) - 1.0
             vox = self.voxel_size_mm
-            got = self._outline_of([(line[:-1] + off) * vox[:2]
-                                    for line in find_contours(padded, 0.5)])
+            seg = _marching_squares_segments(np.pad(sub, 1))
+            seg[:, :2] += off
+            seg[:, 2:] += off
+            seg[:, :2] *= vox[:2]
+            seg[:, 2:] *= vox[:2]
+            got = SliceOutline.from_segments(seg)
             self._outlines[k] = got
+        return got
+
+    def _slices_first(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """The mask's bounding box (its first voxel, and the box with slices first, each
+        slice contiguous), made once: a slice of the last axis of the whole mask is a
+        strided 2-D view, slow to scan slice after slice."""
+        got = self._cache.get("slices_first")
+        if got is None:
+            box = bounding_box(self.mask)
+            got = (np.array([b.start for b in box], dtype=np.int64),
+                   np.ascontiguousarray(np.moveaxis(self.mask[box], 2, 0)))
+            self._cache["slices_first"] = got
         return got
 
     def _outline_of(self, rings_uv: Sequence[NDArray[np.float64]]) -> SliceOutline:
@@ -424,8 +495,14 @@ class SlabSolid:
         sub = self.mask[box]
         lo = np.array([s.start for s in box], dtype=np.int64)
         e_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=True)
-        self._plane_lo[True] = (lo, self._bounds(e_hi)[0].copy())
+        self._plane_lo[True] = (lo, self._plane_lower(e_hi))
         return self._bounds(_stack(e_hi, self.slice_gap_mm, exact_to_mm, inside_metric=True))
+
+    def _plane_lower(self, upper: NDArray[np.float32]) -> NDArray[np.float32]:
+        """The lower bound of an in-plane table, in an array of its own (the stack may
+        reuse ``upper``'s memory)."""
+        lower = self._bounds(upper)[0]
+        return lower.copy() if lower is upper else lower
 
     def _bounds(self, upper: NDArray[np.float32]
                 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -458,7 +535,7 @@ class SlabSolid:
             far = np.full(tuple(s.stop - s.start for s in box), np.inf, dtype=np.float32)
             return far, far
         f_hi = self._inplane_bounds(sub, lo, exact_to_mm, inside_metric=False)
-        self._plane_lo[False] = (lo.astype(np.int64), self._bounds(f_hi)[0].copy())
+        self._plane_lo[False] = (lo.astype(np.int64), self._plane_lower(f_hi))
         a = np.array([s.start for s in box]) - lo
         b = a + np.array([s.stop - s.start for s in box])
         # The slab stack mixes slices only: crop in-plane first (the EDT needed the margin).
@@ -488,31 +565,54 @@ class SlabSolid:
         distance to the region for outside pixels (0 inside, inf on empty slices).
         """
         if self.from_mask:
-            return self._mask_bounds(sub, inside_metric=inside_metric)
+            return self._mask_bounds(sub, exact_to_mm, inside_metric=inside_metric)
         return self._polygon_table(sub, lo, exact_to_mm, inside_metric=inside_metric)
 
-    def _mask_bounds(self, sub: NDArray[np.bool_], *, inside_metric: bool
+    def _mask_bounds(self, sub: NDArray[np.bool_], exact_to_mm: float, *, inside_metric: bool
                      ) -> NDArray[np.float32]:
         """Distance U to the nearest outline vertex by an EDT on a grid of half-pixel steps,
         whose zeros are the midpoints between differing 4-neighbours (the marching-squares
-        vertices, with a background frame around ``sub`` so outlines close beyond it)."""
+        vertices, with a background frame around ``sub`` so outlines close beyond it).
+
+        Each slice's EDT runs on the crop that holds every vertex of that slice: its bounding
+        box plus the frame, which changes no value inside it. For the distance metric the
+        crop grows by a reach R > ``exact_to_mm`` + a (a = :attr:`table_slack_mm`); a pixel
+        beyond it is more than R from every vertex, and gets U = R: then
+        ``sqrt(U^2 - a^2) > exact_to_mm`` is still a lower bound, and values beyond
+        ``exact_to_mm`` are only known to exceed it (as for polygon tables).
+        """
         vox = self.voxel_size_mm
         # Slices first: each slice's arrays are contiguous for the per-slice EDT.
         p = np.pad(np.moveaxis(sub, 2, 0), ((0, 0), (1, 1), (1, 1)))
         nk, ni, nj = p.shape
-        feat = np.ones((nk, 2 * ni - 1, 2 * nj - 1), dtype=np.uint8)
-        feat[:, 1::2, ::2][p[:, :-1] != p[:, 1:]] = 0
-        feat[:, ::2, 1::2][p[:, :, :-1] != p[:, :, 1:]] = 0
         upper = np.zeros((nk, ni - 2, nj - 2), dtype=np.float32)
-        has: NDArray[np.bool_] = np.asarray(p.any(axis=(1, 2)))
+        far_mm = 0.0
+        grow = np.zeros(2, dtype=np.int64)
+        if not inside_metric:
+            upper[:] = np.inf
+            far_mm = exact_to_mm + self.table_slack_mm + float(vox[:2].max())
+            grow = np.ceil(far_mm / vox[:2]).astype(np.int64) + 1
         aniso = (float(vox[0]) / 2, float(vox[1]) / 2)
+        rows_any: NDArray[np.bool_] = np.asarray(p.any(axis=2))
+        cols_any: NDArray[np.bool_] = np.asarray(p.any(axis=1))
         for k in range(nk):
-            if not has[k]:
-                if not inside_metric:
-                    upper[k] = np.inf
+            rows = np.flatnonzero(rows_any[k])
+            if len(rows) == 0:
                 continue
-            u = edt.edt(feat[k], anisotropy=aniso, black_border=False, parallel=1)
-            upper[k] = u[2:2 * ni - 2:2, 2:2 * nj - 2:2]
+            cols = np.flatnonzero(cols_any[k])
+            # Crop [a, b] x [c, d] of the padded slice (inclusive), frame included.
+            a, b = max(rows[0] - 1 - grow[0], 0), min(rows[-1] + 1 + grow[0], ni - 1)
+            c, d = max(cols[0] - 1 - grow[1], 0), min(cols[-1] + 1 + grow[1], nj - 1)
+            q = p[k, a:b + 1, c:d + 1]
+            feat = np.ones((2 * q.shape[0] - 1, 2 * q.shape[1] - 1), dtype=np.uint8)
+            feat[1::2, ::2][q[:-1] != q[1:]] = 0
+            feat[::2, 1::2][q[:, :-1] != q[:, 1:]] = 0
+            u = edt.edt(feat, anisotropy=aniso, black_border=False, parallel=1)[::2, ::2]
+            # Padded rows a..b are array rows a-1..b-1; keep those inside the array.
+            a1, b1, c1, d1 = max(a, 1), min(b, ni - 2), max(c, 1), min(d, nj - 2)
+            if not inside_metric:
+                upper[k] = np.float32(far_mm)
+            upper[k, a1 - 1:b1, c1 - 1:d1] = u[a1 - a:b1 - a + 1, c1 - c:d1 - c + 1]
         inside = p[:, 1:-1, 1:-1]
         if inside_metric:
             upper[~inside] = 0.0
@@ -559,40 +659,44 @@ def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
     empty: 0 in-plane depth (inside_metric) or nothing (distance). Offsets stop once no value
     left can be improved (every term of offset m is at least ``(m - 1/2) dz``) or beyond
     ``exact_to_mm``.
+
+    The minimum is taken over squared terms and rooted once at the end: float32 ``sqrt`` is
+    correctly rounded and monotone, so this equals the minimum of the rooted terms.
     """
     # Slices first, so a shift by m slices is a contiguous block.
-    out = np.ascontiguousarray(np.moveaxis(e, 2, 0), dtype=np.float32)
-    e2 = np.square(out)
-    tmp = np.empty_like(out)
-    nk = out.shape[0]
+    first = np.ascontiguousarray(np.moveaxis(e, 2, 0), dtype=np.float32)
+    e2 = np.square(first)
+    out2 = e2.copy()
+    nk = out2.shape[0]
+    # Inside metric: the empty slabs beyond the array give the z distance alone, per slice.
+    z_cap = np.full(nk, np.inf, dtype=np.float32)
     reach = int(np.ceil(exact_to_mm / dz + 0.5)) + 1
+
     def unfinished() -> tuple[float, bool]:
-        """The largest finite value, and whether a distance is still unreached (inf).
-        Values only fall, so figures a few offsets old only make the loop stop later."""
-        finite = np.isfinite(out)
-        return (float(np.max(out, initial=0.0, where=finite)),
+        """The largest finite squared value, and whether a distance is still unreached
+        (inf). Values only fall, so figures a few offsets old only make the loop stop later."""
+        finite = np.isfinite(out2)
+        return (float(np.max(out2, initial=0.0, where=finite)),
                 not inside_metric and not bool(finite.all()))
 
-    limit, open_inf = unfinished()
+    limit2, open_inf = unfinished()
     for m in range(1, reach + 1):
         zc = (m - 0.5) * dz
         if m % 4 == 1 and m > 1:
-            limit, open_inf = unfinished()
-        if zc >= limit and not open_inf:
+            limit2, open_inf = unfinished()
+        if zc * zc >= limit2 and not open_inf:
             break
         z2 = np.float32(zc * zc)
         if m < nk:
-            t = tmp[:-m]
-            np.add(e2[m:], z2, out=t)
-            np.sqrt(t, out=t)
-            np.minimum(out[:-m], t, out=out[:-m])
-            np.add(e2[:-m], z2, out=t)
-            np.sqrt(t, out=t)
-            np.minimum(out[m:], t, out=out[m:])
+            np.minimum(out2[:-m], e2[m:] + z2, out=out2[:-m])
+            np.minimum(out2[m:], e2[:-m] + z2, out=out2[m:])
         if inside_metric and m <= nk:
-            # Beyond the box (empty slices): the term is the z distance alone.
-            np.minimum(out[nk - m], np.float32(zc), out=out[nk - m])
-            np.minimum(out[m - 1], np.float32(zc), out=out[m - 1])
+            z_cap[nk - m] = min(z_cap[nk - m], np.float32(zc))
+            z_cap[m - 1] = min(z_cap[m - 1], np.float32(zc))
+    # Where no other slab won, keep the in-plane value itself (not the root of its square).
+    out = np.where(out2 < e2, np.sqrt(out2), first)
+    if inside_metric:
+        np.minimum(out, z_cap[:, None, None], out=out)
     result = np.moveaxis(out, 0, 2)
     if inside_metric:
         result[e == 0] = 0.0

@@ -73,6 +73,28 @@ def test_voxel_tables_bracket_the_exact_depth_and_distance():
     near = d <= 8
     assert np.all(dlo.ravel()[near] <= d[near] + 1e-5)
     assert np.all(dhi.ravel()[near] >= d[near] - 1e-5)
+    # Beyond the reach: the lower bound still holds, and nothing claims to be within reach.
+    assert np.all(dlo.ravel() <= d + 1e-5)
+    assert np.all(dhi.ravel()[~near] > 8 - 1e-5)
+
+
+def test_outline_segments_are_the_marching_squares_contours_of_each_slice():
+    """The outline of a mask slice has exactly the segments of scikit-image's
+    find_contours at 0.5 (saddles included), placed in the grid frame."""
+    rng = np.random.default_rng(3)
+    m = rng.random((14, 11, 6)) < 0.45  # dense enough for many saddle cells
+    m[:, :, 0] = False
+    solid = SlabSolid(m, VOX)
+    for k in range(1, 6):
+        ref = []
+        for line in find_contours(np.pad(m[:, :, k], 1).astype(float), 0.5):
+            pts = (line - 1.0) * VOX[:2]
+            ref += [tuple(np.round(np.r_[a, b], 9)) for a, b in zip(pts[:-1], pts[1:])]
+        got = solid.outline(k)
+        assert got is not None
+        mine = [tuple(np.round(s, 9)) for s in got.segments]
+        canon = lambda segs: sorted(min(s, s[2:] + s[:2]) for s in segs)  # noqa: E731
+        assert canon(mine) == canon(ref)
 
 
 def test_brute_force_depth_of_random_points_by_dense_boundary_sampling():
