@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.spatial.transform import Rotation
 
 from .errors import MaskError, ParameterError
 from .io import mask_from_array
@@ -57,16 +58,6 @@ class _Candidate:
     tilt_deg: float
     azimuth_deg: float
     frac: tuple[float, float, float]
-
-
-def _rot_z(deg: float) -> NDArray[np.float64]:
-    a = np.deg2rad(deg)
-    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
-
-
-def _rot_x(deg: float) -> NDArray[np.float64]:
-    a = np.deg2rad(deg)
-    return np.array([[1.0, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
 
 
 def _base_frame(gtv: Volume) -> NDArray[np.float64]:
@@ -130,7 +121,9 @@ class _Search:
     def rotation(self, angle_deg: float, tilt_deg: float = 0.0,
                  azimuth_deg: float = 0.0) -> NDArray[np.float64]:
         """Lattice orientation: ``frame Rz(azimuth) Rx(tilt) Rz(angle)`` (ZXZ Euler angles)."""
-        return self.frame @ _rot_z(azimuth_deg) @ _rot_x(tilt_deg) @ _rot_z(angle_deg)
+        # Intrinsic z-x-z: Rz(azimuth) Rx(tilt) Rz(angle).
+        return self.frame @ Rotation.from_euler(
+            "ZXZ", [azimuth_deg, tilt_deg, angle_deg], degrees=True).as_matrix()
 
     def translations(self, fracs: NDArray[np.float64]) -> NDArray[np.float64]:
         """Cell fractions -> lattice-frame translations.

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .errors import ParameterError
@@ -143,9 +144,9 @@ class RuleField:
         gap = self._slack_hi_flat[near] - self._slack_flat[near]
         #: Largest gap between the slack bounds of any voxel that the bounds may not decide.
         self.table_gap_mm = float(np.max(gap[np.isfinite(gap)], initial=0.0))
-        self._shape32 = np.array(slack.shape, dtype=np.int32)
+        self._shape32 = np.array(slack.shape, dtype=np.uint32)
         self._strides32 = np.array([slack.shape[1] * slack.shape[2], slack.shape[2], 1],
-                                   dtype=np.int32)
+                                   dtype=np.uint32)
 
     def deeper_than(self, depth_mm: float) -> NDArray[np.bool_]:
         """Voxel centres of :attr:`box` whose exact depth exceeds ``depth_mm``.
@@ -169,12 +170,19 @@ class RuleField:
     def world_to_box_index(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
         """(..., 3) world points -> fractional indices into :attr:`slack_vox`."""
         a = self._affine_inv
-        return ras_mm @ a[:3, :3].T + (a[:3, 3] - self.box_lo)
+        return apply_affine(a, ras_mm) - self.box_lo
 
     def _flat(self, box_ijk: NDArray[np.float64]) -> tuple[NDArray[np.int32], NDArray[np.bool_]]:
-        idx = np.rint(box_ijk).astype(np.int32)
-        ok = np.all((idx >= 0) & (idx < self._shape32), axis=-1)
-        return np.where(ok, idx @ self._strides32, 0), ok
+        """Flat index of the nearest voxel centre of :attr:`slack_vox` (0 where ``ok`` is
+        False: outside the box). Viewed as unsigned, a negative index exceeds every bound, so
+        one comparison per axis tests both ends (and integer matmul is far slower than
+        multiply-add)."""
+        idx = np.rint(box_ijk).astype(np.int32).view(np.uint32)
+        i, j, k = idx[..., 0], idx[..., 1], idx[..., 2]
+        shape, strides = self._shape32, self._strides32
+        ok = (i < shape[0]) & (j < shape[1]) & (k < shape[2])
+        flat = i * strides[0] + j * strides[1] + k
+        return np.where(ok, flat, np.uint32(0)).astype(np.int32), ok
 
     def lookup(self, box_ijk: NDArray[np.float64]) -> NDArray[np.float32]:
         """Lower bound of the slack at the nearest voxel centre of fractional box indices
@@ -194,7 +202,7 @@ class RuleField:
         """World points -> the grid frame (i dx, j dy, k dz) of :mod:`lattice.surface`."""
         a = self._affine_inv
         pts = np.atleast_2d(np.asarray(ras_mm, dtype=np.float64))
-        return (pts @ a[:3, :3].T + a[:3, 3]) * self.gtv.voxel_size_mm
+        return apply_affine(a, pts) * self.gtv.voxel_size_mm
 
     def depth_mm(self, ras_mm: NDArray[np.float64]) -> NDArray[np.float64]:
         """Exact depth (mm) of world points below the GTV surface (0 outside the GTV)."""
@@ -273,7 +281,7 @@ class RuleField:
     def settle(self, box_ijk: NDArray[np.float64]) -> NDArray[np.int8]:
         """Exact decision (ALLOWED / FORBIDDEN) for points given as box indices, shape (n, 3)."""
         a = self.gtv.affine
-        pts = (box_ijk + self.box_lo) @ a[:3, :3].T + a[:3, 3]
+        pts = apply_affine(a, box_ijk + self.box_lo)
         return np.where(self._exact_allowed(pts), ALLOWED, FORBIDDEN).astype(np.int8)
 
     def _corner_bounds(self, box_ijk: NDArray[np.float64]
