@@ -117,7 +117,7 @@ def _check_jobs(jobs: list) -> None:
     the rules between options, OAR clearances), so a bad manifest or grid value (``nan``,
     ``1e30``) stops the batch before anything runs."""
     from lattice.errors import ParameterError
-    from lattice.pipeline import OPTION_NAMES
+    from lattice.options import OPTION_NAMES
     from lattice_cli.main import _option_names, build_parser, check_parameters
 
     parser = build_parser()

@@ -30,7 +30,7 @@ from lattice.export.dicom_series import (
     PATIENT_POSITIONS,
 )
 from lattice.export.rtstruct import VALLEY_CONTOUR_CHOICES, VERTEX_ROI_CHOICES
-from lattice.pipeline import OPTION_NAMES
+from lattice.options import OPTION_NAMES
 from lattice.plan import MODES, ORIENTATION_SEARCHES, PLACEMENTS
 from lattice.protocols import PROTOCOLS, get_protocol
 from lattice_cli import batch, measure, report, rois, scart, show, verify
@@ -276,7 +276,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def plan_request(args: argparse.Namespace):
     """The :class:`lattice.pipeline.PlanRequest` of parsed ``lattice plan`` arguments."""
-    from lattice.pipeline import request_from_options
+    from lattice.options import request_from_options
 
     _resolve_oar_names(args)
     return request_from_options(vars(args))
@@ -461,7 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.started = started
     try:
-        from lattice.pipeline import terminate_as_interrupt
+        from lattice.errors import terminate_as_interrupt
 
         with terminate_as_interrupt():
             return int(args.func(args))

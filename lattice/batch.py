@@ -58,8 +58,15 @@ from .errors import (
 )
 from .export import publish, remove_stale_stages
 from .export.picture import FORK_ENV
-from .options import check_range, parse_oar_spec, read_number
-from .pipeline import OPTION_KINDS, OPTION_NAMES, PlanRequest, request_from_options
+from .options import (
+    OPTION_KINDS,
+    OPTION_NAMES,
+    check_range,
+    parse_oar_spec,
+    read_number,
+    request_from_options,
+)
+from .pipeline import PlanRequest
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
 #: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
@@ -718,7 +725,7 @@ def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker proce
 def _run_in_worker(job: Job, force: bool) -> dict[str, Any]:
     """Run ``job`` in this (worker) process; its row. SIGTERM stops the plan as Ctrl-C
     would (its temporary folders are removed), and this worker takes no further job."""
-    from .pipeline import terminate_as_interrupt
+    from .errors import terminate_as_interrupt
 
     with terminate_as_interrupt():
         row = run_job(job, force=force)

@@ -8,8 +8,11 @@ seen, and what to do about it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-from collections.abc import Mapping, Sequence
+import signal
+import threading
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 #: The process exit codes of the ``lattice`` command (README "Exit codes"), all of them.
@@ -153,3 +156,22 @@ def exit_status(exc: BaseException, *, option_names: Mapping[str, str] | None = 
                                    "folder")
     return EXIT_INTERNAL, (f"lattice: internal error: {type(exc).__name__}: {one_line(exc)} "
                            "(rerun with --debug and report it)")
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
+    stops, its temporary folders are removed, nothing half-written is left. Only in the main
+    thread (elsewhere signals cannot be handled)."""
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup run
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
