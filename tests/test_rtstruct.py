@@ -189,3 +189,64 @@ def test_ds_text_is_short_and_exact():
         text = ds_text(value)
         assert len(text) <= 16
         assert float(text) == pytest.approx(value, abs=1e-6, rel=1e-9)
+
+
+def _plain_contour_sequences(series, rois):
+    """The ROI Contour Sequence built the ordinary pydicom way (every element a DataElement,
+    numbers formatted by the test): the reference for the writer's pre-encoded one."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    out = []
+    for number, roi in enumerate(rois, start=1):
+        item = Dataset()
+        item.ROIDisplayColor = list(roi.color)
+        contours = []
+        for n, (k, points) in enumerate(roi.contours, start=1):
+            ref = Dataset()
+            ref.ReferencedSOPClassUID = series.slices[k].sop_class_uid
+            ref.ReferencedSOPInstanceUID = series.slices[k].sop_instance_uid
+            c = Dataset()
+            c.ContourImageSequence = Sequence([ref])
+            c.ContourGeometricType = "CLOSED_PLANAR"
+            c.NumberOfContourPoints = len(points)
+            c.ContourNumber = n
+            c.ContourData = [f"{v:.6f}" for v in np.ravel(points)]
+            contours.append(c)
+        if contours:
+            item.ContourSequence = Sequence(contours)
+        item.ReferencedROINumber = number
+        out.append(item)
+    return out
+
+
+def _decoded(dataset):
+    """Nested (keyword, VR, value) of a dataset; numbers as floats, sequences as lists."""
+    rows = []
+    for elem in dataset:
+        if elem.VR == "SQ":
+            rows.append((elem.keyword, "SQ", [_decoded(item) for item in elem.value]))
+        elif elem.VR in ("DS", "IS"):
+            values = elem.value if elem.VM > 1 else [elem.value]
+            rows.append((elem.keyword, elem.VR, [float(v) for v in values]))
+        else:
+            rows.append((elem.keyword, elem.VR, elem.value))
+    return rows
+
+
+def test_pre_encoded_contours_decode_to_the_plain_pydicom_dataset(exported, tmp_path):
+    """The writer encodes the Contour Sequences itself (speed); read back with pydicom they
+    equal, element by element, the sequences pydicom builds from the same contours."""
+    plan = exported["plan"]
+    series = derived_series(plan.gtv, patient_name="P", patient_id="1")
+    rois = plan_rois(plan, series.grid, gtv=True)
+    assert sum(len(r.contours) for r in rois) > 20
+    written = pydicom.dcmread(write_rtstruct(tmp_path / "rs.dcm", series, rois))
+    reference = _plain_contour_sequences(series, rois)
+    got = list(written.ROIContourSequence)
+    assert len(got) == len(reference) == len(rois)
+    for mine, ref in zip(got, reference):
+        assert _decoded(mine) == _decoded(ref)
+    # And the file is still one whose every element a reader parses (no raw leftovers).
+    again = pydicom.dcmread(tmp_path / "rs.dcm", force=False)
+    assert again.ROIContourSequence[0].ContourSequence[0].ContourGeometricType == "CLOSED_PLANAR"

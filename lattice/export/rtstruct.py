@@ -15,7 +15,7 @@ voxel-centre level, in world coordinates).
 from __future__ import annotations
 
 import colorsys
-import functools
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from .. import __version__
 from ..dicom import RTSTRUCT_SOP_CLASS, ImageSeries, on_grid, quiet_pydicom
+from ..errors import LatticeError
 from ..grid import Grid
 from ..plan import Plan
 from ..volume import Volume
@@ -434,11 +435,11 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     ds.StructureSetDescription = fit_dicom_string(description, "ST")
     ds.StructureSetDate, ds.StructureSetTime = date, time
 
-    @functools.cache
-    def image_ref(k: int) -> Dataset:  # one item per slice, shared by its contours
+    image_uids = [(sl.sop_class_uid, sl.sop_instance_uid) for sl in series.slices]
+
+    def image_ref(k: int) -> Dataset:
         item = Dataset()
-        item.ReferencedSOPClassUID = series.slices[k].sop_class_uid
-        item.ReferencedSOPInstanceUID = series.slices[k].sop_instance_uid
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = image_uids[k]
         return item
 
     frame_uid = series.frame_of_reference_uid
@@ -467,19 +468,11 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
         set_rois.append(item)
         roi_contour = Dataset()
         roi_contour.ROIDisplayColor = list(roi.color)
-        sequence = []
-        for n, (k, points) in enumerate(roi.contours, start=1):
-            c = Dataset()
-            c.ContourImageSequence = DicomSequence([image_ref(k)])
-            # Already encoded (see below): thousands of contours, pydicom's conversions of
-            # each value would take most of the export's time.
-            c[CONTOUR_TYPE] = _raw(CONTOUR_TYPE, "CS", "CLOSED_PLANAR")
-            c[CONTOUR_POINTS] = _raw(CONTOUR_POINTS, "IS", str(len(points)))
-            c[CONTOUR_NUMBER] = _raw(CONTOUR_NUMBER, "IS", str(n))
-            c[CONTOUR_DATA] = _raw(CONTOUR_DATA, "DS", _decimal_strings(points))
-            sequence.append(c)
-        if sequence:  # type 3: left out for an ROI with nothing on the slices
-            roi_contour.ContourSequence = DicomSequence(sequence)
+        if roi.contours:  # type 3: left out for an ROI with nothing on the slices
+            # Encoded here, whole: thousands of contour items, which pydicom would build
+            # and walk element by element for most of the export's time.
+            roi_contour[CONTOUR_SEQUENCE] = _raw_bytes(
+                CONTOUR_SEQUENCE, "SQ", _contour_items(roi.contours, image_uids))
         roi_contour.ReferencedROINumber = number
         contours.append(roi_contour)
         obs = Dataset()
@@ -491,13 +484,15 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
     ds.StructureSetROISequence = DicomSequence(set_rois)
     ds.ROIContourSequence = DicomSequence(contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
-    for roi_contour in contours:
-        for c in roi_contour.get("ContourSequence", []):
-            # Declares the raw ContourData already encoded as it will be written, so pydicom
-            # copies the bytes instead of parsing and re-formatting every number (10x faster).
-            c.set_original_encoding(False, True, c._character_set)
+    # Declares the encoding the file will have, so that pydicom writes the raw Contour
+    # Sequences as they are: otherwise it parses them back to check for ambiguous VRs (there
+    # are none in an RTSTRUCT) and encodes every item again, most of the export's time.
+    # (An item's own character set is the default one until it is written in its parent;
+    # the raw values are ASCII.)
+    for dataset in (ds, *contours):
+        dataset.set_original_encoding(False, True, dataset._character_set)
     # The contours (and the image references) are made here from constants, numbers and
-    # new UIDs; thousands of them would take 0.1 s to walk. The tests walk them too.
+    # UIDs of the CT; thousands of them would take 0.1 s to walk. The tests walk them too.
     check_written_strings(ds, what="rtstruct.dcm", multi_ok=multi,
                           skip=(CONTOUR_SEQUENCE, CONTOUR_IMAGE_SEQUENCE))
     return ds
@@ -518,15 +513,54 @@ def _decimal_strings(values: NDArray[np.float64]) -> str:
     return "\\".join(ds_list(flat))
 
 
-def _raw(tag: int, vr: str, text: str) -> Any:
-    """An element already encoded as explicit VR little endian bytes (padded to even)."""
+def _raw_bytes(tag: int, vr: str, value: bytes) -> Any:
+    """An element whose value is already encoded as explicit VR little endian bytes."""
     from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
-    data = text.encode("ascii")
-    if len(data) % 2:
-        data += b" "
-    return RawDataElement(Tag(tag), vr, len(data), data, 0, False, True)
+    return RawDataElement(Tag(tag), vr, len(value), value, 0, False, True)
+
+
+def _element(tag: int, vr: str, value: bytes) -> bytes:
+    """One explicit VR little endian data element (tag, VR, length, value padded to even:
+    NUL for UI, space for text)."""
+    if len(value) % 2:
+        value += b"\0" if vr == "UI" else b" "
+    head = struct.pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
+    if vr == "SQ":
+        return head + b"\0\0" + struct.pack("<I", len(value)) + value
+    if len(value) > 0xFFFE:
+        raise LatticeError(f"a contour of {len(value)} bytes does not fit a DICOM element "
+                           "(at most 65534); please report this as a bug")
+    return head + struct.pack("<H", len(value)) + value
+
+
+def _item(content: bytes) -> bytes:
+    """A sequence item of defined length."""
+    return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(content)) + content
+
+
+def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, str]]
+                   ) -> bytes:
+    """The Contour Sequence's items, encoded: per contour its image reference (one item of
+    the Contour Image Sequence), CLOSED_PLANAR, the number of points, the contour number
+    and the points to 1e-6 mm, elements in tag order."""
+    refs: dict[int, bytes] = {}
+    kind = _element(CONTOUR_TYPE, "CS", b"CLOSED_PLANAR")
+    items = []
+    for n, (k, points) in enumerate(contours, start=1):
+        ref = refs.get(k)
+        if ref is None:
+            sop_class, sop_instance = image_uids[k]
+            ref = refs[k] = _element(CONTOUR_IMAGE_SEQUENCE, "SQ", _item(
+                _element(0x00081150, "UI", str(sop_class).encode("ascii"))
+                + _element(0x00081155, "UI", str(sop_instance).encode("ascii"))))
+        items.append(_item(
+            ref + kind
+            + _element(CONTOUR_POINTS, "IS", str(len(points)).encode("ascii"))
+            + _element(CONTOUR_NUMBER, "IS", str(n).encode("ascii"))
+            + _element(CONTOUR_DATA, "DS", _decimal_strings(points).encode("ascii"))))
+    return b"".join(items)
 
 
 def copied_attributes(header: Any) -> tuple[dict[str, Any], list[str], set[str]]:
