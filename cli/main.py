@@ -348,7 +348,7 @@ def _resolve_oar_names(args: argparse.Namespace) -> None:
         return
     roi_names = None
     if any(":" in t for t in args.oar_name) and args.rtstruct is not None:
-        from lattice.dicom import list_rois
+        from lattice.rtstruct_read import list_rois
 
         roi_names = [r["name"] for r in list_rois(args.rtstruct)]
     specs = [parse_roi_spec(t, roi_names) for t in args.oar_name]

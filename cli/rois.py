@@ -20,7 +20,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_rois(args: argparse.Namespace) -> int:
-    from lattice.dicom import list_rois
+    from lattice.rtstruct_read import list_rois
 
     rows = list_rois(args.rtstruct)
     width = max([len(r["name"]) for r in rows] + [4])

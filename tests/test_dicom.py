@@ -14,13 +14,12 @@ from dicom_oracle import write_series, write_structure_set
 
 from lattice.dicom import (
     LPS_TO_RAS,
-    list_rois,
     load_dicom_case,
     load_series,
     on_grid,
-    read_rtstruct,
 )
 from lattice.errors import GridMismatchError, InputFileError, MaskError
+from lattice.rtstruct_read import list_rois, read_rtstruct
 from lattice.volume import Volume
 
 SHAPE = (20, 16, 12)

@@ -26,10 +26,11 @@ from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from .. import __version__
-from ..dicom import RTSTRUCT_SOP_CLASS, ImageSeries, on_grid, quiet_pydicom
+from ..dicom import ImageSeries, on_grid, quiet_pydicom
 from ..errors import LatticeError
 from ..grid import Grid
 from ..plan import Plan
+from ..rtstruct_read import RTSTRUCT_SOP_CLASS
 from ..volume import Volume
 from .dicom_series import (
     MANUFACTURER,
