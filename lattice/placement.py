@@ -108,10 +108,11 @@ class _Search:
             q = (MAX_LATTICE_POINTS * cell_per_s3 * 3 / (4 * np.pi)) ** (1 / 3)
             least = half_diag / (q - k) if q > k else 10 * s0
             raise ParameterError(
-                f"min_spacing_mm {pattern.min_spacing_mm:g} is too small for this GTV (about "
-                f"{2 * radius:.0f} mm across): the search would weigh about {n_points:.3g} "
-                f"lattice points per pose (the limit is {MAX_LATTICE_POINTS}); use a spacing "
-                f"of at least {np.ceil(least * 10 + 1e-6) / 10:g} mm")
+                f"{{min_spacing_mm}} {pattern.min_spacing_mm:g} is too small for this GTV "
+                f"(about {2 * radius:.0f} mm across): the search would weigh about "
+                f"{n_points:.3g} lattice points per pose (the limit is {MAX_LATTICE_POINTS}); "
+                f"use a spacing of at least {np.ceil(least * 10 + 1e-6) / 10:g} mm",
+                parameters=["min_spacing_mm"])
         self.local = pattern.points_in_ball(radius)
         self.n_evaluated = 0
         self.n_settled = 0
@@ -337,16 +338,18 @@ def plan_vertices(
     else:
         pts, info = _spread_count(field, gtv, params)
     needed = max(params.min_vertices or 0, params.count or 0)
-    option = "--count" if params.count else "--min-vertices"
+    option = "count" if params.count else "min_vertices"
     if len(pts) < needed and warnings:  # no room at all: say why
-        raise ParameterError(f"no vertex fits but {option} asks for {needed}: "
-                             + warnings[0].removeprefix("no room for a vertex: "))
+        raise ParameterError(f"no vertex fits but {{{option}}} asks for {needed}: "
+                             + warnings[0].removeprefix("no room for a vertex: "),
+                             parameters=[option])
     if len(pts) < needed:
         raise ParameterError(
             f"only {len(pts)} {'vertex fits' if len(pts) == 1 else 'vertices fit'} "
             f"({params.pattern}, D {params.diameter_mm:g} mm, "
             f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
-            f"{needed} are required; reduce the diameter, spacing or margins, or lower {option}")
+            f"{needed} are required; reduce the diameter, spacing or margins, or lower "
+            f"{{{option}}}", parameters=[option])
     if len(pts) == 0 and not warnings:
         warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
                     "surface or an OAR; use a smaller diameter, spacing or margin",)
@@ -374,9 +377,22 @@ def _no_room(field: RuleField, params: PlanParameters) -> str:
             f"about {deepest:.1f} mm); use a smaller diameter or margin")
 
 
-def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
-                    ) -> tuple[NDArray[np.float64], dict[str, Any]]:
-    """Best lattice pose for ``params``: the allowed centres (numbered) and what was searched."""
+@dataclass(frozen=True)
+class _Setup:
+    """A pose search ready to run: the lattice, its origin and the translation grid."""
+
+    search: _Search
+    lattice: LatticePattern
+    centre: NDArray[np.float64]
+    slice_step: float | None
+    fracs: NDArray[np.float64]
+    steps: int
+    z_steps: int
+
+
+def _setup(field: RuleField, gtv: Volume, params: PlanParameters) -> _Setup:
+    """The lattice (stretched to whole slices with slice snapping), centred on the region
+    where centres may go, and the coarse grid of cell-fraction translations."""
     lattice = make_pattern(params.pattern, min_spacing_mm=params.min_spacing_mm)
     frame = _base_frame(gtv) if params.snap_to_slices else np.eye(3)
     slice_step = None
@@ -389,17 +405,18 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         centre_ijk[2] = np.round(centre_ijk[2])
     centre = gtv.ijk_to_ras(centre_ijk)[0]
     search = _Search(field, lattice, frame, centre, params.max_vertices, slice_step)
-
     steps = params.translation_steps
     z_steps = steps
     if slice_step is not None:
         z_steps = max(int(round(lattice.cell_mm[2, 2] / slice_step)), 1)
-    fracs = _frac_grid(steps, z_steps)
-    angles = np.arange(0.0, lattice.symmetry_deg, params.rotation_step_deg)
-    tilts = [(0.0, 0.0)]
-    if params.orientation_search == "3d":
-        tilts += [(t, a) for t in TILTS_3D_DEG for a in TILT_AZIMUTHS_DEG]
+    return _Setup(search, lattice, centre, slice_step, _frac_grid(steps, z_steps), steps,
+                  z_steps)
 
+
+def _coarse_pool(setup: _Setup, angles: NDArray[np.float64],
+                 tilts: Sequence[tuple[float, float]]) -> list[_Candidate]:
+    """The best :data:`N_REFINE` translations of every orientation, best first."""
+    search, fracs = setup.search, setup.fracs
     pool: list[_Candidate] = []
     for tilt, azimuth in tilts:
         for angle in angles:
@@ -408,70 +425,100 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
                 pool.append(_Candidate(int(counts[i]), float(tie[i]), float(angle), tilt, azimuth,
                                        tuple(fracs[i])))
     pool.sort(key=lambda c: (-c.count, -c.tie))
-    best = pool[0]
-    n_coarse = search.n_evaluated
+    return pool
 
-    # Local refinement, two levels: around each seed a 5x5x5 grid of translations at a
-    # quarter coarse step and 5 angles at a quarter angle step, then again at 1/16.
-    scale = np.array([1 / steps, 1 / steps, 1 / z_steps])
-    z_offsets = REFINE_OFFSETS if slice_step is None else np.array([0.0])
+
+def _refine(setup: _Setup, seeds: Sequence[_Candidate], rotation_step_deg: float
+            ) -> list[_Candidate]:
+    """Local refinement, two levels: around each seed a 5x5x5 grid of translations at a
+    quarter coarse step and 5 angles at a quarter angle step, then again at 1/16."""
+    search = setup.search
+    scale = np.array([1 / setup.steps, 1 / setup.steps, 1 / setup.z_steps])
+    z_offsets = REFINE_OFFSETS if setup.slice_step is None else np.array([0.0])
     local = np.stack(np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS, z_offsets, indexing="ij"),
                      axis=-1).reshape(-1, 3)
-    seeds = pool[:N_REFINE]
+    seeds = list(seeds)
     for level in (1.0, 0.25):
         refined = []
         for seed in seeds:
             top = seed
-            for d_angle in REFINE_OFFSETS * params.rotation_step_deg * level:
+            for d_angle in REFINE_OFFSETS * rotation_step_deg * level:
                 angle = seed.angle_deg + d_angle
                 fr = np.array(seed.frac) + local * scale * level
                 counts, tie = search.evaluate(
                     search.rotation(angle, seed.tilt_deg, seed.azimuth_deg), fr)
                 i = _best(counts, tie, 1)[0]
                 cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
-                                  seed.azimuth_deg,
-                                  tuple(fr[i]))
+                                  seed.azimuth_deg, tuple(fr[i]))
                 if (cand.count, cand.tie) > (top.count, top.tie):
                     top = cand
             refined.append(top)
         seeds = refined
-    best = max([best, *seeds], key=lambda c: (c.count, c.tie))
+    return seeds
 
-    def allowed_points(cand: _Candidate) -> NDArray[np.float64]:
-        pts = search.points(cand)
-        if slice_step is not None:
-            ijk = gtv.ras_to_ijk(pts)
-            ijk[:, 2] = np.round(ijk[:, 2])
-            pts = gtv.ijk_to_ras(ijk)
-        allowed, _ = field.classify(pts)
-        return pts[allowed]
 
-    pts = allowed_points(best)
-    n_allowed = len(pts)
-    if params.coplanar_mm:
-        # A pairwise rule: keep the largest conflict-free subset, and let that count choose
-        # among the best poses (the pose search itself counts field rules only).
-        finalists = sorted({best, *seeds, *pool[:N_FINALISTS]},
-                           key=lambda c: (-c.count, -c.tie, c.angle_deg, c.frac))
-        chosen = None
-        for cand in finalists[:N_FINALISTS]:
-            cand_pts = allowed_points(cand)
-            keep = max_independent_subset(len(cand_pts), coplanar_conflicts(
-                cand_pts, coplanar_mm=params.coplanar_mm,
-                coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
-                weights=field.exact_slack(cand_pts) if len(cand_pts) else None)
-            if chosen is None or len(keep) > len(chosen[1]):
-                chosen = (cand, cand_pts[keep])
-        assert chosen is not None
-        best, pts = chosen
+def _allowed_points(setup: _Setup, field: RuleField, gtv: Volume, cand: _Candidate
+                    ) -> NDArray[np.float64]:
+    """The centres of a pose that every field rule allows (snapped to slices if asked)."""
+    pts = setup.search.points(cand)
+    if setup.slice_step is not None:
+        ijk = gtv.ras_to_ijk(pts)
+        ijk[:, 2] = np.round(ijk[:, 2])
+        pts = gtv.ijk_to_ras(ijk)
+    allowed, _ = field.classify(pts)
+    return pts[allowed]
+
+
+def _coplanar_choice(setup: _Setup, field: RuleField, gtv: Volume, params: PlanParameters,
+                     finalists: Sequence[_Candidate]
+                     ) -> tuple[_Candidate, NDArray[np.float64]]:
+    """A pairwise rule: keep each finalist's largest conflict-free subset, and let that count
+    choose among the best poses (the pose search itself counts field rules only)."""
+    chosen = None
+    for cand in finalists[:N_FINALISTS]:
+        cand_pts = _allowed_points(setup, field, gtv, cand)
+        keep = max_independent_subset(len(cand_pts), coplanar_conflicts(
+            cand_pts, coplanar_mm=float(params.coplanar_mm or 0.0),
+            coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
+            weights=field.exact_slack(cand_pts) if len(cand_pts) else None)
+        if chosen is None or len(keep) > len(chosen[1]):
+            chosen = (cand, cand_pts[keep])
+    assert chosen is not None
+    return chosen
+
+
+def _numbered(field: RuleField, pts: NDArray[np.float64], max_vertices: int | None
+              ) -> NDArray[np.float64]:
+    """Most room first, then position, so ``max_vertices`` keeps the safest ones
+    deterministically; then numbered by position (superior first)."""
     slack = field.exact_slack(pts)
-    # Most room first, then position, so max_vertices keeps the safest ones deterministically.
     order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
     pts = pts[order]
-    if params.max_vertices is not None:
-        pts = pts[: params.max_vertices]
-    pts = pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
+    if max_vertices is not None:
+        pts = pts[:max_vertices]
+    return pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
 
+
+def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
+                    ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    """Best lattice pose for ``params``: the allowed centres (numbered) and what was searched."""
+    setup = _setup(field, gtv, params)
+    search = setup.search
+    angles = np.arange(0.0, setup.lattice.symmetry_deg, params.rotation_step_deg)
+    tilts = [(0.0, 0.0)]
+    if params.orientation_search == "3d":
+        tilts += [(t, a) for t in TILTS_3D_DEG for a in TILT_AZIMUTHS_DEG]
+    pool = _coarse_pool(setup, angles, tilts)
+    n_coarse = search.n_evaluated
+    seeds = _refine(setup, pool[:N_REFINE], params.rotation_step_deg)
+    best = max([pool[0], *seeds], key=lambda c: (c.count, c.tie))
+    pts = _allowed_points(setup, field, gtv, best)
+    n_allowed = len(pts)
+    if params.coplanar_mm:
+        finalists = sorted({best, *seeds, *pool[:N_FINALISTS]},
+                           key=lambda c: (-c.count, -c.tie, c.angle_deg, c.frac))
+        best, pts = _coplanar_choice(setup, field, gtv, params, finalists)
+    pts = _numbered(field, pts, params.max_vertices)
     rot = search.rotation(best.angle_deg, best.tilt_deg, best.azimuth_deg)
     info: dict[str, Any] = {
         "method": "lattice pose search (exact rule checks)",
@@ -479,7 +526,7 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         "orientation_search": params.orientation_search,
         "angles_deg": [float(angles[0]), float(angles[-1]), params.rotation_step_deg],
         "tilts_deg": [list(t) for t in tilts],
-        "translations_per_orientation": int(len(fracs)),
+        "translations_per_orientation": int(len(setup.fracs)),
         "poses_evaluated_coarse": int(n_coarse),
         "poses_evaluated_total": int(search.n_evaluated),
         "poses_needing_exact_distances": int(search.n_settled),
@@ -489,9 +536,9 @@ def _search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         "chosen_translation_mm": [round(float(v), 4)
                                   for v in search.translations(np.array([best.frac]))[0]],
         "chosen_translation_cell_fraction": [round(float(v), 5) for v in best.frac],
-        "lattice_origin_ras_mm": [round(float(v), 4) for v in centre],
+        "lattice_origin_ras_mm": [round(float(v), 4) for v in setup.centre],
         "lattice_rotation": [[round(float(v), 8) for v in row] for row in rot],
-        "layer_step_mm": round(lattice.layer_step_mm, 4),
+        "layer_step_mm": round(setup.lattice.layer_step_mm, 4),
         "n_allowed_before_cap": int(n_allowed),
     }
     return pts, info
@@ -515,7 +562,8 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
     if len(pts) < n:
         raise ParameterError(
             f"only {len(pts)} vertices fit even {params.min_spacing_mm:g} mm apart, so "
-            f"--count {n} cannot be placed; lower the count, the spacing or the margins")
+            f"{{count}} {n} cannot be placed; lower the count, the spacing or the margins",
+            parameters=["count"])
     cand = np.argwhere(field.slack_vox_hi > -field.band_mm)
     extent = (cand.max(axis=0) - cand.min(axis=0) + 1) * gtv.voxel_size_mm
     lo, hi = params.min_spacing_mm, max(float(np.linalg.norm(extent)), params.min_spacing_mm)

@@ -222,6 +222,10 @@ def test_impossible_count_or_min_vertices_is_a_parameter_error():
     with pytest.raises(ParameterError, match="count"):
         plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
                       count=500)
-    with pytest.raises(ParameterError, match="min-vertices"):
+    # The library names its parameter (min_vertices); the command line renders it as
+    # --min-vertices (issue 13: no CLI flag names in library messages).
+    with pytest.raises(ParameterError, match="min.vertices") as caught:
         plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
                       min_vertices=500)
+    assert caught.value.parameter == "min_vertices"
+    assert "--min-vertices" in caught.value.render({"min_vertices": "--min-vertices"})
