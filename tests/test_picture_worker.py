@@ -1,0 +1,70 @@
+"""The background picture worker (lattice.export.picture): the same pictures and
+measurements in a worker process and in this one, and in-process work where multiprocessing
+allows no children (daemonic processes such as Dask workers)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+
+from lattice import plan_vertices
+from lattice.export.picture import FORK_ENV, MONTAGE_NAME, THREE_D_NAME, PictureWorker
+from lattice.volume import Volume
+
+pytestmark = pytest.mark.skipif("fork" not in mp.get_all_start_methods(),
+                                reason="the worker process needs fork")
+
+
+def _case() -> tuple[Volume, object]:
+    shape = (40, 40, 30)
+    ijk = np.indices(shape).transpose(1, 2, 3, 0) - np.array([20, 20, 15])
+    gtv = (ijk**2 / np.array([14.0, 12.0, 10.0]) ** 2).sum(axis=-1) <= 1
+    affine = np.diag([2.0, 2.0, 2.5, 1.0])
+    ct = Volume(np.where(gtv, 40.0, -100.0).astype(np.float32), affine)
+    plan = plan_vertices(Volume(gtv, affine), diameter_mm=8, min_spacing_mm=16,
+                         gtv_margin_mm=2)
+    return ct, plan
+
+
+def _draw(tmp_path, ct, plan):
+    with PictureWorker(lambda: ct) as worker:
+        worker.submit(plan, tmp_path / "overview.png", title="t", measure=True)
+        names = worker.wait()
+        return names, worker.lesion
+
+
+def test_worker_process_and_this_process_give_the_same_result(tmp_path, monkeypatch):
+    ct, plan = _case()
+    assert plan.n_vertices
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv(FORK_ENV, flag)
+        out = tmp_path / flag
+        out.mkdir()
+        results[flag] = _draw(out, ct, plan)
+        assert sorted(p.name for p in out.iterdir()) == sorted(results[flag][0])
+    assert results["1"][0] == results["0"][0] == ["overview.png", THREE_D_NAME, MONTAGE_NAME]
+    assert results["1"][1].to_dict() == results["0"][1].to_dict()
+
+
+def _in_daemon(folder: str, queue) -> None:  # runs in a daemonic child
+    ct, plan = _case()
+    try:
+        names, _ = _draw(__import__("pathlib").Path(folder), ct, plan)
+        queue.put((names, mp.active_children() == []))
+    except BaseException as exc:  # noqa: BLE001 - reported to the test
+        queue.put(repr(exc))
+
+
+def test_daemonic_process_draws_in_process(tmp_path, monkeypatch):
+    """A daemonic process may not start children: the worker does the work itself."""
+    monkeypatch.setenv(FORK_ENV, "1")
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    process = ctx.Process(target=_in_daemon, args=(str(tmp_path), queue), daemon=True)
+    process.start()
+    got = queue.get(timeout=120)
+    process.join(timeout=60)
+    assert got == (["overview.png", THREE_D_NAME, MONTAGE_NAME], True)
