@@ -233,8 +233,11 @@ class RuleField:
         -------
         allowed : (...) ndarray of bool
         slack_estimate : (...) ndarray of float32
-            Lower bound of the slack at the nearest voxel centre (within ``band_mm`` plus the
-            table's gap of the exact slack).
+            The tabled slack at the nearest voxel centre. Where the GTV term leaves the point
+            a chance (the :attr:`cand` box, the only place the rules can allow) it is a lower
+            bound of that voxel's slack, within ``band_mm`` plus :attr:`table_gap_mm` of the
+            point's exact slack. Elsewhere the OAR terms are not tabled: it is the GTV term
+            alone, below ``-band_mm``, and may exceed the exact slack.
         """
         box_ijk = self.world_to_box_index(ras_mm)
         state, est = self.bound(box_ijk)
