@@ -338,7 +338,7 @@ class Plan:
         """(n,) float: per vertex, the volume (cc) a TPS rebuilds from the circles
         ``rtstruct.dcm`` holds for it: polygon areas x slice gap, on the slices of
         ``slice_grid`` (the DICOM series the RTSTRUCT references; default the CT grid)."""
-        from .export.rtstruct import sphere_tps_volume_mm3
+        from .export.rtstruct_contours import sphere_tps_volume_mm3
 
         grid = self.gtv if slice_grid is None else slice_grid
         radius = self.parameters.diameter_mm / 2.0
@@ -503,7 +503,7 @@ def _input_format(inputs: dict[str, Any] | None) -> InputFormat:
 def tps_volume_error(diameter_mm: float, gap_mm: float, offset_mm: float) -> float:
     """Relative error of the volume a TPS rebuilds from a sphere's exported circles (64-gons,
     area x gap) when the slice planes lie at ``offset_mm`` + k ``gap_mm`` from its centre."""
-    from .export.rtstruct import CIRCLE_POINTS
+    from .export.rtstruct_contours import CIRCLE_POINTS
 
     r = diameter_mm / 2.0
     m = int(np.ceil(r / gap_mm)) + 1

@@ -20,7 +20,8 @@ from skimage.draw import polygon2mask
 from test_cli import run
 
 from lattice.export.dicom_series import derived_series
-from lattice.export.rtstruct import keyhole_contours, plan_rois, slice_planes
+from lattice.export.rtstruct import plan_rois
+from lattice.export.rtstruct_contours import keyhole_contours, slice_planes
 from lattice.plan import Plan, PlanParameters
 from lattice.volume import Volume
 
