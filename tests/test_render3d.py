@@ -246,7 +246,7 @@ def test_orientation_letters_are_off_every_drawn_object_and_label(pictures):
 def test_coarsened_surface_stays_on_the_mask_surface(make_volume, ellipsoid_mask):
     """The drawn GTV surface (block-averaged before marching cubes) lies within a block of
     the true surface, here a 45 mm sphere on 0.8 x 0.8 x 3 mm voxels."""
-    from lattice.render import MAX_FACES_3D, _surface_triangles
+    from lattice.render.three_d import MAX_FACES_3D, _surface_triangles
 
     vol = make_volume((130, 130, 36), (0.8, 0.8, 3.0), "lps")
     centre = np.array(vol.ijk_to_ras(np.array([(np.array(vol.shape) - 1) / 2.0]))[0])

@@ -1,0 +1,19 @@
+"""Colours and resolution shared by the 2-D and 3-D pictures (no matplotlib import)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from ..volume import Volume
+
+#: Figure resolution of the overview and 3-D pictures (dots per inch).
+FIGURE_DPI = 110
+
+GTV_COLOR = "#ff2a2a"
+TARGET_COLOR = "#ffd21f"
+VERTEX_COLOR = "#00e5ff"
+STV_COLOR = "#ff8c00"
+#: OAR colours, in the order the OARs are given (repeating after the last).
+OAR_COLORS = ("#ff4fd8", "#4cff4c", "#5a8cff", "#d2b48c", "#ffffff", "#b07cff", "#a0e000")
+NO_OARS: Mapping[str, Volume] = MappingProxyType({})
