@@ -4,8 +4,6 @@ or on a Dask cluster, resumable, with a tidy summary.csv (see lattice/batch.py).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
 import time
 from collections.abc import Callable
@@ -104,7 +102,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def _explicit_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     """The plan options given on the command line (those that differ from their default)."""
     parser = argparse.ArgumentParser(add_help=False)
-    from lattice_cli.main import add_plan_parameters
+    from lattice_cli.plan import add_plan_parameters
 
     add_plan_parameters(parser)
     parser.add_argument("--gtv-label", type=whole, default=None)
@@ -113,26 +111,20 @@ def _explicit_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[
 
 
 def _check_jobs(jobs: list) -> None:
-    """Parse and check every job's arguments as ``lattice plan`` would (syntax, every range,
-    the rules between options, OAR clearances), so a bad manifest or grid value (``nan``,
+    """Read and check every job's plan as ``lattice plan`` would (syntax, every range, the
+    rules between options, OAR clearances), so a bad manifest or grid value (``nan``,
     ``1e30``) stops the batch before anything runs."""
+    from lattice.batch import job_request
     from lattice.errors import ParameterError
-    from lattice.options import OPTION_NAMES
-    from lattice_cli.main import _option_names, build_parser, check_parameters
+    from lattice.pipeline import check_request
+    from lattice.plan_options import OPTION_NAMES
 
-    parser = build_parser()
     for job in jobs:
-        err = io.StringIO()
         values = ", ".join(f"{k}={v}" for k, v in job.parameters.items()) or "defaults"
         try:
-            with contextlib.redirect_stderr(err):
-                parsed = parser.parse_args(["plan", *job.argv])
-            check_parameters(parsed)  # ranges, rules, OAR clearances (given or the protocol's)
-        except SystemExit:
-            message = " ".join(err.getvalue().split()).removeprefix("lattice: error: ")
-            raise ParameterError(f"case {job.case} ({values}): {message}") from None
+            check_request(job_request(job))
         except ParameterError as exc:
-            message = _option_names(exc.render(OPTION_NAMES))
+            message = " ".join(exc.render(OPTION_NAMES).split())
             raise ParameterError(f"case {job.case} ({values}): {message}") from None
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lattice.errors import EXIT_OK
 from lattice_cli.options import check_options, ranged, whole
 
 
@@ -84,6 +85,6 @@ def cmd_measure(args: argparse.Namespace) -> int:
             raise OutputWriteError(f"cannot write '{args.json}' ({exc.strerror}); choose "
                                    "another --json path") from exc
         print(f"wrote {args.json}", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lattice.errors import EXIT_OK
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to the ``add_subparsers()`` object of the main parser."""
@@ -46,4 +48,4 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise OutputWriteError(f"cannot write '{target}' ({exc.strerror}); choose another "
                                "--out") from exc
     print(f"wrote {target} ({len(pictures)} picture{'s' * (len(pictures) != 1)} embedded)")
-    return 0
+    return EXIT_OK

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lattice.errors import EXIT_OK
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``rois`` subcommand to the ``add_subparsers()`` object of the main parser."""
@@ -29,4 +31,4 @@ def cmd_rois(args: argparse.Namespace) -> int:
         print(f"{r['number']:>3}  {r['name']:<{width}}  {r['type'] or '-':<10}  "
               f"{r['contours']:>8}  {r['points']:>7}")
     print(f"{len(rows)} ROI{'s' * (len(rows) != 1)} in {args.rtstruct}")
-    return 0
+    return EXIT_OK

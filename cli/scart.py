@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lattice.errors import EXIT_OK
 from lattice_cli.options import check_options, number, ranged, whole
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def cmd_scart(args: argparse.Namespace) -> int:
           f"{result.surface_distance_min_mm:.1f}-{result.surface_distance_max_mm:.1f} mm); "
           f"wrote {', '.join(sorted(written))} to {args.out} in "
           f"{time.perf_counter() - t0:.2f} s")
-    return 0
+    return EXIT_OK
 
 
 def scart_document(result: StvResult, *, inputs: Mapping[str, Any],

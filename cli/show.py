@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lattice.errors import EXIT_OK
 from lattice.options import range_text
 
 #: Named CT windows (level, width) in HU.
@@ -100,4 +101,4 @@ def cmd_show(args: argparse.Namespace) -> int:
           f"{args.window[1]:g})")
     if out == args.plan and (out / "report.html").exists():
         print(f"run `lattice report {args.plan} --force` to put them in report.html")
-    return 0
+    return EXIT_OK

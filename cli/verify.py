@@ -1,7 +1,7 @@
 """``lattice verify PLAN``: recheck a written plan against its input masks.
 
 Prints each rule checked with its worst slack and each violation on one line. Exit codes: 0
-every rule holds; :data:`VIOLATION_EXIT_CODE` some rule is violated; the usual
+every rule holds; :data:`lattice.errors.EXIT_VIOLATION` (8) some rule is violated; the usual
 :class:`~lattice.errors.LatticeError` codes (3 unreadable plan or mask, 4 unusable mask,
 5 mask off the plan's grid) when the plan cannot be verified, turned into exit codes by
 ``main()``.
@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: Exit code of ``lattice verify`` when the plan breaks a rule (after the LatticeError codes).
-VIOLATION_EXIT_CODE = 8
+from lattice.errors import EXIT_OK, EXIT_VIOLATION
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -26,7 +25,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "slice planes, vertex count, co-planar and shell rules when set) from the GTV and OAR "
         "files recorded in plan.json and the written vertex centres, independently of the "
         "planner; check that the input files are unchanged and that the written per-vertex "
-        f"values are right. Exit 0 when every rule holds, {VIOLATION_EXIT_CODE} otherwise.")
+        f"values are right. Exit 0 when every rule holds, {EXIT_VIOLATION} otherwise.")
     p.add_argument("plan", type=Path, metavar="PLAN",
                    help="plan.json, or the plan folder holding it")
     p.set_defaults(func=cmd_verify)
@@ -52,8 +51,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"lattice: warning: {warning}", file=sys.stderr)
     if report.ok:
         print(f"OK: every rule holds ({len(report.checks)} checks)")
-        return 0
+        return EXIT_OK
     rules = report.violated_rules
     print(f"FAILED: {len(report.violations)} violation{'s' * (len(report.violations) != 1)} "
           f"of {', '.join(rules)}")
-    return VIOLATION_EXIT_CODE
+    return EXIT_VIOLATION

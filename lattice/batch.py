@@ -31,12 +31,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
-import itertools
 import json
 import math
 import multiprocessing as mp
 import os
-import re
 import signal
 import sys
 import tempfile
@@ -44,7 +42,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -58,36 +56,25 @@ from .errors import (
 )
 from .export import publish, remove_stale_stages
 from .export.picture import FORK_ENV
-from .options import (
-    OPTION_KINDS,
-    OPTION_NAMES,
-    check_range,
-    parse_oar_spec,
-    read_number,
-    request_from_options,
+from .manifest import (  # noqa: F401 - the manifest's names, re-exported
+    MANIFEST_COLUMNS,
+    OAR_COLUMN,
+    PLAN_PARAMETERS,
+    RUNS_FOLDER,
+    SUMMARY_NAME,
+    Case,
+    check_parameter_name,
+    expand_grid,
+    folder_name,
+    parameter_text,
+    parse_grid,
+    plan_argv,
+    read_manifest,
 )
+from .options import check_range, parse_oar_spec
 from .pipeline import PlanRequest
+from .plan_options import OPTION_NAMES, option_value, request_from_options
 
-#: Parameters a manifest column, a grid axis or a default may set: the options of
-#: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
-#: ``spacing_mm``). ``tests/test_batch.py`` checks this list against the command.
-PLAN_PARAMETERS = (
-    "gtv_label", "protocol", "diameter_mm", "spacing_mm", "gtv_margin_mm", "pattern",
-    "time_budget_s", "mode", "shell_width_mm", "snap_to_slices", "max_vertices",
-    "coplanar_mm", "coplanar_spacing_mm", "count", "min_vertices", "allow_empty", "orientations",
-    "rotation_step_deg", "no_picture", "stv_margin_mm", "stv_fraction", "size_rule",
-    "dose_peak_gy", "dose_valley_gy", "dose_falloff_mm", "no_dicom", "vertex_rois",
-    "mesh_format", "valley_contours", "patient_id", "patient_name", "patient_position")
-#: Parameters that are on/off flags of ``lattice plan``.
-FLAG_PARAMETERS = frozenset({"snap_to_slices", "no_picture", "no_dicom", "allow_empty"})
-#: Columns every manifest has, and the optional OAR column.
-MANIFEST_COLUMNS = ("case", "ct", "gtv")
-OAR_COLUMN = "oars"
-_TRUE = {"1", "true", "yes", "y", "on"}
-_FALSE = {"0", "false", "no", "n", "off", ""}
-_CASE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-RUNS_FOLDER = "runs"
-SUMMARY_NAME = "summary.csv"
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Summary columns taken from plan.json's ``summary``.
@@ -95,17 +82,6 @@ SUMMARY_METRICS = ("n_vertices", "gtv_cc", "lattice_target_cc", "vertices_per_10
                    "vertex_volume_fraction_of_gtv", "nearest_vertex_min_mm",
                    "nearest_vertex_mean_mm", "covering_radius_mm", "depth_min_mm",
                    "fraction_in_outer_shell")
-
-
-@dataclass(frozen=True)
-class Case:
-    """One manifest row: a case name, its inputs (absolute paths), per-case parameters."""
-
-    name: str
-    ct: Path
-    gtv: Path
-    oars: tuple[str, ...] = ()
-    parameters: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -141,171 +117,6 @@ class Job:
         return self.row_path.stem
 
 
-def _check_parameter(name: str, where: str) -> None:
-    if name not in PLAN_PARAMETERS:
-        raise ParameterError(f"{where}: '{name}' is not a plan parameter; use one of "
-                             f"{', '.join(PLAN_PARAMETERS)}")
-
-
-def _text(value: Any) -> str:
-    """A parameter value as the command line writes it (15.0 -> '15')."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def read_manifest(path: str | Path) -> list[Case]:
-    """Read a manifest CSV: columns ``case``, ``ct``, ``gtv``, optional ``oars``
-    (``[NAME=]PATH:MM`` entries separated by ``;``) and optional parameter columns named like
-    :data:`PLAN_PARAMETERS`. Relative paths are taken from the manifest's folder; an empty
-    parameter cell leaves that parameter to the defaults.
-
-    Raises
-    ------
-    InputFileError
-        The manifest is missing or not a CSV with the required columns.
-    ParameterError
-        Unknown columns, repeated or unusable case names, empty inputs.
-    """
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            columns = [c.strip() for c in reader.fieldnames or []]
-    except FileNotFoundError:
-        raise InputFileError(f"manifest not found: '{path}'; check the path") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFileError(f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
-                             "file with the columns case, ct, gtv") from None
-    unnamed = [i + 1 for i, c in enumerate(columns) if not c]
-    if unnamed:
-        raise ParameterError(f"manifest '{path}': column {unnamed[0]} of the first line has no "
-                             "name (a trailing comma?); name every column or remove it")
-    twice = sorted({c for c in columns if columns.count(c) > 1})
-    if twice:
-        raise ParameterError(f"manifest '{path}': column {', '.join(twice)} appears twice; "
-                             "keep one")
-    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
-    if missing:
-        raise InputFileError(f"manifest '{path}' has no column {', '.join(missing)} (columns: "
-                             f"{', '.join(columns) or 'none'}); the first line must name the "
-                             "columns case, ct, gtv and optionally oars and plan parameters")
-    extra = [c for c in columns if c not in (*MANIFEST_COLUMNS, OAR_COLUMN)]
-    for c in extra:
-        _check_parameter(c, f"manifest '{path}' column")
-    base = Path(os.path.abspath(path)).parent  # absolute, '..' folded: resumable from anywhere
-    cases: list[Case] = []
-    for line, raw in enumerate(rows, start=2):
-        if None in raw:  # csv.DictReader keeps the surplus fields of a row under None
-            raise ParameterError(f"manifest '{path}' line {line} has more fields than the "
-                                 "first line names (a comma in a path? put the field in double "
-                                 "quotes)")
-        row = {k.strip(): (v or "").strip() for k, v in raw.items()}
-        name = row["case"]
-        where = f"manifest '{path}' line {line}"
-        if name in (RUNS_FOLDER, SUMMARY_NAME):
-            raise ParameterError(f"{where}: the case name {name!r} is taken by the batch's own "
-                                 "output; rename the case")
-        if not _CASE_NAME.match(name):
-            raise ParameterError(f"{where}: case name {name!r} must start with a letter or "
-                                 "digit and hold only letters, digits, '.', '_' and '-' (it "
-                                 "names the case's output folder)")
-        for c in ("ct", "gtv"):
-            if not row[c]:
-                raise ParameterError(f"{where}: case {name} has no {c} path")
-        oars = tuple(_resolve_oar(entry.strip(), base, where)
-                     for entry in row.get(OAR_COLUMN, "").split(";") if entry.strip())
-        parameters = {c: row[c] for c in extra if row[c] != ""}
-        cases.append(Case(name, Path(os.path.abspath(base / row["ct"])),
-                          Path(os.path.abspath(base / row["gtv"])), oars, parameters))
-    names = [c.name.casefold() for c in cases]  # Pt1 and pt1 share a folder on macOS
-    repeated = sorted({c.name for c in cases if names.count(c.name.casefold()) > 1})
-    if repeated:
-        raise ParameterError(f"manifest '{path}': case names repeat ({', '.join(repeated)}); "
-                             "every case needs its own name")
-    if not cases:
-        raise ParameterError(f"manifest '{path}' lists no cases")
-    return cases
-
-
-def _resolve_oar(entry: str, base: Path, where: str) -> str:
-    """``[NAME=]PATH[:MM]`` read as ``lattice plan --oar`` reads it (an existing file wins;
-    ``NAME=`` only without a path separator; see :func:`lattice.options.parse_oar_spec`),
-    PATH taken from ``base`` when relative, written back as ``NAME=/absolute/path[:MM]``,
-    which the command reads the same way."""
-    try:
-        spec = parse_oar_spec(entry, base=base)
-    except ParameterError as exc:
-        raise ParameterError(f"{where}: {exc}") from None
-    return spec.text()
-
-
-def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
-    """``['spacing_mm=20,25', 'diameter_mm=10,15']`` -> ``{'spacing_mm': ['20', '25'], ...}``.
-
-    Raises
-    ------
-    ParameterError
-        A malformed entry, an unknown parameter, an axis given twice, or no values.
-    """
-    grid: dict[str, list[str]] = {}
-    for spec in specs:
-        name, sep, values = spec.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ParameterError(f"grid entry {spec!r} must look like NAME=V1,V2 (e.g. "
-                                 "spacing_mm=20,25,30)")
-        _check_parameter(name, f"grid entry {spec!r}")
-        if name in grid:
-            raise ParameterError(f"grid axis '{name}' is given twice; list all its values in "
-                                 "one entry")
-        items = [v.strip() for v in values.split(",") if v.strip()]
-        if not items:
-            raise ParameterError(f"grid entry {spec!r} has no values")
-        grid[name] = items
-    return grid
-
-
-def expand_grid(grid: Mapping[str, Iterable[Any]]) -> list[dict[str, str]]:
-    """Every combination of the grid's values (the first axis varies slowest); ``[{}]`` for
-    an empty grid."""
-    axes = {name: [_text(v) for v in values] for name, values in grid.items()}
-    for name, values in axes.items():
-        _check_parameter(name, "grid axis")
-        if not values:
-            raise ParameterError(f"grid axis '{name}' has no values")
-    return [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
-
-
-def _argv(case: Case, parameters: Mapping[str, str], out_dir: Path) -> list[str]:
-    argv = ["--ct", str(case.ct), "--gtv", str(case.gtv)]
-    for oar in case.oars:
-        argv += ["--oar", oar]
-    for name, value in parameters.items():
-        option = "--" + name.replace("_", "-")
-        if name in FLAG_PARAMETERS:
-            text = value.lower()
-            if text not in _TRUE | _FALSE:
-                raise ParameterError(f"case {case.name}: {name} is an on/off flag; write true "
-                                     f"or false, not {value!r}")
-            if text in _TRUE:
-                argv.append(option)
-        elif name == "size_rule":  # several rules: separated by ';'
-            for rule in value.split(";"):
-                argv += [option, rule.strip()]
-        else:
-            argv += [option, value]
-    argv += ["--out", str(out_dir)]
-    return argv
-
-
-def _folder_name(values: Mapping[str, str]) -> str:
-    return "_".join(f"{k}-{re.sub(r'[^A-Za-z0-9.+-]', '-', v)}" for k, v in values.items())
-
-
 def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
               grid: Sequence[Mapping[str, str]] = ({},),
               defaults: Mapping[str, Any] | None = None) -> list[Job]:
@@ -330,11 +141,11 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
     out = Path(os.path.abspath(out_dir))
     base = {}
     for name, value in (defaults or {}).items():
-        _check_parameter(name, "default")
+        check_parameter_name(name, "default")
         if value is None or value is False:
             continue
-        base[name] = ";".join(map(_text, value)) if isinstance(value, list | tuple) \
-            else _text(value)
+        base[name] = ";".join(map(parameter_text, value)) if isinstance(value, list | tuple) \
+            else parameter_text(value)
     axes = set().union(*(g.keys() for g in grid)) if grid else set()
     jobs = []
     for case in cases:
@@ -343,11 +154,11 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
             raise ParameterError(f"case {case.name}: {', '.join(both)} is both a manifest "
                                  "column and a grid axis; drop one of them")
         for point in grid:
-            folder = out / case.name / _folder_name(point) if point else out / case.name
-            name = f"{case.name}--{_folder_name(point)}" if point else case.name
+            folder = out / case.name / folder_name(point) if point else out / case.name
+            name = f"{case.name}--{folder_name(point)}" if point else case.name
             parameters = {**base, **case.parameters, **point}
             jobs.append(Job(case.name, parameters,
-                            tuple(_argv(case, parameters, folder)), folder,
+                            tuple(plan_argv(case, parameters, folder)), folder,
                             out / RUNS_FOLDER / f"{name}.json", case))
     seen: dict[str, Job] = {}
     for job in jobs:
@@ -421,30 +232,11 @@ def job_request(job: Job, *, force: bool = False) -> PlanRequest:
     case = job.source
     if case is None:
         raise ParameterError(f"job {job.name} has no case inputs; make it with make_jobs")
-    values: dict[str, Any] = {name: _value(name, text) for name, text in job.parameters.items()}
+    values: dict[str, Any] = {name: option_value(name, text)
+                             for name, text in job.parameters.items()}
     values.update(ct=case.ct, gtv=case.gtv, out=job.out_dir, force=force,
                   oar=[parse_oar_spec(o) for o in case.oars])
     return request_from_options(values)
-
-
-def _value(name: str, text: str) -> Any:
-    """A parameter's text (a manifest cell, a grid value, a default) as its value."""
-    kind = OPTION_KINDS[name]
-    try:
-        if kind == "number":
-            return float(read_number(text))
-        if kind == "whole":
-            return int(read_number(text, integer=True))
-    except ValueError as exc:
-        raise ParameterError(f"argument {{{name}}}: {exc}", parameters=[name]) from None
-    if kind == "flag":
-        if text.lower() not in _TRUE | _FALSE:
-            raise ParameterError(f"{{{name}}} is an on/off flag; write true or false, not "
-                                 f"{text!r}", parameters=[name])
-        return text.lower() in _TRUE
-    if kind == "list":
-        return [t.strip() for t in text.split(";")]
-    return text.upper() if name == "patient_position" else text
 
 
 def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:

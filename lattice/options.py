@@ -24,15 +24,11 @@ import math
 import numbers
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import ParameterError
-
-if TYPE_CHECKING:
-    from .pipeline import PlanRequest
 
 #: Longest length a parameter may have: beyond any patient (and far from integer overflow in
 #: the voxel arithmetic), so a larger value is a unit or typing mistake.
@@ -338,92 +334,3 @@ def parse_roi_spec(text: str, roi_names: list[str] | None = None) -> tuple[str, 
     if not text:
         raise ParameterError("--oar-name needs an ROI name (list them: lattice rois RS.dcm)")
     return text, None
-
-
-# --- the options of lattice plan, by name -------------------------------------------------
-
-#: How each option of ``lattice plan`` (by its name, as ``lattice batch`` columns and
-#: defaults spell it) is read from text: a number, a whole number, an on/off flag, one of a
-#: set of words, free text, or a ``;``-separated list.
-OPTION_KINDS: dict[str, str] = {
-    "gtv_label": "whole", "protocol": "choice", "diameter_mm": "number",
-    "spacing_mm": "number", "gtv_margin_mm": "number", "pattern": "choice",
-    "time_budget_s": "number", "mode": "choice", "shell_width_mm": "number",
-    "snap_to_slices": "flag", "max_vertices": "whole", "coplanar_mm": "number",
-    "coplanar_spacing_mm": "number", "count": "whole", "min_vertices": "whole",
-    "allow_empty": "flag", "orientations": "choice", "rotation_step_deg": "number",
-    "no_picture": "flag", "stv_margin_mm": "number", "stv_fraction": "number",
-    "size_rule": "list", "dose_peak_gy": "number", "dose_valley_gy": "number",
-    "dose_falloff_mm": "number", "no_dicom": "flag", "vertex_rois": "choice",
-    "mesh_format": "choice", "valley_contours": "choice", "patient_id": "text",
-    "patient_name": "text", "patient_position": "choice"}
-
-
-#: The ``lattice plan`` option of each parameter a :class:`~lattice.errors.ParameterError`
-#: may name (its ``{name}`` fields), for messages in the words of the command line.
-OPTION_NAMES: dict[str, str] = {
-    **{name: "--" + name.replace("_", "-") for name in OPTION_KINDS},
-    "min_spacing_mm": "--spacing-mm", "orientation_search": "--orientations",
-    "peak_gy": "--dose-peak-gy", "valley_gy": "--dose-valley-gy",
-    "falloff_mm": "--dose-falloff-mm", "size_rules": "--size-rule", "ct": "--ct",
-    "gtv": "--gtv", "oar": "--oar", "reference_ct_dicom": "--reference-ct-dicom",
-    "ct_dicom": "--ct-dicom", "rtstruct": "--rtstruct", "gtv_name": "--gtv-name",
-    "oar_name": "--oar-name", "ct_series": "--ct-series"}
-
-
-def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
-    """A request from the options of ``lattice plan``, by name (:data:`OPTION_KINDS`, and
-    the inputs ``ct``, ``gtv``, ``oar`` (name, path, clearance), ``gtv_label``,
-    ``reference_ct_dicom``, or ``ct_dicom``, ``rtstruct``, ``gtv_name``, ``oar_name``
-    (name, name, clearance), ``ct_series``; ``out``, ``force``). None or absent: not given.
-
-    Raises
-    ------
-    ParameterError
-    """
-    from .dose import DoseProxyParameters
-    from .pipeline import (
-        DEFAULT_SIZE_RULES,
-        DicomInputs,
-        Inputs,
-        NiftiInputs,
-        PlanOptions,
-        PlanRequest,
-    )
-    from .plan import PlanParameters
-
-    v = {k: val for k, val in values.items() if val is not None}
-    parameters = PlanParameters.from_protocol(
-        v.get("protocol"), diameter_mm=v.get("diameter_mm"),
-        min_spacing_mm=v.get("spacing_mm"), gtv_margin_mm=v.get("gtv_margin_mm"),
-        pattern=v.get("pattern"), snap_to_slices=v.get("snap_to_slices") or None,
-        coplanar_mm=v.get("coplanar_mm"), coplanar_spacing_mm=v.get("coplanar_spacing_mm"),
-        max_vertices=v.get("max_vertices"), min_vertices=v.get("min_vertices"),
-        count=v.get("count"), time_budget_s=v.get("time_budget_s"),
-        orientation_search=v.get("orientations"),
-        rotation_step_deg=v.get("rotation_step_deg"), mode=v.get("mode"),
-        shell_width_mm=v.get("shell_width_mm"))
-    dose = {k: v[f"dose_{k}"] for k in ("peak_gy", "valley_gy", "falloff_mm")
-            if f"dose_{k}" in v}
-    mesh = v.get("mesh_format", "stl")
-    options = PlanOptions(
-        allow_empty=bool(v.get("allow_empty")), picture=not v.get("no_picture"),
-        dicom=not v.get("no_dicom"), vertex_rois=v.get("vertex_rois", "both"),
-        mesh_format=None if mesh == "none" else mesh,
-        valley_contours=v.get("valley_contours", "holes"), patient_id=v.get("patient_id"),
-        patient_name=v.get("patient_name"), patient_position=v.get("patient_position"),
-        stv_margin_mm=v.get("stv_margin_mm"), stv_fraction=v.get("stv_fraction"),
-        size_rules=v.get("size_rule") or DEFAULT_SIZE_RULES,
-        dose=DoseProxyParameters(**dose) if dose else None)
-    inputs: Inputs
-    if "ct_dicom" in v:
-        inputs = DicomInputs(v["ct_dicom"], v["rtstruct"], v["gtv_name"],
-                             oars=[(n, mm) for n, _, mm in v.get("oar_name", ())],
-                             series_uid=v.get("ct_series"))
-    else:
-        inputs = NiftiInputs(v["ct"], v["gtv"],
-                             oars=[o if isinstance(o, OarSpec) else OarSpec(*o)
-                                   for o in v.get("oar", ())],
-                             gtv_label=v.get("gtv_label"),
-                             reference_ct_dicom=v.get("reference_ct_dicom"))
-    return PlanRequest(inputs, v["out"], parameters, options, force=bool(v.get("force")))

@@ -155,3 +155,61 @@ def test_values_not_given_come_from_the_protocol(capfd, sphere_case, tmp_path):
                    "--oar", str(sphere_case["oar"]))
     assert doc["inputs"]["oars"][0]["clearance_mm"] == get_protocol("mayo").oar_clearance_mm
     assert doc["parameters"]["coplanar_spacing_mm"] == 80.0
+
+
+# -- overrides, in the library ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_from_protocol_gives_the_protocol_values_and_defaults_elsewhere(name):
+    params = PlanParameters.from_protocol(name)
+    preset = get_protocol(name).parameters
+    assert params.protocol == name
+    for f in dataclasses.fields(PlanParameters):
+        if f.name == "protocol":
+            continue
+        if f.name in preset:
+            assert getattr(params, f.name) == preset[f.name], f.name
+        else:
+            assert getattr(params, f.name) == getattr(PlanParameters(), f.name), f.name
+
+
+@pytest.mark.parametrize("name", sorted(PROTOCOLS))
+def test_every_override_wins_over_the_protocol(name):
+    overrides = {"diameter_mm": 12.0, "min_spacing_mm": 33.0, "gtv_margin_mm": 4.0,
+                 "pattern": "sc", "coplanar_mm": 15.0, "coplanar_spacing_mm": 60.0,
+                 "oar_clearance_mm": {"cord": 7.0}, "rotation_step_deg": 10.0}
+    params = PlanParameters.from_protocol(name, **overrides)
+    for key, value in overrides.items():
+        assert getattr(params, key) == value, key
+    # What was not overridden is still the protocol's.
+    for key, value in get_protocol(name).parameters.items():
+        if key not in overrides:
+            assert getattr(params, key) == value, key
+
+
+def test_an_override_of_none_is_not_given():
+    params = PlanParameters.from_protocol("mayo", diameter_mm=None, pattern=None)
+    assert (params.diameter_mm, params.pattern) == (15.0, "hcp")
+
+
+def test_a_zero_coplanar_distance_turns_the_protocols_rule_off():
+    params = PlanParameters.from_protocol("mayo", coplanar_mm=0)
+    assert params.coplanar_mm is None and params.coplanar_spacing_mm is None
+
+
+def test_no_protocol_gives_the_defaults():
+    params = PlanParameters.from_protocol(None, min_spacing_mm=25.0)
+    assert params.protocol is None
+    assert params.min_spacing_mm == 25.0
+    assert params.diameter_mm == PlanParameters().diameter_mm
+
+
+def test_from_protocol_refuses_unknown_names_and_bad_values():
+    with pytest.raises(ParameterError, match="'mdacc'.*mayo.*washu|'mdacc'.*washu.*mayo"):
+        PlanParameters.from_protocol("mdacc")
+    with pytest.raises(ParameterError, match="spacing_mm"):
+        PlanParameters.from_protocol("mayo", spacing_mm=30.0)  # the CLI's word, not a field
+    with pytest.raises(ParameterError):
+        PlanParameters.from_protocol("mayo", diameter_mm=RANGES["diameter_mm"].high * 2)
+    with pytest.raises(ParameterError):
+        PlanParameters.from_protocol("washu", min_spacing_mm=10.0)  # below the diameter

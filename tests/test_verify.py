@@ -21,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from lattice.errors import EXIT_VIOLATION as VIOLATION_EXIT_CODE
 from lattice.errors import GridMismatchError, InputFileError, LatticeError
 from lattice.export import write_plan_folder
 from lattice.io import load_mask, sha256_file
@@ -29,7 +30,7 @@ from lattice.rules import Oar
 from lattice.verify import RULE_TOLERANCE_MM, verify_plan, verify_plan_file
 from lattice.volume import Volume
 from lattice_cli import main as cli_main
-from lattice_cli.verify import VIOLATION_EXIT_CODE, cmd_verify, register
+from lattice_cli.verify import cmd_verify, register
 
 SHAPE = (36, 36, 26)
 VOXEL_MM = (2.0, 2.0, 2.5)
