@@ -29,10 +29,10 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 def cmd_report(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
     from lattice.export import publish
-    from lattice.planfolder import read_plan_document
+    from lattice.planfolder import PlanDocument
     from lattice.report import PICTURES, render_report
 
-    doc = read_plan_document(args.plan)
+    doc = PlanDocument.read(args.plan)
     target = args.out if args.out is not None else args.plan / "report.html"
     if target.exists() and not args.force:
         raise OutputExistsError(f"'{target}' exists; pass --force to replace it")

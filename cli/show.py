@@ -61,7 +61,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.planfolder import load_plan_volumes
+    from lattice.planfolder import PlanDocument, load_plan_volumes
     from lattice.render import render_3d, render_overview, render_vertex_montage
 
     out = args.out if args.out is not None else args.plan
@@ -70,7 +70,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"'{out}' already holds {', '.join(clash)}; pass --force to "
                                 "replace them or choose another --out folder")
     v = load_plan_volumes(args.plan)
-    p = v.document["parameters"]
+    p = PlanDocument(v.document).parameters
     title = (f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
              f"{p.get('min_spacing_mm')} mm, GTV margin {p.get('gtv_margin_mm')} mm")
     try:

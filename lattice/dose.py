@@ -52,13 +52,15 @@ class DoseProxyParameters:
         from .options import check_range
 
         for name in ("peak_gy", "valley_gy", "falloff_mm"):
-            check_range(f"dose_{name}", getattr(self, name), label=f"dose proxy {name}")
+            check_range(f"dose_{name}", getattr(self, name),
+                        label=f"dose proxy {{{name}}}", parameter=name)
         if self.peak_gy <= self.valley_gy or self.valley_gy < 0:
             raise ParameterError(f"dose proxy: need peak > valley >= 0 (got peak "
-                                 f"{self.peak_gy:g}, valley {self.valley_gy:g})")
+                                 f"{self.peak_gy:g}, valley {self.valley_gy:g})",
+                                 parameters=["peak_gy", "valley_gy"])
         if self.falloff_mm < 0:
             raise ParameterError(f"dose proxy fall-off must be >= 0 mm, got "
-                                 f"{self.falloff_mm:g}")
+                                 f"{self.falloff_mm:g}", parameters=["falloff_mm"])
 
 
 def dose_proxy_map(gtv: Volume, centers_ras_mm: NDArray[np.float64], *, diameter_mm: float,

@@ -133,7 +133,8 @@ RANGES: dict[str, Range] = {
 }
 
 
-def check_range(name: str, value: Any, *, label: str | None = None) -> Any:
+def check_range(name: str, value: Any, *, label: str | None = None,
+                parameter: str | None = None) -> Any:
     """``value`` as a float (an int for whole-number ranges) if it is in ``RANGES[name]``.
 
     Parameters
@@ -143,7 +144,10 @@ def check_range(name: str, value: Any, *, label: str | None = None) -> Any:
     value : number
         Python or NumPy number; a string is not a number here (see :func:`parse_number`).
     label : str, optional
-        How the message names the value (default ``name``).
+        How the message names the value (default ``name``, as the ``{name}`` field of the
+        error).
+    parameter : str, optional
+        The ``{field}`` ``label`` holds, if any (:class:`~lattice.errors.ParameterError`).
 
     Raises
     ------
@@ -152,7 +156,9 @@ def check_range(name: str, value: Any, *, label: str | None = None) -> Any:
         message gives the range.
     """
     r = RANGES[name]
-    fields = [] if label else [name]  # the error names the parameter as its {name} field
+    # The error names the parameter as its {name} field, for callers to spell (the CLI: as
+    # the option).
+    fields = [parameter] if parameter else [] if label else [name]
     label = label or "{" + name + "}"
     want = r.text()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

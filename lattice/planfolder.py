@@ -124,6 +124,22 @@ class PlanDocument:
     def verification(self) -> dict[str, Any]:
         return self._section("verification")
 
+    @property
+    def search(self) -> dict[str, Any]:
+        return self._section("search")
+
+    @property
+    def lattice_version(self) -> str | None:
+        """The lattice version that wrote the plan."""
+        value = self.data.get("lattice_version")
+        return None if value is None else str(value)
+
+    @property
+    def world_frame(self) -> Any:
+        """Each coordinate's frame and the input route (a mapping), or in older plans one
+        string; None when absent."""
+        return self.data.get("world_frame")
+
 
 @functools.lru_cache(maxsize=1)
 def plan_schema() -> dict[str, Any]:

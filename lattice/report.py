@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .planfolder import read_plan_document
+from .planfolder import PlanDocument
 
 #: Pictures embedded when present in the plan folder, with their captions.
 PICTURES = (
@@ -47,24 +47,25 @@ def _world_frame(frame: Any) -> str:
     return f"input: {_e(frame.get('input'))}; " + "; ".join(items)
 
 
-def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
-    """The report's HTML from a plan document and PNG bytes by file name."""
-    p = doc.get("parameters", {})
-    s = doc.get("summary", {})
+def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, bytes]) -> str:
+    """The report's HTML from a plan document (plan.json's mapping, or read) and PNG bytes by
+    file name."""
+    plan = doc if isinstance(doc, PlanDocument) else PlanDocument(dict(doc))
+    p, s = plan.parameters, plan.summary
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>LATTICE plan report</title><style>{_CSS}</style></head><body>"]
     parts.append(f"<h1>LATTICE plan: {_e(s.get('n_vertices'))} vertices, "
                  f"{_e(str(p.get('pattern', '')).upper())} {_e(p.get('mode', ''))}</h1>")
-    parts.append(f"<p class='note'>lattice {_e(doc.get('lattice_version'))}; "
-                 f"{_world_frame(doc.get('world_frame'))}. A geometry plan for the treatment "
+    parts.append(f"<p class='note'>lattice {_e(plan.lattice_version)}; "
+                 f"{_world_frame(plan.world_frame)}. A geometry plan for the treatment "
                  "planning system: no dose was calculated.</p>")
-    verification = doc.get("verification") or {}
+    verification = plan.verification
     if verification:
         ok = verification.get("ok")
         parts.append(f"<p>Independent verification: <span class='{'ok' if ok else 'bad'}'>"
                      f"{'every rule holds' if ok else 'FAILED'}</span> "
                      f"({_e(verification.get('by'))}).</p>")
-    warnings = list(doc.get("warnings") or [])
+    warnings = plan.warnings
     parts.append("<h2>Warnings</h2>")
     parts.append("".join(f"<p class='warn'>{_e(w)}</p>" for w in warnings) or "<p>None.</p>")
     parts.append("<h2>Pictures</h2>")
@@ -75,25 +76,25 @@ def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
                          f"<figcaption class='note'>{_e(caption)} ({_e(name)})</figcaption>"
                          "</figure>")
     parts.append("<h2>Lesion</h2>")
-    parts.append(_lesion(doc.get("lesion")))
+    parts.append(_lesion(plan))
     parts.append("<h2>Plan summary</h2>")
     parts.append(_table([(k, v) for k, v in s.items()]))
-    if doc.get("dose_proxy"):
-        d = doc["dose_proxy"]
+    d = plan.dose_proxy
+    if d:
         parts.append("<h2>Dose proxy (geometric, not a dose calculation)</h2>")
         parts.append(f"<p class='note'>{_e(d.get('model'))}</p>")
         parts.append(_table([(k, v) for k, v in d.items() if k != "model"]))
-    if doc.get("stv"):
+    if plan.stv:
         parts.append("<h2>SCART target (STV)</h2>")
-        parts.append(_table([(k, v) for k, v in doc["stv"].items()]))
+        parts.append(_table([(k, v) for k, v in plan.stv.items()]))
     parts.append("<h2>Vertices</h2>")
-    parts.append(_vertex_table(doc.get("vertices") or []))
+    parts.append(_vertex_table(plan.vertices))
     parts.append("<h2>Parameters</h2>")
     parts.append(_table([(k, v) for k, v in p.items()]))
     parts.append("<h2>Inputs</h2>")
-    parts.append(_inputs(doc.get("inputs") or {}))
+    parts.append(_inputs(plan.inputs))
     parts.append("<h2>Search</h2>")
-    parts.append(_table([(k, v) for k, v in (doc.get("search") or {}).items()]))
+    parts.append(_table([(k, v) for k, v in plan.search.items()]))
     parts.append("</body></html>\n")
     return "".join(parts)
 
@@ -101,7 +102,7 @@ def render_report(doc: Mapping[str, Any], pictures: Mapping[str, bytes]) -> str:
 def write_report(folder: str | Path, path: str | Path | None = None) -> Path:
     """Write ``report.html`` (or ``path``) for the plan folder ``folder``."""
     folder = Path(folder)
-    doc = read_plan_document(folder)
+    doc = PlanDocument.read(folder)
     pictures = {name: (folder / name).read_bytes() for name, _ in PICTURES
                 if (folder / name).is_file()}
     target = Path(path) if path is not None else folder / "report.html"
@@ -130,10 +131,10 @@ def _table(rows: Iterable[tuple[str, Any]]) -> str:
     return f"<table>{body}</table>"
 
 
-def _lesion(lesion: Mapping[str, Any] | None) -> str:
-    if not lesion:
+def _lesion(plan: PlanDocument) -> str:
+    if not plan.lesion:
         return "<p>Not measured.</p>"
-    m = lesion.get("measurements", {})
+    m = plan.lesion_measurements
     rows = [("GTV volume", f"{m.get('volume_cc', 0):.2f} cc"),
             ("long axis (axial, RECIST-style)",
              f"{m.get('long_axis_mm', 0):.1f} mm on slice k = {m.get('axial_slice_index')}"),
@@ -141,7 +142,7 @@ def _lesion(lesion: Mapping[str, Any] | None) -> str:
             ("3-D maximum diameter", f"{m.get('max_diameter_3d_mm', 0):.1f} mm"),
             ("sphericity", f"{m.get('sphericity', 0):.3f}")]
     out = _table(rows)
-    rules = lesion.get("size_rules") or []
+    rules = plan.size_rules
     if rules:
         out += "<table><tr><th>size rule</th><th>value</th><th>verdict</th><th>source</th></tr>"
         for r in rules:

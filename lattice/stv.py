@@ -229,32 +229,35 @@ def _validate(margin_mm: Any, fraction: Any) -> tuple[float | None, float | None
     """Exactly one option, each a finite number in range; returns them as floats."""
     if (margin_mm is None) == (fraction is None):
         raise ParameterError(
-            "give exactly one of margin_mm (--stv-margin-mm) and fraction (--stv-fraction), "
-            f"got {'both' if margin_mm is not None else 'neither'}")
+            "give exactly one of {margin_mm} and {fraction}, "
+            f"got {'both' if margin_mm is not None else 'neither'}",
+            parameters=["margin_mm", "fraction"])
     if margin_mm is not None:
         value = _number(margin_mm, "margin_mm")
         if not math.isfinite(value) or value < 0:
             raise ParameterError(
-                f"margin_mm must be a non-negative number of mm, got {margin_mm}; "
-                "use e.g. 10 for a 10 mm contraction")
+                f"{{margin_mm}} must be a non-negative number of mm, got {margin_mm}; "
+                "use e.g. 10 for a 10 mm contraction", parameters=["margin_mm"])
         from .options import check_range
 
-        return check_range("stv_margin_mm", value, label="margin_mm"), None
+        return check_range("stv_margin_mm", value, label="{margin_mm}",
+                           parameter="margin_mm"), None
     value = _number(fraction, "fraction")
     if not math.isfinite(value) or not 0.0 < value < 1.0:
         raise ParameterError(
-            f"fraction must be between 0 and 1 (exclusive), got {fraction}; "
-            "use e.g. 0.3 for an STV of 30 % of the GTV volume")
+            f"{{fraction}} must be between 0 and 1 (exclusive), got {fraction}; "
+            "use e.g. 0.3 for an STV of 30 % of the GTV volume", parameters=["fraction"])
     return None, value
 
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool):
-        raise ParameterError(f"{name} must be a number, got {value!r}")
+        raise ParameterError(f"{{{name}}} must be a number, got {value!r}", parameters=[name])
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{name} must be a number, got {value!r}") from None
+        raise ParameterError(f"{{{name}}} must be a number, got {value!r}",
+                             parameters=[name]) from None
 
 
 def _margin_for_fraction(gtv_depths: NDArray[np.float32], fraction: float) -> float:
