@@ -269,19 +269,13 @@ def check_request(request: PlanRequest) -> tuple[PlanParameters, dict[str, float
         An OAR without a clearance and no protocol that sets one, repeated OAR names, the
         patient of a derived DICOM CT that is not written.
     """
-    from .protocols import get_protocol
+    from .protocols import protocol_clearance_mm
 
     p = request.parameters
-    protocol = get_protocol(p.protocol) if p.protocol else None
     clearances: dict[str, float] = {}
     for name, shown, clearance in request.inputs.oar_clearances():
-        if clearance is None:
-            if protocol is None or protocol.oar_clearance_mm is None:
-                raise ParameterError(f"{{oar}} '{shown}' has no clearance; write {{oar}} "
-                                     f"{shown}:MM (e.g. {shown}:10) or choose a {{protocol}} "
-                                     "that sets one", parameters=["oar", "protocol"])
-            clearance = protocol.oar_clearance_mm
-        clearances[name] = clearance
+        clearances[name] = (protocol_clearance_mm(p.protocol, shown) if clearance is None
+                            else clearance)
     names = [name for name, _, _ in request.inputs.oar_clearances()]
     if len(set(names)) != len(names):
         raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from . import __version__
 from .errors import ParameterError
 from .margins import bounding_box
-from .options import MAX_LENGTH_MM, check_range  # noqa: F401 - MAX_LENGTH_MM: re-exported
+from .options import MAX_LENGTH_MM, RANGES, check_range  # noqa: F401 - MAX_LENGTH_MM: re-exported
 from .patterns import PATTERNS
 from .volume import Volume
 
@@ -110,17 +110,21 @@ class PlanParameters:
     def from_protocol(cls, name: str | None, **overrides: Any) -> PlanParameters:
         """The parameters of protocol ``name`` (:mod:`lattice.protocols`; None: the
         defaults), with ``overrides`` taking precedence; an override of None is not given.
-        ``coplanar_mm=0`` turns the protocol's co-planar rule off.
+        ``coplanar_mm=0`` turns the protocol's co-planar rule off. An OAR in
+        ``oar_clearance_mm`` whose clearance is None takes the protocol's
+        (:func:`lattice.protocols.protocol_clearance_mm`, as ``lattice plan`` does).
 
         >>> PlanParameters.from_protocol("mayo", diameter_mm=10).coplanar_spacing_mm
         80.0
+        >>> PlanParameters.from_protocol("mayo", oar_clearance_mm={"cord": None}).oar_clearance_mm
+        {'cord': 10.0}
 
         Raises
         ------
         ParameterError
             An unknown protocol or parameter, or values out of range or inconsistent.
         """
-        from .protocols import get_protocol
+        from .protocols import get_protocol, protocol_clearance_mm
 
         preset = dict(get_protocol(name).parameters) if name is not None else {}
         given = {k: v for k, v in overrides.items() if v is not None}
@@ -129,6 +133,10 @@ class PlanParameters:
             raise ParameterError(f"{', '.join(unknown)} is not a plan parameter; use one of "
                                  f"{', '.join(f.name for f in fields(cls))}")
         values = {**preset, **given, "protocol": name}
+        if "oar_clearance_mm" in given:  # an OAR without a clearance takes the protocol's
+            values["oar_clearance_mm"] = {
+                oar: protocol_clearance_mm(name, oar) if mm is None else mm
+                for oar, mm in given["oar_clearance_mm"].items()}
         if values.get("coplanar_mm") == 0:  # 0 turns the rule off (e.g. a protocol's)
             values["coplanar_mm"] = values["coplanar_spacing_mm"] = None
         return cls(**values)
@@ -147,9 +155,8 @@ class PlanParameters:
         Every number must lie in its range in :data:`lattice.options.RANGES` (NaN, infinity,
         a float where a count is wanted, a length beyond any patient are refused), then the
         parameters must agree with each other."""
-        numbers = ("diameter_mm", "min_spacing_mm", "gtv_margin_mm", "time_budget_s",
-                   "rotation_step_deg", "translation_steps", "shell_width_mm", "max_vertices",
-                   "count", "min_vertices", "coplanar_mm", "coplanar_spacing_mm")
+        numbers = [f.name for f in fields(self)  # the numeric fields; OARs one by one below
+                   if f.name in RANGES and f.name != "oar_clearance_mm"]
         for name in numbers:  # every range first, then the rules between them
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name))

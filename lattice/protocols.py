@@ -55,3 +55,30 @@ def get_protocol(name: str) -> Protocol:
     except KeyError:
         raise ParameterError(f"unknown protocol {name!r}; choose one of "
                              f"{', '.join(PROTOCOLS)}") from None
+
+
+def protocol_clearance_mm(protocol: str | None, oar: str) -> float:
+    """The clearance of an OAR given without one: the protocol's (Mayo: 10 mm).
+
+    Both :meth:`lattice.plan.PlanParameters.from_protocol` (an ``oar_clearance_mm`` value
+    of None) and :func:`lattice.run_plan` (an OAR input without a clearance) take it from
+    here, so a notebook and ``lattice plan --protocol mayo --oar cord.nii.gz`` agree.
+
+    Parameters
+    ----------
+    protocol : str or None
+        A name of :data:`PROTOCOLS`, or None (no protocol).
+    oar : str
+        How the OAR was given (its name or file), for the message.
+
+    Raises
+    ------
+    ParameterError
+        No protocol, or one that sets no OAR clearance (WashU); an unknown protocol.
+    """
+    clearance = get_protocol(protocol).oar_clearance_mm if protocol is not None else None
+    if clearance is None:
+        raise ParameterError(f"{{oar}} '{oar}' has no clearance; write {{oar}} {oar}:MM (e.g. "
+                             f"{oar}:10) or choose a {{protocol}} that sets one",
+                             parameters=["oar", "protocol"])
+    return clearance

@@ -213,3 +213,31 @@ def test_from_protocol_refuses_unknown_names_and_bad_values():
         PlanParameters.from_protocol("mayo", diameter_mm=RANGES["diameter_mm"].high * 2)
     with pytest.raises(ParameterError):
         PlanParameters.from_protocol("washu", min_spacing_mm=10.0)  # below the diameter
+
+
+# -- a protocol's OAR clearance: the library and the command agree --------------------------
+
+def test_an_oar_without_a_clearance_takes_the_protocols_in_the_library():
+    params = PlanParameters.from_protocol("mayo", oar_clearance_mm={"cord": None, "lung": 4.0})
+    assert params.oar_clearance_mm == {"cord": 10.0, "lung": 4.0}
+    with pytest.raises(ParameterError, match="'cord' has no clearance"):
+        PlanParameters.from_protocol("washu", oar_clearance_mm={"cord": None})
+    with pytest.raises(ParameterError, match="'cord' has no clearance"):
+        PlanParameters.from_protocol(None, oar_clearance_mm={"cord": None})
+
+
+def test_run_plans_request_and_the_command_take_the_same_protocol_clearance(tmp_path):
+    from lattice.options import OarSpec
+    from lattice.pipeline import NiftiInputs, PlanRequest, check_request
+    from lattice.plan_options import request_from_options
+
+    oar = OarSpec("cord", tmp_path / "cord.nii.gz", None)
+    request = PlanRequest(NiftiInputs(tmp_path / "ct.nii.gz", tmp_path / "gtv.nii.gz",
+                                      oars=[oar]), tmp_path / "out",
+                          PlanParameters.from_protocol("mayo"))
+    from_options = request_from_options({"ct": tmp_path / "ct.nii.gz",
+                                         "gtv": tmp_path / "gtv.nii.gz", "oar": [oar],
+                                         "protocol": "mayo", "out": tmp_path / "out"})
+    expected = PlanParameters.from_protocol("mayo", oar_clearance_mm={"cord": None})
+    assert check_request(request)[0] == check_request(from_options)[0] == expected
+    assert expected.oar_clearance_mm == {"cord": get_protocol("mayo").oar_clearance_mm}
