@@ -100,14 +100,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def _explicit_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The plan options given on the command line (those that differ from their default)."""
-    parser = argparse.ArgumentParser(add_help=False)
-    from lattice_cli.plan import add_plan_parameters
-
-    add_plan_parameters(parser)
-    parser.add_argument("--gtv-label", type=whole, default=None)
-    blank = parser.parse_args([])
-    return {n: getattr(args, n) for n in names if getattr(args, n) != getattr(blank, n)}
+    """The plan options given on the command line: every option of
+    :data:`~lattice.plan_options.PLAN_OPTIONS` is None or False when not given (see
+    :func:`lattice_cli.plan.add_option`)."""
+    given = {n: getattr(args, n) for n in names}
+    return {n: v for n, v in given.items() if v is not None and v is not False}  # 0 is given
 
 
 def _check_jobs(jobs: list) -> None:
