@@ -78,14 +78,16 @@ class PlanOption:
     @property
     def default(self) -> Any:
         """The value when the option is not given (and no protocol sets it): the default of
-        its :class:`~lattice.plan.PlanParameters` or :class:`~lattice.pipeline.PlanOptions`
-        field."""
+        its :class:`~lattice.plan.PlanParameters`, :class:`~lattice.pipeline.PlanOptions` or
+        :class:`~lattice.dose.DoseProxyParameters` field."""
         from dataclasses import MISSING, fields
 
+        from .dose import DoseProxyParameters
         from .pipeline import PlanOptions
         from .plan import PlanParameters
 
-        for cls, name in ((PlanParameters, self.field), (PlanOptions, self.name)):
+        for cls, name in ((PlanParameters, self.field), (PlanOptions, self.name),
+                          (DoseProxyParameters, self.name.removeprefix("dose_"))):
             for f in fields(cls):
                 if f.name == name and f.default is not MISSING:
                     return f.default
@@ -179,12 +181,12 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
     _OPTION("size_rule", "list", "lesion size rule recorded in plan.json, e.g. "
             "'short_axis_mm>30' or a trial id (see lattice measure); repeatable (default "
             "NCT06987370)", metavar="RULE"),
-    _OPTION("dose_peak_gy", "number", "peak level (15), above the valley",
+    _OPTION("dose_peak_gy", "number", "peak level ({default}), above the valley",
             range="dose_peak_gy", group="dose"),
-    _OPTION("dose_valley_gy", "number", "valley floor (3)", range="dose_valley_gy",
+    _OPTION("dose_valley_gy", "number", "valley floor ({default})", range="dose_valley_gy",
             group="dose"),
-    _OPTION("dose_falloff_mm", "number", "standard deviation of the Gaussian fall-off, mm (3)",
-            range="dose_falloff_mm", group="dose"),
+    _OPTION("dose_falloff_mm", "number", "standard deviation of the Gaussian fall-off, mm "
+            "({default})", range="dose_falloff_mm", group="dose"),
     _OPTION("no_dicom", "flag", "skip rtstruct.dcm (and the derived CT series)"),
     _OPTION("vertex_rois", "choice", "vertex ROIs in rtstruct.dcm: one combined LATTICE_VTX, "
             "one VTX_nn per vertex, or both ({default})",
