@@ -1,41 +1,58 @@
-"""Writing a plan folder: one module per output format, and the folder logic here.
+"""Writing a plan folder: which files it holds and how they are assembled, one module per
+output format (masks, tables, meshes, markups, DICOM, pictures).
 
 A plan folder is written into a temporary folder beside the target first and moved into
 place only when every file is complete, ``plan.json`` last, so an interrupted run leaves no
-half-written plan. Existing output files are never replaced unless ``force`` is set. The
-path is checked and the folder locked before any work (:mod:`lattice.export.folder`).
+half-written plan. Existing output files are never replaced unless ``force`` is set. Those
+mechanics (the temporary folders, the renames, the path checks and the lock taken before
+any work) are in :mod:`lattice.export.folder`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import os
-import re
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..dicom import ImageSeries
-from ..errors import LatticeError, OutputExistsError, OutputWriteError
 from ..io import save_volume
 from ..measure import SizeRule
 from ..plan import Plan
 from ..volume import Volume
+from . import folder
 from .folder import (
-    check_inputs_outside,
-    check_not_around_cwd,
+    STAGE_KINDS,
+    make_stage,
     output_lock,
-    resolve_output_folder,
-    sibling_stem,
+    publish,
+    remove_stale_stages,
+    stage_prefix,
+    write_staged,
 )
 from .masks import sphere_label_map
 from .picture import PictureWorker
 from .tables import write_vertices_csv
+
+__all__ = [
+    "CT_DICOM_FOLDER",
+    "MESH_FORMATS",
+    "PLAN_FILES",
+    "STAGE_KINDS",
+    "DicomOutput",
+    "check_output_folder",
+    "make_stage",
+    "output_lock",
+    "publish",
+    "remove_stale_stages",
+    "stage_prefix",
+    "write_json",
+    "write_plan_folder",
+    "write_staged",
+]
 
 #: Surface mesh formats (trimesh writers); meshes are in LPS mm.
 MESH_FORMATS = ("stl", "ply", "obj")
@@ -89,43 +106,9 @@ class DicomOutput:
 def check_output_folder(out_dir: str | Path, *, force: bool,
                         names: Sequence[str] = PLAN_FILES,
                         inputs: Iterable[tuple[str, str | Path | None]] = ()) -> Path:
-    """Fail early if the folder cannot be written, holds the run's ``inputs``, or would lose
-    files without ``force``; the resolved folder (see :mod:`lattice.export.folder`).
-
-    Raises
-    ------
-    OutputWriteError
-        See :func:`~lattice.export.folder.resolve_output_folder`; or the parent folder (where
-        the folder is staged) is not writable.
-    ParameterError
-        The folder is (or holds) the current folder, or holds one of ``inputs``.
-    OutputExistsError
-        ``names`` exist in it and ``force`` is not set.
-    """
-    out = Path(out_dir)
-    folder = resolve_output_folder(out)
-    check_not_around_cwd(folder, out)
-    check_inputs_outside(folder, out, inputs)
-    if folder.is_dir() and not force:
-        clash = [n for n in names if (folder / n).exists()]
-        if clash:
-            raise OutputExistsError(
-                f"'{out}' already holds {', '.join(clash)}; pass --force to replace them or "
-                "choose another --out folder")
-    parent = _existing_parent(folder.parent)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        held = (f", where --out '{out}' is staged and renamed into place"
-                if parent == folder.parent and folder.exists() else "")
-        raise OutputWriteError(f"cannot write to '{parent}' (permission denied){held}; "
-                               "choose another --out folder")
-    return folder
-
-
-def _existing_parent(path: Path) -> Path:
-    path = path.absolute()
-    while not path.exists():
-        path = path.parent
-    return path
+    """:func:`lattice.export.folder.check_output_folder`, for a plan folder by default
+    (``names``: :data:`PLAN_FILES`); the resolved folder."""
+    return folder.check_output_folder(out_dir, force=force, names=names, inputs=inputs)
 
 
 def write_json(document: Mapping[str, Any], path: str | Path) -> Path:
@@ -134,54 +117,6 @@ def write_json(document: Mapping[str, Any], path: str | Path) -> Path:
         json.dump(document, fh, indent=2, allow_nan=False)
         fh.write("\n")
     return Path(path)
-
-
-def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
-                 owned: Sequence[str], force: bool) -> dict[str, Path]:
-    """Write an output folder atomically.
-
-    ``write(stage)`` writes files into a temporary folder beside ``out_dir`` and returns
-    their names, the completeness marker (a JSON document) last. They are moved into place
-    only when all are written. A new folder appears whole (one rename). An existing folder
-    that holds only ``owned`` files (a previous output) is swapped: renamed aside, the new
-    one renamed in, the old one removed, so at every instant the folder is complete or
-    absent. In a folder that also holds other files (which are left alone) the files are
-    moved one by one: the old marker goes first and the new one lands last, so a marker
-    always describes the files beside it; files in ``owned`` that this run did not write
-    are removed. Temporary folders left by a killed run are removed by the next one.
-
-    Raises
-    ------
-    OutputExistsError
-        ``owned`` files exist and ``force`` is not set.
-    OutputWriteError
-        The folder cannot be created or written (nothing is left behind).
-    """
-    out = check_output_folder(out_dir, force=force, names=owned)
-    with output_lock(out):
-        out = check_output_folder(out_dir, force=force, names=owned)  # now that it is ours
-        remove_stale_stages(out)
-        try:
-            stage = make_stage(out, "partial", out.parent)
-        except OSError as exc:
-            raise OutputWriteError(f"cannot create a folder in '{out.parent}' "
-                                   f"({exc.strerror}); {_advice(exc)}") from exc
-        try:
-            names = list(write(stage))
-            return _move_into_place(stage, out, names, owned)
-        except LatticeError:  # says what failed and what to do (a drawing is no disk problem)
-            raise
-        except OSError as exc:
-            raise OutputWriteError(f"writing to '{out_dir}' failed ({exc}); nothing was "
-                                   f"written; {_advice(exc)}") from exc
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
-
-
-def _advice(exc: OSError) -> str:
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return "free space or choose another --out folder"
-    return "choose another --out folder"
 
 
 def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
@@ -345,113 +280,3 @@ def _title(plan: Plan) -> str:
             f"GTV margin {p.gtv_margin_mm:g} mm")
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
-
-
-#: Kinds of temporary folder beside a plan folder: the plan being written, the derived CT,
-#: a replaced plan on its way out.
-STAGE_KINDS = ("partial", "ct", "old")
-
-
-def stage_prefix(out: Path, kind: str) -> str:
-    """Name prefix of a temporary folder beside ``out``: hidden, naming this process so a
-    later run can tell a dead run's leftovers from a running one's, and short enough for
-    any legal folder name (:func:`~lattice.export.folder.sibling_stem`)."""
-    return f".{sibling_stem(out)}.{kind}-{os.getpid()}-"
-
-
-def make_stage(out: Path, kind: str, parent: Path) -> Path:
-    """A new temporary folder for ``out`` in ``parent`` (:func:`stage_prefix`), with the
-    permissions of a folder made normally (mkdtemp makes it private; it becomes output)."""
-    stage = Path(tempfile.mkdtemp(prefix=stage_prefix(out, kind), dir=parent))
-    _as_if_made_normally(stage, 0o777)
-    return stage
-
-
-def publish(tmp: str | Path, path: str | Path) -> Path:
-    """Rename a finished temporary file (from ``tempfile.mkstemp`` beside ``path``) into
-    place, atomically, with the permissions of a file made normally (mkstemp makes it
-    private)."""
-    _as_if_made_normally(tmp, 0o666)
-    os.replace(tmp, path)
-    return Path(path)
-
-
-def _as_if_made_normally(path: str | Path, mode: int) -> None:
-    """Give ``path`` the mode ``open``/``mkdir`` would have: ``mode`` less the umask."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, mode & ~umask)
-
-
-def remove_stale_stages(out: Path) -> list[Path]:
-    """Remove the temporary folders beside ``out`` (:func:`stage_prefix`) of processes that
-    no longer run (a run killed with SIGKILL cannot clean up after itself). A replaced plan
-    (``old``) of a run killed between its two renames is put back when ``out`` is missing."""
-    parent = out.absolute().parent
-    # Exactly what stage_prefix + mkdtemp make (8 random characters): never a user's folder.
-    kinds = "|".join(STAGE_KINDS)
-    pattern = re.compile(rf"^\.{re.escape(sibling_stem(out))}\.({kinds})-(\d{{1,10}})-"
-                         r"[a-z0-9_]{8}$")
-    removed = []
-    with contextlib.suppress(OSError):
-        for entry in sorted(parent.iterdir()):
-            match = pattern.match(entry.name)
-            if match and entry.is_dir() and not _alive(int(match.group(2))):
-                if match.group(1) == "old" and not os.path.lexists(out.absolute()):
-                    with contextlib.suppress(OSError):
-                        os.rename(entry, out.absolute())
-                        continue
-                shutil.rmtree(entry, ignore_errors=True)
-                removed.append(entry)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (True when unsure: its folder is then kept)."""
-    if os.name != "posix":  # os.kill(pid, 0) would send CTRL_C_EVENT on Windows
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError, ValueError):  # another user's process, or no such pid
-        return True
-    return True
-
-
-def _move_into_place(stage: Path, out: Path, names: Sequence[str],
-                     owned: Sequence[str]) -> dict[str, Path]:
-    beside = stage.parent == out.absolute().parent
-    swap = not out.is_symlink() and (not out.exists() or set(os.listdir(out)) <= set(owned))
-    if beside and swap:
-        if out.exists():  # a previous output, replaced (force): swap the folders
-            old = make_stage(out, "old", stage.parent)
-            try:
-                os.replace(out, old)  # the empty placeholder is replaced by the old output
-            except OSError:
-                os.rmdir(old)
-                raise
-            try:
-                os.rename(stage, out)
-            except OSError:
-                os.replace(old, out)  # the previous output back in place
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(stage, out)  # atomic: the folder appears complete
-        stage.mkdir()  # so the caller's cleanup has something to remove
-        return {n: out / n for n in names}
-    marker = names[-1]
-    (out / marker).unlink(missing_ok=True)  # until the new marker lands: no complete output
-    for stale in set(owned) - set(names):
-        _remove(out / stale)
-    for n in names:  # the marker is last
-        if (stage / n).is_dir():
-            _remove(out / n)  # os.replace cannot replace a non-empty folder
-        os.replace(stage / n, out / n)
-    return {n: out / n for n in names}

@@ -209,8 +209,9 @@ class PictureWorker:
             except Exception as exc:  # as the worker process reports it: never "free space"
                 raise _reported(exc) from exc
         else:
-            # Pickled and sent by the executor's threads: this process goes on writing files.
-            self._future = self._pool.submit(_run_in_worker, job)
+            # Pickled and sent by the executor's threads: this process goes on writing files,
+            # and holds the cropped masks only until they are sent.
+            self._future = self._pool.submit(_run_in_worker, _Handover(job))
 
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
@@ -284,6 +285,24 @@ def _reported(exc: BaseException) -> BaseException:
                             "--no-picture (or --no-dicom) to skip it, and report it")
 
 
+class _Handover:
+    """A job handed to the worker once: the reference is dropped when it is pickled (sent),
+    so this process does not keep the masks while the worker draws (the executor keeps a
+    submitted call's arguments until its result arrives)."""
+
+    def __init__(self, job: PictureJob) -> None:
+        self._job: PictureJob | None = job
+
+    def __reduce__(self) -> tuple[Callable[[PictureJob], PictureJob], tuple[PictureJob]]:
+        job, self._job = self._job, None
+        assert job is not None, "a picture job is sent once"
+        return _received, (job,)
+
+
+def _received(job: PictureJob) -> PictureJob:  # pragma: no cover - runs in the child
+    return job
+
+
 # -- in the worker process ------------------------------------------------------------------
 
 #: The worker process's CT, or why it has none (set once by :func:`_prepare`).
@@ -308,7 +327,8 @@ def _started() -> None:  # pragma: no cover - runs in the child
     """Nothing: submitted so that the executor starts its process at once."""
 
 
-def _run_in_worker(job: PictureJob) -> PictureResult:  # pragma: no cover - runs in the child
+def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no cover
+    assert isinstance(job, PictureJob)  # a _Handover arrives as its job
     try:
         if "error" in _WORKER_STATE:
             raise _WORKER_STATE["error"]
