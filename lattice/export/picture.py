@@ -210,8 +210,11 @@ class PictureWorker:
                 raise _reported(exc) from exc
         else:
             # Pickled and sent by the executor's threads: this process goes on writing files,
-            # and holds the cropped masks only until they are sent.
+            # and holds the cropped masks only until they are sent. The queue's feeder
+            # thread keeps the last message it sent until the next one: a no-op call after
+            # the job lets it drop the job's bytes (tens of MB) while this process works on.
             self._future = self._pool.submit(_run_in_worker, _Handover(job))
+            self._pool.submit(_started)
 
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
@@ -324,7 +327,8 @@ def _prepare(load_ct: Callable[[], Volume],
 
 
 def _started() -> None:  # pragma: no cover - runs in the child
-    """Nothing: submitted so that the executor starts its process at once."""
+    """Nothing: submitted so that the executor starts its process at once (and after a job,
+    see :meth:`PictureWorker.submit`)."""
 
 
 def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no cover
