@@ -123,16 +123,23 @@ def check_dicom_string(value: str, vr: str, *, what: str) -> str:
     """``value`` if it is valid for ``vr`` as a value a user gives, else
     :class:`~lattice.errors.ParameterError` naming ``what`` and the rule (also refused:
     leading or trailing spaces, which DICOM readers drop)."""
+    field = _field(what)
     if not isinstance(value, str):
-        raise ParameterError(f"{what} must be text, got {value!r}")
+        raise ParameterError(f"{field} must be text, got {value!r}", parameters=[what])
     problem = dicom_string_problem(value, vr)
     if problem is None and value != value.strip():
         problem = "it has leading or trailing spaces, which DICOM readers drop"
     if problem is not None:
         shown = f"'{value}'" if value.isprintable() else repr(value)
-        raise ParameterError(f"{what} {shown} cannot be written to DICOM: {problem}; "
-                             "choose another value")
+        raise ParameterError(f"{field} {shown} cannot be written to DICOM: {problem}; "
+                             "choose another value", parameters=[what])
     return value
+
+
+def _field(what: str) -> str:
+    """``what`` as a :class:`~lattice.errors.ParameterError` field when it is a parameter
+    name (the caller renders it, e.g. as a command-line option), else as it is."""
+    return "{" + what + "}" if what.isidentifier() else what
 
 
 def fit_dicom_string(value: Any, vr: str) -> str:
@@ -279,8 +286,8 @@ def check_patient_position(value: str, *, what: str = "patient_position") -> str
     term = str(value).strip().upper()
     if term not in PATIENT_POSITIONS:
         listing = ", ".join(f"{k} ({v})" for k, v in PATIENT_POSITIONS.items())
-        raise ParameterError(f"{what} {value!r} is not a DICOM patient position; choose one of "
-                             f"{listing}")
+        raise ParameterError(f"{_field(what)} {value!r} is not a DICOM patient position; "
+                             f"choose one of {listing}", parameters=[what])
     return term
 
 
