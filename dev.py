@@ -29,7 +29,7 @@ def run(cmd: list[str]) -> None:
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py runs before the venv, on any python3
         sys.exit(f"lattice needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     marker = VENV / f".installed-{extras or 'base'}"
     stamp = str((ROOT / "pyproject.toml").stat().st_mtime)

@@ -62,7 +62,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from lattice.errors import ParameterError
 
     t0 = time.perf_counter()
-    from lattice.options import check_range
+    from lattice.planning.parameters import check_range
 
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     workers = check_range("workers", workers, label="--workers")

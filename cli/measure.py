@@ -38,22 +38,22 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
+    from lattice.analysis.measure import evaluate_rules, measure_lesion, parse_size_rule
     from lattice.errors import OutputExistsError, ParameterError
-    from lattice.measure import evaluate_rules, measure_lesion, parse_size_rule
 
     check_options(args, {"gtv_label": "gtv_label"})
     rules = [parse_size_rule(r) for r in (args.size_rule or ["NCT06987370"])]
     if args.json is not None and args.json.exists() and not args.force:
         raise OutputExistsError(f"'{args.json}' exists; pass --force to replace it")
     if args.gtv is not None and args.ct_dicom is None:
-        from lattice.io import header_warnings, load_mask
+        from lattice.io.nifti import header_warnings, load_mask
 
         gtv = load_mask(args.gtv, label=args.gtv_label)
         source = str(args.gtv)
         for warning in header_warnings(args.gtv, mask=True):  # accepted, but said
             print(f"lattice: warning: {warning}", file=sys.stderr)
     elif args.gtv is None and None not in (args.ct_dicom, args.rtstruct, args.gtv_name):
-        from lattice.dicom import load_dicom_case
+        from lattice.io.dicom import load_dicom_case
 
         case = load_dicom_case(args.ct_dicom, args.rtstruct, gtv_name=args.gtv_name,
                                pixels=False)
@@ -74,7 +74,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
         print(f"  size rule {c['rule']}: {'met' if c['met'] else 'NOT met'} "
               f"({c['value']:g}; {c['source']})")
     if args.json is not None:
-        from lattice.export import write_json
+        from lattice.io.plan_writer import write_json
 
         try:
             write_json({"source": source, "measurements": m.to_dict(), "size_rules": checks},

@@ -1,7 +1,7 @@
 """Numeric option types and help texts shared by the commands.
 
 argparse reads only the syntax here (ASCII digits: ``1_000`` and ``2.0`` for a count are
-refused); the range of every value is the library's (:data:`lattice.options.RANGES`),
+refused); the range of every value is the library's (:data:`lattice.planning.parameters.RANGES`),
 checked by each command before any work, so ``--help``, the README and the errors agree.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from lattice.options import range_text, read_number
+from lattice.planning.parameters import range_text, read_number
 
 
 def number(text: str) -> float:
@@ -36,7 +36,7 @@ def ranged(text: str, name: str) -> str:
 def check_options(args: argparse.Namespace, names: dict[str, str]) -> None:
     """Check the given options (``{attribute: library range name}``) against their ranges;
     None means not given. Raises ParameterError naming the option as typed."""
-    from lattice.options import check_range
+    from lattice.planning.parameters import check_range
 
     for attr, name in names.items():
         value = getattr(args, attr, None)

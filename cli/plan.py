@@ -26,9 +26,9 @@ _DOSE_GROUP = ("dose proxy", "a geometric proxy to rank layouts, not a dose calc
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
     """``[NAME=]PATH[:MM]`` -> (name, path, clearance or None: the protocol's), read by
-    :func:`lattice.options.parse_oar_spec`: an existing file always wins, and ``NAME=`` is a
-    name only when NAME holds no path separator."""
-    from lattice.options import parse_oar_spec
+    :func:`lattice.planning.parameters.parse_oar_spec`: an existing file always wins, and ``NAME=``
+    is a name only when NAME holds no path separator."""
+    from lattice.planning.parameters import parse_oar_spec
 
     try:
         spec = parse_oar_spec(text)
@@ -40,7 +40,7 @@ def _oar_arg(text: str) -> tuple[str, Path, float | None]:
 def _oar_name_arg(text: str) -> str:
     """``NAME[:MM]``, kept as typed: read against the RTSTRUCT's ROI names (an ROI named
     ``Lung:5`` wins over ``Lung`` with 5 mm) by :func:`_resolve_oar_names`."""
-    from lattice.options import parse_roi_spec
+    from lattice.planning.parameters import parse_roi_spec
 
     try:
         parse_roi_spec(text)
@@ -189,13 +189,13 @@ def plan_request(args: argparse.Namespace) -> Any:
 def _resolve_oar_names(args: argparse.Namespace) -> None:
     """``--oar-name`` texts -> (name, name, clearance): an ROI of --rtstruct named as typed
     (``Lung:5``) wins over the ROI before the last ':' with that clearance."""
-    from lattice.options import parse_roi_spec
+    from lattice.planning.parameters import parse_roi_spec
 
     if not args.oar_name or not all(isinstance(t, str) for t in args.oar_name):
         return
     roi_names = None
     if any(":" in t for t in args.oar_name) and args.rtstruct is not None:
-        from lattice.rtstruct_read import list_rois
+        from lattice.io.rtstruct_read import list_rois
 
         roi_names = [r["name"] for r in list_rois(args.rtstruct)]
     specs = [parse_roi_spec(t, roi_names) for t in args.oar_name]

@@ -28,9 +28,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.export import publish
-    from lattice.planfolder import PlanDocument
-    from lattice.report import PICTURES, render_report
+    from lattice.io.plan_writer import publish
+    from lattice.io.planfolder import PlanDocument
+    from lattice.render.report import PICTURES, render_report
 
     doc = PlanDocument.read(args.plan)
     target = args.out if args.out is not None else args.plan / "report.html"

@@ -22,7 +22,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_rois(args: argparse.Namespace) -> int:
-    from lattice.rtstruct_read import list_rois
+    from lattice.io.rtstruct_read import list_rois
 
     rows = list_rois(args.rtstruct)
     width = max([len(r["name"]) for r in rows] + [4])

@@ -23,7 +23,7 @@ from lattice.errors import EXIT_OK
 from lattice_cli.options import check_options, number, ranged, whole
 
 if TYPE_CHECKING:
-    from lattice.stv import StvResult
+    from lattice.analysis.stv import StvResult
     from lattice.volume import Volume
 
 #: Files ``lattice scart`` writes, in the order they are moved into place (scart.json last).
@@ -56,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def cmd_scart(args: argparse.Namespace) -> int:
     """Run ``lattice scart``; returns 0 or raises a LatticeError."""
-    from lattice.export import check_output_folder
-    from lattice.io import load_case, sha256_file
-    from lattice.stv import contract_gtv
+    from lattice.analysis.stv import contract_gtv
+    from lattice.io.nifti import load_case, sha256_file
+    from lattice.io.plan_writer import check_output_folder
 
     t0 = time.perf_counter()
     check_options(args, {"gtv_label": "gtv_label", "stv_margin_mm": "stv_margin_mm",
@@ -93,7 +93,7 @@ def cmd_scart(args: argparse.Namespace) -> int:
 
 def scart_document(result: StvResult, *, inputs: Mapping[str, Any],
                    parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``scart.json`` document for a :class:`lattice.stv.StvResult`."""
+    """The ``scart.json`` document for a :class:`lattice.analysis.stv.StvResult`."""
     from lattice import __version__
 
     stv = result.stv
@@ -124,8 +124,8 @@ def write_scart_folder(stv: Volume, document: Mapping[str, Any], out_dir: str | 
     ------
     OutputExistsError, OutputWriteError
     """
-    from lattice.export import write_json, write_staged
-    from lattice.io import save_volume
+    from lattice.io.nifti import save_volume
+    from lattice.io.plan_writer import write_json, write_staged
 
     def write(stage: Path) -> list[str]:
         save_volume(stv, stage / "stv.nii.gz")

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lattice.errors import EXIT_OK
-from lattice.options import range_text
+from lattice.planning.parameters import range_text
 
 #: Named CT windows (level, width) in HU.
 WINDOWS = {"soft": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
@@ -19,9 +19,10 @@ PICTURE_NAMES = ("overview.png", "overview3d.png", "vertices.png")
 
 
 def _window(text: str) -> tuple[float, float]:
-    """A named window, or LEVEL,WIDTH in HU, each in its range (lattice.options.RANGES)."""
+    """A named window, or LEVEL,WIDTH in HU, each in its range
+    (lattice.planning.parameters.RANGES)."""
     from lattice.errors import ParameterError
-    from lattice.options import check_range, read_number
+    from lattice.planning.parameters import check_range, read_number
 
     if text in WINDOWS:
         return WINDOWS[text]
@@ -61,7 +62,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.planfolder import PlanDocument, load_plan_volumes
+    from lattice.io.planfolder import PlanDocument, load_plan_volumes
     from lattice.render import render_3d, render_overview, render_vertex_montage
 
     out = args.out if args.out is not None else args.plan

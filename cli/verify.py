@@ -37,7 +37,7 @@ def _slack(value: float | None) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from lattice.verify import verify_plan_file
+    from lattice.analysis.verify import verify_plan_file
 
     report = verify_plan_file(args.plan)
     print(f"{args.plan}: {report.n_vertices} vertices")

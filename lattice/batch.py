@@ -54,8 +54,7 @@ from .errors import (
     ParameterError,
     exit_status,
 )
-from .export import publish, remove_stale_stages
-from .export.picture import FORK_ENV
+from .io.plan_writer import publish, remove_stale_stages
 from .manifest import (  # noqa: F401 - the manifest's names, re-exported
     MANIFEST_COLUMNS,
     OAR_COLUMN,
@@ -71,9 +70,10 @@ from .manifest import (  # noqa: F401 - the manifest's names, re-exported
     plan_argv,
     read_manifest,
 )
-from .options import check_range, parse_oar_spec
 from .pipeline import PlanRequest
 from .plan_options import OPTION_NAMES, option_value, request_from_options
+from .planning.parameters import check_range, parse_oar_spec
+from .render.worker import FORK_ENV
 
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
@@ -297,7 +297,7 @@ def _row(job: Job, code: int, error: str, seconds: float, foreign: bool = False,
         "lattice: error: ")
     row["warnings"] = warnings if ok else 0
     if ok:
-        from .planfolder import PlanDocument
+        from .io.planfolder import PlanDocument
 
         try:  # validated against plan.schema.json: a summary never reads a wrong type
             doc = PlanDocument.read(job.out_dir)
@@ -508,9 +508,9 @@ def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker proce
     import matplotlib
 
     matplotlib.use("Agg")
-    for module in ("lattice.pipeline", "lattice.placement", "lattice.render",
-                   "lattice.export.rtstruct", "lattice.export.meshes",
-                   "lattice.export.dicom_series", "lattice.measure", "matplotlib.pyplot"):
+    for module in ("lattice.pipeline", "lattice.planning.placement", "lattice.render.slices",
+                   "lattice.render.three_d", "lattice.io.rtstruct_write", "lattice.io.meshes",
+                   "lattice.io.dicom_series", "lattice.analysis.measure", "matplotlib.pyplot"):
         importlib.import_module(module)
 
 

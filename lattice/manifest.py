@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputFileError, ParameterError
-from .options import parse_oar_spec
 from .plan_options import FALSE_WORDS, PLAN_OPTION, PLAN_OPTIONS, TRUE_WORDS
+from .planning.parameters import parse_oar_spec
 
 #: Parameters a manifest column, a grid axis or a default may set: the options of
 #: ``lattice plan`` other than its inputs and output, named like them (``--spacing-mm`` is
@@ -139,9 +139,9 @@ def read_manifest(path: str | Path) -> list[Case]:
 
 def _resolve_oar(entry: str, base: Path, where: str) -> str:
     """``[NAME=]PATH[:MM]`` read as ``lattice plan --oar`` reads it (an existing file wins;
-    ``NAME=`` only without a path separator; see :func:`lattice.options.parse_oar_spec`),
-    PATH taken from ``base`` when relative, written back as ``NAME=/absolute/path[:MM]``,
-    which the command reads the same way."""
+    ``NAME=`` only without a path separator; see
+    :func:`lattice.planning.parameters.parse_oar_spec`), PATH taken from ``base`` when relative,
+    written back as ``NAME=/absolute/path[:MM]``, which the command reads the same way."""
     try:
         spec = parse_oar_spec(entry, base=base)
     except ParameterError as exc:

@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.transform import Rotation
 
 from .errors import OutputWriteError, ParameterError
-from .margins import bounding_box
+from .geometry.margins import bounding_box
 from .volume import Volume
 
 HU_AIR = -1000

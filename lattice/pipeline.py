@@ -2,7 +2,7 @@
 :class:`PlanOutcome`.
 
 A request names the inputs (NIfTI files, a DICOM CT series with its RTSTRUCT, or volumes in
-memory), the planning parameters (:class:`~lattice.plan.PlanParameters`), what else to
+memory), the planning parameters (:class:`~lattice.planning.plan.PlanParameters`), what else to
 compute and write (:class:`PlanOptions`) and the output folder. :func:`run_plan` loads the
 inputs, plans, measures the lesion, contracts the STV and computes the dose proxy when asked,
 has the plan checked by the independent verifier, and writes the plan folder atomically
@@ -32,15 +32,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import LatticeError, ParameterError
-from .options import OarSpec, check_range
-from .plan import Plan, PlanParameters
+from .planning.parameters import OarSpec, check_range
+from .planning.plan import Plan, PlanParameters
 from .volume import Volume
 
 if TYPE_CHECKING:  # scipy-heavy modules, imported when used
-    from .dose import DoseProxyParameters
+    from .analysis.dose import DoseProxyParameters
+    from .analysis.measure import SizeRule
     from .grid import Grid
-    from .measure import SizeRule
-    from .rules import Oar
+    from .planning.rules import Oar
 
 #: The lesion size rules recorded in plan.json when none are asked for.
 DEFAULT_SIZE_RULES = ("NCT06987370",)
@@ -164,7 +164,7 @@ class PlanOptions:
     dicom : bool
         Write rtstruct.dcm (and the derived DICOM CT series).
     vertex_rois, valley_contours : str
-        See :func:`lattice.export.rtstruct.plan_rois`.
+        See :func:`lattice.io.rtstruct_write.plan_rois`.
     mesh_format : {'stl', 'ply', 'obj'} or None
         Surface meshes of the vertices and the GTV (None: none).
     patient_id, patient_name, patient_position : str, optional
@@ -172,9 +172,10 @@ class PlanOptions:
     stv_margin_mm, stv_fraction : float, optional
         Also contract the GTV into a SCART target (at most one of them).
     size_rules : sequence of str
-        Lesion size rules recorded in plan.json (see :func:`lattice.measure.parse_size_rule`).
+        Lesion size rules recorded in plan.json (see
+        :func:`lattice.analysis.measure.parse_size_rule`).
     dose : DoseProxyParameters, optional
-        Compute the geometric dose proxy (:mod:`lattice.dose`).
+        Compute the geometric dose proxy (:mod:`lattice.analysis.dose`).
     """
 
     allow_empty: bool = False
@@ -200,7 +201,7 @@ class PlanOptions:
             self.dose.validate()
 
     def parsed_size_rules(self) -> list[SizeRule]:
-        from .measure import parse_size_rule
+        from .analysis.measure import parse_size_rule
 
         return [parse_size_rule(r) for r in self.size_rules]
 
@@ -269,7 +270,7 @@ def check_request(request: PlanRequest) -> tuple[PlanParameters, dict[str, float
         An OAR without a clearance and no protocol that sets one, repeated OAR names, the
         patient of a derived DICOM CT that is not written.
     """
-    from .protocols import protocol_clearance_mm
+    from .planning.protocols import protocol_clearance_mm
 
     p = request.parameters
     clearances: dict[str, float] = {}
@@ -306,8 +307,8 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
     LatticeError
         The plan failed its own independent verification (a bug; nothing is written).
     """
-    from .export import check_output_folder, make_stage, output_lock
-    from .export.picture import PictureWorker
+    from .io.plan_writer import check_output_folder, make_stage, output_lock
+    from .render.worker import PictureWorker
 
     parameters, _ = check_request(request)
     opts = request.options
@@ -329,7 +330,7 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
 
             def early(ct: Volume, series: Any = derived["series"], folder: Path = folder
                       ) -> None:
-                from .export.dicom_series import write_series
+                from .io.dicom_series import write_series
 
                 write_series(series, ct, folder)
         has_ct = not isinstance(inputs, VolumeInputs) or inputs.ct is not None
@@ -337,7 +338,7 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
                   else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early)))
         # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
         # decompressed.
-        modules = ["lattice.placement"]
+        modules = ["lattice.planning.placement"]
         if opts.mesh_format is not None:
             modules.append("trimesh")
         importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
@@ -361,7 +362,7 @@ def _ct_loader(inputs: Inputs) -> Any:
     """A function reading the CT (called in the picture worker)."""
     if isinstance(inputs, DicomInputs):
         def load_dicom() -> Volume:
-            from .dicom import load_series
+            from .io.dicom import load_series
 
             return load_series(inputs.ct_dicom, series_uid=inputs.series_uid).grid
         return load_dicom
@@ -370,7 +371,7 @@ def _ct_loader(inputs: Inputs) -> Any:
         return lambda: ct
 
     def load_nifti() -> Volume:
-        from .io import load_image
+        from .io.nifti import load_image
 
         return load_image(inputs.ct, name=f"CT '{inputs.ct}'")
     return load_nifti
@@ -380,12 +381,12 @@ def _derived_series(request: PlanRequest) -> dict[str, Any]:
     """The DICOM series to derive from the CT (from its header and checksum)."""
     from pydicom.uid import generate_uid
 
-    from .export.dicom_series import (
+    from .io.dicom_series import (
         ANONYMOUS_PATIENT_NAME,
         DEFAULT_PATIENT_POSITION,
         derived_series,
     )
-    from .io import load_grid
+    from .io.nifti import load_grid
 
     inputs = request.inputs
     record: dict[str, Any] | None
@@ -420,7 +421,7 @@ def _volume_digest(volume: Volume) -> str:
 
 
 def _describe(path: Path) -> dict[str, str]:
-    from .io import sha256_file
+    from .io.nifti import sha256_file
 
     return {"path": str(path.resolve()), "sha256": sha256_file(path)}
 
@@ -454,7 +455,7 @@ def _load_inputs(request: PlanRequest, worker: Any, clearances: Mapping[str, flo
 
 def _load_dicom(inputs: DicomInputs, worker: Any, clearances: Mapping[str, float]
                 ) -> _Loaded:
-    from .dicom import load_dicom_case, series_checksum
+    from .io.dicom import load_dicom_case, series_checksum
 
     names = [n for n, _ in inputs.oars]
     # Without a worker the voxels are read here, so a corrupt slice is never accepted.
@@ -476,7 +477,7 @@ def _load_dicom(inputs: DicomInputs, worker: Any, clearances: Mapping[str, float
 def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
                 clearances: Mapping[str, float], *, derived: dict[str, Any] | None
                 ) -> _Loaded:
-    from .io import load_case
+    from .io.nifti import load_case
 
     oar_paths = {o.name: o.path for o in inputs.oars}
     # The worker reads the CT's voxels (and reports a corrupt file); without it they are
@@ -493,7 +494,7 @@ def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
     if not request.options.dicom:
         pass
     elif ref is not None:
-        from .dicom import load_series, on_grid
+        from .io.dicom import load_series, on_grid
 
         series = load_series(ref, pixels=False)
         on_grid(case.ct, series.grid, name=f"CT '{inputs.ct}'",
@@ -514,9 +515,9 @@ def _derived_record(series: Any) -> dict[str, Any]:
 
 def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: Any, *,
                     derived: dict[str, Any] | None) -> PlanOutcome:
-    from .export import DicomOutput, write_plan_folder
-    from .placement import plan_vertices
-    from .rules import Oar
+    from .io.plan_writer import DicomOutput, write_plan_folder
+    from .planning.placement import plan_vertices
+    from .planning.rules import Oar
 
     opts = request.options
     size_rules = opts.parsed_size_rules()
@@ -531,7 +532,7 @@ def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: An
     warnings = list(loaded.warnings)
     stv = None
     if opts.stv_margin_mm is not None or opts.stv_fraction is not None:
-        from .stv import contract_gtv
+        from .analysis.stv import contract_gtv
 
         stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm,
                            fraction=opts.stv_fraction)
@@ -558,7 +559,7 @@ def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: An
 
 
 def _keywords(p: PlanParameters) -> dict[str, Any]:
-    """:func:`lattice.placement.plan_vertices` keywords of ``p`` (its OARs aside)."""
+    """:func:`lattice.planning.placement.plan_vertices` keywords of ``p`` (its OARs aside)."""
     return {f.name: getattr(p, f.name) for f in dataclasses.fields(p)
             if f.name != "oar_clearance_mm"}
 
@@ -566,7 +567,7 @@ def _keywords(p: PlanParameters) -> dict[str, Any]:
 def _verified_document(plan: Plan, loaded: _Loaded, warnings: list[str], *, stv: Any,
                        dose: DoseProxyParameters | None) -> dict[str, Any]:
     """plan.json, checked by the independent verifier before it is written."""
-    from .verify import verify_plan
+    from .analysis.verify import verify_plan
 
     series = loaded.series
     document = plan.to_dict(inputs=loaded.record,
@@ -575,7 +576,7 @@ def _verified_document(plan: Plan, loaded: _Loaded, warnings: list[str], *, stv:
     if stv is not None:
         document["stv"] = stv.to_dict()
     if dose is not None:
-        from .dose import dose_proxy_metrics
+        from .analysis.dose import dose_proxy_metrics
 
         document["dose_proxy"] = dose_proxy_metrics(
             loaded.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm,

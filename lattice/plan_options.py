@@ -2,9 +2,9 @@
 
 Each :class:`PlanOption` is a parameter of the command other than its inputs and output: its
 name (``--spacing-mm`` is ``spacing_mm``, also the ``lattice batch`` manifest column, grid
-axis and default), how it is read from text, the :class:`~lattice.plan.PlanParameters` field
-it sets (whose default is the option's), whether a protocol may set it, its range
-(:data:`lattice.options.RANGES`) and its ``--help`` text. The command line builds its
+axis and default), how it is read from text, the :class:`~lattice.planning.plan.PlanParameters`
+field it sets (whose default is the option's), whether a protocol may set it, its range
+(:data:`lattice.planning.parameters.RANGES`) and its ``--help`` text. The command line builds its
 options from this table, ``lattice batch`` reads its columns with it, and
 :func:`request_from_options` turns the values into a :class:`~lattice.pipeline.PlanRequest`.
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ParameterError
-from .options import OarSpec, check_range, range_text, read_number
+from .planning.parameters import OarSpec, check_range, range_text, read_number
 
 if TYPE_CHECKING:
     from .pipeline import PlanRequest
@@ -32,7 +32,7 @@ OptionKind = Literal["number", "whole", "flag", "choice", "text", "list"]
 class PlanOption:
     """One parameter of ``lattice plan`` other than its inputs and output: the command's
     option ``--NAME`` (``-`` for ``_``), a ``lattice batch`` manifest column, grid axis and
-    default, and (``field``) the :class:`~lattice.plan.PlanParameters` field it sets.
+    default, and (``field``) the :class:`~lattice.planning.plan.PlanParameters` field it sets.
 
     Attributes
     ----------
@@ -45,9 +45,9 @@ class PlanOption:
         The ``--help`` text; ``{default}`` is the default value, and the range (``range``)
         is appended.
     field : str, optional
-        The :class:`~lattice.plan.PlanParameters` field (None: an option of the output).
+        The :class:`~lattice.planning.plan.PlanParameters` field (None: an option of the output).
     protocol : bool
-        A protocol (:mod:`lattice.protocols`) may set it; the explicit option wins.
+        A protocol (:mod:`lattice.planning.protocols`) may set it; the explicit option wins.
     range : str, optional
         Its key in :data:`RANGES`.
     choices : str, optional
@@ -78,13 +78,13 @@ class PlanOption:
     @property
     def default(self) -> Any:
         """The value when the option is not given (and no protocol sets it): the default of
-        its :class:`~lattice.plan.PlanParameters`, :class:`~lattice.pipeline.PlanOptions` or
-        :class:`~lattice.dose.DoseProxyParameters` field."""
+        its :class:`~lattice.planning.plan.PlanParameters`, :class:`~lattice.pipeline.PlanOptions`
+        or :class:`~lattice.analysis.dose.DoseProxyParameters` field."""
         from dataclasses import MISSING, fields
 
-        from .dose import DoseProxyParameters
+        from .analysis.dose import DoseProxyParameters
         from .pipeline import PlanOptions
-        from .plan import PlanParameters
+        from .planning.plan import PlanParameters
 
         for cls, name in ((PlanParameters, self.field), (PlanOptions, self.name),
                           (DoseProxyParameters, self.name.removeprefix("dose_"))):
@@ -114,12 +114,12 @@ def _help_fields(text: str) -> dict[str, str]:
     """The other ``{fields}`` a help text may hold, read only when it does."""
     out = {}
     if "{protocols}" in text:
-        from .protocols import PROTOCOLS
+        from .planning.protocols import PROTOCOLS
 
         out["protocols"] = "; ".join(f"{k}: {v.description} [{v.source}]"
                                      for k, v in PROTOCOLS.items())
     if "{positions}" in text or "{anonymous}" in text:
-        from .export import dicom_series as ds
+        from .io import dicom_series as ds
 
         out["positions"] = ", ".join(f"{k} {v}" for k, v in ds.PATIENT_POSITIONS.items())
         out["position"] = ds.DEFAULT_PATIENT_POSITION
@@ -133,7 +133,8 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
     _OPTION("gtv_label", "whole", "label of the GTV when --gtv is a label map",
             range="gtv_label", metavar="N", group="input"),
     _OPTION("protocol", "choice", "start from a named protocol's parameters (explicit options "
-            "override them): {protocols}", field="protocol", choices="lattice.protocols:PROTOCOLS"),
+            "override them): {protocols}", field="protocol",
+            choices="lattice.planning.protocols:PROTOCOLS"),
     _OPTION("diameter_mm", "number", "vertex diameter ({default})", field="diameter_mm",
             protocol=True, range="diameter_mm"),
     _OPTION("spacing_mm", "number", "minimum centre-to-centre distance between vertices "
@@ -143,12 +144,12 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
             "({default})", field="gtv_margin_mm", protocol=True, range="gtv_margin_mm"),
     _OPTION("pattern", "choice", "lattice ({default}), or max: an irregular maximal packing "
             "started from the best lattice (more vertices, less regular)", field="pattern",
-            protocol=True, choices="lattice.plan:PLACEMENTS"),
+            protocol=True, choices="lattice.planning.plan:PLACEMENTS"),
     _OPTION("time_budget_s", "number", "time budget of --pattern max ({default})",
             field="time_budget_s", range="time_budget_s"),
     _OPTION("mode", "choice", "fill: vertices throughout the LATTICE target; shell: along its "
             "edge, centres at depth margin + D/2 .. + --shell-width-mm ({default})",
-            field="mode", choices="lattice.plan:MODES"),
+            field="mode", choices="lattice.planning.plan:MODES"),
     _OPTION("shell_width_mm", "number", "shell width for --mode shell (default D/2)",
             field="shell_width_mm", range="shell_width_mm"),
     _OPTION("snap_to_slices", "flag", "put every vertex centre on a CT slice plane",
@@ -168,7 +169,7 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
             "is an error, exit 2, nothing written), e.g. to record 0 in a parameter sweep"),
     _OPTION("orientations", "choice", "orientation search: about the superior-inferior axis, "
             "or also tilted ({default})", field="orientation_search",
-            choices="lattice.plan:ORIENTATION_SEARCHES"),
+            choices="lattice.planning.plan:ORIENTATION_SEARCHES"),
     _OPTION("rotation_step_deg", "number", "angle step of the orientation search ({default})",
             field="rotation_step_deg", range="rotation_step_deg"),
     _OPTION("no_picture", "flag", "skip the pictures (overview.png, vertices.png, "
@@ -190,29 +191,29 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
     _OPTION("no_dicom", "flag", "skip rtstruct.dcm (and the derived CT series)"),
     _OPTION("vertex_rois", "choice", "vertex ROIs in rtstruct.dcm: one combined LATTICE_VTX, "
             "one VTX_nn per vertex, or both ({default})",
-            choices="lattice.export.rtstruct:VERTEX_ROI_CHOICES"),
+            choices="lattice.io.rtstruct_write:VERTEX_ROI_CHOICES"),
     _OPTION("mesh_format", "choice", "format of vertices.* and gtv.* surface meshes, LPS mm "
             "({default})", choices="lattice.plan_options:MESH_CHOICES"),
     _OPTION("valley_contours", "choice", "LATTICE_VALLEY in rtstruct.dcm: the GTV outline with "
             "the vertex circles as inner contours (holes: Eclipse, RayStation), or each hole "
             "joined to its outline by a zero-width cut, one polygon per outline (keyhole: "
             "readers that OR contours, e.g. plastimatch) ({default})",
-            choices="lattice.export.rtstruct:VALLEY_CONTOUR_CHOICES"),
+            choices="lattice.io.rtstruct_write:VALLEY_CONTOUR_CHOICES"),
     _OPTION("patient_id", "text", "PatientID of the derived DICOM CT, at most 64 characters, "
             "no backslash (default: LAT + the CT file's hash)"),
     _OPTION("patient_name", "text", "PatientName of the derived DICOM CT, a DICOM person name "
             "FAMILY^GIVEN (default: {anonymous}, clearly not a real patient)"),
     _OPTION("patient_position", "choice", "PatientPosition of the derived DICOM CT, a DICOM "
             "defined term: {positions} ({position})", metavar="POS", upper=True,
-            choices="lattice.export.dicom_series:PATIENT_POSITIONS"),
+            choices="lattice.io.dicom_series:PATIENT_POSITIONS"),
 )
 #: The options by name.
 PLAN_OPTION: dict[str, PlanOption] = {o.name: o for o in PLAN_OPTIONS}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "MESH_CHOICES":  # read when asked: lattice.export imports much
-        from .export import MESH_FORMATS
+    if name == "MESH_CHOICES":  # read when asked: lattice.io.plan_writer imports much
+        from .io.plan_writer import MESH_FORMATS
 
         return (*MESH_FORMATS, "none")
     raise AttributeError(name)
@@ -297,9 +298,9 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
     ------
     ParameterError
     """
-    from .dose import DoseProxyParameters
+    from .analysis.dose import DoseProxyParameters
     from .pipeline import DicomInputs, Inputs, NiftiInputs, PlanOptions, PlanRequest
-    from .plan import PlanParameters
+    from .planning.plan import PlanParameters
 
     check_option_ranges(values)
     v = {k: val for k, val in values.items() if val is not None}

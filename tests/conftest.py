@@ -28,7 +28,7 @@ Shapes (``ellipsoid_mask``)
     so an ellipsoid is the same physical object on every grid; only its voxelisation differs.
 
 Files (``write_nifti``)
-    Writes with nibabel directly (not with ``lattice.io``, so the reader is tested against an
+    Writes with nibabel directly (not with ``lattice.io.nifti``, so the reader is tested against an
     independent writer), sform = qform = affine, codes 1.
 
 None of these helpers calls lattice code except :class:`lattice.volume.Volume`, the container

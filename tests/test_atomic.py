@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lattice.export import remove_stale_stages, stage_prefix
+from lattice.io.plan_writer import remove_stale_stages, stage_prefix
 from lattice_cli.main import main
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"

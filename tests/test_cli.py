@@ -330,7 +330,7 @@ def test_empty_plan_with_allow_empty_warns_and_writes_the_plan(case, tmp_path):
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lattice.render") is None,
-                    reason="lattice/render.py is not written yet")
+                    reason="lattice/render/ is not written yet")
 def test_overview_picture_is_written_by_default(case, tmp_path):
     out = tmp_path / "out"
     argv = [a for a in plan_args(case, out) if a != "--no-picture"]

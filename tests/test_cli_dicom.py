@@ -231,7 +231,7 @@ def test_oblique_real_mr_round_trip(shared_data, tmp_path):
     """A real oblique MR grid (nibabel's example4d, first volume, real-valued): the derived
     series read back is the same world grid with the same values, and the vertices are
     recovered from the RTSTRUCT."""
-    from lattice.dicom import load_series, on_grid
+    from lattice.io.dicom import load_series, on_grid
     from lattice.volume import Volume
 
     img = nib.load(shared_data / "oblique_mr" / "example4d.nii.gz")

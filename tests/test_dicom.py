@@ -12,14 +12,14 @@ import pytest
 from conftest import rotation_about_axis
 from dicom_oracle import write_series, write_structure_set
 
-from lattice.dicom import (
+from lattice.errors import GridMismatchError, InputFileError, MaskError
+from lattice.io.dicom import (
     LPS_TO_RAS,
     load_dicom_case,
     load_series,
     on_grid,
 )
-from lattice.errors import GridMismatchError, InputFileError, MaskError
-from lattice.rtstruct_read import list_rois, read_rtstruct
+from lattice.io.rtstruct_read import list_rois, read_rtstruct
 from lattice.volume import Volume
 
 SHAPE = (20, 16, 12)

@@ -24,7 +24,7 @@ from conftest import REPO_ROOT
 from test_cli import run
 
 from lattice.errors import ParameterError
-from lattice.export.dicom_series import (
+from lattice.io.dicom_series import (
     ANONYMOUS_PATIENT_NAME,
     PATIENT_POSITIONS,
     check_dicom_string,
@@ -34,7 +34,7 @@ from lattice.export.dicom_series import (
     string_problems,
     write_series,
 )
-from lattice.io import load_image
+from lattice.io.nifti import load_image
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 FAST = ["--no-picture", "--mesh-format", "none", "--diameter-mm", "15", "--spacing-mm", "30",

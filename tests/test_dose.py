@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from lattice.dose import DoseProxyParameters, dose_proxy_map, dose_proxy_metrics
+from lattice.analysis.dose import DoseProxyParameters, dose_proxy_map, dose_proxy_metrics
 from lattice.errors import ParameterError
 from lattice.volume import Volume
 

@@ -113,8 +113,8 @@ def files(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     f["not_dicom_dir"].mkdir()
     for i in range(3):
         (f["not_dicom_dir"] / f"IM{i:04d}.dcm").write_text(f"slice {i}? no, text\n")
-    from lattice.export.dicom_series import derived_series, write_series
-    from lattice.io import load_image
+    from lattice.io.dicom_series import derived_series, write_series
+    from lattice.io.nifti import load_image
 
     ct_volume = load_image(f["ct"])
     series = derived_series(ct_volume, patient_name="ERRORS", patient_id="ERR001")
@@ -352,7 +352,7 @@ def test_disk_full_in_a_nifti_write_exits_7(files, tmp_path, capfd, monkeypatch)
 @pytest.mark.parametrize("existing", [False, True], ids=["new folder", "replacing with --force"])
 def test_disk_full_in_the_json_writer_exits_7(files, tmp_path, capfd, monkeypatch, existing):
     """plan.json, the last file, fails half-written (a --force run keeps the old plan)."""
-    import lattice.export as export
+    import lattice.io.plan_writer as export
 
     def write_json(document, path):
         Path(path).write_text(json.dumps(document)[:100])
@@ -371,7 +371,7 @@ def test_disk_full_in_the_json_writer_exits_7(files, tmp_path, capfd, monkeypatc
 
 def test_disk_full_in_the_derived_dicom_ct_exits_7(files, tmp_path, capfd, monkeypatch):
     """The picture worker writes the derived DICOM CT early, into .out.ct-*: it fails there."""
-    import lattice.export.dicom_series as dicom_series
+    import lattice.io.dicom_series as dicom_series
 
     real = dicom_series.write_series
 
@@ -396,7 +396,7 @@ def test_disk_full_in_the_derived_dicom_ct_exits_7(files, tmp_path, capfd, monke
 def test_interrupt_and_internal_error_write_nothing(files, tmp_path, capfd, monkeypatch, exc,
                                                     expected, line):
     """Raised while planning, with the picture worker and the derived DICOM CT under way."""
-    import lattice.placement as placement
+    import lattice.planning.placement as placement
 
     def plan_vertices(*args, **kwargs):
         raise exc

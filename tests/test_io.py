@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lattice.errors import InputFileError, MaskError
-from lattice.io import load_image, load_mask, mask_from_array, save_volume, sha256_file
+from lattice.io.nifti import load_image, load_mask, mask_from_array, save_volume, sha256_file
 from lattice.volume import Volume
 
 SHAPE = (12, 10, 8)

@@ -29,8 +29,8 @@ import pytest
 from cli_helpers import run
 from pydicom.sequence import Sequence
 
-from lattice.dicom import load_dicom_case
-from lattice.rtstruct_read import read_rtstruct
+from lattice.io.dicom import load_dicom_case
+from lattice.io.rtstruct_read import read_rtstruct
 from lattice_cli.main import main
 
 SHAPE = (40, 40, 20)

@@ -15,7 +15,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from lattice.errors import MaskError, ParameterError
-from lattice.margins import bounding_box, depth_in_box_mm, depth_mm, erode_mm
+from lattice.geometry.margins import bounding_box, depth_in_box_mm, depth_mm, erode_mm
 
 #: Anisotropic voxel sizes for the oracle blobs (none a multiple of another).
 ORACLE_VOXEL_MM = [(0.9, 1.3, 2.1), (1.0, 1.0, 2.5), (0.7, 1.7, 1.1)]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from lattice.errors import OutputWriteError
-from lattice.export.markups import markups_document, write_markups
-from lattice.placement import plan_vertices
+from lattice.io.markups import markups_document, write_markups
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 SCHEMA_URL = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"

@@ -11,9 +11,9 @@ from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
 from test_cli import run
 
+from lattice.analysis.measure import TRIAL_RULES, evaluate_rules, measure_lesion, parse_size_rule
 from lattice.errors import MaskError, ParameterError
-from lattice.io import load_mask
-from lattice.measure import TRIAL_RULES, evaluate_rules, measure_lesion, parse_size_rule
+from lattice.io.nifti import load_mask
 from lattice.volume import Volume
 
 
@@ -131,7 +131,7 @@ def test_measure_command(shared_data, tmp_path):
 def test_condensed_index_to_pair():
     from scipy.spatial.distance import squareform
 
-    from lattice.measure import _pair_of
+    from lattice.analysis.measure import _pair_of
 
     rng = np.random.default_rng(0)
     for n in (2, 3, 7, 40):

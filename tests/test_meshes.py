@@ -14,9 +14,9 @@ import pytest
 import trimesh
 
 from lattice.errors import OutputWriteError, ParameterError
-from lattice.export.meshes import MESH_FORMATS, mask_mesh, vertex_spheres_mesh, write_meshes
-from lattice.io import load_mask
-from lattice.placement import plan_vertices
+from lattice.io.meshes import MESH_FORMATS, mask_mesh, vertex_spheres_mesh, write_meshes
+from lattice.io.nifti import load_mask
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])

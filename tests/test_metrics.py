@@ -8,8 +8,8 @@ import numpy as np
 from oracles import check_rules, ellipsoid, grid, oracle_depth, world_of
 from scipy.spatial.distance import cdist
 
-from lattice.export import write_plan_folder
-from lattice.placement import plan_vertices
+from lattice.io.plan_writer import write_plan_folder
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 SHAPE, VOX = (40, 36, 26), (2.0, 2.2, 2.5)

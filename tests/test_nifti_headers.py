@@ -1,6 +1,6 @@
 """NIfTI header semantics (issue 12, class 1): every header field lattice relies on is either
 refused with one clear error or accepted with a warning recorded in ``plan.json``; never
-silently reinterpreted (:mod:`lattice.nifti_header`).
+silently reinterpreted (:mod:`lattice.io.nifti_header`).
 
 Files are written with nibabel and then their header is edited byte for byte
 (:func:`edited`), since nibabel itself would refuse or repair the broken fields on writing.
@@ -28,10 +28,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
+from lattice.analysis.verify import verify_plan_file
 from lattice.errors import GridMismatchError, InputFileError, ParameterError
-from lattice.io import header_warnings, load_case, load_grid, load_mask, mask_from_array
-from lattice.nifti_header import MAX_VOXELS
-from lattice.verify import verify_plan_file
+from lattice.io.nifti import header_warnings, load_case, load_grid, load_mask, mask_from_array
+from lattice.io.nifti_header import MAX_VOXELS
 from lattice_cli.main import main
 
 SHAPE = (40, 40, 20)

@@ -3,7 +3,7 @@ and just beyond it, the outcome is only ever a documented error (exit 2, or 4 fo
 the mask lacks; one ``lattice: error:`` line; nothing written) or a plan that ``lattice
 verify`` accepts.
 
-Values are drawn per option from its range in :data:`lattice.options.RANGES`: inside
+Values are drawn per option from its range in :data:`lattice.planning.parameters.RANGES`: inside
 (log-uniform for lengths), on each bound, just beyond each bound (the next float, or one more
 for a count), and nonsense (NaN, infinities, negatives). A value outside its range must be
 refused naming the option. The inputs are a small synthetic ball GTV (24 x 24 x 12 voxels)
@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 
 from lattice.errors import ParameterError
-from lattice.options import RANGES, check_range
+from lattice.planning.parameters import RANGES, check_range
 from lattice_cli.main import main
 
 SHAPE = (24, 24, 12)

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 from cli_helpers import run
 
+from lattice.analysis.dose import DoseProxyParameters
+from lattice.analysis.measure import measure_lesion
+from lattice.analysis.stv import contract_gtv
 from lattice.batch import make_jobs, read_manifest
-from lattice.dose import DoseProxyParameters
 from lattice.errors import ParameterError
-from lattice.measure import measure_lesion
-from lattice.options import (
+from lattice.planning.parameters import (
     MAX_LENGTH_MM,
     RANGES,
     check_range,
@@ -32,9 +33,8 @@ from lattice.options import (
     parse_roi_spec,
     range_text,
 )
-from lattice.placement import plan_vertices
-from lattice.plan import PlanParameters
-from lattice.stv import contract_gtv
+from lattice.planning.placement import plan_vertices
+from lattice.planning.plan import PlanParameters
 from lattice.volume import Volume
 from lattice_cli.main import build_parser
 from lattice_cli.options import number, whole

@@ -33,8 +33,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import run, snapshot
 
-from lattice.export import PLAN_FILES, remove_stale_stages
-from lattice.export.folder import lock_path, output_lock, resolve_output_folder
+from lattice.io.folder import lock_path, output_lock, resolve_output_folder
+from lattice.io.plan_writer import PLAN_FILES, remove_stale_stages
 from lattice_cli.main import main
 
 PHANTOM = Path(__file__).resolve().parent.parent / "sample_data" / "phantom"
@@ -66,12 +66,12 @@ def one_error_line(stderr: str) -> str:
 
 def no_planning(monkeypatch):
     """Make planning fail the test: a path error must come before any planning."""
-    import lattice.placement
+    import lattice.planning.placement
 
     def plan_vertices(*args, **kwargs):
         raise AssertionError("planned before the output path was checked")
 
-    monkeypatch.setattr(lattice.placement, "plan_vertices", plan_vertices)
+    monkeypatch.setattr(lattice.planning.placement, "plan_vertices", plan_vertices)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def plan_folder(template, tmp_path):
 
 def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding the lock of ``folder`` until its stdin closes."""
-    code = ("import sys; from pathlib import Path; from lattice.export.folder import "
+    code = ("import sys; from pathlib import Path; from lattice.io.folder import "
             "output_lock, resolve_output_folder\n"
             "with output_lock(resolve_output_folder(sys.argv[1]), command='the holder'):\n"
             "    print('held', flush=True); sys.stdin.read()\n")
@@ -114,12 +114,12 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
         "import time\n"
-        "import lattice.placement\n"
-        "_plan = lattice.placement.plan_vertices\n"
+        "import lattice.planning.placement\n"
+        "_plan = lattice.planning.placement.plan_vertices\n"
         "def plan_vertices(*args, **kwargs):\n"
         "    time.sleep(3)\n"
         "    return _plan(*args, **kwargs)\n"
-        "lattice.placement.plan_vertices = plan_vertices\n")
+        "lattice.planning.placement.plan_vertices = plan_vertices\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
         str(hook), os.environ.get("PYTHONPATH")]))}
     argv = [sys.executable, "-m", "lattice_cli", *map(str, _plan(out, *FAST))]
@@ -513,7 +513,7 @@ def test_a_replaced_plan_of_a_killed_run_is_put_back(plan_folder):
 
 
 def test_long_names_hash_their_hidden_siblings(tmp_path):
-    from lattice.export import stage_prefix
+    from lattice.io.plan_writer import stage_prefix
 
     short, long = tmp_path / "plan", tmp_path / ("x" * 240)
     assert stage_prefix(short, "partial").startswith(".plan.partial-")

@@ -15,10 +15,10 @@ import pytest
 from oracles import check_rules, ellipsoid, grid, mask_distance, oracle_depth, world_of
 
 from lattice.errors import ParameterError
-from lattice.io import load_mask
-from lattice.packing import pack_maximal
-from lattice.placement import plan_vertices
-from lattice.rules import Oar, RuleField
+from lattice.io.nifti import load_mask
+from lattice.planning.packing import pack_maximal
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import Oar, RuleField
 from lattice.volume import Volume
 
 #: Budget large enough that the searches on these small phantoms end by converging (about a

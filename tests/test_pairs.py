@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 from oracles import ellipsoid, grid, world_of
 
-from lattice.pairs import coplanar_conflicts, max_independent_subset
-from lattice.placement import plan_vertices
+from lattice.planning.pairs import coplanar_conflicts, max_independent_subset
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from oracles import check_rules, ellipsoid, grid, world_of
 
-from lattice.placement import plan_vertices
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 

@@ -1,4 +1,4 @@
-"""The regular lattices of lattice/patterns.py against brute force and textbook values.
+"""The regular lattices of lattice/geometry/patterns.py against brute force and textbook values.
 
 Every check is computed independently of the module's own bookkeeping: nearest-neighbour
 distances and neighbour shells by brute force (``pdist`` over a generated block of points),
@@ -19,7 +19,7 @@ from scipy.spatial.distance import pdist
 from scipy.spatial.transform import Rotation
 
 from lattice.errors import ParameterError
-from lattice.patterns import PATTERNS, SPACING_GUARD, make_pattern
+from lattice.geometry.patterns import PATTERNS, SPACING_GUARD, make_pattern
 
 S = 30.0
 #: Matching tolerance of point sets (mm): the cells are built in float64 from S ~ 30 mm.

@@ -1,4 +1,4 @@
-"""The background picture worker (lattice.export.picture): the same pictures and
+"""The background picture worker (lattice.render.worker): the same pictures and
 measurements in a worker process and in this one, and in-process work where multiprocessing
 allows no children (daemonic processes such as Dask workers)."""
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lattice import plan_vertices
-from lattice.export.picture import FORK_ENV, MONTAGE_NAME, THREE_D_NAME, PictureWorker
+from lattice.render.worker import FORK_ENV, MONTAGE_NAME, THREE_D_NAME, PictureWorker
 from lattice.volume import Volume
 
 pytestmark = pytest.mark.skipif("fork" not in mp.get_all_start_methods(),

@@ -19,9 +19,9 @@ from cli_helpers import run
 
 import lattice
 from lattice.errors import ParameterError
-from lattice.options import OarSpec
 from lattice.pipeline import NiftiInputs, PlanOptions, VolumeInputs
-from lattice.rules import Oar
+from lattice.planning.parameters import OarSpec
+from lattice.planning.rules import Oar
 
 ROOT = Path(__file__).resolve().parents[1]
 PHANTOM = ROOT / "sample_data" / "phantom"

@@ -15,8 +15,8 @@ from oracles import (
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import pdist
 
-from lattice.placement import plan_vertices
-from lattice.rules import Oar
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import Oar
 from lattice.volume import Volume
 
 # -- tests -----------------------------------------------------------------------------------

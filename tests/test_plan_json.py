@@ -2,11 +2,11 @@
 
 The plan is made from an analytic phantom (a tilted ellipsoid GTV and a spherical OAR on an
 anisotropic oblique grid), written with ``write_plan_folder`` and read back with
-``read_plan_document`` and ``load_plan_volumes`` (lattice/planfolder.py). Every field of the
+``read_plan_document`` and ``load_plan_volumes`` (lattice/io/planfolder.py). Every field of the
 document is compared with the plan it came from, and the per-vertex and summary numbers are
 recomputed independently: coordinates from the affine, depths and OAR distances with the TPS
 checker (tests/tps_checker.py), neighbour distances by brute force, volumes by counting voxels.
-The document must also validate against lattice/plan.schema.json, with jsonschema directly.
+The document must also validate against lattice/io/plan.schema.json, with jsonschema directly.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from scipy.spatial.distance import cdist, pdist
 from tps_checker import Solid
 
 from lattice.errors import InputFileError
-from lattice.export import write_plan_folder
-from lattice.placement import plan_vertices
-from lattice.planfolder import load_plan_volumes, read_plan_document, validate_plan_document
-from lattice.rules import Oar
+from lattice.io.plan_writer import write_plan_folder
+from lattice.io.planfolder import load_plan_volumes, read_plan_document, validate_plan_document
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import Oar
 from lattice.volume import Volume
 
 SHAPE = (50, 44, 26)
@@ -162,7 +162,7 @@ def test_summary_numbers_are_the_independent_ones(written):
 
 
 def test_the_document_validates_against_the_schema_file(written):
-    schema = json.loads((REPO_ROOT / "lattice" / "plan.schema.json").read_text())
+    schema = json.loads((REPO_ROOT / "lattice" / "io" / "plan.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.Draft202012Validator(schema).validate(written["doc"])
     assert validate_plan_document(written["doc"], "plan.json") is written["doc"]

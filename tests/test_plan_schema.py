@@ -1,6 +1,6 @@
 """plan.json against its published schema (issue 12, class 7: hand-edited or foreign plans).
 
-* Every plan.json the tool writes validates against ``lattice/plan.schema.json`` (NIfTI and
+* Every plan.json the tool writes validates against ``lattice/io/plan.schema.json`` (NIfTI and
   DICOM input, OARs, shell mode, snapping, STV, dose proxy, --count, --pattern max, the empty
   plan, a protocol, a batch job, and the library's own ``Plan.to_dict``), so the schema cannot
   drift from the writer.
@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from cli_helpers import run
 
-from lattice.planfolder import plan_schema, validate_plan_document
+from lattice.io.planfolder import plan_schema, validate_plan_document
 from lattice_cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +118,7 @@ def test_batch_job_plan_json_validates(inputs, tmp_path, capfd):
 
 
 def test_library_plan_document_validates(make_volume, ellipsoid_mask):
-    from lattice.placement import plan_vertices
+    from lattice.planning.placement import plan_vertices
 
     vol = make_volume(SHAPE, VOXEL_MM, "oblique")
     gtv = vol.with_array(ellipsoid_mask(vol, vol.ijk_to_ras((np.array(SHAPE) - 1) / 2), 20.0))
@@ -127,7 +127,7 @@ def test_library_plan_document_validates(make_volume, ellipsoid_mask):
 
 
 def test_schema_is_package_data():
-    assert files("lattice").joinpath("plan.schema.json").is_file()
+    assert files("lattice.io").joinpath("plan.schema.json").is_file()
     assert '"plan.schema.json"' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
     jsonschema.Draft202012Validator.check_schema(plan_schema())
 

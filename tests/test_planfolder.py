@@ -1,4 +1,4 @@
-"""The plan folder: what lattice/planfolder.py finds in it and refuses, and how the library
+"""The plan folder: what lattice/io/planfolder.py finds in it and refuses, and how the library
 writes it (write_plan_folder: whole or not at all).
 
 One small plan is written once; each test works on its own copy of the folder and breaks one
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from lattice.errors import GridMismatchError, InputFileError, OutputExistsError
-from lattice.export import write_plan_folder
-from lattice.placement import plan_vertices
-from lattice.planfolder import load_plan_volumes, read_plan_document
-from lattice.rules import Oar
+from lattice.io.plan_writer import write_plan_folder
+from lattice.io.planfolder import load_plan_volumes, read_plan_document
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import Oar
 from lattice.volume import Volume
 
 SHAPE = (40, 36, 20)

@@ -1,9 +1,9 @@
 """Property-based tests of the planner (issue 6, item 3): random shapes, grids and parameters.
 
-For every drawn case :func:`lattice.placement.plan_vertices` must either
+For every drawn case :func:`lattice.planning.placement.plan_vertices` must either
 
 * return a plan whose ``plan.json`` document (``plan.to_dict``, strict JSON round trip) the
-  independent verifier :func:`lattice.verify.verify_plan` accepts, and whose vertices obey
+  independent verifier :func:`lattice.analysis.verify.verify_plan` accepts, and whose vertices obey
   every rule when measured here with plain numpy / scipy (KD-trees over voxel centres and
   ``scipy.ndimage.distance_transform_edt`` with ``sampling``; no lattice code), or
 * raise one of the documented errors (:class:`lattice.errors.LatticeError` subclasses), of
@@ -65,12 +65,12 @@ from scipy import ndimage
 from scipy.spatial.distance import pdist
 from tps_checker import Solid
 
+from lattice.analysis.verify import verify_plan
 from lattice.errors import GridMismatchError, LatticeError, MaskError, ParameterError
-from lattice.options import MIN_DIAMETER_MM
-from lattice.placement import plan_vertices
-from lattice.plan import MAX_LENGTH_MM
-from lattice.rules import Oar
-from lattice.verify import verify_plan
+from lattice.planning.parameters import MIN_DIAMETER_MM
+from lattice.planning.placement import plan_vertices
+from lattice.planning.plan import MAX_LENGTH_MM
+from lattice.planning.rules import Oar
 from lattice.volume import Volume
 
 # -- settings ----------------------------------------------------------------------------------
@@ -747,8 +747,8 @@ import resource
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 import numpy as np
 from lattice.errors import LatticeError
-from lattice.placement import plan_vertices
-from lattice.plan import MAX_LENGTH_MM
+from lattice.planning.placement import plan_vertices
+from lattice.planning.plan import MAX_LENGTH_MM
 from lattice.volume import Volume
 ijk = np.argwhere(np.ones((20, 20, 20), bool))
 gtv = (np.linalg.norm(ijk - 9.5, axis=1) <= 8).reshape(20, 20, 20)  # 32 mm across

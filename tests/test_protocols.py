@@ -1,6 +1,6 @@
-"""Named protocols (lattice/protocols.py): each resolves, its values are the published ones and
-lie in every range of lattice/options.py, unknown names are refused with the valid ones, and
-explicit settings override a protocol's.
+"""Named protocols (lattice/planning/protocols.py): each resolves, its values are the published ones
+and lie in every range of lattice/planning/parameters.py, unknown names are refused with the valid
+ones, and explicit settings override a protocol's.
 
 The expected values are written out from the sources the protocols cite (docs/protocols.md):
 Mayo (Deufel et al. 2024) D 15 mm, spacing >= 30 mm, centre >= 5 mm + R inside the GTV and
@@ -20,11 +20,11 @@ import pytest
 from cli_helpers import run
 
 from lattice.errors import ParameterError
-from lattice.options import RANGES
-from lattice.patterns import PATTERNS
-from lattice.placement import plan_vertices
-from lattice.plan import PlanParameters
-from lattice.protocols import PROTOCOLS, Protocol, get_protocol
+from lattice.geometry.patterns import PATTERNS
+from lattice.planning.parameters import RANGES
+from lattice.planning.placement import plan_vertices
+from lattice.planning.plan import PlanParameters
+from lattice.planning.protocols import PROTOCOLS, Protocol, get_protocol
 from lattice.volume import Volume
 
 PUBLISHED = {
@@ -227,9 +227,9 @@ def test_an_oar_without_a_clearance_takes_the_protocols_in_the_library():
 
 
 def test_run_plans_request_and_the_command_take_the_same_protocol_clearance(tmp_path):
-    from lattice.options import OarSpec
     from lattice.pipeline import NiftiInputs, PlanRequest, check_request
     from lattice.plan_options import request_from_options
+    from lattice.planning.parameters import OarSpec
 
     oar = OarSpec("cord", tmp_path / "cord.nii.gz", None)
     request = PlanRequest(NiftiInputs(tmp_path / "ct.nii.gz", tmp_path / "gtv.nii.gz",

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from oracles import best_random_translation_count, check_rules
 
-from lattice.io import load_mask
-from lattice.placement import plan_vertices
+from lattice.io.nifti import load_mask
+from lattice.planning.placement import plan_vertices
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "STS_001" / "gtv.nii.gz"

@@ -445,8 +445,8 @@ def test_montage_puts_every_vertex_on_its_nearest_slice(store, lps_case, tmp_pat
 
 @pytest.mark.parametrize("case", ["STS_013", "STS_044"])
 def test_real_plans_show_every_vertex(shared_data, case):
-    from lattice.io import load_mask
-    from lattice.placement import plan_vertices
+    from lattice.io.nifti import load_mask
+    from lattice.planning.placement import plan_vertices
 
     gtv = load_mask(shared_data / case / "gtv.nii.gz")
     plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5)

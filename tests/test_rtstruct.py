@@ -22,9 +22,9 @@ from dicom_oracle import (
 )
 from skimage.draw import polygon2mask
 
-from lattice.export.dicom_series import derived_series, ds_text, write_series
-from lattice.export.rtstruct import plan_rois, write_rtstruct
-from lattice.placement import plan_vertices
+from lattice.io.dicom_series import derived_series, ds_text, write_series
+from lattice.io.rtstruct_write import plan_rois, write_rtstruct
+from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
 GRIDS = {

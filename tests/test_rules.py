@@ -1,4 +1,4 @@
-"""The rule field of lattice/rules.py against the independent TPS surface checker.
+"""The rule field of lattice/planning/rules.py against the independent TPS surface checker.
 
 The oracle (``tests/tps_checker.py``, no lattice code) rebuilds each structure's solid from
 its marching-squares slice outlines and measures depths and distances exactly over every
@@ -19,7 +19,7 @@ from conftest import rotation_about_axis, voxel_centers_ras_mm
 from tps_checker import Solid
 
 from lattice.errors import GridMismatchError, ParameterError
-from lattice.rules import Oar, RuleField
+from lattice.planning.rules import Oar, RuleField
 from lattice.volume import Volume
 
 VOX_MM = (0.9, 1.2, 2.5)

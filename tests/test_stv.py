@@ -1,4 +1,5 @@
-"""The SCART treatment volume: ``lattice.stv.contract_gtv`` and the ``lattice scart`` command.
+"""The SCART treatment volume: ``lattice.analysis.stv.contract_gtv`` and the ``lattice scart``
+command.
 
 Geometry is checked against analytic spheres (radius of the STV from the world positions of
 its voxel centres, not from lattice's depth map), against an independent exact EDT
@@ -23,6 +24,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lattice.analysis.stv import FRACTION_TOLERANCE, StvResult, contract_gtv
 from lattice.errors import (
     GridMismatchError,
     InputFileError,
@@ -32,8 +34,7 @@ from lattice.errors import (
     OutputWriteError,
     ParameterError,
 )
-from lattice.margins import erode_mm
-from lattice.stv import FRACTION_TOLERANCE, StvResult, contract_gtv
+from lattice.geometry.margins import erode_mm
 from lattice.volume import Volume
 
 #: Sphere GTV: centre (RAS+ mm, off every grid's voxel centres) and radius.
@@ -229,7 +230,7 @@ def test_smaller_fractions_are_deeper_cores(lobulated):
 
 @pytest.mark.slow
 def test_fraction_on_the_real_sarcoma_sts_001(shared_data):
-    from lattice.io import load_mask
+    from lattice.io.nifti import load_mask
 
     path = shared_data / "STS_001" / "gtv.nii.gz"
     if not path.exists():
@@ -477,13 +478,13 @@ def test_cli_needs_exactly_one_of_margin_and_fraction(cli_case, tmp_path, extra)
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_cli_failure_while_writing_leaves_nothing(cli_case, tmp_path, monkeypatch, failure):
-    import lattice.io
+    import lattice.io.nifti
 
     def broken_save(volume, path):
         Path(path).write_bytes(b"half a file")
         raise failure
 
-    monkeypatch.setattr(lattice.io, "save_volume", broken_save)
+    monkeypatch.setattr(lattice.io.nifti, "save_volume", broken_save)
     out = tmp_path / "out"
     if isinstance(failure, KeyboardInterrupt):
         with pytest.raises(KeyboardInterrupt):

@@ -1,4 +1,4 @@
-"""The TPS surface model (lattice.surface): analytic solids, table bounds against exact
+"""The TPS surface model (lattice.geometry.surface): analytic solids, table bounds against exact
 queries, polygon route against mask route, robust shift, and old plans caught by verify."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pytest
 from scipy import ndimage
 from skimage.measure import find_contours
 
-from lattice.margins import bounding_box
-from lattice.placement import plan_vertices
-from lattice.rules import RuleField
-from lattice.surface import SlabSolid
+from lattice.geometry.margins import bounding_box
+from lattice.geometry.surface import SlabSolid
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import RuleField
 
 REPO = Path(__file__).resolve().parents[1]
 VOX = np.array([0.9, 1.1, 3.0])

@@ -21,7 +21,7 @@ import pytest
 from dicom_oracle import read_series_geometry, read_structures, sphere_from_contours
 from test_cli import run
 
-from lattice.plan import Plan, PlanParameters
+from lattice.planning.plan import Plan, PlanParameters
 from lattice.volume import Volume
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"

@@ -19,10 +19,10 @@ from dicom_oracle import read_series_geometry, read_structures
 from skimage.draw import polygon2mask
 from test_cli import run
 
-from lattice.export.dicom_series import derived_series
-from lattice.export.rtstruct import plan_rois
-from lattice.export.rtstruct_contours import keyhole_contours, slice_planes
-from lattice.plan import Plan, PlanParameters
+from lattice.io.dicom_series import derived_series
+from lattice.io.rtstruct_contours import keyhole_contours, slice_planes
+from lattice.io.rtstruct_write import plan_rois
+from lattice.planning.plan import Plan, PlanParameters
 from lattice.volume import Volume
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"

@@ -21,13 +21,13 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from lattice.analysis.verify import RULE_TOLERANCE_MM, verify_plan, verify_plan_file
 from lattice.errors import EXIT_VIOLATION as VIOLATION_EXIT_CODE
 from lattice.errors import GridMismatchError, InputFileError, LatticeError
-from lattice.export import write_plan_folder
-from lattice.io import load_mask, sha256_file
-from lattice.placement import plan_vertices
-from lattice.rules import Oar
-from lattice.verify import RULE_TOLERANCE_MM, verify_plan, verify_plan_file
+from lattice.io.nifti import load_mask, sha256_file
+from lattice.io.plan_writer import write_plan_folder
+from lattice.planning.placement import plan_vertices
+from lattice.planning.rules import Oar
 from lattice.volume import Volume
 from lattice_cli import main as cli_main
 from lattice_cli.verify import cmd_verify, register

@@ -103,7 +103,7 @@ def test_dicom_input_names_lps_as_its_frame(shared_data, tmp_path):
 
 
 def test_a_plan_made_through_the_api_says_so():
-    from lattice.plan import world_frame
+    from lattice.planning.plan import world_frame
 
     frame = world_frame("api")
     assert frame["input_frame"] == "center_ras_mm" and "library" in frame["input"]
@@ -112,6 +112,6 @@ def test_a_plan_made_through_the_api_says_so():
 
 @pytest.mark.parametrize("old", ["RAS+ mm (NIfTI); center_lps_mm is DICOM LPS"])
 def test_report_still_shows_the_string_of_older_plans(old):
-    from lattice.report import render_report
+    from lattice.render.report import render_report
 
     assert old in render_report({"world_frame": old}, {}).replace("&#x27;", "'")

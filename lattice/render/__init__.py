@@ -6,59 +6,57 @@
   and sagittal panels, radiological view) and :func:`render_vertex_montage`;
 - :mod:`~lattice.render.three_d`: :func:`render_3d`, the surfaces and spheres seen from two
   viewpoints;
-- :mod:`~lattice.render.style`: the colours and resolution they share.
+- :mod:`~lattice.render.style`: the colours and resolution they share;
+- :mod:`~lattice.render.report`: ``report.html``, the pictures and numbers of a plan folder;
+- :mod:`~lattice.render.worker`: the background worker that draws the pictures (and writes
+  the derived DICOM CT) while the plan is made.
+
+The names below are imported on first use, so ``lattice.render.layout`` stays free of
+matplotlib.
 """
 
-from .layout import (
-    AXIS_ALIGNED_TOLERANCE_DEG,
-    DEFAULT_CONTEXT_MM,
-    SECOND_LETTER_MIN_COMPONENT,
-    OverviewGeometry,
-    PanelGeometry,
-    PanelName,
-    VertexCut,
-    axial_panel_at,
-    montage_layers,
-    overview_geometry,
-)
-from .slices import (
-    DEFAULT_WINDOW_HU,
-    FIGURE_SIZE_IN,
-    MAX_MONTAGE_PANELS,
-    MONTAGE_COLUMNS,
-    MONTAGE_DPI,
-    SCALE_BAR_MM,
-    SMALL_CUT_MM,
-    render_overview,
-    render_vertex_montage,
-)
-from .style import FIGURE_DPI
-from .three_d import LETTER_BAND_PX, MAX_FACES_3D, VIEWS_3D, View3D, render_3d
+from __future__ import annotations
 
-__all__ = [
-    "AXIS_ALIGNED_TOLERANCE_DEG",
-    "DEFAULT_CONTEXT_MM",
-    "DEFAULT_WINDOW_HU",
-    "FIGURE_DPI",
-    "FIGURE_SIZE_IN",
-    "LETTER_BAND_PX",
-    "MAX_FACES_3D",
-    "MAX_MONTAGE_PANELS",
-    "MONTAGE_COLUMNS",
-    "MONTAGE_DPI",
-    "SCALE_BAR_MM",
-    "SECOND_LETTER_MIN_COMPONENT",
-    "SMALL_CUT_MM",
-    "VIEWS_3D",
-    "OverviewGeometry",
-    "PanelGeometry",
-    "PanelName",
-    "VertexCut",
-    "View3D",
-    "axial_panel_at",
-    "montage_layers",
-    "overview_geometry",
-    "render_3d",
-    "render_overview",
-    "render_vertex_montage",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AXIS_ALIGNED_TOLERANCE_DEG": "lattice.render.layout",
+    "DEFAULT_CONTEXT_MM": "lattice.render.layout",
+    "SECOND_LETTER_MIN_COMPONENT": "lattice.render.layout",
+    "OverviewGeometry": "lattice.render.layout",
+    "PanelGeometry": "lattice.render.layout",
+    "PanelName": "lattice.render.layout",
+    "VertexCut": "lattice.render.layout",
+    "axial_panel_at": "lattice.render.layout",
+    "montage_layers": "lattice.render.layout",
+    "overview_geometry": "lattice.render.layout",
+    "DEFAULT_WINDOW_HU": "lattice.render.slices",
+    "FIGURE_SIZE_IN": "lattice.render.slices",
+    "MAX_MONTAGE_PANELS": "lattice.render.slices",
+    "MONTAGE_COLUMNS": "lattice.render.slices",
+    "MONTAGE_DPI": "lattice.render.slices",
+    "SCALE_BAR_MM": "lattice.render.slices",
+    "SMALL_CUT_MM": "lattice.render.slices",
+    "render_overview": "lattice.render.slices",
+    "render_vertex_montage": "lattice.render.slices",
+    "FIGURE_DPI": "lattice.render.style",
+    "LETTER_BAND_PX": "lattice.render.three_d",
+    "MAX_FACES_3D": "lattice.render.three_d",
+    "VIEWS_3D": "lattice.render.three_d",
+    "View3D": "lattice.render.three_d",
+    "render_3d": "lattice.render.three_d",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lattice.render' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import MaskError, OutputWriteError
-from ..margins import bounding_box, mask_surface_ijk
+from ..geometry.margins import bounding_box, mask_surface_ijk
 from ..volume import Volume
 from .layout import WORLD_AXIS_NAMES, as_centres
 from .style import FIGURE_DPI, GTV_COLOR, NO_OARS, OAR_COLORS, VERTEX_COLOR

@@ -1,0 +1,341 @@
+"""Drawing ``overview.png`` (and writing a derived DICOM CT series) in a worker process on
+the second core.
+
+matplotlib needs ~0.8 s to import and the picture ~0.6 s to draw, both holding the
+interpreter lock. A :class:`PictureWorker` starts a one-process
+:class:`~concurrent.futures.ProcessPoolExecutor` (fork context) before the plan is made: the
+child imports matplotlib and loads (or inherits) the CT while the parent plans; after
+planning the parent submits a :class:`PictureJob` (the vertex centres and the masks cropped
+around the GTV), and the child draws while the parent writes the NIfTI files, then sends a
+:class:`PictureResult` back. The worker also writes the DICOM CT series derived from a NIfTI
+CT when one is asked for, since it holds the CT's voxels.
+
+The same work runs in this process, when the job is submitted, where there is no ``fork``,
+where ``LATTICE_PICTURE_PROCESS=0`` and in daemonic processes (Dask workers, for one), which
+multiprocessing does not let start children.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..analysis.measure import LesionMeasurements
+from ..errors import LatticeError, OutputWriteError
+from ..geometry.margins import bounding_box
+from ..io.dicom import ImageSeries, SliceRef
+from ..planning.plan import Plan
+from ..volume import Volume
+
+#: Margin (mm) around the GTV that the picture shows; passed to the renderer, which crops to
+#: the GTV and its vertices plus this margin. The worker receives masks cropped 1 mm wider.
+CONTEXT_MM = 25.0
+#: The 3-D picture, written beside overview.png.
+THREE_D_NAME = "overview3d.png"
+#: The montage of axial slices through the vertex centres.
+MONTAGE_NAME = "vertices.png"
+
+
+#: Set to "0" to draw in the planning process itself (no worker process): ``lattice batch``
+#: does so when every core already runs a plan of its own.
+FORK_ENV = "LATTICE_PICTURE_PROCESS"
+
+
+@dataclass(frozen=True)
+class CtSeriesJob:
+    """A DICOM CT series to write from the worker's CT: the series' header and slice
+    references (its grid is a placeholder the size of the CT, so it is not sent) and the
+    folder to write it into."""
+
+    header: Any
+    slices: tuple[SliceRef, ...]
+    folder: Path
+
+
+@dataclass(frozen=True)
+class PictureJob:
+    """What the worker is asked to do for one plan, masks cropped to the GTV plus the
+    context margin (see :func:`picture_job`).
+
+    Attributes
+    ----------
+    path : Path or None
+        Where ``overview.png`` goes (the 3-D picture and the montage beside it); None draws
+        nothing.
+    title : str
+    box : tuple of 3 slices
+        The crop of the CT's grid the masks are on.
+    centers_ras_mm : (n, 3) ndarray of float
+    diameter_mm : float
+    gtv, target : Volume
+        Boolean GTV and LATTICE target, cropped.
+    oars : mapping of name to Volume
+        Boolean OAR masks, cropped.
+    stv : Volume or None
+        A SCART target, cropped.
+    measure : bool
+        Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`).
+    ct_series : CtSeriesJob or None
+        Write the CT as this DICOM series.
+    """
+
+    path: Path | None
+    title: str
+    box: tuple[slice, slice, slice]
+    centers_ras_mm: np.ndarray
+    diameter_mm: float
+    gtv: Volume
+    target: Volume
+    oars: Mapping[str, Volume] = field(default_factory=dict)
+    stv: Volume | None = None
+    measure: bool = False
+    ct_series: CtSeriesJob | None = None
+
+    def output_names(self) -> list[str]:
+        """The names of the files and folders the job writes (beside ``path``)."""
+        names = [] if self.path is None else [self.path.name, THREE_D_NAME]
+        if self.path is not None and len(self.centers_ras_mm):
+            names.append(MONTAGE_NAME)
+        if self.ct_series is not None:
+            names.append(self.ct_series.folder.name)
+        return names
+
+
+@dataclass(frozen=True)
+class PictureResult:
+    """What comes back from a :class:`PictureJob`.
+
+    Attributes
+    ----------
+    written : tuple of str
+        The names of the files and folders written.
+    lesion : LesionMeasurements or None
+        The GTV's measurements, when the job asked for them.
+    """
+
+    written: tuple[str, ...]
+    lesion: LesionMeasurements | None = None
+
+
+def picture_job(plan: Plan, path: Path | None, *, title: str,
+                oars: Mapping[str, Volume] | None = None, stv: Volume | None = None,
+                measure: bool = False, ct_series: CtSeriesJob | None = None) -> PictureJob:
+    """The job for ``plan``: its masks cropped to the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
+    gtv = plan.gtv
+    pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
+    box = bounding_box(gtv.array, pad_vox=pad)
+
+    def cut(v: Volume) -> Volume:
+        c = v.crop(box)
+        return c.with_array(np.array(c.array, order="K"))  # same layout: a fast copy
+
+    return PictureJob(path=path, title=title, box=box, centers_ras_mm=plan.centers_ras_mm,
+                      diameter_mm=plan.parameters.diameter_mm, gtv=cut(gtv),
+                      target=cut(plan.lattice_target),
+                      oars={n: cut(m) for n, m in (oars or {}).items()},
+                      stv=None if stv is None else cut(stv), measure=measure,
+                      ct_series=ct_series)
+
+
+def _uses_process() -> bool:
+    """Whether the work may run in a child process: fork exists, the environment does not
+    say no, and this process may have children (daemonic ones may not)."""
+    return ("fork" in mp.get_all_start_methods() and os.environ.get(FORK_ENV, "1") != "0"
+            and not mp.current_process().daemon)
+
+
+class PictureWorker:
+    """Draws the overview picture of a plan, possibly in a worker process.
+
+    Parameters
+    ----------
+    load_ct : callable returning Volume
+        Reads the CT. Called in the worker process (or, without one, when the job is
+        submitted). Errors it raises (an unreadable CT, say) are raised again by :meth:`wait`.
+    early : callable taking the CT, optional
+        Work that needs only the CT, done as soon as it is loaded, while the parent plans
+        (writing the derived DICOM series); its errors are raised again by :meth:`wait`.
+
+    Create it while no other thread is running (it may fork). Use it as a context manager, or
+    call :meth:`close`, so the worker process never outlives the run.
+    """
+
+    def __init__(self, load_ct: Callable[[], Volume],
+                 early: Callable[[Volume], None] | None = None) -> None:
+        self._load_ct = load_ct
+        self._early = early
+        self._pool: ProcessPoolExecutor | None = None
+        self._future: Future[PictureResult] | None = None
+        self._result: PictureResult | None = None
+        #: Measurements of the GTV after :meth:`wait`, when asked for.
+        self.lesion: LesionMeasurements | None = None
+        if _uses_process():
+            # Fork: the initializer's arguments (closures, the CT) are inherited, not pickled.
+            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"),
+                                             initializer=_prepare, initargs=(load_ct, early))
+            # The executor forks on its first submit: now, so the child loads the CT and
+            # imports matplotlib while this process plans.
+            self._pool.submit(_started)
+
+    def submit(self, plan: Plan, path: str | Path | None, *, title: str,
+               oars: Mapping[str, Volume] | None = None, ct_series: ImageSeries | None = None,
+               ct_series_dir: str | Path | None = None, measure: bool = False,
+               stv: Volume | None = None) -> None:
+        """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
+        ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
+        ``measure`` for the GTV's :class:`~lattice.analysis.measure.LesionMeasurements`;
+        :meth:`wait` collects the result, :attr:`lesion` the measurements."""
+        series = None
+        if ct_series is not None:
+            assert ct_series_dir is not None
+            series = CtSeriesJob(ct_series.header, ct_series.slices, Path(ct_series_dir))
+        job = picture_job(plan, None if path is None else Path(path), title=title, oars=oars,
+                          stv=stv, measure=measure, ct_series=series)
+        if self._pool is None:
+            ct = self._load_ct()
+            if self._early is not None:
+                self._early(ct)
+            try:
+                self._result = run_picture_job(ct, job)
+            except Exception as exc:  # as the worker process reports it: never "free space"
+                raise _reported(exc) from exc
+        else:
+            # Pickled and sent by the executor's threads: this process goes on writing files,
+            # and holds the cropped masks only until they are sent. The queue's feeder
+            # thread keeps the last message it sent until the next one: a no-op call after
+            # the job lets it drop the job's bytes (tens of MB) while this process works on.
+            self._future = self._pool.submit(_run_in_worker, _Handover(job))
+            self._pool.submit(_started)
+
+    def wait(self) -> list[str]:
+        """Wait for the picture; return the file names written (empty if none was asked)."""
+        if self._future is not None:
+            future, self._future = self._future, None
+            try:
+                self._result = future.result()
+            except BrokenProcessPool:
+                raise OutputWriteError("the picture worker stopped unexpectedly; rerun, or "
+                                       "pass --no-picture to skip the picture") from None
+        result, self._result = self._result, None
+        if result is None:
+            return []
+        self.lesion = result.lesion
+        return list(result.written)
+
+    def close(self) -> None:
+        """Stop the worker process once it has finished what it was doing."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> PictureWorker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
+    """Do ``job`` with the full ``ct`` in this process."""
+    lesion = None
+    if job.measure:
+        from ..analysis.measure import measure_lesion
+
+        m = measure_lesion(job.gtv)  # on the crop: shift its slice index back
+        lesion = dataclasses.replace(m, axial_slice_index=m.axial_slice_index
+                                     + job.box[2].start)
+    if job.path is not None:
+        _draw(ct, job, job.path)
+    if job.ct_series is not None:
+        from ..io.dicom_series import write_series
+
+        s = job.ct_series
+        write_series(ImageSeries(grid=ct, slices=s.slices, header=s.header), ct, s.folder)
+    return PictureResult(written=tuple(job.output_names()), lesion=lesion)
+
+
+def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
+    from . import render_3d, render_overview, render_vertex_montage
+
+    ct_crop = ct.crop(job.box)
+    render_overview(path, ct=ct_crop, gtv=job.gtv, lattice_target=job.target,
+                    centers_ras_mm=job.centers_ras_mm, diameter_mm=job.diameter_mm,
+                    oars=job.oars, title=job.title, context_mm=CONTEXT_MM, stv=job.stv)
+    render_3d(path.with_name(THREE_D_NAME), gtv=job.gtv, centers_ras_mm=job.centers_ras_mm,
+              diameter_mm=job.diameter_mm, oars=job.oars, title=job.title)
+    render_vertex_montage(path.with_name(MONTAGE_NAME), ct=ct_crop, gtv=job.gtv,
+                          lattice_target=job.target, centers_ras_mm=job.centers_ras_mm,
+                          diameter_mm=job.diameter_mm, oars=job.oars, stv=job.stv,
+                          title=job.title, context_mm=CONTEXT_MM)
+
+
+def _reported(exc: BaseException) -> BaseException:
+    """A failure of the picture or the derived CT as the plan reports it: lattice's own
+    errors and file-system errors as they are, anything else named as the drawing's."""
+    if isinstance(exc, (LatticeError, OSError)):
+        return exc
+    return OutputWriteError(f"drawing overview.png or writing the DICOM CT failed "
+                            f"({type(exc).__name__}: {exc}); nothing was written; rerun with "
+                            "--no-picture (or --no-dicom) to skip it, and report it")
+
+
+class _Handover:
+    """A job handed to the worker once: the reference is dropped when it is pickled (sent),
+    so this process does not keep the masks while the worker draws (the executor keeps a
+    submitted call's arguments until its result arrives)."""
+
+    def __init__(self, job: PictureJob) -> None:
+        self._job: PictureJob | None = job
+
+    def __reduce__(self) -> tuple[Callable[[PictureJob], PictureJob], tuple[PictureJob]]:
+        job, self._job = self._job, None
+        assert job is not None, "a picture job is sent once"
+        return _received, (job,)
+
+
+def _received(job: PictureJob) -> PictureJob:  # pragma: no cover - runs in the child
+    return job
+
+
+# -- in the worker process ------------------------------------------------------------------
+
+#: The worker process's CT, or why it has none (set once by :func:`_prepare`).
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def _prepare(load_ct: Callable[[], Volume],
+             early: Callable[[Volume], None] | None) -> None:  # pragma: no cover - a child
+    """The executor's initializer: load the CT, do the early work, import the renderer."""
+    try:
+        ct = load_ct()
+        if early is not None:
+            early(ct)
+        from . import slices, three_d  # noqa: F401 - slow; done while the parent plans
+
+        _WORKER_STATE["ct"] = ct
+    except BaseException as exc:  # noqa: BLE001 - reported when the job arrives
+        _WORKER_STATE["error"] = exc
+
+
+def _started() -> None:  # pragma: no cover - runs in the child
+    """Nothing: submitted so that the executor starts its process at once (and after a job,
+    see :meth:`PictureWorker.submit`)."""
+
+
+def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no cover
+    assert isinstance(job, PictureJob)  # a _Handover arrives as its job
+    try:
+        if "error" in _WORKER_STATE:
+            raise _WORKER_STATE["error"]
+        return run_picture_job(_WORKER_STATE["ct"], job)
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+        raise _reported(exc) from None
