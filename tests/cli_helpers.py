@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 from pathlib import Path
 
 from lattice_cli.main import main
@@ -16,6 +18,17 @@ def run(capfd, argv):
         code = exc.code
     out, err = capfd.readouterr()
     return code, out, err
+
+
+def run_redirected(argv):
+    """Run ``main(argv)`` in-process; return (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse usage errors
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

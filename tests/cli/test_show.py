@@ -7,9 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT
 from PIL import Image
-from test_cli import run
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 PICTURES = ("overview.png", "overview3d.png", "vertices.png")

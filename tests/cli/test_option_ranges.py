@@ -42,7 +42,7 @@ from lattice_cli.options import number, whole
 FAST = ["--no-picture", "--no-dicom", "--mesh-format", "none"]
 SHAPE = (40, 40, 20)
 VOXEL_MM = (1.5, 1.5, 3.0)
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def _affine() -> np.ndarray:

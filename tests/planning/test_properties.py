@@ -38,7 +38,7 @@ Running longer
     ``LATTICE_PROPERTY_RANDOM=1`` draws new random examples on each run instead, e.g.::
 
         LATTICE_PROPERTY_EXAMPLES=2000 LATTICE_PROPERTY_RANDOM=1 \\
-            .venv/bin/python -m pytest tests/test_properties.py -q -p no:cacheprovider \\
+            .venv/bin/python -m pytest tests/planning/test_properties.py -q -p no:cacheprovider \\
             --hypothesis-show-statistics
 
     ``--hypothesis-show-statistics`` shows how the examples ended (plan with vertices,
@@ -655,7 +655,8 @@ def test_vertex_count_does_not_depend_on_array_storage(data):
     """Flipping the array axes or swapping the two in-plane ones (the affine following, so
     every voxel keeps its world position) changes storage, not the case: the same number of
     vertices fit. A permutation that moves the k axis slices the GTV along other planes, a
-    different TPS solid (tests/test_placement.py checks both plans under their own slicing).
+    different TPS solid (tests/planning/test_placement.py checks both plans under their own
+    slicing).
     (Slice snapping is left out: it follows the k axis by design.)"""
     scene = data.draw(scenes(), label="scene")
     assume(scene.mask_problem is None)

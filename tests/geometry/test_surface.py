@@ -16,7 +16,7 @@ from lattice.geometry.surface import SlabSolid
 from lattice.planning.placement import plan_vertices
 from lattice.planning.rules import RuleField
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 VOX = np.array([0.9, 1.1, 3.0])
 
 

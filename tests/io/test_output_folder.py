@@ -37,7 +37,7 @@ from lattice.io.folder import lock_path, output_lock, resolve_output_folder
 from lattice.io.plan_writer import PLAN_FILES, remove_stale_stages
 from lattice_cli.main import main
 
-PHANTOM = Path(__file__).resolve().parent.parent / "sample_data" / "phantom"
+PHANTOM = Path(__file__).resolve().parents[2] / "sample_data" / "phantom"
 FAST = ["--no-picture", "--no-dicom", "--mesh-format", "none"]
 #: The phantom's files a plan written without FAST holds (DICOM, no picture, no meshes).
 DICOM_PLAN = ["--no-picture", "--mesh-format", "none"]

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import rotation_about_axis
 from scipy.spatial import ConvexHull
 from scipy.spatial.distance import pdist
-from test_cli import run
 
 from lattice.analysis.measure import TRIAL_RULES, evaluate_rules, measure_lesion, parse_size_rule
 from lattice.errors import MaskError, ParameterError

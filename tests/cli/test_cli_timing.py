@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "sample_data" / "STS_001"
 #: What the printed time may miss: exec before the interpreter runs and the exit after the
 #: line is printed (the README promises "start-up included", which alone is 0.3-0.5 s).

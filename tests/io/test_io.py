@@ -230,7 +230,7 @@ def test_load_image_keeps_dtype_values_and_affine(tmp_path, write_nifti, grid):
 
 
 def test_sform_is_preferred_over_a_qform_less_than_a_voxel_away(tmp_path, grid, blob):
-    # More than a voxel apart is refused (tests/test_nifti_headers.py).
+    # More than a voxel apart is refused (tests/io/test_nifti_headers.py).
     img = nib.Nifti1Image(blob.astype(np.uint8), grid)
     img.set_sform(grid, code=1)
     other = grid.copy()

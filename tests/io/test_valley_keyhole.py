@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from dicom_oracle import read_series_geometry, read_structures
 from skimage.draw import polygon2mask
-from test_cli import run
 
 from lattice.io.dicom_series import derived_series
 from lattice.io.rtstruct_contours import keyhole_contours, slice_planes
@@ -25,7 +25,7 @@ from lattice.io.rtstruct_write import plan_rois
 from lattice.planning.plan import Plan, PlanParameters
 from lattice.volume import Volume
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001"
 
 
 def circle(center, radius, n=64, clockwise=False):

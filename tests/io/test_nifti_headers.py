@@ -413,7 +413,8 @@ DOCUMENTED_EXIT_CODES = {2, 3, 4, 5}
 
 
 def _profile(default_examples: int) -> settings:
-    """Fixed, derandomized profile (as tests/test_properties.py): CI runs the same examples.
+    """Fixed, derandomized profile (as tests/planning/test_properties.py): CI runs the same
+    examples.
 
     ``LATTICE_PROPERTY_EXAMPLES=N`` and ``LATTICE_PROPERTY_RANDOM=1`` run more, or new ones.
     """

@@ -17,7 +17,7 @@ import pytest
 from lattice.io.plan_writer import remove_stale_stages, stage_prefix
 from lattice_cli.main import main
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001"
 #: Seconds a stopped run may take to clean up (it waits for its picture process).
 STOP_TIMEOUT_S = 60
 

@@ -28,10 +28,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from scipy import ndimage
-from test_cli import run
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001"
 
 pytestmark = pytest.mark.skipif(shutil.which("plastimatch") is None,
                                 reason="plastimatch (Debian package plastimatch) is not "

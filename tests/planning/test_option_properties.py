@@ -8,7 +8,7 @@ Values are drawn per option from its range in :data:`lattice.planning.parameters
 for a count), and nonsense (NaN, infinities, negatives). A value outside its range must be
 refused naming the option. The inputs are a small synthetic ball GTV (24 x 24 x 12 voxels)
 with an OAR beside it; the command runs in-process with --no-picture --no-dicom
---mesh-format none. The profile is the fixed, derandomized one of tests/test_properties.py.
+--mesh-format none. The profile is the fixed, derandomized one of tests/planning/test_properties.py.
 """
 
 from __future__ import annotations

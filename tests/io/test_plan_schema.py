@@ -27,7 +27,7 @@ from cli_helpers import run
 from lattice.io.planfolder import plan_schema, validate_plan_document
 from lattice_cli.main import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHAPE = (40, 40, 20)
 VOXEL_MM = (1.5, 1.5, 3.0)
 RULES = ["--diameter-mm", "12", "--spacing-mm", "20", "--gtv-margin-mm", "3"]

@@ -25,9 +25,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT, rotation_about_axis
 from scipy.spatial.distance import pdist
-from test_cli import run
 from tps_checker import (
     TOL_MM,
     best_translation_count,

@@ -10,8 +10,8 @@ import subprocess
 
 import matplotlib.image
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT
-from test_cli import run
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from dicom_oracle import read_series_geometry, read_structures, sphere_from_contours
-from test_cli import run
 
 from lattice.planning.plan import Plan, PlanParameters
 from lattice.volume import Volume
 
-SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "STS_001"
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001"
 N = 64  # points per exported circle
 
 

@@ -9,10 +9,8 @@ affine, KD-trees over background voxels), never against lattice's own functions.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
-import io
 import json
 import os
 import shutil
@@ -24,6 +22,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from oracles import mask_distance, oracle_depth
 from scipy.spatial.distance import pdist
 
@@ -45,17 +44,6 @@ def world(shape, affine):
     """(I, J, K, 3) RAS+ mm of every voxel centre, from the affine alone."""
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
     return ijk @ affine[:3, :3].T + affine[:3, 3]
-
-
-def run(argv):
-    """Run ``main(argv)`` in-process; return (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:  # argparse usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

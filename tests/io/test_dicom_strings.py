@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT
-from test_cli import run
 
 from lattice.errors import ParameterError
 from lattice.io.dicom_series import (

@@ -168,7 +168,7 @@ def test_bad_parameters_are_refused(lobulated, bad):
 
 @pytest.mark.slow
 def test_real_sarcoma_beats_lattice_and_greedy_raster():
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "STS_001"
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "STS_001"
     if not (shared / "gtv.nii.gz").exists():
         pytest.skip(f"{shared} not present (../shared/data is only beside the checkout)")
     gtv = load_mask(shared / "gtv.nii.gz")

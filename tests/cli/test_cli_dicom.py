@@ -16,12 +16,12 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT
 from dicom_oracle import read_series_geometry, read_structures, sphere_from_contours
 from oracles import oracle_depth
 from scipy.spatial.distance import pdist
 from skimage.draw import polygon2mask
-from test_cli import run
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5"]

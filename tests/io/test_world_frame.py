@@ -11,10 +11,10 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import run_redirected as run
 from conftest import REPO_ROOT
 from dicom_oracle import read_structures
 from matplotlib.path import Path as PolygonPath
-from test_cli import run
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5", "--no-picture",

@@ -32,8 +32,8 @@ VOLUME_REL_TOL = 0.05
 #: on STS_001); an index offset of one voxel would move it by at least 0.9 mm.
 CENTROID_TOL_MM = 0.1
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BUNDLED = Path(__file__).resolve().parents[1] / "sample_data" / "STS_001" / "gtv.nii.gz"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+BUNDLED = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001" / "gtv.nii.gz"
 
 
 def voxel_volume_mm3(affine: np.ndarray) -> float:
