@@ -54,12 +54,32 @@ def main(argv: list[str]) -> int:
             ensure_venv("")
             case = ROOT / "sample_data" / "STS_001"
             out = ROOT / "demo_out"
-            run([str(BIN / "lattice"), "plan", "--ct", str(case / "ct.nii.gz"),
-                 "--gtv", str(case / "gtv.nii.gz"), "--out", str(out),
-                 "--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5",
-                 "--pattern", "hcp", "--force", *rest])
-            print(f"\nopen {out / 'overview.png'} to see the plan; {out / 'plan.json'} has "
-                  "every vertex in world coordinates")
+            run(
+                [
+                    str(BIN / "lattice"),
+                    "plan",
+                    "--ct",
+                    str(case / "ct.nii.gz"),
+                    "--gtv",
+                    str(case / "gtv.nii.gz"),
+                    "--out",
+                    str(out),
+                    "--diameter-mm",
+                    "15",
+                    "--spacing-mm",
+                    "30",
+                    "--gtv-margin-mm",
+                    "5",
+                    "--pattern",
+                    "hcp",
+                    "--force",
+                    *rest,
+                ]
+            )
+            print(
+                f"\nopen {out / 'overview.png'} to see the plan; {out / 'plan.json'} has "
+                "every vertex in world coordinates"
+            )
         elif command == "test":
             ensure_venv("test")
             run([str(PY), "-m", "pytest", *rest])

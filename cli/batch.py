@@ -14,36 +14,60 @@ from lattice.errors import EXIT_JOBS_FAILED
 from lattice_cli.options import ranged, whole
 
 
-def register(subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentParser], None]
-             ) -> argparse.ArgumentParser:
+def register(
+    subparsers: Any, add_plan_parameters: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
     """Add the ``batch`` subcommand; ``add_plan_parameters`` adds the options of ``plan``."""
     p = subparsers.add_parser(
-        "batch", help="plan every case of a manifest (x a parameter grid), in parallel",
+        "batch",
+        help="plan every case of a manifest (x a parameter grid), in parallel",
         description="Plan every case of MANIFEST.csv (columns case, ct, gtv, optional oars "
         "'[NAME=]PATH:MM;...' and parameter columns named like the plan options, e.g. "
         "diameter_mm) for every parameter set of --grid. The plan options below are the "
         "defaults of every case. Each job is a `lattice plan` run in a worker process; a "
         "failing case is recorded and the others go on; running the command again skips "
-        "finished plans. Writes OUT/<case>[/<parameter set>]/ and OUT/summary.csv.")
-    p.add_argument("manifest", type=Path, metavar="MANIFEST.csv",
-                   help="CSV with the columns case, ct, gtv[, oars][, plan parameters]; "
-                   "relative paths are taken from its folder")
+        "finished plans. Writes OUT/<case>[/<parameter set>]/ and OUT/summary.csv.",
+    )
+    p.add_argument(
+        "manifest",
+        type=Path,
+        metavar="MANIFEST.csv",
+        help="CSV with the columns case, ct, gtv[, oars][, plan parameters]; "
+        "relative paths are taken from its folder",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder of the batch")
-    p.add_argument("--grid", nargs="+", default=[], metavar="NAME=V1,V2",
-                   help="parameter sweep, e.g. --grid spacing_mm=20,25,30 diameter_mm=10,15 "
-                   "(every combination)")
-    p.add_argument("--workers", type=whole, default=None,
-                   help=ranged("plans run at once on this machine (default: the number of "
-                               "cores)", "workers"))
-    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
-                   help="run the plans on this Dask distributed cluster instead (pip install "
-                   "'lattice-sfrt[dask]'; the paths must be reachable from its workers)")
-    p.add_argument("--gtv-label", type=whole, default=None, metavar="N",
-                   help=ranged("label of the GTV when the gtv files are label maps",
-                               "gtv_label"))
+    p.add_argument(
+        "--grid",
+        nargs="+",
+        default=[],
+        metavar="NAME=V1,V2",
+        help="parameter sweep, e.g. --grid spacing_mm=20,25,30 diameter_mm=10,15 "
+        "(every combination)",
+    )
+    p.add_argument(
+        "--workers",
+        type=whole,
+        default=None,
+        help=ranged("plans run at once on this machine (default: the number of cores)", "workers"),
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="run the plans on this Dask distributed cluster instead (pip install "
+        "'lattice-sfrt[dask]'; the paths must be reachable from its workers)",
+    )
+    p.add_argument(
+        "--gtv-label",
+        type=whole,
+        default=None,
+        metavar="N",
+        help=ranged("label of the GTV when the gtv files are label maps", "gtv_label"),
+    )
     add_plan_parameters(p)
-    p.add_argument("--force", action="store_true",
-                   help="plan every job again, replacing finished plans")
+    p.add_argument(
+        "--force", action="store_true", help="plan every job again, replacing finished plans"
+    )
     p.set_defaults(func=cmd_batch)
     return p
 
@@ -67,8 +91,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     workers = check_range("workers", workers, label="--workers")
     if args.scheduler is not None and args.workers is not None:
-        raise ParameterError("--workers and --scheduler exclude each other: the cluster's "
-                             "workers run the plans")
+        raise ParameterError(
+            "--workers and --scheduler exclude each other: the cluster's workers run the plans"
+        )
     defaults = _explicit_options(args, PLAN_PARAMETERS)
     cases = read_manifest(args.manifest)
     grid = expand_grid(parse_grid(args.grid))
@@ -87,15 +112,23 @@ def cmd_batch(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
     try:
-        rows = sweep(jobs, workers=workers, scheduler=args.scheduler, force=args.force,
-                     summary=args.out / "summary.csv", progress=progress)
+        rows = sweep(
+            jobs,
+            workers=workers,
+            scheduler=args.scheduler,
+            force=args.force,
+            summary=args.out / "summary.csv",
+            progress=progress,
+        )
     finally:
         if bar is not None:
             bar.close()
     resumed = sum(1 for r in rows if r["resumed"])
-    print(f"{len(rows)} plans: {counts['ok']} ok, {counts['failed']} failed "
-          f"({resumed} done before, skipped); {time.perf_counter() - t0:.1f} s; "
-          f"summary: {args.out / 'summary.csv'}")
+    print(
+        f"{len(rows)} plans: {counts['ok']} ok, {counts['failed']} failed "
+        f"({resumed} done before, skipped); {time.perf_counter() - t0:.1f} s; "
+        f"summary: {args.out / 'summary.csv'}"
+    )
     return EXIT_JOBS_FAILED if counts["failed"] else 0
 
 

@@ -42,8 +42,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
+    parser = _Parser(prog="lattice", description="LATTICE / SFRT vertex geometry planner.")
     parser.add_argument("--version", action="version", version=f"lattice {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     batch.register(sub, plan.add_plan_parameters)
     for command in sub.choices.values():
         # SUPPRESS: an absent flag after the command must not undo one given before it.
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                             help="show tracebacks on errors")
+        command.add_argument(
+            "--debug",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="show tracebacks on errors",
+        )
     return parser
 
 
@@ -81,8 +84,7 @@ def _process_start() -> float:
     try:
         with open("/proc/self/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()  # after the command name
-        age = (time.clock_gettime(time.CLOCK_BOOTTIME)
-               - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, AttributeError):
         return now
     return now - age if 0.0 <= age <= now - _IMPORTED_AT + 30.0 else now
@@ -112,16 +114,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_BROKEN_PIPE  # as a shell reports a command stopped by SIGPIPE
     except KeyboardInterrupt:
-        done = ("finished plans and summary.csv are kept; run the same command again to go "
-                "on" if args.command == "batch" else "no output was written")
+        done = (
+            "finished plans and summary.csv are kept; run the same command again to go on"
+            if args.command == "batch"
+            else "no output was written"
+        )
         print(f"lattice: interrupted; {done}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the CLI must end with one line, not a traceback
         if args.debug and not isinstance(exc, MemoryError):
             raise
         # The parameters of lattice plan's errors are named as its options.
-        code, line = exit_status(exc, option_names=OPTION_NAMES if args.command == "plan"
-                                 else None)
+        code, line = exit_status(exc, option_names=OPTION_NAMES if args.command == "plan" else None)
         print(line, file=sys.stderr)
         return code
 

@@ -19,9 +19,12 @@ from lattice.plan_options import PLAN_OPTIONS, PlanOption
 from lattice_cli.options import number, ranged, whole
 
 #: The dose proxy's argument group: its title and description.
-_DOSE_GROUP = ("dose proxy", "a geometric proxy to rank layouts, not a dose calculation: "
-               "spheres at the peak level blurred by a Gaussian over a valley floor "
-               "(lattice/dose.py); computed only when one of these is given")
+_DOSE_GROUP = (
+    "dose proxy",
+    "a geometric proxy to rank layouts, not a dose calculation: "
+    "spheres at the peak level blurred by a Gaussian over a valley floor "
+    "(lattice/dose.py); computed only when one of these is given",
+)
 
 
 def _oar_arg(text: str) -> tuple[str, Path, float | None]:
@@ -91,39 +94,74 @@ def add_plan_parameters(p: argparse.ArgumentParser) -> None:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``plan`` subcommand."""
     p = subparsers.add_parser(
-        "plan", help="place vertices in a GTV and write a plan folder",
+        "plan",
+        help="place vertices in a GTV and write a plan folder",
         description="Erode the GTV into the LATTICE target and place spherical vertices on a "
-        "lattice whose pose is searched for the most vertices.")
+        "lattice whose pose is searched for the most vertices.",
+    )
     nifti = p.add_argument_group("NIfTI input")
     nifti.add_argument("--ct", type=Path, help="CT image (NIfTI)")
     nifti.add_argument("--gtv", type=Path, help="GTV mask on the CT grid (NIfTI)")
-    nifti.add_argument("--oar", type=_oar_arg, action="append", default=[],
-                       metavar="[NAME=]PATH:MM",
-                       help="organ at risk mask and its clearance from vertex surfaces; "
-                       "repeatable (PATH alone takes the protocol's clearance); an existing "
-                       "file always wins, NAME= is a name only without a path separator "
-                       "(/data/run=1/cord.nii.gz is a path); clearance "
-                       + ranged("", "oar_clearance_mm").removeprefix("; "))
+    nifti.add_argument(
+        "--oar",
+        type=_oar_arg,
+        action="append",
+        default=[],
+        metavar="[NAME=]PATH:MM",
+        help="organ at risk mask and its clearance from vertex surfaces; "
+        "repeatable (PATH alone takes the protocol's clearance); an existing "
+        "file always wins, NAME= is a name only without a path separator "
+        "(/data/run=1/cord.nii.gz is a path); clearance "
+        + ranged("", "oar_clearance_mm").removeprefix("; "),
+    )
     for option in PLAN_OPTIONS:
         if option.group == "input":
             add_option(nifti, option)
-    nifti.add_argument("--reference-ct-dicom", type=Path, default=None, metavar="DIR",
-                       help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
-                       "references it (the grids must match); without it a DICOM CT series "
-                       "derived from the NIfTI is written to ct_dicom/")
+    nifti.add_argument(
+        "--reference-ct-dicom",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the DICOM series the NIfTI CT was converted from: rtstruct.dcm "
+        "references it (the grids must match); without it a DICOM CT series "
+        "derived from the NIfTI is written to ct_dicom/",
+    )
     dicom = p.add_argument_group("DICOM input")
-    dicom.add_argument("--ct-dicom", type=Path, default=None, metavar="DIR",
-                       help="folder holding the CT series (instead of --ct)")
-    dicom.add_argument("--ct-series", default=None, metavar="UID",
-                       help="SeriesInstanceUID to read when the folder holds several series")
-    dicom.add_argument("--rtstruct", type=Path, default=None, metavar="RS.dcm",
-                       help="structure set drawn on that CT")
-    dicom.add_argument("--gtv-name", default=None, metavar="NAME",
-                       help="name of the GTV's ROI in --rtstruct (list them: lattice rois)")
-    dicom.add_argument("--oar-name", type=_oar_name_arg, action="append", default=[],
-                       metavar="NAME[:MM]",
-                       help="organ at risk ROI in --rtstruct and its clearance; repeatable; "
-                       "an ROI named NAME:MM itself wins")
+    dicom.add_argument(
+        "--ct-dicom",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder holding the CT series (instead of --ct)",
+    )
+    dicom.add_argument(
+        "--ct-series",
+        default=None,
+        metavar="UID",
+        help="SeriesInstanceUID to read when the folder holds several series",
+    )
+    dicom.add_argument(
+        "--rtstruct",
+        type=Path,
+        default=None,
+        metavar="RS.dcm",
+        help="structure set drawn on that CT",
+    )
+    dicom.add_argument(
+        "--gtv-name",
+        default=None,
+        metavar="NAME",
+        help="name of the GTV's ROI in --rtstruct (list them: lattice rois)",
+    )
+    dicom.add_argument(
+        "--oar-name",
+        type=_oar_name_arg,
+        action="append",
+        default=[],
+        metavar="NAME[:MM]",
+        help="organ at risk ROI in --rtstruct and its clearance; repeatable; "
+        "an ROI named NAME:MM itself wins",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_plan_parameters(p)
     p.add_argument("--force", action="store_true", help="replace existing output files")
@@ -133,35 +171,60 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def _check_inputs(args: argparse.Namespace) -> None:
     """One input route: NIfTI (--ct, --gtv, --oar) or DICOM (--ct-dicom, --rtstruct, ...)."""
-    nifti = {"--ct": args.ct, "--gtv": args.gtv, "--oar": args.oar or None,
-             "--gtv-label": args.gtv_label, "--reference-ct-dicom": args.reference_ct_dicom}
-    dicom = {"--ct-dicom": args.ct_dicom, "--rtstruct": args.rtstruct,
-             "--gtv-name": args.gtv_name, "--oar-name": args.oar_name or None,
-             "--ct-series": args.ct_series}
+    nifti = {
+        "--ct": args.ct,
+        "--gtv": args.gtv,
+        "--oar": args.oar or None,
+        "--gtv-label": args.gtv_label,
+        "--reference-ct-dicom": args.reference_ct_dicom,
+    }
+    dicom = {
+        "--ct-dicom": args.ct_dicom,
+        "--rtstruct": args.rtstruct,
+        "--gtv-name": args.gtv_name,
+        "--oar-name": args.oar_name or None,
+        "--ct-series": args.ct_series,
+    }
     if args.ct_dicom is None and args.ct is None:
-        raise ParameterError("give the CT: --ct CT.nii.gz (with --gtv) or --ct-dicom DIR (with "
-                             "--rtstruct and --gtv-name)")
-    patient = [k for k, v in (("--patient-id", args.patient_id),
-                              ("--patient-name", args.patient_name),
-                              ("--patient-position", args.patient_position)) if v is not None]
+        raise ParameterError(
+            "give the CT: --ct CT.nii.gz (with --gtv) or --ct-dicom DIR (with "
+            "--rtstruct and --gtv-name)"
+        )
+    patient = [
+        k
+        for k, v in (
+            ("--patient-id", args.patient_id),
+            ("--patient-name", args.patient_name),
+            ("--patient-position", args.patient_position),
+        )
+        if v is not None
+    ]
     if patient and (args.ct_dicom is not None or args.reference_ct_dicom is not None):
-        raise ParameterError(f"{', '.join(patient)} set the patient of the derived DICOM CT, "
-                             "which is not written with --ct-dicom or --reference-ct-dicom: "
-                             "rtstruct.dcm takes the patient of that series; drop them")
+        raise ParameterError(
+            f"{', '.join(patient)} set the patient of the derived DICOM CT, "
+            "which is not written with --ct-dicom or --reference-ct-dicom: "
+            "rtstruct.dcm takes the patient of that series; drop them"
+        )
     if args.ct_dicom is not None:
         mixed = [k for k, v in nifti.items() if v is not None]
         if mixed:
-            raise ParameterError(f"{', '.join(mixed)} cannot be combined with --ct-dicom; "
-                                 "name the ROIs of --rtstruct with --gtv-name and --oar-name")
+            raise ParameterError(
+                f"{', '.join(mixed)} cannot be combined with --ct-dicom; "
+                "name the ROIs of --rtstruct with --gtv-name and --oar-name"
+            )
         missing = [k for k in ("--rtstruct", "--gtv-name") if dicom[k] is None]
         if missing:
-            raise ParameterError(f"--ct-dicom needs {' and '.join(missing)} (list the ROIs of "
-                                 "a structure set with: lattice rois RS.dcm)")
+            raise ParameterError(
+                f"--ct-dicom needs {' and '.join(missing)} (list the ROIs of "
+                "a structure set with: lattice rois RS.dcm)"
+            )
     else:
         mixed = [k for k, v in dicom.items() if v is not None]
         if mixed:
-            raise ParameterError(f"{', '.join(mixed)} need --ct-dicom (DICOM input); with "
-                                 "--ct give the masks as NIfTI with --gtv and --oar")
+            raise ParameterError(
+                f"{', '.join(mixed)} need --ct-dicom (DICOM input); with "
+                "--ct give the masks as NIfTI with --gtv and --oar"
+            )
         if args.gtv is None:
             raise ParameterError("--ct needs --gtv GTV.nii.gz (the GTV mask on the CT grid)")
 
@@ -210,22 +273,32 @@ def _print_outcome(outcome: Any, out: Path, seconds: float) -> None:
     s = plan.summary()
     p = plan.parameters
     nearest = s["nearest_vertex_min_mm"]
-    spacing = (f"spacing {p.min_spacing_mm:g} mm" if nearest is None or p.count is None
-               else f"spread to {nearest:g} mm apart")
-    print(f"{s['n_vertices']} {'vertex' if s['n_vertices'] == 1 else 'vertices'} "
-          f"({p.pattern}, D {p.diameter_mm:g} mm, "
-          f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
-          f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
-          f"{seconds:.2f} s")
+    spacing = (
+        f"spacing {p.min_spacing_mm:g} mm"
+        if nearest is None or p.count is None
+        else f"spread to {nearest:g} mm apart"
+    )
+    print(
+        f"{s['n_vertices']} {'vertex' if s['n_vertices'] == 1 else 'vertices'} "
+        f"({p.pattern}, D {p.diameter_mm:g} mm, "
+        f"{spacing}, margin {p.gtv_margin_mm:g} mm) in a "
+        f"{s['gtv_cc']:.1f} cc GTV; LATTICE target {s['lattice_target_cc']:.1f} cc; "
+        f"{seconds:.2f} s"
+    )
     lesion = doc["lesion"]["measurements"]
-    rules = "; ".join(f"{r['rule']}: {'met' if r['met'] else 'NOT met'}"
-                      for r in doc["lesion"]["size_rules"])
-    print(f"GTV long axis {lesion['long_axis_mm']:.1f} mm, short axis "
-          f"{lesion['short_axis_mm']:.1f} mm (axial slice {lesion['axial_slice_index']}), 3-D "
-          f"maximum {lesion['max_diameter_3d_mm']:.1f} mm; {rules}")
+    rules = "; ".join(
+        f"{r['rule']}: {'met' if r['met'] else 'NOT met'}" for r in doc["lesion"]["size_rules"]
+    )
+    print(
+        f"GTV long axis {lesion['long_axis_mm']:.1f} mm, short axis "
+        f"{lesion['short_axis_mm']:.1f} mm (axial slice {lesion['axial_slice_index']}), 3-D "
+        f"maximum {lesion['max_diameter_3d_mm']:.1f} mm; {rules}"
+    )
     if "dose_proxy" in doc:
         d = doc["dose_proxy"]
-        print(f"dose proxy (not a dose calculation): GTV D10 {d['gtv_d10_gy']:g}, D90 "
-              f"{d['gtv_d90_gy']:g}, D10/D90 {d['d10_over_d90']}, mean peak/valley "
-              f"{d['mean_peak_over_mean_valley']}")
+        print(
+            f"dose proxy (not a dose calculation): GTV D10 {d['gtv_d10_gy']:g}, D90 "
+            f"{d['gtv_d90_gy']:g}, D10/D90 {d['d10_over_d90']}, mean peak/valley "
+            f"{d['mean_peak_over_mean_valley']}"
+        )
     print(f"wrote {', '.join(sorted(outcome.files))} to {out}")

@@ -14,13 +14,20 @@ from lattice.errors import EXIT_OK
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``report`` subcommand to the ``add_subparsers()`` object of the main parser."""
     p = subparsers.add_parser(
-        "report", help="write report.html for a plan folder",
+        "report",
+        help="write report.html for a plan folder",
         description="Write the one-page report (inputs and checksums, parameters, warnings, "
         "lesion measurements, summary metrics, per-vertex table, the pictures embedded) from "
-        "a plan folder written by `lattice plan`, without planning again.")
+        "a plan folder written by `lattice plan`, without planning again.",
+    )
     p.add_argument("plan", type=Path, metavar="PLAN_DIR", help="plan folder")
-    p.add_argument("--out", type=Path, default=None, metavar="FILE",
-                   help="report file (default PLAN_DIR/report.html)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="report file (default PLAN_DIR/report.html)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_report)
     return p
@@ -36,8 +43,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     target = args.out if args.out is not None else args.plan / "report.html"
     if target.exists() and not args.force:
         raise OutputExistsError(f"'{target}' exists; pass --force to replace it")
-    pictures = {name: (args.plan / name).read_bytes() for name, _ in PICTURES
-                if (args.plan / name).is_file()}
+    pictures = {
+        name: (args.plan / name).read_bytes()
+        for name, _ in PICTURES
+        if (args.plan / name).is_file()
+    }
     text = render_report(doc, pictures)
     try:  # written beside the target and renamed: never a half-written report
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent.absolute())
@@ -45,7 +55,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             fh.write(text)
         publish(tmp, target)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write '{target}' ({exc.strerror}); choose another "
-                               "--out") from exc
+        raise OutputWriteError(
+            f"cannot write '{target}' ({exc.strerror}); choose another --out"
+        ) from exc
     print(f"wrote {target} ({len(pictures)} picture{'s' * (len(pictures) != 1)} embedded)")
     return EXIT_OK

@@ -13,8 +13,13 @@ from lattice.errors import EXIT_OK
 from lattice.planning.parameters import range_text
 
 #: Named CT windows (level, width) in HU.
-WINDOWS = {"soft": (40.0, 400.0), "lung": (-600.0, 1500.0), "bone": (400.0, 1800.0),
-           "brain": (40.0, 80.0), "mediastinum": (50.0, 350.0)}
+WINDOWS = {
+    "soft": (40.0, 400.0),
+    "lung": (-600.0, 1500.0),
+    "bone": (400.0, 1800.0),
+    "brain": (40.0, 80.0),
+    "mediastinum": (50.0, 350.0),
+}
 PICTURE_NAMES = ("overview.png", "overview3d.png", "vertices.png")
 
 
@@ -31,10 +36,13 @@ def _window(text: str) -> tuple[float, float]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"window must be one of {', '.join(WINDOWS)} or LEVEL,WIDTH in HU (e.g. 40,400), "
-            f"got {text!r}") from None
+            f"got {text!r}"
+        ) from None
     try:
-        return (check_range("window_level_hu", level, label="window level"),
-                check_range("window_width_hu", width, label="window width"))
+        return (
+            check_range("window_level_hu", level, label="window level"),
+            check_range("window_width_hu", width, label="window width"),
+        )
     except ParameterError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -42,19 +50,30 @@ def _window(text: str) -> tuple[float, float]:
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``show`` subcommand to the ``add_subparsers()`` object of the main parser."""
     p = subparsers.add_parser(
-        "show", help="draw a written plan's pictures again",
+        "show",
+        help="draw a written plan's pictures again",
         description="Draw overview.png (axial, coronal, sagittal), overview3d.png and "
         "vertices.png (every axial slice through a vertex centre) for a plan folder written "
         "by `lattice plan`, from plan.json and the input files it records; nothing is planned "
-        "again.")
+        "again.",
+    )
     p.add_argument("plan", type=Path, metavar="PLAN_DIR", help="plan folder")
-    p.add_argument("--window", type=_window, default=WINDOWS["soft"],
-                   metavar="NAME|LEVEL,WIDTH",
-                   help=f"CT window: {', '.join(WINDOWS)}, or LEVEL,WIDTH in HU (soft: 40,400); "
-                   f"level {range_text('window_level_hu')}, width "
-                   f"{range_text('window_width_hu')}")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="folder for the pictures (default PLAN_DIR)")
+    p.add_argument(
+        "--window",
+        type=_window,
+        default=WINDOWS["soft"],
+        metavar="NAME|LEVEL,WIDTH",
+        help=f"CT window: {', '.join(WINDOWS)}, or LEVEL,WIDTH in HU (soft: 40,400); "
+        f"level {range_text('window_level_hu')}, width "
+        f"{range_text('window_width_hu')}",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder for the pictures (default PLAN_DIR)",
+    )
     p.add_argument("--force", action="store_true", help="replace existing pictures")
     p.set_defaults(func=cmd_show)
     return p
@@ -68,29 +87,56 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else args.plan
     clash = [n for n in PICTURE_NAMES if (out / n).exists()]
     if clash and not args.force:
-        raise OutputExistsError(f"'{out}' already holds {', '.join(clash)}; pass --force to "
-                                "replace them or choose another --out folder")
+        raise OutputExistsError(
+            f"'{out}' already holds {', '.join(clash)}; pass --force to "
+            "replace them or choose another --out folder"
+        )
     v = load_plan_volumes(args.plan)
     p = PlanDocument(v.document).parameters
-    title = (f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
-             f"{p.get('min_spacing_mm')} mm, GTV margin {p.get('gtv_margin_mm')} mm")
+    title = (
+        f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
+        f"{p.get('min_spacing_mm')} mm, GTV margin {p.get('gtv_margin_mm')} mm"
+    )
     try:
         out.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".show-", dir=out))
     except OSError as exc:
-        raise OutputWriteError(f"cannot write to '{out}' ({exc.strerror}); choose another "
-                               "--out folder") from exc
+        raise OutputWriteError(
+            f"cannot write to '{out}' ({exc.strerror}); choose another --out folder"
+        ) from exc
     try:
-        render_overview(stage / PICTURE_NAMES[0], ct=v.ct, gtv=v.gtv,
-                        lattice_target=v.lattice_target, centers_ras_mm=v.centers_ras_mm,
-                        diameter_mm=v.diameter_mm, oars=v.oars, stv=v.stv, title=title,
-                        window=args.window)
-        render_3d(stage / PICTURE_NAMES[1], gtv=v.gtv, centers_ras_mm=v.centers_ras_mm,
-                  diameter_mm=v.diameter_mm, oars=v.oars, title=title)
-        render_vertex_montage(stage / PICTURE_NAMES[2], ct=v.ct, gtv=v.gtv,
-                              lattice_target=v.lattice_target,
-                              centers_ras_mm=v.centers_ras_mm, diameter_mm=v.diameter_mm,
-                              oars=v.oars, stv=v.stv, title=title, window=args.window)
+        render_overview(
+            stage / PICTURE_NAMES[0],
+            ct=v.ct,
+            gtv=v.gtv,
+            lattice_target=v.lattice_target,
+            centers_ras_mm=v.centers_ras_mm,
+            diameter_mm=v.diameter_mm,
+            oars=v.oars,
+            stv=v.stv,
+            title=title,
+            window=args.window,
+        )
+        render_3d(
+            stage / PICTURE_NAMES[1],
+            gtv=v.gtv,
+            centers_ras_mm=v.centers_ras_mm,
+            diameter_mm=v.diameter_mm,
+            oars=v.oars,
+            title=title,
+        )
+        render_vertex_montage(
+            stage / PICTURE_NAMES[2],
+            ct=v.ct,
+            gtv=v.gtv,
+            lattice_target=v.lattice_target,
+            centers_ras_mm=v.centers_ras_mm,
+            diameter_mm=v.diameter_mm,
+            oars=v.oars,
+            stv=v.stv,
+            title=title,
+            window=args.window,
+        )
         written = [n for n in PICTURE_NAMES if (stage / n).exists()]
         for name in written:  # each picture appears whole
             os.replace(stage / name, out / name)
@@ -98,8 +144,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         for leftover in stage.iterdir():
             leftover.unlink()
         stage.rmdir()
-    print(f"wrote {', '.join(written)} to {out} (window L {args.window[0]:g} / W "
-          f"{args.window[1]:g})")
+    print(
+        f"wrote {', '.join(written)} to {out} (window L {args.window[0]:g} / W {args.window[1]:g})"
+    )
     if out == args.plan and (out / "report.html").exists():
         print(f"run `lattice report {args.plan} --force` to put them in report.html")
     return EXIT_OK

@@ -20,14 +20,17 @@ from lattice.errors import EXIT_OK, EXIT_VIOLATION
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``verify`` subcommand to the ``add_subparsers()`` object of the main parser."""
     p = subparsers.add_parser(
-        "verify", help="recheck a written plan against its input masks",
+        "verify",
+        help="recheck a written plan against its input masks",
         description="Recompute every rule of a plan (GTV margin, spacing, OAR clearances, "
         "slice planes, vertex count, co-planar and shell rules when set) from the GTV and OAR "
         "files recorded in plan.json and the written vertex centres, independently of the "
         "planner; check that the input files are unchanged and that the written per-vertex "
-        f"values are right. Exit 0 when every rule holds, {EXIT_VIOLATION} otherwise.")
-    p.add_argument("plan", type=Path, metavar="PLAN",
-                   help="plan.json, or the plan folder holding it")
+        f"values are right. Exit 0 when every rule holds, {EXIT_VIOLATION} otherwise.",
+    )
+    p.add_argument(
+        "plan", type=Path, metavar="PLAN", help="plan.json, or the plan folder holding it"
+    )
     p.set_defaults(func=cmd_verify)
     return p
 
@@ -43,8 +46,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     print(f"{args.plan}: {report.n_vertices} vertices")
     width = max([len(c["rule"]) for c in report.checks], default=0)
     for check in report.checks:
-        print(f"  {check['rule']:<{width}}  worst slack {_slack(check['worst_slack_mm']):>12}"
-              f"  {check['detail']}")
+        print(
+            f"  {check['rule']:<{width}}  worst slack {_slack(check['worst_slack_mm']):>12}"
+            f"  {check['detail']}"
+        )
     for v in report.violations:
         print(f"violation [{v.rule}]: {v.message}")
     for warning in report.warnings:
@@ -53,6 +58,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"OK: every rule holds ({len(report.checks)} checks)")
         return EXIT_OK
     rules = report.violated_rules
-    print(f"FAILED: {len(report.violations)} violation{'s' * (len(report.violations) != 1)} "
-          f"of {', '.join(rules)}")
+    print(
+        f"FAILED: {len(report.violations)} violation{'s' * (len(report.violations) != 1)} "
+        f"of {', '.join(rules)}"
+    )
     return EXIT_VIOLATION

@@ -78,10 +78,18 @@ from .render.worker import FORK_ENV
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
 #: Summary columns taken from plan.json's ``summary``.
-SUMMARY_METRICS = ("n_vertices", "gtv_cc", "lattice_target_cc", "vertices_per_100cc_gtv",
-                   "vertex_volume_fraction_of_gtv", "nearest_vertex_min_mm",
-                   "nearest_vertex_mean_mm", "covering_radius_mm", "depth_min_mm",
-                   "fraction_in_outer_shell")
+SUMMARY_METRICS = (
+    "n_vertices",
+    "gtv_cc",
+    "lattice_target_cc",
+    "vertices_per_100cc_gtv",
+    "vertex_volume_fraction_of_gtv",
+    "nearest_vertex_min_mm",
+    "nearest_vertex_mean_mm",
+    "covering_radius_mm",
+    "depth_min_mm",
+    "fraction_in_outer_shell",
+)
 
 
 @dataclass(frozen=True)
@@ -117,9 +125,13 @@ class Job:
         return self.row_path.stem
 
 
-def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
-              grid: Sequence[Mapping[str, str]] = ({},),
-              defaults: Mapping[str, Any] | None = None) -> list[Job]:
+def make_jobs(
+    cases: Sequence[Case],
+    out_dir: str | Path,
+    *,
+    grid: Sequence[Mapping[str, str]] = ({},),
+    defaults: Mapping[str, Any] | None = None,
+) -> list[Job]:
     """One job per case x grid point: defaults, then the case's columns, then the grid values.
 
     Parameters
@@ -144,22 +156,34 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
         check_parameter_name(name, "default")
         if value is None or value is False:
             continue
-        base[name] = ";".join(map(parameter_text, value)) if isinstance(value, list | tuple) \
+        base[name] = (
+            ";".join(map(parameter_text, value))
+            if isinstance(value, list | tuple)
             else parameter_text(value)
+        )
     axes = set().union(*(g.keys() for g in grid)) if grid else set()
     jobs = []
     for case in cases:
         both = sorted(axes & set(case.parameters))
         if both:
-            raise ParameterError(f"case {case.name}: {', '.join(both)} is both a manifest "
-                                 "column and a grid axis; drop one of them")
+            raise ParameterError(
+                f"case {case.name}: {', '.join(both)} is both a manifest "
+                "column and a grid axis; drop one of them"
+            )
         for point in grid:
             folder = out / case.name / folder_name(point) if point else out / case.name
             name = f"{case.name}--{folder_name(point)}" if point else case.name
             parameters = {**base, **case.parameters, **point}
-            jobs.append(Job(case.name, parameters,
-                            tuple(plan_argv(case, parameters, folder)), folder,
-                            out / RUNS_FOLDER / f"{name}.json", case))
+            jobs.append(
+                Job(
+                    case.name,
+                    parameters,
+                    tuple(plan_argv(case, parameters, folder)),
+                    folder,
+                    out / RUNS_FOLDER / f"{name}.json",
+                    case,
+                )
+            )
     seen: dict[str, Job] = {}
     for job in jobs:
         key = str(job.out_dir).casefold()
@@ -167,7 +191,8 @@ def make_jobs(cases: Sequence[Case], out_dir: str | Path, *,
             raise ParameterError(
                 f"case {job.case}: parameter sets {dict(seen[key].parameters)} and "
                 f"{dict(job.parameters)} would share the folder '{job.out_dir}'; use grid "
-                "values that differ in letters or digits")
+                "values that differ in letters or digits"
+            )
         seen[key] = job
     return jobs
 
@@ -197,7 +222,8 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
             raise OutputExistsError(
                 f"'{job.row_path}' records job {job.name} with other parameters (then: {was}; "
                 f"now: {becomes}); pass --force to plan it again or choose another --out "
-                "folder")
+                "folder"
+            )
         if _is_done(row, job):
             done.append(row)
         else:
@@ -215,8 +241,12 @@ def _read_row(path: Path) -> dict | None:
 
 def _is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
     """Whether ``row`` records ``job`` (these arguments) as planned, its folder complete."""
-    return (row is not None and row.get("argv") == list(job.argv)
-            and row.get("status") == "ok" and (job.out_dir / "plan.json").is_file())
+    return (
+        row is not None
+        and row.get("argv") == list(job.argv)
+        and row.get("status") == "ok"
+        and (job.out_dir / "plan.json").is_file()
+    )
 
 
 def job_request(job: Job, *, force: bool = False) -> PlanRequest:
@@ -232,10 +262,16 @@ def job_request(job: Job, *, force: bool = False) -> PlanRequest:
     case = job.source
     if case is None:
         raise ParameterError(f"job {job.name} has no case inputs; make it with make_jobs")
-    values: dict[str, Any] = {name: option_value(name, text)
-                             for name, text in job.parameters.items()}
-    values.update(ct=case.ct, gtv=case.gtv, out=job.out_dir, force=force,
-                  oar=[parse_oar_spec(o) for o in case.oars])
+    values: dict[str, Any] = {
+        name: option_value(name, text) for name, text in job.parameters.items()
+    }
+    values.update(
+        ct=case.ct,
+        gtv=case.gtv,
+        out=job.out_dir,
+        force=force,
+        oar=[parse_oar_spec(o) for o in case.oars],
+    )
     return request_from_options(values)
 
 
@@ -279,22 +315,29 @@ def _start(job: Job, force: bool) -> tuple[bool, bool]:
     ours = row is not None and row.get("argv") == list(job.argv) and not row.get("foreign")
     exists = job.out_dir.exists()
     foreign = exists and not force and not ours
-    _write_row({"case": job.case, "status": "running", "argv": list(job.argv),
-                "plan_dir": str(job.out_dir), "foreign": foreign}, job.row_path)
+    _write_row(
+        {
+            "case": job.case,
+            "status": "running",
+            "argv": list(job.argv),
+            "plan_dir": str(job.out_dir),
+            "foreign": foreign,
+        },
+        job.row_path,
+    )
     return force or (ours and exists), foreign
 
 
-def _row(job: Job, code: int, error: str, seconds: float, foreign: bool = False, *,
-         warnings: int = 0) -> dict[str, Any]:
+def _row(
+    job: Job, code: int, error: str, seconds: float, foreign: bool = False, *, warnings: int = 0
+) -> dict[str, Any]:
     """The summary row of a job that ended with exit code ``code`` and, when it failed, the
     line the command would have printed (``error``)."""
-    row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in
-                                                 job.parameters.items()}}
+    row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in job.parameters.items()}}
     ok = code == 0 and (job.out_dir / "plan.json").is_file()
     row["status"] = "ok" if ok else "failed"
     row["exit_code"] = code
-    row["error"] = "" if ok else (error or f"exit code {code}").removeprefix(
-        "lattice: error: ")
+    row["error"] = "" if ok else (error or f"exit code {code}").removeprefix("lattice: error: ")
     row["warnings"] = warnings if ok else 0
     if ok:
         from .io.planfolder import PlanDocument
@@ -306,9 +349,13 @@ def _row(job: Job, code: int, error: str, seconds: float, foreign: bool = False,
     if ok:
         row.update({k: doc.summary.get(k) for k in SUMMARY_METRICS})
         p = doc.parameters
-        row.update({"diameter_mm_used": p.get("diameter_mm"),
-                    "spacing_mm_used": p.get("min_spacing_mm"),
-                    "gtv_margin_mm_used": p.get("gtv_margin_mm")})
+        row.update(
+            {
+                "diameter_mm_used": p.get("diameter_mm"),
+                "spacing_mm_used": p.get("min_spacing_mm"),
+                "gtv_margin_mm_used": p.get("gtv_margin_mm"),
+            }
+        )
         measured = doc.lesion_measurements
         row["long_axis_mm"] = measured.get("long_axis_mm")
         row["short_axis_mm"] = measured.get("short_axis_mm")
@@ -340,10 +387,15 @@ def _write_row(row: Mapping[str, Any], path: Path) -> None:
     publish(tmp, path)
 
 
-def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None,
-          force: bool = False, summary: str | Path | None = None,
-          progress: Callable[[dict[str, Any], int, int], None] | None = None
-          ) -> list[dict[str, Any]]:
+def sweep(
+    jobs: Sequence[Job],
+    *,
+    workers: int = 1,
+    scheduler: str | None = None,
+    force: bool = False,
+    summary: str | Path | None = None,
+    progress: Callable[[dict[str, Any], int, int], None] | None = None,
+) -> list[dict[str, Any]]:
     """Run the jobs not yet done and return every job's row, in job order.
 
     Parameters
@@ -385,8 +437,7 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
 
     def tidy(row: dict[str, Any], resumed: bool) -> dict[str, Any]:
         head = {"case": row["case"], **{k: row.get(k) for k in columns}}
-        return {**head, **{k: v for k, v in row.items() if k not in head},
-                "resumed": resumed}
+        return {**head, **{k: v for k, v in row.items() if k not in head}, "resumed": resumed}
 
     rows = {row["plan_dir"]: tidy(row, True) for row in done}
     total = len(jobs)
@@ -402,8 +453,11 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
         for job in jobs:  # finished in a worker but not reported before an interrupt
             if str(job.out_dir) not in rows:
                 kept = _read_row(job.row_path)
-                if _is_done(kept, job) or (kept is not None and kept.get("status") == "failed"
-                                           and kept.get("argv") == list(job.argv)):
+                if _is_done(kept, job) or (
+                    kept is not None
+                    and kept.get("status") == "failed"
+                    and kept.get("argv") == list(job.argv)
+                ):
                     rows[str(job.out_dir)] = tidy(kept, False)
         ordered = [rows[str(j.out_dir)] for j in jobs if str(j.out_dir) in rows]
         if summary is not None and ordered:
@@ -411,8 +465,9 @@ def sweep(jobs: Sequence[Job], *, workers: int = 1, scheduler: str | None = None
     return ordered
 
 
-def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
-         force: bool) -> Iterable[dict]:
+def _run(
+    jobs: Sequence[Job], *, workers: int, scheduler: str | None, force: bool
+) -> Iterable[dict]:
     if not jobs:
         return
     if scheduler is not None:
@@ -423,8 +478,12 @@ def _run(jobs: Sequence[Job], *, workers: int, scheduler: str | None,
     # when there are more cores than workers.
     fork = (os.cpu_count() or 1) > workers
     before = set(mp.active_children())
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
-                               initializer=_warm_up, initargs=(fork,))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=mp.get_context("spawn"),
+        initializer=_warm_up,
+        initargs=(fork,),
+    )
     crashed: list[Job] = []
     processes: list[Any] = []
     started = time.time()
@@ -508,9 +567,17 @@ def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker proce
     import matplotlib
 
     matplotlib.use("Agg")
-    for module in ("lattice.pipeline", "lattice.planning.placement", "lattice.render.slices",
-                   "lattice.render.three_d", "lattice.io.rtstruct_write", "lattice.io.meshes",
-                   "lattice.io.dicom_series", "lattice.analysis.measure", "matplotlib.pyplot"):
+    for module in (
+        "lattice.pipeline",
+        "lattice.planning.placement",
+        "lattice.render.slices",
+        "lattice.render.three_d",
+        "lattice.io.rtstruct_write",
+        "lattice.io.meshes",
+        "lattice.io.dicom_series",
+        "lattice.analysis.measure",
+        "matplotlib.pyplot",
+    ):
         importlib.import_module(module)
 
 
@@ -531,13 +598,16 @@ def _run_dask(jobs: Sequence[Job], scheduler: str, *, force: bool) -> Iterable[d
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
-        raise ParameterError("--scheduler needs Dask distributed: pip install "
-                             "'lattice-sfrt[dask]'") from None
+        raise ParameterError(
+            "--scheduler needs Dask distributed: pip install 'lattice-sfrt[dask]'"
+        ) from None
     try:
         client = Client(scheduler, timeout=DASK_CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
-        raise ParameterError(f"cannot reach the Dask scheduler at {scheduler} ({exc}); check "
-                             "the address (tcp://HOST:PORT) and that the cluster is up") from None
+        raise ParameterError(
+            f"cannot reach the Dask scheduler at {scheduler} ({exc}); check "
+            "the address (tcp://HOST:PORT) and that the cluster is up"
+        ) from None
     with client:
         futures = {client.submit(run_job, job, force=force, pure=False): job for job in jobs}
         try:
@@ -552,8 +622,9 @@ def _result(future: Any, job: Job) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - recorded in the row, the batch goes on
-        row = _row(job, -1, f"lattice: error: the job did not run ({type(exc).__name__}: "
-                   f"{exc})", 0.0)
+        row = _row(
+            job, -1, f"lattice: error: the job did not run ({type(exc).__name__}: {exc})", 0.0
+        )
         _write_row(row, job.row_path)
         return row
 
@@ -575,8 +646,9 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
                 writer.writerow({k: _cell(row.get(k)) for k in columns})
         publish(tmp, path)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write '{path}' ({exc.strerror}); choose another "
-                               "--out folder") from exc
+        raise OutputWriteError(
+            f"cannot write '{path}' ({exc.strerror}); choose another --out folder"
+        ) from exc
     return path
 
 

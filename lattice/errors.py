@@ -105,8 +105,9 @@ class ParameterError(LatticeError, ValueError):
         return (_parameter_error, (type(self), self.template, self.parameters))
 
 
-def _parameter_error(cls: type[ParameterError], message: str, parameters: Sequence[str]
-                     ) -> ParameterError:
+def _parameter_error(
+    cls: type[ParameterError], message: str, parameters: Sequence[str]
+) -> ParameterError:
     return cls(message, parameters=parameters)
 
 
@@ -133,8 +134,9 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
-def exit_status(exc: BaseException, *, option_names: Mapping[str, str] | None = None
-                ) -> tuple[int, str]:
+def exit_status(
+    exc: BaseException, *, option_names: Mapping[str, str] | None = None
+) -> tuple[int, str]:
     """The exit code and the one line the command prints for ``exc``.
 
     ``option_names`` spells the parameters a :class:`ParameterError` names (see
@@ -151,11 +153,15 @@ def exit_status(exc: BaseException, *, option_names: Mapping[str, str] | None = 
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         # A full disk or quota outside the staged writes (a temporary folder, say).
         where = f" ('{exc.filename}')" if exc.filename else ""
-        return EXIT_OUTPUT_WRITE, (f"lattice: error: writing failed: {exc.strerror}{where}; "
-                                   "nothing was written; free space or choose another --out "
-                                   "folder")
-    return EXIT_INTERNAL, (f"lattice: internal error: {type(exc).__name__}: {one_line(exc)} "
-                           "(rerun with --debug and report it)")
+        return EXIT_OUTPUT_WRITE, (
+            f"lattice: error: writing failed: {exc.strerror}{where}; "
+            "nothing was written; free space or choose another --out "
+            "folder"
+        )
+    return EXIT_INTERNAL, (
+        f"lattice: internal error: {type(exc).__name__}: {one_line(exc)} "
+        "(rerun with --debug and report it)"
+    )
 
 
 @contextlib.contextmanager
@@ -163,6 +169,7 @@ def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler cancelling the run, ``kill``) is handled like Ctrl-C: the run
     stops, its temporary folders are removed, nothing half-written is left. Only in the main
     thread (elsewhere signals cannot be handled)."""
+
     def interrupt(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: let the cleanup run
         raise KeyboardInterrupt

@@ -169,8 +169,11 @@ class Grid:
     def corner_distance_mm(self, other: OnGrid) -> float:
         """Largest distance in mm between corresponding corner voxels of two grids."""
         corners = np.array(list(product(*[(0, n - 1) for n in self.shape])), dtype=float)
-        return float(np.linalg.norm(
-            self.ijk_to_ras(corners) - apply_affine(other.affine, corners), axis=1).max())
+        return float(
+            np.linalg.norm(
+                self.ijk_to_ras(corners) - apply_affine(other.affine, corners), axis=1
+            ).max()
+        )
 
     def check_same_grid(self, other: OnGrid, *, name: str, other_name: str) -> None:
         """Raise :class:`GridMismatchError` unless ``other`` lies on this grid.
@@ -198,7 +201,8 @@ class Grid:
             raise GridMismatchError(
                 f"{name} has a degenerate affine (voxel size "
                 f"{', '.join(f'{v:g}' for v in self.voxel_size_mm)} mm); fix the file's "
-                "header so every voxel axis has a non-zero length")
+                "header so every voxel axis has a non-zero length"
+            )
         d = self.directions
         cos = np.abs(d.T @ d - np.eye(3)).max()
         if cos > ORTHOGONALITY_TOLERANCE:

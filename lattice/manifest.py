@@ -49,8 +49,9 @@ class Case:
 def check_parameter_name(name: str, where: str) -> None:
     """Refuse a name that is not one of :data:`PLAN_PARAMETERS` (``where`` says whose)."""
     if name not in PLAN_PARAMETERS:
-        raise ParameterError(f"{where}: '{name}' is not a plan parameter; use one of "
-                             f"{', '.join(PLAN_PARAMETERS)}")
+        raise ParameterError(
+            f"{where}: '{name}' is not a plan parameter; use one of {', '.join(PLAN_PARAMETERS)}"
+        )
 
 
 def parameter_text(value: Any) -> str:
@@ -84,21 +85,28 @@ def read_manifest(path: str | Path) -> list[Case]:
     except FileNotFoundError:
         raise InputFileError(f"manifest not found: '{path}'; check the path") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise InputFileError(f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
-                             "file with the columns case, ct, gtv") from None
+        raise InputFileError(
+            f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
+            "file with the columns case, ct, gtv"
+        ) from None
     unnamed = [i + 1 for i, c in enumerate(columns) if not c]
     if unnamed:
-        raise ParameterError(f"manifest '{path}': column {unnamed[0]} of the first line has no "
-                             "name (a trailing comma?); name every column or remove it")
+        raise ParameterError(
+            f"manifest '{path}': column {unnamed[0]} of the first line has no "
+            "name (a trailing comma?); name every column or remove it"
+        )
     twice = sorted({c for c in columns if columns.count(c) > 1})
     if twice:
-        raise ParameterError(f"manifest '{path}': column {', '.join(twice)} appears twice; "
-                             "keep one")
+        raise ParameterError(
+            f"manifest '{path}': column {', '.join(twice)} appears twice; keep one"
+        )
     missing = [c for c in MANIFEST_COLUMNS if c not in columns]
     if missing:
-        raise InputFileError(f"manifest '{path}' has no column {', '.join(missing)} (columns: "
-                             f"{', '.join(columns) or 'none'}); the first line must name the "
-                             "columns case, ct, gtv and optionally oars and plan parameters")
+        raise InputFileError(
+            f"manifest '{path}' has no column {', '.join(missing)} (columns: "
+            f"{', '.join(columns) or 'none'}); the first line must name the "
+            "columns case, ct, gtv and optionally oars and plan parameters"
+        )
     extra = [c for c in columns if c not in (*MANIFEST_COLUMNS, OAR_COLUMN)]
     for c in extra:
         check_parameter_name(c, f"manifest '{path}' column")
@@ -106,32 +114,50 @@ def read_manifest(path: str | Path) -> list[Case]:
     cases: list[Case] = []
     for line, raw in enumerate(rows, start=2):
         if None in raw:  # csv.DictReader keeps the surplus fields of a row under None
-            raise ParameterError(f"manifest '{path}' line {line} has more fields than the "
-                                 "first line names (a comma in a path? put the field in double "
-                                 "quotes)")
+            raise ParameterError(
+                f"manifest '{path}' line {line} has more fields than the "
+                "first line names (a comma in a path? put the field in double "
+                "quotes)"
+            )
         row = {k.strip(): (v or "").strip() for k, v in raw.items()}
         name = row["case"]
         where = f"manifest '{path}' line {line}"
         if name in (RUNS_FOLDER, SUMMARY_NAME):
-            raise ParameterError(f"{where}: the case name {name!r} is taken by the batch's own "
-                                 "output; rename the case")
+            raise ParameterError(
+                f"{where}: the case name {name!r} is taken by the batch's own "
+                "output; rename the case"
+            )
         if not _CASE_NAME.match(name):
-            raise ParameterError(f"{where}: case name {name!r} must start with a letter or "
-                                 "digit and hold only letters, digits, '.', '_' and '-' (it "
-                                 "names the case's output folder)")
+            raise ParameterError(
+                f"{where}: case name {name!r} must start with a letter or "
+                "digit and hold only letters, digits, '.', '_' and '-' (it "
+                "names the case's output folder)"
+            )
         for c in ("ct", "gtv"):
             if not row[c]:
                 raise ParameterError(f"{where}: case {name} has no {c} path")
-        oars = tuple(_resolve_oar(entry.strip(), base, where)
-                     for entry in row.get(OAR_COLUMN, "").split(";") if entry.strip())
+        oars = tuple(
+            _resolve_oar(entry.strip(), base, where)
+            for entry in row.get(OAR_COLUMN, "").split(";")
+            if entry.strip()
+        )
         parameters = {c: row[c] for c in extra if row[c] != ""}
-        cases.append(Case(name, Path(os.path.abspath(base / row["ct"])),
-                          Path(os.path.abspath(base / row["gtv"])), oars, parameters))
+        cases.append(
+            Case(
+                name,
+                Path(os.path.abspath(base / row["ct"])),
+                Path(os.path.abspath(base / row["gtv"])),
+                oars,
+                parameters,
+            )
+        )
     names = [c.name.casefold() for c in cases]  # Pt1 and pt1 share a folder on macOS
     repeated = sorted({c.name for c in cases if names.count(c.name.casefold()) > 1})
     if repeated:
-        raise ParameterError(f"manifest '{path}': case names repeat ({', '.join(repeated)}); "
-                             "every case needs its own name")
+        raise ParameterError(
+            f"manifest '{path}': case names repeat ({', '.join(repeated)}); "
+            "every case needs its own name"
+        )
     if not cases:
         raise ParameterError(f"manifest '{path}' lists no cases")
     return cases
@@ -162,12 +188,14 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
         name, sep, values = spec.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ParameterError(f"grid entry {spec!r} must look like NAME=V1,V2 (e.g. "
-                                 "spacing_mm=20,25,30)")
+            raise ParameterError(
+                f"grid entry {spec!r} must look like NAME=V1,V2 (e.g. spacing_mm=20,25,30)"
+            )
         check_parameter_name(name, f"grid entry {spec!r}")
         if name in grid:
-            raise ParameterError(f"grid axis '{name}' is given twice; list all its values in "
-                                 "one entry")
+            raise ParameterError(
+                f"grid axis '{name}' is given twice; list all its values in one entry"
+            )
         items = [v.strip() for v in values.split(",") if v.strip()]
         if not items:
             raise ParameterError(f"grid entry {spec!r} has no values")
@@ -197,8 +225,10 @@ def plan_argv(case: Case, parameters: Mapping[str, str], out_dir: Path) -> list[
         if name in FLAG_PARAMETERS:
             text = value.lower()
             if text not in TRUE_WORDS | FALSE_WORDS:
-                raise ParameterError(f"case {case.name}: {name} is an on/off flag; write true "
-                                     f"or false, not {value!r}")
+                raise ParameterError(
+                    f"case {case.name}: {name} is an on/off flag; write true "
+                    f"or false, not {value!r}"
+                )
             if text in TRUE_WORDS:
                 argv.append(option)
         elif name == "size_rule":  # several rules: separated by ';'

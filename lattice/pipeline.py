@@ -83,8 +83,12 @@ class NiftiInputs:
 
     def paths(self) -> list[tuple[str, Path | None]]:
         """Every input path, by parameter name (none may be inside the output folder)."""
-        return [("ct", self.ct), ("gtv", self.gtv), *(("oar", o.path) for o in self.oars),
-                ("reference_ct_dicom", self.reference_ct_dicom)]
+        return [
+            ("ct", self.ct),
+            ("gtv", self.gtv),
+            *(("oar", o.path) for o in self.oars),
+            ("reference_ct_dicom", self.reference_ct_dicom),
+        ]
 
 
 @dataclass(frozen=True)
@@ -275,12 +279,15 @@ def check_request(request: PlanRequest) -> tuple[PlanParameters, dict[str, float
     p = request.parameters
     clearances: dict[str, float] = {}
     for name, shown, clearance in request.inputs.oar_clearances():
-        clearances[name] = (protocol_clearance_mm(p.protocol, shown) if clearance is None
-                            else clearance)
+        clearances[name] = (
+            protocol_clearance_mm(p.protocol, shown) if clearance is None else clearance
+        )
     names = [name for name, _, _ in request.inputs.oar_clearances()]
     if len(set(names)) != len(names):
-        raise ParameterError(f"OAR names repeat ({', '.join(names)}); name them with "
-                             "{oar} NAME=PATH:MM", parameters=["oar"])
+        raise ParameterError(
+            f"OAR names repeat ({', '.join(names)}); name them with {{oar}} NAME=PATH:MM",
+            parameters=["oar"],
+        )
     return dataclasses.replace(p, oar_clearance_mm=clearances), clearances
 
 
@@ -328,21 +335,25 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
             stack.callback(shutil.rmtree, folder, ignore_errors=True)  # after the worker ends
             derived["folder"] = folder
 
-            def early(ct: Volume, series: Any = derived["series"], folder: Path = folder
-                      ) -> None:
+            def early(ct: Volume, series: Any = derived["series"], folder: Path = folder) -> None:
                 from .io.dicom_series import write_series
 
                 write_series(series, ct, folder)
+
         has_ct = not isinstance(inputs, VolumeInputs) or inputs.ct is not None
-        worker = (None if (not opts.picture or not has_ct) and not derived_ct
-                  else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early)))
+        worker = (
+            None
+            if (not opts.picture or not has_ct) and not derived_ct
+            else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early))
+        )
         # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
         # decompressed.
         modules = ["lattice.planning.placement"]
         if opts.mesh_format is not None:
             modules.append("trimesh")
-        importer = threading.Thread(target=lambda: [importlib.import_module(m) for m in modules],
-                                    daemon=True)
+        importer = threading.Thread(
+            target=lambda: [importlib.import_module(m) for m in modules], daemon=True
+        )
         importer.start()
         return _plan_and_write(request, parameters, worker, derived=derived)
 
@@ -361,10 +372,12 @@ def _writes_derived_ct(request: PlanRequest) -> bool:
 def _ct_loader(inputs: Inputs) -> Any:
     """A function reading the CT (called in the picture worker)."""
     if isinstance(inputs, DicomInputs):
+
         def load_dicom() -> Volume:
             from .io.dicom import load_series
 
             return load_series(inputs.ct_dicom, series_uid=inputs.series_uid).grid
+
         return load_dicom
     if isinstance(inputs, VolumeInputs):
         ct = inputs.ct
@@ -374,6 +387,7 @@ def _ct_loader(inputs: Inputs) -> Any:
         from .io.nifti import load_image
 
         return load_image(inputs.ct, name=f"CT '{inputs.ct}'")
+
     return load_nifti
 
 
@@ -405,11 +419,13 @@ def _derived_series(request: PlanRequest) -> dict[str, Any]:
     opts = request.options
     # Study and frame of reference follow from the CT: exports of one CT share them.
     series = derived_series(
-        grid, patient_name=opts.patient_name or ANONYMOUS_PATIENT_NAME,
+        grid,
+        patient_name=opts.patient_name or ANONYMOUS_PATIENT_NAME,
         patient_id=opts.patient_id or f"LAT{digest[:12].upper()}",
         patient_position=opts.patient_position or DEFAULT_PATIENT_POSITION,
         study_uid=generate_uid(entropy_srcs=[digest, "study"]),
-        frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]))
+        frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]),
+    )
     return {"series": series, "ct_record": record}
 
 
@@ -438,8 +454,13 @@ class _Loaded:
     warnings: list[str]
 
 
-def _load_inputs(request: PlanRequest, worker: Any, clearances: Mapping[str, float], *,
-                 derived: dict[str, Any] | None) -> _Loaded:
+def _load_inputs(
+    request: PlanRequest,
+    worker: Any,
+    clearances: Mapping[str, float],
+    *,
+    derived: dict[str, Any] | None,
+) -> _Loaded:
     inputs = request.inputs
     if isinstance(inputs, DicomInputs):
         return _load_dicom(inputs, worker, clearances)
@@ -448,47 +469,74 @@ def _load_inputs(request: PlanRequest, worker: Any, clearances: Mapping[str, flo
         record: dict[str, Any] = {}
         if series is not None:
             record["derived_ct_dicom"] = _derived_record(series)
-        return _Loaded(inputs.gtv, {o.name: o.mask for o in inputs.oars},
-                       inputs.ct if worker is None else None, record, series, [])
+        return _Loaded(
+            inputs.gtv,
+            {o.name: o.mask for o in inputs.oars},
+            inputs.ct if worker is None else None,
+            record,
+            series,
+            [],
+        )
     return _load_nifti(request, inputs, worker, clearances, derived=derived)
 
 
-def _load_dicom(inputs: DicomInputs, worker: Any, clearances: Mapping[str, float]
-                ) -> _Loaded:
+def _load_dicom(inputs: DicomInputs, worker: Any, clearances: Mapping[str, float]) -> _Loaded:
     from .io.dicom import load_dicom_case, series_checksum
 
     names = [n for n, _ in inputs.oars]
     # Without a worker the voxels are read here, so a corrupt slice is never accepted.
-    dcase = load_dicom_case(inputs.ct_dicom, inputs.rtstruct, gtv_name=inputs.gtv_name,
-                            oar_names=names, series_uid=inputs.series_uid,
-                            pixels=worker is None)
+    dcase = load_dicom_case(
+        inputs.ct_dicom,
+        inputs.rtstruct,
+        gtv_name=inputs.gtv_name,
+        oar_names=names,
+        series_uid=inputs.series_uid,
+        pixels=worker is None,
+    )
     series = dcase.series
-    record = {"ct": {"dicom_folder": str(inputs.ct_dicom.resolve()),
-                     "series_instance_uid": series.series_instance_uid,
-                     "slices": len(series.slices), "sha256": series_checksum(series)},
-              "rtstruct": _describe(inputs.rtstruct),
-              "gtv": {"roi": dcase.gtv_name},
-              "oars": [{"name": n, "roi": n, "clearance_mm": clearances[n]}
-                       for n in dcase.oars]}
+    record = {
+        "ct": {
+            "dicom_folder": str(inputs.ct_dicom.resolve()),
+            "series_instance_uid": series.series_instance_uid,
+            "slices": len(series.slices),
+            "sha256": series_checksum(series),
+        },
+        "rtstruct": _describe(inputs.rtstruct),
+        "gtv": {"roi": dcase.gtv_name},
+        "oars": [{"name": n, "roi": n, "clearance_mm": clearances[n]} for n in dcase.oars],
+    }
     ct = series.grid if worker is None else None
     return _Loaded(dcase.gtv, dict(dcase.oars), ct, record, series, list(dcase.warnings))
 
 
-def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
-                clearances: Mapping[str, float], *, derived: dict[str, Any] | None
-                ) -> _Loaded:
+def _load_nifti(
+    request: PlanRequest,
+    inputs: NiftiInputs,
+    worker: Any,
+    clearances: Mapping[str, float],
+    *,
+    derived: dict[str, Any] | None,
+) -> _Loaded:
     from .io.nifti import load_case
 
     oar_paths = {o.name: o.path for o in inputs.oars}
     # The worker reads the CT's voxels (and reports a corrupt file); without it they are
     # read here, so a truncated CT is never accepted.
-    case = load_case(inputs.ct, inputs.gtv, gtv_label=inputs.gtv_label, oar_paths=oar_paths,
-                     ct_data=worker is None)
+    case = load_case(
+        inputs.ct,
+        inputs.gtv,
+        gtv_label=inputs.gtv_label,
+        oar_paths=oar_paths,
+        ct_data=worker is None,
+    )
     record: dict[str, Any] = {
         "ct": derived["ct_record"] if derived else _describe(inputs.ct),
         "gtv": {**_describe(inputs.gtv), "label": inputs.gtv_label},
-        "oars": [{"name": o.name, **_describe(o.path), "clearance_mm": clearances[o.name]}
-                 for o in inputs.oars]}
+        "oars": [
+            {"name": o.name, **_describe(o.path), "clearance_mm": clearances[o.name]}
+            for o in inputs.oars
+        ],
+    }
     series = None
     ref = inputs.reference_ct_dicom
     if not request.options.dicom:
@@ -497,10 +545,13 @@ def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
         from .io.dicom import load_series, on_grid
 
         series = load_series(ref, pixels=False)
-        on_grid(case.ct, series.grid, name=f"CT '{inputs.ct}'",
-                grid_name=f"the DICOM series in '{ref}'")
-        record["reference_ct_dicom"] = {"dicom_folder": str(ref.resolve()),
-                                        "series_instance_uid": series.series_instance_uid}
+        on_grid(
+            case.ct, series.grid, name=f"CT '{inputs.ct}'", grid_name=f"the DICOM series in '{ref}'"
+        )
+        record["reference_ct_dicom"] = {
+            "dicom_folder": str(ref.resolve()),
+            "series_instance_uid": series.series_instance_uid,
+        }
     elif derived is not None:
         series = derived["series"]
         record["derived_ct_dicom"] = _derived_record(series)
@@ -509,12 +560,16 @@ def _load_nifti(request: PlanRequest, inputs: NiftiInputs, worker: Any,
 
 
 def _derived_record(series: Any) -> dict[str, Any]:
-    return {"series_instance_uid": series.series_instance_uid, "folder": "ct_dicom",
-            "patient_position": str(series.header.PatientPosition)}
+    return {
+        "series_instance_uid": series.series_instance_uid,
+        "folder": "ct_dicom",
+        "patient_position": str(series.header.PatientPosition),
+    }
 
 
-def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: Any, *,
-                    derived: dict[str, Any] | None) -> PlanOutcome:
+def _plan_and_write(
+    request: PlanRequest, parameters: PlanParameters, worker: Any, *, derived: dict[str, Any] | None
+) -> PlanOutcome:
     from .io.plan_writer import DicomOutput, write_plan_folder
     from .planning.placement import plan_vertices
     from .planning.rules import Oar
@@ -522,56 +577,81 @@ def _plan_and_write(request: PlanRequest, parameters: PlanParameters, worker: An
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
-    oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name])
-            for name in loaded.oars]
+    oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
     if plan.n_vertices == 0 and not opts.allow_empty:
         reason = plan.warnings[0] if plan.warnings else "no vertex fits"
-        raise ParameterError(f"{reason}; nothing was written (pass {{allow_empty}} to write "
-                             "the empty plan)", parameters=["allow_empty"])
+        raise ParameterError(
+            f"{reason}; nothing was written (pass {{allow_empty}} to write the empty plan)",
+            parameters=["allow_empty"],
+        )
     warnings = list(loaded.warnings)
     stv = None
     if opts.stv_margin_mm is not None or opts.stv_fraction is not None:
         from .analysis.stv import contract_gtv
 
-        stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm,
-                           fraction=opts.stv_fraction)
+        stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm, fraction=opts.stv_fraction)
         warnings += [f"STV: {w}" for w in stv.warnings]
 
     def document() -> dict[str, Any]:
         return _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose)
 
     series = loaded.series
-    dicom = (None if series is None else
-             DicomOutput(series=series, written_ct=derived["folder"] if derived else None,
-                         vertex_rois=opts.vertex_rois, gtv_roi=derived is not None,
-                         valley_contours=opts.valley_contours,
-                         stv=None if stv is None else stv.stv))
-    written = write_plan_folder(plan, request.out_dir, ct=loaded.ct, oars=loaded.oars,
-                                inputs=loaded.record, force=request.force,
-                                picture=opts.picture, worker=worker, document=document,
-                                dicom=dicom, mesh_format=opts.mesh_format,
-                                stv=None if stv is None else stv.stv, size_rules=size_rules)
+    dicom = (
+        None
+        if series is None
+        else DicomOutput(
+            series=series,
+            written_ct=derived["folder"] if derived else None,
+            vertex_rois=opts.vertex_rois,
+            gtv_roi=derived is not None,
+            valley_contours=opts.valley_contours,
+            stv=None if stv is None else stv.stv,
+        )
+    )
+    written = write_plan_folder(
+        plan,
+        request.out_dir,
+        ct=loaded.ct,
+        oars=loaded.oars,
+        inputs=loaded.record,
+        force=request.force,
+        picture=opts.picture,
+        worker=worker,
+        document=document,
+        dicom=dicom,
+        mesh_format=opts.mesh_format,
+        stv=None if stv is None else stv.stv,
+        size_rules=size_rules,
+    )
     doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
-    return PlanOutcome(plan=plan, document=doc, lesion=doc.get("lesion"),
-                       warnings=tuple(doc["warnings"]), folder=written["plan.json"].parent,
-                       files=written)
+    return PlanOutcome(
+        plan=plan,
+        document=doc,
+        lesion=doc.get("lesion"),
+        warnings=tuple(doc["warnings"]),
+        folder=written["plan.json"].parent,
+        files=written,
+    )
 
 
 def _keywords(p: PlanParameters) -> dict[str, Any]:
     """:func:`lattice.planning.placement.plan_vertices` keywords of ``p`` (its OARs aside)."""
-    return {f.name: getattr(p, f.name) for f in dataclasses.fields(p)
-            if f.name != "oar_clearance_mm"}
+    return {
+        f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "oar_clearance_mm"
+    }
 
 
-def _verified_document(plan: Plan, loaded: _Loaded, warnings: list[str], *, stv: Any,
-                       dose: DoseProxyParameters | None) -> dict[str, Any]:
+def _verified_document(
+    plan: Plan, loaded: _Loaded, warnings: list[str], *, stv: Any, dose: DoseProxyParameters | None
+) -> dict[str, Any]:
     """plan.json, checked by the independent verifier before it is written."""
     from .analysis.verify import verify_plan
 
     series = loaded.series
-    document = plan.to_dict(inputs=loaded.record,
-                            slice_grid=None if series is None else series.grid)
+    document = plan.to_dict(
+        inputs=loaded.record, slice_grid=None if series is None else series.grid
+    )
     document["warnings"] = [*warnings, *document["warnings"]]
     if stv is not None:
         document["stv"] = stv.to_dict()
@@ -579,14 +659,18 @@ def _verified_document(plan: Plan, loaded: _Loaded, warnings: list[str], *, stv:
         from .analysis.dose import dose_proxy_metrics
 
         document["dose_proxy"] = dose_proxy_metrics(
-            loaded.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm,
-            params=dose)
+            loaded.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm, params=dose
+        )
     report = verify_plan(document, gtv=loaded.gtv, oars=loaded.oars, check_reported_depth=False)
     if not report.ok:
-        raise LatticeError("the plan failed its own independent verification ("
-                           + "; ".join(v.message for v in report.violations[:3])
-                           + "); nothing was written; please report this as a bug")
-    document["verification"] = {"ok": True, "by": "lattice.verify (independent "
-                                "recomputation from the masks)",
-                                "checks": list(report.checks)}
+        raise LatticeError(
+            "the plan failed its own independent verification ("
+            + "; ".join(v.message for v in report.violations[:3])
+            + "); nothing was written; please report this as a bug"
+        )
+    document["verification"] = {
+        "ok": True,
+        "by": "lattice.verify (independent recomputation from the masks)",
+        "checks": list(report.checks),
+    }
     return document

@@ -86,8 +86,11 @@ class PlanOption:
         from .pipeline import PlanOptions
         from .planning.plan import PlanParameters
 
-        for cls, name in ((PlanParameters, self.field), (PlanOptions, self.name),
-                          (DoseProxyParameters, self.name.removeprefix("dose_"))):
+        for cls, name in (
+            (PlanParameters, self.field),
+            (PlanOptions, self.name),
+            (DoseProxyParameters, self.name.removeprefix("dose_")),
+        ):
             for f in fields(cls):
                 if f.name == name and f.default is not MISSING:
                     return f.default
@@ -116,8 +119,9 @@ def _help_fields(text: str) -> dict[str, str]:
     if "{protocols}" in text:
         from .planning.protocols import PROTOCOLS
 
-        out["protocols"] = "; ".join(f"{k}: {v.description} [{v.source}]"
-                                     for k, v in PROTOCOLS.items())
+        out["protocols"] = "; ".join(
+            f"{k}: {v.description} [{v.source}]" for k, v in PROTOCOLS.items()
+        )
     if "{positions}" in text or "{anonymous}" in text:
         from .io import dicom_series as ds
 
@@ -130,82 +134,231 @@ def _help_fields(text: str) -> dict[str, str]:
 _OPTION = PlanOption
 #: Every parameter of ``lattice plan`` other than its inputs and output, in ``--help`` order.
 PLAN_OPTIONS: tuple[PlanOption, ...] = (
-    _OPTION("gtv_label", "whole", "label of the GTV when --gtv is a label map",
-            range="gtv_label", metavar="N", group="input"),
-    _OPTION("protocol", "choice", "start from a named protocol's parameters (explicit options "
-            "override them): {protocols}", field="protocol",
-            choices="lattice.planning.protocols:PROTOCOLS"),
-    _OPTION("diameter_mm", "number", "vertex diameter ({default})", field="diameter_mm",
-            protocol=True, range="diameter_mm"),
-    _OPTION("spacing_mm", "number", "minimum centre-to-centre distance between vertices "
-            "({default}), at least the diameter", field="min_spacing_mm", protocol=True,
-            range="min_spacing_mm"),
-    _OPTION("gtv_margin_mm", "number", "minimum distance from vertex surface to GTV surface "
-            "({default})", field="gtv_margin_mm", protocol=True, range="gtv_margin_mm"),
-    _OPTION("pattern", "choice", "lattice ({default}), or max: an irregular maximal packing "
-            "started from the best lattice (more vertices, less regular)", field="pattern",
-            protocol=True, choices="lattice.planning.plan:PLACEMENTS"),
-    _OPTION("time_budget_s", "number", "time budget of --pattern max ({default})",
-            field="time_budget_s", range="time_budget_s"),
-    _OPTION("mode", "choice", "fill: vertices throughout the LATTICE target; shell: along its "
-            "edge, centres at depth margin + D/2 .. + --shell-width-mm ({default})",
-            field="mode", choices="lattice.planning.plan:MODES"),
-    _OPTION("shell_width_mm", "number", "shell width for --mode shell (default D/2)",
-            field="shell_width_mm", range="shell_width_mm"),
-    _OPTION("snap_to_slices", "flag", "put every vertex centre on a CT slice plane",
-            field="snap_to_slices", protocol=True),
-    _OPTION("max_vertices", "whole", "keep at most N vertices (those with the most room)",
-            field="max_vertices", range="max_vertices", metavar="N"),
-    _OPTION("coplanar_mm", "number", "co-planar rule: centres closer than this in z "
-            "(superior-inferior) must be --coplanar-spacing-mm apart (Mayo: 20; 0 turns it "
-            "off)", field="coplanar_mm", protocol=True, range="coplanar_mm"),
-    _OPTION("coplanar_spacing_mm", "number", "distance required by the co-planar rule (Mayo: "
-            "80)", field="coplanar_spacing_mm", protocol=True, range="coplanar_spacing_mm"),
-    _OPTION("count", "whole", "place exactly N vertices, as far apart as possible (at least "
-            "--spacing-mm)", field="count", range="count", metavar="N"),
-    _OPTION("min_vertices", "whole", "fail (exit 2, nothing written) if fewer than N vertices "
-            "fit", field="min_vertices", range="min_vertices", metavar="N"),
-    _OPTION("allow_empty", "flag", "write the plan even when no vertex fits (by default that "
-            "is an error, exit 2, nothing written), e.g. to record 0 in a parameter sweep"),
-    _OPTION("orientations", "choice", "orientation search: about the superior-inferior axis, "
-            "or also tilted ({default})", field="orientation_search",
-            choices="lattice.planning.plan:ORIENTATION_SEARCHES"),
-    _OPTION("rotation_step_deg", "number", "angle step of the orientation search ({default})",
-            field="rotation_step_deg", range="rotation_step_deg"),
-    _OPTION("no_picture", "flag", "skip the pictures (overview.png, vertices.png, "
-            "overview3d.png)"),
-    _OPTION("stv_margin_mm", "number", "also contract the GTV into a SCART target (STV) by "
-            "this margin: stv.nii.gz and the LATTICE_STV ROI (see lattice scart)",
-            range="stv_margin_mm", metavar="MM", group="stv"),
-    _OPTION("stv_fraction", "number", "the same, to this fraction of the GTV volume",
-            range="stv_fraction", metavar="F", group="stv"),
-    _OPTION("size_rule", "list", "lesion size rule recorded in plan.json, e.g. "
-            "'short_axis_mm>30' or a trial id (see lattice measure); repeatable (default "
-            "NCT06987370)", metavar="RULE"),
-    _OPTION("dose_peak_gy", "number", "peak level ({default}), above the valley",
-            range="dose_peak_gy", group="dose"),
-    _OPTION("dose_valley_gy", "number", "valley floor ({default})", range="dose_valley_gy",
-            group="dose"),
-    _OPTION("dose_falloff_mm", "number", "standard deviation of the Gaussian fall-off, mm "
-            "({default})", range="dose_falloff_mm", group="dose"),
+    _OPTION(
+        "gtv_label",
+        "whole",
+        "label of the GTV when --gtv is a label map",
+        range="gtv_label",
+        metavar="N",
+        group="input",
+    ),
+    _OPTION(
+        "protocol",
+        "choice",
+        "start from a named protocol's parameters (explicit options override them): {protocols}",
+        field="protocol",
+        choices="lattice.planning.protocols:PROTOCOLS",
+    ),
+    _OPTION(
+        "diameter_mm",
+        "number",
+        "vertex diameter ({default})",
+        field="diameter_mm",
+        protocol=True,
+        range="diameter_mm",
+    ),
+    _OPTION(
+        "spacing_mm",
+        "number",
+        "minimum centre-to-centre distance between vertices ({default}), at least the diameter",
+        field="min_spacing_mm",
+        protocol=True,
+        range="min_spacing_mm",
+    ),
+    _OPTION(
+        "gtv_margin_mm",
+        "number",
+        "minimum distance from vertex surface to GTV surface ({default})",
+        field="gtv_margin_mm",
+        protocol=True,
+        range="gtv_margin_mm",
+    ),
+    _OPTION(
+        "pattern",
+        "choice",
+        "lattice ({default}), or max: an irregular maximal packing "
+        "started from the best lattice (more vertices, less regular)",
+        field="pattern",
+        protocol=True,
+        choices="lattice.planning.plan:PLACEMENTS",
+    ),
+    _OPTION(
+        "time_budget_s",
+        "number",
+        "time budget of --pattern max ({default})",
+        field="time_budget_s",
+        range="time_budget_s",
+    ),
+    _OPTION(
+        "mode",
+        "choice",
+        "fill: vertices throughout the LATTICE target; shell: along its "
+        "edge, centres at depth margin + D/2 .. + --shell-width-mm ({default})",
+        field="mode",
+        choices="lattice.planning.plan:MODES",
+    ),
+    _OPTION(
+        "shell_width_mm",
+        "number",
+        "shell width for --mode shell (default D/2)",
+        field="shell_width_mm",
+        range="shell_width_mm",
+    ),
+    _OPTION(
+        "snap_to_slices",
+        "flag",
+        "put every vertex centre on a CT slice plane",
+        field="snap_to_slices",
+        protocol=True,
+    ),
+    _OPTION(
+        "max_vertices",
+        "whole",
+        "keep at most N vertices (those with the most room)",
+        field="max_vertices",
+        range="max_vertices",
+        metavar="N",
+    ),
+    _OPTION(
+        "coplanar_mm",
+        "number",
+        "co-planar rule: centres closer than this in z "
+        "(superior-inferior) must be --coplanar-spacing-mm apart (Mayo: 20; 0 turns it "
+        "off)",
+        field="coplanar_mm",
+        protocol=True,
+        range="coplanar_mm",
+    ),
+    _OPTION(
+        "coplanar_spacing_mm",
+        "number",
+        "distance required by the co-planar rule (Mayo: 80)",
+        field="coplanar_spacing_mm",
+        protocol=True,
+        range="coplanar_spacing_mm",
+    ),
+    _OPTION(
+        "count",
+        "whole",
+        "place exactly N vertices, as far apart as possible (at least --spacing-mm)",
+        field="count",
+        range="count",
+        metavar="N",
+    ),
+    _OPTION(
+        "min_vertices",
+        "whole",
+        "fail (exit 2, nothing written) if fewer than N vertices fit",
+        field="min_vertices",
+        range="min_vertices",
+        metavar="N",
+    ),
+    _OPTION(
+        "allow_empty",
+        "flag",
+        "write the plan even when no vertex fits (by default that "
+        "is an error, exit 2, nothing written), e.g. to record 0 in a parameter sweep",
+    ),
+    _OPTION(
+        "orientations",
+        "choice",
+        "orientation search: about the superior-inferior axis, or also tilted ({default})",
+        field="orientation_search",
+        choices="lattice.planning.plan:ORIENTATION_SEARCHES",
+    ),
+    _OPTION(
+        "rotation_step_deg",
+        "number",
+        "angle step of the orientation search ({default})",
+        field="rotation_step_deg",
+        range="rotation_step_deg",
+    ),
+    _OPTION("no_picture", "flag", "skip the pictures (overview.png, vertices.png, overview3d.png)"),
+    _OPTION(
+        "stv_margin_mm",
+        "number",
+        "also contract the GTV into a SCART target (STV) by "
+        "this margin: stv.nii.gz and the LATTICE_STV ROI (see lattice scart)",
+        range="stv_margin_mm",
+        metavar="MM",
+        group="stv",
+    ),
+    _OPTION(
+        "stv_fraction",
+        "number",
+        "the same, to this fraction of the GTV volume",
+        range="stv_fraction",
+        metavar="F",
+        group="stv",
+    ),
+    _OPTION(
+        "size_rule",
+        "list",
+        "lesion size rule recorded in plan.json, e.g. "
+        "'short_axis_mm>30' or a trial id (see lattice measure); repeatable (default "
+        "NCT06987370)",
+        metavar="RULE",
+    ),
+    _OPTION(
+        "dose_peak_gy",
+        "number",
+        "peak level ({default}), above the valley",
+        range="dose_peak_gy",
+        group="dose",
+    ),
+    _OPTION(
+        "dose_valley_gy", "number", "valley floor ({default})", range="dose_valley_gy", group="dose"
+    ),
+    _OPTION(
+        "dose_falloff_mm",
+        "number",
+        "standard deviation of the Gaussian fall-off, mm ({default})",
+        range="dose_falloff_mm",
+        group="dose",
+    ),
     _OPTION("no_dicom", "flag", "skip rtstruct.dcm (and the derived CT series)"),
-    _OPTION("vertex_rois", "choice", "vertex ROIs in rtstruct.dcm: one combined LATTICE_VTX, "
-            "one VTX_nn per vertex, or both ({default})",
-            choices="lattice.io.rtstruct_write:VERTEX_ROI_CHOICES"),
-    _OPTION("mesh_format", "choice", "format of vertices.* and gtv.* surface meshes, LPS mm "
-            "({default})", choices="lattice.plan_options:MESH_CHOICES"),
-    _OPTION("valley_contours", "choice", "LATTICE_VALLEY in rtstruct.dcm: the GTV outline with "
-            "the vertex circles as inner contours (holes: Eclipse, RayStation), or each hole "
-            "joined to its outline by a zero-width cut, one polygon per outline (keyhole: "
-            "readers that OR contours, e.g. plastimatch) ({default})",
-            choices="lattice.io.rtstruct_write:VALLEY_CONTOUR_CHOICES"),
-    _OPTION("patient_id", "text", "PatientID of the derived DICOM CT, at most 64 characters, "
-            "no backslash (default: LAT + the CT file's hash)"),
-    _OPTION("patient_name", "text", "PatientName of the derived DICOM CT, a DICOM person name "
-            "FAMILY^GIVEN (default: {anonymous}, clearly not a real patient)"),
-    _OPTION("patient_position", "choice", "PatientPosition of the derived DICOM CT, a DICOM "
-            "defined term: {positions} ({position})", metavar="POS", upper=True,
-            choices="lattice.io.dicom_series:PATIENT_POSITIONS"),
+    _OPTION(
+        "vertex_rois",
+        "choice",
+        "vertex ROIs in rtstruct.dcm: one combined LATTICE_VTX, "
+        "one VTX_nn per vertex, or both ({default})",
+        choices="lattice.io.rtstruct_write:VERTEX_ROI_CHOICES",
+    ),
+    _OPTION(
+        "mesh_format",
+        "choice",
+        "format of vertices.* and gtv.* surface meshes, LPS mm ({default})",
+        choices="lattice.plan_options:MESH_CHOICES",
+    ),
+    _OPTION(
+        "valley_contours",
+        "choice",
+        "LATTICE_VALLEY in rtstruct.dcm: the GTV outline with "
+        "the vertex circles as inner contours (holes: Eclipse, RayStation), or each hole "
+        "joined to its outline by a zero-width cut, one polygon per outline (keyhole: "
+        "readers that OR contours, e.g. plastimatch) ({default})",
+        choices="lattice.io.rtstruct_write:VALLEY_CONTOUR_CHOICES",
+    ),
+    _OPTION(
+        "patient_id",
+        "text",
+        "PatientID of the derived DICOM CT, at most 64 characters, "
+        "no backslash (default: LAT + the CT file's hash)",
+    ),
+    _OPTION(
+        "patient_name",
+        "text",
+        "PatientName of the derived DICOM CT, a DICOM person name "
+        "FAMILY^GIVEN (default: {anonymous}, clearly not a real patient)",
+    ),
+    _OPTION(
+        "patient_position",
+        "choice",
+        "PatientPosition of the derived DICOM CT, a DICOM defined term: {positions} ({position})",
+        metavar="POS",
+        upper=True,
+        choices="lattice.io.dicom_series:PATIENT_POSITIONS",
+    ),
 )
 #: The options by name.
 PLAN_OPTION: dict[str, PlanOption] = {o.name: o for o in PLAN_OPTIONS}
@@ -225,11 +378,20 @@ OPTION_NAMES: dict[str, str] = {
     **{o.name: o.flag for o in PLAN_OPTIONS},
     **{o.field: o.flag for o in PLAN_OPTIONS if o.field},
     **{o.range: o.flag for o in PLAN_OPTIONS if o.range},
-    "peak_gy": "--dose-peak-gy", "valley_gy": "--dose-valley-gy",
-    "falloff_mm": "--dose-falloff-mm", "size_rules": "--size-rule", "ct": "--ct",
-    "gtv": "--gtv", "oar": "--oar", "reference_ct_dicom": "--reference-ct-dicom",
-    "ct_dicom": "--ct-dicom", "rtstruct": "--rtstruct", "gtv_name": "--gtv-name",
-    "oar_name": "--oar-name", "ct_series": "--ct-series"}
+    "peak_gy": "--dose-peak-gy",
+    "valley_gy": "--dose-valley-gy",
+    "falloff_mm": "--dose-falloff-mm",
+    "size_rules": "--size-rule",
+    "ct": "--ct",
+    "gtv": "--gtv",
+    "oar": "--oar",
+    "reference_ct_dicom": "--reference-ct-dicom",
+    "ct_dicom": "--ct-dicom",
+    "rtstruct": "--rtstruct",
+    "gtv_name": "--gtv-name",
+    "oar_name": "--oar-name",
+    "ct_series": "--ct-series",
+}
 
 
 def option_value(name: str, text: str) -> Any:
@@ -251,16 +413,21 @@ def option_value(name: str, text: str) -> Any:
         raise ParameterError(f"argument {{{name}}}: {exc}", parameters=[name]) from None
     if option.kind == "flag":
         if text.lower() not in TRUE_WORDS | FALSE_WORDS:
-            raise ParameterError(f"{{{name}}} is an on/off flag; write true or false, not "
-                                 f"{text!r}", parameters=[name])
+            raise ParameterError(
+                f"{{{name}}} is an on/off flag; write true or false, not {text!r}",
+                parameters=[name],
+            )
         return text.lower() in TRUE_WORDS
     if option.kind == "list":
         return [t.strip() for t in text.split(";")]
     word = text.upper() if option.upper else text
     valid = option.choice_values()
     if valid and word not in valid:
-        raise ParameterError(f"argument {{{name}}}: invalid choice: {word!r} (choose from "
-                             f"{', '.join(map(repr, valid))})", parameters=[name])
+        raise ParameterError(
+            f"argument {{{name}}}: invalid choice: {word!r} (choose from "
+            f"{', '.join(map(repr, valid))})",
+            parameters=[name],
+        )
     return word
 
 
@@ -281,8 +448,9 @@ def check_option_ranges(values: Mapping[str, Any]) -> None:
         if option.range and values.get(option.name) is not None:
             check_range(option.range, values[option.name])
     for oar in (*(values.get("oar") or ()), *(values.get("oar_name") or ())):
-        name, _, clearance = (oar.name, oar.path, oar.clearance_mm) \
-            if isinstance(oar, OarSpec) else oar
+        name, _, clearance = (
+            (oar.name, oar.path, oar.clearance_mm) if isinstance(oar, OarSpec) else oar
+        )
         if clearance is not None:
             check_range("oar_clearance_mm", clearance, label=f"clearance for OAR '{name}'")
 
@@ -304,33 +472,56 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
 
     check_option_ranges(values)
     v = {k: val for k, val in values.items() if val is not None}
-    parameters = PlanParameters.from_protocol(v.get("protocol"), **{
-        o.field: _given(o, v.get(o.name)) for o in PLAN_OPTIONS
-        if o.field and o.field != "protocol"})
-    dose = {k: v[f"dose_{k}"] for k in ("peak_gy", "valley_gy", "falloff_mm")
-            if f"dose_{k}" in v}
-    output: dict[str, Any] = {k: v[k] for k in (
-        "vertex_rois", "valley_contours", "patient_id", "patient_name", "patient_position",
-        "stv_margin_mm", "stv_fraction") if k in v}
+    parameters = PlanParameters.from_protocol(
+        v.get("protocol"),
+        **{
+            o.field: _given(o, v.get(o.name))
+            for o in PLAN_OPTIONS
+            if o.field and o.field != "protocol"
+        },
+    )
+    dose = {k: v[f"dose_{k}"] for k in ("peak_gy", "valley_gy", "falloff_mm") if f"dose_{k}" in v}
+    output: dict[str, Any] = {
+        k: v[k]
+        for k in (
+            "vertex_rois",
+            "valley_contours",
+            "patient_id",
+            "patient_name",
+            "patient_position",
+            "stv_margin_mm",
+            "stv_fraction",
+        )
+        if k in v
+    }
     if "mesh_format" in v:
         output["mesh_format"] = None if v["mesh_format"] == "none" else v["mesh_format"]
     if v.get("size_rule"):
         output["size_rules"] = v["size_rule"]
     options = PlanOptions(
-        allow_empty=bool(v.get("allow_empty")), picture=not v.get("no_picture"),
-        dicom=not v.get("no_dicom"), dose=DoseProxyParameters(**dose) if dose else None,
-        **output)
+        allow_empty=bool(v.get("allow_empty")),
+        picture=not v.get("no_picture"),
+        dicom=not v.get("no_dicom"),
+        dose=DoseProxyParameters(**dose) if dose else None,
+        **output,
+    )
     inputs: Inputs
     if "ct_dicom" in v:
-        inputs = DicomInputs(v["ct_dicom"], v["rtstruct"], v["gtv_name"],
-                             oars=[(n, mm) for n, _, mm in v.get("oar_name", ())],
-                             series_uid=v.get("ct_series"))
+        inputs = DicomInputs(
+            v["ct_dicom"],
+            v["rtstruct"],
+            v["gtv_name"],
+            oars=[(n, mm) for n, _, mm in v.get("oar_name", ())],
+            series_uid=v.get("ct_series"),
+        )
     else:
-        inputs = NiftiInputs(v["ct"], v["gtv"],
-                             oars=[o if isinstance(o, OarSpec) else OarSpec(*o)
-                                   for o in v.get("oar", ())],
-                             gtv_label=v.get("gtv_label"),
-                             reference_ct_dicom=v.get("reference_ct_dicom"))
+        inputs = NiftiInputs(
+            v["ct"],
+            v["gtv"],
+            oars=[o if isinstance(o, OarSpec) else OarSpec(*o) for o in v.get("oar", ())],
+            gtv_label=v.get("gtv_label"),
+            reference_ct_dicom=v.get("reference_ct_dicom"),
+        )
     return PlanRequest(inputs, v["out"], parameters, options, force=bool(v.get("force")))
 
 

@@ -148,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pattern", default="hcp", help="lattice pattern to plan (default hcp)")
     parser.add_argument("--repeat", type=int, default=3, help="plan runs to time (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the case's CT noise")
-    parser.add_argument("--plan-args", default="",
-                        help="extra options for lattice plan, e.g. '--no-dicom --mesh-format "
-                        "none' to time the plan without its DICOM and mesh exports")
+    parser.add_argument(
+        "--plan-args",
+        default="",
+        help="extra options for lattice plan, e.g. '--no-dicom --mesh-format "
+        "none' to time the plan without its DICOM and mesh exports",
+    )
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be at least 1, got {args.repeat}")
@@ -203,8 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         walls.append(wall)
         rss.append(rss_mb)
         trees.append(tree_mb)
-        print(f"run {i + 1}/{args.repeat}: {wall:.2f} s, peak RSS {rss_mb:.0f} MB "
-              f"(all processes together: {tree_mb:.0f} MB)")
+        print(
+            f"run {i + 1}/{args.repeat}: {wall:.2f} s, peak RSS {rss_mb:.0f} MB "
+            f"(all processes together: {tree_mb:.0f} MB)"
+        )
 
     plan = json.loads((out / "plan.json").read_text())
     n_vertices = plan["summary"]["n_vertices"]

@@ -28,16 +28,31 @@ def run(manifest: Path, out: Path, extra: list[str], *, fresh: bool = True) -> f
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "lattice_cli", "batch", str(manifest), "--out",
-                    str(out), "--grid", "spacing_mm=25,30", "diameter_mm=10,15", *extra],
-                   check=False)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lattice_cli",
+            "batch",
+            str(manifest),
+            "--out",
+            str(out),
+            "--grid",
+            "spacing_mm=25,30",
+            "diameter_mm=10,15",
+            *extra,
+        ],
+        check=False,
+    )
     return time.perf_counter() - t0
 
 
 def counts(out: Path) -> list[tuple[str, ...]]:
     with open(out / "summary.csv", newline="") as fh:
-        return [(r["case"], r["spacing_mm"], r["diameter_mm"], r["status"], r["n_vertices"])
-                for r in csv.DictReader(fh)]
+        return [
+            (r["case"], r["spacing_mm"], r["diameter_mm"], r["status"], r["n_vertices"])
+            for r in csv.DictReader(fh)
+        ]
 
 
 def main() -> int:
@@ -56,8 +71,9 @@ def main() -> int:
         writer = csv.writer(fh)
         writer.writerow(["case", "ct", "gtv"])
         for case in CASES:
-            writer.writerow([case, args.data / case / "image.nii.gz",
-                             args.data / case / "gtv.nii.gz"])
+            writer.writerow(
+                [case, args.data / case / "image.nii.gz", args.data / case / "gtv.nii.gz"]
+            )
         writer.writerow(["BROKEN", args.data / "STS_001" / "image.nii.gz", broken])
     one = run(manifest, args.workdir / "w1", [*args.extra, "--workers", "1"])
     two = run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"])
@@ -66,16 +82,18 @@ def main() -> int:
     print(f"counts equal between 1 and 2 workers: {same}")
     t0 = time.perf_counter()
     run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"], fresh=False)
-    print(f"rerun of the 2-worker batch (finished rows skipped): "
-          f"{time.perf_counter() - t0:.1f} s")
+    print(f"rerun of the 2-worker batch (finished rows skipped): {time.perf_counter() - t0:.1f} s")
     if args.dask:
         from distributed import LocalCluster
 
         with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
-            t = run(manifest, args.workdir / "dask", [*args.extra, "--scheduler",
-                                                      c.scheduler_address])
-        print(f"Dask LocalCluster (2 workers) {t:.1f} s; counts equal to local: "
-              f"{counts(args.workdir / 'dask') == counts(args.workdir / 'w2')}")
+            t = run(
+                manifest, args.workdir / "dask", [*args.extra, "--scheduler", c.scheduler_address]
+            )
+        print(
+            f"Dask LocalCluster (2 workers) {t:.1f} s; counts equal to local: "
+            f"{counts(args.workdir / 'dask') == counts(args.workdir / 'w2')}"
+        )
     return 0
 
 

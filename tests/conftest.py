@@ -81,8 +81,9 @@ def affine_for(shape, voxel_size_mm, affine_kind: str, *, center_ras_mm=None) ->
         lin = rotation_about_axis(OBLIQUE_AXIS, OBLIQUE_ANGLE_DEG) @ np.diag(vox)
     else:
         raise ValueError(f"unknown affine_kind {affine_kind!r}; choose one of {AFFINE_KINDS}")
-    centre = np.asarray(DEFAULT_CENTER_RAS_MM if center_ras_mm is None else center_ras_mm,
-                        dtype=float)
+    centre = np.asarray(
+        DEFAULT_CENTER_RAS_MM if center_ras_mm is None else center_ras_mm, dtype=float
+    )
     affine = np.eye(4)
     affine[:3, :3] = lin
     affine[:3, 3] = centre - lin @ ((np.asarray(shape, dtype=float) - 1.0) / 2.0)
@@ -91,8 +92,7 @@ def affine_for(shape, voxel_size_mm, affine_kind: str, *, center_ras_mm=None) ->
 
 def voxel_centers_ras_mm(shape, affine) -> np.ndarray:
     """(I, J, K, 3) world coordinates (RAS+ mm) of every voxel centre, from the affine only."""
-    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij"),
-                   axis=-1)
+    ijk = np.stack(np.meshgrid(*[np.arange(n, dtype=float) for n in shape], indexing="ij"), axis=-1)
     affine = np.asarray(affine, dtype=float)
     return ijk @ affine[:3, :3].T + affine[:3, 3]
 
@@ -115,15 +115,24 @@ def make_volume():
     (a blank CT-like image). The affine is :func:`affine_for` of the same arguments.
     """
 
-    def _make(shape, voxel_size_mm, affine_kind="identity-like", *, center_ras_mm=None,
-              array=None, dtype=np.int16):
+    def _make(
+        shape,
+        voxel_size_mm,
+        affine_kind="identity-like",
+        *,
+        center_ras_mm=None,
+        array=None,
+        dtype=np.int16,
+    ):
         shape = tuple(int(n) for n in shape)
         if array is None:
             array = np.zeros(shape, dtype=dtype)
         elif np.shape(array) != shape:
             raise ValueError(f"array shape {np.shape(array)} != shape {shape}")
-        return Volume(np.asarray(array),
-                      affine_for(shape, voxel_size_mm, affine_kind, center_ras_mm=center_ras_mm))
+        return Volume(
+            np.asarray(array),
+            affine_for(shape, voxel_size_mm, affine_kind, center_ras_mm=center_ras_mm),
+        )
 
     return _make
 
@@ -175,7 +184,8 @@ def write_nifti():
         affine = np.asarray(affine, dtype=float)
         if dtype is None:
             dtype = {np.dtype(bool): np.uint8, np.dtype(np.int64): np.int32}.get(
-                data.dtype, data.dtype)
+                data.dtype, data.dtype
+            )
         data = data.astype(dtype)
         img = nib.Nifti1Image(data, affine)
         img.header.set_data_dtype(dtype)

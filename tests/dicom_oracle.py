@@ -39,7 +39,9 @@ def read_series_geometry(folder) -> dict:
     return {
         "positions": np.array([d.ImagePositionPatient for d in items], dtype=float),
         "uids": [str(d.SOPInstanceUID) for d in items],
-        "row_dir": iop[:3], "col_dir": iop[3:], "normal": normal,
+        "row_dir": iop[:3],
+        "col_dir": iop[3:],
+        "normal": normal,
         "pixel_spacing": np.array(items[0].PixelSpacing, dtype=float),
         "headers": items,
     }
@@ -54,19 +56,22 @@ def read_structures(path) -> dict[str, list[dict]]:
         name = names[int(item.ReferencedROINumber)]
         for c in item.get("ContourSequence", []):
             data = c.ContourData
-            out[name].append({
-                "points": np.array([float(v) for v in data]).reshape(-1, 3),
-                "n_points": int(c.NumberOfContourPoints),
-                "n_values": len(data),
-                "type": str(c.ContourGeometricType),
-                "refs": [str(r.ReferencedSOPInstanceUID) for r in c.ContourImageSequence],
-                "strings": [getattr(v, "original_string", str(v)) for v in data],
-            })
+            out[name].append(
+                {
+                    "points": np.array([float(v) for v in data]).reshape(-1, 3),
+                    "n_points": int(c.NumberOfContourPoints),
+                    "n_values": len(data),
+                    "type": str(c.ContourGeometricType),
+                    "refs": [str(r.ReferencedSOPInstanceUID) for r in c.ContourImageSequence],
+                    "strings": [getattr(v, "original_string", str(v)) for v in data],
+                }
+            )
     return out
 
 
-def polygon_area_centroid(points: np.ndarray, u: np.ndarray, v: np.ndarray
-                          ) -> tuple[float, np.ndarray]:
+def polygon_area_centroid(
+    points: np.ndarray, u: np.ndarray, v: np.ndarray
+) -> tuple[float, np.ndarray]:
     """Area (mm^2) and centroid (3-D) of a planar polygon, measured in the (u, v) plane."""
     x, y = points @ u, points @ v
     cross = x * np.roll(y, -1) - np.roll(x, -1) * y
@@ -93,9 +98,19 @@ def sphere_from_contours(contours: list[dict], geometry: dict) -> tuple[np.ndarr
     return centre, float(areas_arr.sum() * gap)
 
 
-def write_series(folder, values: np.ndarray, *, row_dir, col_dir, origin_lps, spacing_ij,
-                 gap_mm, slope: float = 1.0, intercept: float = 0.0,
-                 patient_id: str = "TEST01") -> list[str]:
+def write_series(
+    folder,
+    values: np.ndarray,
+    *,
+    row_dir,
+    col_dir,
+    origin_lps,
+    spacing_ij,
+    gap_mm,
+    slope: float = 1.0,
+    intercept: float = 0.0,
+    patient_id: str = "TEST01",
+) -> list[str]:
     """Write values[i, j, k] as a CT series (i along rows, j down columns), files named in
     shuffled order. Returns the SOP Instance UIDs by k."""
     folder = Path(folder)
@@ -134,8 +149,9 @@ def write_series(folder, values: np.ndarray, *, row_dir, col_dir, origin_lps, sp
     return uids
 
 
-def write_structure_set(path, series_folder, rois: dict[str, list[np.ndarray]], *,
-                        frame_uid: str | None = None) -> None:
+def write_structure_set(
+    path, series_folder, rois: dict[str, list[np.ndarray]], *, frame_uid: str | None = None
+) -> None:
     """A minimal RTSTRUCT with closed planar contours (LPS points) per ROI name."""
     geometry = read_series_geometry(series_folder)
     head = geometry["headers"][0]

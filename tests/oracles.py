@@ -17,6 +17,7 @@ from tps_checker import Solid, best_translation_count
 
 # -- phantoms defined in world space ---------------------------------------------------------
 
+
 def grid(shape, voxel_mm, *, flip=(), perm=(0, 1, 2), oblique_deg=0.0, origin=(-40, -30, -20)):
     """Affine for a grid; flips/permutations/rotation change storage, not the world."""
     a = np.diag([*voxel_mm, 1.0]).astype(float)
@@ -49,7 +50,7 @@ def crop_to_mask(mask, affine):
     idx = np.argwhere(mask)
     lo = np.maximum(idx.min(0) - 1, 0)
     hi = np.minimum(idx.max(0) + 2, mask.shape)
-    sub = mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+    sub = mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
     a = affine.copy()
     a[:3, 3] = affine[:3, :3] @ lo + affine[:3, 3]
     return sub, a
@@ -83,17 +84,19 @@ def mask_distance(mask, affine, pts):
 
 # -- textbook lattices -----------------------------------------------------------------------
 
+
 def textbook_lattice(pattern, s):
     if pattern == "sc":
         return s * np.eye(3), np.zeros((1, 3))
     if pattern == "bcc":
-        return 2 * s / np.sqrt(3) * np.eye(3), np.array([[0, 0, 0], [.5, .5, .5]])
+        return 2 * s / np.sqrt(3) * np.eye(3), np.array([[0, 0, 0], [0.5, 0.5, 0.5]])
     if pattern == "fcc":
-        return np.sqrt(2) * s * np.eye(3), np.array([[0, 0, 0], [.5, .5, 0], [.5, 0, .5],
-                                                      [0, .5, .5]])
+        return np.sqrt(2) * s * np.eye(3), np.array(
+            [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        )
     c = s * np.sqrt(8 / 3)
     cell = np.array([[s, s / 2, 0], [0, s * np.sqrt(3) / 2, 0], [0, 0, c]])
-    return cell, np.array([[0, 0, 0], [1 / 3, 1 / 3, .5]])
+    return cell, np.array([[0, 0, 0], [1 / 3, 1 / 3, 0.5]])
 
 
 def lattice_points(pattern, s, lo, hi):
@@ -105,14 +108,14 @@ def lattice_points(pattern, s, lo, hi):
     return pts, cell
 
 
-def best_random_translation_count(mask, affine, pattern, *, s, d, margin, oars=(), n=1500,
-                                  seed=0):
+def best_random_translation_count(mask, affine, pattern, *, s, d, margin, oars=(), n=1500, seed=0):
     """Best count over n random translations of the unrotated lattice (brute force, TPS
     surface model)."""
     gtv = Solid.from_mask(mask, affine)
     solids = [(Solid.from_mask(m, affine), c) for m, c in oars]
-    best, _ = best_translation_count(gtv, pattern, spacing=s, diameter=d, margin=margin,
-                                     oars=solids, n_translations=n, seed=seed)
+    best, _ = best_translation_count(
+        gtv, pattern, spacing=s, diameter=d, margin=margin, oars=solids, n_translations=n, seed=seed
+    )
     return best
 
 

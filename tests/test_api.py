@@ -23,8 +23,9 @@ def test_plan_in_memory_and_json_round_trip():
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
     world = ijk @ aff[:3, :3].T
     gtv = np.linalg.norm(world - world.reshape(-1, 3).mean(0), axis=-1) <= 30.0
-    plan = lattice.plan_vertices(lattice.Volume(gtv, aff), diameter_mm=10, min_spacing_mm=16,
-                                 gtv_margin_mm=3)
+    plan = lattice.plan_vertices(
+        lattice.Volume(gtv, aff), diameter_mm=10, min_spacing_mm=16, gtv_margin_mm=3
+    )
     doc = json.loads(json.dumps(plan.to_dict()))
     assert doc["summary"]["n_vertices"] == plan.n_vertices > 0
     centres = np.array([v["center_ras_mm"] for v in doc["vertices"]])

@@ -107,8 +107,9 @@ def test_sheared_and_degenerate_grids_are_refused():
         Grid(SHAPE, flat).check_not_sheared(name="CT")
 
 
-@pytest.mark.parametrize("shape, affine", [((4, 4), np.eye(4)), ((4, 4, -1), np.eye(4)),
-                                           ((4, 4, 4), np.eye(3))])
+@pytest.mark.parametrize(
+    "shape, affine", [((4, 4), np.eye(4)), ((4, 4, -1), np.eye(4)), ((4, 4, 4), np.eye(3))]
+)
 def test_bad_shapes_and_affines_are_refused(shape, affine):
     with pytest.raises(ValueError):
         Grid(shape, affine)

@@ -34,8 +34,12 @@ def _without_durations(value):
     """The document without durations, and without the UID of the derived DICOM CT series
     (a new UID per run: it stamps the run as a timestamp would)."""
     if isinstance(value, dict) and "derived_ct_dicom" in value:
-        value = {**value, "derived_ct_dicom": {k: v for k, v in value["derived_ct_dicom"].items()
-                                               if k != "series_instance_uid"}}
+        value = {
+            **value,
+            "derived_ct_dicom": {
+                k: v for k, v in value["derived_ct_dicom"].items() if k != "series_instance_uid"
+            },
+        }
     if isinstance(value, dict):
         return {k: _without_durations(v) for k, v in value.items() if k not in DURATIONS}
     if isinstance(value, list):
@@ -45,17 +49,39 @@ def _without_durations(value):
 
 def test_command_and_run_plan_write_the_same_plan_json(tmp_path, capfd):
     cli_out, api_out = tmp_path / "cli", tmp_path / "api"
-    code, out, err = run(capfd, [
-        "plan", "--ct", PHANTOM / "ct.nii.gz", "--gtv", PHANTOM / "gtv.nii.gz",
-        "--oar", f"{PHANTOM / 'cord.nii.gz'}:8", "--out", cli_out, "--protocol", "mayo",
-        "--spacing-mm", "25", "--stv-fraction", "0.3", "--dose-peak-gy", "12"])
+    code, out, err = run(
+        capfd,
+        [
+            "plan",
+            "--ct",
+            PHANTOM / "ct.nii.gz",
+            "--gtv",
+            PHANTOM / "gtv.nii.gz",
+            "--oar",
+            f"{PHANTOM / 'cord.nii.gz'}:8",
+            "--out",
+            cli_out,
+            "--protocol",
+            "mayo",
+            "--spacing-mm",
+            "25",
+            "--stv-fraction",
+            "0.3",
+            "--dose-peak-gy",
+            "12",
+        ],
+    )
     assert code == 0, err
     request = lattice.PlanRequest(
-        NiftiInputs(PHANTOM / "ct.nii.gz", PHANTOM / "gtv.nii.gz",
-                    oars=[OarSpec("cord", PHANTOM / "cord.nii.gz", 8.0)]),
-        api_out, parameters=lattice.PlanParameters.from_protocol("mayo", min_spacing_mm=25),
-        options=PlanOptions(stv_fraction=0.3,
-                            dose=lattice.DoseProxyParameters(peak_gy=12.0)))
+        NiftiInputs(
+            PHANTOM / "ct.nii.gz",
+            PHANTOM / "gtv.nii.gz",
+            oars=[OarSpec("cord", PHANTOM / "cord.nii.gz", 8.0)],
+        ),
+        api_out,
+        parameters=lattice.PlanParameters.from_protocol("mayo", min_spacing_mm=25),
+        options=PlanOptions(stv_fraction=0.3, dose=lattice.DoseProxyParameters(peak_gy=12.0)),
+    )
     outcome = lattice.run_plan(request)
     assert outcome.folder == api_out
     cli_doc = json.loads((cli_out / "plan.json").read_text(encoding="utf-8"))
@@ -77,10 +103,13 @@ def test_a_request_holds_volumes_built_in_memory(tmp_path):
     gtv = (np.linalg.norm(ras, axis=1) < 28.0).reshape(shape)
     organ = (np.linalg.norm(ras - [40.0, 0.0, 0.0], axis=1) < 10.0).reshape(shape)
     request = lattice.PlanRequest(
-        VolumeInputs(lattice.Volume(gtv, affine),
-                     oars=[Oar("organ", lattice.Volume(organ, affine), 5.0)]),
-        tmp_path / "out", parameters=lattice.PlanParameters(diameter_mm=10, min_spacing_mm=18),
-        options=PlanOptions(mesh_format=None))
+        VolumeInputs(
+            lattice.Volume(gtv, affine), oars=[Oar("organ", lattice.Volume(organ, affine), 5.0)]
+        ),
+        tmp_path / "out",
+        parameters=lattice.PlanParameters(diameter_mm=10, min_spacing_mm=18),
+        options=PlanOptions(mesh_format=None),
+    )
     outcome = lattice.run_plan(request)
     doc = outcome.document
     assert doc["world_frame"]["input"].startswith("Volumes given to the library")

@@ -54,6 +54,7 @@ def world_from_mm(affine, uvw):
 
 # -- primitives ----------------------------------------------------------------------------
 
+
 def test_segment_distance_and_crossing_number():
     square = np.array([[0, 0], [4, 0], [4, 4], [0, 4]], float)
     hole = np.array([[1, 1], [3, 1], [3, 3], [1, 3]], float)
@@ -61,8 +62,9 @@ def test_segment_distance_and_crossing_number():
     b = np.concatenate([np.roll(square, -1, 0), np.roll(hole, -1, 0)])
     q = np.array([[0.5, 2.0], [2.0, 2.0], [5.0, 5.0], [3.5, 0.25], [-1.0, 2.0]])
     np.testing.assert_array_equal(inside_even_odd(q, a, b), [True, False, False, True, False])
-    np.testing.assert_allclose(distance_to_segments(q, a, b),
-                               [0.5, 1.0, np.sqrt(2), 0.25, 1.0], atol=1e-15)
+    np.testing.assert_allclose(
+        distance_to_segments(q, a, b), [0.5, 1.0, np.sqrt(2), 0.25, 1.0], atol=1e-15
+    )
 
 
 # -- the box: a cuboid (vertical edges chamfered by half a voxel) --------------------------
@@ -77,8 +79,13 @@ def test_box_mask_is_the_cuboid_half_a_voxel_beyond_the_outer_centres(kind):
     mask[BOX] = True
     aff = grid_affine()
     if kind == "flipped":
-        mask, aff = mask[::-1, :, ::-1], aff @ np.array(
-            [[-1, 0, 0, shape[0] - 1], [0, 1, 0, 0], [0, 0, -1, shape[2] - 1], [0, 0, 0, 1]])
+        mask, aff = (
+            mask[::-1, :, ::-1],
+            aff
+            @ np.array(
+                [[-1, 0, 0, shape[0] - 1], [0, 1, 0, 0], [0, 0, -1, shape[2] - 1], [0, 0, 0, 1]]
+            ),
+        )
     elif kind == "permuted":
         perm = np.zeros((4, 4))
         perm[[1, 2, 0, 3], [0, 1, 2, 3]] = 1  # new axis n is old axis perm...
@@ -99,8 +106,7 @@ def test_box_mask_is_the_cuboid_half_a_voxel_beyond_the_outer_centres(kind):
     # Judged at the nearest point of the uncut cuboid (the clamped position).
     plane = [1, 2] if kind == "permuted" else [0, 1]
     near = np.clip(ijk, lo, hi)[:, plane]
-    near_edge = np.all(np.minimum(np.abs(near - lo[plane]), np.abs(near - hi[plane])) < 2.0,
-                       axis=1)
+    near_edge = np.all(np.minimum(np.abs(near - lo[plane]), np.abs(near - hi[plane])) < 2.0, axis=1)
     ijk = ijk[~near_edge]
     pts = to_world(base, ijk)
     mm = ijk * vox
@@ -129,6 +135,7 @@ def test_box_corner_is_cut_by_half_a_voxel():
 
 # -- a single voxel: a diamond prism -------------------------------------------------------
 
+
 def test_single_voxel_is_a_diamond_prism():
     mask = np.zeros((5, 5, 5), bool)
     mask[2, 2, 2] = True
@@ -137,18 +144,38 @@ def test_single_voxel_is_a_diamond_prism():
         dx, dy, dz = VOX
         c = np.array([2.0, 2.0, 2.0])
         edge = 1.0 / np.hypot(2 / dx, 2 / dy)  # centre to the diamond's edge, in-plane
-        pts = to_world(aff, [c, c + [1, 0, 0], c + [0, 0, 1], c + [0.5, 0.5, 0],
-                             c + [0.5 + 0.3 / dx, 0, 0.5 + 0.4 / dz], c + [0, 0, 0.3],
-                             c + [0.25, 0, 0]])
+        pts = to_world(
+            aff,
+            [
+                c,
+                c + [1, 0, 0],
+                c + [0, 0, 1],
+                c + [0.5, 0.5, 0],
+                c + [0.5 + 0.3 / dx, 0, 0.5 + 0.4 / dz],
+                c + [0, 0, 0.3],
+                c + [0.25, 0, 0],
+            ],
+        )
         np.testing.assert_allclose(
-            solid.depth(pts), [min(edge, dz / 2), 0, 0, 0, 0, min(edge, dz / 2 - 0.3 * dz),
-                               min(0.25 * dx * dy / np.hypot(dx, dy) * 1.0, dz / 2)],
-            atol=1e-12)
+            solid.depth(pts),
+            [
+                min(edge, dz / 2),
+                0,
+                0,
+                0,
+                0,
+                min(edge, dz / 2 - 0.3 * dz),
+                min(0.25 * dx * dy / np.hypot(dx, dy) * 1.0, dz / 2),
+            ],
+            atol=1e-12,
+        )
         np.testing.assert_allclose(
-            solid.distance(pts), [0, dx / 2, dz / 2, edge, 0.5, 0, 0], atol=1e-12)
+            solid.distance(pts), [0, dx / 2, dz / 2, edge, 0.5, 0, 0], atol=1e-12
+        )
 
 
 # -- a digital cylinder along k: in-plane depth vs its own midpoint polygon ----------------
+
 
 def midpoint_outline(slice_mask, dx, dy):
     """Outline segments of a binary slice without saddles, built by hand: in every cell of
@@ -162,9 +189,14 @@ def midpoint_outline(slice_mask, dx, dy):
             if all(vals) or not any(vals):
                 continue
             assert not (vals[0] == vals[2] and vals[1] == vals[3]), "saddle"
-            mids = [((corners[e][0] + corners[(e + 1) % 4][0]) / 2,
-                     (corners[e][1] + corners[(e + 1) % 4][1]) / 2)
-                    for e in range(4) if vals[e] != vals[(e + 1) % 4]]
+            mids = [
+                (
+                    (corners[e][0] + corners[(e + 1) % 4][0]) / 2,
+                    (corners[e][1] + corners[(e + 1) % 4][1]) / 2,
+                )
+                for e in range(4)
+                if vals[e] != vals[(e + 1) % 4]
+            ]
             assert len(mids) == 2
             segs.append([[(x - 1) * dx, (y - 1) * dy] for x, y in mids])
     segs = np.array(segs, float)
@@ -186,12 +218,12 @@ def test_cylinder_depth_in_plane_matches_the_midpoint_polygon():
     uv = rng.uniform([cx - 12, cy - 12], [cx + 12, cy + 12], size=(3000, 2))
     w = rng.uniform(4.5, 6.5, size=3000) * dz  # far from the stack's ends (k 0.5 .. 10.5)
     pts = world_from_mm(aff, np.column_stack([uv, w]))
-    d_edge = np.min(np.hypot(*(uv[:, None, :] - nearest_on(a, b, uv)).transpose(2, 0, 1)),
-                    axis=1)
+    d_edge = np.min(np.hypot(*(uv[:, None, :] - nearest_on(a, b, uv)).transpose(2, 0, 1)), axis=1)
     inside = MplPath(ordered_loop(a, b)).contains_points(uv)
     z_room = np.minimum(w - 0.5 * dz, 10.5 * dz - w)
-    np.testing.assert_allclose(solid.depth(pts), np.where(inside, np.minimum(d_edge, z_room),
-                                                          0), atol=1e-9)
+    np.testing.assert_allclose(
+        solid.depth(pts), np.where(inside, np.minimum(d_edge, z_room), 0), atol=1e-9
+    )
     np.testing.assert_allclose(solid.distance(pts), np.where(inside, 0, d_edge), atol=1e-9)
     # And the polygon is the circle to within half a voxel.
     r = np.hypot(uv[:, 0] - cx, uv[:, 1] - cy)
@@ -202,8 +234,7 @@ def test_cylinder_depth_in_plane_matches_the_midpoint_polygon():
 def nearest_on(a, b, q):
     """(n, m, 2) nearest point of each segment to each point, plainly."""
     ab = b - a
-    t = np.clip(np.einsum("nmk,mk->nm", q[:, None, :] - a[None], ab) / np.sum(ab * ab, 1),
-                0, 1)
+    t = np.clip(np.einsum("nmk,mk->nm", q[:, None, :] - a[None], ab) / np.sum(ab * ab, 1), 0, 1)
     return a[None] + t[..., None] * ab[None]
 
 
@@ -228,6 +259,7 @@ def ordered_loop(a, b):
 
 # -- holes: an in-slice hole (even-odd) and a closed cavity --------------------------------
 
+
 def test_box_with_a_cavity_and_a_through_hole():
     dx, dy, dz = 1.0, 1.0, 2.5
     aff = grid_affine((dx, dy, dz), rot_deg=10.0)
@@ -245,8 +277,7 @@ def test_box_with_a_cavity_and_a_through_hole():
     # at i = 7.5 and 5 mm from the outer wall at i = 1.5.
     np.testing.assert_allclose(solid.depth(to_world(aff, [[6.5, 9.5, 5.0]])), 1.0, atol=1e-12)
     # Above the cavity, in slab 8 (k 7.5 .. 8.5): 0.2 slice gaps from the cavity's roof.
-    np.testing.assert_allclose(solid.depth(to_world(aff, [[9.5, 9.5, 7.7]])), 0.2 * dz,
-                               atol=1e-12)
+    np.testing.assert_allclose(solid.depth(to_world(aff, [[9.5, 9.5, 7.7]])), 0.2 * dz, atol=1e-12)
     # Through-hole in every slice: points in it are outside, the walls 1 mm away.
     mask2 = np.zeros((22, 22, 12), bool)
     mask2[2:20, 2:20, 1:11] = True
@@ -259,6 +290,7 @@ def test_box_with_a_cavity_and_a_through_hole():
 
 # -- dense sampling of the boundary --------------------------------------------------------
 
+
 def even_odd_mpl(polys, q):
     """Even-odd membership with matplotlib's point-in-polygon (an independent test)."""
     parity = np.zeros(len(q), bool)
@@ -270,8 +302,11 @@ def even_odd_mpl(polys, q):
 def sample_boundary(polys_by_k, dz, k_lo, k_hi, step):
     """Points on the solid's boundary: lateral walls and the faces between slabs."""
     out = []
-    ws = lambda k: np.linspace(k * dz - dz / 2, k * dz + dz / 2,  # noqa: E731
-                               int(np.ceil(dz / step)) + 1)
+    ws = lambda k: np.linspace(
+        k * dz - dz / 2,
+        k * dz + dz / 2,  # noqa: E731
+        int(np.ceil(dz / step)) + 1,
+    )
     for k, polys in polys_by_k.items():
         for poly in polys:
             closed = np.vstack([poly, poly[:1]])
@@ -280,15 +315,17 @@ def sample_boundary(polys_by_k, dz, k_lo, k_hi, step):
                 t = np.linspace(0, 1, n)[:, None]
                 line = p0 + t * (p1 - p0)
                 w = ws(k)
-                out.append(np.column_stack([np.repeat(line, len(w), 0),
-                                            np.tile(w, len(line))]))
+                out.append(np.column_stack([np.repeat(line, len(w), 0), np.tile(w, len(line))]))
     allpts = np.concatenate([np.concatenate(v) for v in polys_by_k.values()])
     lo, hi = allpts.min(0) - step, allpts.max(0) + step
-    gu, gv = np.meshgrid(np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step),
-                         indexing="ij")
+    gu, gv = np.meshgrid(
+        np.arange(lo[0], hi[0], step), np.arange(lo[1], hi[1], step), indexing="ij"
+    )
     g = np.column_stack([gu.ravel(), gv.ravel()])
-    member = {k: even_odd_mpl(polys_by_k.get(k, []), g) if k in polys_by_k
-              else np.zeros(len(g), bool) for k in range(k_lo - 1, k_hi + 2)}
+    member = {
+        k: even_odd_mpl(polys_by_k.get(k, []), g) if k in polys_by_k else np.zeros(len(g), bool)
+        for k in range(k_lo - 1, k_hi + 2)
+    }
     for k in range(k_lo - 1, k_hi + 1):
         face = member[k] ^ member[k + 1]
         out.append(np.column_stack([g[face], np.full(face.sum(), k * dz + dz / 2)]))
@@ -301,14 +338,14 @@ def test_against_dense_sampling_of_the_boundary():
     dx, dy, dz = 0.9, 1.1, 2.0
     aff = grid_affine((dx, dy, dz), flip=(0,), rot_deg=31.0)
     # A lumpy blob with a notch, so slices differ and outlines have concave parts.
-    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1) * [dx, dy,
-                                                                                       dz]
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1) * [dx, dy, dz]
     c = np.array([7.5 * dx, 7 * dy, 3 * dz])
     r = np.linalg.norm((ijk - c) / [5.5, 6.0, 5.5], axis=-1)
     mask = (r < 1.0) & ~((ijk[..., 0] > c[0]) & (np.abs(ijk[..., 1] - c[1]) < 1.2))
     mask |= rng.random(shape) < 0.03
     solid = Solid.from_mask(mask, aff)
     from skimage.measure import find_contours
+
     polys = {}
     for k in range(shape[2]):
         if mask[:, :, k].any():
@@ -335,6 +372,7 @@ def test_against_dense_sampling_of_the_boundary():
 
 # -- the fast decision and the count reference ---------------------------------------------
 
+
 def test_fast_depth_decision_equals_the_exact_depth():
     path = REPO_ROOT / "sample_data" / "STS_001" / "gtv.nii.gz"
     solid = load_mask_solid(path)
@@ -346,8 +384,7 @@ def test_fast_depth_decision_equals_the_exact_depth():
         np.testing.assert_array_equal(solid.depth_at_least(pts, threshold), exact)
         assert 100 < exact.sum() < len(pts) - 100
     full = solid.depth(pts[:3000])
-    np.testing.assert_allclose(np.minimum(full, 12.5), solid.depth(pts[:3000], cap=12.5),
-                               atol=0)
+    np.testing.assert_allclose(np.minimum(full, 12.5), solid.depth(pts[:3000], cap=12.5), atol=0)
 
 
 @pytest.mark.parametrize("pattern", ["sc", "bcc", "fcc", "hcp"])
@@ -364,8 +401,9 @@ def test_textbook_lattices_have_the_nearest_neighbour_distance(pattern):
 def test_count_reference_recounts_exactly():
     path = REPO_ROOT / "sample_data" / "STS_001" / "gtv.nii.gz"
     solid = load_mask_solid(path)
-    best, counts = best_translation_count(solid, "hcp", spacing=30, diameter=15, margin=5,
-                                          n_translations=40, seed=5)
+    best, counts = best_translation_count(
+        solid, "hcp", spacing=30, diameter=15, margin=5, n_translations=40, seed=5
+    )
     rng = np.random.default_rng(5)
     cell, _ = lattice_cell("hcp", 30.0)
     shifts = rng.random((40, 3)) @ cell.T
@@ -378,6 +416,7 @@ def test_count_reference_recounts_exactly():
 
 
 # -- RTSTRUCT polygons ---------------------------------------------------------------------
+
 
 def write_rtstruct(path, rois):
     """A minimal RTSTRUCT: rois = {name: [(n, 3) LPS polygons]}."""
@@ -428,8 +467,18 @@ def test_rtstruct_square_with_hole(tmp_path):
     assert len(read_rtstruct_polygons_ras(path, "GTV")) == 6
     solid = Solid.from_rtstruct(path, "GTV", aff)
     assert sorted(solid.slabs) == [2, 3, 4, 5]
-    pts = to_world(aff, [[10, 10, 3.5], [10, 10, 2], [2, 10, 3], [10, 10, 5.4], [2.5, 3, 4],
-                         [10, 10, 7], [10, 10, 5.6]])
+    pts = to_world(
+        aff,
+        [
+            [10, 10, 3.5],
+            [10, 10, 2],
+            [2, 10, 3],
+            [10, 10, 5.4],
+            [2.5, 3, 4],
+            [10, 10, 7],
+            [10, 10, 5.6],
+        ],
+    )
     # In the hole (slab 4): outside; in slab 2 under the hole: 1.5 mm from the hole's floor;
     # beside the hole: 2 mm from the outer edge; 0.3 mm below the top face; beyond: 0.
     np.testing.assert_allclose(solid.depth(pts), [0, 1.5, 2, 0.3, 2.5, 0, 0], atol=1e-9)
@@ -468,7 +517,6 @@ def test_sheared_affine_is_refused():
         Solid.from_mask(np.ones((3, 3, 3), bool), aff)
 
 
-
 def test_flips_and_transposes_give_the_same_solid():
     """Marching squares with fully connected background (skimage's default) resolves
     saddles by connectivity, not orientation: a speckled mask stored flipped or with i and j
@@ -479,8 +527,12 @@ def test_flips_and_transposes_give_the_same_solid():
     flip = np.array([[-1, 0, 0, 13], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
     swap = np.array([[0, 1, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float)
     flipk = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, -1, 5], [0, 0, 0, 1]], float)
-    variants = [(mask, aff), (mask[::-1], aff @ flip), (mask.transpose(1, 0, 2), aff @ swap),
-                (mask[:, :, ::-1], aff @ flipk)]
+    variants = [
+        (mask, aff),
+        (mask[::-1], aff @ flip),
+        (mask.transpose(1, 0, 2), aff @ swap),
+        (mask[:, :, ::-1], aff @ flipk),
+    ]
     box = Solid.from_mask(mask, aff).world_bounds()
     pts = rng.uniform(box[0], box[1], size=(3000, 3))
     ref_d = ref_o = None

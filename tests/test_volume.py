@@ -75,6 +75,7 @@ def test_lps_affine_flips_x_and_y_only(make_volume):
 
 # -- same grid -------------------------------------------------------------------------------
 
+
 def _shifted(vol: Volume, shift_mm) -> Volume:
     affine = vol.affine.copy()
     affine[:3, 3] += shift_mm
@@ -85,8 +86,7 @@ def _shifted(vol: Volume, shift_mm) -> Volume:
 def test_same_grid_accepts_rounding_differences(make_volume, kind):
     vol = make_volume(SHAPE, VOXEL_MM, kind)
     # 1e-4 mm along an oblique direction: what two writers' float rounding looks like.
-    vol.check_same_grid(_shifted(vol, 1e-4 * np.array([1, 2, 2]) / 3), name="CT",
-                        other_name="GTV")
+    vol.check_same_grid(_shifted(vol, 1e-4 * np.array([1, 2, 2]) / 3), name="CT", other_name="GTV")
     # The affine stored as float32 and read back.
     f32 = Volume(vol.array, vol.affine.astype(np.float32).astype(np.float64))
     vol.check_same_grid(f32, name="CT", other_name="GTV")
@@ -97,8 +97,11 @@ def test_same_grid_accepts_rounding_differences(make_volume, kind):
 def test_same_grid_rejects_a_hundredth_of_a_millimetre(make_volume, kind):
     vol = make_volume(SHAPE, VOXEL_MM, kind)
     with pytest.raises(GridMismatchError) as info:
-        vol.check_same_grid(_shifted(vol, [0.0, 0.0, 0.01]), name="CT 'ct.nii.gz'",
-                            other_name="GTV mask 'gtv.nii.gz'")
+        vol.check_same_grid(
+            _shifted(vol, [0.0, 0.0, 0.01]),
+            name="CT 'ct.nii.gz'",
+            other_name="GTV mask 'gtv.nii.gz'",
+        )
     msg = str(info.value)
     assert "CT 'ct.nii.gz'" in msg and "GTV mask 'gtv.nii.gz'" in msg
     assert "0.01" in msg  # the size of the difference is reported
@@ -129,6 +132,7 @@ def test_grid_mismatch_is_a_value_error_with_its_exit_code():
 
 # -- shear -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_orthogonal_grids_are_not_sheared(make_volume, kind):
     make_volume(SHAPE, VOXEL_MM, kind).check_not_sheared(name="the GTV")
@@ -152,6 +156,7 @@ def test_degenerate_affine_is_rejected_without_a_warning(make_volume):
 
 
 # -- construction ----------------------------------------------------------------------------
+
 
 def test_volume_needs_three_dimensional_data_and_a_4x4_affine():
     with pytest.raises(ValueError):

@@ -78,6 +78,7 @@ PLANE_TOL_SLICES = 1e-3
 
 # -- geometry primitives -------------------------------------------------------------------
 
+
 def _segments_of(polygons):
     """(m, 2) start and end points of every edge of the closed polygons."""
     starts, ends = [], []
@@ -105,13 +106,13 @@ def inside_even_odd(q, a, b):
     straddle_dy = by - ay
     step = max(1, _CHUNK_PAIRS // len(a))
     for s in range(0, len(q), step):
-        qx = q[s:s + step, 0:1]
-        qy = q[s:s + step, 1:2]
+        qx = q[s : s + step, 0:1]
+        qy = q[s : s + step, 1:2]
         straddles = (ay > qy) != (by > qy)
         with np.errstate(divide="ignore", invalid="ignore"):
             x_cross = ax + (qy - ay) * (bx - ax) / straddle_dy
         crossings = np.count_nonzero(straddles & (qx < x_cross), axis=1)
-        out[s:s + step] = (crossings % 2) == 1
+        out[s : s + step] = (crossings % 2) == 1
     return out
 
 
@@ -127,17 +128,18 @@ def distance_to_segments(q, a, b):
     safe = np.where(ab2 > 0, ab2, 1.0)
     step = max(1, _CHUNK_PAIRS // len(a))
     for s in range(0, len(q), step):
-        qa_x = q[s:s + step, 0:1] - a[:, 0]
-        qa_y = q[s:s + step, 1:2] - a[:, 1]
+        qa_x = q[s : s + step, 0:1] - a[:, 0]
+        qa_y = q[s : s + step, 1:2] - a[:, 1]
         t = (qa_x * ab[:, 0] + qa_y * ab[:, 1]) / safe
         t = np.where(ab2 > 0, np.clip(t, 0.0, 1.0), 0.0)
         dx = qa_x - t * ab[:, 0]
         dy = qa_y - t * ab[:, 1]
-        out[s:s + step] = np.sqrt(np.min(dx * dx + dy * dy, axis=1))
+        out[s : s + step] = np.sqrt(np.min(dx * dx + dy * dy, axis=1))
     return out
 
 
 # -- the solid -----------------------------------------------------------------------------
+
 
 @dataclass
 class Slab:
@@ -193,8 +195,9 @@ class Solid:
         for k in np.flatnonzero(mask.any(axis=(0, 1))):
             padded = np.pad(mask[:, :, k].astype(np.float64), 1)
             contours = find_contours(padded, 0.5)
-            polys = [np.column_stack(((c[:, 0] - 1.0) * dx, (c[:, 1] - 1.0) * dy))
-                     for c in contours]
+            polys = [
+                np.column_stack(((c[:, 0] - 1.0) * dx, (c[:, 1] - 1.0) * dy)) for c in contours
+            ]
             slabs[int(k)] = Slab(*_segments_of(polys))
         return cls(affine, slabs, name=name, mask=mask)
 
@@ -210,8 +213,10 @@ class Solid:
             ijk = (poly - affine[:3, 3]) @ lin_inv.T
             k = np.rint(ijk[:, 2])
             if np.ptp(k) != 0 or np.abs(ijk[:, 2] - k).max() > PLANE_TOL_SLICES:
-                raise ValueError(f"{name}: a contour does not lie on a slice plane "
-                                 f"(k from {ijk[:, 2].min():.4f} to {ijk[:, 2].max():.4f})")
+                raise ValueError(
+                    f"{name}: a contour does not lie on a slice plane "
+                    f"(k from {ijk[:, 2].min():.4f} to {ijk[:, 2].max():.4f})"
+                )
             per_slice.setdefault(int(k[0]), []).append(ijk[:, :2] * spacing[:2])
         slabs = {k: Slab(*_segments_of(p)) for k, p in per_slice.items()}
         return cls(affine, slabs, name=name)
@@ -219,8 +224,9 @@ class Solid:
     @classmethod
     def from_rtstruct(cls, path, roi_name, affine):
         """The ROI's ContourSequence polygons (LPS mm) of an RTSTRUCT file."""
-        return cls.from_polygons_ras(read_rtstruct_polygons_ras(path, roi_name), affine,
-                                     name=roi_name)
+        return cls.from_polygons_ras(
+            read_rtstruct_polygons_ras(path, roi_name), affine, name=roi_name
+        )
 
     # coordinates ----------------------------------------------------------------------
 
@@ -389,9 +395,12 @@ class Solid:
             idx = np.argwhere(self.mask)
             dx, dy, dz = self.spacing
             self._bound.update(
-                padded=padded, tree=cKDTree(ijk * self.spacing),
-                lo=idx.min(axis=0).astype(float), hi=idx.max(axis=0).astype(float),
-                h=float(np.sqrt(dx * dx + dy * dy + (dz / 2) ** 2)))
+                padded=padded,
+                tree=cKDTree(ijk * self.spacing),
+                lo=idx.min(axis=0).astype(float),
+                hi=idx.max(axis=0).astype(float),
+                h=float(np.sqrt(dx * dx + dy * dy + (dz / 2) ** 2)),
+            )
         return self._bound
 
     def world_bounds(self):
@@ -403,13 +412,22 @@ class Solid:
             uv = np.concatenate([s.a for s in self.slabs.values()]) / self.spacing[:2]
             lo = np.r_[uv.min(0), self.k_range[0] - 0.5]
             hi = np.r_[uv.max(0), self.k_range[1] + 0.5]
-        corners = np.array([[lo[0] if a == 0 else hi[0], lo[1] if b_ == 0 else hi[1],
-                             lo[2] if c == 0 else hi[2]] for a, b_, c in np.ndindex(2, 2, 2)])
+        corners = np.array(
+            [
+                [
+                    lo[0] if a == 0 else hi[0],
+                    lo[1] if b_ == 0 else hi[1],
+                    lo[2] if c == 0 else hi[2],
+                ]
+                for a, b_, c in np.ndindex(2, 2, 2)
+            ]
+        )
         world = corners @ self.affine[:3, :3].T + self.affine[:3, 3]
         return np.stack([world.min(0), world.max(0)])
 
 
 # -- file readers (pydicom / nibabel by hand) ----------------------------------------------
+
 
 def load_mask_solid(path, label=None, name=""):
     """A NIfTI mask (nonzero, or == label) as a :class:`Solid` on its own affine."""
@@ -478,6 +496,7 @@ def ct_dicom_affine(folder):
 
 # -- plan check ----------------------------------------------------------------------------
 
+
 @dataclass
 class PlanCheck:
     """Result of :func:`check_plan`."""
@@ -500,13 +519,14 @@ class PlanCheck:
         n = len(self.depth_mm)
         if n == 0:
             return "no vertices"
-        text = (f"{self.n_short} of {n} vertices short of depth "
-                f"{self.required_depth_mm:.3f} mm; worst depth {self.depth_mm.min():.3f} mm")
+        text = (
+            f"{self.n_short} of {n} vertices short of depth "
+            f"{self.required_depth_mm:.3f} mm; worst depth {self.depth_mm.min():.3f} mm"
+        )
         for oar, d in self.oar_distance_mm.items():
             need = self.oar_required_mm[oar]
             short = int(np.count_nonzero(d < need - TOL_MM))
-            text += (f"; OAR {oar}: {short} of {n} closer than {need:.3f} mm, "
-                     f"worst {d.min():.3f} mm")
+            text += f"; OAR {oar}: {short} of {n} closer than {need:.3f} mm, worst {d.min():.3f} mm"
         if self.shell_max_depth_mm is not None:
             deep = int(np.count_nonzero(self.depth_mm > self.shell_max_depth_mm + TOL_MM))
             text += f"; shell: {deep} deeper than {self.shell_max_depth_mm:.3f} mm"
@@ -559,8 +579,9 @@ def check_plan(plan_json, *, solids=None):
     violations = []
     for name, dep in zip(names, depth):
         if dep < need - TOL_MM:
-            violations.append(f"{name}: depth {dep:.4f} mm < {need:.4f} mm "
-                              f"(short by {need - dep:.4f} mm)")
+            violations.append(
+                f"{name}: depth {dep:.4f} mm < {need:.4f} mm (short by {need - dep:.4f} mm)"
+            )
     shell_max = None
     if par.get("mode") == "shell":
         width = par.get("shell_width_mm")
@@ -578,12 +599,15 @@ def check_plan(plan_json, *, solids=None):
         oar_dist[oname], oar_need[oname] = dist, req
         for name, dd in zip(names, dist):
             if dd < req - TOL_MM:
-                violations.append(f"{name}: {oname} distance {dd:.4f} mm < {req:.4f} mm "
-                                  f"(short by {req - dd:.4f} mm)")
+                violations.append(
+                    f"{name}: {oname} distance {dd:.4f} mm < {req:.4f} mm "
+                    f"(short by {req - dd:.4f} mm)"
+                )
     return PlanCheck(names, centers, d, need, depth, oar_need, oar_dist, violations, shell_max)
 
 
 # -- textbook lattices and the brute-force count reference ---------------------------------
+
 
 def lattice_cell(pattern, spacing):
     """(cell (3, 3) columns, motif (m, 3) fractional) with nearest-neighbour distance
@@ -595,7 +619,8 @@ def lattice_cell(pattern, spacing):
         return 2 * s / np.sqrt(3) * np.eye(3), np.array([[0, 0, 0], [0.5, 0.5, 0.5]])
     if pattern == "fcc":
         return np.sqrt(2) * s * np.eye(3), np.array(
-            [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+            [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+        )
     if pattern == "hcp":
         c = s * np.sqrt(8 / 3)
         cell = np.array([[s, s / 2, 0], [0, s * np.sqrt(3) / 2, 0], [0, 0, c]])
@@ -607,8 +632,12 @@ def lattice_points_covering(pattern, spacing, lo, hi):
     """Untranslated lattice points covering the box [lo - cell, hi + cell] (world mm)."""
     cell, motif = lattice_cell(pattern, spacing)
     inv = np.linalg.inv(cell)
-    corners = np.array([[lo[0] if a == 0 else hi[0], lo[1] if b == 0 else hi[1],
-                         lo[2] if c == 0 else hi[2]] for a, b, c in np.ndindex(2, 2, 2)])
+    corners = np.array(
+        [
+            [lo[0] if a == 0 else hi[0], lo[1] if b == 0 else hi[1], lo[2] if c == 0 else hi[2]]
+            for a, b, c in np.ndindex(2, 2, 2)
+        ]
+    )
     frac = corners @ inv.T
     f_lo = np.floor(frac.min(0)) - 2
     f_hi = np.ceil(frac.max(0)) + 2
@@ -618,8 +647,9 @@ def lattice_points_covering(pattern, spacing, lo, hi):
     return pts, cell
 
 
-def best_translation_count(gtv, pattern, *, spacing, diameter, margin, oars=(),
-                           n_translations=1500, seed=0):
+def best_translation_count(
+    gtv, pattern, *, spacing, diameter, margin, oars=(), n_translations=1500, seed=0
+):
     """Best vertex count over random translations (uniform in one unit cell, fixed seed) of
     the unrotated lattice, counting points with depth >= margin + D/2 (and distance >=
     clearance + D/2 to every ``(oar_solid, clearance)``). Returns (best, counts array)."""

@@ -31,8 +31,10 @@ from ..volume import Volume
 
 #: Gaussian tails beyond this many standard deviations are cut (scipy's ``truncate``).
 TRUNCATE_SIGMAS = 4.0
-LABEL = ("geometric dose proxy (spheres blurred by a Gaussian), not a dose calculation; "
-         "for ranking layouts only")
+LABEL = (
+    "geometric dose proxy (spheres blurred by a Gaussian), not a dose calculation; "
+    "for ranking layouts only"
+)
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,29 @@ class DoseProxyParameters:
         from ..planning.parameters import check_range
 
         for name in ("peak_gy", "valley_gy", "falloff_mm"):
-            check_range(f"dose_{name}", getattr(self, name),
-                        label=f"dose proxy {{{name}}}", parameter=name)
+            check_range(
+                f"dose_{name}", getattr(self, name), label=f"dose proxy {{{name}}}", parameter=name
+            )
         if self.peak_gy <= self.valley_gy or self.valley_gy < 0:
-            raise ParameterError(f"dose proxy: need peak > valley >= 0 (got peak "
-                                 f"{self.peak_gy:g}, valley {self.valley_gy:g})",
-                                 parameters=["peak_gy", "valley_gy"])
+            raise ParameterError(
+                f"dose proxy: need peak > valley >= 0 (got peak "
+                f"{self.peak_gy:g}, valley {self.valley_gy:g})",
+                parameters=["peak_gy", "valley_gy"],
+            )
         if self.falloff_mm < 0:
-            raise ParameterError(f"dose proxy fall-off must be >= 0 mm, got "
-                                 f"{self.falloff_mm:g}", parameters=["falloff_mm"])
+            raise ParameterError(
+                f"dose proxy fall-off must be >= 0 mm, got {self.falloff_mm:g}",
+                parameters=["falloff_mm"],
+            )
 
 
-def dose_proxy_map(gtv: Volume, centers_ras_mm: NDArray[np.float64], *, diameter_mm: float,
-                   params: DoseProxyParameters) -> Volume:
+def dose_proxy_map(
+    gtv: Volume,
+    centers_ras_mm: NDArray[np.float64],
+    *,
+    diameter_mm: float,
+    params: DoseProxyParameters,
+) -> Volume:
     """The proxy on the GTV's bounding box widened by the Gaussian's reach (float32)."""
     from scipy.ndimage import gaussian_filter
 
@@ -75,26 +87,43 @@ def dose_proxy_map(gtv: Volume, centers_ras_mm: NDArray[np.float64], *, diameter
     reach_mm = TRUNCATE_SIGMAS * params.falloff_mm + 1.0
     box = bounding_box(gtv.array, pad_vox=np.ceil(reach_mm / gtv.voxel_size_mm).astype(int))
     crop = gtv.crop(box)
-    spheres = sphere_label_map(crop, np.asarray(centers_ras_mm).reshape(-1, 3),
-                               diameter_mm=diameter_mm).array > 0
+    spheres = (
+        sphere_label_map(
+            crop, np.asarray(centers_ras_mm).reshape(-1, 3), diameter_mm=diameter_mm
+        ).array
+        > 0
+    )
     field = spheres.astype(np.float32)
     if params.falloff_mm > 0:
-        field = gaussian_filter(field, sigma=params.falloff_mm / crop.voxel_size_mm,
-                                mode="constant", truncate=TRUNCATE_SIGMAS)
+        field = gaussian_filter(
+            field,
+            sigma=params.falloff_mm / crop.voxel_size_mm,
+            mode="constant",
+            truncate=TRUNCATE_SIGMAS,
+        )
     dose = params.valley_gy + (params.peak_gy - params.valley_gy) * field
     return crop.with_array(dose.astype(np.float32))
 
 
-def dose_proxy_metrics(gtv: Volume, centers_ras_mm: NDArray[np.float64], *,
-                       diameter_mm: float, params: DoseProxyParameters) -> dict[str, Any]:
+def dose_proxy_metrics(
+    gtv: Volume,
+    centers_ras_mm: NDArray[np.float64],
+    *,
+    diameter_mm: float,
+    params: DoseProxyParameters,
+) -> dict[str, Any]:
     """D10, D90, D10/D90, mean peak, mean valley and their ratio on the GTV (see module)."""
     from ..io.masks import sphere_label_map
 
     dose = dose_proxy_map(gtv, centers_ras_mm, diameter_mm=diameter_mm, params=params)
     in_gtv = _on(dose, gtv)
     values = dose.array[in_gtv]
-    spheres = sphere_label_map(dose, np.asarray(centers_ras_mm).reshape(-1, 3),
-                               diameter_mm=diameter_mm).array > 0
+    spheres = (
+        sphere_label_map(
+            dose, np.asarray(centers_ras_mm).reshape(-1, 3), diameter_mm=diameter_mm
+        ).array
+        > 0
+    )
     peak = dose.array[in_gtv & spheres]
     valley = dose.array[in_gtv & ~spheres]
     d10, d90 = (float(np.percentile(values, q)) for q in (90, 10))
@@ -104,12 +133,16 @@ def dose_proxy_metrics(gtv: Volume, centers_ras_mm: NDArray[np.float64], *,
     def ratio(a: float | None, b: float | None) -> float | None:
         return round(a / b, 4) if a is not None and b else None
 
-    return {"model": LABEL, "parameters": asdict(params),
-            "gtv_d10_gy": round(d10, 4), "gtv_d90_gy": round(d90, 4),
-            "d10_over_d90": ratio(d10, d90),
-            "mean_peak_gy": None if mean_peak is None else round(mean_peak, 4),
-            "mean_valley_gy": None if mean_valley is None else round(mean_valley, 4),
-            "mean_peak_over_mean_valley": ratio(mean_peak, mean_valley)}
+    return {
+        "model": LABEL,
+        "parameters": asdict(params),
+        "gtv_d10_gy": round(d10, 4),
+        "gtv_d90_gy": round(d90, 4),
+        "d10_over_d90": ratio(d10, d90),
+        "mean_peak_gy": None if mean_peak is None else round(mean_peak, 4),
+        "mean_valley_gy": None if mean_valley is None else round(mean_valley, 4),
+        "mean_peak_over_mean_valley": ratio(mean_peak, mean_valley),
+    }
 
 
 def _on(dose: Volume, gtv: Volume) -> NDArray[np.bool_]:

@@ -74,6 +74,7 @@ class LesionMeasurements:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, lengths rounded to 1 µm."""
+
         def pts(a: NDArray[np.float64]) -> list[list[float]]:
             return [[round(float(v), 3) for v in p] for p in a]
 
@@ -115,14 +116,22 @@ def measure_lesion(mask: Volume) -> LesionMeasurements:
     volume_mm3 = float(np.count_nonzero(array)) * mask.voxel_volume_cc * 1000.0
     sphericity = float((36.0 * np.pi * enclosed_mm3**2) ** (1.0 / 3.0) / area)
     return LesionMeasurements(
-        volume_cc=volume_mm3 / 1000.0, long_axis_mm=long_mm, short_axis_mm=short_mm,
-        axial_slice_index=k + box[2].start, long_axis_ras_mm=long_pts,
-        short_axis_ras_mm=short_pts, max_diameter_3d_mm=max_mm, max_diameter_ras_mm=max_pts,
-        surface_area_mm2=area, sphericity=sphericity)
+        volume_cc=volume_mm3 / 1000.0,
+        long_axis_mm=long_mm,
+        short_axis_mm=short_mm,
+        axial_slice_index=k + box[2].start,
+        long_axis_ras_mm=long_pts,
+        short_axis_ras_mm=short_pts,
+        max_diameter_3d_mm=max_mm,
+        max_diameter_ras_mm=max_pts,
+        surface_area_mm2=area,
+        sphericity=sphericity,
+    )
 
 
-def _axial_diameters(crop: Volume) -> tuple[float, float, int, NDArray[np.float64],
-                                           NDArray[np.float64]]:
+def _axial_diameters(
+    crop: Volume,
+) -> tuple[float, float, int, NDArray[np.float64], NDArray[np.float64]]:
     """Longest in-slice diameter over the slices, and the perpendicular chord on its slice."""
     size = crop.voxel_size_mm
     best: tuple[float, int, NDArray[np.float64], int, int] | None = None
@@ -176,9 +185,9 @@ def _hull_2d(points: NDArray[np.float64]) -> NDArray[np.float64]:
         return unique
 
 
-def _perpendicular_chord(hull: NDArray[np.float64], p: NDArray[np.float64],
-                         q: NDArray[np.float64]
-                         ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
+def _perpendicular_chord(
+    hull: NDArray[np.float64], p: NDArray[np.float64], q: NDArray[np.float64]
+) -> tuple[float, NDArray[np.float64], NDArray[np.float64]]:
     """Longest chord of a convex polygon perpendicular to the segment p-q, with its ends.
 
     Chord length along the axis is concave and piecewise linear for a convex polygon, so
@@ -221,8 +230,9 @@ def _surface_measures(crop: Volume) -> tuple[float, NDArray[np.float64], float, 
     # tetrahedra from the origin to each face (divergence theorem; the sign follows the
     # affine's handedness).
     tri = world[faces]
-    enclosed = abs(float(np.einsum("ij,ij->i", tri[:, 0],
-                                   np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0)
+    enclosed = abs(
+        float(np.einsum("ij,ij->i", tri[:, 0], np.cross(tri[:, 1], tri[:, 2])).sum()) / 6.0
+    )
     try:
         candidates = world[ConvexHull(world).vertices]
     except QhullError:  # a flat lesion (one slice): every point is a candidate
@@ -264,11 +274,15 @@ class SizeRule:
 
 #: Size rules of the seed trials (docs/domain.md).
 TRIAL_RULES = {
-    "NCT06987370": SizeRule("short_axis_mm", ">", 30.0,
-                            "NCT06987370 (SFRT/SCART, bone metastases): soft-tissue mass "
-                            "shortest diameter > 30 mm"),
-    "NCT05602415": SizeRule("long_axis_mm", ">=", 50.0,
-                            "NCT05602415 (soft-tissue sarcoma, RECIST 1.1): lesion >= 5 cm"),
+    "NCT06987370": SizeRule(
+        "short_axis_mm",
+        ">",
+        30.0,
+        "NCT06987370 (SFRT/SCART, bone metastases): soft-tissue mass shortest diameter > 30 mm",
+    ),
+    "NCT05602415": SizeRule(
+        "long_axis_mm", ">=", 50.0, "NCT05602415 (soft-tissue sarcoma, RECIST 1.1): lesion >= 5 cm"
+    ),
 }
 
 
@@ -287,7 +301,8 @@ def parse_size_rule(text: str) -> SizeRule:
         raise ParameterError(
             f"size rule {text!r} is not METRIC OP NUMBER with METRIC one of "
             f"{', '.join(RULE_METRICS)} and OP one of > >= < <= (e.g. 'short_axis_mm>30'), "
-            f"nor a trial id ({', '.join(TRIAL_RULES)})")
+            f"nor a trial id ({', '.join(TRIAL_RULES)})"
+        )
     try:
         threshold = float(match.group(3))
     except ValueError:
@@ -297,5 +312,12 @@ def parse_size_rule(text: str) -> SizeRule:
 
 def evaluate_rules(m: LesionMeasurements, rules: list[SizeRule]) -> list[dict[str, Any]]:
     """Each rule with the measured value and whether the lesion meets it."""
-    return [{"rule": str(r), "source": r.source, "value": round(getattr(m, r.metric), 3),
-             "met": r.check(m)} for r in rules]
+    return [
+        {
+            "rule": str(r),
+            "source": r.source,
+            "value": round(getattr(m, r.metric), 3),
+            "met": r.check(m),
+        }
+        for r in rules
+    ]

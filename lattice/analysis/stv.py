@@ -126,8 +126,9 @@ class StvResult:
         }
 
 
-def contract_gtv(gtv: Volume, *, margin_mm: float | None = None,
-                 fraction: float | None = None) -> StvResult:
+def contract_gtv(
+    gtv: Volume, *, margin_mm: float | None = None, fraction: float | None = None
+) -> StvResult:
     """Contract the GTV about its core into the SCART treatment volume.
 
     Give exactly one of ``margin_mm`` and ``fraction``.
@@ -168,8 +169,11 @@ def contract_gtv(gtv: Volume, *, margin_mm: float | None = None,
     """
     margin_mm, fraction = _validate(margin_mm, fraction)
     gtv.check_not_sheared(name="the GTV")
-    mask = (gtv.array if gtv.array.dtype == bool
-            else mask_from_array(np.asarray(gtv.array), name="the GTV mask"))
+    mask = (
+        gtv.array
+        if gtv.array.dtype == bool
+        else mask_from_array(np.asarray(gtv.array), name="the GTV mask")
+    )
     if not mask.any():
         raise MaskError("the GTV mask is empty (no voxel set); check that it is the right mask")
     vox = gtv.voxel_size_mm
@@ -187,7 +191,8 @@ def contract_gtv(gtv: Volume, *, margin_mm: float | None = None,
         raise ParameterError(
             f"a margin of {margin_mm:g} mm leaves nothing of the GTV: its deepest voxel is "
             f"{max_depth:.3f} mm below the surface (the GTV's maximal depth); use a margin "
-            f"smaller than {max_depth:.3f} mm, or contract by a volume fraction instead")
+            f"smaller than {max_depth:.3f} mm, or contract by a volume fraction instead"
+        )
 
     n_gtv = gtv_depths.size
     voxel_cc = gtv.voxel_volume_cc
@@ -203,7 +208,8 @@ def contract_gtv(gtv: Volume, *, margin_mm: float | None = None,
     if fraction is not None and abs(reached / fraction - 1.0) > FRACTION_TOLERANCE:
         warnings.append(
             f"the STV holds {reached:.3f} of the GTV, not the {fraction:g} asked for: the GTV "
-            f"({n_gtv} voxels) has too few depth levels for a closer match")
+            f"({n_gtv} voxels) has too few depth levels for a closer match"
+        )
     if n_components > 1:
         warnings.append(f"the STV is in {n_components} separate pieces (face-connected)")
 
@@ -231,22 +237,26 @@ def _validate(margin_mm: Any, fraction: Any) -> tuple[float | None, float | None
         raise ParameterError(
             "give exactly one of {margin_mm} and {fraction}, "
             f"got {'both' if margin_mm is not None else 'neither'}",
-            parameters=["margin_mm", "fraction"])
+            parameters=["margin_mm", "fraction"],
+        )
     if margin_mm is not None:
         value = _number(margin_mm, "margin_mm")
         if not math.isfinite(value) or value < 0:
             raise ParameterError(
                 f"{{margin_mm}} must be a non-negative number of mm, got {margin_mm}; "
-                "use e.g. 10 for a 10 mm contraction", parameters=["margin_mm"])
+                "use e.g. 10 for a 10 mm contraction",
+                parameters=["margin_mm"],
+            )
         from ..planning.parameters import check_range
 
-        return check_range("stv_margin_mm", value, label="{margin_mm}",
-                           parameter="margin_mm"), None
+        return check_range("stv_margin_mm", value, label="{margin_mm}", parameter="margin_mm"), None
     value = _number(fraction, "fraction")
     if not math.isfinite(value) or not 0.0 < value < 1.0:
         raise ParameterError(
             f"{{fraction}} must be between 0 and 1 (exclusive), got {fraction}; "
-            "use e.g. 0.3 for an STV of 30 % of the GTV volume", parameters=["fraction"])
+            "use e.g. 0.3 for an STV of 30 % of the GTV volume",
+            parameters=["fraction"],
+        )
     return None, value
 
 
@@ -256,8 +266,9 @@ def _number(value: Any, name: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ParameterError(f"{{{name}}} must be a number, got {value!r}",
-                             parameters=[name]) from None
+        raise ParameterError(
+            f"{{{name}}} must be a number, got {value!r}", parameters=[name]
+        ) from None
 
 
 def _margin_for_fraction(gtv_depths: NDArray[np.float32], fraction: float) -> float:
@@ -273,7 +284,8 @@ def _margin_for_fraction(gtv_depths: NDArray[np.float32], fraction: float) -> fl
         raise ParameterError(
             f"the GTV cannot be contracted: every voxel lies {float(levels[-1]):.3f} mm below "
             "its surface (the GTV's maximal depth), so any margin keeps all of it or nothing; "
-            "check the GTV mask")
+            "check the GTV mask"
+        )
     miss = np.abs(kept[:-1] - fraction * gtv_depths.size)
     return float(levels[int(np.argmin(miss))])  # argmin: first, i.e. smaller margin on ties
 

@@ -76,13 +76,24 @@ from .verify_report import (
     format_point,
 )
 
-__all__ = ["REPORT_TOLERANCE_MM", "RULE_TOLERANCE_MM", "SLICE_INDEX_TOLERANCE",
-           "VerificationReport", "Violation", "verify_plan", "verify_plan_file"]
+__all__ = [
+    "REPORT_TOLERANCE_MM",
+    "RULE_TOLERANCE_MM",
+    "SLICE_INDEX_TOLERANCE",
+    "VerificationReport",
+    "Violation",
+    "verify_plan",
+    "verify_plan_file",
+]
 
 
-def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
-                oars: Mapping[str, Volume] | None = None,
-                check_reported_depth: bool = True) -> VerificationReport:
+def verify_plan(
+    plan_doc: Mapping[str, Any],
+    *,
+    gtv: Volume,
+    oars: Mapping[str, Volume] | None = None,
+    check_reported_depth: bool = True,
+) -> VerificationReport:
     """Recompute every rule of a plan document from the masks and the written centres.
 
     Parameters
@@ -130,8 +141,7 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
     gtv_mask, oar_masks = _masks_on_grid(gtv, dict(oars or {}), grid)
 
     names = [str(v.get("name") or f"vertex {v.get('id', i + 1)}") for i, v in enumerate(records)]
-    ids = [int(v["id"]) if isinstance(v.get("id"), int) else i + 1
-           for i, v in enumerate(records)]
+    ids = [int(v["id"]) if isinstance(v.get("id"), int) else i + 1 for i, v in enumerate(records)]
     chk = Checker(names, ids)
     warnings: list[str] = []
     if n == 0:
@@ -142,27 +152,48 @@ def verify_plan(plan_doc: Mapping[str, Any], *, gtv: Volume,
     for name in oar_masks.keys() - rules.oar_clearance_mm.keys():
         warnings.append(f"OAR '{name}' has no clearance in the plan's parameters; not checked")
     ijk = _check_slices_and_counts(chk, rules, grid, centres)
-    _check_reported(chk, plan_doc, records, centres, ijk, grid, depth, oar_d, pair_mm, a, b,
-                    depth_exact=check_reported_depth, oar_capped=oar_capped)
+    _check_reported(
+        chk,
+        plan_doc,
+        records,
+        centres,
+        ijk,
+        grid,
+        depth,
+        oar_d,
+        pair_mm,
+        a,
+        b,
+        depth_exact=check_reported_depth,
+        oar_capped=oar_capped,
+    )
     return VerificationReport(tuple(chk.violations), tuple(warnings), n, tuple(chk.checks))
 
 
-def _masks_on_grid(gtv: Volume, oars: Mapping[str, Volume], grid: Grid
-                   ) -> tuple[Volume, dict[str, Volume]]:
+def _masks_on_grid(
+    gtv: Volume, oars: Mapping[str, Volume], grid: Grid
+) -> tuple[Volume, dict[str, Volume]]:
     """The GTV and OAR masks as bool volumes, each checked to lie on the plan's grid."""
     check_on_grid(gtv, grid, name="the GTV mask")
-    gtv_mask = gtv if gtv.array.dtype == bool else gtv.with_array(
-        mask_from_array(np.asarray(gtv.array), name="the GTV mask"))
+    gtv_mask = (
+        gtv
+        if gtv.array.dtype == bool
+        else gtv.with_array(mask_from_array(np.asarray(gtv.array), name="the GTV mask"))
+    )
     oar_masks = {}
     for name, vol in oars.items():
         check_on_grid(vol, grid, name=f"OAR mask '{name}'")
-        oar_masks[name] = vol if vol.array.dtype == bool else vol.with_array(
-            mask_from_array(np.asarray(vol.array), name=f"OAR mask '{name}'"))
+        oar_masks[name] = (
+            vol
+            if vol.array.dtype == bool
+            else vol.with_array(mask_from_array(np.asarray(vol.array), name=f"OAR mask '{name}'"))
+        )
     return gtv_mask, oar_masks
 
 
-def _check_depth(chk: Checker, rules: Rules, gtv: Volume, centres: NDArray[np.float64], *,
-                 exact: bool) -> NDArray[np.float64]:
+def _check_depth(
+    chk: Checker, rules: Rules, gtv: Volume, centres: NDArray[np.float64], *, exact: bool
+) -> NDArray[np.float64]:
     """The GTV margin and (shell mode) shell depth rules; the centres' depths (mm).
 
     Without ``exact`` depths are searched only as deep as the rules look (capped)."""
@@ -173,26 +204,44 @@ def _check_depth(chk: Checker, rules: Rules, gtv: Volume, centres: NDArray[np.fl
     if not exact:
         cap = need + (rules.shell_width_mm or 0.0) + 1.0  # deeper than any rule looks
     depth = depth_mm(gtv, centres, cap_mm=cap)
-    chk.worst("gtv_margin", depth - need, f"centre depth >= {format_mm(need)} mm "
-              f"(margin {format_mm(rules.gtv_margin_mm)} + radius {format_mm(r)})")
+    chk.worst(
+        "gtv_margin",
+        depth - need,
+        f"centre depth >= {format_mm(need)} mm "
+        f"(margin {format_mm(rules.gtv_margin_mm)} + radius {format_mm(r)})",
+    )
     for i in np.flatnonzero(depth < need - RULE_TOLERANCE_MM).tolist():
-        where = (f"is {format_mm(depth[i])} mm deep" if depth[i] > 0
-                 else "is outside the GTV (depth 0)")
-        chk.add("gtv_margin", (i,), f"{names[i]} centre {where}; the GTV margin rule needs "
-                f">= {format_mm(need)} mm ({format_mm(need - depth[i])} mm short)")
+        where = (
+            f"is {format_mm(depth[i])} mm deep" if depth[i] > 0 else "is outside the GTV (depth 0)"
+        )
+        chk.add(
+            "gtv_margin",
+            (i,),
+            f"{names[i]} centre {where}; the GTV margin rule needs "
+            f">= {format_mm(need)} mm ({format_mm(need - depth[i])} mm short)",
+        )
     if rules.shell_width_mm is not None:
         deepest = need + rules.shell_width_mm
-        chk.worst("shell_depth", deepest - depth, f"centre depth <= {format_mm(deepest)} mm "
-                  f"(shell width {format_mm(rules.shell_width_mm)})")
+        chk.worst(
+            "shell_depth",
+            deepest - depth,
+            f"centre depth <= {format_mm(deepest)} mm "
+            f"(shell width {format_mm(rules.shell_width_mm)})",
+        )
         for i in np.flatnonzero(depth > deepest + RULE_TOLERANCE_MM).tolist():
-            chk.add("shell_depth", (i,), f"{names[i]} centre is {format_mm(depth[i])} mm "
-                    f"deep; the shell rule allows <= {format_mm(deepest)} mm "
-                    f"({format_mm(depth[i] - deepest)} mm too deep)")
+            chk.add(
+                "shell_depth",
+                (i,),
+                f"{names[i]} centre is {format_mm(depth[i])} mm "
+                f"deep; the shell rule allows <= {format_mm(deepest)} mm "
+                f"({format_mm(depth[i] - deepest)} mm too deep)",
+            )
     return depth
 
 
-def _check_pairs(chk: Checker, rules: Rules, centres: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
+def _check_pairs(
+    chk: Checker, rules: Rules, centres: NDArray[np.float64]
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]]:
     """The spacing and co-planar rules over every pair; the pairs (a, b) and distances."""
     names = chk.names
     a, b = np.triu_indices(len(centres), k=1)
@@ -201,26 +250,43 @@ def _check_pairs(chk: Checker, rules: Rules, centres: NDArray[np.float64]
     chk.worst("spacing", pair_mm - s, f"centres >= {format_mm(s)} mm apart")
     for p in np.flatnonzero(pair_mm < s - RULE_TOLERANCE_MM).tolist():
         i, j = int(a[p]), int(b[p])
-        chk.add("spacing", (i, j), f"{names[i]} and {names[j]} are {format_mm(pair_mm[p])} mm "
-                f"apart; the spacing rule needs >= {format_mm(s)} mm")
+        chk.add(
+            "spacing",
+            (i, j),
+            f"{names[i]} and {names[j]} are {format_mm(pair_mm[p])} mm "
+            f"apart; the spacing rule needs >= {format_mm(s)} mm",
+        )
     if rules.coplanar_mm is not None and rules.coplanar_spacing_mm is not None:
         dz = np.abs(centres[a, 2] - centres[b, 2])
         near = dz < rules.coplanar_mm - RULE_TOLERANCE_MM
         cs = rules.coplanar_spacing_mm
-        chk.worst("coplanar", pair_mm[near] - cs, f"centres closer than "
-                  f"{format_mm(rules.coplanar_mm)} mm in z are >= {format_mm(cs)} mm apart")
+        chk.worst(
+            "coplanar",
+            pair_mm[near] - cs,
+            f"centres closer than "
+            f"{format_mm(rules.coplanar_mm)} mm in z are >= {format_mm(cs)} mm apart",
+        )
         for p in np.flatnonzero(near & (pair_mm < cs - RULE_TOLERANCE_MM)).tolist():
             i, j = int(a[p]), int(b[p])
-            chk.add("coplanar", (i, j), f"{names[i]} and {names[j]} are {format_mm(dz[p])} mm "
-                    f"apart in z and {format_mm(pair_mm[p])} mm apart; the co-planar rule "
-                    f"needs >= {format_mm(cs)} mm for centres closer than "
-                    f"{format_mm(rules.coplanar_mm)} mm in z")
+            chk.add(
+                "coplanar",
+                (i, j),
+                f"{names[i]} and {names[j]} are {format_mm(dz[p])} mm "
+                f"apart in z and {format_mm(pair_mm[p])} mm apart; the co-planar rule "
+                f"needs >= {format_mm(cs)} mm for centres closer than "
+                f"{format_mm(rules.coplanar_mm)} mm in z",
+            )
     return a, b, pair_mm
 
 
-def _check_oars(chk: Checker, rules: Rules, oar_masks: Mapping[str, Volume],
-                centres: NDArray[np.float64], *, exact: bool
-                ) -> tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.bool_]]]:
+def _check_oars(
+    chk: Checker,
+    rules: Rules,
+    oar_masks: Mapping[str, Volume],
+    centres: NDArray[np.float64],
+    *,
+    exact: bool,
+) -> tuple[dict[str, NDArray[np.float64]], dict[str, NDArray[np.bool_]]]:
     """The OAR clearance rules; each OAR's distances and which of them are at the cap."""
     names = chk.names
     n = len(centres)
@@ -230,8 +296,12 @@ def _check_oars(chk: Checker, rules: Rules, oar_masks: Mapping[str, Volume],
     for name, clearance in rules.oar_clearance_mm.items():
         need_oar = clearance + r
         if name not in oar_masks:
-            chk.add("oar_clearance", (), f"no mask for OAR '{name}' (clearance "
-                    f"{format_mm(clearance)} mm): its clearance rule could not be checked")
+            chk.add(
+                "oar_clearance",
+                (),
+                f"no mask for OAR '{name}' (clearance "
+                f"{format_mm(clearance)} mm): its clearance rule could not be checked",
+            )
             continue
         # Without exact depths only the rule is needed: distances are searched as far as the
         # rule looks (values at the cap are not compared with the reported ones).
@@ -239,18 +309,28 @@ def _check_oars(chk: Checker, rules: Rules, oar_masks: Mapping[str, Volume],
         d = distance_to_mask_mm(oar_masks[name], centres, cap_mm=oar_cap)
         oar_d[name] = d
         oar_capped[name] = np.zeros(n, bool) if oar_cap is None else d >= oar_cap
-        chk.worst("oar_clearance", d - need_oar, f"{name}: centre distance >= "
-                  f"{format_mm(need_oar)} mm (clearance {format_mm(clearance)} + radius "
-                  f"{format_mm(r)})", oar=name)
+        chk.worst(
+            "oar_clearance",
+            d - need_oar,
+            f"{name}: centre distance >= "
+            f"{format_mm(need_oar)} mm (clearance {format_mm(clearance)} + radius "
+            f"{format_mm(r)})",
+            oar=name,
+        )
         for i in np.flatnonzero(d < need_oar - RULE_TOLERANCE_MM).tolist():
-            chk.add("oar_clearance", (i,), f"{names[i]} centre is {format_mm(d[i])} mm from "
-                    f"OAR '{name}'; its clearance rule needs >= {format_mm(need_oar)} mm "
-                    f"({format_mm(need_oar - d[i])} mm short)")
+            chk.add(
+                "oar_clearance",
+                (i,),
+                f"{names[i]} centre is {format_mm(d[i])} mm from "
+                f"OAR '{name}'; its clearance rule needs >= {format_mm(need_oar)} mm "
+                f"({format_mm(need_oar - d[i])} mm short)",
+            )
     return oar_d, oar_capped
 
 
-def _check_slices_and_counts(chk: Checker, rules: Rules, grid: Grid,
-                             centres: NDArray[np.float64]) -> NDArray[np.float64]:
+def _check_slices_and_counts(
+    chk: Checker, rules: Rules, grid: Grid, centres: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """The slice-plane rule (snap_to_slices) and the vertex counts; the centres' ijk."""
     names = chk.names
     n = len(centres)
@@ -258,31 +338,52 @@ def _check_slices_and_counts(chk: Checker, rules: Rules, grid: Grid,
     if rules.snap_to_slices:
         off = np.abs(ijk[:, 2] - np.round(ijk[:, 2]))
         worst = f"; worst offset {float(off.max()):.1g} slices" if n else ""
-        chk.worst("slice_plane", None, f"k index a whole number within "
-                  f"{SLICE_INDEX_TOLERANCE:g}{worst}")
+        chk.worst(
+            "slice_plane", None, f"k index a whole number within {SLICE_INDEX_TOLERANCE:g}{worst}"
+        )
         for i in np.flatnonzero(off > SLICE_INDEX_TOLERANCE).tolist():
-            chk.add("slice_plane", (i,), f"{names[i]} centre is at slice index k = "
-                    f"{ijk[i, 2]:.4f}, not on a CT slice plane; snap_to_slices needs a whole "
-                    "number")
+            chk.add(
+                "slice_plane",
+                (i,),
+                f"{names[i]} centre is at slice index k = "
+                f"{ijk[i, 2]:.4f}, not on a CT slice plane; snap_to_slices needs a whole "
+                "number",
+            )
     if rules.max_vertices is not None:
         chk.worst("max_vertices", None, f"n <= {rules.max_vertices} (n = {n})")
         if n > rules.max_vertices:
-            chk.add("max_vertices", (), f"the plan has {n} vertices; max_vertices allows "
-                    f"{rules.max_vertices}")
+            chk.add(
+                "max_vertices",
+                (),
+                f"the plan has {n} vertices; max_vertices allows {rules.max_vertices}",
+            )
     if rules.min_vertices is not None:
         chk.worst("min_vertices", None, f"n >= {rules.min_vertices} (n = {n})")
         if n < rules.min_vertices:
-            chk.add("min_vertices", (), f"the plan has {n} vertices; min_vertices needs "
-                    f"{rules.min_vertices}")
+            chk.add(
+                "min_vertices",
+                (),
+                f"the plan has {n} vertices; min_vertices needs {rules.min_vertices}",
+            )
     return ijk
 
 
-def _check_reported(chk: Checker, doc: Mapping[str, Any], records: list[Mapping[str, Any]],
-                    centres: NDArray[np.float64], ijk: NDArray[np.float64], grid: Grid,
-                    depth: NDArray[np.float64], oar_d: Mapping[str, NDArray[np.float64]],
-                    pair_mm: NDArray[np.float64], a: NDArray, b: NDArray, *,
-                    depth_exact: bool = True,
-                    oar_capped: Mapping[str, NDArray[np.bool_]] | None = None) -> None:
+def _check_reported(
+    chk: Checker,
+    doc: Mapping[str, Any],
+    records: list[Mapping[str, Any]],
+    centres: NDArray[np.float64],
+    ijk: NDArray[np.float64],
+    grid: Grid,
+    depth: NDArray[np.float64],
+    oar_d: Mapping[str, NDArray[np.float64]],
+    pair_mm: NDArray[np.float64],
+    a: NDArray,
+    b: NDArray,
+    *,
+    depth_exact: bool = True,
+    oar_capped: Mapping[str, NDArray[np.bool_]] | None = None,
+) -> None:
     """Compare the numbers written for each vertex with the recomputation."""
     n = len(centres)
     rule = "reported_values"
@@ -292,8 +393,9 @@ def _check_reported(chk: Checker, doc: Mapping[str, Any], records: list[Mapping[
         np.minimum.at(nearest, b, pair_mm)
     diffs: list[float] = []
 
-    def compare(i: int, key: str, reported: Any, expected: Any, explain: str, *,
-                shown: Any = None) -> None:
+    def compare(
+        i: int, key: str, reported: Any, expected: Any, explain: str, *, shown: Any = None
+    ) -> None:
         name = chk.names[i]
         if expected is None or (np.ndim(expected) == 0 and not np.isfinite(expected)):
             if reported is not None:
@@ -301,8 +403,11 @@ def _check_reported(chk: Checker, doc: Mapping[str, Any], records: list[Mapping[
             return
         try:
             got = np.array(reported, dtype=np.float64)
-            diff = float(np.linalg.norm(got - expected)) if got.shape == np.shape(
-                expected) else math.inf
+            diff = (
+                float(np.linalg.norm(got - expected))
+                if got.shape == np.shape(expected)
+                else math.inf
+            )
         except (TypeError, ValueError):
             diff = math.inf
         if not math.isfinite(diff):
@@ -310,51 +415,87 @@ def _check_reported(chk: Checker, doc: Mapping[str, Any], records: list[Mapping[
             return
         diffs.append(diff)
         if diff > REPORT_TOLERANCE_MM:
-            chk.add(rule, (i,), f"{name}: reported {key} "
-                    f"{_shown(reported if shown is None else shown)} differs by "
-                    f"{format_mm(diff)} mm from {explain}")
+            chk.add(
+                rule,
+                (i,),
+                f"{name}: reported {key} "
+                f"{_shown(reported if shown is None else shown)} differs by "
+                f"{format_mm(diff)} mm from {explain}",
+            )
 
     for i, v in enumerate(records):
         c = centres[i]
         lps = ras_to_lps(c)
-        compare(i, "center_lps_mm", v.get("center_lps_mm"), lps,
-                f"the RAS centre with x and y negated {format_point(lps)}")
+        compare(
+            i,
+            "center_lps_mm",
+            v.get("center_lps_mm"),
+            lps,
+            f"the RAS centre with x and y negated {format_point(lps)}",
+        )
         # Index differences are compared as world distances (mm) through the plan's affine.
         try:
             written_ijk = np.array(v.get("center_ijk"), dtype=np.float64)
-            as_ras = (apply_affine(grid.affine, written_ijk) if written_ijk.shape == (3,)
-                      else None)
+            as_ras = apply_affine(grid.affine, written_ijk) if written_ijk.shape == (3,) else None
         except (TypeError, ValueError):
             as_ras = None
-        compare(i, "center_ijk", None if as_ras is None else as_ras.tolist(), c,
-                f"the centre (in the world); expected {format_point(ijk[i])}",
-                shown=v.get("center_ijk"))
+        compare(
+            i,
+            "center_ijk",
+            None if as_ras is None else as_ras.tolist(),
+            c,
+            f"the centre (in the world); expected {format_point(ijk[i])}",
+            shown=v.get("center_ijk"),
+        )
         if depth_exact:
-            compare(i, "depth_mm", v.get("depth_mm"), depth[i],
-                    f"the recomputed depth {format_mm(depth[i])} mm")
-        compare(i, "nearest_vertex_mm", v.get("nearest_vertex_mm"), nearest[i],
-                "the recomputed nearest-centre distance "
-                + (f"{format_mm(nearest[i])} mm" if n > 1 else "(none: a single vertex)"))
+            compare(
+                i,
+                "depth_mm",
+                v.get("depth_mm"),
+                depth[i],
+                f"the recomputed depth {format_mm(depth[i])} mm",
+            )
+        compare(
+            i,
+            "nearest_vertex_mm",
+            v.get("nearest_vertex_mm"),
+            nearest[i],
+            "the recomputed nearest-centre distance "
+            + (f"{format_mm(nearest[i])} mm" if n > 1 else "(none: a single vertex)"),
+        )
         written = v.get("oar_distance_mm") or {}
         if not isinstance(written, Mapping):
             written = {}
         for name, d in oar_d.items():
             if oar_capped is not None and name in oar_capped and oar_capped[name][i]:
                 continue
-            compare(i, f"oar_distance_mm.{name}", written.get(name), d[i],
-                    f"the recomputed distance {format_mm(d[i])} mm")
+            compare(
+                i,
+                f"oar_distance_mm.{name}",
+                written.get(name),
+                d[i],
+                f"the recomputed distance {format_mm(d[i])} mm",
+            )
     ids = [v.get("id") for v in records]
     if len(set(map(repr, ids))) != len(ids):
-        chk.add(rule, (), f"vertex ids repeat ({', '.join(map(repr, ids))}); each vertex "
-                "needs its own id")
+        chk.add(
+            rule,
+            (),
+            f"vertex ids repeat ({', '.join(map(repr, ids))}); each vertex needs its own id",
+        )
     summary = doc.get("summary")
     if isinstance(summary, Mapping) and summary.get("n_vertices", n) != n:
-        chk.add(rule, (), f"summary.n_vertices is {summary.get('n_vertices')!r} but the plan "
-                f"lists {n} vertices")
+        chk.add(
+            rule,
+            (),
+            f"summary.n_vertices is {summary.get('n_vertices')!r} but the plan lists {n} vertices",
+        )
     largest = f"; largest difference {format_mm(max(diffs))} mm" if diffs else ""
-    chk.worst(rule, REPORT_TOLERANCE_MM - np.array(diffs) if diffs else None,
-              f"written values within {format_mm(REPORT_TOLERANCE_MM)} mm of the "
-              f"recomputation{largest}")
+    chk.worst(
+        rule,
+        REPORT_TOLERANCE_MM - np.array(diffs) if diffs else None,
+        f"written values within {format_mm(REPORT_TOLERANCE_MM)} mm of the recomputation{largest}",
+    )
 
 
 def _shown(value: Any) -> str:
@@ -399,5 +540,6 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
         gtv, oars = nifti_inputs(inputs, grid, path, doc, checksum, violations, warnings)
 
     report = verify_plan(doc.data, gtv=gtv, oars=oars)
-    return replace(report, violations=(*violations, *report.violations),
-                   warnings=(*warnings, *report.warnings))
+    return replace(
+        report, violations=(*violations, *report.violations), warnings=(*warnings, *report.warnings)
+    )

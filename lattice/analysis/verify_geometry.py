@@ -32,7 +32,7 @@ def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
     if len(ii) == 0:
         return []
     jj = np.flatnonzero(plane.any(axis=0))
-    sub = plane[ii[0]:ii[-1] + 1, jj[0]:jj[-1] + 1]  # same outlines, shifted back below
+    sub = plane[ii[0] : ii[-1] + 1, jj[0] : jj[-1] + 1]  # same outlines, shifted back below
     off = np.array([ii[0], jj[0]], dtype=np.float64) - 1.0
     return [line[:-1] + off for line in find_contours(np.pad(sub, 1).astype(float), 0.5)]
 
@@ -58,23 +58,30 @@ class _Slabs:
     def segments(self, k: int) -> NDArray[np.float64] | None:
         """(n, 4) segments (u0, v0, u1, v1) of slice k in mm, None for an empty slice."""
         if k not in self._segs:
-            rings = ([np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
-                      for r in _slice_rings(self.mask, k)]
-                     if 0 <= k < self.mask.shape[2] else [])
+            rings = (
+                [
+                    np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
+                    for r in _slice_rings(self.mask, k)
+                ]
+                if 0 <= k < self.mask.shape[2]
+                else []
+            )
             segs = [np.column_stack([r, np.roll(r, -1, axis=0)]) for r in rings if len(r) >= 2]
             self._segs[k] = np.concatenate(segs) if segs else None
         return self._segs[k]
 
-    def _inplane(self, k: int, q: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    def _inplane(
+        self, k: int, q: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """Distance to slice k's outline and even-odd inside-ness of points ``q (m, 2)``."""
         s = self.segments(k)
         if s is None:
             return np.full(len(q), np.inf), np.zeros(len(q), dtype=bool)
         a, ab = s[None, :, :2], (s[:, 2:] - s[:, :2])[None]
         rel = q[:, None, :] - a
-        t = np.clip(np.sum(rel * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-300),
-                    0.0, 1.0)
+        t = np.clip(
+            np.sum(rel * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-300), 0.0, 1.0
+        )
         dist = np.sqrt(np.min(np.sum((rel - t[..., None] * ab) ** 2, axis=2), axis=1))
         y0, y1 = s[None, :, 1], s[None, :, 3]
         qy = q[:, 1:2]
@@ -84,8 +91,9 @@ class _Slabs:
         inside = np.count_nonzero(spans & (x > q[:, :1]), axis=1) % 2 == 1
         return dist, inside
 
-    def measure(self, points_ras_mm: NDArray[np.float64], *, depth: bool,
-                cap_mm: float = np.inf) -> NDArray[np.float64]:
+    def measure(
+        self, points_ras_mm: NDArray[np.float64], *, depth: bool, cap_mm: float = np.inf
+    ) -> NDArray[np.float64]:
         """Depth below (``depth=True``) or distance to the solid of each point, capped."""
         n = len(points_ras_mm)
         if n == 0:
@@ -124,17 +132,21 @@ class _Slabs:
         return best
 
 
-def depth_mm(gtv: Volume, points_ras_mm: NDArray[np.float64], *,
-              cap_mm: float | None = None) -> NDArray[np.float64]:
+def depth_mm(
+    gtv: Volume, points_ras_mm: NDArray[np.float64], *, cap_mm: float | None = None
+) -> NDArray[np.float64]:
     """Depth (mm) of each point below the GTV's TPS surface (0 outside), capped."""
-    return _Slabs(gtv).measure(points_ras_mm, depth=True,
-                               cap_mm=np.inf if cap_mm is None else cap_mm)
+    return _Slabs(gtv).measure(
+        points_ras_mm, depth=True, cap_mm=np.inf if cap_mm is None else cap_mm
+    )
 
 
-def distance_to_mask_mm(mask: Volume, points_ras_mm: NDArray[np.float64], *,
-                         cap_mm: float | None = None) -> NDArray[np.float64]:
+def distance_to_mask_mm(
+    mask: Volume, points_ras_mm: NDArray[np.float64], *, cap_mm: float | None = None
+) -> NDArray[np.float64]:
     """Distance (mm) from each point to the OAR's TPS solid (0 inside), capped."""
     if len(points_ras_mm) == 0:
         return np.zeros(0)
-    return _Slabs(mask).measure(points_ras_mm, depth=False,
-                                cap_mm=np.inf if cap_mm is None else cap_mm)
+    return _Slabs(mask).measure(
+        points_ras_mm, depth=False, cap_mm=np.inf if cap_mm is None else cap_mm
+    )

@@ -46,12 +46,17 @@ def bad_document(source: str, what: str) -> InputFileError:
     return InputFileError(f"{source}: {what}; write the plan again with `lattice plan`")
 
 
-def _number(value: Any, name: str, source: str, *, minimum: float = 0.0,
-            optional: bool = False) -> float | None:
+def _number(
+    value: Any, name: str, source: str, *, minimum: float = 0.0, optional: bool = False
+) -> float | None:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
-            value) or value < minimum:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < minimum
+    ):
         raise bad_document(source, f"{name} must be a number >= {minimum:g}, got {value!r}")
     return float(value)
 
@@ -68,35 +73,36 @@ def parse_rules(params: Any, source: str) -> Rules:
     counts = {}
     for key in ("max_vertices", "min_vertices"):
         value = params.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
             raise bad_document(source, f"parameters.{key} must be a whole number, got {value!r}")
         counts[key] = value
     diameter = _number(params["diameter_mm"], "parameters.diameter_mm", source, minimum=0)
     assert diameter is not None
-    coplanar = _number(params.get("coplanar_mm"), "parameters.coplanar_mm", source,
-                       optional=True)
-    coplanar_spacing = _number(params.get("coplanar_spacing_mm"),
-                               "parameters.coplanar_spacing_mm", source, optional=True)
+    coplanar = _number(params.get("coplanar_mm"), "parameters.coplanar_mm", source, optional=True)
+    coplanar_spacing = _number(
+        params.get("coplanar_spacing_mm"), "parameters.coplanar_spacing_mm", source, optional=True
+    )
     # Shell mode: the deepest allowed centre is margin + R + width (width defaults to R).
     # Documents without a "mode" key (older or other writers) are in shell mode when they
     # name a width; in "fill" mode a width left in the parameters is not a rule.
     mode = params.get("mode")
-    width = _number(params.get("shell_width_mm"), "parameters.shell_width_mm", source,
-                    optional=True)
+    width = _number(
+        params.get("shell_width_mm"), "parameters.shell_width_mm", source, optional=True
+    )
     if mode == "shell" and width is None:
         width = diameter / 2.0
     elif mode is not None and mode != "shell":
         width = None
     return Rules(
         diameter_mm=diameter,
-        min_spacing_mm=_number(params["min_spacing_mm"], "parameters.min_spacing_mm",
-                               source),  # type: ignore[arg-type]
-        gtv_margin_mm=_number(params["gtv_margin_mm"], "parameters.gtv_margin_mm",
-                              source),  # type: ignore[arg-type]
-        oar_clearance_mm={str(k): float(_number(v, f"parameters.oar_clearance_mm.{k}",
-                                                source) or 0.0)
-                          for k, v in clearances.items()},
+        min_spacing_mm=_number(params["min_spacing_mm"], "parameters.min_spacing_mm", source),  # type: ignore[arg-type]
+        gtv_margin_mm=_number(params["gtv_margin_mm"], "parameters.gtv_margin_mm", source),  # type: ignore[arg-type]
+        oar_clearance_mm={
+            str(k): float(_number(v, f"parameters.oar_clearance_mm.{k}", source) or 0.0)
+            for k, v in clearances.items()
+        },
         snap_to_slices=bool(params.get("snap_to_slices", False)),
         max_vertices=counts["max_vertices"],
         min_vertices=counts["min_vertices"],
@@ -114,13 +120,17 @@ def parse_grid(grid: Any, source: str) -> Grid:
     except (TypeError, KeyError, ValueError) as exc:
         raise bad_document(source, f"'grid' lacks a valid shape and affine ({exc})") from None
     if len(shape) != 3 or affine.shape != (4, 4) or not np.all(np.isfinite(affine)):
-        raise bad_document(source, f"'grid' has shape {shape} and a {affine.shape} affine; "
-                           "expected 3 sizes and a 4x4 affine")
+        raise bad_document(
+            source,
+            f"'grid' has shape {shape} and a {affine.shape} affine; "
+            "expected 3 sizes and a 4x4 affine",
+        )
     return Grid(shape, affine)  # type: ignore[arg-type]  # three sizes: checked above
 
 
-def parse_vertices(vertices: Any, source: str) -> tuple[list[Mapping[str, Any]],
-                                                         NDArray[np.float64]]:
+def parse_vertices(
+    vertices: Any, source: str
+) -> tuple[list[Mapping[str, Any]], NDArray[np.float64]]:
     if not isinstance(vertices, list):
         raise bad_document(source, "'vertices' is missing or not a list")
     centres = []
@@ -132,8 +142,11 @@ def parse_vertices(vertices: Any, source: str) -> tuple[list[Mapping[str, Any]],
         except (TypeError, ValueError):
             c = np.zeros(0)
         if c.shape != (3,) or not np.all(np.isfinite(c)):
-            raise bad_document(source, f"vertex {i + 1} has center_ras_mm {v['center_ras_mm']!r}; "
-                               "expected three finite numbers")
+            raise bad_document(
+                source,
+                f"vertex {i + 1} has center_ras_mm {v['center_ras_mm']!r}; "
+                "expected three finite numbers",
+            )
         centres.append(c)
     return vertices, np.array(centres, dtype=np.float64).reshape(-1, 3)
 
@@ -159,8 +172,9 @@ def read_plan(path: Path) -> tuple[Path, PlanDocument]:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise InputFileError(f"cannot read '{path}' as JSON ({exc}); pass the plan.json "
-                             "that `lattice plan` wrote") from exc
+        raise InputFileError(
+            f"cannot read '{path}' as JSON ({exc}); pass the plan.json that `lattice plan` wrote"
+        ) from exc
     if not isinstance(doc, dict):
         raise InputFileError(f"'{path}' holds a JSON {type(doc).__name__}, not a plan")
     # Wrong types: one line naming the key.
@@ -169,8 +183,10 @@ def read_plan(path: Path) -> tuple[Path, PlanDocument]:
 
 def _input_path(entry: Any, what: str, plan_path: Path) -> Path:
     if not isinstance(entry, Mapping) or not entry.get("path"):
-        raise InputFileError(f"{plan_path}: inputs record no {what} file; verify with "
-                             "lattice.verify_plan and the masks instead")
+        raise InputFileError(
+            f"{plan_path}: inputs record no {what} file; verify with "
+            "lattice.verify_plan and the masks instead"
+        )
     p = Path(str(entry["path"]))
     # A relative path is the planner's working directory; the plan folder is the best guess
     # when that is gone.
@@ -179,23 +195,34 @@ def _input_path(entry: Any, what: str, plan_path: Path) -> Path:
     return p
 
 
-def checksum_finding(entry: Mapping[str, Any], path: Path, what: str
-                      ) -> tuple[Violation | None, str | None]:
+def checksum_finding(
+    entry: Mapping[str, Any], path: Path, what: str
+) -> tuple[Violation | None, str | None]:
     """(violation, warning) from comparing a file's sha256 with the recorded one."""
     recorded = entry.get("sha256")
     if not recorded:
         return None, f"no checksum recorded for {what} '{path}'; cannot tell if it changed"
     now = sha256_file(path)
     if now != recorded:
-        return Violation("input_files", (), f"{what} '{path}' changed after planning (sha256 "
-                         f"{now[:12]}... , recorded {str(recorded)[:12]}...); the plan was made "
-                         "for another file: plan again"), None
+        return Violation(
+            "input_files",
+            (),
+            f"{what} '{path}' changed after planning (sha256 "
+            f"{now[:12]}... , recorded {str(recorded)[:12]}...); the plan was made "
+            "for another file: plan again",
+        ), None
     return None, None
 
 
-def nifti_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, doc: PlanDocument,
-                  checksum: Any, violations: list[Violation], warnings: list[str]
-                  ) -> tuple[Volume, dict[str, Volume]]:
+def nifti_inputs(
+    inputs: Mapping[str, Any],
+    grid: Grid,
+    path: Path,
+    doc: PlanDocument,
+    checksum: Any,
+    violations: list[Violation],
+    warnings: list[str],
+) -> tuple[Volume, dict[str, Volume]]:
     """GTV and OAR masks from the NIfTI files a plan records (checksums and grid checked)."""
     gtv_entry = inputs.get("gtv")
     gtv_path = _input_path(gtv_entry, "GTV", path)
@@ -203,8 +230,12 @@ def nifti_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, doc: PlanDoc
     label = gtv_entry.get("label")
     gtv = load_mask(gtv_path, label=label)
     changed = checksum(gtv_entry, gtv_path, "GTV mask")
-    check_on_grid(gtv, grid, name=f"GTV mask '{gtv_path}'",
-                   note="the file also changed after planning" if changed else "")
+    check_on_grid(
+        gtv,
+        grid,
+        name=f"GTV mask '{gtv_path}'",
+        note="the file also changed after planning" if changed else "",
+    )
 
     oars: dict[str, Volume] = {}
     for k, entry in enumerate(inputs.get("oars") or []):
@@ -212,23 +243,41 @@ def nifti_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, doc: PlanDoc
         name = str(entry.get("name") or p.name)
         oars[name] = load_mask(p)
         changed = checksum(entry, p, f"OAR mask '{name}'")
-        check_on_grid(oars[name], grid, name=f"OAR mask '{p}'",
-                       note="the file also changed after planning" if changed else "")
+        check_on_grid(
+            oars[name],
+            grid,
+            name=f"OAR mask '{p}'",
+            note="the file also changed after planning" if changed else "",
+        )
         recorded = (doc.parameters.get("oar_clearance_mm") or {}).get(name)
-        if entry.get("clearance_mm") is not None and recorded is not None and not math.isclose(
-            float(entry["clearance_mm"]), float(recorded), abs_tol=RULE_TOLERANCE_MM):
-            violations.append(Violation(
-                "reported_values", (), f"inputs give OAR '{name}' a clearance of "
-                f"{format_mm(entry['clearance_mm'])} mm but the parameters "
-                f"{format_mm(recorded)} mm"))
+        if (
+            entry.get("clearance_mm") is not None
+            and recorded is not None
+            and not math.isclose(
+                float(entry["clearance_mm"]), float(recorded), abs_tol=RULE_TOLERANCE_MM
+            )
+        ):
+            violations.append(
+                Violation(
+                    "reported_values",
+                    (),
+                    f"inputs give OAR '{name}' a clearance of "
+                    f"{format_mm(entry['clearance_mm'])} mm but the parameters "
+                    f"{format_mm(recorded)} mm",
+                )
+            )
 
     ct_entry = inputs.get("ct")
     if isinstance(ct_entry, Mapping) and ct_entry.get("path"):
         ct_path = _input_path(ct_entry, "CT", path)
         if ct_path.is_file():
             changed = checksum(ct_entry, ct_path, "CT")
-            check_on_grid(load_grid(ct_path), grid, name=f"CT '{ct_path}'",
-                           note="the file also changed after planning" if changed else "")
+            check_on_grid(
+                load_grid(ct_path),
+                grid,
+                name=f"CT '{ct_path}'",
+                note="the file also changed after planning" if changed else "",
+            )
         else:
             warnings.append(f"CT '{ct_path}' not found; its checksum was not checked")
     else:
@@ -236,8 +285,9 @@ def nifti_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, doc: PlanDoc
     return gtv, oars
 
 
-def dicom_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, checksum: Any,
-                  warnings: list[str]) -> tuple[Volume, dict[str, Volume]]:
+def dicom_inputs(
+    inputs: Mapping[str, Any], grid: Grid, path: Path, checksum: Any, warnings: list[str]
+) -> tuple[Volume, dict[str, Volume]]:
     """GTV and OAR masks rasterised again from the CT series and RTSTRUCT a plan records."""
     from ..io.dicom import load_dicom_case, series_checksum
 
@@ -249,15 +299,18 @@ def dicom_inputs(inputs: Mapping[str, Any], grid: Grid, path: Path, checksum: An
     gtv_entry = inputs.get("gtv") or {}
     oar_entries = list(inputs.get("oars") or [])
     case = load_dicom_case(
-        ct_entry["dicom_folder"], rt_path, gtv_name=str(gtv_entry.get("roi")),
+        ct_entry["dicom_folder"],
+        rt_path,
+        gtv_name=str(gtv_entry.get("roi")),
         oar_names=[str(e.get("roi") or e.get("name")) for e in oar_entries],
-        series_uid=ct_entry.get("series_instance_uid"), pixels=False)
+        series_uid=ct_entry.get("series_instance_uid"),
+        pixels=False,
+    )
     checksum(rt_entry, rt_path, "RTSTRUCT")
     warnings.extend(case.warnings)  # contours left out, as at planning
     recorded = ct_entry.get("sha256")
     if recorded and series_checksum(case.series) != recorded:
         warnings.append(f"the CT series in '{ct_entry['dicom_folder']}' changed after planning")
     check_on_grid(case.gtv, grid, name=f"GTV ROI '{case.gtv_name}'")
-    oars = {str(e.get("name") or e.get("roi")): m
-            for e, m in zip(oar_entries, case.oars.values())}
+    oars = {str(e.get("name") or e.get("roi")): m for e, m in zip(oar_entries, case.oars.values())}
     return case.gtv, oars

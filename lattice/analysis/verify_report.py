@@ -97,8 +97,9 @@ class Checker:
         self.violations: list[Violation] = []
         self.checks: list[dict[str, Any]] = []
 
-    def worst(self, rule: str, slack: NDArray[np.float64] | None, detail: str,
-              **extra: Any) -> None:
+    def worst(
+        self, rule: str, slack: NDArray[np.float64] | None, detail: str, **extra: Any
+    ) -> None:
         value = None if slack is None or len(slack) == 0 else round(float(np.min(slack)), 6)
         self.checks.append({"rule": rule, "worst_slack_mm": value, "detail": detail, **extra})
 

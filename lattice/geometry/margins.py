@@ -43,7 +43,8 @@ def bounding_box(mask: NDArray[np.bool_], *, pad_vox: ArrayLike = 0) -> BoxSlice
     ranges[axis] = (int(hit[0]), int(hit[-1]) + 1)
     return tuple(  # type: ignore[return-value]
         slice(max(ranges[a][0] - int(pad[a]), 0), min(ranges[a][1] + int(pad[a]), mask.shape[a]))
-        for a in range(3))
+        for a in range(3)
+    )
 
 
 #: Iso-level of marching cubes on a 0/1 mask: the surface passes halfway between the centres
@@ -51,8 +52,9 @@ def bounding_box(mask: NDArray[np.bool_], *, pad_vox: ArrayLike = 0) -> BoxSlice
 MASK_SURFACE_LEVEL = 0.5
 
 
-def mask_surface_ijk(mask: NDArray, *, block_vox: ArrayLike = 1, box: BoxSlices | None = None
-                     ) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
+def mask_surface_ijk(
+    mask: NDArray, *, block_vox: ArrayLike = 1, box: BoxSlices | None = None
+) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
     """The closed surface of a mask, as a triangle mesh in voxel indices.
 
     Marching cubes (scikit-image, Lewiner) at :data:`MASK_SURFACE_LEVEL` on the mask's
@@ -96,7 +98,8 @@ def mask_surface_ijk(mask: NDArray, *, block_vox: ArrayLike = 1, box: BoxSlices 
         padded = np.pad(sub, [(0, -n % f) for n, f in zip(sub.shape, factor)])
         nb = [n // f for n, f in zip(padded.shape, factor)]
         values = padded.reshape(nb[0], factor[0], nb[1], factor[1], nb[2], factor[2]).mean(
-            axis=(1, 3, 5), dtype=np.float32)
+            axis=(1, 3, 5), dtype=np.float32
+        )
     else:
         values = sub.astype(np.float32)
     verts, faces, _, _ = marching_cubes(np.pad(values, 1), level=MASK_SURFACE_LEVEL)
@@ -112,8 +115,9 @@ def mask_surface_ijk(mask: NDArray, *, block_vox: ArrayLike = 1, box: BoxSlices 
 EDT_TOLERANCE_MM = 1e-4
 
 
-def distance_to_background_mm(mask: NDArray[np.bool_], *, voxel_size_mm: ArrayLike,
-                              border_is_background: bool) -> NDArray[np.float32]:
+def distance_to_background_mm(
+    mask: NDArray[np.bool_], *, voxel_size_mm: ArrayLike, border_is_background: bool
+) -> NDArray[np.float32]:
     """Distance from each voxel centre to the nearest voxel centre where ``mask`` is False.
 
     Parameters
@@ -133,8 +137,10 @@ def distance_to_background_mm(mask: NDArray[np.bool_], *, voxel_size_mm: ArrayLi
     if not border_is_background and mask.all():
         return np.full(mask.shape, np.inf, dtype=np.float32)
     vox = tuple(float(v) for v in np.asarray(voxel_size_mm, dtype=float))
-    return np.asarray(edt.edt(mask, anisotropy=vox, black_border=border_is_background,
-                              parallel=1), dtype=np.float32)
+    return np.asarray(
+        edt.edt(mask, anisotropy=vox, black_border=border_is_background, parallel=1),
+        dtype=np.float32,
+    )
 
 
 def depth_in_box_mm(
@@ -160,8 +166,9 @@ def depth_in_box_mm(
     box = bounding_box(mask, pad_vox=pad_vox)
     # The box edge is either the array border (outside by definition) or a background layer
     # of the grown box, so counting the box border as background is exact.
-    depth = distance_to_background_mm(mask[box], voxel_size_mm=voxel_size_mm,
-                                      border_is_background=True)
+    depth = distance_to_background_mm(
+        mask[box], voxel_size_mm=voxel_size_mm, border_is_background=True
+    )
     return depth, box
 
 

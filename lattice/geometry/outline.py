@@ -45,8 +45,9 @@ class SliceOutline:
     _half_max: float = 0.0
 
     @classmethod
-    def from_rings(cls, rings_uv: Sequence[NDArray[np.float64]], *, max_len_mm: float
-                   ) -> SliceOutline:
+    def from_rings(
+        cls, rings_uv: Sequence[NDArray[np.float64]], *, max_len_mm: float
+    ) -> SliceOutline:
         """Outline from closed rings ``(m, 2)`` (first point not repeated)."""
         segs = []
         for ring in rings_uv:
@@ -127,18 +128,19 @@ class SliceOutline:
         hi_v = np.maximum(s[:, 1], s[:, 3])
         step = max(1, _CROSSING_BLOCK // max(len(s), 1))
         for a in range(0, len(q), step):
-            qq = q[a:a + step]
+            qq = q[a : a + step]
             u, v = qq[:, :1], qq[:, 1:]
             spans = (lo_v[None, :] <= v) & (v < hi_v[None, :])
             with np.errstate(divide="ignore", invalid="ignore"):
                 t = (v - s[None, :, 1]) / (s[None, :, 3] - s[None, :, 1])
                 u_cross = s[None, :, 0] + t * (s[None, :, 2] - s[None, :, 0])
-            out[a:a + step] = (np.count_nonzero(spans & (u_cross > u), axis=1) % 2) == 1
+            out[a : a + step] = (np.count_nonzero(spans & (u_cross > u), axis=1) % 2) == 1
         return out
 
 
-def _point_segment_distance(p: NDArray[np.float64], seg: NDArray[np.float64]
-                            ) -> NDArray[np.float64]:
+def _point_segment_distance(
+    p: NDArray[np.float64], seg: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Distance from points ``p (..., 2)`` to segments ``seg (..., 4)`` (broadcast)."""
     ax, ay = seg[..., 0], seg[..., 1]
     dx, dy = seg[..., 2] - ax, seg[..., 3] - ay
@@ -157,8 +159,19 @@ def _point_segment_distance(p: NDArray[np.float64], seg: NDArray[np.float64]
 # (fully_connected="low"), so outlines match the contours the RTSTRUCT writer exports.
 _EDGE_OFFSET = {"t": (0.0, 0.5), "b": (1.0, 0.5), "l": (0.5, 0.0), "r": (0.5, 1.0)}
 _CASES: dict[int, tuple[str, ...]] = {
-    1: ("tl",), 2: ("tr",), 3: ("lr",), 4: ("lb",), 5: ("tb",), 6: ("tr", "lb"), 7: ("rb",),
-    8: ("rb",), 9: ("tl", "rb"), 10: ("tb",), 11: ("lb",), 12: ("lr",), 13: ("tr",),
+    1: ("tl",),
+    2: ("tr",),
+    3: ("lr",),
+    4: ("lb",),
+    5: ("tb",),
+    6: ("tr", "lb"),
+    7: ("rb",),
+    8: ("rb",),
+    9: ("tl", "rb"),
+    10: ("tb",),
+    11: ("lb",),
+    12: ("lr",),
+    13: ("tr",),
     14: ("tl",),
 }
 
@@ -189,5 +202,6 @@ def marching_squares_segments(image: NDArray[np.bool_]) -> NDArray[np.float64]:
     r, c = np.divmod(cells, code.shape[1])
     corner = np.column_stack([r, c, r, c]).astype(np.float64)
     saddle = np.flatnonzero(np.isin(cases, (6, 9)))
-    return np.concatenate([corner + _FIRST_SEGMENT[cases],
-                           corner[saddle] + _SECOND_SEGMENT[cases[saddle]]])
+    return np.concatenate(
+        [corner + _FIRST_SEGMENT[cases], corner[saddle] + _SECOND_SEGMENT[cases[saddle]]]
+    )

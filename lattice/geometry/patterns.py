@@ -106,9 +106,15 @@ class LatticePattern:
         if factor < 1:
             raise ValueError(f"stretch factor must be >= 1, got {factor}")
         scale = np.diag([1.0, 1.0, factor])
-        return LatticePattern(self.name, self.min_spacing_mm, scale @ self.cell_mm,
-                              self.motif_frac, self.layer_step_mm * factor, self.symmetry_deg,
-                              scale @ self.primitive_mm)
+        return LatticePattern(
+            self.name,
+            self.min_spacing_mm,
+            scale @ self.cell_mm,
+            self.motif_frac,
+            self.layer_step_mm * factor,
+            self.symmetry_deg,
+            scale @ self.primitive_mm,
+        )
 
 
 def make_pattern(name: str, *, min_spacing_mm: float) -> LatticePattern:

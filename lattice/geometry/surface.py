@@ -62,7 +62,9 @@ MODEL_TEXT = (
     "0.5 for a mask; holes by the even-odd rule) is extruded half a slice gap above and below "
     "its plane. Depth is the distance to the outside of the GTV solid; OAR distance is the "
     "distance to the OAR solid. Every rule (GTV margin, OAR clearance, shell band, LATTICE "
-    "target = voxel centres deeper than the margin) uses these exact distances.")
+    "target = voxel centres deeper than the margin) uses these exact distances."
+)
+
 
 @dataclass(frozen=True, eq=False)
 class SlabSolid:
@@ -86,28 +88,33 @@ class SlabSolid:
     #: Per metric (True: depth, False: distance), the last voxel tables' per-slice in-plane
     #: lower bounds and the index of their first voxel, kept to prune exact queries.
     _plane_lo: dict[bool, tuple[NDArray[np.int64], NDArray[np.float32]]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
     _cache: dict[str, tuple[NDArray[np.int64], NDArray[np.bool_]]] = field(
-        default_factory=dict, repr=False)
+        default_factory=dict, repr=False
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mask", np.asarray(self.mask, dtype=bool))
-        object.__setattr__(self, "voxel_size_mm",
-                           np.asarray(self.voxel_size_mm, dtype=np.float64))
+        object.__setattr__(self, "voxel_size_mm", np.asarray(self.voxel_size_mm, dtype=np.float64))
         if self.rings_ijk is not None:
             vox = self.voxel_size_mm
             per: dict[int, list[NDArray[np.float64]]] = {}
             for k, ring in self.rings_ijk:
                 per.setdefault(int(k), []).append(
-                    np.asarray(ring, dtype=np.float64)[:, :2] * vox[:2])
+                    np.asarray(ring, dtype=np.float64)[:, :2] * vox[:2]
+                )
             for k, rings in per.items():
                 outline = self._outline_of(rings)
                 if not outline.empty:
                     self._outlines[k] = outline
             object.__setattr__(self, "_slices", frozenset(self._outlines))
         else:
-            ks = (np.flatnonzero(self.mask.any(axis=(0, 1))) if self.mask.size
-                  else np.zeros(0, dtype=np.int64))
+            ks = (
+                np.flatnonzero(self.mask.any(axis=(0, 1)))
+                if self.mask.size
+                else np.zeros(0, dtype=np.int64)
+            )
             object.__setattr__(self, "_slices", frozenset(int(k) for k in ks))
 
     @property
@@ -132,7 +139,7 @@ class SlabSolid:
             plane = slices_first[k - lo[2]]
             rows = np.flatnonzero(plane.any(axis=1))
             cols = np.flatnonzero(plane.any(axis=0))
-            sub = plane[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            sub = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
             off = np.array([rows[0] + lo[0], cols[0] + lo[1]], dtype=np.float64) - 1.0
             vox = self.voxel_size_mm
             seg = marching_squares_segments(np.pad(sub, 1))
@@ -151,20 +158,24 @@ class SlabSolid:
         got = self._cache.get("slices_first")
         if got is None:
             box = bounding_box(self.mask)
-            got = (np.array([b.start for b in box], dtype=np.int64),
-                   np.ascontiguousarray(np.moveaxis(self.mask[box], 2, 0)))
+            got = (
+                np.array([b.start for b in box], dtype=np.int64),
+                np.ascontiguousarray(np.moveaxis(self.mask[box], 2, 0)),
+            )
             self._cache["slices_first"] = got
         return got
 
     def _outline_of(self, rings_uv: Sequence[NDArray[np.float64]]) -> SliceOutline:
         """A slice outline from rings in in-plane mm, split into pieces of at most a pixel."""
         return SliceOutline.from_rings(
-            rings_uv, max_len_mm=MAX_SEGMENT_PX * float(self.voxel_size_mm[:2].max()))
+            rings_uv, max_len_mm=MAX_SEGMENT_PX * float(self.voxel_size_mm[:2].max())
+        )
 
     # -- in-plane, per slice ------------------------------------------------------------------
 
-    def _inside(self, k: int, q_uv: NDArray[np.float64],
-                dist: NDArray[np.float64]) -> NDArray[np.bool_]:
+    def _inside(
+        self, k: int, q_uv: NDArray[np.float64], dist: NDArray[np.float64]
+    ) -> NDArray[np.bool_]:
         """Inside-ness on slice k of points whose boundary distance ``dist`` is known.
 
         Where the nearest voxel centre c of the slice is nearer to q than the boundary is, the
@@ -189,8 +200,9 @@ class SlabSolid:
             out[rest] = outline.contains(q_uv[rest])
         return out
 
-    def _inplane(self, k: int, q_uv: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    def _inplane(
+        self, k: int, q_uv: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         outline = self.outline(k)
         if outline is None:
             return np.full(len(q_uv), np.inf), np.zeros(len(q_uv), dtype=bool)
@@ -203,13 +215,13 @@ class SlabSolid:
         """Exact depth (mm) of grid-frame points ``(n, 3)``; values >= ``cap_mm`` become it."""
         return self._query(uvw, cap_mm, inside_metric=True)
 
-    def distance(self, uvw: NDArray[np.float64], *, cap_mm: float = np.inf
-                 ) -> NDArray[np.float64]:
+    def distance(self, uvw: NDArray[np.float64], *, cap_mm: float = np.inf) -> NDArray[np.float64]:
         """Exact distance (mm) from grid-frame points ``(n, 3)`` to the solid, capped."""
         return self._query(uvw, cap_mm, inside_metric=False)
 
-    def _query(self, uvw: NDArray[np.float64], cap_mm: float, *, inside_metric: bool
-               ) -> NDArray[np.float64]:
+    def _query(
+        self, uvw: NDArray[np.float64], cap_mm: float, *, inside_metric: bool
+    ) -> NDArray[np.float64]:
         pts = np.atleast_2d(np.asarray(uvw, dtype=np.float64))
         n = len(pts)
         best = np.full(n, cap_mm, dtype=np.float64)
@@ -262,8 +274,9 @@ class SlabSolid:
             np.minimum.at(best, rows, np.hypot(e, zoff))
         return best
 
-    def _plane_lower_bound(self, q_uv: NDArray[np.float64], ks: NDArray[np.int64],
-                           inside_metric: bool) -> NDArray[np.float64]:
+    def _plane_lower_bound(
+        self, q_uv: NDArray[np.float64], ks: NDArray[np.int64], inside_metric: bool
+    ) -> NDArray[np.float64]:
         """Lower bound of the in-plane metric of point i on slice ks[i] from the kept voxel
         table: the metric is 1-Lipschitz in-plane, so each of the four surrounding pixel
         centres c gives ``table(c) - |q - c|``. 0 where the table does not reach."""
@@ -281,16 +294,23 @@ class SlabSolid:
         for di in (0, 1):
             for dj in (0, 1):
                 ii, jj = base[:, 0] + di, base[:, 1] + dj
-                ok = ((ii >= 0) & (ii < shape[0]) & (jj >= 0) & (jj < shape[1])
-                      & (kk >= 0) & (kk < shape[2]))
+                ok = (
+                    (ii >= 0)
+                    & (ii < shape[0])
+                    & (jj >= 0)
+                    & (jj < shape[1])
+                    & (kk >= 0)
+                    & (kk < shape[2])
+                )
                 val = np.full(len(ks), -np.inf)
                 val[ok] = table[ii[ok], jj[ok], kk[ok]]
                 gap = np.hypot((f[:, 0] - ii) * vox[0], (f[:, 1] - jj) * vox[1])
                 best = np.maximum(best, val - gap)
         return np.maximum(best, 0.0)
 
-    def _inplane_many(self, ks: NDArray[np.int64], q_uv: NDArray[np.float64]
-                      ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    def _inplane_many(
+        self, ks: NDArray[np.int64], q_uv: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
         """In-plane boundary distance and inside-ness of point i on slice ks[i] (one call per
         distinct slice)."""
         dist = np.full(len(ks), np.inf)
@@ -308,8 +328,9 @@ class SlabSolid:
 
     # -- voxel-centre tables ------------------------------------------------------------------
 
-    def voxel_depth_bounds(self, box: tuple[slice, slice, slice], *, exact_to_mm: float
-                           ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def voxel_depth_bounds(
+        self, box: tuple[slice, slice, slice], *, exact_to_mm: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Lower and upper bounds (mm) of the depth of every voxel centre of ``box``.
 
         The box must hold every voxel of the mask. See :meth:`_inplane_bounds` for how tight
@@ -328,12 +349,13 @@ class SlabSolid:
         lower = self._bounds(upper)[0]
         return lower.copy() if lower is upper else lower
 
-    def _bounds(self, upper: NDArray[np.float32]
-                ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def _bounds(
+        self, upper: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """(lower, upper) from the stacked upper bound U3: every in-plane term obeys
         ``e^2 >= U^2 - a^2`` (a = :attr:`table_slack_mm`), so the stacked distance is at
         least ``sqrt(U3^2 - a^2)``."""
-        a2 = np.float32(self.table_slack_mm ** 2)
+        a2 = np.float32(self.table_slack_mm**2)
         if a2 == 0:
             return upper, upper
         lower = np.square(upper)
@@ -342,8 +364,9 @@ class SlabSolid:
         np.sqrt(lower, out=lower)
         return lower, upper
 
-    def voxel_distance_bounds(self, box: tuple[slice, slice, slice], *, exact_to_mm: float
-                              ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    def voxel_distance_bounds(
+        self, box: tuple[slice, slice, slice], *, exact_to_mm: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """Lower and upper bounds (mm) of the distance from each voxel centre of ``box`` to the
         solid; tight up to ``exact_to_mm`` (beyond: only known to exceed it, inf where nothing
         is in reach). The work is done on ``box`` grown by the reach and cropped back.
@@ -353,7 +376,7 @@ class SlabSolid:
         shape = np.array(self.mask.shape)
         lo = np.maximum(np.array([s.start for s in box]) - grow, 0)
         hi = np.minimum(np.array([s.stop for s in box]) + grow, shape)
-        sub = self.mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        sub = self.mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         if self.from_mask and not sub.any():
             # Nothing of the structure within reach of the box.
             far = np.full(tuple(s.stop - s.start for s in box), np.inf, dtype=np.float32)
@@ -363,9 +386,9 @@ class SlabSolid:
         a = np.array([s.start for s in box]) - lo
         b = a + np.array([s.stop - s.start for s in box])
         # The slab stack mixes slices only: crop in-plane first (the EDT needed the margin).
-        f_hi = np.ascontiguousarray(f_hi[a[0]:b[0], a[1]:b[1], :])
+        f_hi = np.ascontiguousarray(f_hi[a[0] : b[0], a[1] : b[1], :])
         out = _stack(f_hi, float(vox[2]), exact_to_mm, inside_metric=False)
-        return self._bounds(np.ascontiguousarray(out[:, :, a[2]:b[2]]))
+        return self._bounds(np.ascontiguousarray(out[:, :, a[2] : b[2]]))
 
     @property
     def table_slack_mm(self) -> float:
@@ -379,8 +402,14 @@ class SlabSolid:
         """
         return 0.5 * float(self.voxel_size_mm[:2].max()) if self.from_mask else 0.0
 
-    def _inplane_bounds(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
-                        *, inside_metric: bool) -> NDArray[np.float32]:
+    def _inplane_bounds(
+        self,
+        sub: NDArray[np.bool_],
+        lo: NDArray[np.int64],
+        exact_to_mm: float,
+        *,
+        inside_metric: bool,
+    ) -> NDArray[np.float32]:
         """Per-slice upper bound of the in-plane distance at the pixel centres of ``sub`` (at
         ``lo``): exact for polygon outlines (within reach), the distance to the nearest outline
         vertex for mask outlines (see :attr:`table_slack_mm`).
@@ -392,8 +421,9 @@ class SlabSolid:
             return self._mask_bounds(sub, exact_to_mm, inside_metric=inside_metric)
         return self._polygon_table(sub, lo, exact_to_mm, inside_metric=inside_metric)
 
-    def _mask_bounds(self, sub: NDArray[np.bool_], exact_to_mm: float, *, inside_metric: bool
-                     ) -> NDArray[np.float32]:
+    def _mask_bounds(
+        self, sub: NDArray[np.bool_], exact_to_mm: float, *, inside_metric: bool
+    ) -> NDArray[np.float32]:
         """Distance U to the nearest outline vertex by an EDT on a grid of half-pixel steps,
         whose zeros are the midpoints between differing 4-neighbours (the marching-squares
         vertices, with a background frame around ``sub`` so outlines close beyond it).
@@ -427,7 +457,7 @@ class SlabSolid:
             # Crop [a, b] x [c, d] of the padded slice (inclusive), frame included.
             a, b = max(rows[0] - 1 - grow[0], 0), min(rows[-1] + 1 + grow[0], ni - 1)
             c, d = max(cols[0] - 1 - grow[1], 0), min(cols[-1] + 1 + grow[1], nj - 1)
-            q = p[k, a:b + 1, c:d + 1]
+            q = p[k, a : b + 1, c : d + 1]
             feat = np.ones((2 * q.shape[0] - 1, 2 * q.shape[1] - 1), dtype=np.uint8)
             feat[1::2, ::2][q[:-1] != q[1:]] = 0
             feat[::2, 1::2][q[:, :-1] != q[:, 1:]] = 0
@@ -436,7 +466,7 @@ class SlabSolid:
             a1, b1, c1, d1 = max(a, 1), min(b, ni - 2), max(c, 1), min(d, nj - 2)
             if not inside_metric:
                 upper[k] = np.float32(far_mm)
-            upper[k, a1 - 1:b1, c1 - 1:d1] = u[a1 - a:b1 - a + 1, c1 - c:d1 - c + 1]
+            upper[k, a1 - 1 : b1, c1 - 1 : d1] = u[a1 - a : b1 - a + 1, c1 - c : d1 - c + 1]
         inside = p[:, 1:-1, 1:-1]
         if inside_metric:
             upper[~inside] = 0.0
@@ -444,8 +474,14 @@ class SlabSolid:
             upper[inside] = 0.0
         return np.moveaxis(upper, 0, 2)
 
-    def _polygon_table(self, sub: NDArray[np.bool_], lo: NDArray[np.int64], exact_to_mm: float,
-                       *, inside_metric: bool) -> NDArray[np.float32]:
+    def _polygon_table(
+        self,
+        sub: NDArray[np.bool_],
+        lo: NDArray[np.int64],
+        exact_to_mm: float,
+        *,
+        inside_metric: bool,
+    ) -> NDArray[np.float32]:
         """Exact in-plane distances for every pixel within reach of a free polygon outline."""
         vox = self.voxel_size_mm
         out = np.zeros(sub.shape, dtype=np.float32)
@@ -465,8 +501,9 @@ class SlabSolid:
             assert outline._tree is not None
             # A midpoint farther than the reach plus the longest half segment proves the
             # pixel out of reach.
-            dmid, _ = outline._tree.query(q, distance_upper_bound=exact_to_mm
-                                          + outline._half_max + 1e-6)
+            dmid, _ = outline._tree.query(
+                q, distance_upper_bound=exact_to_mm + outline._half_max + 1e-6
+            )
             near = np.isfinite(dmid)
             col = np.where(target, beyond, np.float32(0.0)).astype(np.float32)
             col[tuple(ij[near].T)] = outline.boundary_distance(q[near]).astype(np.float32)
@@ -474,8 +511,9 @@ class SlabSolid:
         return out
 
 
-def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
-           inside_metric: bool) -> NDArray[np.float32]:
+def _stack(
+    e: NDArray[np.float32], dz: float, exact_to_mm: float, *, inside_metric: bool
+) -> NDArray[np.float32]:
     """Combine per-slice in-plane distances into slab-solid distances at voxel centres.
 
     A voxel centre lies on its slice plane, so its own slab contributes ``e`` itself and slab
@@ -500,8 +538,10 @@ def _stack(e: NDArray[np.float32], dz: float, exact_to_mm: float, *,
         """The largest finite squared value, and whether a distance is still unreached
         (inf). Values only fall, so figures a few offsets old only make the loop stop later."""
         finite = np.isfinite(out2)
-        return (float(np.max(out2, initial=0.0, where=finite)),
-                not inside_metric and not bool(finite.all()))
+        return (
+            float(np.max(out2, initial=0.0, where=finite)),
+            not inside_metric and not bool(finite.all()),
+        )
 
     limit2, open_inf = unfinished()
     for m in range(1, reach + 1):

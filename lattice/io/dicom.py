@@ -109,16 +109,28 @@ def _read_header(path: Path) -> Any | None:
     except pydicom.errors.InvalidDicomError:
         return None
     except PermissionError as exc:
-        raise InputFileError(f"cannot read DICOM file '{path}' (permission denied); give this "
-                             "user read permission on the series (chmod -R a+r)") from exc
+        raise InputFileError(
+            f"cannot read DICOM file '{path}' (permission denied); give this "
+            "user read permission on the series (chmod -R a+r)"
+        ) from exc
     except (OSError, EOFError, ValueError, KeyError) as exc:
-        raise InputFileError(f"cannot read DICOM file '{path}' ({type(exc).__name__}: {exc}); "
-                             "export the series again") from exc
+        raise InputFileError(
+            f"cannot read DICOM file '{path}' ({type(exc).__name__}: {exc}); "
+            "export the series again"
+        ) from exc
 
 
 def _is_image(ds: Any) -> bool:
-    return all(k in ds for k in ("ImagePositionPatient", "ImageOrientationPatient",
-                                 "PixelSpacing", "Rows", "Columns"))
+    return all(
+        k in ds
+        for k in (
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "PixelSpacing",
+            "Rows",
+            "Columns",
+        )
+    )
 
 
 def _files_in(folder: Path) -> list[Path]:
@@ -130,16 +142,20 @@ def _files_in(folder: Path) -> list[Path]:
 
 
 @overload
-def load_series(folder: str | Path, *, series_uid: str | None = ...,
-                pixels: Literal[True] = ...) -> ImageSeries[Volume]: ...
+def load_series(
+    folder: str | Path, *, series_uid: str | None = ..., pixels: Literal[True] = ...
+) -> ImageSeries[Volume]: ...
 @overload
-def load_series(folder: str | Path, *, series_uid: str | None = ...,
-                pixels: Literal[False]) -> ImageSeries[Grid]: ...
+def load_series(
+    folder: str | Path, *, series_uid: str | None = ..., pixels: Literal[False]
+) -> ImageSeries[Grid]: ...
 @overload
-def load_series(folder: str | Path, *, series_uid: str | None = ...,
-                pixels: bool) -> ImageSeries[Volume | Grid]: ...
-def load_series(folder: str | Path, *, series_uid: str | None = None,
-                pixels: bool = True) -> ImageSeries[Any]:
+def load_series(
+    folder: str | Path, *, series_uid: str | None = ..., pixels: bool
+) -> ImageSeries[Volume | Grid]: ...
+def load_series(
+    folder: str | Path, *, series_uid: str | None = None, pixels: bool = True
+) -> ImageSeries[Any]:
     """Read an image series (CT, or any single-frame modality) from a folder.
 
     Files that are not DICOM, and DICOM files that are not images (an RTSTRUCT exported with
@@ -166,25 +182,30 @@ def load_series(folder: str | Path, *, series_uid: str | None = None,
         return _load_series(Path(folder), series_uid, pixels)
 
 
-def _load_series(folder: Path, series_uid: str | None, pixels: bool
-                 ) -> ImageSeries[Volume | Grid]:
+def _load_series(folder: Path, series_uid: str | None, pixels: bool) -> ImageSeries[Volume | Grid]:
     series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
     for path in _files_in(folder):
         ds = _read_header(path)
         if ds is not None and _is_image(ds):
             series[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
     if not series:
-        raise InputFileError(f"no DICOM image series in '{folder}'; pass the folder the CT "
-                             "was exported to")
+        raise InputFileError(
+            f"no DICOM image series in '{folder}'; pass the folder the CT was exported to"
+        )
     if series_uid is None and len(series) > 1:
-        listing = "; ".join(f"{uid} ({len(v)} {v[0][1].get('Modality', '?')} images, "
-                            f"'{v[0][1].get('SeriesDescription', '')}')"
-                            for uid, v in series.items())
-        raise InputFileError(f"'{folder}' holds {len(series)} image series: {listing}; choose "
-                             "one with --ct-series UID")
+        listing = "; ".join(
+            f"{uid} ({len(v)} {v[0][1].get('Modality', '?')} images, "
+            f"'{v[0][1].get('SeriesDescription', '')}')"
+            for uid, v in series.items()
+        )
+        raise InputFileError(
+            f"'{folder}' holds {len(series)} image series: {listing}; choose "
+            "one with --ct-series UID"
+        )
     if series_uid is not None and series_uid not in series:
-        raise InputFileError(f"series {series_uid} is not in '{folder}'; series present: "
-                             f"{', '.join(series)}")
+        raise InputFileError(
+            f"series {series_uid} is not in '{folder}'; series present: {', '.join(series)}"
+        )
     members = series[series_uid if series_uid is not None else next(iter(series))]
     return _assemble(folder, members, pixels=pixels)
 
@@ -195,34 +216,43 @@ def _floats(value: Any, n: int, what: str, path: Path) -> NDArray[np.float64]:
     except (TypeError, ValueError):
         out = np.zeros(0)
     if out.shape != (n,) or not np.all(np.isfinite(out)):
-        raise InputFileError(f"'{path}' has an invalid {what} ({value!r}); export the series "
-                             "again")
+        raise InputFileError(f"'{path}' has an invalid {what} ({value!r}); export the series again")
     return out
 
 
-def _assemble(folder: Path, members: list[tuple[Path, Any]], *, pixels: bool
-              ) -> ImageSeries[Volume | Grid]:
+def _assemble(
+    folder: Path, members: list[tuple[Path, Any]], *, pixels: bool
+) -> ImageSeries[Volume | Grid]:
     first_path, first = members[0]
     if int(first.get("NumberOfFrames", 1) or 1) > 1:
-        raise GridMismatchError(f"'{first_path}' is a multi-frame image; export the series as "
-                                "single-frame slices (classic CT Image Storage)")
+        raise GridMismatchError(
+            f"'{first_path}' is a multi-frame image; export the series as "
+            "single-frame slices (classic CT Image Storage)"
+        )
     orient = _floats(first.ImageOrientationPatient, 6, "ImageOrientationPatient", first_path)
     row_dir, col_dir = orient[:3], orient[3:]
     normal = np.cross(row_dir, col_dir)
     spacing = _floats(first.PixelSpacing, 2, "PixelSpacing", first_path)
     if np.any(spacing <= 0) or abs(np.linalg.norm(normal) - 1.0) > 1e-3:
-        raise InputFileError(f"'{first_path}' has an invalid image plane (PixelSpacing "
-                             f"{list(spacing)}, orientation {list(orient)})")
+        raise InputFileError(
+            f"'{first_path}' has an invalid image plane (PixelSpacing "
+            f"{list(spacing)}, orientation {list(orient)})"
+        )
     rows, cols = int(first.Rows), int(first.Columns)
     positions = []
     for path, ds in members:
         o = _floats(ds.ImageOrientationPatient, 6, "ImageOrientationPatient", path)
         s = _floats(ds.PixelSpacing, 2, "PixelSpacing", path)
-        if (np.abs(o - orient).max() > ORIENTATION_TOLERANCE or np.abs(s - spacing).max() > 1e-4
-                or (int(ds.Rows), int(ds.Columns)) != (rows, cols)):
-            raise MaskError(f"slices of series in '{folder}' differ in orientation, pixel "
-                            f"spacing or size ('{first_path.name}' and '{path.name}'); "
-                            "export one regular series")
+        if (
+            np.abs(o - orient).max() > ORIENTATION_TOLERANCE
+            or np.abs(s - spacing).max() > 1e-4
+            or (int(ds.Rows), int(ds.Columns)) != (rows, cols)
+        ):
+            raise MaskError(
+                f"slices of series in '{folder}' differ in orientation, pixel "
+                f"spacing or size ('{first_path.name}' and '{path.name}'); "
+                "export one regular series"
+            )
         positions.append(_floats(ds.ImagePositionPatient, 3, "ImagePositionPatient", path))
     order = np.argsort([p @ normal for p in positions], kind="stable")
     members = [members[i] for i in order]
@@ -232,14 +262,18 @@ def _assemble(folder: Path, members: list[tuple[Path, Any]], *, pixels: bool
         raise MaskError(f"the series in '{folder}' has a single slice; a 3-D CT is needed")
     gaps = np.diff(along)
     if np.any(gaps <= 1e-3 * spacing.min()):
-        raise MaskError(f"the series in '{folder}' has two slices at the same position "
-                        f"({along[np.argmin(gaps)]:.3f} mm along the slice normal); remove the "
-                        "duplicates or export one series")
+        raise MaskError(
+            f"the series in '{folder}' has two slices at the same position "
+            f"({along[np.argmin(gaps)]:.3f} mm along the slice normal); remove the "
+            "duplicates or export one series"
+        )
     median = float(np.median(gaps))
     if np.abs(gaps - median).max() > SLICE_GAP_TOLERANCE * median:
-        raise MaskError(f"the slices in '{folder}' are not evenly spaced (gaps "
-                        f"{gaps.min():.3f} to {gaps.max():.3f} mm: a missing slice or mixed "
-                        "series?); export a complete, evenly spaced series")
+        raise MaskError(
+            f"the slices in '{folder}' are not evenly spaced (gaps "
+            f"{gaps.min():.3f} to {gaps.max():.3f} mm: a missing slice or mixed "
+            "series?); export a complete, evenly spaced series"
+        )
     step = (ipp[-1] - ipp[0]) / (len(ipp) - 1)
     lps = np.eye(4)
     lps[:3, 0] = row_dir * spacing[1]  # i: along a row, one column to the next
@@ -266,23 +300,28 @@ def _read_pixels(files: Sequence[Path]) -> NDArray:
             ds = pydicom.dcmread(path)
             plane = ds.pixel_array
         except Exception as exc:  # pydicom raises many types for broken pixel data
-            raise InputFileError(f"cannot read the pixels of '{path}' ({type(exc).__name__}: "
-                                 f"{exc}); export the series again") from exc
+            raise InputFileError(
+                f"cannot read the pixels of '{path}' ({type(exc).__name__}: "
+                f"{exc}); export the series again"
+            ) from exc
         if plane.ndim != 2:
-            raise InputFileError(f"'{path}' is not a single grey-level image (pixel array "
-                                 f"shape {plane.shape}); export single-frame slices")
+            raise InputFileError(
+                f"'{path}' is not a single grey-level image (pixel array "
+                f"shape {plane.shape}); export single-frame slices"
+            )
         slopes.append(float(ds.get("RescaleSlope", 1.0) or 1.0))
         intercepts.append(float(ds.get("RescaleIntercept", 0.0) or 0.0))
         planes.append(plane)
     integral = all(s == round(s) for s in slopes + intercepts)
     lo = min(p.min() * s for p, s in zip(planes, slopes)) + min(intercepts)
     hi = max(p.max() * s for p, s in zip(planes, slopes)) + max(intercepts)
-    dtype = (np.int16 if integral and -32768 <= lo and hi <= 32767 else np.float32)
+    dtype = np.int16 if integral and -32768 <= lo and hi <= 32767 else np.float32
     rows, cols = planes[0].shape
     out = np.empty((cols, rows, len(planes)), dtype=dtype, order="F")
     for k, (plane, slope, intercept) in enumerate(zip(planes, slopes, intercepts)):
-        values = plane.astype(np.float64) * slope + intercept if (slope, intercept) != (1, 0) \
-            else plane
+        values = (
+            plane.astype(np.float64) * slope + intercept if (slope, intercept) != (1, 0) else plane
+        )
         out[:, :, k] = values.T
     return out
 
@@ -304,20 +343,44 @@ class DicomCase(Generic[SeriesGrid]):
 
 
 @overload
-def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
-                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
-                    pixels: Literal[True] = ...) -> DicomCase[Volume]: ...
+def load_dicom_case(
+    ct_folder: str | Path,
+    rtstruct: str | Path,
+    *,
+    gtv_name: str,
+    oar_names: Iterable[str] = ...,
+    series_uid: str | None = ...,
+    pixels: Literal[True] = ...,
+) -> DicomCase[Volume]: ...
 @overload
-def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
-                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
-                    pixels: Literal[False]) -> DicomCase[Grid]: ...
+def load_dicom_case(
+    ct_folder: str | Path,
+    rtstruct: str | Path,
+    *,
+    gtv_name: str,
+    oar_names: Iterable[str] = ...,
+    series_uid: str | None = ...,
+    pixels: Literal[False],
+) -> DicomCase[Grid]: ...
 @overload
-def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
-                    oar_names: Iterable[str] = ..., series_uid: str | None = ...,
-                    pixels: bool) -> DicomCase[Volume | Grid]: ...
-def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: str,
-                    oar_names: Iterable[str] = (), series_uid: str | None = None,
-                    pixels: bool = True) -> DicomCase[Any]:
+def load_dicom_case(
+    ct_folder: str | Path,
+    rtstruct: str | Path,
+    *,
+    gtv_name: str,
+    oar_names: Iterable[str] = ...,
+    series_uid: str | None = ...,
+    pixels: bool,
+) -> DicomCase[Volume | Grid]: ...
+def load_dicom_case(
+    ct_folder: str | Path,
+    rtstruct: str | Path,
+    *,
+    gtv_name: str,
+    oar_names: Iterable[str] = (),
+    series_uid: str | None = None,
+    pixels: bool = True,
+) -> DicomCase[Any]:
     """Read a CT series and rasterise the named ROIs of a structure set onto it.
 
     Raises
@@ -337,8 +400,10 @@ def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: st
     names = [gtv_name, *oar_names]
     rois = [structures.get(n) for n in names]  # every name checked before any raster work
     if len({r.name for r in rois}) != len(rois):
-        raise MaskError(f"the ROI names {', '.join(names)} repeat or name one ROI twice; "
-                        "give each structure once")
+        raise MaskError(
+            f"the ROI names {', '.join(names)} repeat or name one ROI twice; "
+            "give each structure once"
+        )
     ct_frame = series.frame_of_reference_uid
     warnings = list(structures.file_problems)
     masks: dict[str, Volume] = {}
@@ -347,28 +412,43 @@ def load_dicom_case(ct_folder: str | Path, rtstruct: str | Path, *, gtv_name: st
             raise GridMismatchError(
                 f"ROI '{roi.name}' in '{rtstruct}' is in frame of reference "
                 f"{roi.frame_of_reference_uid}, the CT series in '{ct_folder}' in {ct_frame}; "
-                "pass the CT the structure set was drawn on")
+                "pass the CT the structure set was drawn on"
+            )
         check_usable(roi, structures)
         result = rasterise_roi(roi, series.grid)
         lost = left_out(roi, result)
         if not result.mask.array.any():
-            why = (f"all {roi.n_contours_in_file} contours were left out: {lost}"
-                   if not result.contours_used
-                   else f"its {result.contours_used} contours enclose no voxel centre")
-            advice = ("pass the CT it was drawn on" if result.contours_off_slice
-                      or result.contours_outside else "correct the ROI in the TPS and export "
-                      "the structure set again")
-            raise MaskError(f"ROI '{roi.name}' in '{rtstruct}' has no contour on the slices "
-                            f"of the CT in '{ct_folder}' ({why}); {advice}")
+            why = (
+                f"all {roi.n_contours_in_file} contours were left out: {lost}"
+                if not result.contours_used
+                else f"its {result.contours_used} contours enclose no voxel centre"
+            )
+            advice = (
+                "pass the CT it was drawn on"
+                if result.contours_off_slice or result.contours_outside
+                else "correct the ROI in the TPS and export the structure set again"
+            )
+            raise MaskError(
+                f"ROI '{roi.name}' in '{rtstruct}' has no contour on the slices "
+                f"of the CT in '{ct_folder}' ({why}); {advice}"
+            )
         if lost:
             n = roi.n_contours_in_file - result.contours_used
-            warnings.append(f"ROI '{roi.name}' in '{rtstruct}': {n} of "
-                            f"{roi.n_contours_in_file} contours left out: {lost}")
+            warnings.append(
+                f"ROI '{roi.name}' in '{rtstruct}': {n} of "
+                f"{roi.n_contours_in_file} contours left out: {lost}"
+            )
         masks[roi.name] = result.mask
     gtv = masks[rois[0].name]
     oars = {asked: masks[r.name] for asked, r in zip(names[1:], rois[1:])}
-    return DicomCase(series=series, structure_set=structures, gtv=gtv, oars=oars,
-                     gtv_name=rois[0].name, warnings=tuple(warnings))
+    return DicomCase(
+        series=series,
+        structure_set=structures,
+        gtv=gtv,
+        oars=oars,
+        gtv_name=rois[0].name,
+        warnings=tuple(warnings),
+    )
 
 
 def series_checksum(series: ImageSeries[Any]) -> str:
@@ -389,14 +469,31 @@ WORLD_GRID_TOLERANCE_MM = 0.01
 
 
 @overload
-def on_grid(volume: Volume, grid: Grid | Volume, *, tolerance_mm: float = ...,
-            name: str = ..., grid_name: str = ...) -> Volume: ...
+def on_grid(
+    volume: Volume,
+    grid: Grid | Volume,
+    *,
+    tolerance_mm: float = ...,
+    name: str = ...,
+    grid_name: str = ...,
+) -> Volume: ...
 @overload
-def on_grid(volume: Grid, grid: Grid | Volume, *, tolerance_mm: float = ...,
-            name: str = ..., grid_name: str = ...) -> Grid: ...
-def on_grid(volume: Volume | Grid, grid: Grid | Volume, *,
-            tolerance_mm: float = WORLD_GRID_TOLERANCE_MM, name: str = "volume",
-            grid_name: str = "grid") -> Volume | Grid:
+def on_grid(
+    volume: Grid,
+    grid: Grid | Volume,
+    *,
+    tolerance_mm: float = ...,
+    name: str = ...,
+    grid_name: str = ...,
+) -> Grid: ...
+def on_grid(
+    volume: Volume | Grid,
+    grid: Grid | Volume,
+    *,
+    tolerance_mm: float = WORLD_GRID_TOLERANCE_MM,
+    name: str = "volume",
+    grid_name: str = "grid",
+) -> Volume | Grid:
     """``volume`` with its axes permuted and flipped into ``grid``'s index order.
 
     A DICOM series and a NIfTI image converted from it have the same voxel centres in world
@@ -434,8 +531,13 @@ def on_grid(volume: Volume | Grid, grid: Grid | Volume, *,
             f"{name} (shape {source_grid.shape}, voxel {_mm(source_grid.voxel_size_mm)} mm) is "
             f"not on the grid of {grid_name} (shape {target.shape}, voxel "
             f"{_mm(target.voxel_size_mm)} mm)"
-            + ("" if not np.isfinite(distance) else f": voxel corners differ by up to "
-               f"{distance:.3f} mm") + "; pass the DICOM series the image was converted from")
+            + (
+                ""
+                if not np.isfinite(distance)
+                else f": voxel corners differ by up to {distance:.3f} mm"
+            )
+            + "; pass the DICOM series the image was converted from"
+        )
     if isinstance(volume, Grid):
         return target
     array = np.transpose(volume.array, perm)

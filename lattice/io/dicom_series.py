@@ -37,27 +37,62 @@ MANUFACTURER = "lattice (open-source SFRT planner)"
 ANONYMOUS_PATIENT_NAME = "ANONYMOUS^LATTICE"
 #: Patient Position (0018,5100) defined terms, PS3.3 C.7.3.1.1.2.
 PATIENT_POSITIONS = {
-    "HFS": "head first-supine", "HFP": "head first-prone",
-    "HFDR": "head first-decubitus right", "HFDL": "head first-decubitus left",
-    "FFS": "feet first-supine", "FFP": "feet first-prone",
-    "FFDR": "feet first-decubitus right", "FFDL": "feet first-decubitus left",
-    "LFP": "left first-prone", "LFS": "left first-supine",
-    "RFP": "right first-prone", "RFS": "right first-supine",
-    "AFDR": "anterior first-decubitus right", "AFDL": "anterior first-decubitus left",
-    "PFDR": "posterior first-decubitus right", "PFDL": "posterior first-decubitus left",
+    "HFS": "head first-supine",
+    "HFP": "head first-prone",
+    "HFDR": "head first-decubitus right",
+    "HFDL": "head first-decubitus left",
+    "FFS": "feet first-supine",
+    "FFP": "feet first-prone",
+    "FFDR": "feet first-decubitus right",
+    "FFDL": "feet first-decubitus left",
+    "LFP": "left first-prone",
+    "LFS": "left first-supine",
+    "RFP": "right first-prone",
+    "RFS": "right first-supine",
+    "AFDR": "anterior first-decubitus right",
+    "AFDL": "anterior first-decubitus left",
+    "PFDR": "posterior first-decubitus right",
+    "PFDL": "posterior first-decubitus left",
 }
 #: Patient Position of a derived CT series unless one is given.
 DEFAULT_PATIENT_POSITION = "HFS"
 
 #: Longest value of each string VR in characters (PS3.5 table 6.2-1; PN: per component group).
-VR_MAX_LENGTH = {"AE": 16, "AS": 4, "CS": 16, "DA": 8, "DS": 16, "DT": 26, "IS": 12, "LO": 64,
-                 "LT": 10240, "PN": 64, "SH": 16, "ST": 1024, "TM": 14, "UI": 64}
+VR_MAX_LENGTH = {
+    "AE": 16,
+    "AS": 4,
+    "CS": 16,
+    "DA": 8,
+    "DS": 16,
+    "DT": 26,
+    "IS": 12,
+    "LO": 64,
+    "LT": 10240,
+    "PN": 64,
+    "SH": 16,
+    "ST": 1024,
+    "TM": 14,
+    "UI": 64,
+}
 #: Names of the VRs, for messages.
-VR_NAMES = {"AE": "Application Entity", "AS": "Age String", "CS": "Code String",
-            "DA": "Date", "DS": "Decimal String", "DT": "Date Time", "IS": "Integer String",
-            "LO": "Long String", "LT": "Long Text", "PN": "Person Name", "SH": "Short String",
-            "ST": "Short Text", "TM": "Time", "UC": "Unlimited Characters", "UI": "UID",
-            "UT": "Unlimited Text"}
+VR_NAMES = {
+    "AE": "Application Entity",
+    "AS": "Age String",
+    "CS": "Code String",
+    "DA": "Date",
+    "DS": "Decimal String",
+    "DT": "Date Time",
+    "IS": "Integer String",
+    "LO": "Long String",
+    "LT": "Long Text",
+    "PN": "Person Name",
+    "SH": "Short String",
+    "ST": "Short Text",
+    "TM": "Time",
+    "UC": "Unlimited Characters",
+    "UI": "UID",
+    "UT": "Unlimited Text",
+}
 #: Text VRs: single-valued, a backslash is text, and CR, LF, FF and TAB are allowed.
 TEXT_VRS = frozenset({"LT", "ST", "UT"})
 #: String VRs (values checked by :func:`dicom_string_problem`).
@@ -92,29 +127,42 @@ def dicom_string_problem(value: str, vr: str) -> str | None:
     if bad is not None:
         return f"it holds the control character {bad!r}"
     if "\\" in value and vr not in TEXT_VRS:
-        return ("it holds a backslash, which DICOM reads as the separator between two values "
-                f"(VR {vr}, {VR_NAMES.get(vr, vr)}, holds one value here)")
+        return (
+            "it holds a backslash, which DICOM reads as the separator between two values "
+            f"(VR {vr}, {VR_NAMES.get(vr, vr)}, holds one value here)"
+        )
     if vr == "PN":
         groups = value.split("=")
         if len(groups) > 3:
-            return (f"it has {len(groups)} '='-separated component groups (a person name has "
-                    "at most 3: alphabetic, ideographic, phonetic)")
+            return (
+                f"it has {len(groups)} '='-separated component groups (a person name has "
+                "at most 3: alphabetic, ideographic, phonetic)"
+            )
         for group in groups:
             if group.count("^") > 4:
-                return (f"'{group}' has {group.count('^') + 1} '^'-separated components (at "
-                        "most 5: family^given^middle^prefix^suffix)")
+                return (
+                    f"'{group}' has {group.count('^') + 1} '^'-separated components (at "
+                    "most 5: family^given^middle^prefix^suffix)"
+                )
             if len(group) > VR_MAX_LENGTH["PN"]:
-                return (f"it is {len(group)} characters long; a person name (component "
-                        f"group) has at most {VR_MAX_LENGTH['PN']}")
+                return (
+                    f"it is {len(group)} characters long; a person name (component "
+                    f"group) has at most {VR_MAX_LENGTH['PN']}"
+                )
         return None
     limit = VR_MAX_LENGTH.get(vr)
     if limit is not None and len(value) > limit:
-        return (f"it is {len(value)} characters long; VR {vr} ({VR_NAMES.get(vr, vr)}) allows "
-                f"at most {limit}")
+        return (
+            f"it is {len(value)} characters long; VR {vr} ({VR_NAMES.get(vr, vr)}) allows "
+            f"at most {limit}"
+        )
     form = _FORMATS.get(vr)
     if form is not None and not form.fullmatch(value):
-        allowed = ("upper-case letters, digits, space and underscore" if vr == "CS"
-                   else "the form the standard gives")
+        allowed = (
+            "upper-case letters, digits, space and underscore"
+            if vr == "CS"
+            else "the form the standard gives"
+        )
         return f"VR {vr} ({VR_NAMES[vr]}) allows only {allowed}"
     return None
 
@@ -131,8 +179,10 @@ def check_dicom_string(value: str, vr: str, *, what: str) -> str:
         problem = "it has leading or trailing spaces, which DICOM readers drop"
     if problem is not None:
         shown = f"'{value}'" if value.isprintable() else repr(value)
-        raise ParameterError(f"{field} {shown} cannot be written to DICOM: {problem}; "
-                             "choose another value", parameters=[what])
+        raise ParameterError(
+            f"{field} {shown} cannot be written to DICOM: {problem}; choose another value",
+            parameters=[what],
+        )
     return value
 
 
@@ -161,14 +211,15 @@ def fit_dicom_string(value: Any, vr: str) -> str:
         for group in text.split("=")[:3]:
             parts = group.split("^")
             group = "^".join([*parts[:4], " ".join(parts[4:])] if len(parts) > 5 else parts)
-            groups.append(group[:VR_MAX_LENGTH["PN"]])
+            groups.append(group[: VR_MAX_LENGTH["PN"]])
         return "=".join(groups)
     limit = VR_MAX_LENGTH.get(vr)
     return text[:limit] if limit is not None else text
 
 
-def string_problems(ds: Any, *, skip: Iterable[int] = (), multi_ok: Iterable[str] = ()
-                    ) -> list[str]:
+def string_problems(
+    ds: Any, *, skip: Iterable[int] = (), multi_ok: Iterable[str] = ()
+) -> list[str]:
     """Every string value of a pydicom dataset (sequences included) that breaks its VR's
     rules (:func:`dicom_string_problem`), or its value multiplicity, as ``'Keyword: why'``.
 
@@ -210,8 +261,9 @@ def string_problems(ds: Any, *, skip: Iterable[int] = (), multi_ok: Iterable[str
             if len(values) > 1 and vm == "1" and name not in multi_ok:
                 problems.append(f"{name}: {len(values)} values where DICOM allows one")
             for v in values:
-                problem = dicom_string_problem(v.rstrip("\x00" if elem.VR == "UI" else " "),
-                                               elem.VR)
+                problem = dicom_string_problem(
+                    v.rstrip("\x00" if elem.VR == "UI" else " "), elem.VR
+                )
                 if problem is not None:
                     problems.append(f"{name} {v!r}: {problem}")
 
@@ -219,14 +271,17 @@ def string_problems(ds: Any, *, skip: Iterable[int] = (), multi_ok: Iterable[str
     return problems
 
 
-def check_written_strings(ds: Any, *, what: str, skip: Iterable[int] = (),
-                          multi_ok: Iterable[str] = ()) -> None:
+def check_written_strings(
+    ds: Any, *, what: str, skip: Iterable[int] = (), multi_ok: Iterable[str] = ()
+) -> None:
     """Raise a :class:`~lattice.errors.LatticeError` (a bug: every value should have been
     checked or fitted) if a dataset about to be written holds an invalid string."""
     problems = string_problems(ds, skip=skip, multi_ok=multi_ok)
     if problems:
-        raise LatticeError(f"{what} would hold invalid DICOM values ({'; '.join(problems[:3])})"
-                           "; nothing was written; please report this as a bug")
+        raise LatticeError(
+            f"{what} would hold invalid DICOM values ({'; '.join(problems[:3])})"
+            "; nothing was written; please report this as a bug"
+        )
 
 
 def ds_text(value: float) -> str:
@@ -286,16 +341,23 @@ def check_patient_position(value: str, *, what: str = "patient_position") -> str
     term = str(value).strip().upper()
     if term not in PATIENT_POSITIONS:
         listing = ", ".join(f"{k} ({v})" for k, v in PATIENT_POSITIONS.items())
-        raise ParameterError(f"{_field(what)} {value!r} is not a DICOM patient position; "
-                             f"choose one of {listing}", parameters=[what])
+        raise ParameterError(
+            f"{_field(what)} {value!r} is not a DICOM patient position; choose one of {listing}",
+            parameters=[what],
+        )
     return term
 
 
-def derived_series(grid: Grid | Volume, *, patient_id: str,
-                   patient_name: str = ANONYMOUS_PATIENT_NAME,
-                   patient_position: str = DEFAULT_PATIENT_POSITION,
-                   study_uid: str | None = None, frame_of_reference_uid: str | None = None,
-                   description: str = "lattice: CT derived from NIfTI") -> ImageSeries:
+def derived_series(
+    grid: Grid | Volume,
+    *,
+    patient_id: str,
+    patient_name: str = ANONYMOUS_PATIENT_NAME,
+    patient_position: str = DEFAULT_PATIENT_POSITION,
+    study_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    description: str = "lattice: CT derived from NIfTI",
+) -> ImageSeries:
     """Describe a new CT series on ``grid`` (new Series and SOP Instance UIDs).
 
     ``study_uid`` and ``frame_of_reference_uid`` are new unless given (pass UIDs derived
@@ -347,8 +409,10 @@ def _pixel_encoding(data: NDArray) -> tuple[NDArray, float, float, int]:
     """Stored values, slope, intercept and pixel representation for the image values."""
     values = np.asarray(data)
     if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
-        raise MaskError("the CT holds NaN or infinite values; they cannot be written as "
-                        "DICOM (fix the image, or pass --no-dicom)")
+        raise MaskError(
+            "the CT holds NaN or infinite values; they cannot be written as "
+            "DICOM (fix the image, or pass --no-dicom)"
+        )
     lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
     integral = values.dtype.kind in "biu" or bool(np.all(values == np.round(values)))
     if integral and -32768 <= lo and hi <= 32767:

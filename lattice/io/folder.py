@@ -118,8 +118,9 @@ def resolve_output_folder(out_dir: str | Path) -> Path:
     try:
         return _resolve(out)
     except ValueError as exc:  # an embedded NUL character
-        raise OutputWriteError(f"--out {str(out)!r} is not a usable path ({exc}); choose "
-                               "another --out folder") from None
+        raise OutputWriteError(
+            f"--out {str(out)!r} is not a usable path ({exc}); choose another --out folder"
+        ) from None
 
 
 def _resolve(out: Path) -> Path:
@@ -135,7 +136,8 @@ def _resolve(out: Path) -> Path:
                 raise OutputWriteError(
                     f"--out '{out}' goes through the symbolic link '{probe}', which points "
                     f"to '{os.readlink(probe)}', which does not exist; create that folder, "
-                    "fix the link or choose another --out folder") from None
+                    "fix the link or choose another --out folder"
+                ) from None
             missing.append(probe.name)
             probe = probe.parent
         except OSError as exc:
@@ -143,13 +145,16 @@ def _resolve(out: Path) -> Path:
     if not stat.S_ISDIR(st.st_mode):
         if not missing:
             raise OutputWriteError(f"output path '{out}' is a file; pass a folder with --out")
-        raise OutputWriteError(f"'{probe}' is a file, so --out '{out}' cannot be made in it; "
-                               "choose another --out folder")
+        raise OutputWriteError(
+            f"'{probe}' is a file, so --out '{out}' cannot be made in it; "
+            "choose another --out folder"
+        )
     try:
         folder = probe.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # RuntimeError: a loop (Python < 3.13)
-        raise _unusable(out, exc if isinstance(exc, OSError)
-                        else OSError(errno.ELOOP, os.strerror(errno.ELOOP))) from None
+        raise _unusable(
+            out, exc if isinstance(exc, OSError) else OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+        ) from None
     for name in reversed(missing):  # folders yet to be made: no link can be among them
         folder = folder.parent if name == ".." else folder / name
     return folder
@@ -158,21 +163,28 @@ def _resolve(out: Path) -> Path:
 def _unusable(out: Path, exc: OSError) -> OutputWriteError:
     shown = str(out) if len(str(out)) <= 80 else f"{str(out)[:60]}...{str(out)[-12:]}"
     if exc.errno == errno.ELOOP:
-        return OutputWriteError(f"--out '{shown}' goes through a symbolic link loop "
-                                f"({exc.strerror}); fix the link or choose another --out "
-                                "folder")
+        return OutputWriteError(
+            f"--out '{shown}' goes through a symbolic link loop "
+            f"({exc.strerror}); fix the link or choose another --out "
+            "folder"
+        )
     if exc.errno == errno.ENAMETOOLONG:
-        return OutputWriteError(f"--out '{shown}' is too long for the file system "
-                                f"({exc.strerror}; a name may have {_name_max(out.parent)} "
-                                "bytes); choose a shorter --out folder")
+        return OutputWriteError(
+            f"--out '{shown}' is too long for the file system "
+            f"({exc.strerror}; a name may have {_name_max(out.parent)} "
+            "bytes); choose a shorter --out folder"
+        )
     if exc.errno == errno.ENOTDIR:
         blocker = out.absolute()
         while not blocker.is_file() and blocker != blocker.parent:
             blocker = blocker.parent
-        return OutputWriteError(f"'{blocker}' is a file, so --out '{shown}' cannot be made in "
-                                "it; choose another --out folder")
-    return OutputWriteError(f"cannot use --out '{shown}' ({exc.strerror}); choose another "
-                            "--out folder")
+        return OutputWriteError(
+            f"'{blocker}' is a file, so --out '{shown}' cannot be made in "
+            "it; choose another --out folder"
+        )
+    return OutputWriteError(
+        f"cannot use --out '{shown}' ({exc.strerror}); choose another --out folder"
+    )
 
 
 def check_not_around_cwd(folder: Path, out_dir: str | Path) -> None:
@@ -188,12 +200,15 @@ def check_not_around_cwd(folder: Path, out_dir: str | Path) -> None:
         return
     if folder == cwd or folder in cwd.parents:
         what = "is the current folder" if folder == cwd else "holds the current folder"
-        raise ParameterError(f"--out '{out_dir}' {what} ('{cwd}'), which a run would replace "
-                             "whole; pass a new folder for the plan (e.g. --out plan)")
+        raise ParameterError(
+            f"--out '{out_dir}' {what} ('{cwd}'), which a run would replace "
+            "whole; pass a new folder for the plan (e.g. --out plan)"
+        )
 
 
-def check_inputs_outside(folder: Path, out_dir: str | Path,
-                         inputs: Iterable[tuple[str, str | Path | None]]) -> None:
+def check_inputs_outside(
+    folder: Path, out_dir: str | Path, inputs: Iterable[tuple[str, str | Path | None]]
+) -> None:
     """Refuse inputs inside the output folder ``folder`` (resolved), however they are spelt.
 
     Each input is compared as written (made absolute, ``..`` folded: a link inside the folder
@@ -225,7 +240,8 @@ def check_inputs_outside(folder: Path, out_dir: str | Path,
                         f"{{{option}}} '{path}' {where} the output folder '{out_dir}', which "
                         "this run would write into and, with --force, replace whole; copy the "
                         "input out of that folder first or choose another --out folder",
-                        parameters=[option])
+                        parameters=[option],
+                    )
 
 
 @contextlib.contextmanager
@@ -293,8 +309,9 @@ def _make_parents(parent: Path) -> list[Path]:
             continue
         except OSError as exc:
             _remove_made(made, folder)
-            raise OutputWriteError(f"cannot create '{folder}' ({exc.strerror}); choose "
-                                   "another --out folder") from None
+            raise OutputWriteError(
+                f"cannot create '{folder}' ({exc.strerror}); choose another --out folder"
+            ) from None
         made.append(folder)
     return made
 
@@ -317,31 +334,39 @@ def _acquire(path: Path, folder: Path, command: str) -> int:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         except OSError as exc:
-            raise OutputWriteError(f"cannot write to '{path.parent}' ({exc.strerror}); choose "
-                                   "another --out folder") from None
+            raise OutputWriteError(
+                f"cannot write to '{path.parent}' ({exc.strerror}); choose another --out folder"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise OutputWriteError(f"cannot lock '{path}' ({exc.strerror}); choose "
-                                       "another --out folder") from None
+                raise OutputWriteError(
+                    f"cannot lock '{path}' ({exc.strerror}); choose another --out folder"
+                ) from None
             raise OutputLockedError(
                 f"another run is writing the output folder '{folder}' ({_holder(path)}); wait "
-                "for it to end, or choose another --out folder") from None
+                "for it to end, or choose another --out folder"
+            ) from None
         try:  # the holder removes the file before it lets go: ours must still be the file
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
             same = False
         if same:
-            record = {"pid": os.getpid(), "command": command,
-                      "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+            record = {
+                "pid": os.getpid(),
+                "command": command,
+                "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            }
             os.ftruncate(fd, 0)
             os.write(fd, (json.dumps(record) + "\n").encode())
             return fd
         os.close(fd)
-    raise OutputLockedError(f"the lock '{path}' keeps changing hands; wait for the other "
-                            "runs into this folder to end, or choose another --out folder")
+    raise OutputLockedError(
+        f"the lock '{path}' keeps changing hands; wait for the other "
+        "runs into this folder to end, or choose another --out folder"
+    )
 
 
 def _holder(path: Path) -> str:
@@ -350,8 +375,7 @@ def _holder(path: Path) -> str:
     while True:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-            return (f"{record['command']}, PID {int(record['pid'])}, started "
-                    f"{record['started']}")
+            return f"{record['command']}, PID {int(record['pid'])}, started {record['started']}"
         except (OSError, ValueError, KeyError, TypeError):
             if time.monotonic() > deadline:
                 return f"its lock is '{path}'"
@@ -360,8 +384,14 @@ def _holder(path: Path) -> str:
 
 # -- writing a folder atomically: temporary folders beside it, renamed into place --------
 
-def check_output_folder(out_dir: str | Path, *, force: bool, names: Sequence[str],
-                        inputs: Iterable[tuple[str, str | Path | None]] = ()) -> Path:
+
+def check_output_folder(
+    out_dir: str | Path,
+    *,
+    force: bool,
+    names: Sequence[str],
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+) -> Path:
     """Fail early if the folder cannot be written, holds the run's ``inputs``, or would lose
     files without ``force``; the resolved folder (see the module's docstring).
 
@@ -384,13 +414,18 @@ def check_output_folder(out_dir: str | Path, *, force: bool, names: Sequence[str
         if clash:
             raise OutputExistsError(
                 f"'{out}' already holds {', '.join(clash)}; pass --force to replace them or "
-                "choose another --out folder")
+                "choose another --out folder"
+            )
     parent = _existing_parent(folder.parent)
     if not os.access(parent, os.W_OK | os.X_OK):
-        held = (f", where --out '{out}' is staged and renamed into place"
-                if parent == folder.parent and folder.exists() else "")
-        raise OutputWriteError(f"cannot write to '{parent}' (permission denied){held}; "
-                               "choose another --out folder")
+        held = (
+            f", where --out '{out}' is staged and renamed into place"
+            if parent == folder.parent and folder.exists()
+            else ""
+        )
+        raise OutputWriteError(
+            f"cannot write to '{parent}' (permission denied){held}; choose another --out folder"
+        )
     return folder
 
 
@@ -401,8 +436,13 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
-                 owned: Sequence[str], force: bool) -> dict[str, Path]:
+def write_staged(
+    out_dir: str | Path,
+    write: Callable[[Path], Sequence[str]],
+    *,
+    owned: Sequence[str],
+    force: bool,
+) -> dict[str, Path]:
     """Write an output folder atomically.
 
     ``write(stage)`` writes files into a temporary folder beside ``out_dir`` and returns
@@ -429,16 +469,18 @@ def write_staged(out_dir: str | Path, write: Callable[[Path], Sequence[str]], *,
         try:
             stage = make_stage(out, "partial", out.parent)
         except OSError as exc:
-            raise OutputWriteError(f"cannot create a folder in '{out.parent}' "
-                                   f"({exc.strerror}); {_advice(exc)}") from exc
+            raise OutputWriteError(
+                f"cannot create a folder in '{out.parent}' ({exc.strerror}); {_advice(exc)}"
+            ) from exc
         try:
             names = list(write(stage))
             return _move_into_place(stage, out, names, owned)
         except LatticeError:  # says what failed and what to do (a drawing is no disk problem)
             raise
         except OSError as exc:
-            raise OutputWriteError(f"writing to '{out_dir}' failed ({exc}); nothing was "
-                                   f"written; {_advice(exc)}") from exc
+            raise OutputWriteError(
+                f"writing to '{out_dir}' failed ({exc}); nothing was written; {_advice(exc)}"
+            ) from exc
         finally:
             shutil.rmtree(stage, ignore_errors=True)
 
@@ -499,8 +541,10 @@ def remove_stale_stages(out: Path) -> list[Path]:
     parent = out.absolute().parent
     # Exactly what stage_prefix + mkdtemp make (8 random characters): never a user's folder.
     kinds = "|".join(STAGE_KINDS)
-    pattern = re.compile(rf"^\.{re.escape(sibling_stem(out))}\.({kinds})-(\d{{1,10}})-"
-                         r"[a-z0-9_]{8}$")
+    pattern = re.compile(
+        rf"^\.{re.escape(sibling_stem(out))}\.({kinds})-(\d{{1,10}})-"
+        r"[a-z0-9_]{8}$"
+    )
     removed = []
     with contextlib.suppress(OSError):
         for entry in sorted(parent.iterdir()):
@@ -528,8 +572,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _move_into_place(stage: Path, out: Path, names: Sequence[str],
-                     owned: Sequence[str]) -> dict[str, Path]:
+def _move_into_place(
+    stage: Path, out: Path, names: Sequence[str], owned: Sequence[str]
+) -> dict[str, Path]:
     beside = stage.parent == out.absolute().parent
     swap = not out.is_symlink() and (not out.exists() or set(os.listdir(out)) <= set(owned))
     if beside and swap:

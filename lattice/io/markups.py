@@ -22,8 +22,10 @@ from ..errors import OutputWriteError
 from ..planning.plan import Plan
 from .folder import write_json
 
-MARKUPS_SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/"
-                  "Markups/Resources/Schema/markups-schema-v1.0.3.json#")
+MARKUPS_SCHEMA = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/"
+    "Markups/Resources/Schema/markups-schema-v1.0.3.json#"
+)
 #: The identity orientation (row-major 3x3) as an LPS file stores it: diag(-1, -1, 1).
 IDENTITY_ORIENTATION_LPS = [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0]
 #: Point colour (RGB 0-1): the orange-red of the vertices in the overview picture.
@@ -50,33 +52,35 @@ def markups_document(plan: Plan) -> dict[str, Any]:
     p = plan.parameters
     return {
         "@schema": MARKUPS_SCHEMA,
-        "markups": [{
-            "type": "Fiducial",
-            "name": "LATTICE vertices",
-            "coordinateSystem": "LPS",
-            "coordinateUnits": "mm",
-            "locked": True,
-            "fixedNumberOfControlPoints": True,
-            "labelFormat": "VTX_%02d",
-            "lastUsedControlPointNumber": plan.n_vertices,
-            "controlPoints": [_control_point(r) for r in plan.vertex_records()],
-            "measurements": [],
-            "display": {
-                "visibility": True,
-                "opacity": 1.0,
-                "color": VERTEX_COLOR,
-                "selectedColor": VERTEX_COLOR,
-                "propertiesLabelVisibility": False,
-                "pointLabelsVisibility": True,
-                "textScale": 3.0,
-                "glyphType": "Sphere3D",
-                # The absolute size (mm) is the one used: the sphere the vertex is. The
-                # relative scale (% of the view) is Slicer's default, for whoever toggles it.
-                "glyphScale": 3.0,
-                "glyphSize": float(p.diameter_mm),
-                "useGlyphScale": False,
-            },
-        }],
+        "markups": [
+            {
+                "type": "Fiducial",
+                "name": "LATTICE vertices",
+                "coordinateSystem": "LPS",
+                "coordinateUnits": "mm",
+                "locked": True,
+                "fixedNumberOfControlPoints": True,
+                "labelFormat": "VTX_%02d",
+                "lastUsedControlPointNumber": plan.n_vertices,
+                "controlPoints": [_control_point(r) for r in plan.vertex_records()],
+                "measurements": [],
+                "display": {
+                    "visibility": True,
+                    "opacity": 1.0,
+                    "color": VERTEX_COLOR,
+                    "selectedColor": VERTEX_COLOR,
+                    "propertiesLabelVisibility": False,
+                    "pointLabelsVisibility": True,
+                    "textScale": 3.0,
+                    "glyphType": "Sphere3D",
+                    # The absolute size (mm) is the one used: the sphere the vertex is. The
+                    # relative scale (% of the view) is Slicer's default, for whoever toggles it.
+                    "glyphScale": 3.0,
+                    "glyphSize": float(p.diameter_mm),
+                    "useGlyphScale": False,
+                },
+            }
+        ],
     }
 
 
@@ -119,6 +123,8 @@ def write_markups(plan: Plan, path: str | Path) -> Path:
     try:
         return write_json(markups_document(plan), path)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write the markups file '{path}' "
-                               f"({exc.strerror or exc}); free some space or choose another "
-                               "output folder") from exc
+        raise OutputWriteError(
+            f"cannot write the markups file '{path}' "
+            f"({exc.strerror or exc}); free some space or choose another "
+            "output folder"
+        ) from exc

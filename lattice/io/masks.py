@@ -9,8 +9,9 @@ from ..grid import Grid
 from ..volume import Volume
 
 
-def sphere_label_map(reference: Grid | Volume, centers_ras_mm: NDArray[np.float64], *,
-                     diameter_mm: float) -> Volume:
+def sphere_label_map(
+    reference: Grid | Volume, centers_ras_mm: NDArray[np.float64], *, diameter_mm: float
+) -> Volume:
     """Label map with label i+1 on every voxel whose centre lies within D/2 of centre i.
 
     Parameters
@@ -41,10 +42,11 @@ def sphere_label_map(reference: Grid | Volume, centers_ras_mm: NDArray[np.float6
         hi = np.clip(c + reach + 1, 0, shape)
         if np.any(hi <= lo):
             continue
-        block_ijk = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)],
-                                         indexing="ij"), axis=-1)
+        block_ijk = np.stack(
+            np.meshgrid(*[np.arange(a, b) for a, b in zip(lo, hi)], indexing="ij"), axis=-1
+        )
         d2 = np.sum((reference.ijk_to_ras(block_ijk.reshape(-1, 3)) - centre) ** 2, axis=1)
         inside = (d2 <= radius**2).reshape(block_ijk.shape[:3])
-        view = out[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        view = out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
         view[inside] = label
     return Volume(out, reference.affine)

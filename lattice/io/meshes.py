@@ -29,8 +29,14 @@ from ..planning.plan import Plan
 from ..volume import Volume
 from .plan_writer import MESH_FORMATS  # defined beside PLAN_FILES, which lists the mesh files
 
-__all__ = ["MESH_FORMATS", "SPHERE_SUBDIVISIONS", "mask_mesh", "signed_volume_mm3",
-           "vertex_spheres_mesh", "write_meshes"]
+__all__ = [
+    "MESH_FORMATS",
+    "SPHERE_SUBDIVISIONS",
+    "mask_mesh",
+    "signed_volume_mm3",
+    "vertex_spheres_mesh",
+    "write_meshes",
+]
 
 #: Subdivisions of each vertex's icosphere: 642 points and 1280 faces per sphere. The
 #: inscribed icosphere holds 0.86 % less than the sphere (3.4 % at 2 subdivisions, 0.22 % at
@@ -75,19 +81,23 @@ def vertex_spheres_mesh(centers_lps_mm: ArrayLike, diameter_mm: float) -> trimes
     """
     centers = np.asarray(centers_lps_mm, dtype=np.float64)
     if centers.ndim != 2 or centers.shape[1] != 3 or not np.all(np.isfinite(centers)):
-        raise ParameterError(f"vertex centres must be an (n, 3) array of finite numbers (mm), "
-                             f"got shape {centers.shape}; pass one row per vertex")
+        raise ParameterError(
+            f"vertex centres must be an (n, 3) array of finite numbers (mm), "
+            f"got shape {centers.shape}; pass one row per vertex"
+        )
     if not (np.isfinite(diameter_mm) and diameter_mm > 0):
-        raise ParameterError(f"the sphere diameter must be a positive number of mm, got "
-                             f"{diameter_mm!r}")
+        raise ParameterError(
+            f"the sphere diameter must be a positive number of mm, got {diameter_mm!r}"
+        )
     if len(centers) == 0:
         return trimesh.Trimesh()
     unit = trimesh.creation.icosphere(subdivisions=SPHERE_SUBDIVISIONS, radius=1.0)
     radius_mm = diameter_mm / 2.0
     scale = radius_mm * (4.0 / 3.0 * np.pi / unit.volume) ** (1.0 / 3.0)
-    spheres = [trimesh.Trimesh(vertices=unit.vertices * scale + center, faces=unit.faces,
-                               process=False)
-               for center in centers]
+    spheres = [
+        trimesh.Trimesh(vertices=unit.vertices * scale + center, faces=unit.faces, process=False)
+        for center in centers
+    ]
     mesh = trimesh.util.concatenate(spheres)
     assert isinstance(mesh, trimesh.Trimesh)  # concatenate's annotation also allows a Scene
     return mesh
@@ -127,8 +137,7 @@ def mask_mesh(mask: Volume) -> trimesh.Trimesh:
     verts_lps_mm = ras_to_lps(mask.ijk_to_ras(verts_ijk))
     if signed_volume_mm3(verts_lps_mm, faces) < 0:  # the affine mirrors: outward is inward
         faces = faces[:, ::-1]
-    return trimesh.Trimesh(vertices=verts_lps_mm, faces=np.ascontiguousarray(faces),
-                           process=False)
+    return trimesh.Trimesh(vertices=verts_lps_mm, faces=np.ascontiguousarray(faces), process=False)
 
 
 def signed_volume_mm3(vertices: NDArray[np.float64], faces: NDArray[np.integer]) -> float:
@@ -183,12 +192,12 @@ def write_meshes(plan: Plan, folder: str | Path, *, fmt: str = "stl") -> list[st
         A file cannot be written.
     """
     if fmt not in MESH_FORMATS:
-        raise ParameterError(f"mesh format {fmt!r} is not supported; choose one of "
-                             f"{', '.join(MESH_FORMATS)}")
+        raise ParameterError(
+            f"mesh format {fmt!r} is not supported; choose one of {', '.join(MESH_FORMATS)}"
+        )
     meshes = {}
     if plan.n_vertices:
-        meshes["vertices"] = vertex_spheres_mesh(plan.centers_lps_mm,
-                                                 plan.parameters.diameter_mm)
+        meshes["vertices"] = vertex_spheres_mesh(plan.centers_lps_mm, plan.parameters.diameter_mm)
     gtv = mask_mesh(plan.gtv)
     if not gtv.is_empty:
         meshes["gtv"] = gtv
@@ -204,5 +213,7 @@ def _export(mesh: trimesh.Trimesh, path: Path, fmt: str) -> None:
     try:
         mesh.export(path, file_type=fmt)
     except OSError as exc:
-        raise OutputWriteError(f"cannot write the mesh '{path}' ({exc.strerror or exc}); "
-                               "free some space or choose another output folder") from exc
+        raise OutputWriteError(
+            f"cannot write the mesh '{path}' ({exc.strerror or exc}); "
+            "free some space or choose another output folder"
+        ) from exc

@@ -53,8 +53,9 @@ def _raw_header(path: Path):
 RAW_HEADER_BYTES = 540
 
 
-def _open_nifti(path: str | Path, *, name: str, mask: bool
-                ) -> tuple[nib.Nifti1Image | nib.Nifti2Image, HeaderGeometry]:
+def _open_nifti(
+    path: str | Path, *, name: str, mask: bool
+) -> tuple[nib.Nifti1Image | nib.Nifti2Image, HeaderGeometry]:
     """Open a NIfTI file's header (data stays on disk) and check what it means.
 
     The raw header is checked first (:func:`lattice.io.nifti_header.check_header`): nibabel
@@ -71,15 +72,22 @@ def _open_nifti(path: str | Path, *, name: str, mask: bool
         with open(path, "rb"):
             pass
     except PermissionError as exc:
-        raise InputFileError(f"cannot read '{path}' (permission denied); give this user read "
-                             "permission on the file (chmod a+r) or copy it") from exc
+        raise InputFileError(
+            f"cannot read '{path}' (permission denied); give this user read "
+            "permission on the file (chmod a+r) or copy it"
+        ) from exc
     except OSError as exc:
         raise InputFileError(f"cannot read '{path}' ({exc.strerror}); check the file") from exc
     raw = _raw_header(path)
     suffix = path.suffix.lower()
     compression = "gz" if suffix == ".gz" else None if suffix == ".nii" else "other"
-    geometry = None if raw is None else check_header(
-        raw, name=name, mask=mask, file_bytes=path.stat().st_size, compression=compression)
+    geometry = (
+        None
+        if raw is None
+        else check_header(
+            raw, name=name, mask=mask, file_bytes=path.stat().st_size, compression=compression
+        )
+    )
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for non-NIfTI input
@@ -96,16 +104,20 @@ def _open_nifti(path: str | Path, *, name: str, mask: bool
     return img, geometry
 
 
-def _read_data(img: nib.Nifti1Image | nib.Nifti2Image, geometry: HeaderGeometry,
-               path: str | Path, *, scaled: bool) -> NDArray:
+def _read_data(
+    img: nib.Nifti1Image | nib.Nifti2Image,
+    geometry: HeaderGeometry,
+    path: str | Path,
+    *,
+    scaled: bool,
+) -> NDArray:
     """The voxel data in the checked shape: scaled by nibabel, or as stored."""
     try:
         proxy: Any = img.dataobj
         data = np.asanyarray(proxy) if scaled else np.asanyarray(proxy.get_unscaled())
     except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
         raise InputFileError(
-            f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); "
-            "export the file again"
+            f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); export the file again"
         ) from exc
     return data.reshape(geometry.shape)
 
@@ -137,9 +149,11 @@ def _load_image(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]
     # Values stored as integers (scaled or not) are finite: only float files need the check.
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
         bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise MaskError(f"image '{path}' holds NaN or infinite values ({bad} of "
-                        f"{data.size} voxels); fix the image (e.g. set them to -1024 HU) and "
-                        "save it again")
+        raise MaskError(
+            f"image '{path}' holds NaN or infinite values ({bad} of "
+            f"{data.size} voxels); fix the image (e.g. set them to -1024 HU) and "
+            "save it again"
+        )
     return Volume(data, geometry.affine), geometry.warnings
 
 
@@ -178,8 +192,13 @@ def header_warnings(path: str | Path, *, mask: bool) -> tuple[str, ...]:
     return _load_grid(path, name=f"image '{path}'")[1]
 
 
-def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mask",
-                    label_hint: str = "choose one with --gtv-label N (or label=N)") -> NDArray:
+def mask_from_array(
+    data: NDArray,
+    *,
+    label: int | None = None,
+    name: str = "mask",
+    label_hint: str = "choose one with --gtv-label N (or label=N)",
+) -> NDArray:
     """Turn stored mask values into a boolean mask.
 
     Integer data, and float data holding only whole numbers (a label map saved as float),
@@ -195,10 +214,15 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
         ``label`` not an integer (``"1"`` is a string: it would match no voxel).
     """
     label = _label_number(label)
-    if data.dtype.fields is not None or not (data.dtype == bool or np.issubdtype(
-            data.dtype, np.number)) or np.issubdtype(data.dtype, np.complexfloating):
-        raise MaskError(f"{name} holds {data.dtype} values (e.g. RGB), not a mask; "
-                        "save the mask as one integer or float channel")
+    if (
+        data.dtype.fields is not None
+        or not (data.dtype == bool or np.issubdtype(data.dtype, np.number))
+        or np.issubdtype(data.dtype, np.complexfloating)
+    ):
+        raise MaskError(
+            f"{name} holds {data.dtype} values (e.g. RGB), not a mask; "
+            "save the mask as one integer or float channel"
+        )
     if data.dtype == bool:
         out = data
     else:
@@ -212,7 +236,8 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
         if label is not None:
             if not np.any(nonzero == label):
                 raise MaskError(
-                    f"label {label} is not in {name}; labels present: {_labels_text(labels)}")
+                    f"label {label} is not in {name}; labels present: {_labels_text(labels)}"
+                )
             out = data == label
         elif not whole:  # probability or resampled mask
             low, high = float(nonzero.min()), float(nonzero.max())
@@ -220,21 +245,26 @@ def mask_from_array(data: NDArray, *, label: int | None = None, name: str = "mas
                 raise MaskError(
                     f"{name} holds fractional values from {low:g} to {high:g}: an image, not "
                     "a mask (a probability mask lies in 0..1); check that it is the mask file "
-                    "(CT and mask swapped?)")
+                    "(CT and mask swapped?)"
+                )
             out = data > FLOAT_MASK_THRESHOLD
         elif len(labels) > MAX_LABELS or (len(labels) > MAX_LABELS_SIGNED and labels[0] < 0):
             raise MaskError(
                 f"{name} holds {len(labels)} different values ({labels[0]} .. {labels[-1]}): "
-                "an image, not a mask; check that it is the mask file (CT and mask swapped?)")
+                "an image, not a mask; check that it is the mask file (CT and mask swapped?)"
+            )
         elif len(labels) > 1:
             raise MaskError(
-                f"{name} is a label map with labels {_labels_text(labels)}; {label_hint}")
+                f"{name} is a label map with labels {_labels_text(labels)}; {label_hint}"
+            )
         else:
             out = is_set
     if not out.any():
-        kind = ("no value above the float-mask threshold "
-                f"{FLOAT_MASK_THRESHOLD:g}" if np.issubdtype(data.dtype, np.floating)
-                else "no voxel set")
+        kind = (
+            f"no value above the float-mask threshold {FLOAT_MASK_THRESHOLD:g}"
+            if np.issubdtype(data.dtype, np.floating)
+            else "no voxel set"
+        )
         raise MaskError(f"{name} is empty ({kind}); check that it is the right file")
     return out.astype(bool, copy=False)
 
@@ -258,8 +288,10 @@ def _label_number(label: object) -> int | None:
     elif isinstance(label, numbers.Real) and float(label).is_integer():
         return int(float(label))
     kind = "a string" if isinstance(label, (str, bytes)) else f"a {type(label).__name__}"
-    raise ParameterError(f"label {label!r} is {kind}, not a whole number; give the label as an "
-                         f"integer (e.g. label=1, --gtv-label 1)")
+    raise ParameterError(
+        f"label {label!r} is {kind}, not a whole number; give the label as an "
+        f"integer (e.g. label=1, --gtv-label 1)"
+    )
 
 
 #: More distinct values than this and a "mask" is taken for an image (a CT has thousands;
@@ -275,13 +307,16 @@ def _labels_text(labels: list[int], shown: int = 12) -> str:
         return "none"
     if len(labels) <= shown:
         return ", ".join(map(str, labels))
-    return (", ".join(map(str, labels[:shown - 1])) + f", ... {labels[-1]} "
-            f"({len(labels)} labels)")
+    return ", ".join(map(str, labels[: shown - 1])) + f", ... {labels[-1]} ({len(labels)} labels)"
 
 
-def _load_mask(path: str | Path, *, name: str, label: int | None = None,
-               label_hint: str = "choose one with --gtv-label N (or label=N)"
-               ) -> tuple[Volume, tuple[str, ...]]:
+def _load_mask(
+    path: str | Path,
+    *,
+    name: str,
+    label: int | None = None,
+    label_hint: str = "choose one with --gtv-label N (or label=N)",
+) -> tuple[Volume, tuple[str, ...]]:
     img, geometry = _open_nifti(path, name=name, mask=True)
     data = _read_data(img, geometry, path, scaled=False)
     warnings = geometry.warnings
@@ -289,15 +324,15 @@ def _load_mask(path: str | Path, *, name: str, label: int | None = None,
     if geometry.scl_slope is not None and data.dtype.kind in "iuf":  # slope > 0, inter 0
         stored = _nonzero(data)[1]
         if stored.size and np.all(np.isfinite(stored)):
-            scaling, labels = check_mask_scaling(np.unique(stored), geometry.scl_slope,
-                                                 name=name, threshold=FLOAT_MASK_THRESHOLD)
+            scaling, labels = check_mask_scaling(
+                np.unique(stored), geometry.scl_slope, name=name, threshold=FLOAT_MASK_THRESHOLD
+            )
             warnings += (f"{name}: its header scales the mask values ({scaling})",)
             data = data * geometry.scl_slope
             if labels:  # 255 * float32(1/255) is 1 +- 1e-7
                 data = np.rint(data, out=data)
     try:
-        mask = mask_from_array(data, label=label, name=f"mask '{path}'",
-                               label_hint=label_hint)
+        mask = mask_from_array(data, label=label, name=f"mask '{path}'", label_hint=label_hint)
     except MaskError as exc:
         if scaling is None:
             raise
@@ -306,8 +341,12 @@ def _load_mask(path: str | Path, *, name: str, label: int | None = None,
     return Volume(mask, geometry.affine), warnings
 
 
-def load_mask(path: str | Path, *, label: int | None = None,
-              label_hint: str = "choose one with --gtv-label N (or label=N)") -> Volume:
+def load_mask(
+    path: str | Path,
+    *,
+    label: int | None = None,
+    label_hint: str = "choose one with --gtv-label N (or label=N)",
+) -> Volume:
     """Read a NIfTI mask as a boolean :class:`Volume` (see :func:`mask_from_array`).
 
     The header is checked first (:func:`lattice.io.nifti_header.check_header`). A mask's
@@ -376,9 +415,14 @@ class Case:
     warnings: tuple[str, ...] = ()
 
 
-def load_case(ct_path: str | Path, gtv_path: str | Path, *,
-              oar_paths: Mapping[str, str | Path] | None = None,
-              gtv_label: int | None = None, ct_data: bool = True) -> Case:
+def load_case(
+    ct_path: str | Path,
+    gtv_path: str | Path,
+    *,
+    oar_paths: Mapping[str, str | Path] | None = None,
+    gtv_label: int | None = None,
+    ct_data: bool = True,
+) -> Case:
     """Read a CT, its GTV and OARs, and check that every mask is on the CT grid.
 
     Files are read by two threads (decompression releases the GIL). Errors are raised in
@@ -401,12 +445,14 @@ def load_case(ct_path: str | Path, gtv_path: str | Path, *,
     oar_names = {name: f"OAR mask '{p}'" for name, p in oar_paths.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         read_ct: Callable[..., tuple[Volume | Grid, tuple[str, ...]]] = (
-            _load_image if ct_data else _load_grid)
+            _load_image if ct_data else _load_grid
+        )
         ct_job = pool.submit(read_ct, ct_path, name=ct_name)
         gtv_job = pool.submit(_load_mask, gtv_path, name=gtv_name, label=gtv_label)
-        oar_jobs = {name: pool.submit(_load_mask, p, name=oar_names[name],
-                                      label_hint=OAR_LABEL_HINT)
-                    for name, p in oar_paths.items()}
+        oar_jobs = {
+            name: pool.submit(_load_mask, p, name=oar_names[name], label_hint=OAR_LABEL_HINT)
+            for name, p in oar_paths.items()
+        }
         try:
             ct, warnings = ct_job.result()
             ct.check_not_sheared(name=ct_name)

@@ -125,9 +125,14 @@ def read_raw_header(block: bytes) -> nib.Nifti1Header | nib.Nifti2Header | None:
     return None
 
 
-def check_header(hdr: nib.Nifti1Header | nib.Nifti2Header, *, name: str, mask: bool,
-                 file_bytes: int | None = None, compression: str | None = None
-                 ) -> HeaderGeometry:
+def check_header(
+    hdr: nib.Nifti1Header | nib.Nifti2Header,
+    *,
+    name: str,
+    mask: bool,
+    file_bytes: int | None = None,
+    compression: str | None = None,
+) -> HeaderGeometry:
     """Check every header field lattice relies on; the grid it describes, and any warnings.
 
     Parameters
@@ -176,17 +181,20 @@ def _check_dims(hdr, name: str) -> tuple[int, ...]:
     if int(hdr["sizeof_hdr"]) != hdr.sizeof_hdr:
         raise InputFileError(
             f"{name} has a damaged header (sizeof_hdr is {int(hdr['sizeof_hdr'])}, not "
-            f"{hdr.sizeof_hdr}); export the file again")
+            f"{hdr.sizeof_hdr}); export the file again"
+        )
     if not 1 <= dim[0] <= 7:
         raise InputFileError(
             f"{name} has a damaged header (dim[0], the number of dimensions, is {dim[0]}; it "
-            "must be 1 to 7); export the file again")
-    lengths = dim[1:dim[0] + 1]
+            "must be 1 to 7); export the file again"
+        )
+    lengths = dim[1 : dim[0] + 1]
     for axis, n in enumerate(lengths, start=1):
         if n < 1:
             raise InputFileError(
                 f"{name} has a damaged header (dim[{axis}], the length of axis {axis}, is "
-                f"{n}; every length must be at least 1); export the file again")
+                f"{n}; every length must be at least 1); export the file again"
+            )
     return tuple(lengths)
 
 
@@ -198,30 +206,39 @@ def _check_datatype(hdr, name: str, *, mask: bool) -> np.dtype:
     if dtype is None or dtype.itemsize == 0:
         raise InputFileError(
             f"{name} has datatype code {code}, which is not a NIfTI data type nibabel reads; "
-            "save the image as an integer or float type")
+            "save the image as an integer or float type"
+        )
     if not mask and (dtype.fields is not None or dtype.kind not in "biuf"):
         raise MaskError(
             f"{name} holds {codes.label[code]} values, not CT numbers; save the CT as one "
-            "integer or float channel")
+            "integer or float channel"
+        )
     return dtype
 
 
-def _check_size(hdr, name: str, full_shape: tuple[int, ...], dtype: np.dtype,
-                file_bytes: int | None, compression: str | None) -> None:
+def _check_size(
+    hdr,
+    name: str,
+    full_shape: tuple[int, ...],
+    dtype: np.dtype,
+    file_bytes: int | None,
+    compression: str | None,
+) -> None:
     offset = float(hdr["vox_offset"])
-    if hdr["magic"].item() == hdr.single_magic and (offset < hdr.single_vox_offset
-                                                     or offset % 16):
+    if hdr["magic"].item() == hdr.single_magic and (offset < hdr.single_vox_offset or offset % 16):
         raise InputFileError(
             f"{name} has vox_offset {offset:g} in its header (where the voxel data starts; "
             f"NIfTI asks for a multiple of 16, at least {hdr.single_vox_offset}); export the "
-            "file again")
+            "file again"
+        )
     n_voxels = math.prod(full_shape)
     dims = " x ".join(map(str, full_shape))
     if n_voxels > MAX_VOXELS:
         raise InputFileError(
             f"{name} claims {n_voxels:.3g} voxels in its header (dim {dims}), more than "
             f"lattice reads (at most {MAX_VOXELS:.3g}, e.g. 1024 x 1024 x 2048); if the "
-            "header is right, crop the image around the GTV, else export the file again")
+            "header is right, crop the image around the GTV, else export the file again"
+        )
     if file_bytes is None or compression == "other":
         return
     needed = int(hdr["vox_offset"]) + n_voxels * dtype.itemsize
@@ -233,7 +250,8 @@ def _check_size(hdr, name: str, full_shape: tuple[int, ...], dtype: np.dtype,
             f"{name} claims {n_voxels:.3g} voxels in its header (dim {dims} of {dtype}: "
             f"{needed:.3g} bytes), but the {packed}file of {file_bytes} bytes can hold at "
             f"most {room:.3g}; the header's dim field is wrong or the file is truncated: "
-            "export the file again")
+            "export the file again"
+        )
 
 
 def _spatial_shape(full_shape: tuple[int, ...], name: str) -> tuple[int, int, int]:
@@ -242,11 +260,15 @@ def _spatial_shape(full_shape: tuple[int, ...], name: str) -> tuple[int, int, in
     while len(shape) > 3 and shape[-1] == 1:
         shape.pop()
     if len(shape) != 3:
-        fix = ("extract one volume first" if len(shape) > 3
-               else "a single slice is not enough: export the whole series")
+        fix = (
+            "extract one volume first"
+            if len(shape) > 3
+            else "a single slice is not enough: export the whole series"
+        )
         raise MaskError(
             f"{name} holds {len(full_shape)}-D data of shape {tuple(full_shape)}; a 3-D volume "
-            f"is needed ({fix})")
+            f"is needed ({fix})"
+        )
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
@@ -256,26 +278,35 @@ def _check_scaling(hdr, name: str, *, mask: bool) -> float | None:
     if slope == 0 or math.isnan(slope):  # the standard: no scaling; scl_inter is unused
         return None
     if math.isinf(slope) or not math.isfinite(inter):
-        bad = ("an infinite scl_slope" if math.isinf(slope) else
-               f"{'a NaN' if math.isnan(inter) else 'an infinite'} scl_inter")
+        bad = (
+            "an infinite scl_slope"
+            if math.isinf(slope)
+            else f"{'a NaN' if math.isnan(inter) else 'an infinite'} scl_inter"
+        )
         raise MaskError(
             f"{name} has {bad} in its header (scl_slope {slope:g}, scl_inter {inter:g}), so "
             "no voxel value can be read; set scl_slope 1 and scl_inter 0 (or the true "
-            "scaling) and save it again")
+            "scaling) and save it again"
+        )
     if not mask or (slope == 1 and inter == 0):
         return None
     if inter != 0 or slope < 0:
-        background = f"stored 0 (outside) would read as {inter:g}" if inter != 0 else (
-            "it would turn every label negative")
+        background = (
+            f"stored 0 (outside) would read as {inter:g}"
+            if inter != 0
+            else ("it would turn every label negative")
+        )
         raise MaskError(
             f"{name} has a value scaling in its header (scl_slope {slope:g}, scl_inter "
             f"{inter:g}) that a mask cannot have: {background}, and applying or ignoring it "
-            "gives different structures; save the mask unscaled (scl_slope 1, scl_inter 0)")
+            "gives different structures; save the mask unscaled (scl_slope 1, scl_inter 0)"
+        )
     return slope
 
 
-def check_mask_scaling(stored_nonzero: NDArray, slope: float, *, name: str,
-                       threshold: float) -> tuple[str, bool]:
+def check_mask_scaling(
+    stored_nonzero: NDArray, slope: float, *, name: str, threshold: float
+) -> tuple[str, bool]:
     """Refuse a scaled mask that reads as neither labels nor a 0..1 map; else the warning.
 
     Parameters
@@ -303,25 +334,31 @@ def check_mask_scaling(stored_nonzero: NDArray, slope: float, *, name: str,
     """
     scaled = np.asarray(stored_nonzero, dtype=np.float64) * slope
     low, high = float(stored_nonzero.min()), float(stored_nonzero.max())
-    what = (f"stored values {low:g} .. {high:g} read as {low * slope:g} .. {high * slope:g}"
-            if low != high else f"stored value {low:g} reads as {low * slope:g}")
+    what = (
+        f"stored values {low:g} .. {high:g} read as {low * slope:g} .. {high * slope:g}"
+        if low != high
+        else f"stored value {low:g} reads as {low * slope:g}"
+    )
     slack = SCALED_LABEL_TOLERANCE * np.maximum(1.0, np.abs(scaled))
     labels = bool(np.all(np.abs(scaled - np.round(scaled)) <= slack))
     if not labels and not (scaled.min() > 0 and scaled.max() <= 1 + slack.max()):
         raise MaskError(
             f"{name} is not a mask once its header's scaling is applied (scl_slope {slope:g}: "
             f"{what}, neither whole labels nor a 0..1 map); save the mask unscaled "
-            "(scl_slope 1, scl_inter 0)")
+            "(scl_slope 1, scl_inter 0)"
+        )
     if not labels and scaled.max() <= threshold:
         raise MaskError(
             f"{name} is empty once its header's scaling is applied (scl_slope {slope:g}: "
             f"{what}, none above the 0..1 map's threshold {threshold:g}); save the mask "
-            "unscaled (scl_slope 1, scl_inter 0)")
+            "unscaled (scl_slope 1, scl_inter 0)"
+        )
     return f"scl_slope {slope:g}: {what}", labels
 
 
-def _check_transforms(hdr, name: str, shape: tuple[int, int, int]
-                      ) -> tuple[NDArray[np.float64], list[str]]:
+def _check_transforms(
+    hdr, name: str, shape: tuple[int, int, int]
+) -> tuple[NDArray[np.float64], list[str]]:
     """The affine used (sform if coded, else qform) and a warning if the other disagrees."""
     codes = nib.nifti1.xform_codes.value_set()
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
@@ -329,23 +366,27 @@ def _check_transforms(hdr, name: str, shape: tuple[int, int, int]
         if code not in codes:
             raise GridMismatchError(
                 f"{name} has {field} {code} in its header, which is not a NIfTI code (0 to "
-                f"{max(codes)}), so its world position is unknown; {_FIX_TRANSFORM}")
+                f"{max(codes)}), so its world position is unknown; {_FIX_TRANSFORM}"
+            )
     if qcode == 0 and scode == 0:
         raise GridMismatchError(
             f"{name} has no world coordinates (qform_code and sform_code are both 0, so its "
             "position would be made up from pixdim alone); "
-            f"{_FIX_TRANSFORM}")
+            f"{_FIX_TRANSFORM}"
+        )
     pixdim = np.asarray(hdr["pixdim"][:4], dtype=np.float64)
     sizes = ", ".join(f"{v:g}" for v in pixdim[1:])
     if not np.all(np.isfinite(pixdim[1:])):
         raise GridMismatchError(
             f"{name} has NaN or infinite voxel sizes in its header (pixdim {sizes}); "
-            f"{_FIX_TRANSFORM}")
+            f"{_FIX_TRANSFORM}"
+        )
     if np.any(pixdim[1:] <= 0):
         raise GridMismatchError(
             f"{name} has a voxel size of zero or less in its header (pixdim {sizes} mm; "
             "nibabel would put 1 mm in place of 0, a made-up grid); export the file again "
-            "with its true voxel size")
+            "with its true voxel size"
+        )
     qform = _qform(hdr, name, pixdim) if qcode > 0 else None
     sform = _sform(hdr, name) if scode > 0 else None
     used = sform if sform is not None else qform
@@ -362,42 +403,49 @@ def _check_transforms(hdr, name: str, shape: tuple[int, int, int]
                 f"{name} has a qform and an sform that place its voxels up to {apart:.3g} mm "
                 f"apart (more than a voxel, {voxel_mm:.3g} mm): lattice and nibabel read the "
                 "sform, other tools may read the qform; make them agree (e.g. nibabel: "
-                "img.set_qform(img.get_sform(), code=1)) and save it again")
+                "img.set_qform(img.get_sform(), code=1)) and save it again"
+            )
         if apart > QFORM_SFORM_TOLERANCE_MM:
             warnings.append(
                 f"{name}: its qform and sform differ by up to {apart:.3g} mm (less than a "
-                f"voxel, {voxel_mm:.3g} mm); the sform was used")
+                f"voxel, {voxel_mm:.3g} mm); the sform was used"
+            )
     return used, warnings
 
 
 def _qform(hdr, name: str, pixdim: NDArray) -> NDArray[np.float64]:
-    fields = [float(hdr[k]) for k in ("quatern_b", "quatern_c", "quatern_d",
-                                      "qoffset_x", "qoffset_y", "qoffset_z")]
+    fields = [
+        float(hdr[k])
+        for k in ("quatern_b", "quatern_c", "quatern_d", "qoffset_x", "qoffset_y", "qoffset_z")
+    ]
     if not all(math.isfinite(v) for v in fields):
         raise GridMismatchError(
             f"{name} has NaN or infinite values in its qform (quatern_b, c, d "
             f"{', '.join(f'{v:g}' for v in fields[:3])}; qoffset "
-            f"{', '.join(f'{v:g}' for v in fields[3:])}); {_FIX_TRANSFORM}")
+            f"{', '.join(f'{v:g}' for v in fields[3:])}); {_FIX_TRANSFORM}"
+        )
     if pixdim[0] not in (-1.0, 1.0):  # 0, which the standard reads as 1, nibabel refuses
         raise GridMismatchError(
             f"{name} has qfac (pixdim[0], the handedness of its qform) {pixdim[0]:g}; it must "
-            f"be 1 or -1; {_FIX_TRANSFORM}")
+            f"be 1 or -1; {_FIX_TRANSFORM}"
+        )
     try:
         return np.asarray(hdr.get_qform(), dtype=np.float64)
     except ValueError as exc:  # b^2 + c^2 + d^2 > 1: not a rotation
         raise GridMismatchError(
             f"{name} has a qform quaternion that is not a rotation (quatern_b, c, d "
             f"{', '.join(f'{v:g}' for v in fields[:3])}: squares sum above 1); "
-            f"{_FIX_TRANSFORM}") from exc
+            f"{_FIX_TRANSFORM}"
+        ) from exc
 
 
 def _sform(hdr, name: str) -> NDArray[np.float64]:
-    rows = np.stack([np.asarray(hdr[k], dtype=np.float64)
-                     for k in ("srow_x", "srow_y", "srow_z")])
+    rows = np.stack([np.asarray(hdr[k], dtype=np.float64) for k in ("srow_x", "srow_y", "srow_z")])
     if not np.all(np.isfinite(rows)):
         raise GridMismatchError(
             f"{name} has NaN or infinite values in its sform (srow_x, srow_y, srow_z: "
-            f"{int(np.count_nonzero(~np.isfinite(rows)))} of 12); {_FIX_TRANSFORM}")
+            f"{int(np.count_nonzero(~np.isfinite(rows)))} of 12); {_FIX_TRANSFORM}"
+        )
     affine = np.eye(4)
     affine[:3] = rows
     return affine
@@ -412,7 +460,8 @@ def _check_not_degenerate(affine: NDArray, name: str, which: str) -> None:
         raise GridMismatchError(
             f"{name} has a degenerate {which} (voxel axes of length "
             f"{', '.join(f'{v:.3g}' for v in lengths)} mm, volume {det:.3g} mm^3): it maps "
-            f"no voxel to a place of its own; {_FIX_TRANSFORM}")
+            f"no voxel to a place of its own; {_FIX_TRANSFORM}"
+        )
 
 
 def _sheared(affine: NDArray) -> bool:
@@ -436,7 +485,8 @@ def _to_mm(hdr, name: str, affine: NDArray) -> tuple[NDArray[np.float64], list[s
         raise GridMismatchError(
             f"{name} has spatial unit code {code} in its header (xyzt_units), which is not a "
             "NIfTI unit (0 unknown, 1 meter, 2 mm, 3 micron); set xyzt_units to mm and save "
-            "it again")
+            "it again"
+        )
     factor = SPATIAL_UNIT_MM[code]
     if factor == 1.0:
         return affine, []
@@ -449,6 +499,9 @@ def _to_mm(hdr, name: str, affine: NDArray) -> tuple[NDArray[np.float64], list[s
         raise GridMismatchError(
             f"{name} gives its coordinates in {_UNIT_NAMES[code]} (xyzt_units), which would "
             f"make its voxels {shown} mm (outside {low:g} .. {high:g} mm): the unit field is "
-            "wrong; set xyzt_units to mm and save it again")
-    return converted, [f"{name}: its header gives coordinates in {_UNIT_NAMES[code]} "
-                       f"(xyzt_units); converted to mm (voxels {shown} mm)"]
+            "wrong; set xyzt_units to mm and save it again"
+        )
+    return converted, [
+        f"{name}: its header gives coordinates in {_UNIT_NAMES[code]} "
+        f"(xyzt_units); converted to mm (voxels {shown} mm)"
+    ]

@@ -59,12 +59,21 @@ MESH_FORMATS = ("stl", "ply", "obj")
 #: Files (and the ``ct_dicom`` folder) a plan folder may hold, in the order they are moved
 #: into place (plan.json last). Files of this list that a run does not write are removed from
 #: a folder it replaces.
-PLAN_FILES = ("lattice_target.nii.gz", "vertices.nii.gz", "stv.nii.gz", "vertices.csv",
-              "overview.png",
-              "overview3d.png", "vertices.png", "rtstruct.dcm", "ct_dicom", "vertices.mrk.json",
-              "report.html",
-              *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
-              "plan.json")
+PLAN_FILES = (
+    "lattice_target.nii.gz",
+    "vertices.nii.gz",
+    "stv.nii.gz",
+    "vertices.csv",
+    "overview.png",
+    "overview3d.png",
+    "vertices.png",
+    "rtstruct.dcm",
+    "ct_dicom",
+    "vertices.mrk.json",
+    "report.html",
+    *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
+    "plan.json",
+)
 #: Folder of the DICOM CT series derived from a NIfTI CT.
 CT_DICOM_FOLDER = "ct_dicom"
 
@@ -103,22 +112,35 @@ class DicomOutput:
     valley_contours: str = "holes"
 
 
-def check_output_folder(out_dir: str | Path, *, force: bool,
-                        names: Sequence[str] = PLAN_FILES,
-                        inputs: Iterable[tuple[str, str | Path | None]] = ()) -> Path:
+def check_output_folder(
+    out_dir: str | Path,
+    *,
+    force: bool,
+    names: Sequence[str] = PLAN_FILES,
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+) -> Path:
     """:func:`lattice.io.folder.check_output_folder`, for a plan folder by default
     (``names``: :data:`PLAN_FILES`); the resolved folder."""
     return folder.check_output_folder(out_dir, force=force, names=names, inputs=inputs)
 
 
-def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = None,
-                      oars: Mapping[str, Volume] | None = None,
-                      inputs: Mapping[str, Any] | None = None, force: bool = False,
-                      picture: bool = True, worker: PictureWorker | None = None,
-                      document: Callable[[], Mapping[str, Any]] | None = None,
-                      dicom: DicomOutput | None = None, mesh_format: str | None = "stl",
-                      markups: bool = True, stv: Volume | None = None,
-                      size_rules: Sequence[SizeRule] | None = None) -> dict[str, Path]:
+def write_plan_folder(
+    plan: Plan,
+    out_dir: str | Path,
+    *,
+    ct: Volume | None = None,
+    oars: Mapping[str, Volume] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    force: bool = False,
+    picture: bool = True,
+    worker: PictureWorker | None = None,
+    document: Callable[[], Mapping[str, Any]] | None = None,
+    dicom: DicomOutput | None = None,
+    mesh_format: str | None = "stl",
+    markups: bool = True,
+    stv: Volume | None = None,
+    size_rules: Sequence[SizeRule] | None = None,
+) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
     Parameters
@@ -178,18 +200,25 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
         raise ValueError("writing the derived DICOM CT needs the CT (ct=...) or a worker")
 
     def write(stage: Path) -> list[str]:
-        labels = sphere_label_map(plan.gtv, plan.centers_ras_mm,
-                                  diameter_mm=plan.parameters.diameter_mm)
+        labels = sphere_label_map(
+            plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
+        )
         by_worker = []
         early_ct = dicom is not None and dicom.written_ct is not None
         measure = size_rules is not None
         use_worker = worker is not None and (picture or write_ct or early_ct or measure)
         if use_worker:
             assert worker is not None
-            worker.submit(plan, stage / "overview.png" if picture else None,
-                          title=_title(plan), oars=oars,
-                          ct_series=dicom.series if write_ct and dicom else None,
-                          ct_series_dir=stage / CT_DICOM_FOLDER, measure=measure, stv=stv)
+            worker.submit(
+                plan,
+                stage / "overview.png" if picture else None,
+                title=_title(plan),
+                oars=oars,
+                ct_series=dicom.series if write_ct and dicom else None,
+                ct_series_dir=stage / CT_DICOM_FOLDER,
+                measure=measure,
+                stv=stv,
+            )
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
@@ -207,9 +236,13 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
 
                 names.append(write_markups(plan, stage / "vertices.mrk.json").name)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
-            doc = dict(document() if document is not None
-                       else plan.to_dict(inputs=dict(inputs or {}),
-                                         slice_grid=dicom.series.grid if dicom else None))
+            doc = dict(
+                document()
+                if document is not None
+                else plan.to_dict(
+                    inputs=dict(inputs or {}), slice_grid=dicom.series.grid if dicom else None
+                )
+            )
             if dicom is not None:  # values of the CT changed to fit their VR, say
                 from .rtstruct_write import header_warnings
 
@@ -228,8 +261,10 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             from ..analysis.measure import evaluate_rules, measure_lesion
 
             lesion = lesion if lesion is not None else measure_lesion(plan.gtv)
-            doc["lesion"] = {"measurements": lesion.to_dict(),
-                             "size_rules": evaluate_rules(lesion, list(size_rules or []))}
+            doc["lesion"] = {
+                "measurements": lesion.to_dict(),
+                "size_rules": evaluate_rules(lesion, list(size_rules or [])),
+            }
         if early_ct:
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)
@@ -248,8 +283,7 @@ def write_plan_folder(plan: Plan, out_dir: str | Path, *, ct: Volume | None = No
             own_worker.close()
 
 
-def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None
-                 ) -> list[str]:
+def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None) -> list[str]:
     from .dicom_series import write_series
     from .rtstruct_write import plan_rois, write_rtstruct
 
@@ -257,18 +291,29 @@ def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | No
     if dicom.write_ct and ct is not None:  # no worker: written here
         write_series(dicom.series, ct, stage / CT_DICOM_FOLDER)
         names.append(CT_DICOM_FOLDER)
-    rois = plan_rois(plan, dicom.series.grid, vertex_rois=dicom.vertex_rois, stv=dicom.stv,
-                     gtv=dicom.gtv_roi, valley_contours=dicom.valley_contours)
+    rois = plan_rois(
+        plan,
+        dicom.series.grid,
+        vertex_rois=dicom.vertex_rois,
+        stv=dicom.stv,
+        gtv=dicom.gtv_roi,
+        valley_contours=dicom.valley_contours,
+    )
     p = plan.parameters
-    write_rtstruct(stage / "rtstruct.dcm", dicom.series, rois, label="LATTICE",
-                   description=f"lattice {plan.n_vertices} vertices {p.pattern} D "
-                   f"{p.diameter_mm:g} S {p.min_spacing_mm:g} M {p.gtv_margin_mm:g} mm")
+    write_rtstruct(
+        stage / "rtstruct.dcm",
+        dicom.series,
+        rois,
+        label="LATTICE",
+        description=f"lattice {plan.n_vertices} vertices {p.pattern} D "
+        f"{p.diameter_mm:g} S {p.min_spacing_mm:g} M {p.gtv_margin_mm:g} mm",
+    )
     return ["rtstruct.dcm", *names]
 
 
 def _title(plan: Plan) -> str:
     p = plan.parameters
-    return (f"LATTICE {p.pattern.upper()} {p.mode}, spacing {p.min_spacing_mm:g} mm, "
-            f"GTV margin {p.gtv_margin_mm:g} mm")
-
-
+    return (
+        f"LATTICE {p.pattern.upper()} {p.mode}, spacing {p.min_spacing_mm:g} mm, "
+        f"GTV margin {p.gtv_margin_mm:g} mm"
+    )

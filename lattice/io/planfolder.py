@@ -40,8 +40,7 @@ def read_plan_document(folder: str | Path) -> dict[str, Any]:
     folder = Path(folder)
     path = folder / "plan.json" if folder.is_dir() else folder
     if not path.is_file():
-        raise InputFileError(f"no plan.json in '{folder}'; pass a folder written by "
-                             "`lattice plan`")
+        raise InputFileError(f"no plan.json in '{folder}'; pass a folder written by `lattice plan`")
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -171,9 +170,11 @@ def validate_plan_document(doc: Any, source: str | Path) -> dict[str, Any]:
     where = f"'{source}'" if isinstance(source, Path) else str(source)
     bad = _non_finite(doc, "$")
     if bad is not None:
-        raise InputFileError(f"{where} is not a plan document: {bad} is NaN or infinite (JSON "
-                             "has no such numbers); fix it or write the plan again with "
-                             "`lattice plan`")
+        raise InputFileError(
+            f"{where} is not a plan document: {bad} is NaN or infinite (JSON "
+            "has no such numbers); fix it or write the plan again with "
+            "`lattice plan`"
+        )
     errors = list(_validator().iter_errors(doc))
     if not errors:
         return doc
@@ -182,9 +183,11 @@ def validate_plan_document(doc: Any, source: str | Path) -> dict[str, Any]:
     first = min(errors, key=lambda e: [str(p) for p in e.absolute_path])
     if first.context:  # oneOf/anyOf: the most relevant alternative
         first = jsonschema.exceptions.best_match(first.context) or first
-    raise InputFileError(f"{where} is not a plan document: {_problem(first)}; fix it or write "
-                         "the plan again with `lattice plan` (the schema: "
-                         f"lattice/io/{SCHEMA_NAME})")
+    raise InputFileError(
+        f"{where} is not a plan document: {_problem(first)}; fix it or write "
+        "the plan again with `lattice plan` (the schema: "
+        f"lattice/io/{SCHEMA_NAME})"
+    )
 
 
 def _non_finite(value: Any, at: str) -> str | None:
@@ -211,15 +214,19 @@ def _problem(error: Any) -> str:
     if error.validator == "type":
         expected = error.validator_value
         expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return f"{path} is {' '.join(filter(None, (_kind(value), _shown(value))))}, expected " \
-               f"{expected}"
+        return (
+            f"{path} is {' '.join(filter(None, (_kind(value), _shown(value))))}, expected "
+            f"{expected}"
+        )
     if error.validator == "required":
         missing = next((k for k in error.validator_value if k not in value), "?")
         return f"{path} lacks the required key '{missing}'"
     if error.validator == "additionalProperties":
         extra = sorted(set(value) - set(error.schema.get("properties", {})))
-        return (f"{path} has the key{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))}, "
-                "which lattice does not know as a plan parameter (a rule it would not check)")
+        return (
+            f"{path} has the key{'s' * (len(extra) > 1)} {', '.join(map(repr, extra))}, "
+            "which lattice does not know as a plan parameter (a rule it would not check)"
+        )
     if error.validator in ("minItems", "maxItems"):
         return f"{path} has {len(value)} items, expected {_items(error)}"
     text = f"{path}: {_shown(value)} {error.message.removeprefix(repr(value)).strip()}"
@@ -233,8 +240,15 @@ def _items(error: Any) -> str:
 
 
 def _kind(value: Any) -> str:
-    return {bool: "the boolean", str: "the string", int: "the integer", float: "the number",
-            list: "an array", dict: "an object", type(None): "null"}.get(type(value), "a value")
+    return {
+        bool: "the boolean",
+        str: "the string",
+        int: "the integer",
+        float: "the number",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), "a value")
 
 
 def _shown(value: Any) -> str:
@@ -280,13 +294,17 @@ def load_plan_volumes(folder: str | Path) -> PlanVolumes:
 
         oar_entries = list(inputs.get("oars") or [])
         if not ct_dicom or not Path(str(ct_dicom)).is_dir():
-            raise InputFileError(f"the CT series folder '{ct_dicom}' recorded in plan.json is "
-                                 "gone; restore it to draw the plan")
-        case = load_dicom_case(str(ct_dicom), _existing(inputs["rtstruct"]["path"], "RTSTRUCT"),
-                               gtv_name=str((inputs.get("gtv") or {}).get("roi")),
-                               oar_names=[str(e.get("roi") or e.get("name"))
-                                          for e in oar_entries],
-                               series_uid=ct_entry.get("series_instance_uid"))
+            raise InputFileError(
+                f"the CT series folder '{ct_dicom}' recorded in plan.json is "
+                "gone; restore it to draw the plan"
+            )
+        case = load_dicom_case(
+            str(ct_dicom),
+            _existing(inputs["rtstruct"]["path"], "RTSTRUCT"),
+            gtv_name=str((inputs.get("gtv") or {}).get("roi")),
+            oar_names=[str(e.get("roi") or e.get("name")) for e in oar_entries],
+            series_uid=ct_entry.get("series_instance_uid"),
+        )
         ct, gtv = case.series.grid, case.gtv
         oars = {str(e.get("name")): m for e, m in zip(oar_entries, case.oars.values())}
     else:
@@ -298,13 +316,16 @@ def load_plan_volumes(folder: str | Path) -> PlanVolumes:
 
             ct = load_series(folder / "ct_dicom").grid
         else:
-            raise InputFileError(f"the CT recorded in '{folder / 'plan.json'}' ('{ct_path}') "
-                                 "is gone; restore it to draw the plan")
+            raise InputFileError(
+                f"the CT recorded in '{folder / 'plan.json'}' ('{ct_path}') "
+                "is gone; restore it to draw the plan"
+            )
         gtv_entry = inputs.get("gtv") or {}
-        gtv = load_mask(_existing(gtv_entry.get("path"), "GTV mask"),
-                        label=gtv_entry.get("label"))
-        oars = {str(e.get("name")): load_mask(_existing(e.get("path"), "OAR mask"))
-                for e in inputs.get("oars") or []}
+        gtv = load_mask(_existing(gtv_entry.get("path"), "GTV mask"), label=gtv_entry.get("label"))
+        oars = {
+            str(e.get("name")): load_mask(_existing(e.get("path"), "OAR mask"))
+            for e in inputs.get("oars") or []
+        }
     grid = np.asarray((doc.get("grid") or {}).get("affine"), dtype=float)
     target = load_mask(_existing(folder / "lattice_target.nii.gz", "LATTICE target"))
     from .dicom import on_grid
@@ -312,21 +333,33 @@ def load_plan_volumes(folder: str | Path) -> PlanVolumes:
     # A DICOM series may store the axes in another order than the plan's grid: reorder.
     ct = on_grid(ct, target, name="CT", grid_name="the plan's grid")
     gtv = on_grid(gtv, target, name="GTV", grid_name="the plan's grid")
-    oars = {n: on_grid(m, target, name=f"OAR '{n}'", grid_name="the plan's grid")
-            for n, m in oars.items()}
+    oars = {
+        n: on_grid(m, target, name=f"OAR '{n}'", grid_name="the plan's grid")
+        for n, m in oars.items()
+    }
     if grid.shape == (4, 4) and not np.allclose(grid, target.affine, atol=1e-3):
-        raise InputFileError(f"lattice_target.nii.gz in '{folder}' is not on the grid "
-                             "plan.json records; the folder was changed after planning")
+        raise InputFileError(
+            f"lattice_target.nii.gz in '{folder}' is not on the grid "
+            "plan.json records; the folder was changed after planning"
+        )
     stv_path = folder / "stv.nii.gz"
     stv = load_mask(stv_path) if stv_path.is_file() else None
     centers = np.array([v["center_ras_mm"] for v in doc["vertices"]], dtype=float).reshape(-1, 3)
-    return PlanVolumes(document=doc, ct=ct, gtv=gtv, lattice_target=target, oars=oars, stv=stv,
-                       centers_ras_mm=centers,
-                       diameter_mm=float(doc["parameters"]["diameter_mm"]))
+    return PlanVolumes(
+        document=doc,
+        ct=ct,
+        gtv=gtv,
+        lattice_target=target,
+        oars=oars,
+        stv=stv,
+        centers_ras_mm=centers,
+        diameter_mm=float(doc["parameters"]["diameter_mm"]),
+    )
 
 
 def _existing(path: Any, what: str) -> Path:
     if not path or not Path(str(path)).is_file():
-        raise InputFileError(f"the {what} '{path}' recorded in plan.json is gone; restore it "
-                             "to draw the plan")
+        raise InputFileError(
+            f"the {what} '{path}' recorded in plan.json is gone; restore it to draw the plan"
+        )
     return Path(str(path))

@@ -26,8 +26,9 @@ CIRCLE_POINTS = 64
 Contour = tuple[int, NDArray[np.float64]]  # slice index, (m, 3) LPS mm
 
 
-def slice_planes(grid: Grid | Volume) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                        NDArray[np.float64], NDArray[np.float64]]:
+def slice_planes(
+    grid: Grid | Volume,
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Origins (K, 3), unit normal, and unit in-plane axes u (along i), v (along j), LPS."""
     lps = grid.lps_affine
     size = grid.voxel_size_mm
@@ -35,8 +36,13 @@ def slice_planes(grid: Grid | Volume) -> tuple[NDArray[np.float64], NDArray[np.f
     return origins, lps[:3, 2] / size[2], lps[:3, 0] / size[0], lps[:3, 1] / size[1]
 
 
-def sphere_contours(center_lps_mm: NDArray[np.float64], radius_mm: float,
-                    grid: Grid | Volume, *, points: int = CIRCLE_POINTS) -> list[Contour]:
+def sphere_contours(
+    center_lps_mm: NDArray[np.float64],
+    radius_mm: float,
+    grid: Grid | Volume,
+    *,
+    points: int = CIRCLE_POINTS,
+) -> list[Contour]:
     """Exact circles where the slice planes of ``grid`` cut a sphere (every plane that does)."""
     origins, normal, u, v = slice_planes(grid)
     c = np.asarray(center_lps_mm, dtype=np.float64)
@@ -61,8 +67,9 @@ def contour_volume_mm3(contours: Sequence[Contour], grid: Grid | Volume) -> floa
     return total * float(grid.voxel_size_mm[2])
 
 
-def sphere_tps_volume_mm3(center_lps_mm: NDArray[np.float64], radius_mm: float,
-                          grid: Grid | Volume) -> float:
+def sphere_tps_volume_mm3(
+    center_lps_mm: NDArray[np.float64], radius_mm: float, grid: Grid | Volume
+) -> float:
     """The volume a TPS rebuilds from the circles :func:`sphere_contours` exports."""
     return contour_volume_mm3(sphere_contours(center_lps_mm, radius_mm, grid), grid)
 
@@ -178,8 +185,9 @@ def _keyhole_slice(rings: Sequence[NDArray[np.float64]]) -> list[NDArray[np.intp
     return polygons
 
 
-def _join_holes(xy: NDArray[np.float64], outline: NDArray[np.intp],
-                holes: list[NDArray[np.intp]]) -> NDArray[np.intp]:
+def _join_holes(
+    xy: NDArray[np.float64], outline: NDArray[np.intp], holes: list[NDArray[np.intp]]
+) -> NDArray[np.intp]:
     """One polygon: ``outline`` (anticlockwise) with every hole (clockwise) joined to it."""
     merged = list(outline)
     remaining = list(holes)
@@ -194,23 +202,27 @@ def _join_holes(xy: NDArray[np.float64], outline: NDArray[np.intp],
                 continue
             t, a = bridge
             loop = [int(hole[(a + j) % len(hole)]) for j in range(len(hole))]
-            merged = merged[:t + 1] + loop + [int(hole[a])] + merged[t:]
+            merged = merged[: t + 1] + loop + [int(hole[a])] + merged[t:]
             remaining = [h for h in remaining if h is not hole]
             joined = True
         if not joined:
-            raise ValueError("cannot join a hole of LATTICE_VALLEY to its outline (contours "
-                             "that touch or cross); write it with valley_contours='holes'")
+            raise ValueError(
+                "cannot join a hole of LATTICE_VALLEY to its outline (contours "
+                "that touch or cross); write it with valley_contours='holes'"
+            )
     return np.asarray(merged, dtype=np.intp)
 
 
 def _cross(o: Any, a: Any, b: Any) -> Any:
-    return ((a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1])
-            - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0]))
+    return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (
+        b[..., 0] - o[..., 0]
+    )
 
 
 def _in_wedge(apex: NDArray, before: NDArray, after: NDArray, target: NDArray) -> bool:
     """Whether the direction apex -> target points into the polygon at ``apex`` (interior to
     the left: between apex -> after and apex -> before, turning anticlockwise)."""
+
     def angle(p: NDArray) -> float:
         d, ref = p - apex, after - apex
         return float(np.arctan2(ref[0] * d[1] - ref[1] * d[0], ref @ d) % (2 * np.pi))
@@ -219,8 +231,13 @@ def _in_wedge(apex: NDArray, before: NDArray, after: NDArray, target: NDArray) -
     return 0.0 < a < (angle(before) or 2 * np.pi)
 
 
-def _find_bridge(xy: NDArray[np.float64], merged: NDArray[np.intp], hole: NDArray[np.intp],
-                 others: list[NDArray[np.intp]], eps: float) -> tuple[int, int] | None:
+def _find_bridge(
+    xy: NDArray[np.float64],
+    merged: NDArray[np.intp],
+    hole: NDArray[np.intp],
+    others: list[NDArray[np.intp]],
+    eps: float,
+) -> tuple[int, int] | None:
     """(position in ``merged``, position in ``hole``) of the shortest cut between them that
     crosses and touches no edge and enters both at their vertices, or None."""
     rings = [merged, hole, *others]
@@ -236,9 +253,12 @@ def _find_bridge(xy: NDArray[np.float64], merged: NDArray[np.intp], hole: NDArra
         if d2[a, t] <= eps * eps:
             continue
         # No edge crossed: edges with an end at p or q are left out (they meet the cut there).
-        at_end = (np.all(np.abs(e0 - p) <= eps, axis=1) | np.all(np.abs(e1 - p) <= eps, axis=1)
-                  | np.all(np.abs(e0 - q) <= eps, axis=1)
-                  | np.all(np.abs(e1 - q) <= eps, axis=1))
+        at_end = (
+            np.all(np.abs(e0 - p) <= eps, axis=1)
+            | np.all(np.abs(e1 - p) <= eps, axis=1)
+            | np.all(np.abs(e0 - q) <= eps, axis=1)
+            | np.all(np.abs(e1 - q) <= eps, axis=1)
+        )
         c1, c2 = _cross(p, q, e0), _cross(p, q, e1)
         c3, c4 = _cross(e0, e1, p), _cross(e0, e1, q)
         if np.any(~at_end & (c1 * c2 < 0) & (c3 * c4 < 0)):
@@ -248,7 +268,8 @@ def _find_bridge(xy: NDArray[np.float64], merged: NDArray[np.intp], hole: NDArra
         s = np.clip(((vertices - p) @ pq) / (pq @ pq), 0.0, 1.0)
         near = np.linalg.norm(vertices - (p + s[:, None] * pq), axis=1) <= eps
         ends_ = (np.linalg.norm(vertices - p, axis=1) <= eps) | (
-            np.linalg.norm(vertices - q, axis=1) <= eps)
+            np.linalg.norm(vertices - q, axis=1) <= eps
+        )
         if np.any(near & ~ends_):
             continue
         # Into the region at both ends; at a point the outline passes twice (an earlier cut),

@@ -59,24 +59,48 @@ class ContourProblem:
 #: warning; a damaged contour (coordinates that cannot be trusted) makes its ROI unusable,
 #: because leaving it out would change the ROI's shape without anyone knowing what it was.
 CONTOUR_PROBLEMS: dict[str, tuple[bool, str, str]] = {
-    "point": (True, "is a POINT (ContourGeometricType; a marker, no outline)",
-              "are POINTs (ContourGeometricType; markers, no outline)"),
-    "open": (True, "is an open line (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)",
-             "are open lines (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)"),
-    "too_few_points": (False, "has fewer than 3 points (no area)",
-                       "have fewer than 3 points (no area)"),
-    "duplicate": (False, "repeats another contour of its slice point for point (the even-odd "
-                  "rule would cancel the pair; one copy is kept)",
-                  "repeat another contour of their slice point for point (the even-odd rule "
-                  "would cancel each pair; one copy is kept)"),
-    "length": (True, "has a ContourData length that is not a multiple of 3 (x, y, z per point)",
-               "have a ContourData length that is not a multiple of 3 (x, y, z per point)"),
-    "not_finite": (True, "has NaN, infinite or non-numeric ContourData values",
-                   "have NaN, infinite or non-numeric ContourData values"),
-    "count": (True, "has a NumberOfContourPoints that disagrees with its ContourData",
-              "have a NumberOfContourPoints that disagrees with their ContourData"),
-    "not_planar": (True, "is not planar (its points lie at different slice positions)",
-                   "are not planar (their points lie at different slice positions)"),
+    "point": (
+        True,
+        "is a POINT (ContourGeometricType; a marker, no outline)",
+        "are POINTs (ContourGeometricType; markers, no outline)",
+    ),
+    "open": (
+        True,
+        "is an open line (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)",
+        "are open lines (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)",
+    ),
+    "too_few_points": (
+        False,
+        "has fewer than 3 points (no area)",
+        "have fewer than 3 points (no area)",
+    ),
+    "duplicate": (
+        False,
+        "repeats another contour of its slice point for point (the even-odd "
+        "rule would cancel the pair; one copy is kept)",
+        "repeat another contour of their slice point for point (the even-odd rule "
+        "would cancel each pair; one copy is kept)",
+    ),
+    "length": (
+        True,
+        "has a ContourData length that is not a multiple of 3 (x, y, z per point)",
+        "have a ContourData length that is not a multiple of 3 (x, y, z per point)",
+    ),
+    "not_finite": (
+        True,
+        "has NaN, infinite or non-numeric ContourData values",
+        "have NaN, infinite or non-numeric ContourData values",
+    ),
+    "count": (
+        True,
+        "has a NumberOfContourPoints that disagrees with its ContourData",
+        "have a NumberOfContourPoints that disagrees with their ContourData",
+    ),
+    "not_planar": (
+        True,
+        "is not planar (its points lie at different slice positions)",
+        "are not planar (their points lie at different slice positions)",
+    ),
 }
 # Open lines and points have no inside to fill, but a structure drawn with them (a nerve as a
 # line, seeds as points) would silently lose its geometry: they are refused as well.
@@ -135,8 +159,11 @@ class StructureSet:
     @property
     def file_problems(self) -> tuple[str, ...]:
         """One warning per ROIContourSequence item that belongs to no ROI."""
-        return tuple(f"'{self.path}': {what}: its {n} contour{'s' * (n != 1)} belong"
-                     f"{'s' * (n == 1)} to no ROI and were left out" for what, n in self.orphans)
+        return tuple(
+            f"'{self.path}': {what}: its {n} contour{'s' * (n != 1)} belong"
+            f"{'s' * (n == 1)} to no ROI and were left out"
+            for what, n in self.orphans
+        )
 
     def get(self, name: str) -> Roi:
         """The ROI called ``name`` (exact, else the only case-insensitive match).
@@ -152,13 +179,14 @@ class StructureSet:
             folded = [n for n in self.rois if n.casefold() == name.casefold()]
             if len(folded) != 1:
                 present = ", ".join(f"'{n}'" for n in self.rois) or "none"
-                raise MaskError(f"no ROI named '{name}' in '{self.path}'; ROIs present: "
-                                f"{present}")
+                raise MaskError(f"no ROI named '{name}' in '{self.path}'; ROIs present: {present}")
             name = folded[0]
         if name in self.ambiguous:
-            raise InputFileError(f"ROI '{name}' in '{self.path}': {self.ambiguous[name]}, so "
-                                 "its contours cannot be told apart; export the structure set "
-                                 "again")
+            raise InputFileError(
+                f"ROI '{name}' in '{self.path}': {self.ambiguous[name]}, so "
+                "its contours cannot be told apart; export the structure set "
+                "again"
+            )
         return self.rois[name]
 
 
@@ -185,12 +213,15 @@ def _read_rtstruct(path: Path) -> StructureSet:
     set_frame = str(frames[0].get("FrameOfReferenceUID", "")) if frames else ""
     items = list(ds.get("StructureSetROISequence") or [])
     if not items:
-        raise InputFileError(f"'{path}' has no StructureSetROISequence (it names no ROI); "
-                             "export the structure set again")
+        raise InputFileError(
+            f"'{path}' has no StructureSetROISequence (it names no ROI); "
+            "export the structure set again"
+        )
     info, ambiguous = _roi_items(path, items)
-    types = {_roi_number(o.get("ReferencedROINumber")): str(o.get("RTROIInterpretedType", "")
-                                                             or "")
-             for o in ds.get("RTROIObservationsSequence") or []}
+    types = {
+        _roi_number(o.get("ReferencedROINumber")): str(o.get("RTROIInterpretedType", "") or "")
+        for o in ds.get("RTROIObservationsSequence") or []
+    }
     contours, problems, with_item, orphans = _roi_contours(ds, info)
     rois = {}
     for item in items:
@@ -199,15 +230,23 @@ def _read_rtstruct(path: Path) -> StructureSet:
         name = str(item.get("ROIName", f"ROI {number}"))
         if name in rois:
             continue  # the first of two ROIs of one name; get() refuses the name
-        rois[name] = Roi(number=number, name=name, interpreted_type=types.get(number, ""),
-                         contours=tuple(contours.get(number, [])),
-                         frame_of_reference_uid=str(item.get("ReferencedFrameOfReferenceUID",
-                                                             set_frame)),
-                         problems=tuple(problems.get(number, [])),
-                         has_contour_item=number in with_item)
-    return StructureSet(path=path, rois=rois, frame_of_reference_uid=set_frame,
-                        skipped_contours=sum(len(p) for p in problems.values()),
-                        orphans=tuple(orphans), ambiguous=ambiguous)
+        rois[name] = Roi(
+            number=number,
+            name=name,
+            interpreted_type=types.get(number, ""),
+            contours=tuple(contours.get(number, [])),
+            frame_of_reference_uid=str(item.get("ReferencedFrameOfReferenceUID", set_frame)),
+            problems=tuple(problems.get(number, [])),
+            has_contour_item=number in with_item,
+        )
+    return StructureSet(
+        path=path,
+        rois=rois,
+        frame_of_reference_uid=set_frame,
+        skipped_contours=sum(len(p) for p in problems.values()),
+        orphans=tuple(orphans),
+        ambiguous=ambiguous,
+    )
 
 
 def _open_rtstruct(path: Path) -> Any:
@@ -222,14 +261,19 @@ def _open_rtstruct(path: Path) -> Any:
     except pydicom.errors.InvalidDicomError as exc:
         raise InputFileError(f"'{path}' is not a DICOM file; pass the RTSTRUCT file") from exc
     except PermissionError as exc:
-        raise InputFileError(f"cannot read '{path}' (permission denied); give this user read "
-                             "permission on the file (chmod a+r) or copy it") from exc
+        raise InputFileError(
+            f"cannot read '{path}' (permission denied); give this user read "
+            "permission on the file (chmod a+r) or copy it"
+        ) from exc
     except (OSError, EOFError, ValueError, KeyError) as exc:
-        raise InputFileError(f"cannot read '{path}' ({type(exc).__name__}: {exc}); export the "
-                             "structure set again") from exc
+        raise InputFileError(
+            f"cannot read '{path}' ({type(exc).__name__}: {exc}); export the structure set again"
+        ) from exc
     if ds.get("Modality") != "RTSTRUCT" and str(ds.get("SOPClassUID", "")) != RTSTRUCT_SOP_CLASS:
-        raise InputFileError(f"'{path}' is a DICOM {ds.get('Modality', 'object')}, not an "
-                             "RTSTRUCT; pass the structure set file")
+        raise InputFileError(
+            f"'{path}' is a DICOM {ds.get('Modality', 'object')}, not an "
+            "RTSTRUCT; pass the structure set file"
+        )
     return ds
 
 
@@ -242,9 +286,11 @@ def _roi_items(path: Path, items: Sequence[Any]) -> tuple[dict[int, Any], dict[s
     for k, item in enumerate(items, 1):
         number = _roi_number(item.get("ROINumber"))
         if number is None:
-            raise InputFileError(f"'{path}': StructureSetROISequence item {k} has no valid "
-                                 f"ROINumber ({item.get('ROINumber')!r}); export the "
-                                 "structure set again")
+            raise InputFileError(
+                f"'{path}': StructureSetROISequence item {k} has no valid "
+                f"ROINumber ({item.get('ROINumber')!r}); export the "
+                "structure set again"
+            )
         name = str(item.get("ROIName", f"ROI {number}"))
         if number in info:
             other = str(info[number].get("ROIName", f"ROI {number}"))
@@ -252,16 +298,22 @@ def _roi_items(path: Path, items: Sequence[Any]) -> tuple[dict[int, Any], dict[s
             ambiguous.setdefault(other, why)
             ambiguous.setdefault(name, why)
         if name in names_seen:
-            ambiguous.setdefault(name, f"the name is used by ROI numbers {names_seen[name]} "
-                                       f"and {number}")
+            ambiguous.setdefault(
+                name, f"the name is used by ROI numbers {names_seen[name]} and {number}"
+            )
         names_seen.setdefault(name, number)
         info.setdefault(number, item)
     return info, ambiguous
 
 
-def _roi_contours(ds: Any, info: dict[int, Any]
-                  ) -> tuple[dict[int, list[NDArray[np.float64]]],
-                             dict[int, list[ContourProblem]], set[int], list[tuple[str, int]]]:
+def _roi_contours(
+    ds: Any, info: dict[int, Any]
+) -> tuple[
+    dict[int, list[NDArray[np.float64]]],
+    dict[int, list[ContourProblem]],
+    set[int],
+    list[tuple[str, int]],
+]:
     """Usable contours and problems by ROI number, the numbers with a ROIContourSequence
     item, and the items that belong to no ROI (what is wrong, their contour count)."""
     contours: dict[int, list[NDArray[np.float64]]] = defaultdict(list)
@@ -274,8 +326,11 @@ def _roi_contours(ds: Any, info: dict[int, Any]
         number = _roi_number(item.get("ReferencedROINumber"))
         n = len(item.get("ContourSequence") or [])
         if number is None or number not in info:
-            what = ("has no ReferencedROINumber" if number is None
-                    else f"refers to ROI number {number}, which StructureSetROISequence lacks")
+            what = (
+                "has no ReferencedROINumber"
+                if number is None
+                else f"refers to ROI number {number}, which StructureSetROISequence lacks"
+            )
             orphans.append((f"ROIContourSequence item {k} {what}", n))
             continue
         with_item.add(number)
@@ -397,8 +452,14 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
         used += 1
     # The polygons travel with the mask: margins are measured against them
     # (lattice.geometry.surface).
-    return Rasterised(ContourVolume(mask, grid.affine, rings_ijk=tuple(rings)), used, len(off),
-                      len(outside), tuple(off), tuple(outside))
+    return Rasterised(
+        ContourVolume(mask, grid.affine, rings_ijk=tuple(rings)),
+        used,
+        len(off),
+        len(outside),
+        tuple(off),
+        tuple(outside),
+    )
 
 
 def check_usable(roi: Roi, structures: StructureSet) -> None:
@@ -407,29 +468,39 @@ def check_usable(roi: Roi, structures: StructureSet) -> None:
     if not roi.n_contours_in_file:
         if not roi.has_contour_item and structures.orphans:
             what, n = structures.orphans[0]
-            raise InputFileError(f"{where} has no contours: no ROIContourSequence item refers "
-                                 f"to its number {roi.number}, and {what} (its {n} contours "
-                                 "may be this ROI's); export the structure set again")
-        why = ("its ContourSequence is empty" if roi.has_contour_item
-               else f"no ROIContourSequence item refers to its number {roi.number}")
-        raise MaskError(f"{where} has no contours ({why}); choose an ROI that holds the "
-                        "structure (`lattice rois` lists them)")
+            raise InputFileError(
+                f"{where} has no contours: no ROIContourSequence item refers "
+                f"to its number {roi.number}, and {what} (its {n} contours "
+                "may be this ROI's); export the structure set again"
+            )
+        why = (
+            "its ContourSequence is empty"
+            if roi.has_contour_item
+            else f"no ROIContourSequence item refers to its number {roi.number}"
+        )
+        raise MaskError(
+            f"{where} has no contours ({why}); choose an ROI that holds the "
+            "structure (`lattice rois` lists them)"
+        )
     fatal = [p for p in roi.problems if p.fatal]
     if fatal:
-        raise InputFileError(f"{where}: {len(fatal)} of {roi.n_contours_in_file} contours "
-                             f"cannot be used: {describe_problems(fatal)}; correct "
-                             f"{'it' if len(fatal) == 1 else 'them'} in the TPS and export the "
-                             "structure set again")
+        raise InputFileError(
+            f"{where}: {len(fatal)} of {roi.n_contours_in_file} contours "
+            f"cannot be used: {describe_problems(fatal)}; correct "
+            f"{'it' if len(fatal) == 1 else 'them'} in the TPS and export the "
+            "structure set again"
+        )
 
 
 def left_out(roi: Roi, result: Rasterised) -> str:
     """What was left out of an ROI and why, as one phrase ("" when nothing was)."""
     parts = [describe_problems(roi.problems)] if roi.problems else []
-    for z, what in ((result.off_slice_z_mm, "between slices of the CT"),
-                    (result.outside_z_mm, "beyond the first or last slice of the CT")):
+    for z, what in (
+        (result.off_slice_z_mm, "between slices of the CT"),
+        (result.outside_z_mm, "beyond the first or last slice of the CT"),
+    ):
         if z:
-            parts.append(f"{len(z)} {'lies' if len(z) == 1 else 'lie'} {what} "
-                         f"({_at_z(z)})")
+            parts.append(f"{len(z)} {'lies' if len(z) == 1 else 'lie'} {what} ({_at_z(z)})")
     return "; ".join(parts)
 
 
@@ -439,11 +510,14 @@ def describe_problems(problems: Sequence[ContourProblem]) -> str:
     for reason, (_, one, several) in CONTOUR_PROBLEMS.items():
         group = [p for p in problems if p.reason == reason]
         if group:
-            numbers = ", ".join(str(p.index) for p in group[:4]) + (", ..." if len(group) > 4
-                                                                  else "")
-            parts.append(f"{len(group)} {one if len(group) == 1 else several} "
-                         f"(contour{'s' * (len(group) > 1)} {numbers} "
-                         f"{_at_z([p.z_mm for p in group])})")
+            numbers = ", ".join(str(p.index) for p in group[:4]) + (
+                ", ..." if len(group) > 4 else ""
+            )
+            parts.append(
+                f"{len(group)} {one if len(group) == 1 else several} "
+                f"(contour{'s' * (len(group) > 1)} {numbers} "
+                f"{_at_z([p.z_mm for p in group])})"
+            )
     return "; ".join(parts)
 
 
@@ -455,5 +529,13 @@ def _at_z(z_mm: Sequence[float]) -> str:
 def list_rois(path: str | Path) -> list[dict[str, Any]]:
     """Name, number, type and contour count of every ROI in an RTSTRUCT file."""
     s = read_rtstruct(path)
-    return [{"number": r.number, "name": r.name, "type": r.interpreted_type,
-             "contours": len(r.contours), "points": r.n_points} for r in s.rois.values()]
+    return [
+        {
+            "number": r.number,
+            "name": r.name,
+            "type": r.interpreted_type,
+            "contours": len(r.contours),
+            "points": r.n_points,
+        }
+        for r in s.rois.values()
+    ]

@@ -44,9 +44,18 @@ from .rtstruct_read import RTSTRUCT_SOP_CLASS
 #: Longest ROI name Eclipse accepts.
 MAX_NAME_LENGTH = 16
 #: Patient and study attributes copied from the CT (type 2 ones are written empty if absent).
-PATIENT_STUDY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex",
-                 "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
-                 "ReferringPhysicianName", "AccessionNumber")
+PATIENT_STUDY = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyDate",
+    "StudyTime",
+    "StudyID",
+    "ReferringPhysicianName",
+    "AccessionNumber",
+)
 OPTIONAL_COPIED = ("IssuerOfPatientID", "OtherPatientIDs", "PatientAge", "StudyDescription")
 #: Vertex ROIs written: one combined ROI, one per vertex, or both.
 VERTEX_ROI_CHOICES = ("both", "combined", "each")
@@ -54,6 +63,7 @@ VERTEX_ROI_CHOICES = ("both", "combined", "each")
 #: as Eclipse and RayStation do), or keyhole polygons (each hole joined to its outline by a
 #: zero-width cut: one polygon per outline, for readers that OR contours, e.g. plastimatch).
 VALLEY_CONTOUR_CHOICES = ("holes", "keyhole")
+
 
 @dataclass(frozen=True)
 class RoiSpec:
@@ -67,20 +77,33 @@ class RoiSpec:
 
 
 def _colors(n: int, *, start: float) -> list[tuple[int, int, int]]:
-    return [tuple(int(round(255 * c)) for c in colorsys.hsv_to_rgb((start + i / max(n, 1)) % 1,
-                                                                   0.85, 1.0))  # type: ignore
-            for i in range(n)]
+    return [
+        tuple(
+            int(round(255 * c)) for c in colorsys.hsv_to_rgb((start + i / max(n, 1)) % 1, 0.85, 1.0)
+        )  # type: ignore
+        for i in range(n)
+    ]
 
 
 #: Colours of the structure ROIs (vertices get hues of their own).
-COLORS = {"LATTICE_VTX": (255, 0, 0), "LATTICE_TARGET": (0, 200, 255),
-          "LATTICE_VALLEY": (40, 90, 255), "LATTICE_STV": (255, 0, 255),
-          "GTV": (255, 255, 0)}
+COLORS = {
+    "LATTICE_VTX": (255, 0, 0),
+    "LATTICE_TARGET": (0, 200, 255),
+    "LATTICE_VALLEY": (40, 90, 255),
+    "LATTICE_STV": (255, 0, 255),
+    "GTV": (255, 255, 0),
+}
 
 
-def plan_rois(plan: Plan, grid: Grid | Volume, *, vertex_rois: str = "both",
-              stv: Volume | None = None, gtv: bool = False,
-              valley_contours: str = "holes") -> list[RoiSpec]:
+def plan_rois(
+    plan: Plan,
+    grid: Grid | Volume,
+    *,
+    vertex_rois: str = "both",
+    stv: Volume | None = None,
+    gtv: bool = False,
+    valley_contours: str = "holes",
+) -> list[RoiSpec]:
     """The ROIs of a plan on the slices of ``grid`` (the plan's masks must be on it).
 
     Parameters
@@ -103,25 +126,50 @@ def plan_rois(plan: Plan, grid: Grid | Volume, *, vertex_rois: str = "both",
     circles = [sphere_contours(c, radius, grid) for c in plan.centers_lps_mm]
     rois = []
     if vertex_rois in ("both", "combined") and plan.n_vertices:
-        rois.append(RoiSpec("LATTICE_VTX", "PTV", COLORS["LATTICE_VTX"],
-                            [c for per in circles for c in per],
-                            f"all {plan.n_vertices} LATTICE vertices, D "
-                            f"{plan.parameters.diameter_mm:g} mm"))
+        rois.append(
+            RoiSpec(
+                "LATTICE_VTX",
+                "PTV",
+                COLORS["LATTICE_VTX"],
+                [c for per in circles for c in per],
+                f"all {plan.n_vertices} LATTICE vertices, D {plan.parameters.diameter_mm:g} mm",
+            )
+        )
     if vertex_rois in ("both", "each"):
-        for record, per, color in zip(plan.vertex_records(), circles,
-                                      _colors(plan.n_vertices, start=0.02)):
-            rois.append(RoiSpec(record["name"], "PTV", color, per,
-                                f"LATTICE vertex {record['id']}, D "
-                                f"{plan.parameters.diameter_mm:g} mm"))
+        for record, per, color in zip(
+            plan.vertex_records(), circles, _colors(plan.n_vertices, start=0.02)
+        ):
+            rois.append(
+                RoiSpec(
+                    record["name"],
+                    "PTV",
+                    color,
+                    per,
+                    f"LATTICE vertex {record['id']}, D {plan.parameters.diameter_mm:g} mm",
+                )
+            )
     # Masks are traced on the series' own slices: a NIfTI grid may store the same voxels in
     # another axis order.
     gtv_mask = on_grid(plan.gtv, grid, name="GTV", grid_name="the DICOM series")
-    rois.append(RoiSpec("LATTICE_TARGET", "CONTROL", COLORS["LATTICE_TARGET"],
-                        mask_contours(on_grid(plan.lattice_target, grid)),
-                        f"GTV eroded by {plan.parameters.gtv_margin_mm:g} mm"))
+    rois.append(
+        RoiSpec(
+            "LATTICE_TARGET",
+            "CONTROL",
+            COLORS["LATTICE_TARGET"],
+            mask_contours(on_grid(plan.lattice_target, grid)),
+            f"GTV eroded by {plan.parameters.gtv_margin_mm:g} mm",
+        )
+    )
     if stv is not None:
-        rois.append(RoiSpec("LATTICE_STV", "PTV", COLORS["LATTICE_STV"],
-                            mask_contours(on_grid(stv, grid)), "SCART target (contracted GTV)"))
+        rois.append(
+            RoiSpec(
+                "LATTICE_STV",
+                "PTV",
+                COLORS["LATTICE_STV"],
+                mask_contours(on_grid(stv, grid)),
+                "SCART target (contracted GTV)",
+            )
+        )
     gtv_contours = mask_contours(gtv_mask)
     # The valley is the GTV outline with the vertex circles as holes (even-odd), exact, when
     # every circle clears the traced outline: the outline runs within half an in-plane voxel
@@ -132,40 +180,51 @@ def plan_rois(plan: Plan, grid: Grid | Volume, *, vertex_rois: str = "both",
     else:
         from .masks import sphere_label_map
 
-        spheres = sphere_label_map(gtv_mask, plan.centers_ras_mm,
-                                   diameter_mm=plan.parameters.diameter_mm)
+        spheres = sphere_label_map(
+            gtv_mask, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
+        )
         valley = mask_contours(gtv_mask.with_array(gtv_mask.array & (spheres.array == 0)))
     if valley_contours == "keyhole":
         valley = keyhole_contours(valley, grid)
-    rois.append(RoiSpec("LATTICE_VALLEY", "AVOIDANCE", COLORS["LATTICE_VALLEY"], valley,
-                        "GTV minus the vertex spheres"))
+    rois.append(
+        RoiSpec(
+            "LATTICE_VALLEY",
+            "AVOIDANCE",
+            COLORS["LATTICE_VALLEY"],
+            valley,
+            "GTV minus the vertex spheres",
+        )
+    )
     if gtv:
-        rois.append(RoiSpec("GTV", "GTV", COLORS["GTV"], gtv_contours,
-                            "GTV the plan was made for"))
+        rois.append(RoiSpec("GTV", "GTV", COLORS["GTV"], gtv_contours, "GTV the plan was made for"))
     _check_names(rois)
     return rois
 
 
 def _check_names(rois: Sequence[RoiSpec]) -> None:
     names = [r.name for r in rois]
-    if (len(set(names)) != len(names) or any(len(n) > MAX_NAME_LENGTH for n in names)
-            or any(dicom_string_problem(n, "LO") or n != n.strip() for n in names)):
-        raise ValueError(f"ROI names must be unique, valid DICOM LO values and <= "
-                         f"{MAX_NAME_LENGTH} characters: {names}")
+    if (
+        len(set(names)) != len(names)
+        or any(len(n) > MAX_NAME_LENGTH for n in names)
+        or any(dicom_string_problem(n, "LO") or n != n.strip() for n in names)
+    ):
+        raise ValueError(
+            f"ROI names must be unique, valid DICOM LO values and <= "
+            f"{MAX_NAME_LENGTH} characters: {names}"
+        )
 
 
-def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
-                     label: str = "LATTICE", description: str = "") -> Any:
+def rtstruct_dataset(
+    series: ImageSeries, rois: Sequence[RoiSpec], *, label: str = "LATTICE", description: str = ""
+) -> Any:
     """The RTSTRUCT dataset referencing ``series`` (new Series and SOP Instance UIDs)."""
     from pydicom.sequence import Sequence as DicomSequence
 
     _check_names(rois)
     ds, multi = _structure_set_header(series, label=label, description=description)
     image_uids = [(sl.sop_class_uid, sl.sop_instance_uid) for sl in series.slices]
-    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(series,
-                                                                             image_uids)])
-    set_rois, contours, observations = _roi_items(rois, series.frame_of_reference_uid,
-                                                  image_uids)
+    ds.ReferencedFrameOfReferenceSequence = DicomSequence([_referenced_frame(series, image_uids)])
+    set_rois, contours, observations = _roi_items(rois, series.frame_of_reference_uid, image_uids)
     ds.StructureSetROISequence = DicomSequence(set_rois)
     ds.ROIContourSequence = DicomSequence(contours)
     ds.RTROIObservationsSequence = DicomSequence(observations)
@@ -178,13 +237,15 @@ def rtstruct_dataset(series: ImageSeries, rois: Sequence[RoiSpec], *,
         dataset.set_original_encoding(False, True, dataset._character_set)
     # The contours (and the image references) are made here from constants, numbers and
     # UIDs of the CT; thousands of them would take 0.1 s to walk. The tests walk them too.
-    check_written_strings(ds, what="rtstruct.dcm", multi_ok=multi,
-                          skip=(CONTOUR_SEQUENCE, CONTOUR_IMAGE_SEQUENCE))
+    check_written_strings(
+        ds, what="rtstruct.dcm", multi_ok=multi, skip=(CONTOUR_SEQUENCE, CONTOUR_IMAGE_SEQUENCE)
+    )
     return ds
 
 
-def _structure_set_header(series: ImageSeries, *, label: str, description: str
-                          ) -> tuple[Any, set[str]]:
+def _structure_set_header(
+    series: ImageSeries, *, label: str, description: str
+) -> tuple[Any, set[str]]:
     """The dataset with its file meta, the attributes copied from the CT and the structure
     set's own; and the copied attributes that may hold several values."""
     from pydicom.dataset import Dataset, FileMetaDataset
@@ -193,8 +254,7 @@ def _structure_set_header(series: ImageSeries, *, label: str, description: str
     header = series.header
     date, time = now_da_tm()
     ds = Dataset()
-    ds.SpecificCharacterSet = str(header.get("SpecificCharacterSet", "ISO_IR 192") or
-                                  "ISO_IR 192")
+    ds.SpecificCharacterSet = str(header.get("SpecificCharacterSet", "ISO_IR 192") or "ISO_IR 192")
     sop_uid = generate_uid()
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(RTSTRUCT_SOP_CLASS)
@@ -238,8 +298,9 @@ def _referenced_frame(series: ImageSeries, image_uids: Sequence[tuple[str, str]]
     study_ref.ReferencedSOPInstanceUID = series.study_instance_uid
     series_ref = Dataset()
     series_ref.SeriesInstanceUID = series.series_instance_uid
-    series_ref.ContourImageSequence = DicomSequence([image_ref(k)
-                                                     for k in range(len(series.slices))])
+    series_ref.ContourImageSequence = DicomSequence(
+        [image_ref(k) for k in range(len(series.slices))]
+    )
     study_ref.RTReferencedSeriesSequence = DicomSequence([series_ref])
     frame = Dataset()
     frame.FrameOfReferenceUID = series.frame_of_reference_uid
@@ -247,8 +308,9 @@ def _referenced_frame(series: ImageSeries, image_uids: Sequence[tuple[str, str]]
     return frame
 
 
-def _roi_items(rois: Sequence[RoiSpec], frame_uid: str,
-               image_uids: Sequence[tuple[str, str]]) -> tuple[list[Any], list[Any], list[Any]]:
+def _roi_items(
+    rois: Sequence[RoiSpec], frame_uid: str, image_uids: Sequence[tuple[str, str]]
+) -> tuple[list[Any], list[Any], list[Any]]:
     """Per ROI: its StructureSetROISequence, ROIContourSequence (the Contour Sequence
     pre-encoded) and RTROIObservationsSequence items."""
     from pydicom.dataset import Dataset
@@ -269,7 +331,8 @@ def _roi_items(rois: Sequence[RoiSpec], frame_uid: str,
             # Encoded here, whole: thousands of contour items, which pydicom would build
             # and walk element by element for most of the export's time.
             roi_contour[CONTOUR_SEQUENCE] = _raw_bytes(
-                CONTOUR_SEQUENCE, "SQ", _contour_items(roi.contours, image_uids))
+                CONTOUR_SEQUENCE, "SQ", _contour_items(roi.contours, image_uids)
+            )
         roi_contour.ReferencedROINumber = number
         contours.append(roi_contour)
         obs = Dataset()
@@ -283,7 +346,11 @@ def _roi_items(rois: Sequence[RoiSpec], frame_uid: str,
 
 #: Tags of the contour items' elements written pre-encoded.
 CONTOUR_TYPE, CONTOUR_POINTS, CONTOUR_NUMBER, CONTOUR_DATA = (
-    0x30060042, 0x30060046, 0x30060048, 0x30060050)
+    0x30060042,
+    0x30060046,
+    0x30060048,
+    0x30060050,
+)
 #: Tags of the Contour Sequence and of the Contour Image Sequence.
 CONTOUR_SEQUENCE, CONTOUR_IMAGE_SEQUENCE = 0x30060040, 0x30060016
 
@@ -313,8 +380,10 @@ def _element(tag: int, vr: str, value: bytes) -> bytes:
     if vr == "SQ":
         return head + b"\0\0" + struct.pack("<I", len(value)) + value
     if len(value) > 0xFFFE:
-        raise LatticeError(f"a contour of {len(value)} bytes does not fit a DICOM element "
-                           "(at most 65534); please report this as a bug")
+        raise LatticeError(
+            f"a contour of {len(value)} bytes does not fit a DICOM element "
+            "(at most 65534); please report this as a bug"
+        )
     return head + struct.pack("<H", len(value)) + value
 
 
@@ -323,8 +392,7 @@ def _item(content: bytes) -> bytes:
     return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(content)) + content
 
 
-def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, str]]
-                   ) -> bytes:
+def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, str]]) -> bytes:
     """The Contour Sequence's items, encoded: per contour its image reference (one item of
     the Contour Image Sequence), CLOSED_PLANAR, the number of points, the contour number
     and the points to 1e-6 mm, elements in tag order."""
@@ -335,14 +403,23 @@ def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, 
         ref = refs.get(k)
         if ref is None:
             sop_class, sop_instance = image_uids[k]
-            ref = refs[k] = _element(CONTOUR_IMAGE_SEQUENCE, "SQ", _item(
-                _element(0x00081150, "UI", str(sop_class).encode("ascii"))
-                + _element(0x00081155, "UI", str(sop_instance).encode("ascii"))))
-        items.append(_item(
-            ref + kind
-            + _element(CONTOUR_POINTS, "IS", str(len(points)).encode("ascii"))
-            + _element(CONTOUR_NUMBER, "IS", str(n).encode("ascii"))
-            + _element(CONTOUR_DATA, "DS", _decimal_strings(points).encode("ascii"))))
+            ref = refs[k] = _element(
+                CONTOUR_IMAGE_SEQUENCE,
+                "SQ",
+                _item(
+                    _element(0x00081150, "UI", str(sop_class).encode("ascii"))
+                    + _element(0x00081155, "UI", str(sop_instance).encode("ascii"))
+                ),
+            )
+        items.append(
+            _item(
+                ref
+                + kind
+                + _element(CONTOUR_POINTS, "IS", str(len(points)).encode("ascii"))
+                + _element(CONTOUR_NUMBER, "IS", str(n).encode("ascii"))
+                + _element(CONTOUR_DATA, "DS", _decimal_strings(points).encode("ascii"))
+            )
+        )
     return b"".join(items)
 
 
@@ -375,13 +452,17 @@ def copied_attributes(header: Any) -> tuple[dict[str, Any], list[str], set[str]]
             for before, after in zip(items, fitted):
                 if str(before) != after:
                     problem = dicom_string_problem(str(before), vr)
-                    warnings.append(f"the CT's {key} '{before}' breaks DICOM's rules: "
-                                    f"{problem}; rtstruct.dcm holds '{after}' instead")
+                    warnings.append(
+                        f"the CT's {key} '{before}' breaks DICOM's rules: "
+                        f"{problem}; rtstruct.dcm holds '{after}' instead"
+                    )
             if len(fitted) > 1 and dictionary_VM(key) == "1":
                 multi.add(key)
-                warnings.append(f"the CT's {key} holds {len(fitted)} values "
-                                f"({chr(92).join(fitted)!r}) where DICOM allows one; copied "
-                                "unchanged to rtstruct.dcm so that it matches its CT")
+                warnings.append(
+                    f"the CT's {key} holds {len(fitted)} values "
+                    f"({chr(92).join(fitted)!r}) where DICOM allows one; copied "
+                    "unchanged to rtstruct.dcm so that it matches its CT"
+                )
             values[key] = fitted if len(fitted) > 1 else fitted[0]
     return values, warnings, multi
 
@@ -392,8 +473,14 @@ def header_warnings(series: ImageSeries) -> list[str]:
     return copied_attributes(series.header)[1]
 
 
-def write_rtstruct(path: str | Path, series: ImageSeries, rois: Sequence[RoiSpec], *,
-                   label: str = "LATTICE", description: str = "") -> Path:
+def write_rtstruct(
+    path: str | Path,
+    series: ImageSeries,
+    rois: Sequence[RoiSpec],
+    *,
+    label: str = "LATTICE",
+    description: str = "",
+) -> Path:
     """Write an RTSTRUCT (see :func:`rtstruct_dataset`) to ``path``."""
     with quiet_pydicom():
         ds = rtstruct_dataset(series, rois, label=label, description=description)

@@ -123,15 +123,20 @@ def pack_maximal(
     step, ijk, cand = candidates(field, spacing)
     info: dict[str, Any] = {
         "method": "maximal packing: grid MIS, then continuous insertion (exact rule checks)",
-        "seed": int(seed), "grid_step_mm": round(step, 4), "candidates": int(len(cand)),
-        "initial_count": int(len(start)), "upper_bound_on_grid": None,
-        "seconds_candidates": round(time.perf_counter() - t0, 3)}
+        "seed": int(seed),
+        "grid_step_mm": round(step, 4),
+        "candidates": int(len(cand)),
+        "initial_count": int(len(start)),
+        "upper_bound_on_grid": None,
+        "seconds_candidates": round(time.perf_counter() - t0, 3),
+    }
 
     discrete = np.zeros((0, 3))
     if len(cand):
         grid = ConflictGrid(ijk, cand, step, spacing)
         ids, info["discrete"] = max_independent_set(
-            grid, rng, min(deadline, t0 + DISCRETE_SHARE * budget), cap)
+            grid, rng, min(deadline, t0 + DISCRETE_SHARE * budget), cap
+        )
         info["upper_bound_on_grid"] = info["discrete"].pop("upper_bound_on_grid", None)
         discrete = cand[ids]
     info["start"] = "discrete" if len(discrete) > len(start) else "initial"
@@ -154,6 +159,7 @@ def pack_maximal(
 
 # -- validation -----------------------------------------------------------------------------
 
+
 def _positive(value: float, name: str) -> float:
     if not np.isfinite(value) or value <= 0:
         raise ParameterError(f"{name} must be a positive number, got {value}")
@@ -167,25 +173,30 @@ def _valid(field: RuleField, pts: NDArray[np.float64], spacing: float) -> bool:
     return ok and (len(pts) < 2 or bool(pdist(pts).min() >= spacing))
 
 
-def _checked_initial(field: RuleField, initial: ArrayLike | None,
-                     spacing: float) -> NDArray[np.float64]:
+def _checked_initial(
+    field: RuleField, initial: ArrayLike | None, spacing: float
+) -> NDArray[np.float64]:
     if initial is None:
         return np.zeros((0, 3))
-    pts = np.array(initial, dtype=np.float64).reshape(-1, 3) if np.size(initial) else \
-        np.zeros((0, 3))
+    pts = (
+        np.array(initial, dtype=np.float64).reshape(-1, 3) if np.size(initial) else np.zeros((0, 3))
+    )
     if not np.all(np.isfinite(pts)):
-        raise ParameterError("the initial placement holds a non-finite coordinate; pass (n, 3) "
-                             "RAS points in mm")
+        raise ParameterError(
+            "the initial placement holds a non-finite coordinate; pass (n, 3) RAS points in mm"
+        )
     allowed, _ = field.classify(pts)
     if not allowed.all():
         i = int(np.flatnonzero(~allowed)[0])
         raise ParameterError(
             f"initial centre {i} at {np.round(pts[i], 2).tolist()} mm breaks the GTV margin or "
-            "an OAR clearance; pass a placement made under the same rules")
+            "an OAR clearance; pass a placement made under the same rules"
+        )
     if len(pts) > 1 and pdist(pts).min() < spacing:
         raise ParameterError(
             f"two initial centres are {pdist(pts).min():.3f} mm apart, closer than the spacing "
-            f"{spacing:g} mm; pass a placement made with the same spacing")
+            f"{spacing:g} mm; pass a placement made with the same spacing"
+        )
     return pts
 
 

@@ -26,8 +26,9 @@ TARGET_CANDIDATES = 4000
 CANDIDATE_REFINEMENTS = 3
 
 
-def candidates(field: RuleField, spacing: float
-                ) -> tuple[float, NDArray[np.int64], NDArray[np.float64]]:
+def candidates(
+    field: RuleField, spacing: float
+) -> tuple[float, NDArray[np.int64], NDArray[np.float64]]:
     """Grid step, grid indices and RAS points of the candidates.
 
     A region thinner than the grid step may hold allowed points but no grid point; the step
@@ -44,16 +45,18 @@ def candidates(field: RuleField, spacing: float
 
 
 def _feasible_volume_mm3(field: RuleField) -> float:
-    return float(np.count_nonzero(field.slack_vox >= 0)) * float(
-        np.prod(field.gtv.voxel_size_mm))
+    return float(np.count_nonzero(field.slack_vox >= 0)) * float(np.prod(field.gtv.voxel_size_mm))
 
 
-def _grid_step(field: RuleField, spacing: float, volume_mm3: float,
-               step: float | None = None) -> float:
+def _grid_step(
+    field: RuleField, spacing: float, volume_mm3: float, step: float | None = None
+) -> float:
     """Step of the candidate grid (see the constants), nudged off float ties with S."""
     if step is None:
-        step = min(spacing / GRID_DIVISIONS, max(spacing / GRID_DIVISIONS_MAX,
-                                                 (volume_mm3 / TARGET_CANDIDATES) ** (1 / 3)))
+        step = min(
+            spacing / GRID_DIVISIONS,
+            max(spacing / GRID_DIVISIONS_MAX, (volume_mm3 / TARGET_CANDIDATES) ** (1 / 3)),
+        )
     # Keep every grid offset clear of S by 0.1 %, so no conflict hinges on float rounding.
     for _ in range(20):
         r = spacing / step
@@ -64,8 +67,7 @@ def _grid_step(field: RuleField, spacing: float, volume_mm3: float,
     return step
 
 
-def _candidate_grid(field: RuleField, step: float
-                    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+def _candidate_grid(field: RuleField, step: float) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
     """Exactly allowed points of the world grid ``step * Z^3``: indices and RAS mm."""
     maybe = field.slack_vox_hi > -field.band_mm - EDT_TOLERANCE_MM
     if not maybe.any():
@@ -80,8 +82,9 @@ def _candidate_grid(field: RuleField, step: float
     k1 = np.ceil(world.max(0) / step).astype(np.int64)
     ijk_parts, pts_parts = [], []
     # One x-slab at a time keeps memory at a slab's worth for a large region.
-    yz = np.stack(np.meshgrid(np.arange(k0[1], k1[1] + 1), np.arange(k0[2], k1[2] + 1),
-                              indexing="ij"), -1).reshape(-1, 2)
+    yz = np.stack(
+        np.meshgrid(np.arange(k0[1], k1[1] + 1), np.arange(k0[2], k1[2] + 1), indexing="ij"), -1
+    ).reshape(-1, 2)
     for i in range(k0[0], k1[0] + 1):
         ijk = np.column_stack([np.full(len(yz), i), yz])
         pts = ijk * step
@@ -98,8 +101,9 @@ def _candidate_grid(field: RuleField, step: float
 class ConflictGrid:
     """Candidates on a cubic grid; two conflict when their index offset is in a stencil."""
 
-    def __init__(self, ijk: NDArray[np.int64], pts: NDArray[np.float64], step: float,
-                 spacing: float) -> None:
+    def __init__(
+        self, ijk: NDArray[np.int64], pts: NDArray[np.float64], step: float, spacing: float
+    ) -> None:
         self.pts = pts
         self.step = step
         self.spacing = spacing
@@ -139,5 +143,5 @@ class ConflictGrid:
         shape = [n + 2 * self.reach for n in self.dims]
         conv = fft.irfftn(fft.rfftn(occ, shape) * fft.rfftn(kernel, shape), shape)
         r = self.reach
-        conv = conv[r:r + self.dims[0], r:r + self.dims[1], r:r + self.dims[2]]
+        conv = conv[r : r + self.dims[0], r : r + self.dims[1], r : r + self.dims[2]]
         return np.rint(conv.ravel()[self.cell]).astype(np.int64)

@@ -67,8 +67,7 @@ class _SlackInterpolator:
         self.lin = self.to_box_ijk[:3, :3]  # the gradient's chain rule
         self.sign = np.where(self._CORNERS == 1, 1.0, -1.0)
 
-    def __call__(self, pts: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def __call__(self, pts: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         idx = apply_affine(self.to_box_ijk, pts)
         base = np.clip(np.floor(idx).astype(np.int64), 0, self.shape - 2)
         t = idx - base
@@ -77,14 +76,23 @@ class _SlackInterpolator:
         c = self._CORNERS
         wx, wy, wz = w[:, c[:, 0], 0], w[:, c[:, 1], 1], w[:, c[:, 2], 2]
         value = (v * wx * wy * wz).sum(1)
-        grad = np.stack([(v * self.sign[:, 0] * wy * wz).sum(1),
-                         (v * wx * self.sign[:, 1] * wz).sum(1),
-                         (v * wx * wy * self.sign[:, 2]).sum(1)], 1)
+        grad = np.stack(
+            [
+                (v * self.sign[:, 0] * wy * wz).sum(1),
+                (v * wx * self.sign[:, 1] * wz).sum(1),
+                (v * wx * wy * self.sign[:, 2]).sum(1),
+            ],
+            1,
+        )
         return value, grad @ self.lin
 
 
-def _relax(moving: NDArray[np.float64], fixed: NDArray[np.float64], spacing: float,
-           slack: _SlackInterpolator) -> tuple[NDArray[np.float64], float]:
+def _relax(
+    moving: NDArray[np.float64],
+    fixed: NDArray[np.float64],
+    spacing: float,
+    slack: _SlackInterpolator,
+) -> tuple[NDArray[np.float64], float]:
     """Move ``moving`` to remove overlaps (with each other and ``fixed``) and violations.
 
     Minimises ``sum max(0, S' - d_ij)^2 + sum max(0, pad - slack_i)^2`` with L-BFGS, S' and
@@ -93,7 +101,8 @@ def _relax(moving: NDArray[np.float64], fixed: NDArray[np.float64], spacing: flo
     target = spacing + SPACING_PAD_MM
     m = len(moving)
     overlap = (_DenseOverlap if m * (m + len(fixed)) <= DENSE_PAIRS_MAX else _TreeOverlap)(
-        m, fixed, target)
+        m, fixed, target
+    )
 
     def penalty(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         p = x.reshape(m, 3)
@@ -140,8 +149,7 @@ class _TreeOverlap:
         i, j = pairs[:, 0], pairs[:, 1]
         dv = p[i] - p[j]
         if self.fixed_tree is not None:
-            near = tree.sparse_distance_matrix(self.fixed_tree, self.target,
-                                               output_type="ndarray")
+            near = tree.sparse_distance_matrix(self.fixed_tree, self.target, output_type="ndarray")
             i = np.concatenate([i, near["i"]])
             dv = np.vstack([dv, p[near["i"]] - self.fixed[near["j"]]])
         d = np.maximum(np.sqrt(np.einsum("ij,ij->i", dv, dv)), 1e-9)
@@ -149,13 +157,15 @@ class _TreeOverlap:
         push = (-2.0 * over / d)[:, None] * dv
         grad = np.zeros((self.m, 3))
         for c in range(3):
-            grad[:, c] = (np.bincount(i, push[:, c], minlength=self.m)
-                          - np.bincount(j, push[:len(j), c], minlength=self.m))
+            grad[:, c] = np.bincount(i, push[:, c], minlength=self.m) - np.bincount(
+                j, push[: len(j), c], minlength=self.m
+            )
         return float(over @ over), grad
 
 
-def _lbfgs(fun: Any, x: NDArray[np.float64], good_enough: float
-           ) -> tuple[NDArray[np.float64], float]:
+def _lbfgs(
+    fun: Any, x: NDArray[np.float64], good_enough: float
+) -> tuple[NDArray[np.float64], float]:
     """Minimise ``fun`` (value, gradient) by L-BFGS with a backtracking line search.
 
     Written out rather than scipy's L-BFGS-B because (a) it stops as soon as the value is
@@ -213,8 +223,9 @@ def _lbfgs(fun: Any, x: NDArray[np.float64], good_enough: float
 class Refiner:
     """Continuous stage: insert centres into holes and relax, kick when stuck."""
 
-    def __init__(self, field: RuleField, cand: NDArray[np.float64], spacing: float,
-                 rng: np.random.Generator) -> None:
+    def __init__(
+        self, field: RuleField, cand: NDArray[np.float64], spacing: float, rng: np.random.Generator
+    ) -> None:
         self.field = field
         self.cand = cand
         self.spacing = spacing
@@ -235,9 +246,9 @@ class Refiner:
         d = np.linalg.norm(self.cand[ids] - pts[owner], axis=1)
         np.add.at(self.crowding, ids, sign * (self.spacing - d) ** 2)
 
-    def _try(self, pts: NDArray[np.float64], centre: NDArray[np.float64],
-             new: NDArray[np.float64] | None) -> tuple[NDArray[np.float64], NDArray[np.bool_],
-                                                       NDArray[np.float64]] | None:
+    def _try(
+        self, pts: NDArray[np.float64], centre: NDArray[np.float64], new: NDArray[np.float64] | None
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]] | None:
         """Relax the centres near ``centre`` (plus ``new``); the new set, or None."""
         s = self.spacing
         d = np.linalg.norm(pts - centre, axis=1)
@@ -256,8 +267,9 @@ class Refiner:
             return None
         return np.vstack([rest, moved]), move, moved
 
-    def run(self, pts: NDArray[np.float64], deadline: float, cap: int | None
-            ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+    def run(
+        self, pts: NDArray[np.float64], deadline: float, cap: int | None
+    ) -> tuple[NDArray[np.float64], dict[str, Any]]:
         self._crowd(pts, 1.0)
         failed: list[NDArray[np.float64]] = []  # holes that failed since their area changed
         tried = kept = kicks = misses = idle_kicks = 0
@@ -290,8 +302,12 @@ class Refiner:
             kept += 1
             misses = idle_kicks = 0
             pts = self._accept(pts, result, failed)
-        return pts, {"insertions_tried": tried, "insertions_kept": kept, "kicks": kicks,
-                     "stopped_by": stop}
+        return pts, {
+            "insertions_tried": tried,
+            "insertions_kept": kept,
+            "kicks": kicks,
+            "stopped_by": stop,
+        }
 
     def _accept(self, pts: NDArray[np.float64], result: tuple, failed: list) -> NDArray:
         new_pts, move, moved = result
@@ -300,8 +316,7 @@ class Refiner:
         # Holes near a change may work now.
         reach = (MOVE_RADIUS_SPACINGS + 1) * self.spacing
         changed = np.vstack([pts[move], moved])
-        failed[:] = [h for h in failed
-                     if np.linalg.norm(changed - h, axis=1).min() >= reach]
+        failed[:] = [h for h in failed if np.linalg.norm(changed - h, axis=1).min() >= reach]
         return new_pts
 
     def _next_hole(self, failed: list[NDArray[np.float64]]) -> NDArray[np.float64] | None:

@@ -26,8 +26,9 @@ ILS_MIN_STALL = 200
 ILS_STALL_PER_VERTEX = 10
 
 
-def max_independent_set(grid: ConflictGrid, rng: np.random.Generator, deadline: float,
-                         cap: int | None) -> tuple[NDArray[np.int64], dict[str, Any]]:
+def max_independent_set(
+    grid: ConflictGrid, rng: np.random.Generator, deadline: float, cap: int | None
+) -> tuple[NDArray[np.int64], dict[str, Any]]:
     """Ids of a large independent set of the candidates (at most ``cap``), and its info.
 
     Exact by integer programming up to :data:`MILP_MAX_CANDIDATES` candidates; otherwise,
@@ -42,13 +43,17 @@ def max_independent_set(grid: ConflictGrid, rng: np.random.Generator, deadline: 
     search = _LocalSearch(grid, rng)
     search.greedy()
     ids, iterations, stop = search.iterate(deadline, cap)
-    info = {"method": "greedy + iterated local search", "count": int(len(ids)),
-            "iterations": iterations, "stopped_by": stop}
+    info = {
+        "method": "greedy + iterated local search",
+        "count": int(len(ids)),
+        "iterations": iterations,
+        "stopped_by": stop,
+    }
     if exact is None:
         return ids, info
     # The integer program ran out of time: keep the larger solution and its bound.
     info["upper_bound_on_grid"] = exact[1]["upper_bound_on_grid"]
-    return (exact if len(exact[0]) > len(ids) else (ids, info))
+    return exact if len(exact[0]) > len(ids) else (ids, info)
 
 
 def _milp(grid: ConflictGrid, deadline: float) -> tuple[NDArray[np.int64], dict[str, Any]]:
@@ -74,18 +79,24 @@ def _milp(grid: ConflictGrid, deadline: float) -> tuple[NDArray[np.int64], dict[
                 seen.add(key)
                 rows += [len(seen) - 1] * len(key)
                 cols += key
-    info: dict[str, Any] = {"method": "integer programming (HiGHS)", "optimal": False,
-                            "count": 0, "upper_bound_on_grid": None}
+    info: dict[str, Any] = {
+        "method": "integer programming (HiGHS)",
+        "optimal": False,
+        "count": 0,
+        "upper_bound_on_grid": None,
+    }
     if not seen:  # no conflict at all: take everything
         info.update(optimal=True, count=n, upper_bound_on_grid=n)
         return np.arange(n), info
     cliques = sparse.csr_array((np.ones(len(rows)), (rows, cols)), shape=(len(seen), n))
     found = max_independent_set_milp(
-        n, cliques, time_limit_s=max(deadline - time.perf_counter(), 0.05))
+        n, cliques, time_limit_s=max(deadline - time.perf_counter(), 0.05)
+    )
     if not found.found:
         return found.ids, info
-    info.update(optimal=found.optimal, count=int(len(found.ids)),
-                upper_bound_on_grid=found.upper_bound)
+    info.update(
+        optimal=found.optimal, count=int(len(found.ids)), upper_bound_on_grid=found.upper_bound
+    )
     return found.ids, info
 
 
@@ -149,7 +160,7 @@ class _LocalSearch:
         if len(ones) > 256:
             ones = ones[self.rng.choice(len(ones), 256, replace=False)]
         p = self.grid.pts[ones]
-        far = ((p[:, None, :] - p[None]) ** 2).sum(2) >= self.grid.spacing ** 2
+        far = ((p[:, None, :] - p[None]) ** 2).sum(2) >= self.grid.spacing**2
         i, j = np.nonzero(np.triu(far, 1))
         if len(i) == 0:
             return None
@@ -173,14 +184,14 @@ class _LocalSearch:
             added = self.fill(ones)
             queue.extend(self._near_solution([x, *pair, *added]))
 
-    def iterate(self, deadline: float, cap: int | None
-                ) -> tuple[NDArray[np.int64], int, str]:
+    def iterate(self, deadline: float, cap: int | None) -> tuple[NDArray[np.int64], int, str]:
         self.improve(list(self.sol))
         best = set(self.sol)
         last_gain = it = 0
         stop = "iterations"
         while it < ILS_MAX_ITERATIONS and it - last_gain < max(
-                ILS_MIN_STALL, ILS_STALL_PER_VERTEX * len(best)):
+            ILS_MIN_STALL, ILS_STALL_PER_VERTEX * len(best)
+        ):
             if cap is not None and len(best) >= cap:
                 stop = "max_vertices"
                 break

@@ -43,9 +43,9 @@ class IndependentSet:
     upper_bound: int | None
 
 
-def max_independent_set_milp(n: int, cliques: Any, *,
-                             weights: NDArray[np.float64] | None = None,
-                             time_limit_s: float) -> IndependentSet:
+def max_independent_set_milp(
+    n: int, cliques: Any, *, weights: NDArray[np.float64] | None = None, time_limit_s: float
+) -> IndependentSet:
     """A largest subset of ``range(n)`` holding at most one point of each clique, exactly.
 
     The integer programme ``max sum x_i`` over ``x in {0, 1}^n`` with ``sum_{i in C} x_i <= 1``
@@ -69,18 +69,21 @@ def max_independent_set_milp(n: int, cliques: Any, *,
     from scipy.optimize import Bounds, LinearConstraint, milp  # ~0.5 s to import
 
     bonus = _tie_break_bonus(n, weights)
-    res = milp(c=-(1.0 + bonus), integrality=np.ones(n), bounds=Bounds(0, 1),
-               constraints=LinearConstraint(cliques, -np.inf, 1.0),
-               options={"time_limit": time_limit_s})
+    res = milp(
+        c=-(1.0 + bonus),
+        integrality=np.ones(n),
+        bounds=Bounds(0, 1),
+        constraints=LinearConstraint(cliques, -np.inf, 1.0),
+        options={"time_limit": time_limit_s},
+    )
     if res.x is None:
-        return IndependentSet(np.zeros(0, np.int64), found=False, optimal=False,
-                              upper_bound=None)
+        return IndependentSet(np.zeros(0, np.int64), found=False, optimal=False, upper_bound=None)
     bound = getattr(res, "mip_dual_bound", None)
     # -bound is the size plus at most 0.5 of bonus: its floor is the size bound.
-    upper = (int(np.floor(-bound + 1e-6)) if bound is not None and np.isfinite(bound)
-             else None)
-    return IndependentSet(np.flatnonzero(res.x > 0.5), found=True, optimal=res.status == 0,
-                          upper_bound=upper)
+    upper = int(np.floor(-bound + 1e-6)) if bound is not None and np.isfinite(bound) else None
+    return IndependentSet(
+        np.flatnonzero(res.x > 0.5), found=True, optimal=res.status == 0, upper_bound=upper
+    )
 
 
 def _tie_break_bonus(n: int, weights: NDArray[np.float64] | None) -> NDArray[np.float64]:
@@ -90,8 +93,9 @@ def _tie_break_bonus(n: int, weights: NDArray[np.float64] | None) -> NDArray[np.
     return (bonus - bonus.min()) / span * (0.5 / n) if span > 0 else np.zeros(n)
 
 
-def coplanar_conflicts(centers_ras_mm: NDArray[np.float64], *, coplanar_mm: float,
-                       coplanar_spacing_mm: float) -> NDArray[np.int64]:
+def coplanar_conflicts(
+    centers_ras_mm: NDArray[np.float64], *, coplanar_mm: float, coplanar_spacing_mm: float
+) -> NDArray[np.int64]:
     """Pairs (i, j), i < j, that break the co-planar rule, shape (m, 2)."""
     c = np.asarray(centers_ras_mm, dtype=np.float64)
     if len(c) < 2:
@@ -103,8 +107,9 @@ def coplanar_conflicts(centers_ras_mm: NDArray[np.float64], *, coplanar_mm: floa
     return np.column_stack([i[bad], j[bad]]).astype(np.int64)
 
 
-def max_independent_subset(n: int, conflicts: NDArray[np.int64],
-                           weights: NDArray[np.float64] | None = None) -> NDArray[np.int64]:
+def max_independent_subset(
+    n: int, conflicts: NDArray[np.int64], weights: NDArray[np.float64] | None = None
+) -> NDArray[np.int64]:
     """Indices of a largest subset of ``range(n)`` with no conflicting pair.
 
     Parameters
@@ -125,8 +130,7 @@ def max_independent_subset(n: int, conflicts: NDArray[np.int64],
     m = len(conflicts)
     rows = np.repeat(np.arange(m), 2)
     edges = coo_matrix((np.ones(2 * m), (rows, conflicts.ravel())), shape=(m, n)).tocsr()
-    exact = max_independent_set_milp(n, edges, weights=weights,
-                                     time_limit_s=SELECTION_TIME_LIMIT_S)
+    exact = max_independent_set_milp(n, edges, weights=weights, time_limit_s=SELECTION_TIME_LIMIT_S)
     if exact.found:
         return exact.ids
     # No solution within the time limit: greedy by weight.

@@ -95,27 +95,38 @@ class Range:
 
 _LENGTH = Range(0.0, MAX_LENGTH_MM, "mm")
 _POSITIVE_LENGTH = Range(0.0, MAX_LENGTH_MM, "mm", low_open=True)
-_VERTEX_COUNT = Range(1, MAX_VERTICES, integer=True,
-                      why_high="LATTICE plans hold tens of vertices")
+_VERTEX_COUNT = Range(1, MAX_VERTICES, integer=True, why_high="LATTICE plans hold tens of vertices")
 
 #: Valid range of each numeric parameter, by library name (the option is ``--`` + the name
 #: with ``-`` for ``_``, but ``--spacing-mm`` for ``min_spacing_mm``).
 RANGES: dict[str, Range] = {
-    "diameter_mm": Range(MIN_DIAMETER_MM, MAX_LENGTH_MM, "mm",
-                         why_low="a vertex's 64-point contour degenerates below "
-                         f"{MIN_DIAMETER_MM:g} mm"),
+    "diameter_mm": Range(
+        MIN_DIAMETER_MM,
+        MAX_LENGTH_MM,
+        "mm",
+        why_low=f"a vertex's 64-point contour degenerates below {MIN_DIAMETER_MM:g} mm",
+    ),
     "min_spacing_mm": _POSITIVE_LENGTH,
     "gtv_margin_mm": _LENGTH,
     "oar_clearance_mm": _LENGTH,
     "shell_width_mm": _POSITIVE_LENGTH,
     "coplanar_mm": _LENGTH,
     "coplanar_spacing_mm": _POSITIVE_LENGTH,
-    "rotation_step_deg": Range(MIN_ROTATION_STEP_DEG, 90.0, "deg",
-                               why_low="a finer step only multiplies the poses searched: the "
-                               "best are refined to 1/16 of the step"),
+    "rotation_step_deg": Range(
+        MIN_ROTATION_STEP_DEG,
+        90.0,
+        "deg",
+        why_low="a finer step only multiplies the poses searched: the "
+        "best are refined to 1/16 of the step",
+    ),
     "translation_steps": Range(1, 64, integer=True),
-    "time_budget_s": Range(0.0, MAX_TIME_BUDGET_S, "s", low_open=True,
-                           why_high="the packing's work limits end it long before"),
+    "time_budget_s": Range(
+        0.0,
+        MAX_TIME_BUDGET_S,
+        "s",
+        low_open=True,
+        why_high="the packing's work limits end it long before",
+    ),
     "max_vertices": _VERTEX_COUNT,
     "min_vertices": _VERTEX_COUNT,
     "count": _VERTEX_COUNT,
@@ -124,17 +135,21 @@ RANGES: dict[str, Range] = {
     "stv_fraction": Range(0.0, 1.0, low_open=True, high_open=True),
     "dose_peak_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy", low_open=True),
     "dose_valley_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy"),
-    "dose_falloff_mm": Range(0.0, MAX_FALLOFF_MM, "mm",
-                             why_high="a wider Gaussian blurs the whole GTV flat and its filter "
-                             "exhausts memory"),
+    "dose_falloff_mm": Range(
+        0.0,
+        MAX_FALLOFF_MM,
+        "mm",
+        why_high="a wider Gaussian blurs the whole GTV flat and its filter exhausts memory",
+    ),
     "window_level_hu": Range(-10_000.0, 40_000.0, "HU"),
     "window_width_hu": Range(0.0, 50_000.0, "HU", low_open=True),
     "workers": Range(1, MAX_WORKERS, integer=True),
 }
 
 
-def check_range(name: str, value: Any, *, label: str | None = None,
-                parameter: str | None = None) -> Any:
+def check_range(
+    name: str, value: Any, *, label: str | None = None, parameter: str | None = None
+) -> Any:
     """``value`` as a float (an int for whole-number ranges) if it is in ``RANGES[name]``.
 
     Parameters
@@ -165,20 +180,24 @@ def check_range(name: str, value: Any, *, label: str | None = None,
         raise ParameterError.of(fields, f"{label} must be a number ({want}), got {value!r}")
     if r.integer and not isinstance(value, numbers.Integral):
         raise ParameterError.of(fields, f"{label} must be {want}, got {float(value)!r}")
-    number: Any = int(value) if isinstance(value, numbers.Integral) and r.integer \
-        else float(value)
+    number: Any = int(value) if isinstance(value, numbers.Integral) and r.integer else float(value)
     if not math.isfinite(number):
-        raise ParameterError.of(fields, f"{label} must be a finite number ({want}), got "
-                                f"{_show(value)}")
+        raise ParameterError.of(
+            fields, f"{label} must be a finite number ({want}), got {_show(value)}"
+        )
     if r.contains(number):
         return number
     if number > r.high and r.unit == "mm" and r.high == MAX_LENGTH_MM:
-        raise ParameterError.of(fields, f"{label} of {_show(value)} mm is longer than any "
-                                f"patient (the limit is {MAX_LENGTH_MM:g} mm); check the "
-                                "units (mm)")
+        raise ParameterError.of(
+            fields,
+            f"{label} of {_show(value)} mm is longer than any "
+            f"patient (the limit is {MAX_LENGTH_MM:g} mm); check the "
+            "units (mm)",
+        )
     if number <= 0 and (r.low > 0 or r.low_open) and not r.integer:
-        raise ParameterError.of(fields, f"{label} must be a positive number ({want}), got "
-                                f"{_show(value)}")
+        raise ParameterError.of(
+            fields, f"{label} must be a positive number ({want}), got {_show(value)}"
+        )
     if number < 0 and r.low == 0:
         raise ParameterError.of(fields, f"{label} must be >= 0 ({want}), got {_show(value)}")
     why = r.why_high if number > r.high else r.why_low
@@ -228,6 +247,7 @@ def read_number(text: str, *, integer: bool = False) -> float | int:
 
 # --- --oar [NAME=]PATH[:MM] -------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class OarSpec:
     """One ``--oar`` value: the organ's name, its mask file, its clearance (None: the
@@ -242,8 +262,7 @@ class OarSpec:
         """The spec written back, read the same way by :func:`parse_oar_spec` when the path
         is absolute: ``NAME=`` when the name was given, the clearance exactly."""
         c = self.clearance_mm
-        mm = ("" if c is None else f":{int(c)}" if c.is_integer() and abs(c) < 1e15
-              else f":{c!r}")
+        mm = "" if c is None else f":{int(c)}" if c.is_integer() and abs(c) < 1e15 else f":{c!r}"
         return f"{self.name + '=' if self.named else ''}{self.path}{mm}"
 
 
@@ -275,6 +294,7 @@ def parse_oar_spec(text: str, *, base: Path | None = None) -> OarSpec:
         An empty path or name, or text after the last ``:`` that is not a number (the
         clearance's range is checked with the plan's parameters).
     """
+
     def where(p: str) -> Path:
         return Path(p) if base is None else base / p
 
@@ -288,20 +308,25 @@ def parse_oar_spec(text: str, *, base: Path | None = None) -> OarSpec:
     if sep and _is_number(mm):
         clearance = float(read_number(mm))
     elif sep:
-        raise ParameterError(f"--oar {text!r}: {mm!r} after the last ':' is not a clearance in "
-                             f"mm, and there is no file {text!r}; write [NAME=]PATH:MM (e.g. "
-                             "cord.nii.gz:10)")
+        raise ParameterError(
+            f"--oar {text!r}: {mm!r} after the last ':' is not a clearance in "
+            f"mm, and there is no file {text!r}; write [NAME=]PATH:MM (e.g. "
+            "cord.nii.gz:10)"
+        )
     else:
         body = text
     if not body:
-        raise ParameterError(f"--oar {text!r} has no PATH; write [NAME=]PATH:MM (e.g. "
-                             "cord.nii.gz:10)")
+        raise ParameterError(
+            f"--oar {text!r} has no PATH; write [NAME=]PATH:MM (e.g. cord.nii.gz:10)"
+        )
     name, eq, rest = body.partition("=")
     if exists(body) or not eq or any(s in name for s in (*_SEPARATORS, ":")):
         return OarSpec(_default_name(body), where(body), clearance)
     if not name.strip() or not rest:
-        raise ParameterError(f"--oar {text!r}: the NAME before '=' or the PATH after it is "
-                             "empty; write NAME=PATH:MM (e.g. cord=cord.nii.gz:10)")
+        raise ParameterError(
+            f"--oar {text!r}: the NAME before '=' or the PATH after it is "
+            "empty; write NAME=PATH:MM (e.g. cord=cord.nii.gz:10)"
+        )
     return OarSpec(name, where(rest), clearance, named=True)
 
 
@@ -334,8 +359,10 @@ def parse_roi_spec(text: str, roi_names: list[str] | None = None) -> tuple[str, 
     name, sep, mm = text.rpartition(":")
     if sep and _is_number(mm):
         if not name:
-            raise ParameterError(f"--oar-name {text!r} has no ROI name before ':'; write "
-                                 "NAME:MM (e.g. SpinalCord:10)")
+            raise ParameterError(
+                f"--oar-name {text!r} has no ROI name before ':'; write "
+                "NAME:MM (e.g. SpinalCord:10)"
+            )
         return name, float(read_number(mm))
     if not text:
         raise ParameterError("--oar-name needs an ROI name (list them: lattice rois RS.dcm)")

@@ -116,19 +116,28 @@ def plan_vertices(
     """
     t0 = time.perf_counter()
     params = PlanParameters(
-        diameter_mm=float(diameter_mm), min_spacing_mm=float(min_spacing_mm),
-        gtv_margin_mm=float(gtv_margin_mm), pattern=pattern,
+        diameter_mm=float(diameter_mm),
+        min_spacing_mm=float(min_spacing_mm),
+        gtv_margin_mm=float(gtv_margin_mm),
+        pattern=pattern,
         oar_clearance_mm={o.name: float(o.clearance_mm) for o in oars},
-        snap_to_slices=bool(snap_to_slices), max_vertices=max_vertices,
-        orientation_search=orientation_search, rotation_step_deg=float(rotation_step_deg),
-        translation_steps=int(translation_steps), mode=mode,
+        snap_to_slices=bool(snap_to_slices),
+        max_vertices=max_vertices,
+        orientation_search=orientation_search,
+        rotation_step_deg=float(rotation_step_deg),
+        translation_steps=int(translation_steps),
+        mode=mode,
         shell_width_mm=None if shell_width_mm is None else float(shell_width_mm),
-        min_vertices=min_vertices, count=count, protocol=protocol,
+        min_vertices=min_vertices,
+        count=count,
+        protocol=protocol,
         time_budget_s=float(time_budget_s),
         # coplanar_mm == 0 turns the rule off (e.g. to drop it from a protocol).
         coplanar_mm=None if coplanar_mm == 0 or coplanar_mm is None else float(coplanar_mm),
-        coplanar_spacing_mm=None if coplanar_mm == 0 or coplanar_spacing_mm is None
-        else float(coplanar_spacing_mm))
+        coplanar_spacing_mm=None
+        if coplanar_mm == 0 or coplanar_spacing_mm is None
+        else float(coplanar_spacing_mm),
+    )
     params.validate()
     if len({o.name for o in oars}) != len(oars):
         raise MaskError("two OARs share a name; give each OAR a distinct name")
@@ -136,19 +145,26 @@ def plan_vertices(
     gtv = _coerce_mask(gtv, "the GTV mask")
     oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
 
-    field = RuleField(gtv, oars, diameter_mm=params.diameter_mm,
-                      gtv_margin_mm=params.gtv_margin_mm, max_depth_mm=params.max_depth_mm)
+    field = RuleField(
+        gtv,
+        oars,
+        diameter_mm=params.diameter_mm,
+        gtv_margin_mm=params.gtv_margin_mm,
+        max_depth_mm=params.max_depth_mm,
+    )
     # The LATTICE target: voxel centres deeper than the margin below the GTV's TPS surface.
     target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
     target_array[field.box] = field.deeper_than(params.gtv_margin_mm)
     target = gtv.with_array(target_array)
 
-    def finish(centres: NDArray[np.float64], search: dict[str, Any],
-               warnings: tuple[str, ...] = ()) -> Plan:
+    def finish(
+        centres: NDArray[np.float64], search: dict[str, Any], warnings: tuple[str, ...] = ()
+    ) -> Plan:
         search["seconds"] = round(time.perf_counter() - t0, 3)
         depth = field.depth_mm(centres) if len(centres) else np.zeros(0)
-        oar_d = (field.oar_distance_mm(centres) if len(centres)
-                 else {o.name: np.zeros(0) for o in oars})
+        oar_d = (
+            field.oar_distance_mm(centres) if len(centres) else {o.name: np.zeros(0) for o in oars}
+        )
         return Plan(params, gtv, target, centres, depth, oar_d, search, warnings)
 
     warnings: tuple[str, ...] = ()
@@ -164,19 +180,25 @@ def plan_vertices(
     needed = max(params.min_vertices or 0, params.count or 0)
     option = "count" if params.count else "min_vertices"
     if len(pts) < needed and warnings:  # no room at all: say why
-        raise ParameterError(f"no vertex fits but {{{option}}} asks for {needed}: "
-                             + warnings[0].removeprefix("no room for a vertex: "),
-                             parameters=[option])
+        raise ParameterError(
+            f"no vertex fits but {{{option}}} asks for {needed}: "
+            + warnings[0].removeprefix("no room for a vertex: "),
+            parameters=[option],
+        )
     if len(pts) < needed:
         raise ParameterError(
             f"only {len(pts)} {'vertex fits' if len(pts) == 1 else 'vertices fit'} "
             f"({params.pattern}, D {params.diameter_mm:g} mm, "
             f"spacing {params.min_spacing_mm:g} mm, margin {params.gtv_margin_mm:g} mm) but "
             f"{needed} are required; reduce the diameter, spacing or margins, or lower "
-            f"{{{option}}}", parameters=[option])
+            f"{{{option}}}",
+            parameters=[option],
+        )
     if len(pts) == 0 and not warnings:
-        warnings = ("no vertex fits: every lattice pose left each point too close to the GTV "
-                    "surface or an OAR; use a smaller diameter, spacing or margin",)
+        warnings = (
+            "no vertex fits: every lattice pose left each point too close to the GTV "
+            "surface or an OAR; use a smaller diameter, spacing or margin",
+        )
     return finish(pts, info, warnings)
 
 
@@ -185,28 +207,37 @@ def _no_room(field: RuleField, params: PlanParameters) -> str:
     deepest = float(field.depth_box.max())  # at voxel centres: within a band of the truth
     need, radius, margin = field.need_depth_mm, field.radius_mm, params.gtv_margin_mm
     if deepest > need - field.band_mm:  # deep enough: the OARs (or the shell) exclude it
-        return (f"no room for a vertex: no point is {need:g} mm deep in the GTV and clear of "
-                "every OAR; use a smaller diameter, margin or OAR clearance")
+        return (
+            f"no room for a vertex: no point is {need:g} mm deep in the GTV and clear of "
+            "every OAR; use a smaller diameter, margin or OAR clearance"
+        )
     if deepest <= radius:
-        return (f"no room for a vertex: the GTV is smaller than one vertex (its deepest point "
-                f"is about {deepest:.1f} mm below the surface; a {params.diameter_mm:g} mm "
-                f"vertex needs {radius:g} mm plus the {margin:g} mm margin); use a smaller "
-                "diameter and margin")
+        return (
+            f"no room for a vertex: the GTV is smaller than one vertex (its deepest point "
+            f"is about {deepest:.1f} mm below the surface; a {params.diameter_mm:g} mm "
+            f"vertex needs {radius:g} mm plus the {margin:g} mm margin); use a smaller "
+            "diameter and margin"
+        )
     if deepest <= margin:
-        return (f"no room for a vertex: the GTV margin ({margin:g} mm) leaves no LATTICE "
-                f"target (the GTV's deepest point is about {deepest:.1f} mm below its "
-                f"surface); use a margin below {deepest - radius:.1f} mm for a "
-                f"{params.diameter_mm:g} mm vertex")
-    return (f"no room for a vertex: no point is {need:g} mm deep in the GTV (the deepest is "
-            f"about {deepest:.1f} mm); use a smaller diameter or margin")
+        return (
+            f"no room for a vertex: the GTV margin ({margin:g} mm) leaves no LATTICE "
+            f"target (the GTV's deepest point is about {deepest:.1f} mm below its "
+            f"surface); use a margin below {deepest - radius:.1f} mm for a "
+            f"{params.diameter_mm:g} mm vertex"
+        )
+    return (
+        f"no room for a vertex: no point is {need:g} mm deep in the GTV (the deepest is "
+        f"about {deepest:.1f} mm); use a smaller diameter or margin"
+    )
 
 
 #: Spacing bisection of ``count``: stop when the bracket is this narrow (mm).
 COUNT_SPACING_TOLERANCE_MM = 0.25
 
 
-def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
-                  ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+def _spread_count(
+    field: RuleField, gtv: Volume, params: PlanParameters
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Exactly ``params.count`` vertices, as far apart as the lattice search can put them.
 
     Bisects the spacing between the requested minimum and the size of the allowed region:
@@ -220,27 +251,34 @@ def _spread_count(field: RuleField, gtv: Volume, params: PlanParameters
         raise ParameterError(
             f"only {len(pts)} vertices fit even {params.min_spacing_mm:g} mm apart, so "
             f"{{count}} {n} cannot be placed; lower the count, the spacing or the margins",
-            parameters=["count"])
+            parameters=["count"],
+        )
     cand = np.argwhere(field.slack_vox_hi > -field.band_mm)
     extent = (cand.max(axis=0) - cand.min(axis=0) + 1) * gtv.voxel_size_mm
     lo, hi = params.min_spacing_mm, max(float(np.linalg.norm(extent)), params.min_spacing_mm)
     tried = 0
     while hi - lo > COUNT_SPACING_TOLERANCE_MM and n > 1:
         mid = 0.5 * (lo + hi)
-        trial, trial_info = search_lattice(field, gtv, replace(
-            params, min_spacing_mm=mid, max_vertices=n, count=None))
+        trial, trial_info = search_lattice(
+            field, gtv, replace(params, min_spacing_mm=mid, max_vertices=n, count=None)
+        )
         tried += 1
         if len(trial) >= n:
             lo, pts, info = mid, trial, trial_info
         else:
             hi = mid
-    info["count_search"] = {"count": n, "requested_min_spacing_mm": params.min_spacing_mm,
-                            "lattice_spacing_mm": round(lo, 4), "spacings_tried": tried + 1}
+    info["count_search"] = {
+        "count": n,
+        "requested_min_spacing_mm": params.min_spacing_mm,
+        "lattice_spacing_mm": round(lo, 4),
+        "spacings_tried": tried + 1,
+    }
     return pts, info
 
 
-def _search_max(field: RuleField, gtv: Volume, params: PlanParameters
-                ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+def _search_max(
+    field: RuleField, gtv: Volume, params: PlanParameters
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Irregular maximal packing, started from the best lattice.
 
     The lattice searches give a valid placement the packer can only improve on, so the
@@ -258,23 +296,41 @@ def _search_max(field: RuleField, gtv: Volume, params: PlanParameters
     for name in ("hcp", "fcc", "bcc", "sc"):
         if lattice_counts and time.perf_counter() - t0 > 0.5 * params.time_budget_s:
             break
-        pts, _ = search_lattice(field, gtv, replace(params, pattern=name, max_vertices=None,
-                                                      coplanar_mm=None,
-                                                      coplanar_spacing_mm=None))
+        pts, _ = search_lattice(
+            field,
+            gtv,
+            replace(
+                params, pattern=name, max_vertices=None, coplanar_mm=None, coplanar_spacing_mm=None
+            ),
+        )
         lattice_counts[name] = len(pts)
         if len(pts) > len(best_pts):
             best_pts, best_pattern = pts, name
     budget = max(params.time_budget_s - (time.perf_counter() - t0), MIN_PACKING_S)
-    pts, info = pack_maximal(field, min_spacing_mm=params.min_spacing_mm,
-                             time_budget_s=budget, seed=0, initial=best_pts,
-                             max_vertices=None if params.coplanar_mm else params.max_vertices)
-    info = {"method": "maximal packing", **info, "initial_lattice": best_pattern,
-            "lattice_counts": lattice_counts}
+    pts, info = pack_maximal(
+        field,
+        min_spacing_mm=params.min_spacing_mm,
+        time_budget_s=budget,
+        seed=0,
+        initial=best_pts,
+        max_vertices=None if params.coplanar_mm else params.max_vertices,
+    )
+    info = {
+        "method": "maximal packing",
+        **info,
+        "initial_lattice": best_pattern,
+        "lattice_counts": lattice_counts,
+    }
     if params.coplanar_mm:
-        keep = max_independent_subset(len(pts), coplanar_conflicts(
-            pts, coplanar_mm=params.coplanar_mm,
-            coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
-            weights=field.exact_slack(pts) if len(pts) else None)
+        keep = max_independent_subset(
+            len(pts),
+            coplanar_conflicts(
+                pts,
+                coplanar_mm=params.coplanar_mm,
+                coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0),
+            ),
+            weights=field.exact_slack(pts) if len(pts) else None,
+        )
         pts = pts[keep]
     if params.max_vertices is not None and len(pts) > params.max_vertices:
         slack = field.exact_slack(pts)

@@ -35,7 +35,6 @@ RAS_TO_LPS = np.array([-1.0, -1.0, 1.0])
 TPS_VOLUME_TOLERANCE = 0.05
 
 
-
 @dataclass(frozen=True)
 class PlanParameters:
     """Every setting of a plan, units in the names.
@@ -130,13 +129,16 @@ class PlanParameters:
         given = {k: v for k, v in overrides.items() if v is not None}
         unknown = sorted(set(given) - {f.name for f in fields(cls)})
         if unknown:
-            raise ParameterError(f"{', '.join(unknown)} is not a plan parameter; use one of "
-                                 f"{', '.join(f.name for f in fields(cls))}")
+            raise ParameterError(
+                f"{', '.join(unknown)} is not a plan parameter; use one of "
+                f"{', '.join(f.name for f in fields(cls))}"
+            )
         values = {**preset, **given, "protocol": name}
         if "oar_clearance_mm" in given:  # an OAR without a clearance takes the protocol's
             values["oar_clearance_mm"] = {
                 oar: protocol_clearance_mm(name, oar) if mm is None else mm
-                for oar, mm in given["oar_clearance_mm"].items()}
+                for oar, mm in given["oar_clearance_mm"].items()
+            }
         if values.get("coplanar_mm") == 0:  # 0 turns the rule off (e.g. a protocol's)
             values["coplanar_mm"] = values["coplanar_spacing_mm"] = None
         return cls(**values)
@@ -155,8 +157,11 @@ class PlanParameters:
         Every number must lie in its range in :data:`lattice.planning.parameters.RANGES` (NaN,
         infinity, a float where a count is wanted, a length beyond any patient are refused), then
         the parameters must agree with each other."""
-        numbers = [f.name for f in fields(self)  # the numeric fields; OARs one by one below
-                   if f.name in RANGES and f.name != "oar_clearance_mm"]
+        numbers = [
+            f.name
+            for f in fields(self)  # the numeric fields; OARs one by one below
+            if f.name in RANGES and f.name != "oar_clearance_mm"
+        ]
         for name in numbers:  # every range first, then the rules between them
             if getattr(self, name) is not None:
                 check_range(name, getattr(self, name))
@@ -166,46 +171,67 @@ class PlanParameters:
             raise ParameterError(
                 f"{{min_spacing_mm}} ({self.min_spacing_mm:g}) is smaller than {{diameter_mm}} "
                 f"({self.diameter_mm:g}): the spheres would overlap; use a spacing >= diameter",
-                parameters=["min_spacing_mm", "diameter_mm"])
+                parameters=["min_spacing_mm", "diameter_mm"],
+            )
         if self.pattern not in PLACEMENTS:
             raise ParameterError(
-                f"unknown pattern {self.pattern!r}; choose one of {', '.join(PLACEMENTS)}")
+                f"unknown pattern {self.pattern!r}; choose one of {', '.join(PLACEMENTS)}"
+            )
         if self.pattern == "max" and (self.snap_to_slices or self.count is not None):
-            raise ParameterError("{pattern} max supports neither {snap_to_slices} nor {count} "
-                                 "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those",
-                                 parameters=["pattern", "snap_to_slices", "count"])
+            raise ParameterError(
+                "{pattern} max supports neither {snap_to_slices} nor {count} "
+                "yet; use a lattice pattern (sc, bcc, fcc, hcp) for those",
+                parameters=["pattern", "snap_to_slices", "count"],
+            )
         if self.orientation_search not in ORIENTATION_SEARCHES:
             raise ParameterError(
                 f"unknown orientation search {self.orientation_search!r}; choose one of "
-                f"{', '.join(ORIENTATION_SEARCHES)}")
+                f"{', '.join(ORIENTATION_SEARCHES)}"
+            )
         if self.mode not in MODES:
             raise ParameterError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.shell_width_mm is not None and self.mode != "shell":
-            raise ParameterError("{shell_width_mm} only applies to the shell mode; add "
-                                 "{mode} shell or drop {shell_width_mm}",
-                                 parameters=["shell_width_mm", "mode"])
+            raise ParameterError(
+                "{shell_width_mm} only applies to the shell mode; add "
+                "{mode} shell or drop {shell_width_mm}",
+                parameters=["shell_width_mm", "mode"],
+            )
         if self.snap_to_slices and self.orientation_search != "axial":
-            raise ParameterError("{snap_to_slices} lays the lattice's layers along the CT "
-                                 "slices, so the lattice cannot be tilted; use "
-                                 "{orientation_search} axial",
-                                 parameters=["snap_to_slices", "orientation_search"])
+            raise ParameterError(
+                "{snap_to_slices} lays the lattice's layers along the CT "
+                "slices, so the lattice cannot be tilted; use "
+                "{orientation_search} axial",
+                parameters=["snap_to_slices", "orientation_search"],
+            )
         if self.count is not None and self.max_vertices is not None:
-            raise ParameterError(f"count cannot be combined with {{max_vertices}}, got "
-                                 f"count={self.count}, {{max_vertices}}={self.max_vertices}; "
-                                 "drop one of them", parameters=["max_vertices"])
+            raise ParameterError(
+                f"count cannot be combined with {{max_vertices}}, got "
+                f"count={self.count}, {{max_vertices}}={self.max_vertices}; "
+                "drop one of them",
+                parameters=["max_vertices"],
+            )
         if (self.coplanar_mm is None) != (self.coplanar_spacing_mm is None):
-            raise ParameterError("the co-planar rule needs both {coplanar_mm} and "
-                                 "{coplanar_spacing_mm} (e.g. 20 and 80)",
-                                 parameters=["coplanar_mm", "coplanar_spacing_mm"])
+            raise ParameterError(
+                "the co-planar rule needs both {coplanar_mm} and "
+                "{coplanar_spacing_mm} (e.g. 20 and 80)",
+                parameters=["coplanar_mm", "coplanar_spacing_mm"],
+            )
         if self.coplanar_mm == 0:
-            raise ParameterError("co-planar distances must be > 0 mm, got {coplanar_mm} 0 "
-                                 "(0 turns the rule off in plan_vertices)",
-                                 parameters=["coplanar_mm"])
-        if (self.min_vertices is not None and self.max_vertices is not None
-                and self.min_vertices > self.max_vertices):
-            raise ParameterError(f"{{min_vertices}} ({self.min_vertices}) exceeds "
-                                 f"{{max_vertices}} ({self.max_vertices}); make them consistent",
-                                 parameters=["min_vertices", "max_vertices"])
+            raise ParameterError(
+                "co-planar distances must be > 0 mm, got {coplanar_mm} 0 "
+                "(0 turns the rule off in plan_vertices)",
+                parameters=["coplanar_mm"],
+            )
+        if (
+            self.min_vertices is not None
+            and self.max_vertices is not None
+            and self.min_vertices > self.max_vertices
+        ):
+            raise ParameterError(
+                f"{{min_vertices}} ({self.min_vertices}) exceeds "
+                f"{{max_vertices}} ({self.max_vertices}); make them consistent",
+                parameters=["min_vertices", "max_vertices"],
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -288,22 +314,26 @@ class Plan:
         return {
             "n_vertices": self.n_vertices,
             "gtv_cc": round(gtv_cc, 3),
-            "lattice_target_cc": round(float(np.count_nonzero(self.lattice_target.array))
-                                       * voxel_cc, 3),
+            "lattice_target_cc": round(
+                float(np.count_nonzero(self.lattice_target.array)) * voxel_cc, 3
+            ),
             "vertex_volume_cc": round(vertex_cc, 3),
             "vertex_volume_fraction_of_gtv": round(vertex_cc / gtv_cc, 5) if gtv_cc else None,
             "vertices_per_100cc_gtv": round(100 * self.n_vertices / gtv_cc, 3) if gtv_cc else None,
             "nearest_vertex_min_mm": _num(nn.min()) if self.n_vertices > 1 else None,
             "nearest_vertex_mean_mm": _num(nn.mean()) if self.n_vertices > 1 else None,
-            "nearest_vertex_cv": (round(float(nn.std() / nn.mean()), 4)
-                                  if self.n_vertices > 1 else None),
+            "nearest_vertex_cv": (
+                round(float(nn.std() / nn.mean()), 4) if self.n_vertices > 1 else None
+            ),
             "depth_min_mm": _num(self.depth_mm.min()) if self.n_vertices else None,
             "depth_max_mm": _num(self.depth_mm.max()) if self.n_vertices else None,
             "covering_radius_mm": _num(self.covering_radius_mm)
-                                  if self.covering_radius_mm is not None else None,
+            if self.covering_radius_mm is not None
+            else None,
             "outer_shell_depth_limit_mm": shell_limit,
-            "fraction_in_outer_shell": (round(float(np.mean(self.depth_mm <= shell_limit)), 4)
-                                        if self.n_vertices else None),
+            "fraction_in_outer_shell": (
+                round(float(np.mean(self.depth_mm <= shell_limit)), 4) if self.n_vertices else None
+            ),
             "robust_shift_mm": self._robust_shift_mm(),
         }
 
@@ -329,16 +359,18 @@ class Plan:
         ijk = self.centers_ijk
         records = []
         for i in range(self.n_vertices):
-            records.append({
-                "id": i + 1,
-                "name": f"VTX_{i + 1:02d}",
-                "center_ras_mm": [float(v) for v in self.centers_ras_mm[i]],
-                "center_lps_mm": [float(v) for v in self.centers_lps_mm[i]],
-                "center_ijk": [float(v) for v in ijk[i]],
-                "depth_mm": _num(self.depth_mm[i]),
-                "nearest_vertex_mm": _num(nn[i]),
-                "oar_distance_mm": {k: _num(v[i]) for k, v in self.oar_distance_mm.items()},
-            })
+            records.append(
+                {
+                    "id": i + 1,
+                    "name": f"VTX_{i + 1:02d}",
+                    "center_ras_mm": [float(v) for v in self.centers_ras_mm[i]],
+                    "center_lps_mm": [float(v) for v in self.centers_lps_mm[i]],
+                    "center_ijk": [float(v) for v in ijk[i]],
+                    "depth_mm": _num(self.depth_mm[i]),
+                    "nearest_vertex_mm": _num(nn[i]),
+                    "oar_distance_mm": {k: _num(v[i]) for k, v in self.oar_distance_mm.items()},
+                }
+            )
         return records
 
     def tps_volumes_cc(self, slice_grid: Volume | None = None) -> NDArray[np.float64]:
@@ -349,11 +381,14 @@ class Plan:
 
         grid = self.gtv if slice_grid is None else slice_grid
         radius = self.parameters.diameter_mm / 2.0
-        return np.array([sphere_tps_volume_mm3(c, radius, grid) / 1000.0
-                         for c in self.centers_lps_mm], dtype=np.float64)
+        return np.array(
+            [sphere_tps_volume_mm3(c, radius, grid) / 1000.0 for c in self.centers_lps_mm],
+            dtype=np.float64,
+        )
 
-    def tps_volume_warnings(self, tps_cc: NDArray[np.float64],
-                            slice_grid: Volume | None = None) -> list[str]:
+    def tps_volume_warnings(
+        self, tps_cc: NDArray[np.float64], slice_grid: Volume | None = None
+    ) -> list[str]:
         """A warning when a vertex's TPS volume (:meth:`tps_volumes_cc`) differs from the
         sphere's by more than :data:`TPS_VOLUME_TOLERANCE`."""
         p = self.parameters
@@ -368,26 +403,36 @@ class Plan:
         listed = ", ".join(f"VTX_{i + 1:02d} {100 * off[i]:+.1f} %" for i in worst[:5])
         more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
         on_plane = tps_volume_error(p.diameter_mm, gap, 0.0)
-        larger = next((d for d in np.arange(p.diameter_mm + 0.5, 4 * p.diameter_mm + 20, 0.5)
-                       if worst_tps_volume_error(float(d), gap) <= TPS_VOLUME_TOLERANCE),
-                      None)
-        bigger = ("a larger --diameter-mm" if larger is None else
-                  f"a larger --diameter-mm (e.g. {larger:g}: at most "
-                  f"{100 * worst_tps_volume_error(float(larger), gap):.1f} % off wherever the "
-                  "slices fall)")
+        larger = next(
+            (
+                d
+                for d in np.arange(p.diameter_mm + 0.5, 4 * p.diameter_mm + 20, 0.5)
+                if worst_tps_volume_error(float(d), gap) <= TPS_VOLUME_TOLERANCE
+            ),
+            None,
+        )
+        bigger = (
+            "a larger --diameter-mm"
+            if larger is None
+            else f"a larger --diameter-mm (e.g. {larger:g}: at most "
+            f"{100 * worst_tps_volume_error(float(larger), gap):.1f} % off wherever the "
+            "slices fall)"
+        )
         if p.snap_to_slices:
             advice = bigger
         elif abs(on_plane) <= TPS_VOLUME_TOLERANCE:
-            advice = (f"--snap-to-slices (every vertex then {100 * on_plane:+.1f} %) or "
-                      f"{bigger}")
+            advice = f"--snap-to-slices (every vertex then {100 * on_plane:+.1f} %) or {bigger}"
         else:
-            advice = (f"{bigger}; --snap-to-slices would give {100 * on_plane:+.1f} % on these "
-                      "slices")
-        return [f"{len(bad)} of {self.n_vertices} vertex spheres come back in a TPS (slice "
-                f"contours x {gap:g} mm slice gap) more than "
-                f"{100 * TPS_VOLUME_TOLERANCE:g} % off their {exact:.3f} cc (D "
-                f"{p.diameter_mm:g} mm): {listed}{more} (tps_volume_cc in plan.json); "
-                f"use {advice}"]
+            advice = (
+                f"{bigger}; --snap-to-slices would give {100 * on_plane:+.1f} % on these slices"
+            )
+        return [
+            f"{len(bad)} of {self.n_vertices} vertex spheres come back in a TPS (slice "
+            f"contours x {gap:g} mm slice gap) more than "
+            f"{100 * TPS_VOLUME_TOLERANCE:g} % off their {exact:.3f} cc (D "
+            f"{p.diameter_mm:g} mm): {listed}{more} (tps_volume_cc in plan.json); "
+            f"use {advice}"
+        ]
 
     def empty_vertex_warnings(self) -> list[str]:
         """A warning when a vertex sphere holds no voxel centre of the CT grid (a diameter
@@ -411,25 +456,37 @@ class Plan:
         listed = ", ".join(f"VTX_{i + 1:02d}" for i in empty[:5])
         more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
         size = " x ".join(f"{v:g}" for v in vox)
-        return [f"{len(empty)} of {self.n_vertices} vertex spheres (D "
-                f"{self.parameters.diameter_mm:g} mm) hold no voxel centre of the {size} mm "
-                f"grid, so vertices.nii.gz does not show them: {listed}{more}; use a "
-                f"--diameter-mm of at least {np.ceil(diagonal * 100) / 100:g} mm (the voxel "
-                "diagonal)"]
+        return [
+            f"{len(empty)} of {self.n_vertices} vertex spheres (D "
+            f"{self.parameters.diameter_mm:g} mm) hold no voxel centre of the {size} mm "
+            f"grid, so vertices.nii.gz does not show them: {listed}{more}; use a "
+            f"--diameter-mm of at least {np.ceil(diagonal * 100) / 100:g} mm (the voxel "
+            "diagonal)"
+        ]
 
     def surface_model(self) -> dict[str, Any]:
         """How margins and clearances were measured (plan.json ``surface_model``)."""
         from ..geometry.surface import MODEL_NAME, MODEL_TEXT, ContourVolume
 
-        return {"name": MODEL_NAME, "description": MODEL_TEXT,
-                "slice_axis": "k (third array axis of the grid)",
-                "slice_gap_mm": float(self.gtv.voxel_size_mm[2]),
-                "gtv_outline": ("RTSTRUCT polygons" if isinstance(self.gtv, ContourVolume)
-                                else "marching squares at 0.5 of each mask slice")}
+        return {
+            "name": MODEL_NAME,
+            "description": MODEL_TEXT,
+            "slice_axis": "k (third array axis of the grid)",
+            "slice_gap_mm": float(self.gtv.voxel_size_mm[2]),
+            "gtv_outline": (
+                "RTSTRUCT polygons"
+                if isinstance(self.gtv, ContourVolume)
+                else "marching squares at 0.5 of each mask slice"
+            ),
+        }
 
-    def to_dict(self, *, inputs: dict[str, Any] | None = None,
-                slice_grid: Volume | None = None,
-                input_format: InputFormat | None = None) -> dict[str, Any]:
+    def to_dict(
+        self,
+        *,
+        inputs: dict[str, Any] | None = None,
+        slice_grid: Volume | None = None,
+        input_format: InputFormat | None = None,
+    ) -> dict[str, Any]:
         """The ``plan.json`` document.
 
         Centres keep full float precision so that distances recomputed from the file obey
@@ -448,8 +505,9 @@ class Plan:
         tps = self.tps_volumes_cc(slice_grid)
         return {
             "lattice_version": __version__,
-            "world_frame": world_frame(input_format if input_format is not None
-                                       else _input_format(inputs)),
+            "world_frame": world_frame(
+                input_format if input_format is not None else _input_format(inputs)
+            ),
             "surface_model": self.surface_model(),
             "inputs": inputs or {},
             "grid": {
@@ -460,18 +518,22 @@ class Plan:
             "parameters": params,
             "summary": self.summary(),
             "search": self.search,
-            "warnings": [*self.warnings, *self.empty_vertex_warnings(),
-                         *self.tps_volume_warnings(tps, slice_grid)],
-            "vertices": [{**r, "tps_volume_cc": round(float(v), 4)}
-                         for r, v in zip(self.vertex_records(), tps)],
+            "warnings": [
+                *self.warnings,
+                *self.empty_vertex_warnings(),
+                *self.tps_volume_warnings(tps, slice_grid),
+            ],
+            "vertices": [
+                {**r, "tps_volume_cc": round(float(v), 4)}
+                for r, v in zip(self.vertex_records(), tps)
+            ],
         }
 
 
 InputFormat = Literal["nifti", "dicom", "api"]
 
 _RAS_TEXT = "RAS+ mm: +x to the patient's right, +y anterior, +z superior"
-_LPS_TEXT = ("LPS mm, DICOM patient coordinates: +x to the patient's left, +y posterior, +z "
-             "superior")
+_LPS_TEXT = "LPS mm, DICOM patient coordinates: +x to the patient's left, +y posterior, +z superior"
 _IJK_TEXT = "fractional voxel index (i, j, k) of the CT grid; grid.affine maps it to RAS+ mm"
 
 
@@ -484,20 +546,29 @@ def world_frame(input_format: InputFormat) -> dict[str, str]:
     series' ImagePositionPatient/ImageOrientationPatient, the RTSTRUCT's ContourData).
     """
     if input_format == "dicom":
-        return {"input": "DICOM CT series and RTSTRUCT, whose coordinates are LPS mm",
-                "input_frame": "center_lps_mm",
-                "center_lps_mm": f"{_LPS_TEXT}; the input's own frame",
-                "center_ras_mm": f"{_RAS_TEXT}; the LPS point with x and y negated",
-                "center_ijk": _IJK_TEXT}
+        return {
+            "input": "DICOM CT series and RTSTRUCT, whose coordinates are LPS mm",
+            "input_frame": "center_lps_mm",
+            "center_lps_mm": f"{_LPS_TEXT}; the input's own frame",
+            "center_ras_mm": f"{_RAS_TEXT}; the LPS point with x and y negated",
+            "center_ijk": _IJK_TEXT,
+        }
     lps = f"{_LPS_TEXT}; the RAS+ point with x and y negated"
     if input_format == "nifti":
-        return {"input": "NIfTI CT and masks, whose sform/qform coordinates are RAS+ mm",
-                "input_frame": "center_ras_mm",
-                "center_ras_mm": f"{_RAS_TEXT}; the input's own frame",
-                "center_lps_mm": lps, "center_ijk": _IJK_TEXT}
-    return {"input": "Volumes given to the library, whose affines are RAS+ mm",
-            "input_frame": "center_ras_mm", "center_ras_mm": _RAS_TEXT,
-            "center_lps_mm": lps, "center_ijk": _IJK_TEXT}
+        return {
+            "input": "NIfTI CT and masks, whose sform/qform coordinates are RAS+ mm",
+            "input_frame": "center_ras_mm",
+            "center_ras_mm": f"{_RAS_TEXT}; the input's own frame",
+            "center_lps_mm": lps,
+            "center_ijk": _IJK_TEXT,
+        }
+    return {
+        "input": "Volumes given to the library, whose affines are RAS+ mm",
+        "input_frame": "center_ras_mm",
+        "center_ras_mm": _RAS_TEXT,
+        "center_lps_mm": lps,
+        "center_ijk": _IJK_TEXT,
+    }
 
 
 def _input_format(inputs: dict[str, Any] | None) -> InputFormat:
@@ -522,8 +593,9 @@ def tps_volume_error(diameter_mm: float, gap_mm: float, offset_mm: float) -> flo
 
 def worst_tps_volume_error(diameter_mm: float, gap_mm: float, samples: int = 512) -> float:
     """Largest :func:`tps_volume_error` over where the slices may fall (sampled)."""
-    return max(abs(tps_volume_error(diameter_mm, gap_mm, gap_mm * t / samples))
-               for t in range(samples))
+    return max(
+        abs(tps_volume_error(diameter_mm, gap_mm, gap_mm * t / samples)) for t in range(samples)
+    )
 
 
 def covering_radius_mm(gtv: Volume, centers_ras_mm: NDArray[np.float64]) -> float | None:

@@ -29,21 +29,32 @@ PROTOCOLS: dict[str, Protocol] = {
     "mayo": Protocol(
         name="mayo",
         description="Mayo-like: 15 mm vertices, >= 30 mm apart, centres >= 5 mm + R inside "
-                    "the GTV and >= 10 mm + R from every OAR; co-planar rule: centres less "
-                    "than 20 mm apart in z must be >= 80 mm apart",
+        "the GTV and >= 10 mm + R from every OAR; co-planar rule: centres less "
+        "than 20 mm apart in z must be >= 80 mm apart",
         source="Deufel et al., Phys Med Biol 2024;69:075010 (Mayo LATTICE placement rules)",
-        parameters={"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
-                    "pattern": "hcp", "coplanar_mm": 20.0, "coplanar_spacing_mm": 80.0},
+        parameters={
+            "diameter_mm": 15.0,
+            "min_spacing_mm": 30.0,
+            "gtv_margin_mm": 5.0,
+            "pattern": "hcp",
+            "coplanar_mm": 20.0,
+            "coplanar_spacing_mm": 80.0,
+        },
         oar_clearance_mm=10.0,
     ),
     "washu": Protocol(
         name="washu",
         description="WashU-like (LITE SABR): 15 mm hot spheres on an FCC lattice "
-                    "3*sqrt(2) = 42.4 mm apart, on CT slice planes, GTV retracted by 5 mm",
+        "3*sqrt(2) = 42.4 mm apart, on CT slice planes, GTV retracted by 5 mm",
         source="Duriseti et al., Radiother Oncol 2022;167:172 and 317 (LITE SABR M1); "
-               "script-based sphere placement, Phys Imaging Radiat Oncol 2024 (PMC10876586)",
-        parameters={"diameter_mm": 15.0, "min_spacing_mm": 42.43, "gtv_margin_mm": 5.0,
-                    "pattern": "fcc", "snap_to_slices": True},
+        "script-based sphere placement, Phys Imaging Radiat Oncol 2024 (PMC10876586)",
+        parameters={
+            "diameter_mm": 15.0,
+            "min_spacing_mm": 42.43,
+            "gtv_margin_mm": 5.0,
+            "pattern": "fcc",
+            "snap_to_slices": True,
+        },
     ),
 }
 
@@ -53,8 +64,9 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        raise ParameterError(f"unknown protocol {name!r}; choose one of "
-                             f"{', '.join(PROTOCOLS)}") from None
+        raise ParameterError(
+            f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOLS)}"
+        ) from None
 
 
 def protocol_clearance_mm(protocol: str | None, oar: str) -> float:
@@ -78,7 +90,9 @@ def protocol_clearance_mm(protocol: str | None, oar: str) -> float:
     """
     clearance = get_protocol(protocol).oar_clearance_mm if protocol is not None else None
     if clearance is None:
-        raise ParameterError(f"{{oar}} '{oar}' has no clearance; write {{oar}} {oar}:MM (e.g. "
-                             f"{oar}:10) or choose a {{protocol}} that sets one",
-                             parameters=["oar", "protocol"])
+        raise ParameterError(
+            f"{{oar}} '{oar}' has no clearance; write {{oar}} {oar}:MM (e.g. "
+            f"{oar}:10) or choose a {{protocol}} that sets one",
+            parameters=["oar", "protocol"],
+        )
     return clearance

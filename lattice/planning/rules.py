@@ -69,8 +69,15 @@ class RuleField:
         Shell placement: centres no deeper than this.
     """
 
-    def __init__(self, gtv: Volume, oars: Sequence[Oar], *, diameter_mm: float,
-                 gtv_margin_mm: float, max_depth_mm: float | None = None) -> None:
+    def __init__(
+        self,
+        gtv: Volume,
+        oars: Sequence[Oar],
+        *,
+        diameter_mm: float,
+        gtv_margin_mm: float,
+        max_depth_mm: float | None = None,
+    ) -> None:
         self.gtv = gtv
         self.oars = tuple(oars)
         self.radius_mm = diameter_mm / 2.0
@@ -98,7 +105,8 @@ class RuleField:
         self.box_lo = np.array([s.start for s in box], dtype=np.int64)
         deepest_rule = max(self.need_depth_mm, max_depth_mm or 0.0, self.gtv_margin_mm)
         d_lo, d_hi = self.gtv_solid.voxel_depth_bounds(
-            box, exact_to_mm=deepest_rule + 2 * self.band_mm + 1.0)
+            box, exact_to_mm=deepest_rule + 2 * self.band_mm + 1.0
+        )
         #: Depth (mm) of every voxel centre of :attr:`box` below the GTV surface: lower and
         #: upper bounds (equal for polygon outlines; see :mod:`lattice.geometry.surface`).
         self.depth_box, self.depth_box_hi = d_lo, d_hi
@@ -116,16 +124,17 @@ class RuleField:
         reach = slack_hi > -self.band_mm - EDT_TOLERANCE_MM
         self.cand = bounding_box(reach, pad_vox=1) if np.any(reach) else None
         if self.cand is not None:
-            glob = tuple(slice(int(lo) + c.start, int(lo) + c.stop)
-                         for lo, c in zip(self.box_lo, self.cand))
+            glob = tuple(
+                slice(int(lo) + c.start, int(lo) + c.stop) for lo, c in zip(self.box_lo, self.cand)
+            )
             for o in self.oars:
                 need_o = self.need_oar_mm[o.name]
                 o_lo, o_hi = self.oar_solids[o.name].voxel_distance_bounds(
-                    glob, exact_to_mm=need_o + 2 * self.band_mm + 1.0)  # type: ignore[arg-type]
+                    glob, exact_to_mm=need_o + 2 * self.band_mm + 1.0
+                )  # type: ignore[arg-type]
                 self._oar_bounds[o.name] = (o_lo, o_hi)
                 np.minimum(slack[self.cand], o_lo - np.float32(need_o), out=slack[self.cand])
-                np.minimum(slack_hi[self.cand], o_hi - np.float32(need_o),
-                           out=slack_hi[self.cand])
+                np.minimum(slack_hi[self.cand], o_hi - np.float32(need_o), out=slack_hi[self.cand])
         # C order once: lookup() ravels it for every batch of points.
         #: Lower bound of the slack at every voxel centre of :attr:`box`.
         self.slack_vox: NDArray[np.float32] = np.ascontiguousarray(slack)
@@ -138,15 +147,20 @@ class RuleField:
         # below -band - a therefore has its upper bound below -band whatever its gap, so only the
         # voxels above that need their gaps measured (near the rule boundary the gap is
         # ~a^2 / (2 depth), hundredths of a mm, where near the surface it reaches a).
-        a = max([self.gtv_solid.table_slack_mm,
-                 *(sol.table_slack_mm for sol in self.oar_solids.values())])
+        a = max(
+            [
+                self.gtv_solid.table_slack_mm,
+                *(sol.table_slack_mm for sol in self.oar_solids.values()),
+            ]
+        )
         near = self._slack_flat > -self.band_mm - a - EDT_TOLERANCE_MM
         gap = self._slack_hi_flat[near] - self._slack_flat[near]
         #: Largest gap between the slack bounds of any voxel that the bounds may not decide.
         self.table_gap_mm = float(np.max(gap[np.isfinite(gap)], initial=0.0))
         self._shape32 = np.array(slack.shape, dtype=np.uint32)
-        self._strides32 = np.array([slack.shape[1] * slack.shape[2], slack.shape[2], 1],
-                                   dtype=np.uint32)
+        self._strides32 = np.array(
+            [slack.shape[1] * slack.shape[2], slack.shape[2], 1], dtype=np.uint32
+        )
 
     def deeper_than(self, depth_mm: float) -> NDArray[np.bool_]:
         """Voxel centres of :attr:`box` whose exact depth exceeds ``depth_mm``.
@@ -221,12 +235,14 @@ class RuleField:
         if self.max_depth_mm is not None:
             slack = np.minimum(slack, self.max_depth_mm - depth)
         for o in self.oars:
-            slack = np.minimum(slack, self.oar_solids[o.name].distance(uvw)
-                               - self.need_oar_mm[o.name])
+            slack = np.minimum(
+                slack, self.oar_solids[o.name].distance(uvw) - self.need_oar_mm[o.name]
+            )
         return slack
 
-    def classify(self, ras_mm: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
+    def classify(
+        self, ras_mm: NDArray[np.float64]
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float32]]:
         """Exact allowed/forbidden decision for world points of any leading shape.
 
         Returns
@@ -246,8 +262,7 @@ class RuleField:
             state[undecided] = self.settle(box_ijk[undecided])
         return state == ALLOWED, est
 
-    def bound(self, box_ijk: NDArray[np.float64]
-              ) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    def bound(self, box_ijk: NDArray[np.float64]) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
         """Decide what cheap bounds can decide, exactly.
 
         The slack bounds at the nearest voxel centre c bound the slack at p to within
@@ -276,8 +291,9 @@ class RuleField:
         maybe = (s_near_hi > -off - tol) & (sub == FORBIDDEN)
         if maybe.any():
             lower, upper = self._corner_bounds(ijk[maybe])
-            sub[maybe] = np.where(lower >= tol, ALLOWED,
-                                  np.where(upper >= -tol, UNDECIDED, FORBIDDEN))
+            sub[maybe] = np.where(
+                lower >= tol, ALLOWED, np.where(upper >= -tol, UNDECIDED, FORBIDDEN)
+            )
         state[unsure] = sub
         return state, est
 
@@ -287,8 +303,9 @@ class RuleField:
         pts = apply_affine(a, box_ijk + self.box_lo)
         return np.where(self._exact_allowed(pts), ALLOWED, FORBIDDEN).astype(np.int8)
 
-    def _corner_bounds(self, box_ijk: NDArray[np.float64]
-                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    def _corner_bounds(
+        self, box_ijk: NDArray[np.float64]
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Lower and upper bounds of the slack from the 8 voxel centres around each point."""
         base = np.floor(box_ijk)
         vox = self.gtv.voxel_size_mm
@@ -355,7 +372,9 @@ class RuleField:
                 verdict[inside] = lo_v >= lim + tol
             todo = rows[~decided]
             if len(todo):
-                verdict[~decided] = self.oar_solids[o.name].distance(
-                    uvw[todo], cap_mm=lim * (1 + 1e-9) + 1e-9) >= lim
+                verdict[~decided] = (
+                    self.oar_solids[o.name].distance(uvw[todo], cap_mm=lim * (1 + 1e-9) + 1e-9)
+                    >= lim
+                )
             ok[rows] = verdict
         return np.asarray(ok, dtype=bool)

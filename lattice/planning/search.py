@@ -74,8 +74,15 @@ MAX_LATTICE_POINTS = 50_000
 class _Search:
     """Evaluates lattice placements against a :class:`RuleField`."""
 
-    def __init__(self, field: RuleField, pattern: LatticePattern, frame: NDArray[np.float64],
-                 centre: NDArray[np.float64], cap: int | None, slice_step_mm: float | None):
+    def __init__(
+        self,
+        field: RuleField,
+        pattern: LatticePattern,
+        frame: NDArray[np.float64],
+        centre: NDArray[np.float64],
+        cap: int | None,
+        slice_step_mm: float | None,
+    ):
         self.field = field
         self.pattern = pattern
         self.frame = frame
@@ -87,8 +94,9 @@ class _Search:
         self.cand_lo = np.array([s.start for s in cbox], float) - 1.0
         self.cand_hi = np.array([s.stop for s in cbox], float)
         extent_mm = (self.cand_hi - self.cand_lo) * field.gtv.voxel_size_mm
-        cell_diam = max(float(np.linalg.norm(c, axis=0).sum())
-                        for c in (pattern.cell_mm, pattern.primitive_mm))
+        cell_diam = max(
+            float(np.linalg.norm(c, axis=0).sum()) for c in (pattern.cell_mm, pattern.primitive_mm)
+        )
         radius = 0.5 * float(np.linalg.norm(extent_mm)) + cell_diam
         # Each pose weighs every point for every translation at once: refuse a spacing so
         # small against the GTV that this would need gigabytes (the count is estimated from
@@ -108,19 +116,25 @@ class _Search:
                 f"(about {2 * radius:.0f} mm across): the search would weigh about "
                 f"{n_points:.3g} lattice points per pose (the limit is {MAX_LATTICE_POINTS}); "
                 f"use a spacing of at least {np.ceil(least * 10 + 1e-6) / 10:g} mm",
-                parameters=["min_spacing_mm"])
+                parameters=["min_spacing_mm"],
+            )
         self.local = pattern.points_in_ball(radius)
         self.n_evaluated = 0
         self.n_settled = 0
         #: Best exact count seen so far (branch and bound threshold).
         self.best_count = 0
 
-    def rotation(self, angle_deg: float, tilt_deg: float = 0.0,
-                 azimuth_deg: float = 0.0) -> NDArray[np.float64]:
+    def rotation(
+        self, angle_deg: float, tilt_deg: float = 0.0, azimuth_deg: float = 0.0
+    ) -> NDArray[np.float64]:
         """Lattice orientation: ``frame Rz(azimuth) Rx(tilt) Rz(angle)`` (ZXZ Euler angles)."""
         # Intrinsic z-x-z: Rz(azimuth) Rx(tilt) Rz(angle).
-        return self.frame @ Rotation.from_euler(
-            "ZXZ", [azimuth_deg, tilt_deg, angle_deg], degrees=True).as_matrix()
+        return (
+            self.frame
+            @ Rotation.from_euler(
+                "ZXZ", [azimuth_deg, tilt_deg, angle_deg], degrees=True
+            ).as_matrix()
+        )
 
     def translations(self, fracs: NDArray[np.float64]) -> NDArray[np.float64]:
         """Cell fractions -> lattice-frame translations.
@@ -135,8 +149,9 @@ class _Search:
         t[:, 2] = np.round(t[:, 2] / self.slice_step_mm) * self.slice_step_mm
         return t
 
-    def evaluate(self, rot: NDArray[np.float64], fracs: NDArray[np.float64]
-                 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    def evaluate(
+        self, rot: NDArray[np.float64], fracs: NDArray[np.float64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Counts and tie-break values for one orientation and many translations.
 
         Branch and bound: cheap bounds give each pose a lower and an upper count; exact
@@ -231,12 +246,12 @@ def _setup(field: RuleField, gtv: Volume, params: PlanParameters) -> _Setup:
     z_steps = steps
     if slice_step is not None:
         z_steps = max(int(round(lattice.cell_mm[2, 2] / slice_step)), 1)
-    return _Setup(search, lattice, centre, slice_step, _frac_grid(steps, z_steps), steps,
-                  z_steps)
+    return _Setup(search, lattice, centre, slice_step, _frac_grid(steps, z_steps), steps, z_steps)
 
 
-def _coarse_pool(setup: _Setup, angles: NDArray[np.float64],
-                 tilts: Sequence[tuple[float, float]]) -> list[_Candidate]:
+def _coarse_pool(
+    setup: _Setup, angles: NDArray[np.float64], tilts: Sequence[tuple[float, float]]
+) -> list[_Candidate]:
     """The best :data:`N_REFINE` translations of every orientation, best first."""
     search, fracs = setup.search, setup.fracs
     pool: list[_Candidate] = []
@@ -244,21 +259,26 @@ def _coarse_pool(setup: _Setup, angles: NDArray[np.float64],
         for angle in angles:
             counts, tie = search.evaluate(search.rotation(angle, tilt, azimuth), fracs)
             for i in _best(counts, tie, N_REFINE):
-                pool.append(_Candidate(int(counts[i]), float(tie[i]), float(angle), tilt, azimuth,
-                                       tuple(fracs[i])))
+                pool.append(
+                    _Candidate(
+                        int(counts[i]), float(tie[i]), float(angle), tilt, azimuth, tuple(fracs[i])
+                    )
+                )
     pool.sort(key=lambda c: (-c.count, -c.tie))
     return pool
 
 
-def _refine(setup: _Setup, seeds: Sequence[_Candidate], rotation_step_deg: float
-            ) -> list[_Candidate]:
+def _refine(
+    setup: _Setup, seeds: Sequence[_Candidate], rotation_step_deg: float
+) -> list[_Candidate]:
     """Local refinement, two levels: around each seed a 5x5x5 grid of translations at a
     quarter coarse step and 5 angles at a quarter angle step, then again at 1/16."""
     search = setup.search
     scale = np.array([1 / setup.steps, 1 / setup.steps, 1 / setup.z_steps])
     z_offsets = REFINE_OFFSETS if setup.slice_step is None else np.array([0.0])
-    local = np.stack(np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS, z_offsets, indexing="ij"),
-                     axis=-1).reshape(-1, 3)
+    local = np.stack(
+        np.meshgrid(REFINE_OFFSETS, REFINE_OFFSETS, z_offsets, indexing="ij"), axis=-1
+    ).reshape(-1, 3)
     seeds = list(seeds)
     for level in (1.0, 0.25):
         refined = []
@@ -268,10 +288,17 @@ def _refine(setup: _Setup, seeds: Sequence[_Candidate], rotation_step_deg: float
                 angle = seed.angle_deg + d_angle
                 fr = np.array(seed.frac) + local * scale * level
                 counts, tie = search.evaluate(
-                    search.rotation(angle, seed.tilt_deg, seed.azimuth_deg), fr)
+                    search.rotation(angle, seed.tilt_deg, seed.azimuth_deg), fr
+                )
                 i = _best(counts, tie, 1)[0]
-                cand = _Candidate(int(counts[i]), float(tie[i]), float(angle), seed.tilt_deg,
-                                  seed.azimuth_deg, tuple(fr[i]))
+                cand = _Candidate(
+                    int(counts[i]),
+                    float(tie[i]),
+                    float(angle),
+                    seed.tilt_deg,
+                    seed.azimuth_deg,
+                    tuple(fr[i]),
+                )
                 if (cand.count, cand.tie) > (top.count, top.tie):
                     top = cand
             refined.append(top)
@@ -279,8 +306,9 @@ def _refine(setup: _Setup, seeds: Sequence[_Candidate], rotation_step_deg: float
     return seeds
 
 
-def _allowed_points(setup: _Setup, field: RuleField, gtv: Volume, cand: _Candidate
-                    ) -> NDArray[np.float64]:
+def _allowed_points(
+    setup: _Setup, field: RuleField, gtv: Volume, cand: _Candidate
+) -> NDArray[np.float64]:
     """The centres of a pose that every field rule allows (snapped to slices if asked)."""
     pts = setup.search.points(cand)
     if setup.slice_step is not None:
@@ -291,26 +319,36 @@ def _allowed_points(setup: _Setup, field: RuleField, gtv: Volume, cand: _Candida
     return pts[allowed]
 
 
-def _coplanar_choice(setup: _Setup, field: RuleField, gtv: Volume, params: PlanParameters,
-                     finalists: Sequence[_Candidate]
-                     ) -> tuple[_Candidate, NDArray[np.float64]]:
+def _coplanar_choice(
+    setup: _Setup,
+    field: RuleField,
+    gtv: Volume,
+    params: PlanParameters,
+    finalists: Sequence[_Candidate],
+) -> tuple[_Candidate, NDArray[np.float64]]:
     """A pairwise rule: keep each finalist's largest conflict-free subset, and let that count
     choose among the best poses (the pose search itself counts field rules only)."""
     chosen = None
     for cand in finalists[:N_FINALISTS]:
         cand_pts = _allowed_points(setup, field, gtv, cand)
-        keep = max_independent_subset(len(cand_pts), coplanar_conflicts(
-            cand_pts, coplanar_mm=float(params.coplanar_mm or 0.0),
-            coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0)),
-            weights=field.exact_slack(cand_pts) if len(cand_pts) else None)
+        keep = max_independent_subset(
+            len(cand_pts),
+            coplanar_conflicts(
+                cand_pts,
+                coplanar_mm=float(params.coplanar_mm or 0.0),
+                coplanar_spacing_mm=float(params.coplanar_spacing_mm or 0.0),
+            ),
+            weights=field.exact_slack(cand_pts) if len(cand_pts) else None,
+        )
         if chosen is None or len(keep) > len(chosen[1]):
             chosen = (cand, cand_pts[keep])
     assert chosen is not None
     return chosen
 
 
-def _numbered(field: RuleField, pts: NDArray[np.float64], max_vertices: int | None
-              ) -> NDArray[np.float64]:
+def _numbered(
+    field: RuleField, pts: NDArray[np.float64], max_vertices: int | None
+) -> NDArray[np.float64]:
     """Most room first, then position, so ``max_vertices`` keeps the safest ones
     deterministically; then numbered by position (superior first)."""
     slack = field.exact_slack(pts)
@@ -321,8 +359,9 @@ def _numbered(field: RuleField, pts: NDArray[np.float64], max_vertices: int | No
     return pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
 
 
-def search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
-                    ) -> tuple[NDArray[np.float64], dict[str, Any]]:
+def search_lattice(
+    field: RuleField, gtv: Volume, params: PlanParameters
+) -> tuple[NDArray[np.float64], dict[str, Any]]:
     """Best lattice pose for ``params``: the allowed centres (numbered) and what was searched."""
     setup = _setup(field, gtv, params)
     search = setup.search
@@ -337,8 +376,10 @@ def search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
     pts = _allowed_points(setup, field, gtv, best)
     n_allowed = len(pts)
     if params.coplanar_mm:
-        finalists = sorted({best, *seeds, *pool[:N_FINALISTS]},
-                           key=lambda c: (-c.count, -c.tie, c.angle_deg, c.frac))
+        finalists = sorted(
+            {best, *seeds, *pool[:N_FINALISTS]},
+            key=lambda c: (-c.count, -c.tie, c.angle_deg, c.frac),
+        )
         best, pts = _coplanar_choice(setup, field, gtv, params, finalists)
     pts = _numbered(field, pts, params.max_vertices)
     rot = search.rotation(best.angle_deg, best.tilt_deg, best.azimuth_deg)
@@ -355,8 +396,9 @@ def search_lattice(field: RuleField, gtv: Volume, params: PlanParameters
         "chosen_angle_deg": round(best.angle_deg, 4),
         "chosen_tilt_deg": round(best.tilt_deg, 4),
         "chosen_tilt_azimuth_deg": round(best.azimuth_deg, 4),
-        "chosen_translation_mm": [round(float(v), 4)
-                                  for v in search.translations(np.array([best.frac]))[0]],
+        "chosen_translation_mm": [
+            round(float(v), 4) for v in search.translations(np.array([best.frac]))[0]
+        ],
         "chosen_translation_cell_fraction": [round(float(v), 5) for v in best.frac],
         "lattice_origin_ras_mm": [round(float(v), 4) for v in setup.centre],
         "lattice_rotation": [[round(float(v), 8) for v in row] for row in rot],

@@ -75,7 +75,6 @@ _POSITIVE_LETTERS = ("R", "A", "S")
 _NEGATIVE_LETTERS = ("L", "P", "I")
 
 
-
 @dataclass(frozen=True)
 class VertexCut:
     """The cross-section of one vertex sphere with a panel's plane.
@@ -258,8 +257,9 @@ def overview_geometry(
     cos_to_axis = np.abs(np.diag(canonical.directions)).clip(0.0, 1.0)
     oblique_deg = float(np.degrees(np.arccos(cos_to_axis.min())))
     crop = _Crop(canonical, crop_lo, crop_hi, oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG)
-    panels = tuple(_panel(name, a, h, v, crop, centers, radius, centroid_ijk[a])
-                   for name, a, h, v in _PANELS)
+    panels = tuple(
+        _panel(name, a, h, v, crop, centers, radius, centroid_ijk[a]) for name, a, h, v in _PANELS
+    )
     return OverviewGeometry(
         ornt=ornt,
         affine=affine,
@@ -270,8 +270,9 @@ def overview_geometry(
     )
 
 
-def _extent_ijk(mask: NDArray[np.bool_]) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                                   NDArray[np.float64]]:
+def _extent_ijk(
+    mask: NDArray[np.bool_],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Centroid and bounding box (first and last index per axis) of a boolean mask.
 
     Per-axis voxel counts give the bounding box and the centroid in three passes, without
@@ -302,8 +303,16 @@ class _Crop:
     oblique: bool
 
 
-def _panel(name: PanelName, a: int, h: int, v: int, crop: _Crop, centers: NDArray[np.float64],
-           radius: float, centroid_layer: float) -> PanelGeometry:
+def _panel(
+    name: PanelName,
+    a: int,
+    h: int,
+    v: int,
+    crop: _Crop,
+    centers: NDArray[np.float64],
+    radius: float,
+    centroid_layer: float,
+) -> PanelGeometry:
     """The panel normal to grid axis ``a`` showing axes ``h`` and ``v``."""
     affine = crop.grid.affine
     columns, origin = affine[:3, :3], affine[:3, 3]
@@ -331,8 +340,15 @@ def _panel(name: PanelName, a: int, h: int, v: int, crop: _Crop, centers: NDArra
     for idx, (c, off) in enumerate(zip(centers, offsets)):
         d = abs(off - layer * layer_step)
         if d < radius:
-            cuts.append(VertexCut(idx + 1, float(h_dir @ c), float(v_dir @ c),
-                                  float(np.sqrt(radius**2 - d**2)), float(d)))
+            cuts.append(
+                VertexCut(
+                    idx + 1,
+                    float(h_dir @ c),
+                    float(v_dir @ c),
+                    float(np.sqrt(radius**2 - d**2)),
+                    float(d),
+                )
+            )
     axis_name = WORLD_AXIS_NAMES[a]
     label = (
         f"{name} {axis_name} = {point[a]:.1f} mm"
@@ -340,19 +356,29 @@ def _panel(name: PanelName, a: int, h: int, v: int, crop: _Crop, centers: NDArra
         else f"{name} (tilted) {axis_name} \u2248 {point[a]:.1f} mm at centre"
     )
     return PanelGeometry(
-        name=name, normal_axis=a, h_axis=h, v_axis=v, layer=layer,
+        name=name,
+        normal_axis=a,
+        h_axis=h,
+        v_axis=v,
+        layer=layer,
         h_range=(int(crop.lo[h]), int(crop.hi[h])),
         v_range=(int(crop.lo[v]), int(crop.hi[v])),
-        h_dir_ras=h_dir.copy(), v_dir_ras=v_dir.copy(), normal_ras=normal,
-        plane_point_ras_mm=point, extent_mm=extent,
+        h_dir_ras=h_dir.copy(),
+        v_dir_ras=v_dir.copy(),
+        normal_ras=normal,
+        plane_point_ras_mm=point,
+        extent_mm=extent,
         voxel_size_mm=(float(voxel_size[h]), float(voxel_size[v])),
         # u grows towards the image left and v towards the top (radiological convention)
-        edge_letters={"left": _letters(h_dir), "right": _letters(-h_dir),
-                      "top": _letters(v_dir), "bottom": _letters(-v_dir)},
-        label=label, cuts=tuple(cuts),
+        edge_letters={
+            "left": _letters(h_dir),
+            "right": _letters(-h_dir),
+            "top": _letters(v_dir),
+            "bottom": _letters(-v_dir),
+        },
+        label=label,
+        cuts=tuple(cuts),
     )
-
-
 
 
 def _richest_layer(
@@ -423,8 +449,9 @@ def montage_layers(geo: OverviewGeometry, centers_ras_mm: ArrayLike) -> list[int
     return sorted(layers, reverse=True)
 
 
-def axial_panel_at(geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter_mm: float,
-                   layer: int) -> PanelGeometry:
+def axial_panel_at(
+    geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter_mm: float, layer: int
+) -> PanelGeometry:
     """The overview's axial panel moved to ``layer``, with that plane's sphere cuts."""
     centers = as_centres(centers_ras_mm)
     axial = geo.panels[0]
@@ -437,14 +464,21 @@ def axial_panel_at(geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter
     for idx, c in enumerate(centers):
         d = abs(float((c - origin) @ axial.normal_ras) - layer * step)
         if d < radius:
-            cuts.append(VertexCut(idx + 1, float(axial.h_dir_ras @ c),
-                                  float(axial.v_dir_ras @ c),
-                                  float(np.sqrt(radius**2 - d**2)), d))
+            cuts.append(
+                VertexCut(
+                    idx + 1,
+                    float(axial.h_dir_ras @ c),
+                    float(axial.v_dir_ras @ c),
+                    float(np.sqrt(radius**2 - d**2)),
+                    d,
+                )
+            )
     axis = WORLD_AXIS_NAMES[axial.normal_axis]
     ids = _id_ranges([c.vertex_id for c in cuts]) or "none"
     label = f"axial {axis} = {point[axial.normal_axis]:.1f} mm: vertices {ids}"
-    return dataclasses.replace(axial, layer=layer, plane_point_ras_mm=point, label=label,
-                               cuts=tuple(cuts))
+    return dataclasses.replace(
+        axial, layer=layer, plane_point_ras_mm=point, label=label, cuts=tuple(cuts)
+    )
 
 
 def _id_ranges(ids: list[int]) -> str:
@@ -456,4 +490,3 @@ def _id_ranges(ids: list[int]) -> str:
         else:
             runs.append([i, i])
     return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
-

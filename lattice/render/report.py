@@ -42,8 +42,11 @@ def _world_frame(frame: Any) -> str:
     in older plans, one string."""
     if not isinstance(frame, Mapping):
         return f"world frame {_e(frame)}"
-    items = [f"<code>{_e(k)}</code>: {_e(v)}" for k, v in frame.items()
-             if k not in ("input", "input_frame")]
+    items = [
+        f"<code>{_e(k)}</code>: {_e(v)}"
+        for k, v in frame.items()
+        if k not in ("input", "input_frame")
+    ]
     return f"input: {_e(frame.get('input'))}; " + "; ".join(items)
 
 
@@ -52,19 +55,27 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     file name."""
     plan = doc if isinstance(doc, PlanDocument) else PlanDocument(dict(doc))
     p, s = plan.parameters, plan.summary
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-             f"<title>LATTICE plan report</title><style>{_CSS}</style></head><body>"]
-    parts.append(f"<h1>LATTICE plan: {_e(s.get('n_vertices'))} vertices, "
-                 f"{_e(str(p.get('pattern', '')).upper())} {_e(p.get('mode', ''))}</h1>")
-    parts.append(f"<p class='note'>lattice {_e(plan.lattice_version)}; "
-                 f"{_world_frame(plan.world_frame)}. A geometry plan for the treatment "
-                 "planning system: no dose was calculated.</p>")
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        f"<title>LATTICE plan report</title><style>{_CSS}</style></head><body>"
+    ]
+    parts.append(
+        f"<h1>LATTICE plan: {_e(s.get('n_vertices'))} vertices, "
+        f"{_e(str(p.get('pattern', '')).upper())} {_e(p.get('mode', ''))}</h1>"
+    )
+    parts.append(
+        f"<p class='note'>lattice {_e(plan.lattice_version)}; "
+        f"{_world_frame(plan.world_frame)}. A geometry plan for the treatment "
+        "planning system: no dose was calculated.</p>"
+    )
     verification = plan.verification
     if verification:
         ok = verification.get("ok")
-        parts.append(f"<p>Independent verification: <span class='{'ok' if ok else 'bad'}'>"
-                     f"{'every rule holds' if ok else 'FAILED'}</span> "
-                     f"({_e(verification.get('by'))}).</p>")
+        parts.append(
+            f"<p>Independent verification: <span class='{'ok' if ok else 'bad'}'>"
+            f"{'every rule holds' if ok else 'FAILED'}</span> "
+            f"({_e(verification.get('by'))}).</p>"
+        )
     warnings = plan.warnings
     parts.append("<h2>Warnings</h2>")
     parts.append("".join(f"<p class='warn'>{_e(w)}</p>" for w in warnings) or "<p>None.</p>")
@@ -72,9 +83,11 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     for name, caption in PICTURES:
         if name in pictures:
             data = base64.b64encode(pictures[name]).decode("ascii")
-            parts.append(f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption class='note'>{_e(caption)} ({_e(name)})</figcaption>"
-                         "</figure>")
+            parts.append(
+                f"<figure><img alt='{_e(caption)}' src='data:image/png;base64,{data}'>"
+                f"<figcaption class='note'>{_e(caption)} ({_e(name)})</figcaption>"
+                "</figure>"
+            )
     parts.append("<h2>Lesion</h2>")
     parts.append(_lesion(plan))
     parts.append("<h2>Plan summary</h2>")
@@ -103,8 +116,9 @@ def write_report(folder: str | Path, path: str | Path | None = None) -> Path:
     """Write ``report.html`` (or ``path``) for the plan folder ``folder``."""
     folder = Path(folder)
     doc = PlanDocument.read(folder)
-    pictures = {name: (folder / name).read_bytes() for name, _ in PICTURES
-                if (folder / name).is_file()}
+    pictures = {
+        name: (folder / name).read_bytes() for name, _ in PICTURES if (folder / name).is_file()
+    }
     target = Path(path) if path is not None else folder / "report.html"
     target.write_text(render_report(doc, pictures), encoding="utf-8")
     return target
@@ -135,21 +149,30 @@ def _lesion(plan: PlanDocument) -> str:
     if not plan.lesion:
         return "<p>Not measured.</p>"
     m = plan.lesion_measurements
-    rows = [("GTV volume", f"{m.get('volume_cc', 0):.2f} cc"),
-            ("long axis (axial, RECIST-style)",
-             f"{m.get('long_axis_mm', 0):.1f} mm on slice k = {m.get('axial_slice_index')}"),
-            ("short axis (perpendicular, same slice)", f"{m.get('short_axis_mm', 0):.1f} mm"),
-            ("3-D maximum diameter", f"{m.get('max_diameter_3d_mm', 0):.1f} mm"),
-            ("sphericity", f"{m.get('sphericity', 0):.3f}")]
+    rows = [
+        ("GTV volume", f"{m.get('volume_cc', 0):.2f} cc"),
+        (
+            "long axis (axial, RECIST-style)",
+            f"{m.get('long_axis_mm', 0):.1f} mm on slice k = {m.get('axial_slice_index')}",
+        ),
+        ("short axis (perpendicular, same slice)", f"{m.get('short_axis_mm', 0):.1f} mm"),
+        ("3-D maximum diameter", f"{m.get('max_diameter_3d_mm', 0):.1f} mm"),
+        ("sphericity", f"{m.get('sphericity', 0):.3f}"),
+    ]
     out = _table(rows)
     rules = plan.size_rules
     if rules:
         out += "<table><tr><th>size rule</th><th>value</th><th>verdict</th><th>source</th></tr>"
         for r in rules:
-            verdict = ("<span class='ok'>met</span>" if r.get("met")
-                       else "<span class='bad'>not met</span>")
-            out += (f"<tr><td>{_e(r.get('rule'))}</td><td class='num'>{_e(r.get('value'))}</td>"
-                    f"<td>{verdict}</td><td>{_e(r.get('source'))}</td></tr>")
+            verdict = (
+                "<span class='ok'>met</span>"
+                if r.get("met")
+                else "<span class='bad'>not met</span>"
+            )
+            out += (
+                f"<tr><td>{_e(r.get('rule'))}</td><td class='num'>{_e(r.get('value'))}</td>"
+                f"<td>{verdict}</td><td>{_e(r.get('source'))}</td></tr>"
+            )
         out += "</table>"
     return out
 
@@ -158,18 +181,25 @@ def _vertex_table(vertices: Sequence[Mapping[str, Any]]) -> str:
     if not vertices:
         return "<p>No vertex fits the rules.</p>"
     oars = sorted({k for v in vertices for k in (v.get("oar_distance_mm") or {})})
-    head = ("<tr><th>name</th><th>centre RAS mm</th><th>centre LPS mm</th>"
-            "<th>depth mm</th><th>nearest vertex mm</th>"
-            + "".join(f"<th>to {_e(o)} mm</th>" for o in oars) + "</tr>")
+    head = (
+        "<tr><th>name</th><th>centre RAS mm</th><th>centre LPS mm</th>"
+        "<th>depth mm</th><th>nearest vertex mm</th>"
+        + "".join(f"<th>to {_e(o)} mm</th>" for o in oars)
+        + "</tr>"
+    )
     rows = []
     for v in vertices:
-        cells = [f"<td>{_e(v.get('name'))}</td>",
-                 f"<td class='num'>{_e(_point(v.get('center_ras_mm')))}</td>",
-                 f"<td class='num'>{_e(_point(v.get('center_lps_mm')))}</td>",
-                 f"<td class='num'>{_e(_num(v.get('depth_mm')))}</td>",
-                 f"<td class='num'>{_e(_num(v.get('nearest_vertex_mm')))}</td>"]
-        cells += [f"<td class='num'>{_e(_num((v.get('oar_distance_mm') or {}).get(o)))}</td>"
-                  for o in oars]
+        cells = [
+            f"<td>{_e(v.get('name'))}</td>",
+            f"<td class='num'>{_e(_point(v.get('center_ras_mm')))}</td>",
+            f"<td class='num'>{_e(_point(v.get('center_lps_mm')))}</td>",
+            f"<td class='num'>{_e(_num(v.get('depth_mm')))}</td>",
+            f"<td class='num'>{_e(_num(v.get('nearest_vertex_mm')))}</td>",
+        ]
+        cells += [
+            f"<td class='num'>{_e(_num((v.get('oar_distance_mm') or {}).get(o)))}</td>"
+            for o in oars
+        ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -182,14 +212,21 @@ def _inputs(inputs: Mapping[str, Any]) -> str:
             if not isinstance(item, Mapping):
                 continue
             where = item.get("path") or item.get("dicom_folder") or item.get("folder") or ""
-            extra = ", ".join(f"{k}: {v}" for k, v in item.items()
-                              if k not in ("path", "dicom_folder", "folder", "sha256")
-                              and v is not None)
-            rows.append(f"<tr><th>{_e(key)}</th><td><code>{_e(where)}</code>"
-                        f"{'<br>' + _e(extra) if extra else ''}</td>"
-                        f"<td><code>{_e(item.get('sha256', '-'))}</code></td></tr>")
-    return ("<table><tr><th>input</th><th>file and details</th><th>sha256</th></tr>"
-            + "".join(rows) + "</table>")
+            extra = ", ".join(
+                f"{k}: {v}"
+                for k, v in item.items()
+                if k not in ("path", "dicom_folder", "folder", "sha256") and v is not None
+            )
+            rows.append(
+                f"<tr><th>{_e(key)}</th><td><code>{_e(where)}</code>"
+                f"{'<br>' + _e(extra) if extra else ''}</td>"
+                f"<td><code>{_e(item.get('sha256', '-'))}</code></td></tr>"
+            )
+    return (
+        "<table><tr><th>input</th><th>file and details</th><th>sha256</th></tr>"
+        + "".join(rows)
+        + "</table>"
+    )
 
 
 def _point(p: Any) -> str:

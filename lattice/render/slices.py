@@ -151,10 +151,13 @@ def render_overview(
     ratios = [
         (p.extent_mm[1] - p.extent_mm[0]) / (p.extent_mm[3] - p.extent_mm[2]) for p in geo.panels
     ]
-    axes = fig.subplots(1, 3, squeeze=False,
-                        width_ratios=[min(max(r, 0.4), 2.5) for r in ratios],
-                        gridspec_kw={"left": 0.06, "right": 0.99, "top": 0.86, "bottom": 0.14,
-                                     "wspace": 0.22})[0]
+    axes = fig.subplots(
+        1,
+        3,
+        squeeze=False,
+        width_ratios=[min(max(r, 0.4), 2.5) for r in ratios],
+        gridspec_kw={"left": 0.06, "right": 0.99, "top": 0.86, "bottom": 0.14, "wspace": 0.22},
+    )[0]
     for ax, anchor in zip(axes, ("E", "C", "W")):
         ax.set_anchor(anchor)  # keep the three panels together when the height limits them
     seen: set[str] = set()
@@ -169,12 +172,18 @@ def render_overview(
             oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
             n_vertices=geo.n_vertices,
         )
-    handles = _legend_handles(overlays, seen, n_vertices=geo.n_vertices,
-                              diameter_mm=diameter_mm)
-    fig.legend(handles=handles, loc="lower center", ncols=len(handles), frameon=False,
-               fontsize=9, bbox_to_anchor=(0.5, 0.0))
-    fig.suptitle(_overview_title(title, geo, diameter_mm=diameter_mm, level=level,
-                                 width=width), fontsize=11)
+    handles = _legend_handles(overlays, seen, n_vertices=geo.n_vertices, diameter_mm=diameter_mm)
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        ncols=len(handles),
+        frameon=False,
+        fontsize=9,
+        bbox_to_anchor=(0.5, 0.0),
+    )
+    fig.suptitle(
+        _overview_title(title, geo, diameter_mm=diameter_mm, level=level, width=width), fontsize=11
+    )
 
     out = Path(path)
     try:
@@ -198,39 +207,75 @@ class _Overlay:
     width: float
 
 
-
-def _overlays(geo: OverviewGeometry, *, gtv: Volume, lattice_target: Volume | None,
-              stv: Volume | None, oars: Mapping[str, Volume]) -> list[_Overlay]:
+def _overlays(
+    geo: OverviewGeometry,
+    *,
+    gtv: Volume,
+    lattice_target: Volume | None,
+    stv: Volume | None,
+    oars: Mapping[str, Volume],
+) -> list[_Overlay]:
     """The contours to draw, in legend order: GTV, LATTICE target, STV, OARs."""
     overlays = [_Overlay("GTV", geo.canonical(np.asarray(gtv.array)), GTV_COLOR, "-", 1.6)]
     if lattice_target is not None:
-        overlays.append(_Overlay("LATTICE target", geo.canonical(np.asarray(lattice_target.array)),
-                                 TARGET_COLOR, "--", 1.4))
+        overlays.append(
+            _Overlay(
+                "LATTICE target",
+                geo.canonical(np.asarray(lattice_target.array)),
+                TARGET_COLOR,
+                "--",
+                1.4,
+            )
+        )
     if stv is not None:
-        overlays.append(_Overlay("STV (SCART)", geo.canonical(np.asarray(stv.array)),
-                                 STV_COLOR, ":", 1.6))
+        overlays.append(
+            _Overlay("STV (SCART)", geo.canonical(np.asarray(stv.array)), STV_COLOR, ":", 1.6)
+        )
     for n, (oar_name, oar) in enumerate(oars.items()):
-        overlays.append(_Overlay(oar_name, geo.canonical(np.asarray(oar.array)),
-                                 OAR_COLORS[n % len(OAR_COLORS)], "-", 1.3))
+        overlays.append(
+            _Overlay(
+                oar_name,
+                geo.canonical(np.asarray(oar.array)),
+                OAR_COLORS[n % len(OAR_COLORS)],
+                "-",
+                1.3,
+            )
+        )
     return overlays
 
 
-def _legend_handles(overlays: list[_Overlay], seen: set[str], *, n_vertices: int,
-                    diameter_mm: float) -> list[Artist]:
+def _legend_handles(
+    overlays: list[_Overlay], seen: set[str], *, n_vertices: int, diameter_mm: float
+) -> list[Artist]:
     """One legend line per overlay (marked when no panel shows it), and the spheres."""
     handles: list[Artist] = []
     for ov in overlays:
         missing = "" if ov.name in seen else " (not in these planes)"
-        handles.append(Line2D([], [], color=ov.color, linestyle=ov.style, linewidth=ov.width,
-                              label=f"{ov.name}{missing}"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color=ov.color,
+                linestyle=ov.style,
+                linewidth=ov.width,
+                label=f"{ov.name}{missing}",
+            )
+        )
     if n_vertices:
-        handles.append(Patch(facecolor=VERTEX_COLOR, edgecolor=VERTEX_COLOR, alpha=0.6,
-                             label=f"vertex sphere cross-section (D = {diameter_mm:g} mm)"))
+        handles.append(
+            Patch(
+                facecolor=VERTEX_COLOR,
+                edgecolor=VERTEX_COLOR,
+                alpha=0.6,
+                label=f"vertex sphere cross-section (D = {diameter_mm:g} mm)",
+            )
+        )
     return handles
 
 
-def _overview_title(title: str, geo: OverviewGeometry, *, diameter_mm: float, level: float,
-                    width: float) -> str:
+def _overview_title(
+    title: str, geo: OverviewGeometry, *, diameter_mm: float, level: float, width: float
+) -> str:
     head = f"{title} \u2014 " if title else ""
     n = geo.n_vertices
     suptitle = f"{head}{n} {'vertex' if n == 1 else 'vertices'}, D = {diameter_mm:g} mm"
@@ -259,8 +304,16 @@ def _draw_panel(
     ct_slice = _panel_slice(ct_c, panel)
     ax.set_facecolor("black")
     # rows of the image are v (origin lower); the u axis is inverted below
-    ax.imshow(ct_slice.T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower",
-              extent=(u_min, u_max, v_min, v_max), interpolation="nearest", aspect="equal")
+    ax.imshow(
+        ct_slice.T,
+        cmap="gray",
+        vmin=vmin,
+        vmax=vmax,
+        origin="lower",
+        extent=(u_min, u_max, v_min, v_max),
+        interpolation="nearest",
+        aspect="equal",
+    )
     seen = _draw_contours(ax, panel, overlays)
     outline = [withStroke(linewidth=2.5, foreground="black")]
     _draw_cuts(ax, panel, outline)
@@ -273,8 +326,18 @@ def _draw_panel(
         "top": (0.5, 0.985, "center", "top"),
         "bottom": (0.5, 0.015, "center", "bottom"),
     }.items():
-        ax.text(x, y, panel.edge_letters[where], transform=ax.transAxes, ha=ha, va=va,
-                color="#ffe680", fontsize=13, fontweight="bold", path_effects=outline)
+        ax.text(
+            x,
+            y,
+            panel.edge_letters[where],
+            transform=ax.transAxes,
+            ha=ha,
+            va=va,
+            color="#ffe680",
+            fontsize=13,
+            fontweight="bold",
+            path_effects=outline,
+        )
     ax.set_xlabel(_axis_label(panel.h_dir_ras, oblique))
     ax.set_ylabel(_axis_label(panel.v_dir_ras, oblique))
     cut_note = (
@@ -299,8 +362,15 @@ def _draw_contours(ax: Axes, panel: PanelGeometry, overlays: list[_Overlay]) -> 
         seen.add(ov.name)
         if m.all():
             continue  # the structure fills the view: nothing to outline
-        ax.contour(u_pad, v_pad, m.T.astype(np.float32), levels=[0.5], colors=[ov.color],
-                   linestyles=[ov.style], linewidths=[ov.width])
+        ax.contour(
+            u_pad,
+            v_pad,
+            m.T.astype(np.float32),
+            levels=[0.5],
+            colors=[ov.color],
+            linestyles=[ov.style],
+            linewidths=[ov.width],
+        )
     return seen
 
 
@@ -308,30 +378,59 @@ def _draw_cuts(ax: Axes, panel: PanelGeometry, outline: list) -> None:
     """Each vertex sphere's cross-section as a translucent disc with its id."""
     for cut in panel.cuts:
         # Translucent fill, opaque outline: one patch with an RGBA face colour.
-        ax.add_patch(Circle((cut.u_mm, cut.v_mm), cut.radius_mm,
-                            facecolor=to_rgba(VERTEX_COLOR, 0.4), edgecolor=VERTEX_COLOR,
-                            linewidth=1.0))
+        ax.add_patch(
+            Circle(
+                (cut.u_mm, cut.v_mm),
+                cut.radius_mm,
+                facecolor=to_rgba(VERTEX_COLOR, 0.4),
+                edgecolor=VERTEX_COLOR,
+                linewidth=1.0,
+            )
+        )
         # A sphere cut near its rim leaves a small circle that a centred label would hide:
         # its id goes just above the circle, smaller, so the circle stays visible.
         small = cut.radius_mm < SMALL_CUT_MM
-        ax.text(cut.u_mm, cut.v_mm + (cut.radius_mm + 1.0 if small else 0.0),
-                str(cut.vertex_id), color="white", fontsize=6.5 if small else 8,
-                fontweight="normal" if small else "bold", ha="center",
-                va="bottom" if small else "center", path_effects=outline, clip_on=True)
+        ax.text(
+            cut.u_mm,
+            cut.v_mm + (cut.radius_mm + 1.0 if small else 0.0),
+            str(cut.vertex_id),
+            color="white",
+            fontsize=6.5 if small else 8,
+            fontweight="normal" if small else "bold",
+            ha="center",
+            va="bottom" if small else "center",
+            path_effects=outline,
+            clip_on=True,
+        )
 
 
-def _scale_bar(ax: Axes, u_min: float, u_max: float, v_min: float, v_max: float,
-               outline: list) -> None:
+def _scale_bar(
+    ax: Axes, u_min: float, u_max: float, v_min: float, v_max: float, outline: list
+) -> None:
     """A white bar of a round number of mm in the panel's lower right corner."""
     width = u_max - u_min
     length = max([b for b in SCALE_BAR_MM if b <= width / 5] or [SCALE_BAR_MM[0]])
     # u grows to the image left: the lower right corner is (u_min, v_min).
     right = u_min + 0.05 * width
     y = v_min + 0.06 * (v_max - v_min)
-    ax.plot([right, right + length], [y, y], color="white", linewidth=3,
-            solid_capstyle="butt", path_effects=outline)
-    ax.text(right + length / 2, y + 0.015 * (v_max - v_min), f"{length} mm", color="white",
-            ha="center", va="bottom", fontsize=8, path_effects=outline)
+    ax.plot(
+        [right, right + length],
+        [y, y],
+        color="white",
+        linewidth=3,
+        solid_capstyle="butt",
+        path_effects=outline,
+    )
+    ax.text(
+        right + length / 2,
+        y + 0.015 * (v_max - v_min),
+        f"{length} mm",
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        path_effects=outline,
+    )
 
 
 def _panel_slice(array: NDArray, panel: PanelGeometry, *, pad: int = 0) -> NDArray:
@@ -351,12 +450,12 @@ def _panel_slice(array: NDArray, panel: PanelGeometry, *, pad: int = 0) -> NDArr
     out = np.asarray(array[tuple(index)])
     return np.pad(out, widths) if pad else out
 
+
 def _axis_label(direction: NDArray[np.float64], oblique: bool) -> str:
     name = WORLD_AXIS_NAMES[int(np.argmax(np.abs(direction)))]
     if oblique:
         return f"mm along grid axis \u2248 {name}"
     return f"{name} RAS (mm)"
-
 
 
 def render_vertex_montage(
@@ -390,26 +489,42 @@ def render_vertex_montage(
     fig = Figure(figsize=(4.4 * cols, 4.3 * rows + 0.8), dpi=MONTAGE_DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax in axes.flat[len(shown):]:
+    for ax in axes.flat[len(shown) :]:
         ax.set_axis_off()
     for ax, layer in zip(axes.flat, shown):
         panel = axial_panel_at(geo, centers, diameter_mm=diameter_mm, layer=layer)
-        _draw_panel(ax, panel, ct_c, overlays, vmin=level - width / 2, vmax=level + width / 2,
-                    oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
-                    n_vertices=len(centers))
+        _draw_panel(
+            ax,
+            panel,
+            ct_c,
+            overlays,
+            vmin=level - width / 2,
+            vmax=level + width / 2,
+            oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
+            n_vertices=len(centers),
+        )
         ax.set_title(panel.label, fontsize=9)
-    more = (f"; {len(layers) - len(shown)} more slices not shown"
-            if len(layers) > len(shown) else "")
-    fig.suptitle(f"{title + ' - ' if title else ''}every axial slice through a vertex centre "
-                 f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
-                 f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
-                 "yellow" + (", STV dotted orange" if stv is not None else "")
-                 + (", OARs in their colours" if oars else "")
-                 + ", vertex spheres cyan (true cross-sections)", fontsize=11)
+    more = f"; {len(layers) - len(shown)} more slices not shown" if len(layers) > len(shown) else ""
+    fig.suptitle(
+        f"{title + ' - ' if title else ''}every axial slice through a vertex centre "
+        f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
+        f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
+        "yellow"
+        + (", STV dotted orange" if stv is not None else "")
+        + (", OARs in their colours" if oars else "")
+        + ", vertex spheres cyan (true cross-sections)",
+        fontsize=11,
+    )
     # Fixed margins: tight_layout would cost a second full draw of every panel.
     height_in = 4.3 * rows + 0.8
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.45 / height_in,
-                        top=1 - 0.95 / height_in, wspace=0.3, hspace=0.28)
+    fig.subplots_adjust(
+        left=0.06,
+        right=0.99,
+        bottom=0.45 / height_in,
+        top=1 - 0.95 / height_in,
+        wspace=0.3,
+        hspace=0.28,
+    )
     out = Path(path)
     try:
         fig.savefig(out, format="png", dpi=MONTAGE_DPI)

@@ -64,8 +64,15 @@ LETTER_BAND_PX = 30
 LETTER_COLOR = "#b36b00"
 
 
-def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diameter_mm: float,
-              oars: Mapping[str, Volume] = NO_OARS, title: str = "") -> Path:
+def render_3d(
+    path: str | Path,
+    *,
+    gtv: Volume,
+    centers_ras_mm: ArrayLike,
+    diameter_mm: float,
+    oars: Mapping[str, Volume] = NO_OARS,
+    title: str = "",
+) -> Path:
     """Write a PNG with the GTV surface, the vertex spheres and the OARs in 3-D, seen from
     two viewpoints (:data:`VIEWS_3D`), with RAS mm scales and R/L, A/P, S/I letters.
 
@@ -90,12 +97,18 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     oar_colors = {name: OAR_COLORS[k % len(OAR_COLORS)] for k, name in enumerate(oar_tris)}
     radius = diameter_mm / 2.0
     spheres = _sphere_quads(centers, radius, n_theta=24, n_phi=12)
-    outward = (spheres.mean(axis=1) - np.repeat(centers, len(spheres)
-                                                // max(len(centers), 1), axis=0))
+    outward = spheres.mean(axis=1) - np.repeat(
+        centers, len(spheres) // max(len(centers), 1), axis=0
+    )
     outward /= np.linalg.norm(outward, axis=1, keepdims=True).clip(1e-12)
-    everything = np.concatenate([gtv_tris.reshape(-1, 3),
-                                 *[t.reshape(-1, 3) for t in oar_tris.values()],
-                                 centers - radius, centers + radius])
+    everything = np.concatenate(
+        [
+            gtv_tris.reshape(-1, 3),
+            *[t.reshape(-1, 3) for t in oar_tris.values()],
+            centers - radius,
+            centers + radius,
+        ]
+    )
     lo, hi = everything.min(axis=0) - 2.0, everything.max(axis=0) + 2.0
 
     surfaces = [(gtv_tris, to_rgba(GTV_COLOR, 0.18))]
@@ -105,9 +118,13 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     # One scale for both views (the coarser of the two that fit in a 0.41 x 0.74 frame), so
     # that they compare directly.
     rect_w, rect_h = 0.41 * fig.bbox.width, 0.74 * fig.bbox.height
-    mm_per_px = max(max((hi[w.h_axis] - lo[w.h_axis]) / (rect_w - 2 * LETTER_BAND_PX),
-                        (hi[w.v_axis] - lo[w.v_axis]) / (rect_h - 2 * LETTER_BAND_PX))
-                    for w in VIEWS_3D)
+    mm_per_px = max(
+        max(
+            (hi[w.h_axis] - lo[w.h_axis]) / (rect_w - 2 * LETTER_BAND_PX),
+            (hi[w.v_axis] - lo[w.v_axis]) / (rect_h - 2 * LETTER_BAND_PX),
+        )
+        for w in VIEWS_3D
+    )
     hidden = 0
     for n, view in enumerate(VIEWS_3D):
         toward = np.array(view.toward_camera)
@@ -127,19 +144,33 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
         shown = _labelled(centers, toward, radius, (h, v), (5.0 * pt_mm, 9.0 * pt_mm))
         hidden = max(hidden, len(centers) - len(shown))
         for i in shown:
-            ax.text(centers[i, h], centers[i, v], str(i + 1), fontsize=7, fontweight="bold",
-                    ha="center", va="center", color="black", zorder=10)
+            ax.text(
+                centers[i, h],
+                centers[i, v],
+                str(i + 1),
+                fontsize=7,
+                fontweight="bold",
+                ha="center",
+                va="center",
+                color="black",
+                zorder=10,
+            )
         _frame_3d(ax, view, lo, hi, mm_per_px)
         ax.set_title(view.title, fontsize=10)
-    handles = [Patch(facecolor=GTV_COLOR, alpha=0.4, label="GTV"),
-               Patch(facecolor=VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
-               *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}")
-                 for name, c in oar_colors.items()]]
-    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8,
-               frameon=False)
+    handles = [
+        Patch(facecolor=GTV_COLOR, alpha=0.4, label="GTV"),
+        Patch(facecolor=VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
+        *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}") for name, c in oar_colors.items()],
+    ]
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False
+    )
     note = f"; ids of {hidden} hidden vertices in vertices.png" if hidden else ""
-    fig.suptitle(f"{title + ' - ' if title else ''}{len(centers)} vertices, orthographic "
-                 f"views, RAS mm{note}", fontsize=10)
+    fig.suptitle(
+        f"{title + ' - ' if title else ''}{len(centers)} vertices, orthographic "
+        f"views, RAS mm{note}",
+        fontsize=10,
+    )
     out = Path(path)
     try:
         fig.savefig(out, format="png", dpi=FIGURE_DPI)
@@ -148,9 +179,13 @@ def render_3d(path: str | Path, *, gtv: Volume, centers_ras_mm: ArrayLike, diame
     return out
 
 
-def _draw_faces(ax: Axes, surfaces: list[tuple[NDArray[np.float64], tuple]],
-                spheres: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
-                toward: NDArray[np.float64], axes: tuple[int, int]) -> None:
+def _draw_faces(
+    ax: Axes,
+    surfaces: list[tuple[NDArray[np.float64], tuple]],
+    spheres: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+    toward: NDArray[np.float64],
+    axes: tuple[int, int],
+) -> None:
     """Paint surface triangles (m, 3, 3) with their RGBA colours and, optionally, the sphere
     quads (m, 4, 3) with their outward unit normals, far to near, in one collection.
 
@@ -179,21 +214,32 @@ def _draw_faces(ax: Axes, surfaces: list[tuple[NDArray[np.float64], tuple]],
     order = np.argsort(np.concatenate(depths), kind="stable")  # far to near
     h, v = axes
     # triangles as quads with a repeated corner: one (m, 4, 2) array is fast to draw
-    faces = np.concatenate([np.concatenate([p, p[:, -1:]], axis=1)[..., (h, v)]
-                            if p.shape[1] == 3 else p[..., (h, v)]
-                            for p in polys])[order]
+    faces = np.concatenate(
+        [
+            np.concatenate([p, p[:, -1:]], axis=1)[..., (h, v)]
+            if p.shape[1] == 3
+            else p[..., (h, v)]
+            for p in polys
+        ]
+    )[order]
     face_rgba = np.concatenate(colours)[order]
     # Antialiased translucent faces leave no visible seams; an opaque face's own
     # colour as a thin edge closes the seams between sphere faces.
     edges = face_rgba.copy()
     edges[edges[:, 3] < 1, 3] = 0.0
-    ax.add_collection(PolyCollection(faces,  # type: ignore[arg-type]  # an array: fast
-                                     facecolors=face_rgba, edgecolors=edges,
-                                     linewidths=0.4))
+    ax.add_collection(
+        PolyCollection(
+            faces,  # type: ignore[arg-type]  # an array: fast
+            facecolors=face_rgba,
+            edgecolors=edges,
+            linewidths=0.4,
+        )
+    )
 
 
-def _frame_3d(ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.float64],
-              mm_per_px: float) -> None:
+def _frame_3d(
+    ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.float64], mm_per_px: float
+) -> None:
     """Equal mm scales, limits with an empty band of :data:`LETTER_BAND_PX` around the
     scene, the orientation letters in that band, and the axis labels."""
     h, v = view.h_axis, view.v_axis
@@ -203,19 +249,36 @@ def _frame_3d(ax: Axes, view: View3D, lo: NDArray[np.float64], hi: NDArray[np.fl
     ax.set_ylim(v_lo, v_hi)
     ax.set_aspect("equal", adjustable="box")
     h_mid, v_mid = (h_lo + h_hi) / 2, (v_lo + v_hi) / 2
-    for x, y, letter in ((h_hi - band / 2, v_mid, view.h_letters[0]),
-                         (h_lo + band / 2, v_mid, view.h_letters[1]),
-                         (h_mid, v_hi - band / 2, "S"), (h_mid, v_lo + band / 2, "I")):
-        ax.text(x, y, letter, fontsize=12, fontweight="bold", color=LETTER_COLOR,
-                ha="center", va="center", zorder=11)
+    for x, y, letter in (
+        (h_hi - band / 2, v_mid, view.h_letters[0]),
+        (h_lo + band / 2, v_mid, view.h_letters[1]),
+        (h_mid, v_hi - band / 2, "S"),
+        (h_mid, v_lo + band / 2, "I"),
+    ):
+        ax.text(
+            x,
+            y,
+            letter,
+            fontsize=12,
+            fontweight="bold",
+            color=LETTER_COLOR,
+            ha="center",
+            va="center",
+            zorder=11,
+        )
     ax.set_xlabel(f"{WORLD_AXIS_NAMES[h]} RAS (mm)", fontsize=8)
     ax.set_ylabel(f"{WORLD_AXIS_NAMES[v]} RAS (mm)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.set_facecolor("#f4f4f4")
 
 
-def _labelled(centers: NDArray[np.float64], toward: NDArray[np.float64], radius: float,
-              axes: tuple[int, int], label_mm: tuple[float, float]) -> list[int]:
+def _labelled(
+    centers: NDArray[np.float64],
+    toward: NDArray[np.float64],
+    radius: float,
+    axes: tuple[int, int],
+    label_mm: tuple[float, float],
+) -> list[int]:
     """Indices of the spheres whose id the view can show, nearest first: the centre is not
     behind a nearer sphere (``toward``: unit vector to the camera, along a world axis;
     orthographic view), and its id, ``label_mm`` = (width per digit, height) in mm, does not
@@ -229,15 +292,19 @@ def _labelled(centers: NDArray[np.float64], toward: NDArray[np.float64], radius:
         nearer = order[:n]
         if np.any(np.linalg.norm(flat[nearer] - flat[i], axis=1) < radius):
             continue  # behind a nearer sphere
-        if any(abs(flat[i, 0] - flat[j, 0]) < (width[i] + width[j]) / 2
-               and abs(flat[i, 1] - flat[j, 1]) < label_mm[1] for j in shown):
+        if any(
+            abs(flat[i, 0] - flat[j, 0]) < (width[i] + width[j]) / 2
+            and abs(flat[i, 1] - flat[j, 1]) < label_mm[1]
+            for j in shown
+        ):
             continue  # its id would overprint a nearer one
         shown.append(int(i))
     return sorted(shown)
 
 
-def _sphere_quads(centers: NDArray[np.float64], radius: float, *, n_theta: int = 14,
-                  n_phi: int = 8) -> NDArray[np.float64]:
+def _sphere_quads(
+    centers: NDArray[np.float64], radius: float, *, n_theta: int = 14, n_phi: int = 8
+) -> NDArray[np.float64]:
     """(m, 4, 3) quadrilaterals of a latitude-longitude sphere around every centre."""
     theta = np.linspace(0, 2 * np.pi, n_theta + 1)
     phi = np.linspace(0, np.pi, n_phi + 1)
@@ -263,11 +330,10 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
     voxel = np.asarray(mask.voxel_size_mm, dtype=float)
     # Marching cubes makes about two triangles per block face on the surface.
     face_mm2 = np.prod(voxel) / voxel
-    area = sum(int(np.count_nonzero(np.diff(np.pad(sub, 1), axis=a))) * face_mm2[a]
-               for a in range(3))
+    area = sum(
+        int(np.count_nonzero(np.diff(np.pad(sub, 1), axis=a))) * face_mm2[a] for a in range(3)
+    )
     block_mm = np.sqrt(2.0 * area / MAX_FACES_3D)
     factor = np.clip(np.round(block_mm / voxel), 1, None).astype(int)
     verts_ijk, faces = mask_surface_ijk(array, block_vox=factor, box=box)
     return mask.ijk_to_ras(verts_ijk)[faces]
-
-

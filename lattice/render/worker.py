@@ -126,9 +126,16 @@ class PictureResult:
     lesion: LesionMeasurements | None = None
 
 
-def picture_job(plan: Plan, path: Path | None, *, title: str,
-                oars: Mapping[str, Volume] | None = None, stv: Volume | None = None,
-                measure: bool = False, ct_series: CtSeriesJob | None = None) -> PictureJob:
+def picture_job(
+    plan: Plan,
+    path: Path | None,
+    *,
+    title: str,
+    oars: Mapping[str, Volume] | None = None,
+    stv: Volume | None = None,
+    measure: bool = False,
+    ct_series: CtSeriesJob | None = None,
+) -> PictureJob:
     """The job for ``plan``: its masks cropped to the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
     gtv = plan.gtv
     pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
@@ -138,19 +145,29 @@ def picture_job(plan: Plan, path: Path | None, *, title: str,
         c = v.crop(box)
         return c.with_array(np.array(c.array, order="K"))  # same layout: a fast copy
 
-    return PictureJob(path=path, title=title, box=box, centers_ras_mm=plan.centers_ras_mm,
-                      diameter_mm=plan.parameters.diameter_mm, gtv=cut(gtv),
-                      target=cut(plan.lattice_target),
-                      oars={n: cut(m) for n, m in (oars or {}).items()},
-                      stv=None if stv is None else cut(stv), measure=measure,
-                      ct_series=ct_series)
+    return PictureJob(
+        path=path,
+        title=title,
+        box=box,
+        centers_ras_mm=plan.centers_ras_mm,
+        diameter_mm=plan.parameters.diameter_mm,
+        gtv=cut(gtv),
+        target=cut(plan.lattice_target),
+        oars={n: cut(m) for n, m in (oars or {}).items()},
+        stv=None if stv is None else cut(stv),
+        measure=measure,
+        ct_series=ct_series,
+    )
 
 
 def _uses_process() -> bool:
     """Whether the work may run in a child process: fork exists, the environment does not
     say no, and this process may have children (daemonic ones may not)."""
-    return ("fork" in mp.get_all_start_methods() and os.environ.get(FORK_ENV, "1") != "0"
-            and not mp.current_process().daemon)
+    return (
+        "fork" in mp.get_all_start_methods()
+        and os.environ.get(FORK_ENV, "1") != "0"
+        and not mp.current_process().daemon
+    )
 
 
 class PictureWorker:
@@ -169,8 +186,9 @@ class PictureWorker:
     call :meth:`close`, so the worker process never outlives the run.
     """
 
-    def __init__(self, load_ct: Callable[[], Volume],
-                 early: Callable[[Volume], None] | None = None) -> None:
+    def __init__(
+        self, load_ct: Callable[[], Volume], early: Callable[[Volume], None] | None = None
+    ) -> None:
         self._load_ct = load_ct
         self._early = early
         self._pool: ProcessPoolExecutor | None = None
@@ -180,16 +198,28 @@ class PictureWorker:
         self.lesion: LesionMeasurements | None = None
         if _uses_process():
             # Fork: the initializer's arguments (closures, the CT) are inherited, not pickled.
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("fork"),
-                                             initializer=_prepare, initargs=(load_ct, early))
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=mp.get_context("fork"),
+                initializer=_prepare,
+                initargs=(load_ct, early),
+            )
             # The executor forks on its first submit: now, so the child loads the CT and
             # imports matplotlib while this process plans.
             self._pool.submit(_started)
 
-    def submit(self, plan: Plan, path: str | Path | None, *, title: str,
-               oars: Mapping[str, Volume] | None = None, ct_series: ImageSeries | None = None,
-               ct_series_dir: str | Path | None = None, measure: bool = False,
-               stv: Volume | None = None) -> None:
+    def submit(
+        self,
+        plan: Plan,
+        path: str | Path | None,
+        *,
+        title: str,
+        oars: Mapping[str, Volume] | None = None,
+        ct_series: ImageSeries | None = None,
+        ct_series_dir: str | Path | None = None,
+        measure: bool = False,
+        stv: Volume | None = None,
+    ) -> None:
         """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
         ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
         ``measure`` for the GTV's :class:`~lattice.analysis.measure.LesionMeasurements`;
@@ -198,8 +228,15 @@ class PictureWorker:
         if ct_series is not None:
             assert ct_series_dir is not None
             series = CtSeriesJob(ct_series.header, ct_series.slices, Path(ct_series_dir))
-        job = picture_job(plan, None if path is None else Path(path), title=title, oars=oars,
-                          stv=stv, measure=measure, ct_series=series)
+        job = picture_job(
+            plan,
+            None if path is None else Path(path),
+            title=title,
+            oars=oars,
+            stv=stv,
+            measure=measure,
+            ct_series=series,
+        )
         if self._pool is None:
             ct = self._load_ct()
             if self._early is not None:
@@ -223,8 +260,10 @@ class PictureWorker:
             try:
                 self._result = future.result()
             except BrokenProcessPool:
-                raise OutputWriteError("the picture worker stopped unexpectedly; rerun, or "
-                                       "pass --no-picture to skip the picture") from None
+                raise OutputWriteError(
+                    "the picture worker stopped unexpectedly; rerun, or "
+                    "pass --no-picture to skip the picture"
+                ) from None
         result, self._result = self._result, None
         if result is None:
             return []
@@ -251,8 +290,7 @@ def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
         from ..analysis.measure import measure_lesion
 
         m = measure_lesion(job.gtv)  # on the crop: shift its slice index back
-        lesion = dataclasses.replace(m, axial_slice_index=m.axial_slice_index
-                                     + job.box[2].start)
+        lesion = dataclasses.replace(m, axial_slice_index=m.axial_slice_index + job.box[2].start)
     if job.path is not None:
         _draw(ct, job, job.path)
     if job.ct_series is not None:
@@ -267,15 +305,38 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
     from . import render_3d, render_overview, render_vertex_montage
 
     ct_crop = ct.crop(job.box)
-    render_overview(path, ct=ct_crop, gtv=job.gtv, lattice_target=job.target,
-                    centers_ras_mm=job.centers_ras_mm, diameter_mm=job.diameter_mm,
-                    oars=job.oars, title=job.title, context_mm=CONTEXT_MM, stv=job.stv)
-    render_3d(path.with_name(THREE_D_NAME), gtv=job.gtv, centers_ras_mm=job.centers_ras_mm,
-              diameter_mm=job.diameter_mm, oars=job.oars, title=job.title)
-    render_vertex_montage(path.with_name(MONTAGE_NAME), ct=ct_crop, gtv=job.gtv,
-                          lattice_target=job.target, centers_ras_mm=job.centers_ras_mm,
-                          diameter_mm=job.diameter_mm, oars=job.oars, stv=job.stv,
-                          title=job.title, context_mm=CONTEXT_MM)
+    render_overview(
+        path,
+        ct=ct_crop,
+        gtv=job.gtv,
+        lattice_target=job.target,
+        centers_ras_mm=job.centers_ras_mm,
+        diameter_mm=job.diameter_mm,
+        oars=job.oars,
+        title=job.title,
+        context_mm=CONTEXT_MM,
+        stv=job.stv,
+    )
+    render_3d(
+        path.with_name(THREE_D_NAME),
+        gtv=job.gtv,
+        centers_ras_mm=job.centers_ras_mm,
+        diameter_mm=job.diameter_mm,
+        oars=job.oars,
+        title=job.title,
+    )
+    render_vertex_montage(
+        path.with_name(MONTAGE_NAME),
+        ct=ct_crop,
+        gtv=job.gtv,
+        lattice_target=job.target,
+        centers_ras_mm=job.centers_ras_mm,
+        diameter_mm=job.diameter_mm,
+        oars=job.oars,
+        stv=job.stv,
+        title=job.title,
+        context_mm=CONTEXT_MM,
+    )
 
 
 def _reported(exc: BaseException) -> BaseException:
@@ -283,9 +344,11 @@ def _reported(exc: BaseException) -> BaseException:
     errors and file-system errors as they are, anything else named as the drawing's."""
     if isinstance(exc, (LatticeError, OSError)):
         return exc
-    return OutputWriteError(f"drawing overview.png or writing the DICOM CT failed "
-                            f"({type(exc).__name__}: {exc}); nothing was written; rerun with "
-                            "--no-picture (or --no-dicom) to skip it, and report it")
+    return OutputWriteError(
+        f"drawing overview.png or writing the DICOM CT failed "
+        f"({type(exc).__name__}: {exc}); nothing was written; rerun with "
+        "--no-picture (or --no-dicom) to skip it, and report it"
+    )
 
 
 class _Handover:
@@ -312,8 +375,9 @@ def _received(job: PictureJob) -> PictureJob:  # pragma: no cover - runs in the 
 _WORKER_STATE: dict[str, Any] = {}
 
 
-def _prepare(load_ct: Callable[[], Volume],
-             early: Callable[[Volume], None] | None) -> None:  # pragma: no cover - a child
+def _prepare(
+    load_ct: Callable[[], Volume], early: Callable[[Volume], None] | None
+) -> None:  # pragma: no cover - a child
     """The executor's initializer: load the CT, do the early work, import the renderer."""
     try:
         ct = load_ct()

@@ -35,22 +35,32 @@ def test_sphere_centre_matches_the_gaussian_integral(make_volume, ellipsoid_mask
 def test_sharp_limit_and_monotone_falloff(make_volume, ellipsoid_mask):
     gtv, centre = _case(make_volume, ellipsoid_mask)
     centres = centre + np.array([[-10.0, 0, 0], [10.0, 0, 0]])
-    sharp = dose_proxy_metrics(gtv, centres, diameter_mm=10.0,
-                               params=DoseProxyParameters(12.0, 2.0, 0.0))
+    sharp = dose_proxy_metrics(
+        gtv, centres, diameter_mm=10.0, params=DoseProxyParameters(12.0, 2.0, 0.0)
+    )
     assert sharp["mean_peak_gy"] == pytest.approx(12.0)
     assert sharp["mean_valley_gy"] == pytest.approx(2.0)
     assert sharp["gtv_d90_gy"] == pytest.approx(2.0)  # spheres are < 10 % of the GTV
-    ratios = [dose_proxy_metrics(gtv, centres, diameter_mm=10.0,
-                                 params=DoseProxyParameters(12.0, 2.0, s))
-              ["mean_peak_over_mean_valley"] for s in (1.0, 3.0, 6.0)]
+    ratios = [
+        dose_proxy_metrics(
+            gtv, centres, diameter_mm=10.0, params=DoseProxyParameters(12.0, 2.0, s)
+        )["mean_peak_over_mean_valley"]
+        for s in (1.0, 3.0, 6.0)
+    ]
     assert ratios[0] > ratios[1] > ratios[2] > 1.0
     assert "not a dose calculation" in sharp["model"]
 
 
-@pytest.mark.parametrize("bad", [dict(peak_gy=2.0, valley_gy=3.0), dict(falloff_mm=-1.0),
-                                 dict(peak_gy=float("nan")), dict(valley_gy=-1.0)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(peak_gy=2.0, valley_gy=3.0),
+        dict(falloff_mm=-1.0),
+        dict(peak_gy=float("nan")),
+        dict(valley_gy=-1.0),
+    ],
+)
 def test_bad_parameters(make_volume, ellipsoid_mask, bad):
     gtv, centre = _case(make_volume, ellipsoid_mask)
     with pytest.raises(ParameterError, match="dose proxy"):
-        dose_proxy_metrics(gtv, centre[None], diameter_mm=10.0,
-                           params=DoseProxyParameters(**bad))
+        dose_proxy_metrics(gtv, centre[None], diameter_mm=10.0, params=DoseProxyParameters(**bad))

@@ -35,8 +35,7 @@ def _frame(vol):
     return vol.affine[:3, :3] / np.linalg.norm(vol.affine[:3, :3], axis=0)
 
 
-@pytest.mark.parametrize("kind, angle", [("identity-like", 0.0), ("lps", 30.0),
-                                         ("oblique", 65.0)])
+@pytest.mark.parametrize("kind, angle", [("identity-like", 0.0), ("lps", 30.0), ("oblique", 65.0)])
 def test_ellipsoid_diameters_within_one_voxel(make_volume, kind, angle):
     vol = make_volume((90, 80, 40), (0.9, 1.1, 2.0), kind)
     center = vol.ijk_to_ras(np.array([[44.3, 39.6, 19.5]]))[0]
@@ -52,12 +51,13 @@ def test_ellipsoid_diameters_within_one_voxel(make_volume, kind, angle):
     # The reported end points are where they should be: the long axis along the rotated
     # x axis, through the centre, on the reported slice.
     long_dir = np.diff(m.long_axis_ras_mm, axis=0)[0]
-    x_axis = rotation_about_axis(vol.affine[:3, 2] / np.linalg.norm(vol.affine[:3, 2]),
-                                 angle) @ _frame(vol)[:, 0]
+    x_axis = (
+        rotation_about_axis(vol.affine[:3, 2] / np.linalg.norm(vol.affine[:3, 2]), angle)
+        @ _frame(vol)[:, 0]
+    )
     assert abs(long_dir @ x_axis) / np.linalg.norm(long_dir) > 0.99
     short_dir = np.diff(m.short_axis_ras_mm, axis=0)[0]
-    assert abs(short_dir @ long_dir) / np.linalg.norm(short_dir) / np.linalg.norm(long_dir) \
-        < 1e-6
+    assert abs(short_dir @ long_dir) / np.linalg.norm(short_dir) / np.linalg.norm(long_dir) < 1e-6
     assert np.linalg.norm(m.long_axis_ras_mm.mean(axis=0) - center) < 2.0
     ijk = vol.ras_to_ijk(m.long_axis_ras_mm)
     np.testing.assert_allclose(ijk[:, 2], m.axial_slice_index, atol=1e-9)
@@ -66,8 +66,9 @@ def test_ellipsoid_diameters_within_one_voxel(make_volume, kind, angle):
 def test_sphericity_orders_shapes(make_volume, ellipsoid_mask):
     vol = make_volume((70, 70, 70), (1.0, 1.0, 1.0), "identity-like")
     sphere = measure_lesion(Volume(ellipsoid_mask(vol, (-12.0, 25.0, 40.0), 25.0), vol.affine))
-    cigar = measure_lesion(Volume(ellipsoid_mask(vol, (-12.0, 25.0, 40.0), (30.0, 10.0, 10.0)),
-                                  vol.affine))
+    cigar = measure_lesion(
+        Volume(ellipsoid_mask(vol, (-12.0, 25.0, 40.0), (30.0, 10.0, 10.0)), vol.affine)
+    )
     assert 0.85 < sphere.sphericity <= 1.0
     # Analytic sphericity of a 3:1:1 prolate spheroid is 0.79; voxel surfaces score lower.
     assert cigar.sphericity < sphere.sphericity - 0.1
@@ -83,9 +84,14 @@ def test_empty_mask_is_an_error(make_volume):
 def test_size_rules():
     m = measure_lesion(Volume(np.pad(np.ones((40, 20, 5), bool), 2), np.diag([1, 1, 3, 1.0])))
     assert m.long_axis_mm == pytest.approx(np.hypot(40, 20), abs=1.0)
-    checks = evaluate_rules(m, [parse_size_rule("short_axis_mm>30"),
-                                parse_size_rule("long_axis_mm >= 40"),
-                                TRIAL_RULES["NCT06987370"]])
+    checks = evaluate_rules(
+        m,
+        [
+            parse_size_rule("short_axis_mm>30"),
+            parse_size_rule("long_axis_mm >= 40"),
+            TRIAL_RULES["NCT06987370"],
+        ],
+    )
     assert [c["met"] for c in checks] == [m.short_axis_mm > 30, True, m.short_axis_mm > 30]
     for bad in ("short>30", "short_axis_mm=30", "volume_cc > x", ""):
         with pytest.raises(ParameterError, match="size rule"):
@@ -97,6 +103,7 @@ def test_real_cases_against_brute_force(shared_data, case):
     gtv = load_mask(shared_data / case / "gtv.nii.gz")
     m = measure_lesion(gtv)
     k = m.axial_slice_index
+
     def farthest(points):  # the farthest pair is among the convex hull's vertices
         return pdist(points[ConvexHull(points).vertices]).max()
 
@@ -115,8 +122,19 @@ def test_real_cases_against_brute_force(shared_data, case):
 
 def test_measure_command(shared_data, tmp_path):
     gtv = shared_data / "STS_044" / "gtv.nii.gz"
-    code, out, err = run(["measure", "--gtv", gtv, "--size-rule", "NCT05602415",
-                          "--size-rule", "volume_cc>1000", "--json", tmp_path / "m.json"])
+    code, out, err = run(
+        [
+            "measure",
+            "--gtv",
+            gtv,
+            "--size-rule",
+            "NCT05602415",
+            "--size-rule",
+            "volume_cc>1000",
+            "--json",
+            tmp_path / "m.json",
+        ]
+    )
     assert code == 0, err
     assert "long axis (axial)" in out and " mm" in out and " cc" in out
     doc = json.loads((tmp_path / "m.json").read_text())

@@ -46,8 +46,14 @@ def test_nearest_neighbour_statistics_match_pairwise_distances():
 def test_shell_mode_keeps_every_depth_in_its_band():
     mask, aff = phantom()
     for width in (None, 3.0):
-        plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=18,
-                             gtv_margin_mm=3, mode="shell", shell_width_mm=width)
+        plan = plan_vertices(
+            Volume(mask, aff),
+            diameter_mm=10,
+            min_spacing_mm=18,
+            gtv_margin_mm=3,
+            mode="shell",
+            shell_width_mm=width,
+        )
         check_rules(plan, mask, aff, s=18, d=10, margin=3)
         depth = oracle_depth(mask, aff, plan.centers_ras_mm)
         top = 3 + 5 + (5 if width is None else width)
@@ -58,8 +64,9 @@ def test_shell_mode_keeps_every_depth_in_its_band():
 def test_shell_mode_places_vertices_nearer_the_edge_than_fill():
     mask, aff = phantom()
     fill = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=18, gtv_margin_mm=3)
-    shell = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=18, gtv_margin_mm=3,
-                          mode="shell")
+    shell = plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=18, gtv_margin_mm=3, mode="shell"
+    )
     assert shell.depth_mm.max() < fill.depth_mm.max()
 
 

@@ -75,13 +75,16 @@ def lobulated(make_volume, ellipsoid_mask):
     """A GTV of three overlapping ellipsoids (a lobulated sarcoma-like shape), LPS grid."""
     grid = make_volume((64, 60, 30), (0.9, 0.9, 2.5), "lps")
     c = CENTER_RAS_MM
-    mask = (ellipsoid_mask(grid, c, (18.0, 14.0, 22.0))
-            | ellipsoid_mask(grid, c + [16.0, 6.0, -8.0], (11.0, 9.0, 14.0))
-            | ellipsoid_mask(grid, c + [-10.0, -13.0, 12.0], (9.0, 8.0, 12.0)))
+    mask = (
+        ellipsoid_mask(grid, c, (18.0, 14.0, 22.0))
+        | ellipsoid_mask(grid, c + [16.0, 6.0, -8.0], (11.0, 9.0, 14.0))
+        | ellipsoid_mask(grid, c + [-10.0, -13.0, 12.0], (9.0, 8.0, 12.0))
+    )
     return grid.with_array(mask)
 
 
 # -- margin: the analytic sphere ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("margin_mm", [3.0, 6.0, 10.0, 14.5])
 def test_margin_shrinks_a_sphere_to_radius_r_minus_margin(sphere, margin_mm):
@@ -109,7 +112,8 @@ def test_margin_stv_is_the_exact_euclidean_erosion(sphere, margin_mm):
     np.testing.assert_array_equal(stv.affine, gtv.affine)
     np.testing.assert_array_equal(stv.array, depth > margin_mm)
     np.testing.assert_array_equal(
-        stv.array, erode_mm(gtv.array, margin_mm, voxel_size_mm=gtv.voxel_size_mm))
+        stv.array, erode_mm(gtv.array, margin_mm, voxel_size_mm=gtv.voxel_size_mm)
+    )
 
 
 def test_border_of_the_array_counts_as_outside(make_volume):
@@ -149,8 +153,10 @@ def test_volumes_and_centroids_of_a_sphere(sphere):
     assert res.fraction == pytest.approx(res.stv_cc / res.gtv_cc)
     # A sphere's voxelisation is 4/3 pi r^3 within a few per cent at these voxel sizes.
     assert res.gtv_cc == pytest.approx(4 / 3 * math.pi * RADIUS_MM**3 / 1000, rel=0.03)
-    for centroid, mask in ((res.centroid_gtv_ras_mm, gtv.array),
-                           (res.centroid_stv_ras_mm, res.stv.array)):
+    for centroid, mask in (
+        (res.centroid_gtv_ras_mm, gtv.array),
+        (res.centroid_stv_ras_mm, res.stv.array),
+    ):
         oracle = gtv.ijk_to_ras(np.argwhere(mask)).mean(axis=0)
         np.testing.assert_allclose(centroid, oracle, atol=1e-9)
         # Symmetric shape: the centroid is the sphere centre up to the voxelisation.
@@ -177,6 +183,7 @@ def test_result_does_not_depend_on_array_storage_order(sphere):
 
 
 # -- fraction ----------------------------------------------------------------------------------
+
 
 def brute_force_best_count(gtv: Volume, fraction: float) -> tuple[int, np.ndarray]:
     """Voxel count of the STV closest to fraction x GTV over every possible margin."""
@@ -250,6 +257,7 @@ def test_fraction_on_the_real_sarcoma_sts_001(shared_data):
 
 # -- refusals ----------------------------------------------------------------------------------
 
+
 def test_a_margin_that_leaves_nothing_names_the_maximal_depth(sphere):
     gtv, _ = sphere
     max_depth = oracle_depth_mm(gtv.array, gtv.voxel_size_mm).max()
@@ -272,10 +280,23 @@ def test_a_gtv_too_thin_to_contract_by_fraction_is_refused(make_volume):
         contract_gtv(vol.with_array(one), fraction=0.5)
 
 
-@pytest.mark.parametrize("margin_mm, fraction", [
-    (None, None), (5.0, 0.3), (-1.0, None), (math.nan, None), (math.inf, None), ("5 mm", None),
-    (True, None), (None, 0.0), (None, 1.0), (None, -0.2), (None, 1.5), (None, math.nan),
-])
+@pytest.mark.parametrize(
+    "margin_mm, fraction",
+    [
+        (None, None),
+        (5.0, 0.3),
+        (-1.0, None),
+        (math.nan, None),
+        (math.inf, None),
+        ("5 mm", None),
+        (True, None),
+        (None, 0.0),
+        (None, 1.0),
+        (None, -0.2),
+        (None, 1.5),
+        (None, math.nan),
+    ],
+)
 def test_nonsense_parameters_are_refused(sphere, margin_mm, fraction):
     gtv, _ = sphere
     with pytest.raises(ParameterError) as info:
@@ -300,8 +321,11 @@ def test_a_split_core_is_counted_and_reported(make_volume, ellipsoid_mask):
     """Two balls joined by a thin neck: a margin wider than the neck leaves two pieces."""
     vol = make_volume((70, 30, 30), (1.0, 1.0, 1.0))
     c = np.array(CENTER_RAS_MM)
-    mask = (ellipsoid_mask(vol, c - [18, 0, 0], 12.0) | ellipsoid_mask(vol, c + [18, 0, 0], 12.0)
-            | ellipsoid_mask(vol, c, (20.0, 3.0, 3.0)))
+    mask = (
+        ellipsoid_mask(vol, c - [18, 0, 0], 12.0)
+        | ellipsoid_mask(vol, c + [18, 0, 0], 12.0)
+        | ellipsoid_mask(vol, c, (20.0, 3.0, 3.0))
+    )
     res = contract_gtv(vol.with_array(mask), margin_mm=5.0)
     assert res.n_components == 2
     assert any("2 separate pieces" in w for w in res.warnings)
@@ -314,15 +338,25 @@ def test_to_dict_is_json_ready_with_units_in_names(sphere):
     doc = json.loads(json.dumps(res.to_dict(), allow_nan=False))
     assert doc["method"] == "fraction" and doc["fraction_requested"] == 0.3
     assert doc["margin_mm"] == res.margin_mm  # full precision: reproduces the STV
-    for key in ("gtv_cc", "stv_cc", "stv_fraction_of_gtv", "gtv_max_depth_mm",
-                "centroid_stv_ras_mm", "centroid_gtv_ras_mm", "centroid_shift_mm",
-                "surface_distance_min_mm", "surface_distance_max_mm", "n_components",
-                "warnings"):
+    for key in (
+        "gtv_cc",
+        "stv_cc",
+        "stv_fraction_of_gtv",
+        "gtv_max_depth_mm",
+        "centroid_stv_ras_mm",
+        "centroid_gtv_ras_mm",
+        "centroid_shift_mm",
+        "surface_distance_min_mm",
+        "surface_distance_max_mm",
+        "n_components",
+        "warnings",
+    ):
         assert key in doc, key
     assert len(doc["centroid_stv_ras_mm"]) == 3
 
 
 # -- the command line --------------------------------------------------------------------------
+
 
 def run_scart(argv) -> tuple[int, str, str]:
     """Parse with a parser holding only ``scart`` and run it as ``lattice_cli.main.main``
@@ -358,7 +392,8 @@ def cli_case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     shifted = affine.copy()
     shifted[:3, 3] += [1.5, 0.0, 0.0]
     return {
-        "affine": affine, "gtv_array": gtv,
+        "affine": affine,
+        "gtv_array": gtv,
         "ct": write_nifti(folder, "ct.nii.gz", np.where(gtv, 40, -1000).astype(np.int16), affine),
         "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
         "labels": write_nifti(folder, "labels.nii.gz", labels, affine),
@@ -409,8 +444,9 @@ def test_cli_writes_the_stv_on_the_ct_grid_and_scart_json(cli_case, tmp_path):
 
 def test_cli_fraction_and_label_map(cli_case, tmp_path):
     out = tmp_path / "out"
-    code, stdout, stderr = run_scart(scart_args(cli_case, out, "--stv-fraction", 0.3,
-                                                "--gtv-label", 2, gtv=cli_case["labels"]))
+    code, stdout, stderr = run_scart(
+        scart_args(cli_case, out, "--stv-fraction", 0.3, "--gtv-label", 2, gtv=cli_case["labels"])
+    )
     assert code == 0, stderr
     doc = json.loads((out / "scart.json").read_text())
     assert doc["summary"]["method"] == "fraction"
@@ -442,14 +478,17 @@ def test_cli_leaves_other_files_in_the_folder_alone(cli_case, tmp_path):
     assert (out / "plan.json").read_text() == "{}\n"
 
 
-@pytest.mark.parametrize("extra, gtv_key, error", [
-    (("--stv-margin-mm", 50), "gtv", ParameterError),
-    (("--stv-fraction", 1.2), "gtv", ParameterError),
-    (("--stv-margin-mm", -2), "gtv", ParameterError),
-    (("--stv-margin-mm", 5), "gtv_shifted", GridMismatchError),
-    (("--stv-margin-mm", 5), "missing", InputFileError),
-    (("--stv-margin-mm", 5), "labels", MaskError),  # two labels, none chosen
-])
+@pytest.mark.parametrize(
+    "extra, gtv_key, error",
+    [
+        (("--stv-margin-mm", 50), "gtv", ParameterError),
+        (("--stv-fraction", 1.2), "gtv", ParameterError),
+        (("--stv-margin-mm", -2), "gtv", ParameterError),
+        (("--stv-margin-mm", 5), "gtv_shifted", GridMismatchError),
+        (("--stv-margin-mm", 5), "missing", InputFileError),
+        (("--stv-margin-mm", 5), "labels", MaskError),  # two labels, none chosen
+    ],
+)
 def test_cli_errors_write_nothing(cli_case, tmp_path, extra, gtv_key, error):
     out = tmp_path / "sub" / "out"
     gtv = cli_case.get(gtv_key, tmp_path / "missing.nii.gz")

@@ -71,11 +71,17 @@ def case(tmp_path_factory, make_affine, write_nifti):
     w = world(SHAPE, affine) - GTV_CENTER_RAS_MM
     gtv = np.linalg.norm(w, axis=-1) <= GTV_RADIUS_MM
     # Posterior (-y) slab, 3-8 mm beyond the GTV surface.
-    cord = (w[..., 1] < -28.0) & (w[..., 1] > -33.0) & (np.abs(w[..., 0]) < 20) & (
-        np.abs(w[..., 2]) < 20)
+    cord = (
+        (w[..., 1] < -28.0)
+        & (w[..., 1] > -33.0)
+        & (np.abs(w[..., 0]) < 20)
+        & (np.abs(w[..., 2]) < 20)
+    )
     ct = np.where(gtv, 40, 0).astype(np.int16)
     return {
-        "affine": affine, "gtv_array": gtv, "cord_array": cord,
+        "affine": affine,
+        "gtv_array": gtv,
+        "cord_array": cord,
         "ct": write_nifti(folder, "ct.nii.gz", ct, affine),
         "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
         "cord": write_nifti(folder, "cord.nii.gz", cord, affine),
@@ -84,8 +90,11 @@ def case(tmp_path_factory, make_affine, write_nifti):
 
 def write_plan(plan, out, *, ct, gtv, oars=()):
     """Write a plan folder with ``inputs`` recorded the way ``lattice plan`` records them."""
-    inputs = {"ct": describe(ct), "gtv": {**describe(gtv), "label": None},
-              "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in oars]}
+    inputs = {
+        "ct": describe(ct),
+        "gtv": {**describe(gtv), "label": None},
+        "oars": [{"name": n, **describe(p), "clearance_mm": c} for n, p, c in oars],
+    }
     write_plan_folder(plan, out, inputs=inputs, picture=False)
     return Path(out) / "plan.json"
 
@@ -93,12 +102,22 @@ def write_plan(plan, out, *, ct, gtv, oars=()):
 @pytest.fixture(scope="module")
 def planned(case, tmp_path_factory):
     """A real plan of the case with the cord as OAR: (plan, path of plan.json)."""
-    plan = plan_vertices(load_mask(case["gtv"]), diameter_mm=D_MM, min_spacing_mm=SPACING_MM,
-                         gtv_margin_mm=MARGIN_MM, pattern="hcp",
-                         oars=[Oar("cord", load_mask(case["cord"]), CLEARANCE_MM)])
+    plan = plan_vertices(
+        load_mask(case["gtv"]),
+        diameter_mm=D_MM,
+        min_spacing_mm=SPACING_MM,
+        gtv_margin_mm=MARGIN_MM,
+        pattern="hcp",
+        oars=[Oar("cord", load_mask(case["cord"]), CLEARANCE_MM)],
+    )
     assert plan.n_vertices >= 4
-    path = write_plan(plan, tmp_path_factory.mktemp("verify_plan") / "out", ct=case["ct"],
-                      gtv=case["gtv"], oars=[("cord", case["cord"], CLEARANCE_MM)])
+    path = write_plan(
+        plan,
+        tmp_path_factory.mktemp("verify_plan") / "out",
+        ct=case["ct"],
+        gtv=case["gtv"],
+        oars=[("cord", case["cord"], CLEARANCE_MM)],
+    )
     return plan, path
 
 
@@ -120,6 +139,7 @@ def centres(doc) -> np.ndarray:
 
 # -- real plans pass --------------------------------------------------------------------------
 
+
 def test_real_plan_verifies_ok(planned):
     report = verify_plan_file(planned[1])
     assert report.ok, report.violations
@@ -137,9 +157,9 @@ def test_worst_slacks_match_the_planners_own_measures(planned):
     by_rule = {c["rule"]: c["worst_slack_mm"] for c in verify_plan_file(path).checks}
     assert by_rule["gtv_margin"] == pytest.approx(plan.depth_mm.min() - NEED_DEPTH_MM, abs=1e-6)
     assert by_rule["oar_clearance"] == pytest.approx(
-        plan.oar_distance_mm["cord"].min() - NEED_OAR_MM, abs=1e-6)
-    assert by_rule["spacing"] == pytest.approx(plan.nearest_vertex_mm.min() - SPACING_MM,
-                                               abs=1e-6)
+        plan.oar_distance_mm["cord"].min() - NEED_OAR_MM, abs=1e-6
+    )
+    assert by_rule["spacing"] == pytest.approx(plan.nearest_vertex_mm.min() - SPACING_MM, abs=1e-6)
 
 
 def test_cli_prints_every_check_and_exits_zero(planned):
@@ -153,10 +173,15 @@ def test_cli_prints_every_check_and_exits_zero(planned):
 
 def test_snapped_capped_plan_on_oblique_grid_verifies_ok(make_affine, ellipsoid_mask):
     affine = make_affine(SHAPE, VOXEL_MM, "oblique", center_ras_mm=GTV_CENTER_RAS_MM)
-    gtv = Volume(ellipsoid_mask((SHAPE, affine), GTV_CENTER_RAS_MM, (25.0, 22.0, 27.0)),
-                 affine)
-    plan = plan_vertices(gtv, diameter_mm=D_MM, min_spacing_mm=SPACING_MM,
-                         gtv_margin_mm=MARGIN_MM, snap_to_slices=True, max_vertices=4)
+    gtv = Volume(ellipsoid_mask((SHAPE, affine), GTV_CENTER_RAS_MM, (25.0, 22.0, 27.0)), affine)
+    plan = plan_vertices(
+        gtv,
+        diameter_mm=D_MM,
+        min_spacing_mm=SPACING_MM,
+        gtv_margin_mm=MARGIN_MM,
+        snap_to_slices=True,
+        max_vertices=4,
+    )
     report = verify_plan(plan.to_dict(), gtv=gtv)
     assert report.ok, report.violations
     assert {"slice_plane", "max_vertices"} <= {c["rule"] for c in report.checks}
@@ -166,33 +191,35 @@ def test_real_sarcoma_plan_verifies_ok(shared_data, tmp_path):
     folder = shared_data / "STS_001"
     if not (folder / "gtv.nii.gz").exists():
         pytest.skip("STS_001 not in ../shared/data")
-    plan = plan_vertices(load_mask(folder / "gtv.nii.gz"), diameter_mm=15, min_spacing_mm=30,
-                         gtv_margin_mm=5)
-    path = write_plan(plan, tmp_path / "out", ct=folder / "image.nii.gz",
-                      gtv=folder / "gtv.nii.gz")
+    plan = plan_vertices(
+        load_mask(folder / "gtv.nii.gz"), diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5
+    )
+    path = write_plan(plan, tmp_path / "out", ct=folder / "image.nii.gz", gtv=folder / "gtv.nii.gz")
     report = verify_plan_file(path)
     assert report.ok, report.violations
     assert report.n_vertices == plan.n_vertices >= 10
 
 
 def test_empty_plan_verifies_ok_with_a_warning(case, tmp_path):
-    plan = plan_vertices(load_mask(case["gtv"]), diameter_mm=40, min_spacing_mm=40,
-                         gtv_margin_mm=10)
+    plan = plan_vertices(
+        load_mask(case["gtv"]), diameter_mm=40, min_spacing_mm=40, gtv_margin_mm=10
+    )
     assert plan.n_vertices == 0
-    report = verify_plan_file(write_plan(plan, tmp_path / "out", ct=case["ct"],
-                                         gtv=case["gtv"]))
+    report = verify_plan_file(write_plan(plan, tmp_path / "out", ct=case["ct"], gtv=case["gtv"]))
     assert report.ok and report.n_vertices == 0
     assert any("no vertices" in w for w in report.warnings)
 
 
 # -- tampered plans are caught ----------------------------------------------------------------
 
+
 def assert_caught(path, rule, vertex_ids=None):
     report = verify_plan_file(path)
     assert rule in report.violated_rules, report.violations
     if vertex_ids is not None:
-        assert any(set(v.vertex_ids) == set(vertex_ids)
-                   for v in report.violations if v.rule == rule), report.violations
+        assert any(
+            set(v.vertex_ids) == set(vertex_ids) for v in report.violations if v.rule == rule
+        ), report.violations
     code, out, _ = run_verify(path)
     assert code == VIOLATION_EXIT_CODE == 8
     assert f"violation [{rule}]" in out and "FAILED" in out
@@ -217,8 +244,9 @@ def test_centres_closer_than_the_spacing_are_caught(doc, tmp_path):
     i, j = np.unravel_index(np.argmin(d), d.shape)
     unit = (c[j] - c[i]) / d[i, j]
     doc["vertices"][j]["center_ras_mm"] = (c[i] + (SPACING_MM - 3.0) * unit).tolist()
-    report = assert_caught(save(doc, tmp_path), "spacing",
-                           [doc["vertices"][i]["id"], doc["vertices"][j]["id"]])
+    report = assert_caught(
+        save(doc, tmp_path), "spacing", [doc["vertices"][i]["id"], doc["vertices"][j]["id"]]
+    )
     assert any(f"{SPACING_MM - 3:g} mm apart" in v.message for v in report.violations)
 
 
@@ -243,8 +271,9 @@ def test_gtv_file_changed_after_planning_is_caught(doc, case, tmp_path):
     data[tuple(np.argwhere(data)[0])] = 0  # one surface voxel less: an edited contour
     nib.save(nib.Nifti1Image(data, img.affine, img.header), copy_path)
     report = assert_caught(path, "input_files")
-    assert any("GTV" in v.message and "changed after planning" in v.message
-               for v in report.violations)
+    assert any(
+        "GTV" in v.message and "changed after planning" in v.message for v in report.violations
+    )
 
 
 def test_inconsistent_lps_centre_is_caught(doc, tmp_path):
@@ -254,8 +283,9 @@ def test_inconsistent_lps_centre_is_caught(doc, tmp_path):
     assert "center_lps_mm" in report.violations[0].message
 
 
-@pytest.mark.parametrize("key,value", [("depth_mm", 0.01), ("nearest_vertex_mm", -0.01),
-                                       ("center_ijk", 0.01)])
+@pytest.mark.parametrize(
+    "key,value", [("depth_mm", 0.01), ("nearest_vertex_mm", -0.01), ("center_ijk", 0.01)]
+)
 def test_wrong_reported_measures_are_caught(doc, key, value):
     vertex = doc["vertices"][0]
     if key == "center_ijk":
@@ -295,6 +325,7 @@ def test_oar_without_a_mask_cannot_pass(doc):
 
 # -- forward compatible rules -----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("coplanar_spacing_mm,ok", [(SPACING_MM, True), (80.0, False)])
 def test_coplanar_rule_is_checked_when_present(doc, coplanar_spacing_mm, ok):
     doc["parameters"].update(coplanar_mm=20.0, coplanar_spacing_mm=coplanar_spacing_mm)
@@ -321,6 +352,7 @@ def test_shell_depth_is_checked_in_shell_mode(doc, mode, checked):
 
 # -- the verifier's own distances against brute force ----------------------------------------
 
+
 def hand_doc(gtv: Volume, points, *, depth, diameter_mm=1.0, margin_mm=0.0):
     """A minimal plan document for ``points`` with the given reported depths."""
     pts = np.asarray(points, dtype=float)
@@ -328,19 +360,28 @@ def hand_doc(gtv: Volume, points, *, depth, diameter_mm=1.0, margin_mm=0.0):
     d = np.linalg.norm(pts[:, None] - pts[None], axis=-1) + np.diag(np.full(len(pts), np.inf))
     return {
         "grid": {"shape": list(gtv.shape), "affine": gtv.affine.tolist()},
-        "parameters": {"diameter_mm": diameter_mm, "min_spacing_mm": 1e-3,
-                       "gtv_margin_mm": margin_mm},
-        "vertices": [{"id": n + 1, "name": f"P{n + 1}", "center_ras_mm": p.tolist(),
-                      "center_lps_mm": (p * [-1, -1, 1]).tolist(), "center_ijk": q.tolist(),
-                      "depth_mm": float(dep),
-                      "nearest_vertex_mm": float(d[n].min()) if len(pts) > 1 else None,
-                      "oar_distance_mm": {}}
-                     for n, (p, q, dep) in enumerate(zip(pts, ijk, depth))],
+        "parameters": {
+            "diameter_mm": diameter_mm,
+            "min_spacing_mm": 1e-3,
+            "gtv_margin_mm": margin_mm,
+        },
+        "vertices": [
+            {
+                "id": n + 1,
+                "name": f"P{n + 1}",
+                "center_ras_mm": p.tolist(),
+                "center_lps_mm": (p * [-1, -1, 1]).tolist(),
+                "center_ijk": q.tolist(),
+                "depth_mm": float(dep),
+                "nearest_vertex_mm": float(d[n].min()) if len(pts) > 1 else None,
+                "oar_distance_mm": {},
+            }
+            for n, (p, q, dep) in enumerate(zip(pts, ijk, depth))
+        ],
     }
 
 
-def test_depth_equals_the_independent_checker_and_counts_the_array_border_as_outside(
-        make_affine):
+def test_depth_equals_the_independent_checker_and_counts_the_array_border_as_outside(make_affine):
     from tps_checker import Solid
 
     shape = (14, 12, 9)
@@ -350,7 +391,8 @@ def test_depth_equals_the_independent_checker_and_counts_the_array_border_as_out
     gtv = Volume(mask, affine)
     rng = np.random.default_rng(3)
     ijk = np.argwhere(mask)[rng.choice(mask.sum(), 40, replace=False)] + rng.uniform(
-        -0.49, 0.49, (40, 3))
+        -0.49, 0.49, (40, 3)
+    )
     pts = ijk @ affine[:3, :3].T + affine[:3, 3]
     truth = Solid.from_mask(mask, affine).depth(pts)  # TPS surface model, tests' own code
     outside = affine[:3, :3] @ [1.0, 5.0, 4.0] + affine[:3, 3]  # voxel (1, 5, 4): background
@@ -361,14 +403,15 @@ def test_depth_equals_the_independent_checker_and_counts_the_array_border_as_out
     # nearest face of the box there (analytic: other faces are >= 5 mm away).
     border = affine[:3, :3] @ [6.0, 11.0, 4.0] + affine[:3, 3]
     assert verify_plan(hand_doc(gtv, [border], depth=[0.5]), gtv=gtv).ok
-    bad = verify_plan(hand_doc(gtv, [border], depth=[0.5], diameter_mm=2.0, margin_mm=0.5),
-                      gtv=gtv)
+    bad = verify_plan(hand_doc(gtv, [border], depth=[0.5], diameter_mm=2.0, margin_mm=0.5), gtv=gtv)
     assert bad.violated_rules == ("gtv_margin",)
-    assert bad.violations[0].message == ("P1 centre is 0.5 mm deep; the GTV margin rule needs "
-                                         ">= 1.5 mm (1 mm short)")
+    assert bad.violations[0].message == (
+        "P1 centre is 0.5 mm deep; the GTV margin rule needs >= 1.5 mm (1 mm short)"
+    )
 
 
 # -- bad input: LatticeError codes through main() ---------------------------------------------
+
 
 @pytest.fixture
 def main_with_verify(monkeypatch):

@@ -35,9 +35,18 @@ GTV_CENTER_RAS_MM = np.array([-11.7, 24.6, 40.7])
 GTV_RADIUS_MM = 30.0
 D_MM, SPACING_MM, MARGIN_MM = 15.0, 30.0, 5.0
 #: What a NIfTI plan run without --no-picture writes by default.
-PLAN_FILES = ("plan.json", "vertices.nii.gz", "vertices.csv", "lattice_target.nii.gz",
-              "rtstruct.dcm", "ct_dicom", "vertices.stl", "gtv.stl", "vertices.mrk.json",
-              "report.html")
+PLAN_FILES = (
+    "plan.json",
+    "vertices.nii.gz",
+    "vertices.csv",
+    "lattice_target.nii.gz",
+    "rtstruct.dcm",
+    "ct_dicom",
+    "vertices.stl",
+    "gtv.stl",
+    "vertices.mrk.json",
+    "report.html",
+)
 
 
 def world(shape, affine):
@@ -89,9 +98,23 @@ def case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
 
 
 def plan_args(case, out, *extra, gtv=None, ct=None):
-    return ["plan", "--ct", ct or case["ct"], "--gtv", gtv or case["gtv"], "--out", out,
-            "--diameter-mm", D_MM, "--spacing-mm", SPACING_MM, "--gtv-margin-mm", MARGIN_MM,
-            "--no-picture", *extra]
+    return [
+        "plan",
+        "--ct",
+        ct or case["ct"],
+        "--gtv",
+        gtv or case["gtv"],
+        "--out",
+        out,
+        "--diameter-mm",
+        D_MM,
+        "--spacing-mm",
+        SPACING_MM,
+        "--gtv-margin-mm",
+        MARGIN_MM,
+        "--no-picture",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +131,7 @@ def plan_json(planned):
 
 
 # -- a successful plan -----------------------------------------------------------------------
+
 
 def test_plan_succeeds_and_writes_the_plan_folder(planned):
     out, code, stdout, stderr = planned
@@ -129,8 +153,15 @@ def test_plan_json_has_every_documented_key(plan_json):
         assert key in summary, key
     assert summary["n_vertices"] == len(plan_json["vertices"]) >= 1
     for v in plan_json["vertices"]:
-        for key in ("id", "center_ras_mm", "center_lps_mm", "center_ijk", "depth_mm",
-                    "nearest_vertex_mm", "oar_distance_mm"):
+        for key in (
+            "id",
+            "center_ras_mm",
+            "center_lps_mm",
+            "center_ijk",
+            "depth_mm",
+            "nearest_vertex_mm",
+            "oar_distance_mm",
+        ):
             assert key in v, key
     assert [v["id"] for v in plan_json["vertices"]] == list(range(1, summary["n_vertices"] + 1))
     params = plan_json["parameters"]
@@ -158,8 +189,7 @@ def test_summary_volumes_match_independent_counts(plan_json, planned, case):
     s = plan_json["summary"]
     assert s["gtv_cc"] == pytest.approx(case["gtv_array"].sum() * voxel_cc, abs=1e-3)
     target = np.asanyarray(nib.load(planned[0] / "lattice_target.nii.gz").dataobj)
-    assert s["lattice_target_cc"] == pytest.approx(target.astype(bool).sum() * voxel_cc,
-                                                   abs=1e-3)
+    assert s["lattice_target_cc"] == pytest.approx(target.astype(bool).sum() * voxel_cc, abs=1e-3)
     sphere_cc = np.pi / 6 * D_MM**3 / 1000
     assert s["vertex_volume_cc"] == pytest.approx(s["n_vertices"] * sphere_cc, abs=1e-3)
 
@@ -197,8 +227,9 @@ def test_depth_and_nearest_vertex_match_independent_computation(plan_json, case)
     if len(centres) > 1:
         d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
         np.fill_diagonal(d, np.inf)
-        np.testing.assert_allclose([v["nearest_vertex_mm"] for v in plan_json["vertices"]],
-                                   d.min(axis=1), atol=1.5e-3)
+        np.testing.assert_allclose(
+            [v["nearest_vertex_mm"] for v in plan_json["vertices"]], d.min(axis=1), atol=1.5e-3
+        )
     else:
         assert plan_json["vertices"][0]["nearest_vertex_mm"] is None
 
@@ -249,10 +280,19 @@ def test_lattice_target_is_the_gtv_eroded_by_the_margin(planned, case):
 
 # -- more successful variants ----------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [
-    ["--pattern", "sc"], ["--pattern", "bcc"], ["--pattern", "fcc"], ["--snap-to-slices"],
-    ["--max-vertices", "1"], ["--orientations", "3d", "--rotation-step-deg", "30"]],
-    ids=lambda e: " ".join(e))
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--pattern", "sc"],
+        ["--pattern", "bcc"],
+        ["--pattern", "fcc"],
+        ["--snap-to-slices"],
+        ["--max-vertices", "1"],
+        ["--orientations", "3d", "--rotation-step-deg", "30"],
+    ],
+    ids=lambda e: " ".join(e),
+)
 def test_plan_options_give_valid_plans(case, tmp_path, extra):
     out = tmp_path / "out"
     code, _, stderr = run(plan_args(case, out, *extra))
@@ -317,8 +357,9 @@ def test_empty_plan_with_allow_empty_warns_and_writes_the_plan(case, tmp_path):
     assert not labels.any()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lattice.render") is None,
-                    reason="lattice/render/ is not written yet")
+@pytest.mark.skipif(
+    importlib.util.find_spec("lattice.render") is None, reason="lattice/render/ is not written yet"
+)
 def test_overview_picture_is_written_by_default(case, tmp_path):
     out = tmp_path / "out"
     argv = [a for a in plan_args(case, out) if a != "--no-picture"]
@@ -328,6 +369,7 @@ def test_overview_picture_is_written_by_default(case, tmp_path):
 
 
 # -- bad input: exit code, one line, nothing written -----------------------------------------
+
 
 def assert_failed_cleanly(code, stdout, stderr, expected_code, tmp_path, out):
     assert code == expected_code, stderr
@@ -339,37 +381,57 @@ def assert_failed_cleanly(code, stdout, stderr, expected_code, tmp_path, out):
     assert list(tmp_path.iterdir()) == []  # no staging folder either
 
 
-@pytest.mark.parametrize("inputs, extra, expected", [
-    ({"ct": "missing"}, [], 3),
-    ({"ct": "not_nifti"}, [], 3),
-    ({"gtv": "not_nifti"}, [], 3),
-    ({"gtv": "missing"}, [], 3),
-    ({"gtv": "gtv_shifted"}, [], 5),
-    ({"gtv": "gtv_other_shape"}, [], 5),
-    ({"ct": "ct_sheared", "gtv": "gtv_sheared"}, [], 5),
-    ({"gtv": "gtv_empty"}, [], 4),
-    ({}, ["--diameter-mm", "0"], 2),
-    ({}, ["--diameter-mm", "-5"], 2),
-    ({}, ["--diameter-mm", "nan"], 2),
-    ({}, ["--spacing-mm", "0"], 2),
-    ({}, ["--spacing-mm", "10"], 2),  # spacing < diameter (15)
-    ({}, ["--gtv-margin-mm", "-1"], 2),
-    ({}, ["--rotation-step-deg", "0"], 2),
-    ({}, ["--oar", "{oar}:-3"], 2),
-    ({}, ["--oar", "a={oar}:10", "--oar", "a={oar}:5"], 2),
-    ({}, ["--oar", "{missing}:10"], 3),
-    ({}, ["--oar", "{oar_shifted}:10"], 5),
-], ids=["missing CT", "CT not NIfTI", "GTV not NIfTI", "missing GTV", "GTV shifted 2 mm",
-        "GTV other shape", "sheared grid", "empty GTV", "diameter 0", "diameter -5",
-        "diameter nan", "spacing 0", "spacing < diameter", "negative margin",
-        "rotation step 0", "negative OAR clearance", "repeated OAR name", "missing OAR",
-        "OAR on another grid"])
-def test_bad_input_exits_with_its_code_and_writes_nothing(case, tmp_path, inputs, extra,
-                                                          expected):
+@pytest.mark.parametrize(
+    "inputs, extra, expected",
+    [
+        ({"ct": "missing"}, [], 3),
+        ({"ct": "not_nifti"}, [], 3),
+        ({"gtv": "not_nifti"}, [], 3),
+        ({"gtv": "missing"}, [], 3),
+        ({"gtv": "gtv_shifted"}, [], 5),
+        ({"gtv": "gtv_other_shape"}, [], 5),
+        ({"ct": "ct_sheared", "gtv": "gtv_sheared"}, [], 5),
+        ({"gtv": "gtv_empty"}, [], 4),
+        ({}, ["--diameter-mm", "0"], 2),
+        ({}, ["--diameter-mm", "-5"], 2),
+        ({}, ["--diameter-mm", "nan"], 2),
+        ({}, ["--spacing-mm", "0"], 2),
+        ({}, ["--spacing-mm", "10"], 2),  # spacing < diameter (15)
+        ({}, ["--gtv-margin-mm", "-1"], 2),
+        ({}, ["--rotation-step-deg", "0"], 2),
+        ({}, ["--oar", "{oar}:-3"], 2),
+        ({}, ["--oar", "a={oar}:10", "--oar", "a={oar}:5"], 2),
+        ({}, ["--oar", "{missing}:10"], 3),
+        ({}, ["--oar", "{oar_shifted}:10"], 5),
+    ],
+    ids=[
+        "missing CT",
+        "CT not NIfTI",
+        "GTV not NIfTI",
+        "missing GTV",
+        "GTV shifted 2 mm",
+        "GTV other shape",
+        "sheared grid",
+        "empty GTV",
+        "diameter 0",
+        "diameter -5",
+        "diameter nan",
+        "spacing 0",
+        "spacing < diameter",
+        "negative margin",
+        "rotation step 0",
+        "negative OAR clearance",
+        "repeated OAR name",
+        "missing OAR",
+        "OAR on another grid",
+    ],
+)
+def test_bad_input_exits_with_its_code_and_writes_nothing(case, tmp_path, inputs, extra, expected):
     out = tmp_path / "out"
     extra = [e.format(**{k: v for k, v in case.items() if isinstance(v, Path)}) for e in extra]
-    argv = plan_args(case, out, *extra, ct=case[inputs.get("ct", "ct")],
-                     gtv=case[inputs.get("gtv", "gtv")])
+    argv = plan_args(
+        case, out, *extra, ct=case[inputs.get("ct", "ct")], gtv=case[inputs.get("gtv", "gtv")]
+    )
     code, stdout, stderr = run(argv)
     assert_failed_cleanly(code, stdout, stderr, expected, tmp_path, out)
 
@@ -421,8 +483,10 @@ def test_malformed_oar_spec_is_a_usage_error(case, tmp_path, spec):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv", [
-    ["plan", "--pattern", "hexagonal"], ["plan", "--max-vertices", "1.5"], ["frobnicate"], []])
+@pytest.mark.parametrize(
+    "argv",
+    [["plan", "--pattern", "hexagonal"], ["plan", "--max-vertices", "1.5"], ["frobnicate"], []],
+)
 def test_usage_errors_exit_2(case, tmp_path, argv):
     if argv and argv[0] == "plan":
         argv = plan_args(case, tmp_path / "out", *argv[1:])
@@ -441,10 +505,14 @@ def test_version(capsys):
 
 # -- existing and unwritable outputs ---------------------------------------------------------
 
+
 def snapshot(folder):
     """Every file under ``folder`` (the ct_dicom/ series too): its bytes and mtime."""
-    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
-            for p in folder.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def test_existing_outputs_need_force(case, tmp_path):
@@ -517,6 +585,7 @@ def test_output_folder_is_created_with_missing_parents(case, tmp_path):
 
 # -- the installed command -------------------------------------------------------------------
 
+
 def _commands():
     cmds = [pytest.param([sys.executable, "-m", "lattice_cli"], id="python -m lattice_cli")]
     script = Path(sys.executable).with_name("lattice")
@@ -530,16 +599,27 @@ def _commands():
 def test_real_command_plans_the_case(case, tmp_path, command):
     out = tmp_path / "out"
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run([*command, *map(str, plan_args(case, out))], capture_output=True,
-                          text=True, timeout=120, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [*command, *map(str, plan_args(case, out))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in out.iterdir()) == sorted(PLAN_FILES)
     doc = json.loads((out / "plan.json").read_text())
     assert doc["summary"]["n_vertices"] >= 1
 
-    bad = subprocess.run([*command, *map(str, plan_args(case, tmp_path / "bad",
-                                                        gtv=case["gtv_empty"]))],
-                         capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+    bad = subprocess.run(
+        [*command, *map(str, plan_args(case, tmp_path / "bad", gtv=case["gtv_empty"]))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
     assert bad.returncode == 4
     assert len(bad.stderr.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
@@ -547,10 +627,24 @@ def test_real_command_plans_the_case(case, tmp_path, command):
 
 # -- protocols and counts ---------------------------------------------------------------------
 
+
 def test_protocol_preset_sets_parameters_and_explicit_options_override(case, tmp_path):
-    code, _, err = run(["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out",
-                        tmp_path / "mayo", "--protocol", "mayo", "--oar", case["oar"],
-                        "--no-picture"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            case["ct"],
+            "--gtv",
+            case["gtv"],
+            "--out",
+            tmp_path / "mayo",
+            "--protocol",
+            "mayo",
+            "--oar",
+            case["oar"],
+            "--no-picture",
+        ]
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "mayo" / "plan.json").read_text())
     p = doc["parameters"]
@@ -558,9 +652,22 @@ def test_protocol_preset_sets_parameters_and_explicit_options_override(case, tmp
     assert p["protocol"] == "mayo" and "Deufel" in p["protocol_source"]
     assert doc["inputs"]["oars"][0]["clearance_mm"] == 10.0  # the protocol's OAR clearance
 
-    code, _, err = run(["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out",
-                        tmp_path / "washu", "--protocol", "washu", "--spacing-mm", "35",
-                        "--no-picture"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            case["ct"],
+            "--gtv",
+            case["gtv"],
+            "--out",
+            tmp_path / "washu",
+            "--protocol",
+            "washu",
+            "--spacing-mm",
+            "35",
+            "--no-picture",
+        ]
+    )
     assert code == 0, err
     p = json.loads((tmp_path / "washu" / "plan.json").read_text())["parameters"]
     assert p["min_spacing_mm"] == 35.0  # explicit beats preset
@@ -584,14 +691,18 @@ def test_plan_records_its_independent_verification(case, tmp_path):
     assert doc["verification"]["ok"] is True
     rules = {c["rule"] for c in doc["verification"]["checks"]}
     assert {"gtv_margin", "spacing"} <= rules
-    assert all(c["worst_slack_mm"] is None or c["worst_slack_mm"] >= 0
-               for c in doc["verification"]["checks"])
+    assert all(
+        c["worst_slack_mm"] is None or c["worst_slack_mm"] >= 0
+        for c in doc["verification"]["checks"]
+    )
 
 
 # -- review fixes -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("extra", [["--diameter-mm", "abc"], ["--max-vertices", "0"],
-                                   ["--count", "0"]])
+
+@pytest.mark.parametrize(
+    "extra", [["--diameter-mm", "abc"], ["--max-vertices", "0"], ["--count", "0"]]
+)
 def test_argument_type_errors_are_one_line(case, tmp_path, extra):
     code, _, err = run(plan_args(case, tmp_path / "out", *extra))
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -599,8 +710,9 @@ def test_argument_type_errors_are_one_line(case, tmp_path, extra):
 
 
 def test_snap_to_slices_with_tilted_lattices_is_refused(case, tmp_path):
-    code, _, err = run(plan_args(case, tmp_path / "out", "--snap-to-slices",
-                                 "--orientations", "3d"))
+    code, _, err = run(
+        plan_args(case, tmp_path / "out", "--snap-to-slices", "--orientations", "3d")
+    )
     assert code == 2 and "axial" in err and len(err.strip().splitlines()) == 1
 
 
@@ -624,8 +736,7 @@ def test_truncated_ct_is_caught_without_the_picture(case, tmp_path):
 
 
 def test_oar_label_map_error_names_the_oar_option(case, tmp_path):
-    code, _, err = run(plan_args(case, tmp_path / "out", "--oar",
-                                 f"{case['gtv_labels']}:10"))
+    code, _, err = run(plan_args(case, tmp_path / "out", "--oar", f"{case['gtv_labels']}:10"))
     assert code == 4 and "--oar" in err and "--gtv-label" not in err
 
 
@@ -644,8 +755,9 @@ def test_plan_records_lesion_measurements(planned):
 def test_dose_proxy_only_when_asked(case, tmp_path, planned):
     assert "dose_proxy" not in json.loads((planned[0] / "plan.json").read_text())
     out = tmp_path / "dose"
-    code, stdout, stderr = run(plan_args(case, out, "--dose-peak-gy", "20",
-                                         "--dose-falloff-mm", "2", "--no-dicom"))
+    code, stdout, stderr = run(
+        plan_args(case, out, "--dose-peak-gy", "20", "--dose-falloff-mm", "2", "--no-dicom")
+    )
     assert code == 0, stderr
     d = json.loads((out / "plan.json").read_text())["dose_proxy"]
     assert "not a dose calculation" in d["model"] and "not a dose calculation" in stdout

@@ -29,8 +29,10 @@ ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5"]
 
 def _vertices(out: Path) -> tuple[np.ndarray, float]:
     doc = json.loads((out / "plan.json").read_text())
-    return (np.array([v["center_lps_mm"] for v in doc["vertices"]]),
-            doc["parameters"]["diameter_mm"])
+    return (
+        np.array([v["center_lps_mm"] for v in doc["vertices"]]),
+        doc["parameters"]["diameter_mm"],
+    )
 
 
 def _check_round_trip(out: Path, ct_folder: Path) -> list[str]:
@@ -60,13 +62,36 @@ def dicom_plan(shared_data, tmp_path_factory):
     """STS_001 planned from DICOM and from NIfTI."""
     case = shared_data / "STS_001"
     out = tmp_path_factory.mktemp("dicom") / "plan"
-    code, stdout, err = run(["plan", "--ct-dicom", case / "dicom" / "image",
-                             "--rtstruct", case / "dicom" / "mask" / "RS.dcm",
-                             "--gtv-name", "GTV_Mass_CT", "--out", out, *ARGS])
+    code, stdout, err = run(
+        [
+            "plan",
+            "--ct-dicom",
+            case / "dicom" / "image",
+            "--rtstruct",
+            case / "dicom" / "mask" / "RS.dcm",
+            "--gtv-name",
+            "GTV_Mass_CT",
+            "--out",
+            out,
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     nifti = tmp_path_factory.mktemp("nifti") / "plan"
-    code, _, err = run(["plan", "--ct", case / "image.nii.gz", "--gtv", case / "gtv.nii.gz",
-                        "--out", nifti, "--no-dicom", "--no-picture", *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            case / "image.nii.gz",
+            "--gtv",
+            case / "gtv.nii.gz",
+            "--out",
+            nifti,
+            "--no-dicom",
+            "--no-picture",
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     return {"case": case, "out": out, "nifti": nifti, "stdout": stdout}
 
@@ -120,28 +145,50 @@ def test_show_on_dicom_plan(dicom_plan, tmp_path):
     """Pictures drawn again from the recorded DICOM series and structure set."""
     code, _, err = run(["show", dicom_plan["out"], "--out", tmp_path])
     assert code == 0, err
-    assert {"overview.png", "overview3d.png", "vertices.png"} <= {p.name for p in
-                                                                  tmp_path.iterdir()}
+    assert {"overview.png", "overview3d.png", "vertices.png"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                    reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="dciodvfy (Debian package dicom3tools) is not installed",
+)
 def test_dciodvfy_on_real_export(dicom_plan):
     """No error, and one warning: the source CT's own patient name form (copied unchanged so
     that the structure set matches its CT). Its 17-character Study ID, an error in the CT
     itself, is cut to 16 (with a warning in plan.json)."""
-    result = subprocess.run(["dciodvfy", str(dicom_plan["out"] / "rtstruct.dcm")],
-                            capture_output=True, text=True)
-    found = {line for line in (result.stdout + result.stderr).splitlines()
-             if line.startswith(("Error", "Warning"))}
-    assert found == {"Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  "
-                     "PN [1] = <STS_001> - Retired Person Name form"}, found
+    result = subprocess.run(
+        ["dciodvfy", str(dicom_plan["out"] / "rtstruct.dcm")], capture_output=True, text=True
+    )
+    found = {
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.startswith(("Error", "Warning"))
+    }
+    assert found == {
+        "Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  "
+        "PN [1] = <STS_001> - Retired Person Name form"
+    }, found
 
 
 def test_nifti_only_writes_a_derived_ct(tmp_path):
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, "--no-picture", "--stv-fraction", "0.3", *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            out,
+            "--no-picture",
+            "--stv-fraction",
+            "0.3",
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     ct_folder = out / "ct_dicom"
     # The STV and GTV ROIs, rasterised from the file, are the written masks.
@@ -167,14 +214,31 @@ def test_nifti_only_writes_a_derived_ct(tmp_path):
     np.testing.assert_allclose(np.sort(positions, axis=0), np.sort(expected, axis=0), atol=1e-4)
     # A second export: new series and instance UIDs, same patient / study / frame.
     again = tmp_path / "again"
-    assert run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                "--out", again, "--no-picture", *ARGS])[0] == 0
+    assert (
+        run(
+            [
+                "plan",
+                "--ct",
+                SAMPLE / "ct.nii.gz",
+                "--gtv",
+                SAMPLE / "gtv.nii.gz",
+                "--out",
+                again,
+                "--no-picture",
+                *ARGS,
+            ]
+        )[0]
+        == 0
+    )
     import pydicom
 
     a, b = (pydicom.dcmread(p / "rtstruct.dcm") for p in (out, again))
     assert a.SeriesInstanceUID != b.SeriesInstanceUID and a.SOPInstanceUID != b.SOPInstanceUID
-    assert (a.StudyInstanceUID, a.FrameOfReferenceUID, a.PatientID) == \
-        (b.StudyInstanceUID, b.FrameOfReferenceUID, b.PatientID)
+    assert (a.StudyInstanceUID, a.FrameOfReferenceUID, a.PatientID) == (
+        b.StudyInstanceUID,
+        b.FrameOfReferenceUID,
+        b.PatientID,
+    )
     ca, cb = (pydicom.dcmread(sorted((p / "ct_dicom").iterdir())[0]) for p in (out, again))
     assert ca.SOPInstanceUID != cb.SOPInstanceUID
 
@@ -182,9 +246,23 @@ def test_nifti_only_writes_a_derived_ct(tmp_path):
 def test_reference_ct_dicom(shared_data, tmp_path):
     case = shared_data / "STS_001"
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct", case / "image.nii.gz", "--gtv", case / "gtv.nii.gz",
-                        "--reference-ct-dicom", case / "dicom" / "image", "--out", out,
-                        "--no-picture", "--vertex-rois", "combined", *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            case / "image.nii.gz",
+            "--gtv",
+            case / "gtv.nii.gz",
+            "--reference-ct-dicom",
+            case / "dicom" / "image",
+            "--out",
+            out,
+            "--no-picture",
+            "--vertex-rois",
+            "combined",
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     assert not (out / "ct_dicom").exists()
     structures = read_structures(out / "rtstruct.dcm")
@@ -196,22 +274,38 @@ def test_reference_ct_dicom(shared_data, tmp_path):
     cropped = img.slicer[:, :, 2:]
     nib.save(cropped, tmp_path / "cropped.nii.gz")
     nib.save(nib.load(case / "gtv.nii.gz").slicer[:, :, 2:], tmp_path / "gtv_cropped.nii.gz")
-    code, _, err = run(["plan", "--ct", tmp_path / "cropped.nii.gz",
-                        "--gtv", tmp_path / "gtv_cropped.nii.gz",
-                        "--reference-ct-dicom", case / "dicom" / "image",
-                        "--out", tmp_path / "bad", *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            tmp_path / "cropped.nii.gz",
+            "--gtv",
+            tmp_path / "gtv_cropped.nii.gz",
+            "--reference-ct-dicom",
+            case / "dicom" / "image",
+            "--out",
+            tmp_path / "bad",
+            *ARGS,
+        ]
+    )
     assert code == 5 and len(err.strip().splitlines()) == 1, err
     assert "not on the grid" in err and not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("argv, code, message", [
-    (["--ct-dicom", "X"], 2, "--ct-dicom needs --rtstruct and --gtv-name"),
-    (["--ct-dicom", "X", "--rtstruct", "R", "--gtv-name", "G", "--gtv", "g.nii.gz"], 2,
-     "--gtv cannot be combined with --ct-dicom"),
-    (["--ct", "c.nii.gz", "--gtv", "g.nii.gz", "--gtv-name", "G"], 2, "--gtv-name need"),
-    ([], 2, "give the CT"),
-    (["--ct-dicom", "nowhere", "--rtstruct", "R", "--gtv-name", "G"], 3, "folder not found"),
-])
+@pytest.mark.parametrize(
+    "argv, code, message",
+    [
+        (["--ct-dicom", "X"], 2, "--ct-dicom needs --rtstruct and --gtv-name"),
+        (
+            ["--ct-dicom", "X", "--rtstruct", "R", "--gtv-name", "G", "--gtv", "g.nii.gz"],
+            2,
+            "--gtv cannot be combined with --ct-dicom",
+        ),
+        (["--ct", "c.nii.gz", "--gtv", "g.nii.gz", "--gtv-name", "G"], 2, "--gtv-name need"),
+        ([], 2, "give the CT"),
+        (["--ct-dicom", "nowhere", "--rtstruct", "R", "--gtv-name", "G"], 3, "folder not found"),
+    ],
+)
 def test_dicom_option_errors(tmp_path, argv, code, message):
     got, _, err = run(["plan", *argv, "--out", tmp_path / "o"])
     assert got == code and message in err and len(err.strip().splitlines()) == 1, err
@@ -220,9 +314,19 @@ def test_dicom_option_errors(tmp_path, argv, code, message):
 
 def test_unknown_roi_name(shared_data, tmp_path):
     case = shared_data / "STS_001"
-    code, _, err = run(["plan", "--ct-dicom", case / "dicom" / "image",
-                        "--rtstruct", case / "dicom" / "mask" / "RS.dcm", "--gtv-name", "GTV",
-                        "--out", tmp_path / "o"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct-dicom",
+            case / "dicom" / "image",
+            "--rtstruct",
+            case / "dicom" / "mask" / "RS.dcm",
+            "--gtv-name",
+            "GTV",
+            "--out",
+            tmp_path / "o",
+        ]
+    )
     assert code == 4 and "ROIs present: 'GTV_Mass_CT'" in err, err
     assert not (tmp_path / "o").exists()
 
@@ -244,9 +348,23 @@ def test_oblique_real_mr_round_trip(shared_data, tmp_path):
     nib.save(nib.Nifti1Image(data, affine), tmp_path / "mr.nii.gz")
     nib.save(nib.Nifti1Image(gtv, affine), tmp_path / "gtv.nii.gz")
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct", tmp_path / "mr.nii.gz", "--gtv", tmp_path / "gtv.nii.gz",
-                        "--out", out, "--diameter-mm", "10", "--spacing-mm", "20",
-                        "--gtv-margin-mm", "3"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            tmp_path / "mr.nii.gz",
+            "--gtv",
+            tmp_path / "gtv.nii.gz",
+            "--out",
+            out,
+            "--diameter-mm",
+            "10",
+            "--spacing-mm",
+            "20",
+            "--gtv-margin-mm",
+            "3",
+        ]
+    )
     assert code == 0, err
     series = load_series(out / "ct_dicom")
     back = on_grid(series.grid, Volume(data, affine), tolerance_mm=1e-3)

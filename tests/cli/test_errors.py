@@ -82,10 +82,10 @@ def files(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
         "not_nifti": folder / "notes.nii.gz",
         "ct_2d": write_nifti(folder, "ct_2d.nii.gz", ct[:, :, 10], affine),
         "gtv_2d": write_nifti(folder, "gtv_2d.nii.gz", gtv[:, :, 10], affine),
-        "ct_5d": _write(folder, "ct_5d.nii.gz", np.stack([ct] * 3, -1)[:, :, :, None, :],
-                        affine),
-        "gtv_5d": _write(folder, "gtv_5d.nii.gz", np.stack([gtv] * 3, -1)[:, :, :, None, :],
-                         affine),
+        "ct_5d": _write(folder, "ct_5d.nii.gz", np.stack([ct] * 3, -1)[:, :, :, None, :], affine),
+        "gtv_5d": _write(
+            folder, "gtv_5d.nii.gz", np.stack([gtv] * 3, -1)[:, :, :, None, :], affine
+        ),
         "ct_nan": write_nifti(folder, "ct_nan.nii.gz", ct_nan, affine),
         "ct_inf": write_nifti(folder, "ct_inf.nii.gz", ct_inf, affine),
         "gtv_nan": write_nifti(folder, "gtv_nan.nii.gz", soft_nan, affine),
@@ -129,21 +129,39 @@ def files(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
 
 def plan(f, out, *extra, ct="ct", gtv="gtv", fast=True):
     """``lattice plan`` of the NIfTI inputs ``f[ct]``, ``f[gtv]``."""
-    return ["plan", "--ct", f[ct], "--gtv", f[gtv], "--out", out, *RULES,
-            *(FAST if fast else []), *extra]
+    return [
+        "plan",
+        "--ct",
+        f[ct],
+        "--gtv",
+        f[gtv],
+        "--out",
+        out,
+        *RULES,
+        *(FAST if fast else []),
+        *extra,
+    ]
 
 
 def plan_dicom(f, out, *, ct_dicom="ct_dicom", rtstruct="ct_slice"):
-    return ["plan", "--ct-dicom", f[ct_dicom], "--rtstruct", f[rtstruct], "--gtv-name", "GTV",
-            "--out", out, *RULES, *FAST]
+    return [
+        "plan",
+        "--ct-dicom",
+        f[ct_dicom],
+        "--rtstruct",
+        f[rtstruct],
+        "--gtv-name",
+        "GTV",
+        "--out",
+        out,
+        *RULES,
+        *FAST,
+    ]
 
 
-
-
-
-
-def assert_failed_cleanly(code, stderr, expected_code, phrases, parent, listing, out,
-                          out_before=None):
+def assert_failed_cleanly(
+    code, stderr, expected_code, phrases, parent, listing, out, out_before=None
+):
     """The contract of a failed run (see the module docstring)."""
     assert code == expected_code, stderr
     lines = stderr.splitlines()
@@ -163,112 +181,231 @@ def assert_failed_cleanly(code, stderr, expected_code, phrases, parent, listing,
 # id -> (argv(files, out), exit code, phrases naming the problem and the fix)
 CATALOGUE = {
     # 3: input file missing, unreadable, corrupt, not NIfTI / DICOM
-    "missing CT": (lambda f, o: plan(f, o, ct="missing"), 3,
-                   ["file not found", "check the path"]),
-    "missing GTV": (lambda f, o: plan(f, o, gtv="missing"), 3,
-                    ["file not found", "check the path"]),
-    "missing OAR": (lambda f, o: plan(f, o, "--oar", f"{f['missing']}:5"), 3,
-                    ["file not found", "check the path"]),
-    "missing DICOM folder": (lambda f, o: plan_dicom(f, o, ct_dicom="missing_dir"), 3,
-                             ["folder not found", "check the path"]),
-    "missing RTSTRUCT": (lambda f, o: plan_dicom(f, o, rtstruct="missing"), 3,
-                         ["file not found", "check the path"]),
-    "unreadable CT": (lambda f, o: plan(f, o, ct="unreadable"), 3,
-                      ["permission denied", "read permission"]),
-    "unreadable GTV": (lambda f, o: plan(f, o, gtv="unreadable"), 3,
-                       ["permission denied", "read permission"]),
-    "unreadable RTSTRUCT": (lambda f, o: plan_dicom(f, o, rtstruct="unreadable"), 3,
-                            ["permission denied", "read permission"]),
-    "unreadable DICOM slice": (lambda f, o: plan_dicom(f, o, ct_dicom="ct_dicom_locked"), 3,
-                               ["permission denied", "read permission"]),
-    "truncated CT": (lambda f, o: plan(f, o, ct="ct_truncated"), 3,
-                     ["truncated or corrupt", "export the file again"]),
+    "missing CT": (lambda f, o: plan(f, o, ct="missing"), 3, ["file not found", "check the path"]),
+    "missing GTV": (
+        lambda f, o: plan(f, o, gtv="missing"),
+        3,
+        ["file not found", "check the path"],
+    ),
+    "missing OAR": (
+        lambda f, o: plan(f, o, "--oar", f"{f['missing']}:5"),
+        3,
+        ["file not found", "check the path"],
+    ),
+    "missing DICOM folder": (
+        lambda f, o: plan_dicom(f, o, ct_dicom="missing_dir"),
+        3,
+        ["folder not found", "check the path"],
+    ),
+    "missing RTSTRUCT": (
+        lambda f, o: plan_dicom(f, o, rtstruct="missing"),
+        3,
+        ["file not found", "check the path"],
+    ),
+    "unreadable CT": (
+        lambda f, o: plan(f, o, ct="unreadable"),
+        3,
+        ["permission denied", "read permission"],
+    ),
+    "unreadable GTV": (
+        lambda f, o: plan(f, o, gtv="unreadable"),
+        3,
+        ["permission denied", "read permission"],
+    ),
+    "unreadable RTSTRUCT": (
+        lambda f, o: plan_dicom(f, o, rtstruct="unreadable"),
+        3,
+        ["permission denied", "read permission"],
+    ),
+    "unreadable DICOM slice": (
+        lambda f, o: plan_dicom(f, o, ct_dicom="ct_dicom_locked"),
+        3,
+        ["permission denied", "read permission"],
+    ),
+    "truncated CT": (
+        lambda f, o: plan(f, o, ct="ct_truncated"),
+        3,
+        ["truncated or corrupt", "export the file again"],
+    ),
     "truncated CT, read by the picture worker": (
-        lambda f, o: plan(f, o, ct="ct_truncated", fast=False), 3,
-        ["truncated or corrupt", "export the file again"]),
-    "truncated GTV": (lambda f, o: plan(f, o, gtv="gtv_truncated"), 3,
-                      ["truncated or corrupt", "export the file again"]),
-    "CT not NIfTI": (lambda f, o: plan(f, o, ct="not_nifti"), 3,
-                     ["as NIfTI", "pass a .nii or .nii.gz file"]),
-    "GTV not NIfTI": (lambda f, o: plan(f, o, gtv="not_nifti"), 3,
-                      ["as NIfTI", "pass a .nii or .nii.gz file"]),
-    "CT folder not DICOM": (lambda f, o: plan_dicom(f, o, ct_dicom="not_dicom_dir"), 3,
-                            ["no DICOM image series", "pass the folder"]),
-    "RTSTRUCT is a CT slice": (lambda f, o: plan_dicom(f, o), 3,
-                               ["not an RTSTRUCT", "pass the structure set"]),
-    "RTSTRUCT not DICOM": (lambda f, o: plan_dicom(f, o, rtstruct="not_nifti"), 3,
-                           ["not a DICOM file", "pass the RTSTRUCT"]),
+        lambda f, o: plan(f, o, ct="ct_truncated", fast=False),
+        3,
+        ["truncated or corrupt", "export the file again"],
+    ),
+    "truncated GTV": (
+        lambda f, o: plan(f, o, gtv="gtv_truncated"),
+        3,
+        ["truncated or corrupt", "export the file again"],
+    ),
+    "CT not NIfTI": (
+        lambda f, o: plan(f, o, ct="not_nifti"),
+        3,
+        ["as NIfTI", "pass a .nii or .nii.gz file"],
+    ),
+    "GTV not NIfTI": (
+        lambda f, o: plan(f, o, gtv="not_nifti"),
+        3,
+        ["as NIfTI", "pass a .nii or .nii.gz file"],
+    ),
+    "CT folder not DICOM": (
+        lambda f, o: plan_dicom(f, o, ct_dicom="not_dicom_dir"),
+        3,
+        ["no DICOM image series", "pass the folder"],
+    ),
+    "RTSTRUCT is a CT slice": (
+        lambda f, o: plan_dicom(f, o),
+        3,
+        ["not an RTSTRUCT", "pass the structure set"],
+    ),
+    "RTSTRUCT not DICOM": (
+        lambda f, o: plan_dicom(f, o, rtstruct="not_nifti"),
+        3,
+        ["not a DICOM file", "pass the RTSTRUCT"],
+    ),
     # 4: unusable image or mask content
     "2-D CT": (lambda f, o: plan(f, o, ct="ct_2d"), 4, ["2-D data", "3-D volume"]),
     "2-D GTV": (lambda f, o: plan(f, o, gtv="gtv_2d"), 4, ["2-D data", "3-D volume"]),
     "5-D CT": (lambda f, o: plan(f, o, ct="ct_5d"), 4, ["5-D data", "3-D volume"]),
     "5-D GTV": (lambda f, o: plan(f, o, gtv="gtv_5d"), 4, ["5-D data", "3-D volume"]),
-    "NaN in the CT": (lambda f, o: plan(f, o, ct="ct_nan"), 4,
-                      ["NaN or infinite", "fix the image"]),
+    "NaN in the CT": (
+        lambda f, o: plan(f, o, ct="ct_nan"),
+        4,
+        ["NaN or infinite", "fix the image"],
+    ),
     "inf in the CT, read by the picture worker": (
-        lambda f, o: plan(f, o, ct="ct_inf", fast=False), 4,
-        ["NaN or infinite", "fix the image"]),
-    "NaN in a float GTV": (lambda f, o: plan(f, o, gtv="gtv_nan"), 4,
-                           ["NaN or infinite", "fix the mask"]),
-    "inf in a float GTV": (lambda f, o: plan(f, o, gtv="gtv_inf"), 4,
-                           ["NaN or infinite", "fix the mask"]),
-    "empty GTV": (lambda f, o: plan(f, o, gtv="gtv_empty"), 4,
-                  ["is empty", "right file"]),
-    "label map without --gtv-label": (lambda f, o: plan(f, o, gtv="gtv_labels"), 4,
-                                      ["labels 1, 2", "--gtv-label"]),
-    "--gtv-label not in the map": (lambda f, o: plan(f, o, "--gtv-label", "7", gtv="gtv_labels"),
-                                   4, ["label 7 is not in", "labels present: 1, 2"]),
+        lambda f, o: plan(f, o, ct="ct_inf", fast=False),
+        4,
+        ["NaN or infinite", "fix the image"],
+    ),
+    "NaN in a float GTV": (
+        lambda f, o: plan(f, o, gtv="gtv_nan"),
+        4,
+        ["NaN or infinite", "fix the mask"],
+    ),
+    "inf in a float GTV": (
+        lambda f, o: plan(f, o, gtv="gtv_inf"),
+        4,
+        ["NaN or infinite", "fix the mask"],
+    ),
+    "empty GTV": (lambda f, o: plan(f, o, gtv="gtv_empty"), 4, ["is empty", "right file"]),
+    "label map without --gtv-label": (
+        lambda f, o: plan(f, o, gtv="gtv_labels"),
+        4,
+        ["labels 1, 2", "--gtv-label"],
+    ),
+    "--gtv-label not in the map": (
+        lambda f, o: plan(f, o, "--gtv-label", "7", gtv="gtv_labels"),
+        4,
+        ["label 7 is not in", "labels present: 1, 2"],
+    ),
     # 5: grids differ
-    "GTV on another grid": (lambda f, o: plan(f, o, gtv="gtv_shifted"), 5,
-                            ["different grid", "resample"]),
-    "GTV of another shape": (lambda f, o: plan(f, o, gtv="gtv_other_shape"), 5,
-                             ["has shape", "resample"]),
-    "OAR on another grid": (lambda f, o: plan(f, o, "--oar", f"{f['oar_shifted']}:5"), 5,
-                            ["different grid", "resample"]),
-    "sheared affine": (lambda f, o: plan(f, o, ct="ct_sheared", gtv="gtv_sheared"), 5,
-                       ["sheared", "orthogonal grid"]),
+    "GTV on another grid": (
+        lambda f, o: plan(f, o, gtv="gtv_shifted"),
+        5,
+        ["different grid", "resample"],
+    ),
+    "GTV of another shape": (
+        lambda f, o: plan(f, o, gtv="gtv_other_shape"),
+        5,
+        ["has shape", "resample"],
+    ),
+    "OAR on another grid": (
+        lambda f, o: plan(f, o, "--oar", f"{f['oar_shifted']}:5"),
+        5,
+        ["different grid", "resample"],
+    ),
+    "sheared affine": (
+        lambda f, o: plan(f, o, ct="ct_sheared", gtv="gtv_sheared"),
+        5,
+        ["sheared", "orthogonal grid"],
+    ),
     "sheared affine, with the derived DICOM CT": (
-        lambda f, o: plan(f, o, ct="ct_sheared", gtv="gtv_sheared", fast=False), 5,
-        ["ct_sheared.nii.gz", "sheared", "orthogonal grid"]),
+        lambda f, o: plan(f, o, ct="ct_sheared", gtv="gtv_sheared", fast=False),
+        5,
+        ["ct_sheared.nii.gz", "sheared", "orthogonal grid"],
+    ),
     # 2: bad or contradictory parameters
-    "diameter 0": (lambda f, o: plan(f, o, "--diameter-mm", "0"), 2,
-                   ["--diameter-mm", "must be a positive number"]),
-    "diameter -5": (lambda f, o: plan(f, o, "--diameter-mm", "-5"), 2,
-                    ["--diameter-mm", "must be a positive number"]),
-    "spacing 0": (lambda f, o: plan(f, o, "--spacing-mm", "0"), 2,
-                  ["--spacing-mm", "must be a positive number"]),
-    "spacing -30": (lambda f, o: plan(f, o, "--spacing-mm", "-30"), 2,
-                    ["--spacing-mm", "must be a positive number"]),
-    "spacing 1e9 (not mm)": (lambda f, o: plan(f, o, "--spacing-mm", "1e9"), 2,
-                             ["longer than any patient", "check the units"]),
-    "margin -1": (lambda f, o: plan(f, o, "--gtv-margin-mm", "-1"), 2,
-                  ["--gtv-margin-mm", "must be >= 0"]),
-    "clearance -3": (lambda f, o: plan(f, o, "--oar", f"{f['oar']}:-3"), 2,
-                     ["clearance for OAR 'oar'", "must be >= 0"]),
-    "spacing < diameter": (lambda f, o: plan(f, o, "--spacing-mm", "10"), 2,
-                           ["would overlap", "use a spacing >= diameter"]),
+    "diameter 0": (
+        lambda f, o: plan(f, o, "--diameter-mm", "0"),
+        2,
+        ["--diameter-mm", "must be a positive number"],
+    ),
+    "diameter -5": (
+        lambda f, o: plan(f, o, "--diameter-mm", "-5"),
+        2,
+        ["--diameter-mm", "must be a positive number"],
+    ),
+    "spacing 0": (
+        lambda f, o: plan(f, o, "--spacing-mm", "0"),
+        2,
+        ["--spacing-mm", "must be a positive number"],
+    ),
+    "spacing -30": (
+        lambda f, o: plan(f, o, "--spacing-mm", "-30"),
+        2,
+        ["--spacing-mm", "must be a positive number"],
+    ),
+    "spacing 1e9 (not mm)": (
+        lambda f, o: plan(f, o, "--spacing-mm", "1e9"),
+        2,
+        ["longer than any patient", "check the units"],
+    ),
+    "margin -1": (
+        lambda f, o: plan(f, o, "--gtv-margin-mm", "-1"),
+        2,
+        ["--gtv-margin-mm", "must be >= 0"],
+    ),
+    "clearance -3": (
+        lambda f, o: plan(f, o, "--oar", f"{f['oar']}:-3"),
+        2,
+        ["clearance for OAR 'oar'", "must be >= 0"],
+    ),
+    "spacing < diameter": (
+        lambda f, o: plan(f, o, "--spacing-mm", "10"),
+        2,
+        ["would overlap", "use a spacing >= diameter"],
+    ),
     "margin larger than the GTV allows": (
-        lambda f, o: plan(f, o, "--gtv-margin-mm", "30"), 2,
-        ["leaves no LATTICE target", "use a margin below", "--allow-empty"]),
+        lambda f, o: plan(f, o, "--gtv-margin-mm", "30"),
+        2,
+        ["leaves no LATTICE target", "use a margin below", "--allow-empty"],
+    ),
     "GTV smaller than one vertex": (
-        lambda f, o: plan(f, o, gtv="gtv_tiny"), 2,
-        ["smaller than one vertex", "use a smaller diameter", "--allow-empty"]),
+        lambda f, o: plan(f, o, gtv="gtv_tiny"),
+        2,
+        ["smaller than one vertex", "use a smaller diameter", "--allow-empty"],
+    ),
     "margin larger than the GTV allows, --min-vertices 1": (
-        lambda f, o: plan(f, o, "--gtv-margin-mm", "30", "--min-vertices", "1"), 2,
-        ["leaves no LATTICE target", "use a margin below"]),
+        lambda f, o: plan(f, o, "--gtv-margin-mm", "30", "--min-vertices", "1"),
+        2,
+        ["leaves no LATTICE target", "use a margin below"],
+    ),
     "GTV smaller than one vertex, --min-vertices 1": (
-        lambda f, o: plan(f, o, "--min-vertices", "1", gtv="gtv_tiny"), 2,
-        ["smaller than one vertex", "use a smaller diameter"]),
-    "--min-vertices impossible": (lambda f, o: plan(f, o, "--min-vertices", "50"), 2,
-                                  ["are required", "lower --min-vertices"]),
+        lambda f, o: plan(f, o, "--min-vertices", "1", gtv="gtv_tiny"),
+        2,
+        ["smaller than one vertex", "use a smaller diameter"],
+    ),
+    "--min-vertices impossible": (
+        lambda f, o: plan(f, o, "--min-vertices", "50"),
+        2,
+        ["are required", "lower --min-vertices"],
+    ),
     # 7: output cannot be written
     "output path is a file": (lambda f, o: plan(f, o), 7, ["is a file", "pass a folder"]),
-    "unwritable output folder": (lambda f, o: plan(f, o), 7,
-                                 ["permission denied", "choose another --out folder"]),
+    "unwritable output folder": (
+        lambda f, o: plan(f, o),
+        7,
+        ["permission denied", "choose another --out folder"],
+    ),
 }
 #: Entries whose check needs an unprivileged user (root reads and writes anything).
-NEEDS_NON_ROOT = {"unreadable CT", "unreadable GTV", "unreadable RTSTRUCT",
-                  "unreadable DICOM slice", "unwritable output folder"}
+NEEDS_NON_ROOT = {
+    "unreadable CT",
+    "unreadable GTV",
+    "unreadable RTSTRUCT",
+    "unreadable DICOM slice",
+    "unwritable output folder",
+}
 
 
 @pytest.mark.parametrize("entry", list(CATALOGUE))
@@ -301,16 +438,29 @@ def test_existing_output_without_force_exits_6(files, tmp_path, capfd):
     assert code == 0, stderr
     before = snapshot(out)
     code, _, stderr = run(capfd, plan(files, out, "--diameter-mm", "12"))
-    assert_failed_cleanly(code, stderr, 6, ["already holds", "pass --force"],
-                          tmp_path, ["out"], out, out_before=before)
+    assert_failed_cleanly(
+        code,
+        stderr,
+        6,
+        ["already holds", "pass --force"],
+        tmp_path,
+        ["out"],
+        out,
+        out_before=before,
+    )
 
 
-@pytest.mark.parametrize("extra, gtv, phrases", [
-    ([], "gtv_tiny", ["the GTV is smaller than one vertex", "use a smaller diameter"]),
-    (["--gtv-margin-mm", "30"], "gtv", ["leaves no LATTICE target", "use a margin below"]),
-], ids=["GTV smaller than one vertex", "margin larger than the GTV allows"])
-def test_no_room_with_allow_empty_is_an_empty_plan_with_one_warning(files, tmp_path, capfd,
-                                                                     extra, gtv, phrases):
+@pytest.mark.parametrize(
+    "extra, gtv, phrases",
+    [
+        ([], "gtv_tiny", ["the GTV is smaller than one vertex", "use a smaller diameter"]),
+        (["--gtv-margin-mm", "30"], "gtv", ["leaves no LATTICE target", "use a margin below"]),
+    ],
+    ids=["GTV smaller than one vertex", "margin larger than the GTV allows"],
+)
+def test_no_room_with_allow_empty_is_an_empty_plan_with_one_warning(
+    files, tmp_path, capfd, extra, gtv, phrases
+):
     """Exit 0: the plan (no vertex) is written, with one warning saying why and what to do."""
     out = tmp_path / "out"
     code, _, stderr = run(capfd, plan(files, out, *extra, "--allow-empty", gtv=gtv))
@@ -324,6 +474,7 @@ def test_no_room_with_allow_empty_is_an_empty_plan_with_one_warning(files, tmp_p
 
 
 # -- disk full while writing (ENOSPC raised partway through the output) ----------------------
+
 
 def _enospc(path) -> OSError:
     return OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -345,8 +496,9 @@ def test_disk_full_in_a_nifti_write_exits_7(files, tmp_path, capfd, monkeypatch)
     out = tmp_path / "out"
     code, _, stderr = run(capfd, plan(files, out))
     assert len(calls) == 2
-    assert_failed_cleanly(code, stderr, 7, ["No space left on device", "free space"],
-                          tmp_path, [], out)
+    assert_failed_cleanly(
+        code, stderr, 7, ["No space left on device", "free space"], tmp_path, [], out
+    )
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new folder", "replacing with --force"])
@@ -365,8 +517,16 @@ def test_disk_full_in_the_json_writer_exits_7(files, tmp_path, capfd, monkeypatc
         before = snapshot(out)
     monkeypatch.setattr(export, "write_json", write_json)
     code, _, stderr = run(capfd, plan(files, out, *(["--force"] if existing else [])))
-    assert_failed_cleanly(code, stderr, 7, ["No space left on device", "free space"],
-                          tmp_path, ["out"] if existing else [], out, out_before=before)
+    assert_failed_cleanly(
+        code,
+        stderr,
+        7,
+        ["No space left on device", "free space"],
+        tmp_path,
+        ["out"] if existing else [],
+        out,
+        out_before=before,
+    )
 
 
 def test_disk_full_in_the_derived_dicom_ct_exits_7(files, tmp_path, capfd, monkeypatch):
@@ -382,19 +542,29 @@ def test_disk_full_in_the_derived_dicom_ct_exits_7(files, tmp_path, capfd, monke
     monkeypatch.setattr(dicom_series, "write_series", write_series)
     out = tmp_path / "out"
     code, _, stderr = run(capfd, plan(files, out, fast=False))
-    assert_failed_cleanly(code, stderr, 7, ["No space left on device", "free space"],
-                          tmp_path, [], out)
+    assert_failed_cleanly(
+        code, stderr, 7, ["No space left on device", "free space"], tmp_path, [], out
+    )
 
 
 # -- interrupted, and a bug: the two codes no input can cause ---------------------------------
 
-@pytest.mark.parametrize("exc, expected, line", [
-    (KeyboardInterrupt(), 130, "lattice: interrupted; no output was written"),
-    (RuntimeError("boom"), 1, "lattice: internal error: RuntimeError: boom (rerun with --debug "
-                              "and report it)"),
-], ids=["Ctrl-C", "internal error"])
-def test_interrupt_and_internal_error_write_nothing(files, tmp_path, capfd, monkeypatch, exc,
-                                                    expected, line):
+
+@pytest.mark.parametrize(
+    "exc, expected, line",
+    [
+        (KeyboardInterrupt(), 130, "lattice: interrupted; no output was written"),
+        (
+            RuntimeError("boom"),
+            1,
+            "lattice: internal error: RuntimeError: boom (rerun with --debug and report it)",
+        ),
+    ],
+    ids=["Ctrl-C", "internal error"],
+)
+def test_interrupt_and_internal_error_write_nothing(
+    files, tmp_path, capfd, monkeypatch, exc, expected, line
+):
     """Raised while planning, with the picture worker and the derived DICOM CT under way."""
     import lattice.planning.placement as placement
 
@@ -409,8 +579,7 @@ def test_interrupt_and_internal_error_write_nothing(files, tmp_path, capfd, monk
     assert list(tmp_path.iterdir()) == []
 
 
-def test_disk_full_creating_the_temporary_ct_folder_exits_7(files, tmp_path, capfd,
-                                                             monkeypatch):
+def test_disk_full_creating_the_temporary_ct_folder_exits_7(files, tmp_path, capfd, monkeypatch):
     """Even the first folder (.out.ct-*, for the derived DICOM CT) may not fit."""
     import tempfile
 
@@ -424,5 +593,6 @@ def test_disk_full_creating_the_temporary_ct_folder_exits_7(files, tmp_path, cap
     monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     out = tmp_path / "out"
     code, _, stderr = run(capfd, plan(files, out, fast=False))
-    assert_failed_cleanly(code, stderr, 7, ["No space left on device", "free space"],
-                          tmp_path, [], out)
+    assert_failed_cleanly(
+        code, stderr, 7, ["No space left on device", "free space"], tmp_path, [], out
+    )

@@ -32,8 +32,7 @@ def gtv_path(case: str) -> Path:
 @pytest.mark.parametrize("case,minimum", [("STS_001", 10), ("STS_044", 17), ("STS_013", 30)])
 def test_hcp_counts_on_real_sarcomas(case, minimum):
     gtv = load_mask(gtv_path(case))
-    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
-                         pattern="hcp")
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5, pattern="hcp")
     check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
     assert plan.n_vertices >= minimum
 
@@ -41,8 +40,7 @@ def test_hcp_counts_on_real_sarcomas(case, minimum):
 @pytest.mark.parametrize("pattern", ["sc", "bcc", "fcc", "hcp"])
 def test_real_case_beats_random_translations(pattern):
     gtv = load_mask(gtv_path("STS_001"))
-    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
-                         pattern=pattern)
+    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5, pattern=pattern)
     check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
     best = best_random_translation_count(gtv.array, gtv.affine, pattern, s=30, d=15, margin=5)
     assert plan.n_vertices >= best
@@ -50,8 +48,9 @@ def test_real_case_beats_random_translations(pattern):
 
 def test_snap_to_slices_on_real_case():
     gtv = load_mask(gtv_path("STS_044"))
-    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
-                         pattern="hcp", snap_to_slices=True)
+    plan = plan_vertices(
+        gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5, pattern="hcp", snap_to_slices=True
+    )
     check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)
     k = plan.centers_ijk[:, 2]
     assert abs(k - k.round()).max() < 1e-6
@@ -59,8 +58,15 @@ def test_snap_to_slices_on_real_case():
 
 def test_coplanar_rule_holds_exactly_on_real_case():
     gtv = load_mask(gtv_path("STS_044"))
-    plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5,
-                         pattern="hcp", coplanar_mm=20, coplanar_spacing_mm=80)
+    plan = plan_vertices(
+        gtv,
+        diameter_mm=15,
+        min_spacing_mm=30,
+        gtv_margin_mm=5,
+        pattern="hcp",
+        coplanar_mm=20,
+        coplanar_spacing_mm=80,
+    )
     c = plan.centers_ras_mm
     assert plan.n_vertices >= 2
     check_rules(plan, gtv.array, gtv.affine, s=30, d=15, margin=5)

@@ -21,8 +21,18 @@ def planned(tmp_path_factory):
     for name in ("ct.nii.gz", "gtv.nii.gz"):
         shutil.copy(SAMPLE / name, root / name)
     out = root / "plan"
-    code, _, err = run(["plan", "--ct", root / "ct.nii.gz", "--gtv", root / "gtv.nii.gz",
-                        "--out", out, "--no-picture"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            root / "ct.nii.gz",
+            "--gtv",
+            root / "gtv.nii.gz",
+            "--out",
+            out,
+            "--no-picture",
+        ]
+    )
     assert code == 0, err
     return root, out
 

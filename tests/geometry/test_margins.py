@@ -88,8 +88,10 @@ def test_depth_equals_brute_force(seed):
     np.testing.assert_allclose(box_depth, expected[box], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("voxel_mm, margin_mm", [
-    (1.0, 2.0), (0.7, 2.1), (1.1, 2.2), (0.98, 1.96), (3.27, 3.27), (0.1, 0.5), (1.25, 5.0)])
+@pytest.mark.parametrize(
+    "voxel_mm, margin_mm",
+    [(1.0, 2.0), (0.7, 2.1), (1.1, 2.2), (0.98, 1.96), (3.27, 3.27), (0.1, 0.5), (1.25, 5.0)],
+)
 def test_voxel_exactly_at_the_margin_is_removed(voxel_mm, margin_mm):
     # A row of voxels in a full array: voxel i (0-based) is (i + 1) voxels from the frame.
     # With margin = k voxels the voxels exactly k voxels deep are *on* the closed ball's
@@ -99,19 +101,24 @@ def test_voxel_exactly_at_the_margin_is_removed(voxel_mm, margin_mm):
     mask = np.ones((n, 1, 1), bool)
     got = erode_mm(mask, margin_mm, voxel_size_mm=(voxel_mm, 1e3, 1e3))[:, 0, 0]
     expected = np.zeros(n, bool)
-    expected[k:n - k] = True  # depth (i + 1) * voxel > k * voxel  <=>  k <= i < n - k
+    expected[k : n - k] = True  # depth (i + 1) * voxel > k * voxel  <=>  k <= i < n - k
     np.testing.assert_array_equal(got, expected)
 
 
 # -- analytic shapes -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("voxel_size_mm, kind, rel_tol", [
-    ((1.0, 1.0, 1.0), "identity-like", 0.04),
-    ((1.0, 1.0, 2.5), "oblique", 0.06),
-    ((0.8, 1.1, 2.0), "lps", 0.06),
-])
-def test_sphere_of_20mm_eroded_by_5mm_is_the_15mm_sphere(make_volume, ellipsoid_mask,
-                                                        voxel_size_mm, kind, rel_tol):
+
+@pytest.mark.parametrize(
+    "voxel_size_mm, kind, rel_tol",
+    [
+        ((1.0, 1.0, 1.0), "identity-like", 0.04),
+        ((1.0, 1.0, 2.5), "oblique", 0.06),
+        ((0.8, 1.1, 2.0), "lps", 0.06),
+    ],
+)
+def test_sphere_of_20mm_eroded_by_5mm_is_the_15mm_sphere(
+    make_volume, ellipsoid_mask, voxel_size_mm, kind, rel_tol
+):
     # Tolerance: the outside of a voxelised 20 mm sphere begins up to about a voxel beyond
     # 20 mm, so the eroded surface lies a fraction of a voxel outside 15 mm: measured +2.5 %
     # volume at 1 mm, +5 % with 2-2.5 mm slices (a 0.25 mm radius error).
@@ -150,6 +157,7 @@ def test_ellipsoid_erosion_shrinks_each_semi_axis_by_the_margin(make_volume, ell
 
 # -- the array border is outside -------------------------------------------------------------
 
+
 def test_full_array_is_eroded_from_the_border():
     mask = np.ones((10, 12, 8), bool)
     got = erode_mm(mask, 2.5, voxel_size_mm=(1.0, 1.0, 1.0))
@@ -175,6 +183,7 @@ def test_mask_touching_the_border_is_eroded_as_if_padded(make_volume, ellipsoid_
 
 
 # -- invariants and parameters ---------------------------------------------------------------
+
 
 def test_erosion_follows_flips_and_axis_permutations():
     rng = np.random.default_rng(7)
@@ -250,6 +259,8 @@ def test_bounding_box_matches_argwhere_in_both_memory_orders(order):
         m[tuple(int(rng.integers(0, s)) for s in shape)] = True
         m |= rng.random(shape) < 0.05
         idx = np.argwhere(m)
-        expected = tuple(slice(max(int(idx[:, a].min()) - 1, 0),
-                               min(int(idx[:, a].max()) + 2, shape[a])) for a in range(3))
+        expected = tuple(
+            slice(max(int(idx[:, a].min()) - 1, 0), min(int(idx[:, a].max()) + 2, shape[a]))
+            for a in range(3)
+        )
         assert bounding_box(m, pad_vox=1) == expected

@@ -44,8 +44,12 @@ SHELLS = {
 }
 #: Distance between adjacent point layers normal to z (/ S) in the canonical orientation:
 #: cubic (100) layers for SC, BCC and FCC, close-packed layers for HCP.
-LAYER_STEP = {"sc": 1.0, "bcc": 1.0 / np.sqrt(3.0), "fcc": 1.0 / np.sqrt(2.0),
-              "hcp": np.sqrt(2.0 / 3.0)}
+LAYER_STEP = {
+    "sc": 1.0,
+    "bcc": 1.0 / np.sqrt(3.0),
+    "fcc": 1.0 / np.sqrt(2.0),
+    "hcp": np.sqrt(2.0 / 3.0),
+}
 #: Smallest rotation about z mapping the lattice onto a translate of itself (deg).
 SYMMETRY_DEG = {"sc": 90.0, "bcc": 90.0, "fcc": 90.0, "hcp": 60.0}
 
@@ -109,8 +113,7 @@ def test_neighbour_shells_match_the_textbook(name):
 def test_density_is_the_analytic_volume_per_vertex(name):
     p = make_pattern(name, min_spacing_mm=S)
     s = S * (1 + SPACING_GUARD)
-    assert p.density_per_mm3 == pytest.approx(1.0 / (VOLUME_PER_VERTEX[name] * s**3),
-                                              rel=1e-12)
+    assert p.density_per_mm3 == pytest.approx(1.0 / (VOLUME_PER_VERTEX[name] * s**3), rel=1e-12)
     # Counted: points in a ball of radius R over its volume (surface effects ~ 3 S / R).
     radius = 10 * S
     counted = len(block(p, radius)) / (4.0 / 3.0 * np.pi * radius**3)
@@ -123,8 +126,9 @@ def test_primitive_cell_holds_the_analytic_volume_and_generates_the_translations
     prim = p.primitive_mm
     s = S * (1 + SPACING_GUARD)
     per_cell = 2 if name == "hcp" else 1  # hcp is not a Bravais lattice: 2 points per cell
-    assert abs(np.linalg.det(prim)) == pytest.approx(per_cell * VOLUME_PER_VERTEX[name] * s**3,
-                                                      rel=1e-12)
+    assert abs(np.linalg.det(prim)) == pytest.approx(
+        per_cell * VOLUME_PER_VERTEX[name] * s**3, rel=1e-12
+    )
     radius = 5 * S
     pts = block(p, radius)
     for v in prim.T:

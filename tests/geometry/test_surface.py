@@ -34,8 +34,10 @@ def test_box_mask_is_a_cuboid_half_a_voxel_beyond_its_outer_centres_away_from_it
     lo = np.array([4.5, 3.5, 2.5]) * VOX
     hi = np.array([14.5, 20.5, 8.5]) * VOX
     # Points whose nearest face is a flat part of the cuboid (not a chamfered in-plane corner).
-    pts = np.array([[10, 12, 5], [5.3, 12, 5.5], [10, 12, 8.4], [10, 20.2, 5.0],
-                    [9.1, 11.7, 3.1]]) * VOX
+    pts = (
+        np.array([[10, 12, 5], [5.3, 12, 5.5], [10, 12, 8.4], [10, 20.2, 5.0], [9.1, 11.7, 3.1]])
+        * VOX
+    )
     expected = np.min(np.concatenate([pts - lo, hi - pts], axis=1), axis=1)
     np.testing.assert_allclose(solid.depth(pts), expected, atol=1e-9)
     outside = np.array([[20, 12, 5], [10, 12, 11], [10, 1, 5]]) * VOX
@@ -107,8 +109,12 @@ def test_brute_force_depth_of_random_points_by_dense_boundary_sampling():
     k = ks[len(ks) // 2]
     inside = np.argwhere(g[:, :, k])
     pick = inside[rng.choice(len(inside), 40, replace=False)]
-    pts = np.column_stack([pick + rng.uniform(-0.5, 0.5, (40, 2)),
-                           np.full(40, k) + rng.uniform(-0.5, 0.5, 40)]) * VOX
+    pts = (
+        np.column_stack(
+            [pick + rng.uniform(-0.5, 0.5, (40, 2)), np.full(40, k) + rng.uniform(-0.5, 0.5, 40)]
+        )
+        * VOX
+    )
     d = solid.depth(pts)
     # Dense samples of the outlines on slabs k-3..k+3 and of their slab walls.
     samples = []
@@ -117,12 +123,14 @@ def test_brute_force_depth_of_random_points_by_dense_boundary_sampling():
         for line in find_contours(np.pad(plane, 1).astype(float), 0.5):
             line = line - 1.0
             seg = np.linspace(0, 1, 8, endpoint=False)
-            dense = (line[:-1, None] + seg[None, :, None] * np.diff(line, axis=0)[:, None]
-                     ).reshape(-1, 2) * VOX[:2]
+            dense = (line[:-1, None] + seg[None, :, None] * np.diff(line, axis=0)[:, None]).reshape(
+                -1, 2
+            ) * VOX[:2]
             for z in np.linspace(kk - 0.5, kk + 0.5, 13):
                 samples.append(np.column_stack([dense, np.full(len(dense), z * VOX[2])]))
     samples = np.concatenate(samples)
     from scipy.spatial import cKDTree
+
     ref, _ = cKDTree(samples).query(pts)
     # Top/bottom faces are not sampled: the sampled distance is an upper bound of the depth
     # (boundary points of the side walls), equal where the nearest point is on a wall.
@@ -146,7 +154,8 @@ def test_polygon_route_equals_mask_route_for_the_masks_own_contours():
 
 
 def test_robust_shift_is_the_least_slack_and_every_shift_within_it_keeps_the_rules(
-        make_volume, ellipsoid_mask):
+    make_volume, ellipsoid_mask
+):
     vol = make_volume((60, 56, 24), (1.0, 1.0, 3.0), "oblique")
     centre = vol.ijk_to_ras((np.array(vol.shape) - 1) / 2.0)[0]
     gtv = vol.with_array(ellipsoid_mask(vol, centre, (24.0, 20.0, 30.0)))
@@ -160,8 +169,7 @@ def test_robust_shift_is_the_least_slack_and_every_shift_within_it_keeps_the_rul
     worst_in, worst_out = np.inf, np.inf
     for d in dirs:
         worst_in = min(worst_in, field.exact_slack(plan.centers_ras_mm + 0.999 * shift * d).min())
-        worst_out = min(worst_out, field.exact_slack(plan.centers_ras_mm
-                                                     + (shift + 0.5) * d).min())
+        worst_out = min(worst_out, field.exact_slack(plan.centers_ras_mm + (shift + 0.5) * d).min())
     assert worst_in >= 0
     assert worst_out < 0  # a little more in the worst direction breaks a rule
 
@@ -178,8 +186,7 @@ def test_verify_catches_a_plan_written_before_the_surface_model(tmp_path, capsys
     code = main(["verify", str(path)])
     out = capsys.readouterr().out
     assert code == 8
-    short = [line for line in out.splitlines()
-             if line.startswith("violation [gtv_margin]")]
+    short = [line for line in out.splitlines() if line.startswith("violation [gtv_margin]")]
     assert short, out
     assert "VTX_01 centre is" in out and "mm short" in short[0]
     # The shortfall is the half voxel the old model gained: below 3.27 mm / 2 each.
@@ -192,8 +199,24 @@ def test_surface_model_is_recorded_in_plan_json(tmp_path):
 
     case = REPO / "sample_data" / "STS_001"
     out = tmp_path / "out"
-    assert main(["plan", "--ct", str(case / "ct.nii.gz"), "--gtv", str(case / "gtv.nii.gz"),
-                 "--out", str(out), "--no-picture", "--no-dicom", "--mesh-format", "none"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--ct",
+                str(case / "ct.nii.gz"),
+                "--gtv",
+                str(case / "gtv.nii.gz"),
+                "--out",
+                str(out),
+                "--no-picture",
+                "--no-dicom",
+                "--mesh-format",
+                "none",
+            ]
+        )
+        == 0
+    )
     doc = json.loads((out / "plan.json").read_text())
     model = doc["surface_model"]
     assert model["name"] == "tps_slab_extrusion"

@@ -47,6 +47,7 @@ OAR_CLEARANCE_MM = 10.0
 
 # -- running the planner, once per distinct request ---------------------------------------
 
+
 class Planner:
     """Runs ``lattice plan`` in-process and caches the result per (case, arguments)."""
 
@@ -134,8 +135,10 @@ def assert_rules(label, out_doc, *, solids=None):
     if par.get("coplanar_mm"):
         for i in range(len(c)):
             for j in range(i + 1, len(c)):
-                if (abs(c[i, 2] - c[j, 2]) < par["coplanar_mm"]
-                        and np.linalg.norm(c[i] - c[j]) < par["coplanar_spacing_mm"] - TOL_MM):
+                if (
+                    abs(c[i, 2] - c[j, 2]) < par["coplanar_mm"]
+                    and np.linalg.norm(c[i] - c[j]) < par["coplanar_spacing_mm"] - TOL_MM
+                ):
                     problems.append(f"co-planar: vertices {i + 1} and {j + 1}")
     if par.get("snap_to_slices"):
         aff = np.asarray(doc["grid"]["affine"], float)
@@ -144,16 +147,19 @@ def assert_rules(label, out_doc, *, solids=None):
             problems.append(f"off slice planes by {np.abs(k - np.rint(k)).max():.2e} slices")
     if par.get("count") is not None and len(c) != par["count"]:
         problems.append(f"{len(c)} vertices, --count {par['count']}")
-    assert not problems, line + "\n  " + "\n  ".join(problems[:12]) + (
-        f"\n  ... {len(problems) - 12} more" if len(problems) > 12 else "")
+    assert not problems, (
+        line
+        + "\n  "
+        + "\n  ".join(problems[:12])
+        + (f"\n  ... {len(problems) - 12} more" if len(problems) > 12 else "")
+    )
     return check
 
 
 # -- every shared STS case, D 15, S 30, margin 5, hcp; and with an OAR ---------------------
 
 #: Parameter sets: the issue's D 15 / S 30 / margin 5, and D 10 / S 20 / margin 3.
-PARAMS = {"D15": [], "D10": ["--diameter-mm", "10", "--spacing-mm", "20",
-                             "--gtv-margin-mm", "3"]}
+PARAMS = {"D15": [], "D10": ["--diameter-mm", "10", "--spacing-mm", "20", "--gtv-margin-mm", "3"]}
 
 
 def deepest_voxel_centre(gtv_path):
@@ -176,10 +182,23 @@ def test_shared_case_hcp(planner, case, params):
         # 35.7 cc: no centre is 12.5 mm deep; the planner must say so, and be right.
         _, gtv = planner.case(case)
         deepest = deepest_voxel_centre(gtv)
-        print(f"\n[{case} hcp {params}] deepest voxel centre under the surface model "
-              f"{deepest:.3f} mm")
-        code, _, err = run(["plan", "--ct", planner.case(case)[0], "--gtv", gtv, "--out",
-                            planner.root / "sts035_d15", *BASE, *QUIET, *extra])
+        print(
+            f"\n[{case} hcp {params}] deepest voxel centre under the surface model {deepest:.3f} mm"
+        )
+        code, _, err = run(
+            [
+                "plan",
+                "--ct",
+                planner.case(case)[0],
+                "--gtv",
+                gtv,
+                "--out",
+                planner.root / "sts035_d15",
+                *BASE,
+                *QUIET,
+                *extra,
+            ]
+        )
         assert deepest < MARGIN_MM + D_MM / 2
         assert code == 2 and "no room" in err, err
         return
@@ -195,11 +214,12 @@ def oar_beside_the_gtv(gtv_path, folder, thickness_mm=8.0):
     img = nib.load(gtv_path)
     gtv = np.asanyarray(img.dataobj) > 0
     aff = img.affine
-    dist = ndimage.distance_transform_edt(~np.pad(gtv, 1),
-                                          sampling=np.linalg.norm(aff[:3, :3], axis=0))
+    dist = ndimage.distance_transform_edt(
+        ~np.pad(gtv, 1), sampling=np.linalg.norm(aff[:3, :3], axis=0)
+    )
     dist = dist[1:-1, 1:-1, 1:-1]
     half = np.zeros_like(gtv)
-    half[int(np.argwhere(gtv)[:, 0].mean()):] = True
+    half[int(np.argwhere(gtv)[:, 0].mean()) :] = True
     oar = (dist > 0) & (dist <= thickness_mm) & half
     path = Path(folder) / "oar.nii.gz"
     write_nii(path, oar.astype(np.uint8), aff)
@@ -213,8 +233,12 @@ def test_shared_case_with_an_oar(planner, case, tmp_path):
     oar = oar_beside_the_gtv(gtv, tmp_path)
     # STS_035 (35.7 cc) holds no D 15 vertex, and no D 10 one 10 mm from this OAR.
     params, clearance = ("D10", 5.0) if case == "STS_035" else ("D15", OAR_CLEARANCE_MM)
-    check = assert_rules(f"{case} hcp {params} + OAR {clearance:g}", planner.plan(
-        case, "--pattern", "hcp", *PARAMS[params], "--oar", f"oar={oar}:{clearance:g}"))
+    check = assert_rules(
+        f"{case} hcp {params} + OAR {clearance:g}",
+        planner.plan(
+            case, "--pattern", "hcp", *PARAMS[params], "--oar", f"oar={oar}:{clearance:g}"
+        ),
+    )
     assert "oar" in check.oar_distance_mm
 
 
@@ -256,12 +280,14 @@ def test_reported_depths_are_the_surface_depths(planner):
     check = check_plan(doc)
     reported = np.array([v["depth_mm"] for v in doc["vertices"]])
     diff = reported - check.depth_mm
-    print(f"\n[sample hcp] reported depth_mm - checker depth: {diff.min():.4f} .. "
-          f"{diff.max():.4f} mm")
+    print(
+        f"\n[sample hcp] reported depth_mm - checker depth: {diff.min():.4f} .. {diff.max():.4f} mm"
+    )
     assert np.abs(diff).max() <= 1e-3 + 1e-9
 
 
 # -- flipped, permuted, oblique grids; 0.5 x 0.5 x 5 mm voxels -----------------------------
+
 
 def index_map(shape, *, flip=(), axes=(0, 1, 2)):
     """(4, 4) M with old_index = M @ new_index for ``new = old.transpose(axes)`` followed
@@ -313,8 +339,11 @@ def sample_variants(planner, tmp_path_factory):
             for ax in flip:
                 ct2, gtv2 = np.flip(ct2, ax), np.flip(gtv2, ax)
             ct2, gtv2 = np.ascontiguousarray(ct2), np.ascontiguousarray(gtv2)
-        planner.register(name, write_nii(folder / f"{name}_ct.nii.gz", ct2, new),
-                         write_nii(folder / f"{name}_gtv.nii.gz", gtv2, new))
+        planner.register(
+            name,
+            write_nii(folder / f"{name}_ct.nii.gz", ct2, new),
+            write_nii(folder / f"{name}_gtv.nii.gz", gtv2, new),
+        )
     return folder
 
 
@@ -352,8 +381,11 @@ def fine_grid_case(planner, tmp_path_factory):
     gtv |= np.linalg.norm(rel - [30.0, 10.0, 12.0], axis=-1) <= 16.0
     gtv &= ~(np.linalg.norm(rel - [-25.0, -25.0, 0.0], axis=-1) <= 14.0)
     ct = np.where(gtv, 40, 0).astype(np.int16)
-    planner.register("fine", write_nii(folder / "ct.nii.gz", ct, aff),
-                     write_nii(folder / "gtv.nii.gz", gtv.astype(np.uint8), aff))
+    planner.register(
+        "fine",
+        write_nii(folder / "ct.nii.gz", ct, aff),
+        write_nii(folder / "gtv.nii.gz", gtv.astype(np.uint8), aff),
+    )
     return folder
 
 
@@ -366,19 +398,24 @@ def test_half_mm_by_5_mm_voxels(planner, fine_grid_case, pattern):
 
 # -- DICOM input, measured against the RTSTRUCT's own polygons -----------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.parametrize("params", list(PARAMS))
 @pytest.mark.parametrize("case", ["STS_001", "STS_002"])
 def test_dicom_input_against_rtstruct_polygons(planner, shared_data, case, params):
     folder = shared_data / case / "dicom"
-    out_doc = planner.plan(case, "--pattern", "hcp", *PARAMS[params],
-                           dicom=(folder / "image", folder / "mask" / "RS.dcm", "GTV_Mass_CT"))
+    out_doc = planner.plan(
+        case,
+        "--pattern",
+        "hcp",
+        *PARAMS[params],
+        dicom=(folder / "image", folder / "mask" / "RS.dcm", "GTV_Mass_CT"),
+    )
     doc = out_doc[1]
     # plan.json records resolved paths (../shared may be reached through a link).
     assert doc["inputs"]["rtstruct"]["path"] == str((folder / "mask" / "RS.dcm").resolve())
     # The checker's own CT geometry (pydicom by hand) is the plan's grid.
-    np.testing.assert_allclose(ct_dicom_affine(folder / "image"), doc["grid"]["affine"],
-                               atol=1e-3)
+    np.testing.assert_allclose(ct_dicom_affine(folder / "image"), doc["grid"]["affine"], atol=1e-3)
     assert_rules(f"{case} DICOM {params}", out_doc)
 
 
@@ -395,8 +432,15 @@ def reference_count(planner, case, pattern):
         _, gtv = planner.case(case)
         solid = load_mask_solid(gtv)
         t0 = time.perf_counter()
-        best, _ = best_translation_count(solid, pattern, spacing=S_MM, diameter=D_MM,
-                                         margin=MARGIN_MM, n_translations=1500, seed=0)
+        best, _ = best_translation_count(
+            solid,
+            pattern,
+            spacing=S_MM,
+            diameter=D_MM,
+            margin=MARGIN_MM,
+            n_translations=1500,
+            seed=0,
+        )
         _REFERENCE[key] = (best, time.perf_counter() - t0)
     return _REFERENCE[key]
 
@@ -410,8 +454,10 @@ def test_count_not_below_the_brute_force_reference(planner, case, pattern):
     check = check_plan(out_doc[1])
     n = len(check.depth_mm)
     valid = n - check.n_short
-    print(f"\n[COUNT {case} {pattern}] reference {ref} (1500 translations, {seconds:.1f} s); "
-          f"planner {n} vertices, {valid} of them deep enough under the surface model")
+    print(
+        f"\n[COUNT {case} {pattern}] reference {ref} (1500 translations, {seconds:.1f} s); "
+        f"planner {n} vertices, {valid} of them deep enough under the surface model"
+    )
     assert n >= ref, f"{case} {pattern}: planner {n} < reference {ref}"
 
 
@@ -422,6 +468,8 @@ def test_max_not_below_the_best_reference(planner, case):
     out_doc = planner.plan(case, "--pattern", "max", *MAX_BUDGET)
     check = check_plan(out_doc[1])
     n = len(check.depth_mm)
-    print(f"\n[COUNT {case} max] best reference {max(refs.values())} {refs}; planner {n} "
-          f"vertices, {n - check.n_short} of them deep enough under the surface model")
+    print(
+        f"\n[COUNT {case} max] best reference {max(refs.values())} {refs}; planner {n} "
+        f"vertices, {n - check.n_short} of them deep enough under the surface model"
+    )
     assert n >= max(refs.values())

@@ -26,9 +26,24 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX si
 
 def _start(out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "lattice_cli", "plan", "--ct", str(SAMPLE / "ct.nii.gz"),
-         "--gtv", str(SAMPLE / "gtv.nii.gz"), "--out", str(out), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "lattice_cli",
+            "plan",
+            "--ct",
+            str(SAMPLE / "ct.nii.gz"),
+            "--gtv",
+            str(SAMPLE / "gtv.nii.gz"),
+            "--out",
+            str(out),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _stop_mid_write(process: subprocess.Popen, out: Path, sig: int, *, group: bool) -> str:
@@ -81,8 +96,20 @@ def test_sigkill_mid_write_leaves_no_plan_and_a_rerun_completes(tmp_path):
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
     assert _hidden(out)  # the dead run could not clean up ...
-    assert main(["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv",
-                 str(SAMPLE / "gtv.nii.gz"), "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--ct",
+                str(SAMPLE / "ct.nii.gz"),
+                "--gtv",
+                str(SAMPLE / "gtv.nii.gz"),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert _hidden(out) == []  # ... the rerun did
     _complete(out)
     assert main(["verify", str(out)]) == 0
@@ -94,24 +121,62 @@ def test_sigkill_mid_write_leaves_no_plan_and_a_rerun_completes(tmp_path):
 
 def test_killed_force_run_keeps_the_previous_plan_whole(tmp_path):
     out = tmp_path / "plan"
-    assert main(["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv",
-                 str(SAMPLE / "gtv.nii.gz"), "--out", str(out), "--spacing-mm", "40"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--ct",
+                str(SAMPLE / "ct.nii.gz"),
+                "--gtv",
+                str(SAMPLE / "gtv.nii.gz"),
+                "--out",
+                str(out),
+                "--spacing-mm",
+                "40",
+            ]
+        )
+        == 0
+    )
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     process = _start(out, "--force", "--spacing-mm", "25")
     _stop_mid_write(process, out, signal.SIGKILL, group=True)
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
     assert _complete(out)["parameters"]["min_spacing_mm"] == 40.0
-    assert main(["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv",
-                 str(SAMPLE / "gtv.nii.gz"), "--out", str(out), "--spacing-mm", "25",
-                 "--force"]) == 0
+    assert (
+        main(
+            [
+                "plan",
+                "--ct",
+                str(SAMPLE / "ct.nii.gz"),
+                "--gtv",
+                str(SAMPLE / "gtv.nii.gz"),
+                "--out",
+                str(out),
+                "--spacing-mm",
+                "25",
+                "--force",
+            ]
+        )
+        == 0
+    )
     assert _complete(out)["parameters"]["min_spacing_mm"] == 25.0
     assert _hidden(out) == []
 
 
 def test_force_replaces_a_plan_folder_by_swapping_it_whole(tmp_path):
     out = tmp_path / "plan"
-    base = ["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv", str(SAMPLE / "gtv.nii.gz"),
-            "--out", str(out), "--no-dicom", "--mesh-format", "none"]
+    base = [
+        "plan",
+        "--ct",
+        str(SAMPLE / "ct.nii.gz"),
+        "--gtv",
+        str(SAMPLE / "gtv.nii.gz"),
+        "--out",
+        str(out),
+        "--no-dicom",
+        "--mesh-format",
+        "none",
+    ]
     assert main([*base, "--mesh-format", "stl"]) == 0
     inode = out.stat().st_ino
     assert (out / "vertices.stl").exists()
@@ -125,14 +190,20 @@ def test_only_dead_runs_temporary_folders_are_removed(tmp_path):
     out = tmp_path / "plan"
     mine = tmp_path / f"{stage_prefix(out, 'partial')}abcd1234"
     mine.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     theirs = tmp_path / f".plan.partial-{dead.stdout.strip()}-xyz_0123"
     theirs.mkdir()
-    kept = [tmp_path / ".planx.partial-1-abcd1234",  # another output's
-            tmp_path / ".plan.backup-2024-01",  # the user's own folders
-            tmp_path / f".plan.partial-{dead.stdout.strip()}-notmine!",
-            tmp_path / ".plan.old-99999999999999999999-abcd1234"]
+    kept = [
+        tmp_path / ".planx.partial-1-abcd1234",  # another output's
+        tmp_path / ".plan.backup-2024-01",  # the user's own folders
+        tmp_path / f".plan.partial-{dead.stdout.strip()}-notmine!",
+        tmp_path / ".plan.old-99999999999999999999-abcd1234",
+    ]
     for folder in kept:
         folder.mkdir()
     assert remove_stale_stages(out) == [theirs]
@@ -145,8 +216,19 @@ def test_a_symlinked_output_folder_is_written_through_the_link(tmp_path):
     real.mkdir()
     link = tmp_path / "link"
     link.symlink_to(real)
-    argv = ["plan", "--ct", str(SAMPLE / "ct.nii.gz"), "--gtv", str(SAMPLE / "gtv.nii.gz"),
-            "--out", str(link), "--no-dicom", "--mesh-format", "none", "--no-picture"]
+    argv = [
+        "plan",
+        "--ct",
+        str(SAMPLE / "ct.nii.gz"),
+        "--gtv",
+        str(SAMPLE / "gtv.nii.gz"),
+        "--out",
+        str(link),
+        "--no-dicom",
+        "--mesh-format",
+        "none",
+        "--no-picture",
+    ]
     assert main(argv) == 0
     assert main([*argv, "--force"]) == 0
     assert link.is_symlink() and (real / "plan.json").is_file()

@@ -42,16 +42,33 @@ def series_case(request, tmp_path):
     rng = np.random.default_rng(3)
     values = rng.integers(-1000, 1500, size=SHAPE).astype(float)
     origin = np.array([-40.0, 12.5, -300.0])
-    uids = write_series(tmp_path / "ct", values, row_dir=row, col_dir=col, origin_lps=origin,
-                        spacing_ij=SPACING_IJ, gap_mm=GAP, slope=1.0, intercept=-1024.0)
-    return {"folder": tmp_path / "ct", "values": values, "row": row, "col": col,
-            "origin": origin, "uids": uids, "tmp": tmp_path}
+    uids = write_series(
+        tmp_path / "ct",
+        values,
+        row_dir=row,
+        col_dir=col,
+        origin_lps=origin,
+        spacing_ij=SPACING_IJ,
+        gap_mm=GAP,
+        slope=1.0,
+        intercept=-1024.0,
+    )
+    return {
+        "folder": tmp_path / "ct",
+        "values": values,
+        "row": row,
+        "col": col,
+        "origin": origin,
+        "uids": uids,
+        "tmp": tmp_path,
+    }
 
 
 def _world_lps(c, i, j, k):
     normal = np.cross(c["row"], c["col"])
-    return (c["origin"] + i * SPACING_IJ[0] * c["row"] + j * SPACING_IJ[1] * c["col"]
-            + k * GAP * normal)
+    return (
+        c["origin"] + i * SPACING_IJ[0] * c["row"] + j * SPACING_IJ[1] * c["col"] + k * GAP * normal
+    )
 
 
 def test_series_geometry_and_values(series_case):
@@ -74,17 +91,24 @@ def test_rasterise_even_odd_and_z_matching(series_case):
         """Voxels lo..hi: edges half-way between voxel centres (no boundary ties)."""
         a, b = lo - 0.5, hi + 0.5
         pts = [(a, a), (b, a), (b, b), (a, b)]
-        return np.array([_world_lps(c, i, j, kk) + dz * np.cross(c["row"], c["col"])
-                         for i, j in pts])
+        return np.array(
+            [_world_lps(c, i, j, kk) + dz * np.cross(c["row"], c["col"]) for i, j in pts]
+        )
 
     # Outer square 2..15 with a hole 6..10 on slice k; a contour 0.4 gap off slice k+2 still
     # belongs to it (matched by position, not by UID: this file references no UID at all).
-    write_structure_set(c["tmp"] / "rs.dcm", c["folder"], {
-        "ring": [square(2, 15, k), square(6, 10, k)],
-        "shifted": [square(3, 8, k + 2, dz=0.4 * GAP)],
-        "far": [square(3, 8, 40)]})
-    case = load_dicom_case(c["folder"], c["tmp"] / "rs.dcm", gtv_name="ring",
-                           oar_names=["SHIFTED"], pixels=False)
+    write_structure_set(
+        c["tmp"] / "rs.dcm",
+        c["folder"],
+        {
+            "ring": [square(2, 15, k), square(6, 10, k)],
+            "shifted": [square(3, 8, k + 2, dz=0.4 * GAP)],
+            "far": [square(3, 8, 40)],
+        },
+    )
+    case = load_dicom_case(
+        c["folder"], c["tmp"] / "rs.dcm", gtv_name="ring", oar_names=["SHIFTED"], pixels=False
+    )
     m = case.gtv.array
     assert m[:, :, k].sum() == 14 * 14 - 5 * 5
     assert m[8, 8, k] == 0 and m[3, 3, k] == 1 and m.sum() == m[:, :, k].sum()
@@ -121,10 +145,24 @@ def test_bad_series_and_files(tmp_path):
         read_rtstruct(tmp_path / "empty" / "notes.txt")
     values = np.zeros((6, 5, 4))
     row, col = _axes("axial")
-    write_series(tmp_path / "two" / "a", values, row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
-                 spacing_ij=(1, 1), gap_mm=2)
-    write_series(tmp_path / "two" / "b", values, row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
-                 spacing_ij=(1, 1), gap_mm=2)
+    write_series(
+        tmp_path / "two" / "a",
+        values,
+        row_dir=row,
+        col_dir=col,
+        origin_lps=(0, 0, 0),
+        spacing_ij=(1, 1),
+        gap_mm=2,
+    )
+    write_series(
+        tmp_path / "two" / "b",
+        values,
+        row_dir=row,
+        col_dir=col,
+        origin_lps=(0, 0, 0),
+        spacing_ij=(1, 1),
+        gap_mm=2,
+    )
     with pytest.raises(InputFileError, match="holds 2 image series"):
         load_series(tmp_path / "two")
     files = sorted((tmp_path / "two" / "a").iterdir())
@@ -176,8 +214,9 @@ def test_real_rtstruct_gives_the_nifti_gtv(shared_data, case):
     folder = shared_data / case / "dicom"
     structures = read_rtstruct(folder / "mask" / "RS.dcm")
     name = structures.names()[0]
-    dcase = load_dicom_case(folder / "image", folder / "mask" / "RS.dcm", gtv_name=name,
-                            pixels=False)
+    dcase = load_dicom_case(
+        folder / "image", folder / "mask" / "RS.dcm", gtv_name=name, pixels=False
+    )
     img = nib.load(shared_data / case / "gtv.nii.gz")
     truth = Volume(np.asarray(img.dataobj) > 0, img.affine)
     mask = on_grid(dcase.gtv, truth).array  # same voxels whatever the axis order

@@ -37,27 +37,55 @@ from lattice.io.dicom_series import (
 from lattice.io.nifti import load_image
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
-FAST = ["--no-picture", "--mesh-format", "none", "--diameter-mm", "15", "--spacing-mm", "30",
-        "--gtv-margin-mm", "5"]
+FAST = [
+    "--no-picture",
+    "--mesh-format",
+    "none",
+    "--diameter-mm",
+    "15",
+    "--spacing-mm",
+    "30",
+    "--gtv-margin-mm",
+    "5",
+]
 #: dciodvfy's one warning on a derived CT slice: Laterality is empty because it is unknown
 #: (left out, dciodvfy reports a missing type 2C attribute, an error).
-LATERALITY_WARNING = ("Warning - is only permitted to be empty when actually unknown; should be "
-                      "absent (not empty) if an unpaired body part, and have a value if a "
-                      "paired body part - attribute <Laterality>")
+LATERALITY_WARNING = (
+    "Warning - is only permitted to be empty when actually unknown; should be "
+    "absent (not empty) if an unpaired body part, and have a value if a "
+    "paired body part - attribute <Laterality>"
+)
 
 
 def lattice_process(*argv, cwd=None) -> subprocess.CompletedProcess:
     """``lattice`` as a user runs it: its own process, so every line that reaches stderr
     (a pydicom warning from the picture worker too) is seen."""
-    return subprocess.run([sys.executable, "-m", "lattice_cli", *map(str, argv)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lattice_cli", *map(str, argv)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def independent_string_problems(ds) -> list[str]:
     """VR rules of PS3.5 6.2 checked with pydicom's dictionary only (not lattice's code):
     lengths, no backslash in one value, no control characters, value multiplicity 1."""
-    limits = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "ST": 1024, "LT": 10240, "UI": 64,
-              "DA": 8, "TM": 14, "IS": 12, "DS": 16, "AS": 4}
+    limits = {
+        "AE": 16,
+        "CS": 16,
+        "SH": 16,
+        "LO": 64,
+        "ST": 1024,
+        "LT": 10240,
+        "UI": 64,
+        "DA": 8,
+        "TM": 14,
+        "IS": 12,
+        "DS": 16,
+        "AS": 4,
+    }
     problems = []
     for elem in ds.iterall():
         if elem.VR not in (*limits, "PN") or elem.tag == 0x30060050:  # ContourData: own test
@@ -80,29 +108,41 @@ def independent_string_problems(ds) -> list[str]:
 
 # -- the rules themselves ------------------------------------------------------------------
 
-@pytest.mark.parametrize("value, vr, fragment", [
-    ("AB\\123", "LO", "backslash"),
-    ("A" * 65, "LO", "65 characters"),
-    ("A" * 17, "SH", "17 characters"),
-    ("line\nbreak", "LO", "control character"),
-    ("tab\there", "PN", "control character"),
-    ("x\x1b", "SH", "control character"),
-    ("a=b=c=d", "PN", "3"),
-    ("a^b^c^d^e^f", "PN", "components"),
-    ("A" * 65, "PN", "65 characters"),
-    ("hfs", "CS", "upper-case"),
-    ("1.2.03", "UI", "form"),
-])
+
+@pytest.mark.parametrize(
+    "value, vr, fragment",
+    [
+        ("AB\\123", "LO", "backslash"),
+        ("A" * 65, "LO", "65 characters"),
+        ("A" * 17, "SH", "17 characters"),
+        ("line\nbreak", "LO", "control character"),
+        ("tab\there", "PN", "control character"),
+        ("x\x1b", "SH", "control character"),
+        ("a=b=c=d", "PN", "3"),
+        ("a^b^c^d^e^f", "PN", "components"),
+        ("A" * 65, "PN", "65 characters"),
+        ("hfs", "CS", "upper-case"),
+        ("1.2.03", "UI", "form"),
+    ],
+)
 def test_string_rules_find_each_problem(value, vr, fragment):
     problem = dicom_string_problem(value, vr)
     assert problem is not None and fragment in problem, problem
 
 
-@pytest.mark.parametrize("value, vr", [
-    ("A" * 64, "LO"), ("A" * 64 + "=" + "B" * 64, "PN"), ("DOE^JOHN^^DR^III", "PN"),
-    ("back\\slash and\nnew line", "ST"), ("HFS", "CS"), ("Müller^Jürgen", "PN"), ("", "SH"),
-    ("1.2.840.10008.5.1.4.1.1.2", "UI"),
-])
+@pytest.mark.parametrize(
+    "value, vr",
+    [
+        ("A" * 64, "LO"),
+        ("A" * 64 + "=" + "B" * 64, "PN"),
+        ("DOE^JOHN^^DR^III", "PN"),
+        ("back\\slash and\nnew line", "ST"),
+        ("HFS", "CS"),
+        ("Müller^Jürgen", "PN"),
+        ("", "SH"),
+        ("1.2.840.10008.5.1.4.1.1.2", "UI"),
+    ],
+)
 def test_valid_values_pass(value, vr):
     assert dicom_string_problem(value, vr) is None
 
@@ -131,14 +171,16 @@ def test_user_values_refused_with_one_parameter_error():
 
 # -- the derived CT through the command line -----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def long_named_plan(tmp_path_factory):
     """The sample CT under a 90-character file name, planned by the installed command."""
     folder = tmp_path_factory.mktemp("long")
     ct = folder / ("sarcoma_left_thigh_" + "x" * 71 + ".nii.gz")
     shutil.copy(SAMPLE / "ct.nii.gz", ct)
-    result = lattice_process("plan", "--ct", ct, "--gtv", SAMPLE / "gtv.nii.gz",
-                             "--out", folder / "plan", *FAST[1:])  # with the picture worker
+    result = lattice_process(
+        "plan", "--ct", ct, "--gtv", SAMPLE / "gtv.nii.gz", "--out", folder / "plan", *FAST[1:]
+    )  # with the picture worker
     return {"out": folder / "plan", "result": result}
 
 
@@ -147,8 +189,9 @@ def test_long_file_name_gives_anonymous_patient_and_no_pydicom_warning(long_name
     assert result.returncode == 0, result.stderr
     # No pydicom warning (from this process or the picture worker, which writes the CT):
     # stderr holds lattice's own warning lines at most.
-    assert all(line.startswith("lattice: warning: ")
-               for line in result.stderr.splitlines()), result.stderr
+    assert all(line.startswith("lattice: warning: ") for line in result.stderr.splitlines()), (
+        result.stderr
+    )
     assert "UserWarning" not in result.stderr and "pydicom" not in result.stderr
     out = long_named_plan["out"]
     ct = pydicom.dcmread(sorted((out / "ct_dicom").iterdir())[0], stop_before_pixels=True)
@@ -164,22 +207,49 @@ def test_long_file_name_gives_anonymous_patient_and_no_pydicom_warning(long_name
 
 
 def test_patient_id_with_backslash_is_refused(tmp_path):
-    code, out, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                          "--out", tmp_path / "o", "--patient-id", "AB\\123", *FAST])
+    code, out, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            tmp_path / "o",
+            "--patient-id",
+            "AB\\123",
+            *FAST,
+        ]
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "--patient-id 'AB\\123'" in err and "backslash" in err
     assert not (tmp_path / "o").exists()
 
 
-@pytest.mark.parametrize("option, value, fragment", [
-    ("--patient-id", "P" * 65, "65 characters"),
-    ("--patient-name", "N" * 65, "65 characters"),
-    ("--patient-name", "DOE^J\nX", "control character"),
-    ("--patient-name", "A=B=C=D", "component groups"),
-])
+@pytest.mark.parametrize(
+    "option, value, fragment",
+    [
+        ("--patient-id", "P" * 65, "65 characters"),
+        ("--patient-name", "N" * 65, "65 characters"),
+        ("--patient-name", "DOE^J\nX", "control character"),
+        ("--patient-name", "A=B=C=D", "component groups"),
+    ],
+)
 def test_bad_patient_values_are_refused(tmp_path, option, value, fragment):
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", tmp_path / "o", option, value, *FAST])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            tmp_path / "o",
+            option,
+            value,
+            *FAST,
+        ]
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and fragment in err, err
     assert err.startswith(f"lattice: error: {option} ")
     assert not (tmp_path / "o").exists()
@@ -190,8 +260,22 @@ def test_longest_ids_are_identical_in_ct_and_rtstruct(tmp_path):
     CT slices and the RTSTRUCT (a TPS matches them)."""
     pid, name = "I" * 64, "F" * 30 + "^" + "G" * 33 + "=" + "H" * 64
     out = tmp_path / "o"
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, "--patient-id", pid, "--patient-name", name, *FAST])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            out,
+            "--patient-id",
+            pid,
+            "--patient-name",
+            name,
+            *FAST,
+        ]
+    )
     assert code == 0, err
     rs = pydicom.dcmread(out / "rtstruct.dcm")
     for path in sorted((out / "ct_dicom").iterdir())[::20]:
@@ -205,33 +289,74 @@ def test_longest_ids_are_identical_in_ct_and_rtstruct(tmp_path):
 def test_patient_position(tmp_path, given, written):
     out = tmp_path / "o"
     extra = [] if given is None else ["--patient-position", given]
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, *extra, *FAST])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            out,
+            *extra,
+            *FAST,
+        ]
+    )
     assert code == 0, err
     files = sorted((out / "ct_dicom").iterdir())
-    assert {pydicom.dcmread(p, stop_before_pixels=True).PatientPosition
-            for p in files[::10]} == {written}
-    assert json.loads((out / "plan.json").read_text())["inputs"]["derived_ct_dicom"][
-        "patient_position"] == written
+    assert {pydicom.dcmread(p, stop_before_pixels=True).PatientPosition for p in files[::10]} == {
+        written
+    }
+    assert (
+        json.loads((out / "plan.json").read_text())["inputs"]["derived_ct_dicom"][
+            "patient_position"
+        ]
+        == written
+    )
 
 
 def test_bad_patient_position_lists_the_defined_terms(tmp_path):
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", tmp_path / "o", "--patient-position", "supine"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            tmp_path / "o",
+            "--patient-position",
+            "supine",
+        ]
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert all(term in err for term in PATIENT_POSITIONS)
     assert not (tmp_path / "o").exists()
 
 
 def test_patient_options_need_the_derived_ct(tmp_path):
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--reference-ct-dicom", tmp_path / "nowhere", "--patient-position",
-                        "FFS", "--out", tmp_path / "o"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--reference-ct-dicom",
+            tmp_path / "nowhere",
+            "--patient-position",
+            "FFS",
+            "--out",
+            tmp_path / "o",
+        ]
+    )
     assert code == 2 and "--patient-position" in err and "derived" in err, err
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                    reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="dciodvfy (Debian package dicom3tools) is not installed",
+)
 def test_dciodvfy_on_the_derived_ct_and_its_rtstruct(long_named_plan):
     """Exactly one warning on the derived CT (Laterality, empty because unknown), none on
     the RTSTRUCT, and no error on either."""
@@ -240,12 +365,16 @@ def test_dciodvfy_on_the_derived_ct_and_its_rtstruct(long_named_plan):
     found = {}
     for key, path in files.items():
         result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-        found[key] = {line for line in (result.stdout + result.stderr).splitlines()
-                      if line.startswith(("Error", "Warning"))}
+        found[key] = {
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(("Error", "Warning"))
+        }
     assert found == {"ct": {LATERALITY_WARNING}, "rs": set()}, found
 
 
 # -- values copied from a reference CT -----------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def reference_plan(tmp_path_factory):
@@ -262,11 +391,24 @@ def reference_plan(tmp_path_factory):
             ds = pydicom.dcmread(path)
             ds.StudyID, ds.PatientID = study_id, patient_id
             ds.save_as(path)
-    result = lattice_process("plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv",
-                             SAMPLE / "gtv.nii.gz", "--reference-ct-dicom", folder / "series",
-                             "--out", folder / "plan", *FAST)
-    return {"out": folder / "plan", "result": result, "study_id": study_id,
-            "patient_id": patient_id}
+    result = lattice_process(
+        "plan",
+        "--ct",
+        SAMPLE / "ct.nii.gz",
+        "--gtv",
+        SAMPLE / "gtv.nii.gz",
+        "--reference-ct-dicom",
+        folder / "series",
+        "--out",
+        folder / "plan",
+        *FAST,
+    )
+    return {
+        "out": folder / "plan",
+        "result": result,
+        "study_id": study_id,
+        "patient_id": patient_id,
+    }
 
 
 def test_long_source_study_id_is_cut_with_a_warning(reference_plan):
@@ -280,8 +422,10 @@ def test_long_source_study_id_is_cut_with_a_warning(reference_plan):
     rs = pydicom.dcmread(out / "rtstruct.dcm")
     assert rs.StudyID == reference_plan["study_id"][:16]
     assert rs.PatientID == reference_plan["patient_id"][:64]
-    for key, value in (("StudyID", reference_plan["study_id"]),
-                       ("PatientID", reference_plan["patient_id"])):
+    for key, value in (
+        ("StudyID", reference_plan["study_id"]),
+        ("PatientID", reference_plan["patient_id"]),
+    ):
         (warning,) = [w for w in doc["warnings"] if f"the CT's {key} '{value}'" in w]
         assert f"lattice: warning: {warning}" in lines
         assert "characters long" in warning
@@ -292,9 +436,12 @@ def test_every_written_string_is_valid_also_in_contours(long_named_plan):
     """The production check skips ContourData (written by its own formatter); here every
     value of it is at most 16 characters too, and the whole file passes the walker."""
     rs = pydicom.dcmread(long_named_plan["out"] / "rtstruct.dcm")
-    lengths = [len(getattr(v, "original_string", str(v)))
-               for item in rs.ROIContourSequence for c in item.ContourSequence
-               for v in c.ContourData]
+    lengths = [
+        len(getattr(v, "original_string", str(v)))
+        for item in rs.ROIContourSequence
+        for c in item.ContourSequence
+        for v in c.ContourData
+    ]
     assert max(lengths) <= 16
     assert string_problems(rs) == []
     assert np.all([len(str(r.ROIName)) <= 16 for r in rs.StructureSetROISequence])
@@ -304,13 +451,24 @@ def test_real_study_id_over_16_characters_warns(shared_data, tmp_path):
     """STS_001's own CT holds the Study ID 'IBSI_1_STS_001_CT' (17 characters)."""
     case = shared_data / "STS_001" / "dicom"
     out = tmp_path / "plan"
-    result = lattice_process("plan", "--ct-dicom", case / "image", "--rtstruct",
-                             case / "mask" / "RS.dcm", "--gtv-name", "GTV_Mass_CT",
-                             "--out", out, *FAST)
+    result = lattice_process(
+        "plan",
+        "--ct-dicom",
+        case / "image",
+        "--rtstruct",
+        case / "mask" / "RS.dcm",
+        "--gtv-name",
+        "GTV_Mass_CT",
+        "--out",
+        out,
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
-    warning = ("the CT's StudyID 'IBSI_1_STS_001_CT' breaks DICOM's rules: it is 17 characters "
-               "long; VR SH (Short String) allows at most 16; rtstruct.dcm holds "
-               "'IBSI_1_STS_001_C' instead")
+    warning = (
+        "the CT's StudyID 'IBSI_1_STS_001_CT' breaks DICOM's rules: it is 17 characters "
+        "long; VR SH (Short String) allows at most 16; rtstruct.dcm holds "
+        "'IBSI_1_STS_001_C' instead"
+    )
     assert warning in json.loads((out / "plan.json").read_text())["warnings"]
     assert f"lattice: warning: {warning}" in result.stderr.splitlines()
     assert "UserWarning" not in result.stderr
@@ -320,8 +478,9 @@ def test_real_study_id_over_16_characters_warns(shared_data, tmp_path):
 def test_written_objects_pass_the_walker(tmp_path, make_volume):
     """derived_series and write_series refuse nothing valid; the walker finds nothing."""
     grid = make_volume((8, 7, 5), (1.0, 1.0, 2.0), "oblique")
-    series = derived_series(grid, patient_id="X" * 64, patient_name="É" * 64,
-                            description="d\\e\n" * 40)
+    series = derived_series(
+        grid, patient_id="X" * 64, patient_name="É" * 64, description="d\\e\n" * 40
+    )
     assert len(series.header.SeriesDescription) == 64
     write_series(series, grid, tmp_path)
     for path in Path(tmp_path).iterdir():

@@ -36,9 +36,20 @@ def blob():
 
 # -- accepted mask encodings -----------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype, on_value", [
-    (np.uint8, 1), (np.uint8, 255), (np.int8, 1), (np.int16, 1), (np.uint16, 7),
-    (np.int32, 1), (np.float32, 1.0), (np.float64, 1.0)])
+
+@pytest.mark.parametrize(
+    "dtype, on_value",
+    [
+        (np.uint8, 1),
+        (np.uint8, 255),
+        (np.int8, 1),
+        (np.int16, 1),
+        (np.uint16, 7),
+        (np.int32, 1),
+        (np.float32, 1.0),
+        (np.float64, 1.0),
+    ],
+)
 def test_load_mask_accepts_common_encodings(tmp_path, write_nifti, grid, blob, dtype, on_value):
     data = np.where(blob, on_value, 0).astype(dtype)
     path = write_nifti(tmp_path, "m.nii.gz", data, grid, dtype=dtype)
@@ -69,6 +80,7 @@ def test_bool_arrays_are_accepted_in_memory(blob):
 
 
 # -- label maps ------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def label_map(blob):
@@ -123,6 +135,7 @@ def test_float_label_map_with_a_label_picks_it(tmp_path, write_nifti, grid, labe
 
 # -- unusable masks --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32])
 def test_empty_mask_is_a_mask_error(tmp_path, write_nifti, grid, dtype):
     path = write_nifti(tmp_path, "empty.nii.gz", np.zeros(SHAPE, dtype), grid)
@@ -160,6 +173,7 @@ def test_two_d_mask_is_a_mask_error(tmp_path, write_nifti, grid, blob):
 
 # -- unreadable files ------------------------------------------------------------------------
 
+
 def test_missing_file_is_an_input_file_error(tmp_path):
     with pytest.raises(InputFileError, match="not found"):
         load_mask(tmp_path / "nope.nii.gz")
@@ -174,12 +188,15 @@ def test_a_folder_is_an_input_file_error(tmp_path):
         load_image(folder)
 
 
-@pytest.mark.parametrize("name, content", [
-    ("x.nii.gz", b"this is not a NIfTI file\n"),
-    ("x.nii", b"this is not a NIfTI file\n"),
-    ("x.nii.gz", gzip.compress(b"gzip, but not NIfTI inside" * 20)),
-    ("empty.nii.gz", b""),
-])
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("x.nii.gz", b"this is not a NIfTI file\n"),
+        ("x.nii", b"this is not a NIfTI file\n"),
+        ("x.nii.gz", gzip.compress(b"gzip, but not NIfTI inside" * 20)),
+        ("empty.nii.gz", b""),
+    ],
+)
 def test_text_named_like_nifti_is_an_input_file_error(tmp_path, name, content):
     path = tmp_path / name
     path.write_bytes(content)
@@ -221,6 +238,7 @@ def test_input_errors_are_value_errors_with_exit_codes():
 
 # -- images ----------------------------------------------------------------------------------
 
+
 def test_load_image_keeps_dtype_values_and_affine(tmp_path, write_nifti, grid):
     data = np.arange(np.prod(SHAPE), dtype=np.int16).reshape(SHAPE) - 500
     vol = load_image(write_nifti(tmp_path, "ct.nii.gz", data, grid))
@@ -243,9 +261,9 @@ def test_sform_is_preferred_over_a_qform_less_than_a_voxel_away(tmp_path, grid, 
 
 # -- writing ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["identity-like", "lps", "oblique"])
-def test_save_volume_writes_sform_and_qform_equal_to_the_affine(tmp_path, make_affine, blob,
-                                                               kind):
+def test_save_volume_writes_sform_and_qform_equal_to_the_affine(tmp_path, make_affine, blob, kind):
     affine = make_affine(SHAPE, VOXEL_MM, kind)
     path = save_volume(Volume(blob, affine), tmp_path / "out.nii.gz")
     img = nib.load(path)
@@ -297,8 +315,15 @@ def test_sha256_file_matches_hashlib(tmp_path):
 
 # -- the shared real data (skipped when ../shared/data is absent) ----------------------------
 
-SHARED_CASES = ("STS_001", "STS_002", "STS_013", "STS_035", "STS_044", "breast1_tiny",
-                "lung_phantom_nc")
+SHARED_CASES = (
+    "STS_001",
+    "STS_002",
+    "STS_013",
+    "STS_035",
+    "STS_044",
+    "breast1_tiny",
+    "lung_phantom_nc",
+)
 
 
 @pytest.mark.parametrize("name", SHARED_CASES)
@@ -312,8 +337,9 @@ def test_shared_case_image_and_gtv_share_a_grid(shared_data, name):
     image.check_not_sheared(name="image")
     img = nib.load(folder / "image.nii.gz")
     np.testing.assert_allclose(image.voxel_size_mm, img.header.get_zooms()[:3], rtol=1e-5)
-    assert gtv.array.sum() == int((np.asanyarray(nib.load(folder / "gtv.nii.gz").dataobj)
-                                   > 0).sum())
+    assert gtv.array.sum() == int(
+        (np.asanyarray(nib.load(folder / "gtv.nii.gz").dataobj) > 0).sum()
+    )
 
 
 def test_real_four_d_series_is_refused_and_its_volume_is_oblique(shared_data, tmp_path):
@@ -329,8 +355,9 @@ def test_real_four_d_series_is_refused_and_its_volume_is_oblique(shared_data, tm
     np.testing.assert_allclose(vol.voxel_size_mm, img.header.get_zooms()[:3], rtol=1e-4)
     vol.check_not_sheared(name="example4d")
     ijk = np.array([[0, 0, 0], [127, 95, 23], [10.5, 20.25, 3.0]])
-    np.testing.assert_allclose(vol.ijk_to_ras(ijk), nib.affines.apply_affine(img.affine, ijk),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        vol.ijk_to_ras(ijk), nib.affines.apply_affine(img.affine, ijk), atol=1e-6
+    )
 
 
 def test_an_image_given_as_a_mask_is_named_as_such_in_one_short_line():

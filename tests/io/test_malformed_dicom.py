@@ -40,8 +40,6 @@ FAST = ["--mesh-format", "none", "--no-picture"]
 OAR_MM = 4.0  # the square OAR's clearance
 
 
-
-
 @pytest.fixture(scope="module")
 def case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     """ct_dicom/ and rtstruct.dcm (ROIs GTV and OAR) written by `lattice plan`."""
@@ -52,16 +50,25 @@ def case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     ct = write_nifti(folder, "ct.nii.gz", np.where(gtv, 40, -1000).astype(np.int16), affine)
     gtv_path = write_nifti(folder, "gtv.nii.gz", gtv, affine)
     base = folder / "base"
-    assert main([str(a) for a in ["plan", "--ct", ct, "--gtv", gtv_path, "--out", base,
-                                  *RULES, *FAST]]) == 0
+    assert (
+        main(
+            [str(a) for a in ["plan", "--ct", ct, "--gtv", gtv_path, "--out", base, *RULES, *FAST]]
+        )
+        == 0
+    )
     ds = pydicom.dcmread(base / "rtstruct.dcm")
     _add_square_oar(ds)
     rtstruct = folder / "rtstruct.dcm"
     ds.save_as(rtstruct)
     reference = load_dicom_case(base / "ct_dicom", rtstruct, gtv_name="GTV", oar_names=["OAR"])
     assert reference.warnings == ()
-    return {"folder": folder, "ct_dicom": base / "ct_dicom", "rtstruct": rtstruct,
-            "gtv": reference.gtv.array, "oar": reference.oars["OAR"].array}
+    return {
+        "folder": folder,
+        "ct_dicom": base / "ct_dicom",
+        "rtstruct": rtstruct,
+        "gtv": reference.gtv.array,
+        "oar": reference.oars["OAR"].array,
+    }
 
 
 def _roi_contour(ds, name):
@@ -112,11 +119,14 @@ def _set(c, data, *, count=True):
 
 # --- the variants: each edits the dataset in place ---------------------------------------
 
+
 def _short(n, name="GTV"):
     """The ROI's second contour cut to ``n`` points (near the GTV's end: a vertex still fits)."""
+
     def edit(ds):
         c = _roi_contour(ds, name).ContourSequence[1]
         _set(c, _points(c)[: 3 * n])
+
     return edit
 
 
@@ -128,6 +138,7 @@ def _duplicate(reverse=False, roll=0):
         pts = np.roll(pts[::-1] if reverse else pts, roll, axis=0)
         _set(c, [float(v) for v in pts.ravel()])
         seq.append(c)
+
     return edit
 
 
@@ -140,6 +151,7 @@ def _value(index, value, name="GTV"):
         data = _points(_middle(ds, name))
         data[index] = value
         _middle(ds, name).ContourData = data
+
     return edit
 
 
@@ -152,6 +164,7 @@ def _off_plane(ds):
 def _geometric_type(kind):
     def edit(ds):
         _middle(ds).ContourGeometricType = kind
+
     return edit
 
 
@@ -159,6 +172,7 @@ def _count(delta):
     def edit(ds):
         c = _middle(ds)
         c.NumberOfContourPoints = int(c.NumberOfContourPoints) + delta
+
     return edit
 
 
@@ -202,8 +216,11 @@ def _no_roi_number(ds):
 
 def _orphan_elsewhere(ds):
     """An ROIContour item without ReferencedROINumber that is not the GTV's or the OAR's."""
-    other = next(i for i in ds.ROIContourSequence
-                 if int(i.ReferencedROINumber) not in _numbers(ds, "GTV", "OAR"))
+    other = next(
+        i
+        for i in ds.ROIContourSequence
+        if int(i.ReferencedROINumber) not in _numbers(ds, "GTV", "OAR")
+    )
     del other.ReferencedROINumber
 
 
@@ -214,51 +231,103 @@ def _numbers(ds, *names):
 # id -> (edit, exit code, phrases of the one error line)
 REFUSED = {
     "ContourData length not a multiple of 3": (
-        _not_multiple_of_3, 3, ["ROI 'GTV'", "1 of ", "not a multiple of 3", "contour ",
-                                "at z = ", "export the structure set again"]),
+        _not_multiple_of_3,
+        3,
+        [
+            "ROI 'GTV'",
+            "1 of ",
+            "not a multiple of 3",
+            "contour ",
+            "at z = ",
+            "export the structure set again",
+        ],
+    ),
     "NaN in ContourData": (_value(4, "NaN"), 3, ["ROI 'GTV'", "NaN", "at z = "]),
     "infinite ContourData": (_value(0, "-inf"), 3, ["ROI 'GTV'", "infinite", "at z = "]),
     "contour not planar": (_off_plane, 3, ["ROI 'GTV'", "not planar", "at z = "]),
     "POINT contour": (_geometric_type("POINT"), 3, ["ROI 'GTV'", "POINT", "at z = "]),
-    "OPEN_PLANAR contour": (_geometric_type("OPEN_PLANAR"), 3,
-                            ["ROI 'GTV'", "open line", "at z = "]),
-    "NumberOfContourPoints too large": (_count(+1), 3,
-                                        ["ROI 'GTV'", "NumberOfContourPoints", "at z = "]),
+    "OPEN_PLANAR contour": (
+        _geometric_type("OPEN_PLANAR"),
+        3,
+        ["ROI 'GTV'", "open line", "at z = "],
+    ),
+    "NumberOfContourPoints too large": (
+        _count(+1),
+        3,
+        ["ROI 'GTV'", "NumberOfContourPoints", "at z = "],
+    ),
     "NumberOfContourPoints too small": (_count(-5), 3, ["ROI 'GTV'", "NumberOfContourPoints"]),
     "damaged OAR contour": (_value(2, "nan", name="OAR"), 3, ["ROI 'OAR'", "NaN", "1 of 3"]),
     "ROIContour without ReferencedROINumber": (
-        _no_referenced_number, 3, ["ROI 'GTV'", "has no ReferencedROINumber", "may be this"]),
+        _no_referenced_number,
+        3,
+        ["ROI 'GTV'", "has no ReferencedROINumber", "may be this"],
+    ),
     "ROIContour of an unknown ROI number": (
-        _unknown_referenced_number, 3, ["ROI 'GTV'", "ROI number 999", "may be this"]),
+        _unknown_referenced_number,
+        3,
+        ["ROI 'GTV'", "ROI number 999", "may be this"],
+    ),
     "empty ContourSequence": (_empty_sequence, 4, ["ROI 'GTV'", "ContourSequence is empty"]),
     "no ContourSequence": (_no_sequence, 4, ["ROI 'GTV'", "ContourSequence is empty"]),
     "every contour under 3 points": (
-        _all_short, 4, ["ROI 'GTV'", "all ", "contours were left out", "fewer than 3 points",
-                        "correct the ROI in the TPS"]),
-    "ROI number used twice": (_duplicate_number, 3, ["ROI 'GTV'", "is used by both",
-                                                     "cannot be told apart"]),
+        _all_short,
+        4,
+        [
+            "ROI 'GTV'",
+            "all ",
+            "contours were left out",
+            "fewer than 3 points",
+            "correct the ROI in the TPS",
+        ],
+    ),
+    "ROI number used twice": (
+        _duplicate_number,
+        3,
+        ["ROI 'GTV'", "is used by both", "cannot be told apart"],
+    ),
     "ROI name used twice": (_duplicate_name, 3, ["ROI 'GTV'", "name is used by ROI numbers"]),
-    "no StructureSetROISequence": (_no_roi_sequence, 3, ["no StructureSetROISequence",
-                                                         "export the structure set again"]),
+    "no StructureSetROISequence": (
+        _no_roi_sequence,
+        3,
+        ["no StructureSetROISequence", "export the structure set again"],
+    ),
     "StructureSetROI without ROINumber": (_no_roi_number, 3, ["has no valid ROINumber"]),
 }
 
 # id -> (edit, phrases of the one warning, GTV unchanged by the edit)
 WARNED = {
-    "contour of 2 points": (_short(2), ["ROI 'GTV'", "1 of ", "fewer than 3 points",
-                                        "at z = "], False),
+    "contour of 2 points": (
+        _short(2),
+        ["ROI 'GTV'", "1 of ", "fewer than 3 points", "at z = "],
+        False,
+    ),
     "contour of 1 point": (_short(1), ["ROI 'GTV'", "fewer than 3 points"], False),
-    "contour without points": (_short(0), ["ROI 'GTV'", "fewer than 3 points",
-                                           "at z = ? mm"], False),
-    "contour duplicated on its slice": (_duplicate(), ["ROI 'GTV'", "repeats another contour",
-                                                       "one copy is kept", "at z = "], True),
-    "duplicate reversed and rolled": (_duplicate(reverse=True, roll=5),
-                                      ["ROI 'GTV'", "repeats another contour"], True),
-    "OAR contour of 2 points": (_short(2, name="OAR"), ["ROI 'OAR'", "1 of 3 contours",
-                                                        "fewer than 3 points"], True),
-    "orphan ROIContour of another ROI": (_orphan_elsewhere, ["ROIContourSequence item",
-                                                             "no ReferencedROINumber",
-                                                             "belong to no ROI"], True),
+    "contour without points": (
+        _short(0),
+        ["ROI 'GTV'", "fewer than 3 points", "at z = ? mm"],
+        False,
+    ),
+    "contour duplicated on its slice": (
+        _duplicate(),
+        ["ROI 'GTV'", "repeats another contour", "one copy is kept", "at z = "],
+        True,
+    ),
+    "duplicate reversed and rolled": (
+        _duplicate(reverse=True, roll=5),
+        ["ROI 'GTV'", "repeats another contour"],
+        True,
+    ),
+    "OAR contour of 2 points": (
+        _short(2, name="OAR"),
+        ["ROI 'OAR'", "1 of 3 contours", "fewer than 3 points"],
+        True,
+    ),
+    "orphan ROIContour of another ROI": (
+        _orphan_elsewhere,
+        ["ROIContourSequence item", "no ReferencedROINumber", "belong to no ROI"],
+        True,
+    ),
 }
 
 
@@ -273,8 +342,20 @@ def _variant(case, tmp_path, edit) -> Path:
 
 
 def _plan(case, rtstruct, out, oar=True):
-    return ["plan", "--ct-dicom", case["ct_dicom"], "--rtstruct", rtstruct, "--gtv-name", "GTV",
-            *(["--oar-name", f"OAR:{OAR_MM:g}"] if oar else []), "--out", out, *RULES, *FAST]
+    return [
+        "plan",
+        "--ct-dicom",
+        case["ct_dicom"],
+        "--rtstruct",
+        rtstruct,
+        "--gtv-name",
+        "GTV",
+        *(["--oar-name", f"OAR:{OAR_MM:g}"] if oar else []),
+        "--out",
+        out,
+        *RULES,
+        *FAST,
+    ]
 
 
 @pytest.mark.parametrize("variant", list(REFUSED))
@@ -306,8 +387,9 @@ def test_contour_left_out_warns_and_is_in_plan_json(case, tmp_path, capfd, varia
         assert phrase in lines[0], (phrase, lines[0])
     doc = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     assert lines[0].removeprefix("lattice: warning: ") in doc["warnings"]
-    loaded = load_dicom_case(case["ct_dicom"], rtstruct, gtv_name="GTV", oar_names=["OAR"],
-                             pixels=False)
+    loaded = load_dicom_case(
+        case["ct_dicom"], rtstruct, gtv_name="GTV", oar_names=["OAR"], pixels=False
+    )
     assert np.array_equal(loaded.gtv.array, case["gtv"]) == gtv_unchanged
     code, stdout, err = run(capfd, ["verify", out])
     assert code == 0, stdout + err

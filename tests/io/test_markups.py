@@ -18,30 +18,78 @@ from lattice.io.markups import markups_document, write_markups
 from lattice.planning.placement import plan_vertices
 from lattice.volume import Volume
 
-SCHEMA_URL = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
-              "Resources/Schema/markups-schema-v1.0.3.json#")
+SCHEMA_URL = (
+    "https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+    "Resources/Schema/markups-schema-v1.0.3.json#"
+)
 
 # Constraints of markups-schema-v1.0.3.json.
 MARKUP_TYPES = {"Fiducial", "Line", "Angle", "Curve", "ClosedCurve", "Plane", "ROI"}
-GLYPH_TYPES = {"Vertex2D", "Dash2D", "Cross2D", "ThickCross2D", "Triangle2D", "Square2D",
-               "Circle2D", "Diamond2D", "Arrow2D", "ThickArrow2D", "HookedArrow2D",
-               "StarBurst2D", "Sphere3D", "Diamond3D"}
-MARKUP_FIELDS = {"type": str, "name": str, "coordinateSystem": str, "coordinateUnits": str,
-                 "locked": bool, "fixedNumberOfControlPoints": bool, "labelFormat": str,
-                 "controlPoints": list, "measurements": list, "display": dict}
-POINT_FIELDS = {"id": str, "label": str, "description": str, "associatedNodeID": str,
-                "position": list, "orientation": list, "selected": bool, "locked": bool,
-                "visibility": bool, "positionStatus": str}
-DISPLAY_FIELDS = {"visibility": bool, "opacity": float, "color": list, "selectedColor": list,
-                  "activeColor": list, "propertiesLabelVisibility": bool,
-                  "pointLabelsVisibility": bool, "textScale": float, "glyphType": str,
-                  "glyphScale": float, "glyphSize": float, "useGlyphScale": bool}
+GLYPH_TYPES = {
+    "Vertex2D",
+    "Dash2D",
+    "Cross2D",
+    "ThickCross2D",
+    "Triangle2D",
+    "Square2D",
+    "Circle2D",
+    "Diamond2D",
+    "Arrow2D",
+    "ThickArrow2D",
+    "HookedArrow2D",
+    "StarBurst2D",
+    "Sphere3D",
+    "Diamond3D",
+}
+MARKUP_FIELDS = {
+    "type": str,
+    "name": str,
+    "coordinateSystem": str,
+    "coordinateUnits": str,
+    "locked": bool,
+    "fixedNumberOfControlPoints": bool,
+    "labelFormat": str,
+    "controlPoints": list,
+    "measurements": list,
+    "display": dict,
+}
+POINT_FIELDS = {
+    "id": str,
+    "label": str,
+    "description": str,
+    "associatedNodeID": str,
+    "position": list,
+    "orientation": list,
+    "selected": bool,
+    "locked": bool,
+    "visibility": bool,
+    "positionStatus": str,
+}
+DISPLAY_FIELDS = {
+    "visibility": bool,
+    "opacity": float,
+    "color": list,
+    "selectedColor": list,
+    "activeColor": list,
+    "propertiesLabelVisibility": bool,
+    "pointLabelsVisibility": bool,
+    "textScale": float,
+    "glyphType": str,
+    "glyphScale": float,
+    "glyphSize": float,
+    "useGlyphScale": bool,
+}
 
 
 def _numbers(value, n):
-    return (isinstance(value, list) and len(value) == n
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                    and math.isfinite(v) for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )
 
 
 def _typed(obj, fields, where):
@@ -78,14 +126,14 @@ def schema_problems(doc) -> list[str]:
                 problems.append(f"{at}.position")
             if "orientation" in point and not _numbers(point["orientation"], 9):
                 problems.append(f"{at}.orientation")
-            if point.get("positionStatus", "defined") not in {"undefined", "preview",
-                                                               "defined"}:
+            if point.get("positionStatus", "defined") not in {"undefined", "preview", "defined"}:
                 problems.append(f"{at}.positionStatus")
         display = markup.get("display", {})
         problems += _typed(display, DISPLAY_FIELDS, f"{where}.display")
         for key in ("color", "selectedColor", "activeColor"):
-            if key in display and not (_numbers(display[key], 3)
-                                       and all(0 <= v <= 1 for v in display[key])):
+            if key in display and not (
+                _numbers(display[key], 3) and all(0 <= v <= 1 for v in display[key])
+            ):
                 problems.append(f"{where}.display.{key}")
         if not 0 <= display.get("opacity", 1.0) <= 1:
             problems.append(f"{where}.display.opacity")

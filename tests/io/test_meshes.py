@@ -88,10 +88,8 @@ def test_gtv_mesh_matches_the_mask_in_lps(kind, ellipsoid_on):
     mesh = mask_mesh(Volume(mask, affine))
     assert mesh.is_watertight
     assert mesh.volume > 0
-    assert mesh.volume == pytest.approx(mask.sum() * voxel_volume_mm3(affine),
-                                        rel=VOLUME_REL_TOL)
-    assert np.linalg.norm(mesh.center_mass
-                          - mask_centroid_lps_mm(mask, affine)) < CENTROID_TOL_MM
+    assert mesh.volume == pytest.approx(mask.sum() * voxel_volume_mm3(affine), rel=VOLUME_REL_TOL)
+    assert np.linalg.norm(mesh.center_mass - mask_centroid_lps_mm(mask, affine)) < CENTROID_TOL_MM
     # The surface reaches the semi-axes on both sides of the centre, in LPS. The surface lies
     # between the last voxel centre inside and the first outside: within half a voxel
     # diagonal of the true boundary.
@@ -149,13 +147,14 @@ def test_mask_touching_the_array_border_gives_a_closed_surface(make_volume):
     assert mesh.is_watertight and mesh.volume > 0
     # The faces of the box sit half a voxel beyond the outer voxel centres, on the array's
     # outer faces where the mask touches them.
-    corners_ijk = np.array([[i, j, k] for i in (-0.5, 5.5) for j in (0.5, 4.5)
-                            for k in (-0.5, 2.5)])
+    corners_ijk = np.array(
+        [[i, j, k] for i in (-0.5, 5.5) for j in (0.5, 4.5) for k in (-0.5, 2.5)]
+    )
     corners_lps = (corners_ijk @ vol.affine[:3, :3].T + vol.affine[:3, 3]) * RAS_TO_LPS
-    np.testing.assert_allclose(mesh.bounds, [corners_lps.min(0), corners_lps.max(0)],
-                               atol=1e-9)
-    assert np.linalg.norm(mesh.center_mass
-                          - mask_centroid_lps_mm(mask, vol.affine)) < CENTROID_TOL_MM
+    np.testing.assert_allclose(mesh.bounds, [corners_lps.min(0), corners_lps.max(0)], atol=1e-9)
+    assert (
+        np.linalg.norm(mesh.center_mass - mask_centroid_lps_mm(mask, vol.affine)) < CENTROID_TOL_MM
+    )
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +185,8 @@ def test_written_meshes_load_back_unchanged(fmt, plan, tmp_path):
     # STL and PLY hold float32 coordinates: ~1e-7 relative.
     assert surface.volume == pytest.approx(mask_mesh(plan.gtv).volume, rel=1e-5)
     assert surface.volume == pytest.approx(
-        plan.gtv.array.sum() * voxel_volume_mm3(plan.gtv.affine), rel=VOLUME_REL_TOL)
+        plan.gtv.array.sum() * voxel_volume_mm3(plan.gtv.affine), rel=VOLUME_REL_TOL
+    )
 
 
 def test_plan_without_vertices_writes_only_the_gtv(make_volume, ellipsoid_mask, tmp_path):
@@ -216,7 +216,10 @@ def test_real_gtv_mesh_matches_its_mask():
     gtv = load_mask(path)
     mesh = mask_mesh(gtv)
     assert mesh.is_watertight and mesh.volume > 0
-    assert mesh.volume == pytest.approx(gtv.array.sum() * voxel_volume_mm3(gtv.affine),
-                                        rel=VOLUME_REL_TOL)
-    assert np.linalg.norm(mesh.center_mass
-                          - mask_centroid_lps_mm(gtv.array, gtv.affine)) < CENTROID_TOL_MM
+    assert mesh.volume == pytest.approx(
+        gtv.array.sum() * voxel_volume_mm3(gtv.affine), rel=VOLUME_REL_TOL
+    )
+    assert (
+        np.linalg.norm(mesh.center_mass - mask_centroid_lps_mm(gtv.array, gtv.affine))
+        < CENTROID_TOL_MM
+    )

@@ -101,35 +101,48 @@ def case(make_affine, ellipsoid_mask):
     meters[:3] /= 1000.0
     microns = affine.copy()
     microns[:3] *= 1000.0
-    return Blobs({
-        "affine": affine,
-        "gtv_cc": float(gtv.sum()) * float(np.prod(VOXEL_MM)) / 1000.0,
-        "gtv_mask": gtv,
-        "oar_mask": oar,
-        "ct": nifti_bytes(ct, affine),
-        "gtv": nifti_bytes(gtv.astype(np.uint8), affine),
-        "oar": nifti_bytes(oar.astype(np.uint8), affine),
-        # SPM writes a 0..1 mask as uint8 0..255 with scl_slope 1/255.
-        "gtv255": nifti_bytes(gtv.astype(np.uint8) * 255, affine),
-        # A probability map stored as 0..200 for 0..1.
-        "oar_prob": nifti_bytes(np.where(oar, 180, 20).astype(np.uint8), affine),
-        "gtv_labels": nifti_bytes(np.where(gtv, np.where(np.arange(SHAPE[0])[:, None, None]
-                                                         < 20, 1, 2), 0).astype(np.uint8),
-                                  affine),
-        "gtv_4d": nifti_bytes(gtv.astype(np.uint8)[..., None], affine),
-        "gtv_5d": nifti_bytes(gtv.astype(np.uint8)[..., None, None], affine),
-        "gtv_nifti2": nifti_bytes(gtv.astype(np.uint8), affine, klass=nib.Nifti2Image),
-        "gtv_big_endian": nifti_bytes(gtv.astype(np.uint8), affine, byteorder=">"),
-        "ct_big_endian": nifti_bytes(ct, affine, byteorder=">"),
-        "ct_hu": nifti_bytes((ct + 1024).astype(np.uint16), affine),
-        "ct_meters": nifti_bytes(ct, meters, units="meter"),
-        "gtv_microns": nifti_bytes(gtv.astype(np.uint8), microns, units="micron"),
-    })
+    return Blobs(
+        {
+            "affine": affine,
+            "gtv_cc": float(gtv.sum()) * float(np.prod(VOXEL_MM)) / 1000.0,
+            "gtv_mask": gtv,
+            "oar_mask": oar,
+            "ct": nifti_bytes(ct, affine),
+            "gtv": nifti_bytes(gtv.astype(np.uint8), affine),
+            "oar": nifti_bytes(oar.astype(np.uint8), affine),
+            # SPM writes a 0..1 mask as uint8 0..255 with scl_slope 1/255.
+            "gtv255": nifti_bytes(gtv.astype(np.uint8) * 255, affine),
+            # A probability map stored as 0..200 for 0..1.
+            "oar_prob": nifti_bytes(np.where(oar, 180, 20).astype(np.uint8), affine),
+            "gtv_labels": nifti_bytes(
+                np.where(gtv, np.where(np.arange(SHAPE[0])[:, None, None] < 20, 1, 2), 0).astype(
+                    np.uint8
+                ),
+                affine,
+            ),
+            "gtv_4d": nifti_bytes(gtv.astype(np.uint8)[..., None], affine),
+            "gtv_5d": nifti_bytes(gtv.astype(np.uint8)[..., None, None], affine),
+            "gtv_nifti2": nifti_bytes(gtv.astype(np.uint8), affine, klass=nib.Nifti2Image),
+            "gtv_big_endian": nifti_bytes(gtv.astype(np.uint8), affine, byteorder=">"),
+            "ct_big_endian": nifti_bytes(ct, affine, byteorder=">"),
+            "ct_hu": nifti_bytes((ct + 1024).astype(np.uint16), affine),
+            "ct_meters": nifti_bytes(ct, meters, units="meter"),
+            "gtv_microns": nifti_bytes(gtv.astype(np.uint8), microns, units="micron"),
+        }
+    )
 
 
-def inputs(folder: Path, case, *, role: str = "gtv", source: str | None = None,
-           fields: dict | None = None, suffix: str = ".nii.gz", oar: bool = False,
-           fast: bool = True) -> list:
+def inputs(
+    folder: Path,
+    case,
+    *,
+    role: str = "gtv",
+    source: str | None = None,
+    fields: dict | None = None,
+    suffix: str = ".nii.gz",
+    oar: bool = False,
+    fast: bool = True,
+) -> list:
     """``lattice plan`` arguments, the file of ``role`` written from ``source`` and edited."""
     names = {"ct": "ct", "gtv": "gtv", "oar": "oar"}
     paths = {}
@@ -155,73 +168,188 @@ def run(capfd, argv):
 REFUSED = {
     # scaling of a mask
     "GTV 0/1 with scl_inter -1 (its complement)": (
-        "gtv", None, {"scl_slope": 1.0, "scl_inter": -1.0}, 4,
-        ["scl_inter -1", "stored 0 (outside) would read as -1", "save the mask unscaled"]),
-    "OAR with scl_inter 0.5": ("oar", None, {"scl_slope": 1.0, "scl_inter": 0.5}, 4,
-                               ["scl_inter 0.5", "save the mask unscaled"]),
-    "GTV with scl_slope -1": ("gtv", None, {"scl_slope": -1.0, "scl_inter": 0.0}, 4,
-                              ["scl_slope -1", "negative", "save the mask unscaled"]),
-    "GTV 0/1 with scl_slope 2.5": ("gtv", None, {"scl_slope": 2.5, "scl_inter": 0.0}, 4,
-                                   ["scl_slope 2.5", "reads as 2.5", "save the mask unscaled"]),
+        "gtv",
+        None,
+        {"scl_slope": 1.0, "scl_inter": -1.0},
+        4,
+        ["scl_inter -1", "stored 0 (outside) would read as -1", "save the mask unscaled"],
+    ),
+    "OAR with scl_inter 0.5": (
+        "oar",
+        None,
+        {"scl_slope": 1.0, "scl_inter": 0.5},
+        4,
+        ["scl_inter 0.5", "save the mask unscaled"],
+    ),
+    "GTV with scl_slope -1": (
+        "gtv",
+        None,
+        {"scl_slope": -1.0, "scl_inter": 0.0},
+        4,
+        ["scl_slope -1", "negative", "save the mask unscaled"],
+    ),
+    "GTV 0/1 with scl_slope 2.5": (
+        "gtv",
+        None,
+        {"scl_slope": 2.5, "scl_inter": 0.0},
+        4,
+        ["scl_slope 2.5", "reads as 2.5", "save the mask unscaled"],
+    ),
     "GTV 0/1 with scl_slope 0.3 (below the 0.5 threshold)": (
-        "gtv", None, {"scl_slope": 0.3, "scl_inter": 0.0}, 4,
-        ["scl_slope 0.3", "reads as 0.3", "threshold 0.5", "save the mask unscaled"]),
+        "gtv",
+        None,
+        {"scl_slope": 0.3, "scl_inter": 0.0},
+        4,
+        ["scl_slope 0.3", "reads as 0.3", "threshold 0.5", "save the mask unscaled"],
+    ),
     "label map with scl_slope 2 and a --gtv-label of the stored values": (
-        "gtv", "gtv_labels", {"scl_slope": 2.0, "scl_inter": 0.0,
-                              "extra": ["--gtv-label", "1"]},
-        4, ["header's scaling", "scl_slope 2", "label 1 is not in", "labels present: 2, 4"]),
-    "GTV with an infinite scl_slope": ("gtv", None, {"scl_slope": INF}, 4,
-                                       ["infinite scl_slope", "scl_slope 1 and scl_inter 0"]),
-    "CT with a NaN scl_inter": ("ct", None, {"scl_slope": 2.0, "scl_inter": NAN}, 4,
-                                ["NaN scl_inter", "scl_slope 1 and scl_inter 0"]),
+        "gtv",
+        "gtv_labels",
+        {"scl_slope": 2.0, "scl_inter": 0.0, "extra": ["--gtv-label", "1"]},
+        4,
+        ["header's scaling", "scl_slope 2", "label 1 is not in", "labels present: 2, 4"],
+    ),
+    "GTV with an infinite scl_slope": (
+        "gtv",
+        None,
+        {"scl_slope": INF},
+        4,
+        ["infinite scl_slope", "scl_slope 1 and scl_inter 0"],
+    ),
+    "CT with a NaN scl_inter": (
+        "ct",
+        None,
+        {"scl_slope": 2.0, "scl_inter": NAN},
+        4,
+        ["NaN scl_inter", "scl_slope 1 and scl_inter 0"],
+    ),
     # voxel size and transform codes
-    "CT pixdim 0 with only a qform": ("ct", None, {"sform_code": 0, "pixdim": {3: 0.0}}, 5,
-                                      ["pixdim 1.5, 1.5, 0", "1 mm", "true voxel size"]),
-    "GTV pixdim 0 with only a qform": ("gtv", None, {"sform_code": 0, "pixdim": {1: 0.0}}, 5,
-                                       ["pixdim 0, 1.5, 3", "true voxel size"]),
+    "CT pixdim 0 with only a qform": (
+        "ct",
+        None,
+        {"sform_code": 0, "pixdim": {3: 0.0}},
+        5,
+        ["pixdim 1.5, 1.5, 0", "1 mm", "true voxel size"],
+    ),
+    "GTV pixdim 0 with only a qform": (
+        "gtv",
+        None,
+        {"sform_code": 0, "pixdim": {1: 0.0}},
+        5,
+        ["pixdim 0, 1.5, 3", "true voxel size"],
+    ),
     "GTV pixdim 0 beside its sform": ("gtv", None, {"pixdim": {2: 0.0}}, 5, ["pixdim 1.5, 0"]),
-    "CT negative pixdim": ("ct", None, {"sform_code": 0, "pixdim": {1: -1.5}}, 5,
-                           ["zero or less", "pixdim -1.5"]),
-    "OAR NaN pixdim": ("oar", None, {"sform_code": 0, "pixdim": {3: NAN}}, 5,
-                       ["NaN", "pixdim"]),
-    "CT codes both 0": ("ct", None, {"sform_code": 0, "qform_code": 0}, 5,
-                        ["CT '", "qform_code and sform_code are both 0", "true geometry"]),
-    "GTV codes both 0": ("gtv", None, {"sform_code": 0, "qform_code": 0}, 5,
-                         ["GTV mask '", "both 0"]),
-    "OAR codes both 0": ("oar", None, {"sform_code": 0, "qform_code": 0}, 5,
-                         ["OAR mask '", "both 0"]),
+    "CT negative pixdim": (
+        "ct",
+        None,
+        {"sform_code": 0, "pixdim": {1: -1.5}},
+        5,
+        ["zero or less", "pixdim -1.5"],
+    ),
+    "OAR NaN pixdim": ("oar", None, {"sform_code": 0, "pixdim": {3: NAN}}, 5, ["NaN", "pixdim"]),
+    "CT codes both 0": (
+        "ct",
+        None,
+        {"sform_code": 0, "qform_code": 0},
+        5,
+        ["CT '", "qform_code and sform_code are both 0", "true geometry"],
+    ),
+    "GTV codes both 0": (
+        "gtv",
+        None,
+        {"sform_code": 0, "qform_code": 0},
+        5,
+        ["GTV mask '", "both 0"],
+    ),
+    "OAR codes both 0": (
+        "oar",
+        None,
+        {"sform_code": 0, "qform_code": 0},
+        5,
+        ["OAR mask '", "both 0"],
+    ),
     "sform_code 300": ("gtv", None, {"sform_code": 300}, 5, ["sform_code 300", "NIfTI code"]),
     "qform_code -1": ("ct", None, {"qform_code": -1}, 5, ["qform_code -1", "NIfTI code"]),
     "qfac 5": ("ct", None, {"sform_code": 0, "pixdim": {0: 5.0}}, 5, ["qfac", "1 or -1"]),
     "qfac 0 beside an sform": ("oar", None, {"pixdim": {0: 0.0}}, 5, ["qfac", "1 or -1"]),
-    "quaternion not a rotation": ("gtv", None, {"sform_code": 0, "quatern_b": 0.9,
-                                                "quatern_c": 0.9}, 5, ["not a rotation"]),
+    "quaternion not a rotation": (
+        "gtv",
+        None,
+        {"sform_code": 0, "quatern_b": 0.9, "quatern_c": 0.9},
+        5,
+        ["not a rotation"],
+    ),
     # qform and sform disagree
-    "GTV qform 10 mm from its sform": ("gtv", None, {"qoffset_x": lambda v: v + 10}, 5,
-                                       ["qform and an sform", "more than a voxel", "agree"]),
-    "CT qform mirrored (qfac)": ("ct", None, {"pixdim": {0: -1.0}}, 5,
-                                 ["qform and an sform", "more than a voxel"]),
+    "GTV qform 10 mm from its sform": (
+        "gtv",
+        None,
+        {"qoffset_x": lambda v: v + 10},
+        5,
+        ["qform and an sform", "more than a voxel", "agree"],
+    ),
+    "CT qform mirrored (qfac)": (
+        "ct",
+        None,
+        {"pixdim": {0: -1.0}},
+        5,
+        ["qform and an sform", "more than a voxel"],
+    ),
     # NaN and infinity in a transform that is used
     "NaN in the CT's sform": ("ct", None, {"srow_x": {0: NAN}}, 5, ["NaN", "sform"]),
     "NaN in the GTV's sform": ("gtv", None, {"srow_z": {3: NAN}}, 5, ["NaN", "sform"]),
     "NaN in an OAR's sform": ("oar", None, {"srow_y": {1: NAN}}, 5, ["NaN", "sform"]),
-    "inf in the OAR's qform": ("oar", None, {"sform_code": 0, "qoffset_y": INF}, 5,
-                               ["NaN or infinite", "qform"]),
-    "NaN quaternion in the GTV's qform": ("gtv", None, {"sform_code": 0, "quatern_d": NAN}, 5,
-                                          ["NaN or infinite", "qform"]),
-    "degenerate sform (a zero axis)": ("gtv", None, {"srow_x": {2: 0.0}, "srow_y": {2: 0.0},
-                                                     "srow_z": {2: 0.0}}, 5, ["degenerate"]),
+    "inf in the OAR's qform": (
+        "oar",
+        None,
+        {"sform_code": 0, "qoffset_y": INF},
+        5,
+        ["NaN or infinite", "qform"],
+    ),
+    "NaN quaternion in the GTV's qform": (
+        "gtv",
+        None,
+        {"sform_code": 0, "quatern_d": NAN},
+        5,
+        ["NaN or infinite", "qform"],
+    ),
+    "degenerate sform (a zero axis)": (
+        "gtv",
+        None,
+        {"srow_x": {2: 0.0}, "srow_y": {2: 0.0}, "srow_z": {2: 0.0}},
+        5,
+        ["degenerate"],
+    ),
     # units
-    "CT in meters with mm-sized numbers": ("ct", None, {"xyzt_units": 1}, 5,
-                                           ["meters", "1.5e+03", "unit field is wrong"]),
-    "GTV in microns with mm-sized numbers": ("gtv", None, {"xyzt_units": 3}, 5,
-                                             ["microns", "unit field is wrong"]),
+    "CT in meters with mm-sized numbers": (
+        "ct",
+        None,
+        {"xyzt_units": 1},
+        5,
+        ["meters", "1.5e+03", "unit field is wrong"],
+    ),
+    "GTV in microns with mm-sized numbers": (
+        "gtv",
+        None,
+        {"xyzt_units": 3},
+        5,
+        ["microns", "unit field is wrong"],
+    ),
     "unit code 5": ("gtv", None, {"xyzt_units": 5}, 5, ["spatial unit code 5"]),
     # dim, datatype, size
-    "CT claiming 1e13 voxels": ("ct", None, {"dim": {1: 20000, 2: 20000, 3: 25000}}, 3,
-                                ["claims 1e+13 voxels", "dim 20000 x 20000 x 25000"]),
-    "GTV claiming more than its file holds": ("gtv", None, {"dim": {1: 2000, 2: 2000, 3: 300}},
-                                              3, ["claims 1.2e+09 voxels", "can hold at most"]),
+    "CT claiming 1e13 voxels": (
+        "ct",
+        None,
+        {"dim": {1: 20000, 2: 20000, 3: 25000}},
+        3,
+        ["claims 1e+13 voxels", "dim 20000 x 20000 x 25000"],
+    ),
+    "GTV claiming more than its file holds": (
+        "gtv",
+        None,
+        {"dim": {1: 2000, 2: 2000, 3: 300}},
+        3,
+        ["claims 1.2e+09 voxels", "can hold at most"],
+    ),
     "dim[0] 9": ("ct", None, {"dim": {0: 9}}, 3, ["dim[0]", "1 to 7"]),
     "dim[0] 0": ("gtv", None, {"dim": {0: 0}}, 3, ["dim[0]", "1 to 7"]),
     "negative dim": ("gtv", None, {"dim": {3: -20}}, 3, ["dim[3]", "-20"]),
@@ -229,17 +357,41 @@ REFUSED = {
     "dim[0] 2": ("gtv", None, {"dim": {0: 2}}, 4, ["2-D data", "3-D volume"]),
     "unknown datatype": ("ct", None, {"datatype": 999}, 3, ["datatype code 999"]),
     "complex CT": ("ct", None, {"datatype": 32, "bitpix": 64}, 4, ["complex64", "CT numbers"]),
-    "NIfTI-2 GTV with scl_inter -1": ("gtv", "gtv_nifti2", {"scl_slope": 1.0,
-                                                           "scl_inter": -1.0}, 4, ["scl_inter -1"]),
-    "NIfTI-2 GTV codes both 0": ("gtv", "gtv_nifti2", {"sform_code": 0, "qform_code": 0}, 5,
-                                 ["both 0"]),
-    "big-endian GTV with scl_inter -1": ("gtv", "gtv_big_endian", {"scl_slope": 1.0,
-                                                                   "scl_inter": -1.0}, 4,
-                                         ["scl_inter -1"]),
-    "big-endian CT pixdim 0": ("ct", "ct_big_endian", {"sform_code": 0, "pixdim": {3: 0.0}},
-                               5, ["pixdim 1.5, 1.5, 0"]),
-    "vox_offset not a multiple of 16": ("gtv", None, {"vox_offset": 353.0}, 3,
-                                        ["vox_offset 353", "multiple of 16"]),
+    "NIfTI-2 GTV with scl_inter -1": (
+        "gtv",
+        "gtv_nifti2",
+        {"scl_slope": 1.0, "scl_inter": -1.0},
+        4,
+        ["scl_inter -1"],
+    ),
+    "NIfTI-2 GTV codes both 0": (
+        "gtv",
+        "gtv_nifti2",
+        {"sform_code": 0, "qform_code": 0},
+        5,
+        ["both 0"],
+    ),
+    "big-endian GTV with scl_inter -1": (
+        "gtv",
+        "gtv_big_endian",
+        {"scl_slope": 1.0, "scl_inter": -1.0},
+        4,
+        ["scl_inter -1"],
+    ),
+    "big-endian CT pixdim 0": (
+        "ct",
+        "ct_big_endian",
+        {"sform_code": 0, "pixdim": {3: 0.0}},
+        5,
+        ["pixdim 1.5, 1.5, 0"],
+    ),
+    "vox_offset not a multiple of 16": (
+        "gtv",
+        None,
+        {"vox_offset": 353.0},
+        3,
+        ["vox_offset 353", "multiple of 16"],
+    ),
 }
 
 
@@ -251,8 +403,10 @@ def test_header_that_would_mislead_is_refused_cleanly(tmp_path, capfd, case, key
     folder = tmp_path / "in"
     folder.mkdir()
     out = tmp_path / "out"
-    code, stdout, err = run(capfd, [*inputs(folder, case, role=role, source=source,
-                                            fields=fields), *extra, "--out", out])
+    code, stdout, err = run(
+        capfd,
+        [*inputs(folder, case, role=role, source=source, fields=fields), *extra, "--out", out],
+    )
     assert code == expected_code, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lattice: error: "), err
@@ -262,17 +416,25 @@ def test_header_that_would_mislead_is_refused_cleanly(tmp_path, capfd, case, key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]  # nothing written
 
 
-@pytest.mark.parametrize("key", ["CT codes both 0", "CT claiming 1e13 voxels",
-                                 "CT in meters with mm-sized numbers", "NaN in the CT's sform",
-                                 "CT with a NaN scl_inter"])
-def test_ct_header_refused_with_the_picture_worker_and_derived_dicom(tmp_path, capfd, case,
-                                                                     key):
+@pytest.mark.parametrize(
+    "key",
+    [
+        "CT codes both 0",
+        "CT claiming 1e13 voxels",
+        "CT in meters with mm-sized numbers",
+        "NaN in the CT's sform",
+        "CT with a NaN scl_inter",
+    ],
+)
+def test_ct_header_refused_with_the_picture_worker_and_derived_dicom(tmp_path, capfd, case, key):
     """The CT is also read by the forked picture worker and for the derived DICOM series."""
     role, source, fields, expected_code, phrases = REFUSED[key]
     folder = tmp_path / "in"
     folder.mkdir()
-    code, stdout, err = run(capfd, [*inputs(folder, case, role=role, fields=fields,
-                                            fast=False), "--out", tmp_path / "out"])
+    code, stdout, err = run(
+        capfd,
+        [*inputs(folder, case, role=role, fields=fields, fast=False), "--out", tmp_path / "out"],
+    )
     assert code == expected_code, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("lattice: error: CT '"), err
@@ -284,44 +446,80 @@ def test_ct_header_refused_with_the_picture_worker_and_derived_dicom(tmp_path, c
 # id -> (role, source, fields, phrases of the warning: None for none)
 ACCEPTED = {
     "SPM mask: 0/255 with scl_slope 1/255": (
-        "gtv", "gtv255", {"scl_slope": 1 / 255, "scl_inter": 0.0},
-        ["GTV mask '", "scl_slope 0.00392", "stored value 255 reads as 1"]),
-    "0/1 mask with scl_slope 2 (label 2)": ("gtv", None, {"scl_slope": 2.0, "scl_inter": 0.0},
-                                            ["scl_slope 2", "reads as 2"]),
+        "gtv",
+        "gtv255",
+        {"scl_slope": 1 / 255, "scl_inter": 0.0},
+        ["GTV mask '", "scl_slope 0.00392", "stored value 255 reads as 1"],
+    ),
+    "0/1 mask with scl_slope 2 (label 2)": (
+        "gtv",
+        None,
+        {"scl_slope": 2.0, "scl_inter": 0.0},
+        ["scl_slope 2", "reads as 2"],
+    ),
     "OAR probability map stored 20..180 for 0.1..0.9": (
-        "oar", "oar_prob", {"scl_slope": 1 / 200, "scl_inter": 0.0},
-        ["OAR mask '", "stored values 20 .. 180 read as 0.1 .. 0.9"]),
-    "GTV qform 0.3 mm from its sform": ("gtv", None, {"qoffset_z": lambda v: v + 0.3},
-                                        ["GTV mask '", "differ by up to 0.3", "sform was used"]),
-    "CT in meters": ("ct", "ct_meters", None, ["CT '", "meters", "converted to mm",
-                                               "1.5 x 1.5 x 3 mm"]),
+        "oar",
+        "oar_prob",
+        {"scl_slope": 1 / 200, "scl_inter": 0.0},
+        ["OAR mask '", "stored values 20 .. 180 read as 0.1 .. 0.9"],
+    ),
+    "GTV qform 0.3 mm from its sform": (
+        "gtv",
+        None,
+        {"qoffset_z": lambda v: v + 0.3},
+        ["GTV mask '", "differ by up to 0.3", "sform was used"],
+    ),
+    "CT in meters": (
+        "ct",
+        "ct_meters",
+        None,
+        ["CT '", "meters", "converted to mm", "1.5 x 1.5 x 3 mm"],
+    ),
     "GTV in microns": ("gtv", "gtv_microns", None, ["microns", "converted to mm"]),
     "(X, Y, Z, 1) GTV": ("gtv", "gtv_4d", None, None),
     "(X, Y, Z, 1, 1) GTV": ("gtv", "gtv_5d", None, None),
     "CT scaled to HU": ("ct", "ct_hu", {"scl_slope": 1.0, "scl_inter": -1024.0}, None),
     "scl_slope 0 means unscaled (scl_inter unused)": (
-        "gtv", None, {"scl_slope": 0.0, "scl_inter": -1.0}, None),
+        "gtv",
+        None,
+        {"scl_slope": 0.0, "scl_inter": -1.0},
+        None,
+    ),
     "qform only": ("gtv", None, {"sform_code": 0}, None),
     "sform only": ("ct", None, {"qform_code": 0}, None),
     "uncompressed .nii": ("gtv", None, {}, None),
     "NIfTI-2 GTV": ("gtv", "gtv_nifti2", {}, None),
     "big-endian CT and GTV": ("ct", "ct_big_endian", {}, None),
-    "NaN in an sform whose code is 0 (unused)": ("ct", None, {"sform_code": 0,
-                                                             "srow_x": {0: NAN}}, None),
-    "NaN in a qform whose code is 0 (unused)": ("oar", None, {"qform_code": 0,
-                                                             "quatern_b": NAN}, None),
+    "NaN in an sform whose code is 0 (unused)": (
+        "ct",
+        None,
+        {"sform_code": 0, "srow_x": {0: NAN}},
+        None,
+    ),
+    "NaN in a qform whose code is 0 (unused)": (
+        "oar",
+        None,
+        {"qform_code": 0, "quatern_b": NAN},
+        None,
+    ),
 }
 
 
 @pytest.mark.parametrize("key", ACCEPTED)
-def test_header_accepted_is_planned_right_and_its_warning_recorded(tmp_path, capfd, case,
-                                                                    key):
+def test_header_accepted_is_planned_right_and_its_warning_recorded(tmp_path, capfd, case, key):
     role, source, fields, phrases = ACCEPTED[key]
     folder = tmp_path / "in"
     folder.mkdir()
     out = tmp_path / "out"
-    argv = inputs(folder, case, role=role, source=source, fields=fields, oar=True,
-                  suffix=".nii" if key == "uncompressed .nii" else ".nii.gz")
+    argv = inputs(
+        folder,
+        case,
+        role=role,
+        source=source,
+        fields=fields,
+        oar=True,
+        suffix=".nii" if key == "uncompressed .nii" else ".nii.gz",
+    )
     code, stdout, err = run(capfd, [*argv, "--out", out])
     assert code == 0, err
     doc = json.loads((out / "plan.json").read_text())
@@ -353,10 +551,8 @@ def test_header_warnings_reach_plan_json_in_order_ct_gtv_oar(tmp_path, case):
 
 
 def test_huge_claim_is_refused_before_anything_is_allocated(tmp_path, case):
-    path = write(tmp_path, "ct.nii.gz", edited(case["ct"], {"dim": {1: 20000, 2: 20000,
-                                                                    3: 25000}}))
-    small = write(tmp_path, "gtv.nii.gz", edited(case["gtv"], {"dim": {1: 1000, 2: 1000,
-                                                                       3: 1000}}))
+    path = write(tmp_path, "ct.nii.gz", edited(case["ct"], {"dim": {1: 20000, 2: 20000, 3: 25000}}))
+    small = write(tmp_path, "gtv.nii.gz", edited(case["gtv"], {"dim": {1: 1000, 2: 1000, 3: 1000}}))
     plain = write(tmp_path, "oar.nii", edited(case["oar"], {"dim": {3: 21}}))  # one slice more
     tracemalloc.start()
     try:
@@ -418,26 +614,43 @@ def _profile(default_examples: int) -> settings:
 
     ``LATTICE_PROPERTY_EXAMPLES=N`` and ``LATTICE_PROPERTY_RANDOM=1`` run more, or new ones.
     """
-    return settings(max_examples=_EXAMPLES or default_examples, derandomize=not _RANDOM,
-                    database=None, deadline=None, print_blob=True,
-                    phases=[Phase.explicit, Phase.generate],
-                    # capfd is read out at the start of every example
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=_EXAMPLES or default_examples,
+        derandomize=not _RANDOM,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        phases=[Phase.explicit, Phase.generate],
+        # capfd is read out at the start of every example
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 #: What each edited field may be set to, from sensible to nonsense.
 FIELD_VALUES = {
     "qform_code": st.sampled_from([0, 1, 2, 4, 5, 7, -1]),
     "sform_code": st.sampled_from([0, 1, 3, 5, 300]),
-    "pixdim": st.dictionaries(st.integers(0, 3), st.sampled_from(
-        [0.0, -1.0, 1.0, 1.5, 3.0, 7.0, NAN, INF]), min_size=1, max_size=2),
+    "pixdim": st.dictionaries(
+        st.integers(0, 3),
+        st.sampled_from([0.0, -1.0, 1.0, 1.5, 3.0, 7.0, NAN, INF]),
+        min_size=1,
+        max_size=2,
+    ),
     "scl_slope": st.sampled_from([NAN, 0.0, 1.0, 2.0, 2.5, 0.5, 1 / 255, -1.0, INF]),
     "scl_inter": st.sampled_from([0.0, -1.0, 1.0, -1024.0, NAN]),
-    "dim": st.dictionaries(st.integers(0, 4), st.sampled_from(
-        [0, 1, 2, 3, 4, 5, 9, 20, 40, -1, 20000]), min_size=1, max_size=2),
-    "srow_x": st.dictionaries(st.integers(0, 3), st.sampled_from(
-        [NAN, INF, 0.0, 1.5, -1.5, 0.3]), min_size=1, max_size=1),
+    "dim": st.dictionaries(
+        st.integers(0, 4),
+        st.sampled_from([0, 1, 2, 3, 4, 5, 9, 20, 40, -1, 20000]),
+        min_size=1,
+        max_size=2,
+    ),
+    "srow_x": st.dictionaries(
+        st.integers(0, 3), st.sampled_from([NAN, INF, 0.0, 1.5, -1.5, 0.3]), min_size=1, max_size=1
+    ),
     "qoffset_x": st.sampled_from([NAN, 0.0, 1.0, 10.0]),
     "quatern_b": st.sampled_from([NAN, 0.0, 0.1, 0.9]),
     "xyzt_units": st.sampled_from([0, 1, 2, 3, 5, 10]),
@@ -448,8 +661,9 @@ FIELD_VALUES = {
 @st.composite
 def header_fields(draw):
     """One to three fields edited (more and nearly every example ends at the first one)."""
-    keys = draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), min_size=1, max_size=3,
-                         unique=True))
+    keys = draw(
+        st.lists(st.sampled_from(sorted(FIELD_VALUES)), min_size=1, max_size=3, unique=True)
+    )
     return {key: draw(FIELD_VALUES[key]) for key in keys}
 
 
@@ -465,8 +679,7 @@ def header_fields(draw):
 @example(role="gtv", fields={"qoffset_x": 10.0})
 @example(role="oar", fields={"srow_x": {0: NAN}})
 @example(role="gtv", fields={"srow_x": {3: NAN}})
-def test_any_header_ends_in_a_documented_error_or_a_verified_plan(capfd, case, role,
-                                                                  fields):
+def test_any_header_ends_in_a_documented_error_or_a_verified_plan(capfd, case, role, fields):
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "in").mkdir()
@@ -476,8 +689,11 @@ def test_any_header_ends_in_a_documented_error_or_a_verified_plan(capfd, case, r
         # vertex; the empty plan is then written and its GTV checked below.
         code, _, err = run(capfd, [*argv, "--allow-empty", "--out", out])  # fd-level stderr
         lines = err.splitlines()
-        event(f"exit {code}: {lines[0].split(chr(39) + ' ', 1)[-1][:50]}" if lines and code
-              else f"exit {code}")
+        event(
+            f"exit {code}: {lines[0].split(chr(39) + ' ', 1)[-1][:50]}"
+            if lines and code
+            else f"exit {code}"
+        )
         if code != 0:
             assert code in DOCUMENTED_EXIT_CODES, err
             assert len(lines) == 1 and lines[0].startswith("lattice: error: "), lines
@@ -488,8 +704,7 @@ def test_any_header_ends_in_a_documented_error_or_a_verified_plan(capfd, case, r
         # A header read differently than written changes a mask or the grid; a one-file
         # change that still plans must leave every file as written (the others agree).
         assert doc["summary"]["gtv_cc"] == pytest.approx(case["gtv_cc"], rel=1e-3)
-        np.testing.assert_allclose(np.asarray(doc["grid"]["affine"]), case["affine"],
-                                   atol=1e-3)
+        np.testing.assert_allclose(np.asarray(doc["grid"]["affine"]), case["affine"], atol=1e-3)
         paths = {p.name.split(".")[0].split("_")[0]: p for p in (folder / "in").iterdir()}
         loaded = load_case(paths["ct"], paths["gtv"], oar_paths={"oar": paths["oar"]})
         np.testing.assert_array_equal(loaded.gtv.array, case["gtv_mask"])
@@ -503,8 +718,7 @@ def test_other_commands_say_the_header_warning_too(tmp_path, capfd, case, comman
     argv = inputs(tmp_path, case, role="gtv", fields={"qoffset_z": lambda v: v + 0.3})
     ct, gtv = argv[2], argv[4]
     if command == "scart":
-        cmd = ["scart", "--ct", ct, "--gtv", gtv, "--out", tmp_path / "stv",
-               "--stv-margin-mm", "2"]
+        cmd = ["scart", "--ct", ct, "--gtv", gtv, "--out", tmp_path / "stv", "--stv-margin-mm", "2"]
     else:
         cmd = ["measure", "--gtv", gtv]
     code, _, err = run(capfd, cmd)

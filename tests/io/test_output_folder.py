@@ -44,12 +44,16 @@ DICOM_PLAN = ["--no-picture", "--mesh-format", "none"]
 
 
 def _plan(out, *extra, ct=None, gtv=None):
-    return ["plan", "--ct", ct or PHANTOM / "ct.nii.gz", "--gtv", gtv or PHANTOM / "gtv.nii.gz",
-            "--out", out, *extra]
-
-
-
-
+    return [
+        "plan",
+        "--ct",
+        ct or PHANTOM / "ct.nii.gz",
+        "--gtv",
+        gtv or PHANTOM / "gtv.nii.gz",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def listing(folder: Path) -> list[str]:
@@ -94,14 +98,21 @@ def plan_folder(template, tmp_path):
 
 # -- concurrency ----------------------------------------------------------------------------
 
+
 def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding the lock of ``folder`` until its stdin closes."""
-    code = ("import sys; from pathlib import Path; from lattice.io.folder import "
-            "output_lock, resolve_output_folder\n"
-            "with output_lock(resolve_output_folder(sys.argv[1]), command='the holder'):\n"
-            "    print('held', flush=True); sys.stdin.read()\n")
-    process = subprocess.Popen([sys.executable, "-c", code, str(folder)], text=True,
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    code = (
+        "import sys; from pathlib import Path; from lattice.io.folder import "
+        "output_lock, resolve_output_folder\n"
+        "with output_lock(resolve_output_folder(sys.argv[1]), command='the holder'):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert process.stdout.readline().strip() == "held"
     return process
 
@@ -119,12 +130,17 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
         "def plan_vertices(*args, **kwargs):\n"
         "    time.sleep(3)\n"
         "    return _plan(*args, **kwargs)\n"
-        "lattice.planning.placement.plan_vertices = plan_vertices\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [
-        str(hook), os.environ.get("PYTHONPATH")]))}
+        "lattice.planning.placement.plan_vertices = plan_vertices\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")])),
+    }
     argv = [sys.executable, "-m", "lattice_cli", *map(str, _plan(out, *FAST))]
-    runs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             env=env) for _ in range(4)]
+    runs = [
+        subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(4)
+    ]
     results = [(p, *p.communicate(timeout=180)) for p in runs]
     codes = sorted(p.returncode for p, _, _ in results)
     assert codes == [0, 6, 6, 6], [e for _, _, e in results]
@@ -137,8 +153,13 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
         assert "wait for it to end, or choose another --out folder" in message
     assert listing(out.parent) == ["out"]  # no lock file, no temporary folder
     assert sorted(p.name for p in out.iterdir()) == [
-        "lattice_target.nii.gz", "plan.json", "report.html", "vertices.csv",
-        "vertices.mrk.json", "vertices.nii.gz"]
+        "lattice_target.nii.gz",
+        "plan.json",
+        "report.html",
+        "vertices.csv",
+        "vertices.mrk.json",
+        "vertices.nii.gz",
+    ]
     assert main(["verify", str(out)]) == 0
 
 
@@ -234,6 +255,7 @@ def test_batch_jobs_obey_the_lock_of_their_plan_folder(tmp_path, capsys):
 
 # -- inputs inside the output folder ---------------------------------------------------------
 
+
 def _copy_out(plan_folder: Path, name: str) -> Path:
     """A copy of the plan folder's ``name`` outside it."""
     target = plan_folder.parent.parent / "elsewhere" / name
@@ -244,8 +266,19 @@ def _copy_out(plan_folder: Path, name: str) -> Path:
 
 
 def _dicom(out, ct_dicom, rtstruct, *extra):
-    return ["plan", "--ct-dicom", ct_dicom, "--rtstruct", rtstruct, "--gtv-name", "GTV",
-            "--out", out, *FAST, *extra]
+    return [
+        "plan",
+        "--ct-dicom",
+        ct_dicom,
+        "--rtstruct",
+        rtstruct,
+        "--gtv-name",
+        "GTV",
+        "--out",
+        out,
+        *FAST,
+        *extra,
+    ]
 
 
 def _link(at: Path, to: Path) -> Path:
@@ -258,49 +291,92 @@ def _link(at: Path, to: Path) -> Path:
 INSIDE = {
     "--ct-dicom: the folder's ct_dicom/, --force": (
         lambda o: _dicom(o, o / "ct_dicom", _copy_out(o, "rtstruct.dcm"), "--force"),
-        "--ct-dicom"),
+        "--ct-dicom",
+    ),
     "--rtstruct: the folder's rtstruct.dcm, --force": (
         lambda o: _dicom(o, _copy_out(o, "ct_dicom"), o / "rtstruct.dcm", "--force"),
-        "--rtstruct"),
+        "--rtstruct",
+    ),
     "--gtv: the folder's lattice_target.nii.gz, --force": (
-        lambda o: _plan(o, *FAST, "--force", gtv=o / "lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan(o, *FAST, "--force", gtv=o / "lattice_target.nii.gz"),
+        "--gtv",
+    ),
     "--gtv: the folder's lattice_target.nii.gz, no --force": (
-        lambda o: _plan(o, *FAST, gtv=o / "lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan(o, *FAST, gtv=o / "lattice_target.nii.gz"),
+        "--gtv",
+    ),
     "--ct: a CT the user put into the folder": (
         lambda o: _plan(o, *FAST, "--force", ct=shutil.copy2(PHANTOM / "ct.nii.gz", o)),
-        "--ct"),
+        "--ct",
+    ),
     "--oar: the folder's vertices.nii.gz": (
-        lambda o: _plan(o, *FAST, "--force", "--oar", f"{o / 'vertices.nii.gz'}:3"), "--oar"),
+        lambda o: _plan(o, *FAST, "--force", "--oar", f"{o / 'vertices.nii.gz'}:3"),
+        "--oar",
+    ),
     "--oar NAME=: in a sub-folder of the folder": (
-        lambda o: _plan(o, *FAST, "--force", "--oar",
-                        f"cord={_copy_into(o, 'masks', PHANTOM / 'cord.nii.gz')}:3"), "--oar"),
+        lambda o: _plan(
+            o,
+            *FAST,
+            "--force",
+            "--oar",
+            f"cord={_copy_into(o, 'masks', PHANTOM / 'cord.nii.gz')}:3",
+        ),
+        "--oar",
+    ),
     "--reference-ct-dicom: the folder's ct_dicom/ (a plan without it removes it)": (
-        lambda o: _plan(o, "--no-picture", "--mesh-format", "none", "--force",
-                        "--reference-ct-dicom", o / "ct_dicom"), "--reference-ct-dicom"),
+        lambda o: _plan(
+            o,
+            "--no-picture",
+            "--mesh-format",
+            "none",
+            "--force",
+            "--reference-ct-dicom",
+            o / "ct_dicom",
+        ),
+        "--reference-ct-dicom",
+    ),
     "relative paths": (
-        lambda o: _plan("../work/out", *FAST, "--force",
-                        gtv="../work/out/lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan("../work/out", *FAST, "--force", gtv="../work/out/lattice_target.nii.gz"),
+        "--gtv",
+    ),
     "relative paths through .. and .": (
-        lambda o: _plan("../work/./out/", *FAST, "--force",
-                        gtv="../here/../work/out/./lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan(
+            "../work/./out/", *FAST, "--force", gtv="../here/../work/out/./lattice_target.nii.gz"
+        ),
+        "--gtv",
+    ),
     "input through a link to the folder": (
-        lambda o: _plan(o, *FAST, "--force",
-                        gtv=_link(o.parent / "alias", o) / "lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan(
+            o, *FAST, "--force", gtv=_link(o.parent / "alias", o) / "lattice_target.nii.gz"
+        ),
+        "--gtv",
+    ),
     "input is a link elsewhere pointing into the folder": (
-        lambda o: _plan(o, *FAST, "--force", gtv=_link(
-            o.parent / "my_gtv.nii.gz", o / "lattice_target.nii.gz")), "--gtv"),
+        lambda o: _plan(
+            o, *FAST, "--force", gtv=_link(o.parent / "my_gtv.nii.gz", o / "lattice_target.nii.gz")
+        ),
+        "--gtv",
+    ),
     "input is a link inside the folder pointing elsewhere": (
-        lambda o: _plan(o, *FAST, "--force", gtv=_link(
-            o / "lattice_target_link.nii.gz", PHANTOM / "gtv.nii.gz")), "--gtv"),
+        lambda o: _plan(
+            o, *FAST, "--force", gtv=_link(o / "lattice_target_link.nii.gz", PHANTOM / "gtv.nii.gz")
+        ),
+        "--gtv",
+    ),
     "--out through a link to the folder": (
-        lambda o: _plan(_link(o.parent / "alias", o), *FAST, "--force",
-                        gtv=o / "lattice_target.nii.gz"), "--gtv"),
+        lambda o: _plan(
+            _link(o.parent / "alias", o), *FAST, "--force", gtv=o / "lattice_target.nii.gz"
+        ),
+        "--gtv",
+    ),
     "--out is the --ct-dicom folder itself": (
-        lambda o: _dicom(o / "ct_dicom", o / "ct_dicom", _copy_out(o, "rtstruct.dcm"),
-                         "--force"), "--ct-dicom"),
+        lambda o: _dicom(o / "ct_dicom", o / "ct_dicom", _copy_out(o, "rtstruct.dcm"), "--force"),
+        "--ct-dicom",
+    ),
     "--out holds the input folder (an ancestor)": (
         lambda o: _plan(o.parent, *FAST, "--force", gtv=o / "lattice_target.nii.gz"),
-        "--gtv"),
+        "--gtv",
+    ),
 }
 
 
@@ -336,11 +412,11 @@ def test_a_folder_of_the_users_inputs_is_not_an_output_folder(tmp_path, capfd, m
         shutil.copy2(PHANTOM / name, data)
     before = snapshot(data)
     monkeypatch.chdir(tmp_path)
-    code, _, stderr = run(capfd, _plan("data", *FAST, ct="data/ct.nii.gz",
-                                       gtv="data/gtv.nii.gz"))
+    code, _, stderr = run(capfd, _plan("data", *FAST, ct="data/ct.nii.gz", gtv="data/gtv.nii.gz"))
     assert code == 2
-    assert one_error_line(stderr).startswith("lattice: error: --ct 'data/ct.nii.gz' is inside "
-                                             "the output folder 'data'")
+    assert one_error_line(stderr).startswith(
+        "lattice: error: --ct 'data/ct.nii.gz' is inside the output folder 'data'"
+    )
     assert snapshot(data) == before and listing(tmp_path) == ["data"]
 
 
@@ -353,11 +429,22 @@ def test_an_input_beside_the_output_folder_is_fine(plan_folder, capfd):
 
 # -- paths ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, options", [
-    ("a" * 240, DICOM_PLAN), ("b" * 255, DICOM_PLAN), ("é" * 120, FAST),
-    ("plan with spaces", FAST)],
-    ids=["240 characters", "255 characters (the longest legal name)",
-         "240 bytes of multi-byte characters", "spaces"])
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("a" * 240, DICOM_PLAN),
+        ("b" * 255, DICOM_PLAN),
+        ("é" * 120, FAST),
+        ("plan with spaces", FAST),
+    ],
+    ids=[
+        "240 characters",
+        "255 characters (the longest legal name)",
+        "240 bytes of multi-byte characters",
+        "spaces",
+    ],
+)
 def test_any_legal_folder_name_works_also_with_force(name, options, tmp_path, capfd):
     """With DICOM the run also stages the derived CT (the 'ct' sibling); --force swaps the
     folder (the 'old' sibling)."""
@@ -387,38 +474,78 @@ def _file(path: Path) -> Path:
 BAD_PATHS = {
     "--out is a file": (lambda b: _file(b / "out"), 7, ["is a file", "pass a folder"]),
     "--out is a file, with a trailing slash": (
-        lambda b: f"{_file(b / 'out')}/", 7, ["is a file", "pass a folder"]),
+        lambda b: f"{_file(b / 'out')}/",
+        7,
+        ["is a file", "pass a folder"],
+    ),
     "--out under a file": (
-        lambda b: _file(b / "notes.txt") / "out", 7, ["is a file, so --out", "cannot be made"]),
+        lambda b: _file(b / "notes.txt") / "out",
+        7,
+        ["is a file, so --out", "cannot be made"],
+    ),
     "--out deeper under a file": (
-        lambda b: _file(b / "notes.txt") / "a" / "b" / "out", 7, ["is a file, so --out"]),
+        lambda b: _file(b / "notes.txt") / "a" / "b" / "out",
+        7,
+        ["is a file, so --out"],
+    ),
     "--out is a symbolic link loop": (
-        lambda b: _link(b / "loop", b / "loop"), 7, ["symbolic link loop", "fix the link"]),
+        lambda b: _link(b / "loop", b / "loop"),
+        7,
+        ["symbolic link loop", "fix the link"],
+    ),
     "--out under a symbolic link loop": (
-        lambda b: _link(b / "loop", b / "loop") / "out", 7, ["symbolic link loop"]),
+        lambda b: _link(b / "loop", b / "loop") / "out",
+        7,
+        ["symbolic link loop"],
+    ),
     "--out is a pair of links pointing at each other": (
-        lambda b: _link(b / "ping", _link(b / "pong", b / "ping")), 7,
-        ["symbolic link loop"]),
+        lambda b: _link(b / "ping", _link(b / "pong", b / "ping")),
+        7,
+        ["symbolic link loop"],
+    ),
     "--out is a dangling link": (
-        lambda b: _link(b / "out", b / "gone" / "target"), 7,
-        ["which does not exist", "create that folder, fix the link"]),
+        lambda b: _link(b / "out", b / "gone" / "target"),
+        7,
+        ["which does not exist", "create that folder, fix the link"],
+    ),
     "--out under a dangling link": (
-        lambda b: _link(b / "data", b / "unmounted") / "out", 7, ["which does not exist"]),
+        lambda b: _link(b / "data", b / "unmounted") / "out",
+        7,
+        ["which does not exist"],
+    ),
     "--out name longer than the file system allows": (
-        lambda b: b / ("c" * 256), 7, ["is too long for the file system", "a shorter --out"]),
+        lambda b: b / ("c" * 256),
+        7,
+        ["is too long for the file system", "a shorter --out"],
+    ),
     "a parent name longer than the file system allows": (
-        lambda b: b / ("d" * 300) / "out", 7, ["is too long for the file system"]),
+        lambda b: b / ("d" * 300) / "out",
+        7,
+        ["is too long for the file system"],
+    ),
     "--out holds a NUL character": (
-        lambda b: "out\0x", 7, ["is not a usable path", "choose another --out folder"]),
+        lambda b: "out\0x",
+        7,
+        ["is not a usable path", "choose another --out folder"],
+    ),
     "--out .": (lambda b: ".", 2, ["is the current folder", "pass a new folder"]),
     "--out '' (the current folder)": (lambda b: "", 2, ["is the current folder"]),
     "--out sub/.. (the current folder)": (
-        lambda b: (b / "sub").mkdir() or "sub/..", 2, ["is the current folder"]),
+        lambda b: (b / "sub").mkdir() or "sub/..",
+        2,
+        ["is the current folder"],
+    ),
     "--out .. (holds the current folder)": (
-        lambda b: "..", 2, ["holds the current folder", "pass a new folder"]),
+        lambda b: "..",
+        2,
+        ["holds the current folder", "pass a new folder"],
+    ),
     "--out / (holds the current folder)": (lambda b: "/", 2, ["holds the current folder"]),
     "--out is a link to the current folder": (
-        lambda b: _link(b / "here", b), 2, ["is the current folder"]),
+        lambda b: _link(b / "here", b),
+        2,
+        ["is the current folder"],
+    ),
 }
 
 
@@ -479,7 +606,8 @@ def test_an_unreachable_parent_is_one_line_exit_7(tmp_path, capfd, is_root):
 
 
 def test_a_failed_force_swap_keeps_the_previous_plan_and_leaves_nothing(
-        plan_folder, capfd, monkeypatch):
+    plan_folder, capfd, monkeypatch
+):
     """The second rename of the swap fails (EBUSY, as for a mount point): undone."""
     before = snapshot(plan_folder)
     real = os.rename
@@ -501,8 +629,12 @@ def test_a_failed_force_swap_keeps_the_previous_plan_and_leaves_nothing(
 
 def test_a_replaced_plan_of_a_killed_run_is_put_back(plan_folder):
     """Killed between the two renames of a swap: the old plan is aside, ``out`` missing."""
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     before = snapshot(plan_folder)
     aside = plan_folder.parent / f".out.old-{dead}-abcd1234"
     os.rename(plan_folder, aside)

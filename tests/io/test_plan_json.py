@@ -47,29 +47,44 @@ def written(make_affine, ellipsoid_mask, write_nifti, tmp_path_factory):
     affine = make_affine(SHAPE, (1.1, 0.9, 2.5), "oblique")
     centre = affine[:3, :3] @ ((np.array(SHAPE) - 1) / 2) + affine[:3, 3]
     grid = (SHAPE, affine)
-    gtv = ellipsoid_mask(grid, centre, (20.0, 16.0, 24.0),
-                         rotation=rotation_about_axis([1.0, 0.0, 1.0], 25.0))
+    gtv = ellipsoid_mask(
+        grid, centre, (20.0, 16.0, 24.0), rotation=rotation_about_axis([1.0, 0.0, 1.0], 25.0)
+    )
     cord = ellipsoid_mask(grid, centre + [23.0, 2.0, 0.0], 4.0)
     ct = np.where(gtv, 40, 0).astype(np.int16)
-    paths = {"ct": write_nifti(folder, "ct.nii.gz", ct, affine),
-             "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
-             "cord": write_nifti(folder, "cord.nii.gz", cord, affine)}
+    paths = {
+        "ct": write_nifti(folder, "ct.nii.gz", ct, affine),
+        "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
+        "cord": write_nifti(folder, "cord.nii.gz", cord, affine),
+    }
 
     def record(path):
         return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
-    inputs = {"ct": record(paths["ct"]), "gtv": {**record(paths["gtv"]), "label": None},
-              "oars": [{"name": "cord", **record(paths["cord"]),
-                        "clearance_mm": CLEARANCE_MM}]}
-    plan = plan_vertices(Volume(gtv, affine), diameter_mm=D_MM, min_spacing_mm=SPACING_MM,
-                         gtv_margin_mm=MARGIN_MM,
-                         oars=[Oar("cord", Volume(cord, affine), CLEARANCE_MM)])
+    inputs = {
+        "ct": record(paths["ct"]),
+        "gtv": {**record(paths["gtv"]), "label": None},
+        "oars": [{"name": "cord", **record(paths["cord"]), "clearance_mm": CLEARANCE_MM}],
+    }
+    plan = plan_vertices(
+        Volume(gtv, affine),
+        diameter_mm=D_MM,
+        min_spacing_mm=SPACING_MM,
+        gtv_margin_mm=MARGIN_MM,
+        oars=[Oar("cord", Volume(cord, affine), CLEARANCE_MM)],
+    )
     assert plan.n_vertices >= 4
     out = folder / "out"
-    write_plan_folder(plan, out, inputs=inputs, picture=False, mesh_format=None,
-                      markups=False)
-    return {"plan": plan, "inputs": inputs, "out": out, "affine": affine, "gtv": gtv,
-            "cord": cord, "doc": read_plan_document(out)}
+    write_plan_folder(plan, out, inputs=inputs, picture=False, mesh_format=None, markups=False)
+    return {
+        "plan": plan,
+        "inputs": inputs,
+        "out": out,
+        "affine": affine,
+        "gtv": gtv,
+        "cord": cord,
+        "doc": read_plan_document(out),
+    }
 
 
 def test_the_document_read_back_is_the_document_written(written):
@@ -88,8 +103,9 @@ def test_grid_and_parameters_are_the_plans(written):
     doc, plan, affine = written["doc"], written["plan"], written["affine"]
     assert doc["grid"]["shape"] == list(SHAPE)
     np.testing.assert_array_equal(np.array(doc["grid"]["affine"]), affine)
-    np.testing.assert_allclose(doc["grid"]["voxel_size_mm"],
-                               np.linalg.norm(affine[:3, :3], axis=0), rtol=1e-12)
+    np.testing.assert_allclose(
+        doc["grid"]["voxel_size_mm"], np.linalg.norm(affine[:3, :3], axis=0), rtol=1e-12
+    )
     params = doc["parameters"]
     for f in dataclasses.fields(plan.parameters):
         assert params[f.name] == getattr(plan.parameters, f.name), f.name
@@ -120,13 +136,15 @@ def test_vertex_measures_are_the_independent_ones(written):
     np.testing.assert_allclose([v["depth_mm"] for v in vertices], depth, atol=ROUNDED_MM)
     assert np.all(depth >= MARGIN_MM + D_MM / 2 - 1e-9)
     cord = Solid.from_mask(written["cord"], affine).distance(ras)
-    np.testing.assert_allclose([v["oar_distance_mm"]["cord"] for v in vertices], cord,
-                               atol=ROUNDED_MM)
+    np.testing.assert_allclose(
+        [v["oar_distance_mm"]["cord"] for v in vertices], cord, atol=ROUNDED_MM
+    )
     assert np.all(cord >= CLEARANCE_MM + D_MM / 2 - 1e-9)
     d = cdist(ras, ras)
     np.fill_diagonal(d, np.inf)
-    np.testing.assert_allclose([v["nearest_vertex_mm"] for v in vertices], d.min(axis=1),
-                               atol=ROUNDED_MM)
+    np.testing.assert_allclose(
+        [v["nearest_vertex_mm"] for v in vertices], d.min(axis=1), atol=ROUNDED_MM
+    )
     # A TPS rebuilds each sphere from its circles on the slice planes it cuts, each extruded
     # one slice gap: sum over slices of area(r_k) dz, r_k^2 = R^2 - h_k^2, h_k the centre's
     # distance to the plane of slice k; rtstruct.dcm writes each circle as an inscribed
@@ -152,9 +170,9 @@ def test_summary_numbers_are_the_independent_ones(written):
     assert s["n_vertices"] == len(ras)
     assert s["gtv_cc"] == pytest.approx(gtv_cc, abs=1e-3)
     assert s["lattice_target_cc"] == pytest.approx(
-        np.count_nonzero(written["plan"].lattice_target.array) * voxel_cc, abs=1e-3)
-    assert s["vertex_volume_cc"] == pytest.approx(len(ras) * np.pi / 6 * D_MM**3 / 1000,
-                                                  abs=1e-3)
+        np.count_nonzero(written["plan"].lattice_target.array) * voxel_cc, abs=1e-3
+    )
+    assert s["vertex_volume_cc"] == pytest.approx(len(ras) * np.pi / 6 * D_MM**3 / 1000, abs=1e-3)
     assert s["vertices_per_100cc_gtv"] == pytest.approx(100 * len(ras) / gtv_cc, abs=1e-3)
     assert s["nearest_vertex_min_mm"] == pytest.approx(pdist(ras).min(), abs=ROUNDED_MM)
     depths = [v["depth_mm"] for v in doc["vertices"]]
@@ -187,9 +205,11 @@ def test_the_volumes_read_back_are_the_plans(written):
     plan, affine = written["plan"], written["affine"]
     np.testing.assert_array_equal(vols.centers_ras_mm, plan.centers_ras_mm)
     assert vols.diameter_mm == D_MM
-    for volume, array in [(vols.gtv, written["gtv"]),
-                          (vols.lattice_target, plan.lattice_target.array),
-                          (vols.oars["cord"], written["cord"])]:
+    for volume, array in [
+        (vols.gtv, written["gtv"]),
+        (vols.lattice_target, plan.lattice_target.array),
+        (vols.oars["cord"], written["cord"]),
+    ]:
         np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
         np.testing.assert_array_equal(np.asarray(volume.array, bool), array)
     assert set(vols.oars) == {"cord"}

@@ -34,8 +34,6 @@ RULES = ["--diameter-mm", "12", "--spacing-mm", "20", "--gtv-margin-mm", "3"]
 FAST = ["--mesh-format", "none", "--no-picture"]
 
 
-
-
 def schema_errors(doc) -> list[str]:
     validator = jsonschema.Draft202012Validator(plan_schema())
     return [f"{e.json_path}: {e.message}" for e in validator.iter_errors(doc)]
@@ -48,19 +46,39 @@ def inputs(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     centre = affine[:3, :3] @ ((np.array(SHAPE) - 1) / 2) + affine[:3, 3]
     gtv = ellipsoid_mask((SHAPE, affine), centre, 20.0)
     oar = np.roll(ellipsoid_mask((SHAPE, affine), centre, 6.0), 14, axis=0) & ~gtv
-    return {"ct": write_nifti(folder, "ct.nii.gz", np.where(gtv, 40, -1000).astype(np.int16),
-                              affine),
-            "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
-            "oar": write_nifti(folder, "oar.nii.gz", oar, affine)}
+    return {
+        "ct": write_nifti(folder, "ct.nii.gz", np.where(gtv, 40, -1000).astype(np.int16), affine),
+        "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
+        "oar": write_nifti(folder, "oar.nii.gz", oar, affine),
+    }
 
 
 @pytest.fixture(scope="module")
 def plan_dir(inputs, tmp_path_factory):
     """A plan folder with its pictures (for show and report), from NIfTI inputs."""
     out = tmp_path_factory.mktemp("schema_plan") / "plan"
-    assert main([str(a) for a in ["plan", "--ct", inputs["ct"], "--gtv", inputs["gtv"],
-                                  "--oar", f"oar={inputs['oar']}:3", "--out", out, *RULES,
-                                  "--mesh-format", "none"]]) == 0
+    assert (
+        main(
+            [
+                str(a)
+                for a in [
+                    "plan",
+                    "--ct",
+                    inputs["ct"],
+                    "--gtv",
+                    inputs["gtv"],
+                    "--oar",
+                    f"oar={inputs['oar']}:3",
+                    "--out",
+                    out,
+                    *RULES,
+                    "--mesh-format",
+                    "none",
+                ]
+            ]
+        )
+        == 0
+    )
     return out
 
 
@@ -68,8 +86,17 @@ def plan_dir(inputs, tmp_path_factory):
 
 WRITERS = {
     "OARs, shell mode, snapping, STV, dose proxy": [
-        "--oar", "oar={oar}:3", "--mode", "shell", "--snap-to-slices", "--stv-margin-mm", "4",
-        "--dose-peak-gy", "15", "--no-dicom"],
+        "--oar",
+        "oar={oar}:3",
+        "--mode",
+        "shell",
+        "--snap-to-slices",
+        "--stv-margin-mm",
+        "4",
+        "--dose-peak-gy",
+        "15",
+        "--no-dicom",
+    ],
     "--count": ["--count", "2", "--no-dicom"],
     "--pattern max": ["--pattern", "max", "--time-budget-s", "0.5", "--no-dicom"],
     "the empty plan": ["--gtv-margin-mm", "40", "--allow-empty", "--no-dicom"],
@@ -90,17 +117,43 @@ def test_every_plan_json_written_validates(inputs, tmp_path, capfd, route):
         rules = RULES[:4]
     else:
         rules = RULES
-    code, _, err = run(capfd, ["plan", "--ct", inputs["ct"], "--gtv", inputs["gtv"],
-                               "--out", tmp_path / "p", *rules, *FAST, *extra])
+    code, _, err = run(
+        capfd,
+        [
+            "plan",
+            "--ct",
+            inputs["ct"],
+            "--gtv",
+            inputs["gtv"],
+            "--out",
+            tmp_path / "p",
+            *rules,
+            *FAST,
+            *extra,
+        ],
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "p" / "plan.json").read_text(encoding="utf-8"))
     assert schema_errors(doc) == []
 
 
 def test_dicom_route_plan_json_validates(plan_dir, tmp_path, capfd):
-    code, _, err = run(capfd, ["plan", "--ct-dicom", plan_dir / "ct_dicom", "--rtstruct",
-                               plan_dir / "rtstruct.dcm", "--gtv-name", "GTV", "--out",
-                               tmp_path / "d", *RULES, *FAST])
+    code, _, err = run(
+        capfd,
+        [
+            "plan",
+            "--ct-dicom",
+            plan_dir / "ct_dicom",
+            "--rtstruct",
+            plan_dir / "rtstruct.dcm",
+            "--gtv-name",
+            "GTV",
+            "--out",
+            tmp_path / "d",
+            *RULES,
+            *FAST,
+        ],
+    )
     assert code == 0, err
     doc = json.loads((tmp_path / "d" / "plan.json").read_text(encoding="utf-8"))
     assert "rtstruct" in doc["inputs"] and schema_errors(doc) == []
@@ -110,8 +163,19 @@ def test_dicom_route_plan_json_validates(plan_dir, tmp_path, capfd):
 def test_batch_job_plan_json_validates(inputs, tmp_path, capfd):
     manifest = tmp_path / "cases.csv"
     manifest.write_text(f"case,ct,gtv\nA,{inputs['ct']},{inputs['gtv']}\n", encoding="utf-8")
-    code, _, err = run(capfd, ["batch", manifest, "--out", tmp_path / "b", "--no-dicom",
-                               "--no-picture", "--mesh-format", "none"])
+    code, _, err = run(
+        capfd,
+        [
+            "batch",
+            manifest,
+            "--out",
+            tmp_path / "b",
+            "--no-dicom",
+            "--no-picture",
+            "--mesh-format",
+            "none",
+        ],
+    )
     assert code == 0, err
     (doc_path,) = (tmp_path / "b").rglob("plan.json")
     assert schema_errors(json.loads(doc_path.read_text(encoding="utf-8"))) == []
@@ -134,6 +198,7 @@ def test_schema_is_package_data():
 
 # --- what stays accepted ------------------------------------------------------------------
 
+
 def test_extra_top_level_keys_and_old_world_frame_are_accepted(plan_dir, tmp_path, capfd):
     """Other tools may annotate a plan; plans before 0.2 name the world frame in a string."""
     doc = json.loads((plan_dir / "plan.json").read_text(encoding="utf-8"))
@@ -145,13 +210,15 @@ def test_extra_top_level_keys_and_old_world_frame_are_accepted(plan_dir, tmp_pat
 
 
 def test_plan_before_the_surface_model_validates():
-    doc = json.loads((REPO / "tests" / "fixtures" / "plan_before_surface_model.json")
-                     .read_text(encoding="utf-8"))
+    doc = json.loads(
+        (REPO / "tests" / "fixtures" / "plan_before_surface_model.json").read_text(encoding="utf-8")
+    )
     assert isinstance(doc["world_frame"], str) and "surface_model" not in doc
     assert schema_errors(doc) == []
 
 
 # --- hand-edited plans: one line, exit 3 ----------------------------------------------------
+
 
 def _set(path, value):
     def edit(doc):
@@ -160,6 +227,7 @@ def _set(path, value):
         for key in parents:
             node = node[key]
         node[last] = value
+
     return edit
 
 
@@ -170,6 +238,7 @@ def _delete(*path):
         for key in parents:
             node = node[key]
         del node[last]
+
     return edit
 
 
@@ -183,14 +252,17 @@ CORRUPTIONS = {
     "no vertex centre": (_delete("vertices", 0, "center_ras_mm"), "$.vertices[0]"),
     "diameter a string": (_set(("parameters", "diameter_mm"), "15"), "$.parameters.diameter_mm"),
     "diameter 'NaN'": (_set(("parameters", "diameter_mm"), "NaN"), "$.parameters.diameter_mm"),
-    "diameter NaN literal": (_set(("parameters", "diameter_mm"), NAN),
-                             "$.parameters.diameter_mm"),
+    "diameter NaN literal": (_set(("parameters", "diameter_mm"), NAN), "$.parameters.diameter_mm"),
     "depth 'NaN'": (_set(("vertices", 0, "depth_mm"), "NaN"), "$.vertices[0].depth_mm"),
     "Infinity in the affine": (_set(("grid", "affine", 0, 0), math.inf), "$.grid.affine[0][0]"),
-    "centre of 2 numbers": (_set(("vertices", 0, "center_ras_mm"), [1.0, 2.0]),
-                            "$.vertices[0].center_ras_mm"),
-    "centre of strings": (_set(("vertices", 0, "center_ras_mm"), ["a", "b", "c"]),
-                          "$.vertices[0].center_ras_mm[0]"),
+    "centre of 2 numbers": (
+        _set(("vertices", 0, "center_ras_mm"), [1.0, 2.0]),
+        "$.vertices[0].center_ras_mm",
+    ),
+    "centre of strings": (
+        _set(("vertices", 0, "center_ras_mm"), ["a", "b", "c"]),
+        "$.vertices[0].center_ras_mm[0]",
+    ),
     "vertices an object": (_set(("vertices",), {"1": [0, 0, 0]}), "$.vertices"),
     "a vertex a number": (_set(("vertices", 0), 7), "$.vertices[0]"),
     "vertex id a string": (_set(("vertices", 0, "id"), "1"), "$.vertices[0].id"),
@@ -199,22 +271,32 @@ CORRUPTIONS = {
     "oars a string": (_set(("inputs", "oars"), "cord"), "$.inputs.oars"),
     "gtv input a list": (_set(("inputs", "gtv"), ["gtv.nii.gz"]), "$.inputs.gtv"),
     "gtv label a float": (_set(("inputs", "gtv", "label"), 1.5), "$.inputs.gtv.label"),
-    "clearance a string": (_set(("parameters", "oar_clearance_mm", "oar"), "3 mm"),
-                           "$.parameters.oar_clearance_mm.oar"),
-    "clearances a list": (_set(("parameters", "oar_clearance_mm"), [3]),
-                          "$.parameters.oar_clearance_mm"),
+    "clearance a string": (
+        _set(("parameters", "oar_clearance_mm", "oar"), "3 mm"),
+        "$.parameters.oar_clearance_mm.oar",
+    ),
+    "clearances a list": (
+        _set(("parameters", "oar_clearance_mm"), [3]),
+        "$.parameters.oar_clearance_mm",
+    ),
     "negative margin": (_set(("parameters", "gtv_margin_mm"), -2), "$.parameters.gtv_margin_mm"),
     "unknown pattern": (_set(("parameters", "pattern"), "hexagonal"), "$.parameters.pattern"),
     "unknown plan parameter": (_set(("parameters", "max_dose_gy"), 20), "'max_dose_gy'"),
-    "max_vertices a float": (_set(("parameters", "max_vertices"), 2.5),
-                             "$.parameters.max_vertices"),
+    "max_vertices a float": (
+        _set(("parameters", "max_vertices"), 2.5),
+        "$.parameters.max_vertices",
+    ),
     "world_frame a number": (_set(("world_frame",), 5), "$.world_frame"),
     "warnings a string": (_set(("warnings",), "none"), "$.warnings"),
     "n_vertices a string": (_set(("summary", "n_vertices"), "7"), "$.summary.n_vertices"),
-    "lesion volume a string": (_set(("lesion", "measurements", "volume_cc"), "big"),
-                               "$.lesion.measurements.volume_cc"),
-    "size rule met 'yes'": (_set(("lesion", "size_rules", 0, "met"), "yes"),
-                            "$.lesion.size_rules[0].met"),
+    "lesion volume a string": (
+        _set(("lesion", "measurements", "volume_cc"), "big"),
+        "$.lesion.measurements.volume_cc",
+    ),
+    "size rule met 'yes'": (
+        _set(("lesion", "size_rules", 0, "met"), "yes"),
+        "$.lesion.size_rules[0].met",
+    ),
     "verification ok 'yes'": (_set(("verification", "ok"), "yes"), "$.verification.ok"),
     "dose_proxy a string": (_set(("dose_proxy",), "high"), "$.dose_proxy"),
     "stv a list": (_set(("stv",), [1]), "$.stv"),
@@ -236,8 +318,9 @@ def _corrupt(plan_dir: Path, tmp_path: Path, edit) -> Path:
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 COMMANDS = {
@@ -271,11 +354,16 @@ def test_a_plan_that_is_not_an_object_fails_in_one_line(plan_dir, tmp_path, capf
 
 
 def test_first_problem_is_reported_by_path():
-    doc = {"grid": {"shape": [1, 1, 1], "affine": np.eye(4).tolist()},
-           "parameters": {"diameter_mm": 10, "min_spacing_mm": 20, "gtv_margin_mm": 1},
-           "vertices": [{"center_ras_mm": [0, 0, 0]}]}
+    doc = {
+        "grid": {"shape": [1, 1, 1], "affine": np.eye(4).tolist()},
+        "parameters": {"diameter_mm": 10, "min_spacing_mm": 20, "gtv_margin_mm": 1},
+        "vertices": [{"center_ras_mm": [0, 0, 0]}],
+    }
     assert validate_plan_document(copy.deepcopy(doc), "doc") == doc
     doc["vertices"][0]["center_ras_mm"][2] = "x"
-    with pytest.raises(Exception, match=r"\$\.vertices\[0\]\.center_ras_mm\[2\] is the string "
-                                        r"'x', expected number"):
+    with pytest.raises(
+        Exception,
+        match=r"\$\.vertices\[0\]\.center_ras_mm\[2\] is the string "
+        r"'x', expected number",
+    ):
         validate_plan_document(doc, "doc")

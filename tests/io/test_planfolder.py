@@ -35,22 +35,39 @@ def source(make_affine, ellipsoid_mask, write_nifti, tmp_path_factory):
     gtv = ellipsoid_mask((SHAPE, affine), centre, (17.0, 15.0, 20.0))
     cord = ellipsoid_mask((SHAPE, affine), centre + [0.0, -19.0, 0.0], 3.0)
     ct = np.where(gtv, 40, -1000).astype(np.int16)
-    paths = {name: write_nifti(folder, f"{name}.nii.gz", array, affine)
-             for name, array in [("ct", ct), ("gtv", gtv), ("cord", cord)]}
+    paths = {
+        name: write_nifti(folder, f"{name}.nii.gz", array, affine)
+        for name, array in [("ct", ct), ("gtv", gtv), ("cord", cord)]
+    }
 
     def record(name):
         path = paths[name]
         return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
-    inputs = {"ct": record("ct"), "gtv": {**record("gtv"), "label": None},
-              "oars": [{"name": "cord", **record("cord"), "clearance_mm": 3.0}]}
-    plan = plan_vertices(Volume(gtv, affine), diameter_mm=10, min_spacing_mm=15,
-                         gtv_margin_mm=3, oars=[Oar("cord", Volume(cord, affine), 3.0)])
+    inputs = {
+        "ct": record("ct"),
+        "gtv": {**record("gtv"), "label": None},
+        "oars": [{"name": "cord", **record("cord"), "clearance_mm": 3.0}],
+    }
+    plan = plan_vertices(
+        Volume(gtv, affine),
+        diameter_mm=10,
+        min_spacing_mm=15,
+        gtv_margin_mm=3,
+        oars=[Oar("cord", Volume(cord, affine), 3.0)],
+    )
     assert plan.n_vertices >= 2
-    written = write_plan_folder(plan, folder / "out", inputs=inputs, picture=False,
-                                mesh_format=None, markups=False)
-    return {"root": folder, "plan": plan, "inputs": inputs, "written": written,
-            "affine": affine, "ct": ct}
+    written = write_plan_folder(
+        plan, folder / "out", inputs=inputs, picture=False, mesh_format=None, markups=False
+    )
+    return {
+        "root": folder,
+        "plan": plan,
+        "inputs": inputs,
+        "written": written,
+        "affine": affine,
+        "ct": ct,
+    }
 
 
 @pytest.fixture
@@ -73,6 +90,7 @@ def edit_plan(folder, change):
 
 # -- the writer ------------------------------------------------------------------------------
 
+
 def test_the_folder_holds_what_the_writer_returned(source):
     out = source["root"] / "out"
     written = source["written"]
@@ -87,8 +105,14 @@ def test_an_existing_plan_is_kept_without_force(source, copy):
     out = copy / "out"
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     with pytest.raises(OutputExistsError, match="plan.json"):
-        write_plan_folder(source["plan"], out, inputs=source["inputs"], picture=False,
-                          mesh_format=None, markups=False)
+        write_plan_folder(
+            source["plan"],
+            out,
+            inputs=source["inputs"],
+            picture=False,
+            mesh_format=None,
+            markups=False,
+        )
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
@@ -96,8 +120,15 @@ def test_force_replaces_the_folder_whole(source, copy):
     out = copy / "out"
     (out / "plan.json").write_text('{"stale": true}')
     (out / "notes.txt").write_text("mine")  # not an output: left alone
-    write_plan_folder(source["plan"], out, inputs=source["inputs"], picture=False,
-                      mesh_format=None, markups=False, force=True)
+    write_plan_folder(
+        source["plan"],
+        out,
+        inputs=source["inputs"],
+        picture=False,
+        mesh_format=None,
+        markups=False,
+        force=True,
+    )
     assert read_plan_document(out)["summary"]["n_vertices"] == source["plan"].n_vertices
     assert (out / "notes.txt").read_text() == "mine"
     assert not [p for p in copy.iterdir() if p.name.startswith(".")]
@@ -110,13 +141,21 @@ def test_a_failing_document_leaves_nothing_written(source, tmp_path):
         raise RuntimeError("document failed")
 
     with pytest.raises(RuntimeError, match="document failed"):
-        write_plan_folder(source["plan"], out, inputs=source["inputs"], picture=False,
-                          mesh_format=None, markups=False, document=broken)
+        write_plan_folder(
+            source["plan"],
+            out,
+            inputs=source["inputs"],
+            picture=False,
+            mesh_format=None,
+            markups=False,
+            document=broken,
+        )
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 
 
 # -- reading plan.json -----------------------------------------------------------------------
+
 
 def test_the_folder_and_its_plan_json_read_alike(copy):
     out = copy / "out"
@@ -156,6 +195,7 @@ def test_json_that_is_no_plan_is_refused(copy, document):
 
 # -- reading the volumes ---------------------------------------------------------------------
 
+
 def test_the_volumes_are_found_from_the_recorded_inputs(source, copy):
     vols = load_plan_volumes(copy / "out")
     np.testing.assert_array_equal(vols.ct.array, source["ct"])
@@ -175,9 +215,15 @@ def test_an_stv_in_the_folder_is_loaded(source, copy):
     np.testing.assert_array_equal(np.asarray(vols.stv.array, bool), stv.astype(bool))
 
 
-@pytest.mark.parametrize("name, what", [("ct.nii.gz", "CT"), ("gtv.nii.gz", "GTV mask"),
-                                        ("cord.nii.gz", "OAR mask"),
-                                        ("out/lattice_target.nii.gz", "LATTICE target")])
+@pytest.mark.parametrize(
+    "name, what",
+    [
+        ("ct.nii.gz", "CT"),
+        ("gtv.nii.gz", "GTV mask"),
+        ("cord.nii.gz", "OAR mask"),
+        ("out/lattice_target.nii.gz", "LATTICE target"),
+    ],
+)
 def test_a_missing_input_is_refused_by_name(copy, name, what):
     (copy / name).unlink()
     with pytest.raises(InputFileError, match=f"{what}.*is gone") as info:

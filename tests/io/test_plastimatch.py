@@ -33,9 +33,10 @@ from scipy import ndimage
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "STS_001"
 
-pytestmark = pytest.mark.skipif(shutil.which("plastimatch") is None,
-                                reason="plastimatch (Debian package plastimatch) is not "
-                                "installed")
+pytestmark = pytest.mark.skipif(
+    shutil.which("plastimatch") is None,
+    reason="plastimatch (Debian package plastimatch) is not installed",
+)
 
 
 def read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -49,14 +50,20 @@ def read_nrrd(path: Path) -> tuple[np.ndarray, np.ndarray]:
             fields[key.strip()] = value.strip()
     assert fields["space"] == "left-posterior-superior", fields
     sizes = [int(v) for v in fields["sizes"].split()]
-    dtype = {"unsigned char": np.uint8, "uchar": np.uint8, "short": np.int16,
-             "unsigned short": np.uint16, "float": np.float32}[fields["type"]]
-    body = data[split + 2:]
+    dtype = {
+        "unsigned char": np.uint8,
+        "uchar": np.uint8,
+        "short": np.int16,
+        "unsigned short": np.uint16,
+        "float": np.float32,
+    }[fields["type"]]
+    body = data[split + 2 :]
     if fields["encoding"] == "gzip":
         body = gzip.decompress(body)
     array = np.frombuffer(body, dtype=dtype).reshape(sizes[::-1]).transpose(2, 1, 0)
-    directions = [[float(x) for x in d.strip("()").split(",")]
-                  for d in fields["space directions"].split()]
+    directions = [
+        [float(x) for x in d.strip("()").split(",")] for d in fields["space directions"].split()
+    ]
     affine = np.eye(4)
     affine[:3, :3] = np.array(directions).T
     affine[:3, 3] = [float(x) for x in fields["space origin"].strip("()").split(",")]
@@ -91,9 +98,19 @@ def _index_map(shape, lps_bytes, target_shape, ras_bytes):
 def plastimatch_masks(plan_dir: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
     """Every ROI of ``plan_dir/rtstruct.dcm`` rasterised by plastimatch on ct_dicom/, as
     boolean arrays on the NIfTI grid of the plan."""
-    cmd = ["plastimatch", "convert", "--input", str(plan_dir / "rtstruct.dcm"),
-           "--referenced-ct", str(plan_dir / "ct_dicom"), "--output-prefix", str(out),
-           "--prefix-format", "nrrd", *extra]
+    cmd = [
+        "plastimatch",
+        "convert",
+        "--input",
+        str(plan_dir / "rtstruct.dcm"),
+        "--referenced-ct",
+        str(plan_dir / "ct_dicom"),
+        "--output-prefix",
+        str(out),
+        "--prefix-format",
+        "nrrd",
+        *extra,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     ref = nib.load(plan_dir / "vertices.nii.gz")
@@ -110,20 +127,37 @@ def planned(tmp_path_factory):
     plans = {}
     for mode in ("keyhole", "holes"):
         plans[mode] = folder / mode
-        code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv",
-                            SAMPLE / "gtv.nii.gz", "--out", plans[mode], "--no-picture",
-                            "--mesh-format", "none", "--valley-contours", mode])
+        code, _, err = run(
+            [
+                "plan",
+                "--ct",
+                SAMPLE / "ct.nii.gz",
+                "--gtv",
+                SAMPLE / "gtv.nii.gz",
+                "--out",
+                plans[mode],
+                "--no-picture",
+                "--mesh-format",
+                "none",
+                "--valley-contours",
+                mode,
+            ]
+        )
         assert code == 0, err
-    masks = {"keyhole": plastimatch_masks(plans["keyhole"], folder / "pm_keyhole"),
-             "holes": plastimatch_masks(plans["holes"], folder / "pm_holes"),
-             "holes_xor": plastimatch_masks(plans["holes"], folder / "pm_xor",
-                                            "--xor-contours")}
+    masks = {
+        "keyhole": plastimatch_masks(plans["keyhole"], folder / "pm_keyhole"),
+        "holes": plastimatch_masks(plans["holes"], folder / "pm_holes"),
+        "holes_xor": plastimatch_masks(plans["holes"], folder / "pm_xor", "--xor-contours"),
+    }
     img = nib.load(plans["keyhole"] / "vertices.nii.gz")
-    return {"plans": plans, "masks": masks, "labels": np.asarray(img.dataobj),
-            "voxel_mm": np.array(img.header.get_zooms()[:3], dtype=float),
-            "gtv": np.asarray(nib.load(SAMPLE / "gtv.nii.gz").dataobj) > 0,
-            "target": np.asarray(nib.load(plans["keyhole"] / "lattice_target.nii.gz")
-                                 .dataobj) > 0}
+    return {
+        "plans": plans,
+        "masks": masks,
+        "labels": np.asarray(img.dataobj),
+        "voxel_mm": np.array(img.header.get_zooms()[:3], dtype=float),
+        "gtv": np.asarray(nib.load(SAMPLE / "gtv.nii.gz").dataobj) > 0,
+        "target": np.asarray(nib.load(plans["keyhole"] / "lattice_target.nii.gz").dataobj) > 0,
+    }
 
 
 def test_each_vertex_within_one_voxel(planned):

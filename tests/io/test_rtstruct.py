@@ -29,12 +29,10 @@ from lattice.volume import Volume
 
 GRIDS = {
     # name: (shape, voxel mm, affine kind, D mm, spacing mm, GTV semi-axes mm)
-    "oblique-2mm-D10": ((64, 60, 44), (0.9, 1.1, 2.0), "oblique", 10.0, 20.0,
-                        (26.0, 24.0, 34.0)),
+    "oblique-2mm-D10": ((64, 60, 44), (0.9, 1.1, 2.0), "oblique", 10.0, 20.0, (26.0, 24.0, 34.0)),
     # Margins measured to the TPS solid (half a 3.27 mm slice beyond the last inside
     # centre, not a whole one): a longer GTV than before keeps >= 3 vertices.
-    "lps-3.27mm-D15": ((60, 56, 30), (0.98, 0.98, 3.27), "lps", 15.0, 30.0,
-                       (27.0, 25.0, 40.0)),
+    "lps-3.27mm-D15": ((60, 56, 30), (0.98, 0.98, 3.27), "lps", 15.0, 30.0, (27.0, 25.0, 40.0)),
 }
 
 
@@ -44,8 +42,9 @@ def exported(request, make_volume, ellipsoid_mask, tmp_path_factory):
     grid = make_volume(shape, vox, kind)
     center = (-12.0, 25.0, 40.0)
     gtv = ellipsoid_mask(grid, center, radii)
-    plan = plan_vertices(Volume(gtv, grid.affine), diameter_mm=diameter,
-                         min_spacing_mm=spacing, gtv_margin_mm=3.0)
+    plan = plan_vertices(
+        Volume(gtv, grid.affine), diameter_mm=diameter, min_spacing_mm=spacing, gtv_margin_mm=3.0
+    )
     assert plan.n_vertices >= 3
     out = tmp_path_factory.mktemp(request.param)
     ct = Volume(np.where(gtv, 40, -800).astype(np.int16), grid.affine)
@@ -60,14 +59,18 @@ def test_derived_ct_is_the_nifti_grid(exported):
     geometry = read_series_geometry(exported["out"] / "ct")
     ct = exported["ct"]
     lps = np.diag([-1.0, -1, 1, 1]) @ ct.affine
-    np.testing.assert_allclose(geometry["positions"],
-                               lps[:3, 3] + np.arange(ct.shape[2])[:, None] * lps[:3, 2],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        geometry["positions"], lps[:3, 3] + np.arange(ct.shape[2])[:, None] * lps[:3, 2], atol=1e-5
+    )
     first = pydicom.dcmread(sorted((exported["out"] / "ct").iterdir())[0])
     assert list(first.ImageType)[:2] == ["DERIVED", "SECONDARY"]
     pixels = first.pixel_array.T * float(first.RescaleSlope) + float(first.RescaleIntercept)
-    k = int(round(float((np.array(first.ImagePositionPatient, float) - lps[:3, 3])
-                        @ lps[:3, 2]) / np.linalg.norm(lps[:3, 2]) ** 2))
+    k = int(
+        round(
+            float((np.array(first.ImagePositionPatient, float) - lps[:3, 3]) @ lps[:3, 2])
+            / np.linalg.norm(lps[:3, 2]) ** 2
+        )
+    )
     np.testing.assert_array_equal(pixels, ct.array[:, :, k])
     for ds in geometry["headers"]:
         for key in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
@@ -87,14 +90,17 @@ def test_vertices_recovered_from_contours(exported):
         assert abs(volume / exact - 1) < 0.05, (exported["name"], volume / exact)
         for c in contours:  # each contour a polygon on the circle: area within 0.5 %
             d = float((c["points"].mean(axis=0) - center) @ geometry["normal"])
-            area, _ = polygon_area_centroid(c["points"], geometry["row_dir"],
-                                            geometry["col_dir"])
+            area, _ = polygon_area_centroid(c["points"], geometry["row_dir"], geometry["col_dir"])
             assert area == pytest.approx(np.pi * (r * r - d * d), rel=0.005)
-            assert np.abs(np.linalg.norm(c["points"] - (center + d * geometry["normal"]),
-                                         axis=1) - np.sqrt(r * r - d * d)).max() < 1e-4
+            assert (
+                np.abs(
+                    np.linalg.norm(c["points"] - (center + d * geometry["normal"]), axis=1)
+                    - np.sqrt(r * r - d * d)
+                ).max()
+                < 1e-4
+            )
     combined = structures["LATTICE_VTX"]
-    assert len(combined) == sum(len(structures[f"VTX_{i + 1:02d}"])
-                                for i in range(plan.n_vertices))
+    assert len(combined) == sum(len(structures[f"VTX_{i + 1:02d}"]) for i in range(plan.n_vertices))
 
 
 def test_contours_follow_the_checklist(exported):
@@ -124,8 +130,7 @@ def test_contours_follow_the_checklist(exported):
     refs = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0]
     series_ref = refs.RTReferencedSeriesSequence[0]
     assert series_ref.SeriesInstanceUID == ct.SeriesInstanceUID
-    assert [i.ReferencedSOPInstanceUID for i in series_ref.ContourImageSequence] == \
-        geometry["uids"]
+    assert [i.ReferencedSOPInstanceUID for i in series_ref.ContourImageSequence] == geometry["uids"]
 
 
 def test_traced_rois_match_the_masks(exported):
@@ -142,8 +147,11 @@ def test_traced_rois_match_the_masks(exported):
     for c in plan.centers_ras_mm:
         in_sphere |= np.linalg.norm(world - c, axis=-1) <= plan.parameters.diameter_mm / 2
     valley = plan.gtv.array & ~in_sphere
-    for name, mask in (("LATTICE_TARGET", plan.lattice_target.array), ("GTV", plan.gtv.array),
-                       ("LATTICE_VALLEY", valley)):
+    for name, mask in (
+        ("LATTICE_TARGET", plan.lattice_target.array),
+        ("GTV", plan.gtv.array),
+        ("LATTICE_VALLEY", valley),
+    ):
         got = np.zeros(mask.shape, dtype=bool)
         for c in structures[name]:
             ijk = c["points"] @ ras_to_ijk[:3, :3].T + ras_to_ijk[:3, 3]
@@ -164,23 +172,34 @@ def test_every_export_gets_new_uids(exported, tmp_path):
     assert not any(r.ROIName.startswith("VTX_") for r in a.StructureSetROISequence)
 
 
-@pytest.mark.skipif(shutil.which("dciodvfy") is None,
-                    reason="dciodvfy (Debian package dicom3tools) is not installed")
+@pytest.mark.skipif(
+    shutil.which("dciodvfy") is None,
+    reason="dciodvfy (Debian package dicom3tools) is not installed",
+)
 def test_dciodvfy_finds_no_errors(exported):
     """No error; the exact warnings: the name form of 'Phantom' (no '^') on both objects,
     and on the derived CT the empty Laterality (unknown for a NIfTI; left out dciodvfy
     reports a missing type 2C attribute, an error)."""
-    name_form = ("Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN "
-                 "[1] = <Phantom> - Retired Person Name form")
-    laterality = ("Warning - is only permitted to be empty when actually unknown; should be "
-                  "absent (not empty) if an unpaired body part, and have a value if a paired "
-                  "body part - attribute <Laterality>")
-    files = {"rs.dcm": (exported["out"] / "rs.dcm", {name_form}),
-             "CT": (sorted((exported["out"] / "ct").iterdir())[0], {name_form, laterality})}
+    name_form = (
+        "Warning - Value dubious for this VR - (0x0010,0x0010) PN Patient's Name  PN "
+        "[1] = <Phantom> - Retired Person Name form"
+    )
+    laterality = (
+        "Warning - is only permitted to be empty when actually unknown; should be "
+        "absent (not empty) if an unpaired body part, and have a value if a paired "
+        "body part - attribute <Laterality>"
+    )
+    files = {
+        "rs.dcm": (exported["out"] / "rs.dcm", {name_form}),
+        "CT": (sorted((exported["out"] / "ct").iterdir())[0], {name_form, laterality}),
+    }
     for name, (path, expected) in files.items():
         result = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
-        found = {line for line in (result.stdout + result.stderr).splitlines()
-                 if line.startswith(("Error", "Warning"))}
+        found = {
+            line
+            for line in (result.stdout + result.stderr).splitlines()
+            if line.startswith(("Error", "Warning"))
+        }
         assert found == expected, (name, found)
 
 

@@ -42,10 +42,20 @@ def analytic_cc(center_ras, radius, affine, n_slices) -> float:
 def make_plan(grid: Volume, centers_ras, diameter, *, snap=False) -> Plan:
     gtv = Volume(np.ones(grid.shape, dtype=bool), grid.affine)
     n = len(centers_ras)
-    return Plan(PlanParameters(diameter_mm=diameter, min_spacing_mm=max(diameter, 20.0),
-                               gtv_margin_mm=0.0, snap_to_slices=snap),
-                gtv=gtv, lattice_target=gtv, centers_ras_mm=np.asarray(centers_ras, float),
-                depth_mm=np.full(n, 50.0), oar_distance_mm={}, search={})
+    return Plan(
+        PlanParameters(
+            diameter_mm=diameter,
+            min_spacing_mm=max(diameter, 20.0),
+            gtv_margin_mm=0.0,
+            snap_to_slices=snap,
+        ),
+        gtv=gtv,
+        lattice_target=gtv,
+        centers_ras_mm=np.asarray(centers_ras, float),
+        depth_mm=np.full(n, 50.0),
+        oar_distance_mm={},
+        search={},
+    )
 
 
 @pytest.mark.parametrize("kind", ["identity-like", "lps", "oblique"])
@@ -55,8 +65,9 @@ def test_tps_volume_matches_the_formula(make_volume, kind):
     base = grid.affine[:3, 3] + 15 * k_axis + 20 * grid.affine[:3, 0] + 20 * grid.affine[:3, 1]
     # Centres on a plane, a quarter and half a gap off it, and near a plane.
     offsets = [0.0, 0.25, 0.5, 0.93]
-    centers = [base + f * k_axis + 25.0 * i * grid.affine[:3, 0] / 0.98
-               for i, f in enumerate(offsets)]
+    centers = [
+        base + f * k_axis + 25.0 * i * grid.affine[:3, 0] / 0.98 for i, f in enumerate(offsets)
+    ]
     centers = [c - 40.0 * grid.affine[:3, 0] / 0.98 for c in centers]
     plan = make_plan(grid, centers, 10.0)
     doc = plan.to_dict()
@@ -76,24 +87,35 @@ def test_tps_volume_matches_the_formula(make_volume, kind):
     # Snapping would not help here (+5.02 % on a plane); a diameter that does is named.
     assert "--snap-to-slices would give +5.0 % on these slices" in warning
     assert "a larger --diameter-mm (e.g. 10.5: at most 4.7 % off" in warning
-    assert max(abs(analytic_cc(base + t / 200 * k_axis, 5.25, grid.affine, grid.shape[2])
-                   / (np.pi / 6 * 10.5**3 / 1000) - 1) for t in range(200)) < 0.05
+    assert (
+        max(
+            abs(
+                analytic_cc(base + t / 200 * k_axis, 5.25, grid.affine, grid.shape[2])
+                / (np.pi / 6 * 10.5**3 / 1000)
+                - 1
+            )
+            for t in range(200)
+        )
+        < 0.05
+    )
 
 
 def test_no_warning_for_d15_and_snap_advice(make_volume):
     grid = make_volume((40, 40, 30), (0.98, 0.98, 3.27), "lps")
     k_axis = grid.affine[:3, 2]
-    center = grid.affine[:3, 3] + 15.5 * k_axis + 20 * grid.affine[:3, 0] + \
-        20 * grid.affine[:3, 1]
+    center = grid.affine[:3, 3] + 15.5 * k_axis + 20 * grid.affine[:3, 0] + 20 * grid.affine[:3, 1]
     doc = make_plan(grid, [center], 15.0).to_dict()
     assert not [w for w in doc["warnings"] if "come back in a TPS" in w]
     assert doc["vertices"][0]["tps_volume_cc"] == pytest.approx(
-        analytic_cc(center, 7.5, grid.affine, grid.shape[2]), abs=6e-5)
+        analytic_cc(center, 7.5, grid.affine, grid.shape[2]), abs=6e-5
+    )
     # Snapped already (on a plane, D 10: +5.02 %): only a larger diameter is suggested.
-    on_plane = grid.affine[:3, 3] + 15 * k_axis + 20 * grid.affine[:3, 0] + \
-        20 * grid.affine[:3, 1]
-    (warning,) = [w for w in make_plan(grid, [on_plane], 10.0, snap=True).to_dict()["warnings"]
-                  if "come back in a TPS" in w]
+    on_plane = grid.affine[:3, 3] + 15 * k_axis + 20 * grid.affine[:3, 0] + 20 * grid.affine[:3, 1]
+    (warning,) = [
+        w
+        for w in make_plan(grid, [on_plane], 10.0, snap=True).to_dict()["warnings"]
+        if "come back in a TPS" in w
+    ]
     assert "+5.0 %" in warning and "snap" not in warning and "larger --diameter-mm" in warning
 
 
@@ -102,14 +124,14 @@ def test_snapping_suggested_where_it_helps(make_volume):
     plane -0.2 % (one plane: pi r^2 x 5 mm = 4/3 pi r^3, less the 64-gon's 0.16 %)."""
     grid = make_volume((40, 40, 20), (0.98, 0.98, 5.0), "identity-like")
     k_axis = grid.affine[:3, 2]
-    center = grid.affine[:3, 3] + 10.5 * k_axis + 20 * grid.affine[:3, 0] + \
-        20 * grid.affine[:3, 1]
+    center = grid.affine[:3, 3] + 10.5 * k_axis + 20 * grid.affine[:3, 0] + 20 * grid.affine[:3, 1]
     exact = np.pi / 6 * 7.5**3 / 1000
     ratio = analytic_cc(center, 3.75, grid.affine, 20) / exact - 1
     on_plane = analytic_cc(center - 0.5 * k_axis, 3.75, grid.affine, 20) / exact - 1
     np.testing.assert_allclose([ratio, on_plane], [0.1093, -0.0016], atol=1e-4)
-    (warning,) = [w for w in make_plan(grid, [center], 7.5).to_dict()["warnings"]
-                  if "come back in a TPS" in w]
+    (warning,) = [
+        w for w in make_plan(grid, [center], 7.5).to_dict()["warnings"] if "come back in a TPS" in w
+    ]
     assert "VTX_01 +10.9 %" in warning
     assert "use --snap-to-slices (every vertex then -0.2 %) or a larger --diameter-mm" in warning
 
@@ -133,10 +155,27 @@ def test_cli_d10_on_327mm_slices_warns_and_matches_rtstruct(tmp_path):
     plan.json, and every tps_volume_cc is the slab volume of that vertex's polygons in
     rtstruct.dcm."""
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, "--no-picture", "--mesh-format", "none",
-                        "--diameter-mm", "10", "--spacing-mm", "20", "--gtv-margin-mm", "3",
-                        "--snap-to-slices"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            out,
+            "--no-picture",
+            "--mesh-format",
+            "none",
+            "--diameter-mm",
+            "10",
+            "--spacing-mm",
+            "20",
+            "--gtv-margin-mm",
+            "3",
+            "--snap-to-slices",
+        ]
+    )
     assert code == 0, err
     doc = json.loads((out / "plan.json").read_text())
     geometry = read_series_geometry(out / "ct_dicom")
@@ -148,7 +187,8 @@ def test_cli_d10_on_327mm_slices_warns_and_matches_rtstruct(tmp_path):
         _, volume_mm3 = sphere_from_contours(structures[v["name"]], geometry)
         assert v["tps_volume_cc"] == pytest.approx(volume_mm3 / 1000, abs=6e-5)
         assert v["tps_volume_cc"] == pytest.approx(
-            analytic_cc(v["center_ras_mm"], 5.0, affine, doc["grid"]["shape"][2]), abs=6e-5)
+            analytic_cc(v["center_ras_mm"], 5.0, affine, doc["grid"]["shape"][2]), abs=6e-5
+        )
         ratios.append(v["tps_volume_cc"] / exact - 1)
     # Every centre on a slice plane: +5.02 % each, just beyond the 5 % of the warning.
     np.testing.assert_allclose(ratios, 0.0502, atol=2e-4)

@@ -61,20 +61,26 @@ def raster(rings, *, mode, scale=4.0, size=480):
 def segments_cross(p, q, r, s, eps=1e-9):
     """Whether segments pq and rs share a point other than a common end (both ways:
     crossing, touching, collinear overlap)."""
+
     def orient(a, b, c):
         v = (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
         return 0 if abs(v) < eps else (1 if v > 0 else -1)
 
     def on(a, b, c):  # c on segment ab (collinear assumed)
-        return (min(a[0], b[0]) - eps <= c[0] <= max(a[0], b[0]) + eps
-                and min(a[1], b[1]) - eps <= c[1] <= max(a[1], b[1]) + eps)
+        return (
+            min(a[0], b[0]) - eps <= c[0] <= max(a[0], b[0]) + eps
+            and min(a[1], b[1]) - eps <= c[1] <= max(a[1], b[1]) + eps
+        )
 
     shared = [a for a in (p, q) for b in (r, s) if np.allclose(a, b, atol=eps)]
     o1, o2, o3, o4 = orient(p, q, r), orient(p, q, s), orient(r, s, p), orient(r, s, q)
     if o1 * o2 < 0 and o3 * o4 < 0:
         return True
-    touching = [c for c, o, a, b in ((r, o1, p, q), (s, o2, p, q), (p, o3, r, s),
-                                     (q, o4, r, s)) if o == 0 and on(a, b, c)]
+    touching = [
+        c
+        for c, o, a, b in ((r, o1, p, q), (s, o2, p, q), (p, o3, r, s), (q, o4, r, s))
+        if o == 0 and on(a, b, c)
+    ]
     return any(not any(np.allclose(c, sh, atol=eps) for sh in shared) for c in touching)
 
 
@@ -98,21 +104,48 @@ def check_simple_but_for_cuts(ring):
 
 CASES = {
     # name: (rings of one slice, expected number of keyhole polygons)
-    "three holes": ([square(0, 0, 100, 100), circle((30, 30), 10), circle((70, 30), 10),
-                     circle((50, 72), 12)], 1),
+    "three holes": (
+        [square(0, 0, 100, 100), circle((30, 30), 10), circle((70, 30), 10), circle((50, 72), 12)],
+        1,
+    ),
     "holes in a ring with an island": (
-        [square(0, 0, 100, 100), square(35, 35, 65, 65)[::-1],  # GTV with a cavity
-         square(42, 42, 58, 58),                                  # an island in it
-         circle((15, 50), 8), circle((85, 50), 8), circle((50, 15), 8),  # valley holes
-         circle((50, 50), 3)], 2),                                # a hole in the island
-    "two outlines": ([square(0, 0, 40, 40), circle((20, 20), 10),
-                      square(50, 0, 110, 40), circle((65, 20), 9), circle((92, 20), 9)], 2),
-    "hole close to the outline, no hole": ([square(0, 0, 100, 60), circle((50, 30), 29.5),
-                                            square(120, 0, 150, 30)], 2),
+        [
+            square(0, 0, 100, 100),
+            square(35, 35, 65, 65)[::-1],  # GTV with a cavity
+            square(42, 42, 58, 58),  # an island in it
+            circle((15, 50), 8),
+            circle((85, 50), 8),
+            circle((50, 15), 8),  # valley holes
+            circle((50, 50), 3),
+        ],
+        2,
+    ),  # a hole in the island
+    "two outlines": (
+        [
+            square(0, 0, 40, 40),
+            circle((20, 20), 10),
+            square(50, 0, 110, 40),
+            circle((65, 20), 9),
+            circle((92, 20), 9),
+        ],
+        2,
+    ),
+    "hole close to the outline, no hole": (
+        [square(0, 0, 100, 60), circle((50, 30), 29.5), square(120, 0, 150, 30)],
+        2,
+    ),
     "concave outline hiding a hole": (
-        [np.array([[0, 0], [100, 0], [100, 100], [60, 100], [60, 20], [40, 20], [40, 100],
-                   [0, 100]], float), circle((20, 60), 10), circle((80, 60), 10),
-         circle((50, 10), 5)], 1),
+        [
+            np.array(
+                [[0, 0], [100, 0], [100, 100], [60, 100], [60, 20], [40, 20], [40, 100], [0, 100]],
+                float,
+            ),
+            circle((20, 60), 10),
+            circle((80, 60), 10),
+            circle((50, 10), 5),
+        ],
+        1,
+    ),
 }
 
 
@@ -158,9 +191,22 @@ def plan_two_ways(tmp_path_factory):
     outs = {}
     for mode in ("holes", "keyhole"):
         outs[mode] = folder / mode
-        code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv",
-                            SAMPLE / "gtv.nii.gz", "--out", outs[mode], "--no-picture",
-                            "--mesh-format", "none", "--valley-contours", mode])
+        code, _, err = run(
+            [
+                "plan",
+                "--ct",
+                SAMPLE / "ct.nii.gz",
+                "--gtv",
+                SAMPLE / "gtv.nii.gz",
+                "--out",
+                outs[mode],
+                "--no-picture",
+                "--mesh-format",
+                "none",
+                "--valley-contours",
+                mode,
+            ]
+        )
         assert code == 0, err
     return outs
 
@@ -181,8 +227,11 @@ def test_keyhole_valley_in_rtstruct(plan_two_ways):
             out.setdefault(k, []).append(c["points"])
         return out
 
-    h, kh, gtv = by_slice(holes["LATTICE_VALLEY"]), by_slice(keyhole["LATTICE_VALLEY"]), \
-        by_slice(holes["GTV"])
+    h, kh, gtv = (
+        by_slice(holes["LATTICE_VALLEY"]),
+        by_slice(keyhole["LATTICE_VALLEY"]),
+        by_slice(holes["GTV"]),
+    )
     assert set(h) == set(kh)
     with_holes = [k for k in h if len(h[k]) > len(gtv[k])]
     assert with_holes, "no slice with a vertex hole"
@@ -202,8 +251,19 @@ def test_keyhole_valley_in_rtstruct(plan_two_ways):
 
 
 def test_valley_contours_refused_values(tmp_path):
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", tmp_path / "o", "--valley-contours", "xor"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            tmp_path / "o",
+            "--valley-contours",
+            "xor",
+        ]
+    )
     assert code == 2 and "invalid choice" in err and "keyhole" in err
 
 
@@ -213,11 +273,18 @@ def test_plan_rois_keyhole_on_traced_valley(make_volume, ellipsoid_mask):
     grid = make_volume((40, 40, 12), (1.0, 1.0, 3.0), "lps")
     center = (-12.0, 25.0, 40.0)
     gtv = Volume(ellipsoid_mask(grid, center, (18.0, 18.0, 15.0)), grid.affine)
-    centers = np.array([[center[0] - 7, center[1], center[2]],
-                        [center[0] + 7, center[1], center[2]]])
-    plan = Plan(PlanParameters(diameter_mm=8.0, min_spacing_mm=10.0, gtv_margin_mm=0.5),
-                gtv=gtv, lattice_target=gtv, centers_ras_mm=centers,
-                depth_mm=np.array([10.0, 10.0]), oar_distance_mm={}, search={})
+    centers = np.array(
+        [[center[0] - 7, center[1], center[2]], [center[0] + 7, center[1], center[2]]]
+    )
+    plan = Plan(
+        PlanParameters(diameter_mm=8.0, min_spacing_mm=10.0, gtv_margin_mm=0.5),
+        gtv=gtv,
+        lattice_target=gtv,
+        centers_ras_mm=centers,
+        depth_mm=np.array([10.0, 10.0]),
+        oar_distance_mm={},
+        search={},
+    )
     series = derived_series(grid, patient_id="K")
     holes = {r.name: r for r in plan_rois(plan, series.grid, gtv=True)}
     keyhole = {r.name: r for r in plan_rois(plan, series.grid, valley_contours="keyhole")}
@@ -240,11 +307,33 @@ def test_batch_passes_the_dicom_options(tmp_path, capsys):
     with open(manifest, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, ["case", "ct", "gtv", "patient_position"])
         writer.writeheader()
-        writer.writerow({"case": "S1", "ct": str(SAMPLE / "ct.nii.gz"),
-                         "gtv": str(SAMPLE / "gtv.nii.gz"), "patient_position": "FFS"})
+        writer.writerow(
+            {
+                "case": "S1",
+                "ct": str(SAMPLE / "ct.nii.gz"),
+                "gtv": str(SAMPLE / "gtv.nii.gz"),
+                "patient_position": "FFS",
+            }
+        )
     out = tmp_path / "out"
-    assert main(["batch", str(manifest), "--out", str(out), "--workers", "1", "--no-picture",
-                 "--mesh-format", "none", "--valley-contours", "keyhole"]) == 0
+    assert (
+        main(
+            [
+                "batch",
+                str(manifest),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--no-picture",
+                "--mesh-format",
+                "none",
+                "--valley-contours",
+                "keyhole",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     plan_dir = out / "S1"
     structures = read_structures(plan_dir / "rtstruct.dcm")

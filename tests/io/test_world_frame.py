@@ -17,8 +17,17 @@ from dicom_oracle import read_structures
 from matplotlib.path import Path as PolygonPath
 
 SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
-ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5", "--no-picture",
-        "--mesh-format", "none"]
+ARGS = [
+    "--diameter-mm",
+    "15",
+    "--spacing-mm",
+    "30",
+    "--gtv-margin-mm",
+    "5",
+    "--no-picture",
+    "--mesh-format",
+    "none",
+]
 KEYS = {"center_ras_mm", "center_lps_mm", "center_ijk"}
 
 
@@ -56,21 +65,36 @@ def _inside_contours(contours: list[dict], points_mm: np.ndarray) -> np.ndarray:
         if abs(z - p[2]) > np.diff(planes).max(initial=0.0):
             out.append(False)
             continue
-        crossings = sum(PolygonPath(c["points"][:, :2]).contains_point(p[:2])
-                        for c in contours if abs(c["points"][0, 2] - z) < 1e-3)
+        crossings = sum(
+            PolygonPath(c["points"][:, :2]).contains_point(p[:2])
+            for c in contours
+            if abs(c["points"][0, 2] - z) < 1e-3
+        )
         out.append(crossings % 2 == 1)
     return np.array(out)
 
 
 def test_nifti_input_names_ras_as_its_frame(tmp_path):
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz",
-                        "--out", out, "--no-dicom", *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            SAMPLE / "ct.nii.gz",
+            "--gtv",
+            SAMPLE / "gtv.nii.gz",
+            "--out",
+            out,
+            "--no-dicom",
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     doc = _doc(out)
     frame = doc["world_frame"]
-    _check_frame_text(frame, native="center_ras_mm", other="center_lps_mm", route="NIfTI",
-                      not_route="DICOM")
+    _check_frame_text(
+        frame, native="center_ras_mm", other="center_lps_mm", route="NIfTI", not_route="DICOM"
+    )
     native = np.array([v[frame["input_frame"]] for v in doc["vertices"]])
     other = np.array([v["center_lps_mm"] for v in doc["vertices"]])
     assert len(native) >= 3
@@ -83,14 +107,26 @@ def test_nifti_input_names_ras_as_its_frame(tmp_path):
 def test_dicom_input_names_lps_as_its_frame(shared_data, tmp_path):
     case = shared_data / "STS_001" / "dicom"
     out = tmp_path / "plan"
-    code, _, err = run(["plan", "--ct-dicom", case / "image", "--rtstruct",
-                        case / "mask" / "RS.dcm", "--gtv-name", "GTV_Mass_CT", "--out", out,
-                        *ARGS])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct-dicom",
+            case / "image",
+            "--rtstruct",
+            case / "mask" / "RS.dcm",
+            "--gtv-name",
+            "GTV_Mass_CT",
+            "--out",
+            out,
+            *ARGS,
+        ]
+    )
     assert code == 0, err
     doc = _doc(out)
     frame = doc["world_frame"]
-    _check_frame_text(frame, native="center_lps_mm", other="center_ras_mm", route="DICOM",
-                      not_route="NIfTI")
+    _check_frame_text(
+        frame, native="center_lps_mm", other="center_ras_mm", route="DICOM", not_route="NIfTI"
+    )
     assert "NIfTI" not in json.dumps(frame)
     gtv = read_structures(case / "mask" / "RS.dcm")["GTV_Mass_CT"]
     native = np.array([v[frame["input_frame"]] for v in doc["vertices"]])

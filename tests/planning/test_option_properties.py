@@ -35,31 +35,56 @@ VOXEL_MM = (2.0, 2.0, 3.0)
 FAST = ["--no-picture", "--no-dicom", "--mesh-format", "none"]
 
 #: option -> library range name; every numeric option of ``lattice plan``.
-OPTIONS = {"--diameter-mm": "diameter_mm", "--spacing-mm": "min_spacing_mm",
-           "--gtv-margin-mm": "gtv_margin_mm", "--oar": "oar_clearance_mm",
-           "--shell-width-mm": "shell_width_mm", "--coplanar-mm": "coplanar_mm",
-           "--coplanar-spacing-mm": "coplanar_spacing_mm",
-           "--rotation-step-deg": "rotation_step_deg", "--time-budget-s": "time_budget_s",
-           "--max-vertices": "max_vertices", "--count": "count",
-           "--min-vertices": "min_vertices", "--gtv-label": "gtv_label",
-           "--stv-margin-mm": "stv_margin_mm", "--stv-fraction": "stv_fraction",
-           "--dose-peak-gy": "dose_peak_gy", "--dose-valley-gy": "dose_valley_gy",
-           "--dose-falloff-mm": "dose_falloff_mm"}
+OPTIONS = {
+    "--diameter-mm": "diameter_mm",
+    "--spacing-mm": "min_spacing_mm",
+    "--gtv-margin-mm": "gtv_margin_mm",
+    "--oar": "oar_clearance_mm",
+    "--shell-width-mm": "shell_width_mm",
+    "--coplanar-mm": "coplanar_mm",
+    "--coplanar-spacing-mm": "coplanar_spacing_mm",
+    "--rotation-step-deg": "rotation_step_deg",
+    "--time-budget-s": "time_budget_s",
+    "--max-vertices": "max_vertices",
+    "--count": "count",
+    "--min-vertices": "min_vertices",
+    "--gtv-label": "gtv_label",
+    "--stv-margin-mm": "stv_margin_mm",
+    "--stv-fraction": "stv_fraction",
+    "--dose-peak-gy": "dose_peak_gy",
+    "--dose-valley-gy": "dose_valley_gy",
+    "--dose-falloff-mm": "dose_falloff_mm",
+}
 #: The ``lattice: error:`` messages of valid parameters the input cannot satisfy.
-CANNOT_PLAN = ("no room for a vertex", "no vertex fits", "are required", "too small for this",
-               "would overlap", "leaves nothing of the GTV", "cannot be combined", "exceeds",
-               "peak > valley", "is not larger than half the voxel diagonal",
-               "is not in mask", "the co-planar rule needs both", "cannot be contracted",
-               "cannot be placed")
+CANNOT_PLAN = (
+    "no room for a vertex",
+    "no vertex fits",
+    "are required",
+    "too small for this",
+    "would overlap",
+    "leaves nothing of the GTV",
+    "cannot be combined",
+    "exceeds",
+    "peak > valley",
+    "is not larger than half the voxel diagonal",
+    "is not in mask",
+    "the co-planar rule needs both",
+    "cannot be contracted",
+    "cannot be placed",
+)
 
 
 def _profile(default_examples: int) -> settings:
     """Fixed and derandomized: CI runs the same examples every time."""
-    return settings(max_examples=int(os.environ.get("LATTICE_PROPERTY_EXAMPLES", "0") or 0)
-                    or default_examples, derandomize=True, database=None, deadline=None,
-                    print_blob=True, phases=list(Phase),
-                    suppress_health_check=[HealthCheck.too_slow,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=int(os.environ.get("LATTICE_PROPERTY_EXAMPLES", "0") or 0) or default_examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        phases=list(Phase),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +96,11 @@ def inputs(tmp_path_factory):
     gtv = (np.linalg.norm(ras, axis=1) < 17.0).reshape(SHAPE)
     oar = (np.linalg.norm(ras - [20.0, 0, 0], axis=1) < 6.0).reshape(SHAPE) & ~gtv
     paths = {}
-    for name, data in (("ct", np.where(gtv, 40, -1000).astype(np.int16)),
-                       ("gtv", gtv.astype(np.uint8)), ("oar", oar.astype(np.uint8))):
+    for name, data in (
+        ("ct", np.where(gtv, 40, -1000).astype(np.int16)),
+        ("gtv", gtv.astype(np.uint8)),
+        ("oar", oar.astype(np.uint8)),
+    ):
         img = nib.Nifti1Image(data, aff)
         img.set_sform(aff, code=1)
         img.set_qform(aff, code=1)
@@ -103,16 +131,29 @@ def value_for(draw, name: str):
         lo = max(low, 1e-3 if low == 0 else low)
         if name in ("rotation_step_deg",):  # coarse searches keep each example fast
             lo = 15.0
-        v = draw(st.floats(math.log(lo), math.log(high)).map(math.exp)
-                 if high / lo > 100 else st.floats(lo, high))
+        v = draw(
+            st.floats(math.log(lo), math.log(high)).map(math.exp)
+            if high / lo > 100
+            else st.floats(lo, high)
+        )
         v = min(max(v, low), high)
     elif kind == "bound":
         v = draw(st.sampled_from([low, high]))
         if name == "rotation_step_deg":
             v = high
     elif kind == "beyond":
-        v = draw(st.sampled_from([math.nextafter(low, -math.inf), math.nextafter(high, math.inf),
-                                  high * 1.001, -1.0, 1e20, 1e300]))
+        v = draw(
+            st.sampled_from(
+                [
+                    math.nextafter(low, -math.inf),
+                    math.nextafter(high, math.inf),
+                    high * 1.001,
+                    -1.0,
+                    1e20,
+                    1e300,
+                ]
+            )
+        )
     else:
         v = draw(st.sampled_from([math.nan, math.inf, -math.inf]))
     return repr(v), r.contains(v) and math.isfinite(v)
@@ -121,8 +162,7 @@ def value_for(draw, name: str):
 @st.composite
 def plan_options(draw):
     """Up to three numeric options, with what each needs beside it."""
-    chosen = draw(st.lists(st.sampled_from(sorted(OPTIONS)), min_size=1, max_size=3,
-                           unique=True))
+    chosen = draw(st.lists(st.sampled_from(sorted(OPTIONS)), min_size=1, max_size=3, unique=True))
     argv, outside = [], []
     for option in chosen:
         text, inside = draw(value_for(OPTIONS[option]))
@@ -159,8 +199,19 @@ def test_numeric_options_give_a_documented_error_or_a_verified_plan(drawn, input
     try:
         capfd.readouterr()
         try:
-            code = main(["plan", "--ct", str(inputs["ct"]), "--gtv", str(inputs["gtv"]),
-                         "--out", str(out), *FAST, *argv])
+            code = main(
+                [
+                    "plan",
+                    "--ct",
+                    str(inputs["ct"]),
+                    "--gtv",
+                    str(inputs["gtv"]),
+                    "--out",
+                    str(out),
+                    *FAST,
+                    *argv,
+                ]
+            )
         except SystemExit as exc:  # argparse: a number not written as one
             code = exc.code
         _, err = capfd.readouterr()
@@ -205,5 +256,4 @@ def test_check_range_agrees_with_the_documented_text(name, data):
         with pytest.raises(ParameterError) as raised:
             check_range(name, value)
         message = str(raised.value)
-        assert name in message and ("longer than any patient" in message
-                                    or r.text() in message)
+        assert name in message and ("longer than any patient" in message or r.text() in message)

@@ -65,8 +65,9 @@ def test_centres_obey_every_rule_on_an_oblique_grid_with_an_oar():
     mask = lobulated_gtv(aff, shape)
     cord = ellipsoid(shape, aff, np.array([0.0, -22.0, 20.0]), np.array([6.0, 6.0, 60.0]))
     cord &= ~mask
-    field = RuleField(Volume(mask, aff), [Oar("cord", Volume(cord, aff), 12.0)],
-                      diameter_mm=10, gtv_margin_mm=3)
+    field = RuleField(
+        Volume(mask, aff), [Oar("cord", Volume(cord, aff), 12.0)], diameter_mm=10, gtv_margin_mm=3
+    )
     centres, info = pack_maximal(field, min_spacing_mm=20, time_budget_s=AMPLE_S)
     check(centres, mask, aff, s=20, d=10, margin=3, oars=[(cord, 12.0)])
     assert info["count"] == len(centres) >= 10
@@ -75,8 +76,11 @@ def test_centres_obey_every_rule_on_an_oblique_grid_with_an_oar():
 def test_more_vertices_than_greedy_raster(lobulated):
     mask, aff = lobulated
     rules = dict(s=25.0, d=10.0, margin=3.0)
-    centres, _ = pack_maximal(RuleField(Volume(mask, aff), [], diameter_mm=10, gtv_margin_mm=3),
-                              min_spacing_mm=25, time_budget_s=AMPLE_S)
+    centres, _ = pack_maximal(
+        RuleField(Volume(mask, aff), [], diameter_mm=10, gtv_margin_mm=3),
+        min_spacing_mm=25,
+        time_budget_s=AMPLE_S,
+    )
     check(centres, mask, aff, **rules)
     raster = greedy_raster(mask, aff, **rules)
     assert len(raster) >= 8  # a fair baseline, not a degenerate one
@@ -90,15 +94,17 @@ def test_same_seed_gives_the_same_centres(lobulated):
     b, info_b = pack_maximal(field, min_spacing_mm=30, time_budget_s=AMPLE_S, seed=7)
     assert info_a["stopped_by"] != "time"
     assert np.array_equal(a, b)
-    assert {k: v for k, v in info_a.items() if not k.startswith("seconds")} == \
-        {k: v for k, v in info_b.items() if not k.startswith("seconds")}
+    assert {k: v for k, v in info_a.items() if not k.startswith("seconds")} == {
+        k: v for k, v in info_b.items() if not k.startswith("seconds")
+    }
 
 
 @pytest.fixture(scope="module")
 def lattice_plan(lobulated):
     mask, aff = lobulated
-    return plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         pattern="hcp")
+    return plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, pattern="hcp"
+    )
 
 
 @pytest.mark.parametrize("budget_s", [AMPLE_S, 1e-3])
@@ -106,8 +112,9 @@ def test_never_fewer_than_the_initial_placement(lobulated, lattice_plan, budget_
     mask, aff = lobulated
     lattice = lattice_plan
     field = RuleField(Volume(mask, aff), [], diameter_mm=10, gtv_margin_mm=3)
-    centres, info = pack_maximal(field, min_spacing_mm=20, time_budget_s=budget_s,
-                                 initial=lattice.centers_ras_mm)
+    centres, info = pack_maximal(
+        field, min_spacing_mm=20, time_budget_s=budget_s, initial=lattice.centers_ras_mm
+    )
     check(centres, mask, aff, s=20, d=10, margin=3)
     assert info["initial_count"] == lattice.n_vertices
     assert len(centres) >= lattice.n_vertices
@@ -118,8 +125,7 @@ def test_never_fewer_than_the_initial_placement(lobulated, lattice_plan, budget_
 def test_max_vertices_caps_the_count(lobulated):
     mask, aff = lobulated
     field = RuleField(Volume(mask, aff), [], diameter_mm=10, gtv_margin_mm=3)
-    centres, info = pack_maximal(field, min_spacing_mm=20, time_budget_s=AMPLE_S,
-                                 max_vertices=5)
+    centres, info = pack_maximal(field, min_spacing_mm=20, time_budget_s=AMPLE_S, max_vertices=5)
     assert len(centres) == 5
     check(centres, mask, aff, s=20, d=10, margin=3)
 
@@ -156,9 +162,14 @@ def test_no_room_gives_no_centre(lobulated):
     assert info["count"] == 0
 
 
-@pytest.mark.parametrize("bad", [dict(min_spacing_mm=0), dict(min_spacing_mm=20,
-                                                                time_budget_s=-1),
-                                 dict(min_spacing_mm=20, max_vertices=-2)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(min_spacing_mm=0),
+        dict(min_spacing_mm=20, time_budget_s=-1),
+        dict(min_spacing_mm=20, max_vertices=-2),
+    ],
+)
 def test_bad_parameters_are_refused(lobulated, bad):
     mask, aff = lobulated
     field = RuleField(Volume(mask, aff), [], diameter_mm=10, gtv_margin_mm=3)

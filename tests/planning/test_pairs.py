@@ -36,17 +36,27 @@ def test_coplanar_conflicts_are_the_pairs_that_break_the_rule():
     rng = np.random.default_rng(4)
     c = rng.uniform(-60, 60, size=(25, 3))
     got = {tuple(p) for p in coplanar_conflicts(c, coplanar_mm=20, coplanar_spacing_mm=80)}
-    want = {(i, j) for i in range(25) for j in range(i + 1, 25)
-            if abs(c[i, 2] - c[j, 2]) < 20 and np.linalg.norm(c[i] - c[j]) < 80}
+    want = {
+        (i, j)
+        for i in range(25)
+        for j in range(i + 1, 25)
+        if abs(c[i, 2] - c[j, 2]) < 20 and np.linalg.norm(c[i] - c[j]) < 80
+    }
     assert got == want
 
 
 def test_plan_with_coplanar_rule_obeys_it():
     shape, vox = (50, 44, 34), (2.0, 2.0, 2.5)
     aff = grid(shape, vox)
-    mask = ellipsoid(shape, aff, world_of(shape, aff).mean(axis=0), np.array([45., 40., 38.]))
-    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20,
-                         gtv_margin_mm=3, coplanar_mm=15, coplanar_spacing_mm=45)
+    mask = ellipsoid(shape, aff, world_of(shape, aff).mean(axis=0), np.array([45.0, 40.0, 38.0]))
+    plan = plan_vertices(
+        Volume(mask, aff),
+        diameter_mm=10,
+        min_spacing_mm=20,
+        gtv_margin_mm=3,
+        coplanar_mm=15,
+        coplanar_spacing_mm=45,
+    )
     c = plan.centers_ras_mm
     assert plan.n_vertices >= 3
     assert len(coplanar_conflicts(c, coplanar_mm=15, coplanar_spacing_mm=45)) == 0

@@ -35,8 +35,9 @@ def test_count_at_least_best_of_1500_random_translations(pattern):
     aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     kw = dict(s=20.0, d=10.0, margin=3.0)
-    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         pattern=pattern)
+    plan = plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, pattern=pattern
+    )
     check_rules(plan, mask, aff, **kw)
     best = best_random_translation_count(mask, aff, pattern, **kw)
     assert plan.n_vertices >= best
@@ -49,13 +50,19 @@ def test_oar_clearance_holds_and_costs_vertices():
     cord = ellipsoid(shape, aff, np.array([0.0, -22.0, 20.0]), np.array([6.0, 6.0, 60.0]))
     cord &= ~mask
     free = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
-    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         oars=[Oar("cord", Volume(cord, aff), 12.0)])
+    plan = plan_vertices(
+        Volume(mask, aff),
+        diameter_mm=10,
+        min_spacing_mm=20,
+        gtv_margin_mm=3,
+        oars=[Oar("cord", Volume(cord, aff), 12.0)],
+    )
     check_rules(plan, mask, aff, s=20, d=10, margin=3, oars=[(cord, 12.0)])
     assert plan.n_vertices <= free.n_vertices
     assert np.all(plan.oar_distance_mm["cord"] >= 12 + 5 - 1e-9)
-    best = best_random_translation_count(mask, aff, "hcp", s=20, d=10, margin=3,
-                                         oars=[(cord, 12.0)])
+    best = best_random_translation_count(
+        mask, aff, "hcp", s=20, d=10, margin=3, oars=[(cord, 12.0)]
+    )
     assert plan.n_vertices >= best
 
 
@@ -108,10 +115,13 @@ def test_world_result_independent_of_storage_order(storage):
         a[:3, 3] = a[:3, 3] + a[:3, axis] * (arr.shape[axis] - 1)
         a[:3, axis] = -a[:3, axis]
     # the stored phantom is the same physical object
-    assert np.allclose(np.sort(world_of(arr.shape, a)[arr.ravel()], axis=0),
-                       np.sort(world_of(shape, aff)[mask.ravel()], axis=0))
-    other = plan_vertices(Volume(np.ascontiguousarray(arr), a), diameter_mm=10,
-                          min_spacing_mm=20, gtv_margin_mm=3)
+    assert np.allclose(
+        np.sort(world_of(arr.shape, a)[arr.ravel()], axis=0),
+        np.sort(world_of(shape, aff)[mask.ravel()], axis=0),
+    )
+    other = plan_vertices(
+        Volume(np.ascontiguousarray(arr), a), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3
+    )
     assert other.n_vertices == ref.n_vertices
     np.testing.assert_allclose(other.centers_ras_mm, ref.centers_ras_mm, atol=1e-6)
 
@@ -126,8 +136,7 @@ def test_permuted_storage_slices_the_gtv_along_another_axis():
     arr = np.ascontiguousarray(np.transpose(mask, perm))
     a = np.column_stack([aff[:, perm[0]], aff[:, perm[1]], aff[:, perm[2]], aff[:, 3]])
     for m, affine in ((mask, aff), (arr, a)):
-        plan = plan_vertices(Volume(m, affine), diameter_mm=10, min_spacing_mm=20,
-                             gtv_margin_mm=3)
+        plan = plan_vertices(Volume(m, affine), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
         assert plan.n_vertices >= 5
         check_rules(plan, m, affine, s=20, d=10, margin=3)
     # The same world point is deeper or shallower depending on the slicing.
@@ -140,8 +149,14 @@ def test_snap_to_slices_puts_centres_on_slice_planes():
     aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     for pattern in ("hcp", "sc"):
-        plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20,
-                             gtv_margin_mm=3, pattern=pattern, snap_to_slices=True)
+        plan = plan_vertices(
+            Volume(mask, aff),
+            diameter_mm=10,
+            min_spacing_mm=20,
+            gtv_margin_mm=3,
+            pattern=pattern,
+            snap_to_slices=True,
+        )
         check_rules(plan, mask, aff, s=20, d=10, margin=3)
         k = (np.linalg.solve(aff[:3, :3], (plan.centers_ras_mm - aff[:3, 3]).T))[2]
         np.testing.assert_allclose(k, np.round(k), atol=1e-6)
@@ -152,8 +167,9 @@ def test_max_vertices_keeps_at_most_n_and_rules_hold():
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     full = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
     assert full.n_vertices > 4
-    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         max_vertices=4)
+    plan = plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, max_vertices=4
+    )
     assert plan.n_vertices == 4
     check_rules(plan, mask, aff, s=20, d=10, margin=3)
 
@@ -162,8 +178,9 @@ def test_same_inputs_same_plan():
     aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     a = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
-    b = plan_vertices(Volume(mask.copy(), aff.copy()), diameter_mm=10, min_spacing_mm=20,
-                      gtv_margin_mm=3)
+    b = plan_vertices(
+        Volume(mask.copy(), aff.copy()), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3
+    )
     assert np.array_equal(a.centers_ras_mm, b.centers_ras_mm)
     assert a.search == {**b.search, "seconds": a.search["seconds"]}
 
@@ -193,10 +210,18 @@ def test_disconnected_pieces_all_receive_vertices():
 def test_orientation_search_3d_never_worse_than_axial():
     aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
     mask = lobulated_gtv(aff, LOBULATED["shape"])
-    axial = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                          pattern="sc")
-    full = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         pattern="sc", orientation_search="3d", rotation_step_deg=10)
+    axial = plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, pattern="sc"
+    )
+    full = plan_vertices(
+        Volume(mask, aff),
+        diameter_mm=10,
+        min_spacing_mm=20,
+        gtv_margin_mm=3,
+        pattern="sc",
+        orientation_search="3d",
+        rotation_step_deg=10,
+    )
     check_rules(full, mask, aff, s=20, d=10, margin=3)
     assert full.n_vertices >= axial.n_vertices - 1
 
@@ -206,8 +231,9 @@ def test_count_places_exactly_n_further_apart_than_the_minimum():
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     free = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3)
     n = free.n_vertices // 2
-    plan = plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                         count=n)
+    plan = plan_vertices(
+        Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, count=n
+    )
     assert plan.n_vertices == n
     spread = pdist(plan.centers_ras_mm).min()
     assert spread > 20.0 + 2.0  # the bisection moved them apart
@@ -220,12 +246,14 @@ def test_impossible_count_or_min_vertices_is_a_parameter_error():
     aff = grid(LOBULATED["shape"], LOBULATED["voxel"])
     mask = lobulated_gtv(aff, LOBULATED["shape"])
     with pytest.raises(ParameterError, match="count"):
-        plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                      count=500)
+        plan_vertices(
+            Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, count=500
+        )
     # The library names its parameter (min_vertices); the command line renders it as
     # --min-vertices (issue 13: no CLI flag names in library messages).
     with pytest.raises(ParameterError, match="min.vertices") as caught:
-        plan_vertices(Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3,
-                      min_vertices=500)
+        plan_vertices(
+            Volume(mask, aff), diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=3, min_vertices=500
+        )
     assert caught.value.parameter == "min_vertices"
     assert "--min-vertices" in caught.value.render({"min_vertices": "--min-vertices"})

@@ -89,10 +89,14 @@ def _profile(default_examples: int) -> settings:
         deadline=None,
         print_blob=True,
         # No explain phase: its line tracer makes a failing example take many minutes.
-        phases=[Phase.explicit, Phase.reuse, Phase.generate] if _NO_SHRINK else
-        [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                               HealthCheck.filter_too_much],
+        phases=[Phase.explicit, Phase.reuse, Phase.generate]
+        if _NO_SHRINK
+        else [Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.filter_too_much,
+        ],
     )
 
 
@@ -114,6 +118,7 @@ NONSENSE = [0.0, -1.0, -1e-9, math.nan, math.inf, -math.inf]
 
 
 # -- independent geometry (numpy / scipy only) -------------------------------------------------
+
 
 def _world(shape, affine):
     ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), -1)
@@ -150,12 +155,16 @@ def edt_depth(mask, voxel_mm):
 
 # -- strategies --------------------------------------------------------------------------------
 
+
 def _rotation_from_quaternion(q):
     w, x, y, z = q / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 @st.composite
@@ -166,8 +175,9 @@ def grids(draw):
     while np.prod(shape) > MAX_VOXELS:
         a = int(np.argmax(shape))
         shape[a] = max(1, shape[a] * 2 // 3)
-    vox = np.array([draw(st.floats(0.5, 4.0)), draw(st.floats(0.5, 4.0)),
-                    draw(st.floats(0.5, 5.0))])
+    vox = np.array(
+        [draw(st.floats(0.5, 4.0)), draw(st.floats(0.5, 4.0)), draw(st.floats(0.5, 5.0))]
+    )
     kind = draw(st.sampled_from(["diagonal", "flip-permute", "oblique", "oblique-flipped"]))
     rot = np.eye(3)
     if kind in ("flip-permute", "oblique-flipped"):
@@ -186,8 +196,18 @@ def grids(draw):
 
 
 #: GTV shapes, the usual ones more often.
-SHAPE_KINDS = ["ellipsoid", "ellipsoid", "blobs", "blobs", "holes", "box", "box", "thin", "tiny",
-               "full"]
+SHAPE_KINDS = [
+    "ellipsoid",
+    "ellipsoid",
+    "blobs",
+    "blobs",
+    "holes",
+    "box",
+    "box",
+    "thin",
+    "tiny",
+    "full",
+]
 
 
 def rarely(draw, percent: int) -> bool:
@@ -209,8 +229,16 @@ def shapes(draw, shape, affine, kinds=tuple(SHAPE_KINDS)):
     def ellipsoid():
         """World-space ellipsoid; never empty (its centre's voxel at least), so that the
         empty masks come from ``kind == 'empty'`` alone."""
-        u = np.array(draw(st.tuples(*[st.floats(-0.2, 1.2) if rarely(draw, 20)
-                                      else st.floats(0.0, 1.0) for _ in range(3)])))
+        u = np.array(
+            draw(
+                st.tuples(
+                    *[
+                        st.floats(-0.2, 1.2) if rarely(draw, 20) else st.floats(0.0, 1.0)
+                        for _ in range(3)
+                    ]
+                )
+            )
+        )
         centre_ijk = u * (sh - 1)
         centre = centre_ijk @ affine[:3, :3].T + affine[:3, 3]
         radii = np.array(draw(st.tuples(*[st.integers(2, 40)] * 3))) / 100 * extent + 0.5
@@ -223,9 +251,11 @@ def shapes(draw, shape, affine, kinds=tuple(SHAPE_KINDS)):
     elif kind == "box":
         mask = np.zeros(shape, bool)
         lo = [draw(st.integers(0, (n - 1) // 2)) for n in shape]
-        hi = [draw(st.integers(a + 1, n)) if rarely(draw, 30) else n - draw(st.integers(0, a))
-              for a, n in zip(lo, shape)]
-        mask[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = True
+        hi = [
+            draw(st.integers(a + 1, n)) if rarely(draw, 30) else n - draw(st.integers(0, a))
+            for a, n in zip(lo, shape)
+        ]
+        mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
     elif kind == "blobs":
         mask = np.zeros(shape, bool)
         for _ in range(draw(st.integers(1, 4))):
@@ -269,14 +299,19 @@ class Scene:
     mask_problem: type[LatticeError] | None = None
 
     def __repr__(self) -> str:  # what Hypothesis prints for a failing example
-        oars = ", ".join(f"{o.name}: {int(np.count_nonzero(self.oar_masks.get(o.name, 0)))} "
-                         f"vox, clearance {o.clearance_mm!r}" for o in self.oars)
-        return (f"Scene(shape={self.shape}, grid={self.grid_kind}, "
-                f"voxel={np.round(np.linalg.norm(self.affine[:3, :3], axis=0), 4).tolist()}, "
-                f"gtv={self.gtv_kind}/{self.gtv_dtype} "
-                f"{int(np.count_nonzero(self.gtv_mask))} vox, oars=[{oars}], "
-                f"mask_problem={getattr(self.mask_problem, '__name__', None)},\n"
-                f"  affine={self.affine.tolist()})")
+        oars = ", ".join(
+            f"{o.name}: {int(np.count_nonzero(self.oar_masks.get(o.name, 0)))} "
+            f"vox, clearance {o.clearance_mm!r}"
+            for o in self.oars
+        )
+        return (
+            f"Scene(shape={self.shape}, grid={self.grid_kind}, "
+            f"voxel={np.round(np.linalg.norm(self.affine[:3, :3], axis=0), 4).tolist()}, "
+            f"gtv={self.gtv_kind}/{self.gtv_dtype} "
+            f"{int(np.count_nonzero(self.gtv_mask))} vox, oars=[{oars}], "
+            f"mask_problem={getattr(self.mask_problem, '__name__', None)},\n"
+            f"  affine={self.affine.tolist()})"
+        )
 
 
 def _stored(draw, mask):
@@ -352,9 +387,23 @@ def _bad_number(value, *, positive):
 
 
 #: One parameter made nonsense at a time (or none), so most examples get to plan.
-BREAKS = ["diameter", "spacing", "spacing < diameter", "margin", "too long", "pattern", "mode",
-          "shell width", "orientation search", "snap with 3d", "rotation step",
-          "translation steps", "vertex counts", "count", "coplanar"]
+BREAKS = [
+    "diameter",
+    "spacing",
+    "spacing < diameter",
+    "margin",
+    "too long",
+    "pattern",
+    "mode",
+    "shell width",
+    "orientation search",
+    "snap with 3d",
+    "rotation step",
+    "translation steps",
+    "vertex counts",
+    "count",
+    "coplanar",
+]
 
 
 @st.composite
@@ -363,12 +412,17 @@ def parameters(draw, scene, *, pattern=None, valid=False, coarse=False):
     nonsense value. ``coarse``: spacings twice as large (fewer vertices, faster)."""
     vox = np.linalg.norm(scene.affine[:3, :3], axis=0)
     # Mostly relative to the voxel diagonal (the radius + margin must exceed half of it).
-    diameter = draw(st.floats(0.01, 1.0) if rarely(draw, 10) else st.floats(1.0, 25.0)
-                    if rarely(draw, 30) else
-                    st.floats(0.5, 6.0).map(lambda f: f * float(np.linalg.norm(vox))))
+    diameter = draw(
+        st.floats(0.01, 1.0)
+        if rarely(draw, 10)
+        else st.floats(1.0, 25.0)
+        if rarely(draw, 30)
+        else st.floats(0.5, 6.0).map(lambda f: f * float(np.linalg.norm(vox)))
+    )
     ratio = draw(st.one_of(st.floats(1.0, 3.0), st.just(1.0)))
-    margin = draw(st.sampled_from([4000.0, float(vox.max())]) if rarely(draw, 10) else
-                  st.floats(0.0, 8.0))
+    margin = draw(
+        st.sampled_from([4000.0, float(vox.max())]) if rarely(draw, 10) else st.floats(0.0, 8.0)
+    )
     deepest = float(edt_depth(scene.gtv_mask, vox).max()) if scene.gtv_mask.any() else 0.0
     band = 0.5 * float(np.linalg.norm(vox))
     if not rarely(draw, 40) and deepest > band:
@@ -381,8 +435,12 @@ def parameters(draw, scene, *, pattern=None, valid=False, coarse=False):
     # below the grid's size exhaust it (see test_tiny_spacing_is_refused_before_it_exhausts_memory).
     per_grid = SPACINGS_PER_GRID / (2 if coarse else 1)
     floor = max(float(np.max(np.array(scene.shape) * vox)) / per_grid, float(vox.min()) / 2)
-    kw = dict(diameter_mm=diameter, min_spacing_mm=max(diameter * ratio, floor),
-              gtv_margin_mm=margin, oars=scene.oars)
+    kw = dict(
+        diameter_mm=diameter,
+        min_spacing_mm=max(diameter * ratio, floor),
+        gtv_margin_mm=margin,
+        oars=scene.oars,
+    )
     kw["pattern"] = pattern or draw(st.sampled_from(["sc", "bcc", "fcc", "hcp"]))
     kw["mode"] = draw(st.sampled_from(["fill", "fill", "shell"]))
     if kw["mode"] == "shell" and draw(st.booleans()):
@@ -405,8 +463,9 @@ def parameters(draw, scene, *, pattern=None, valid=False, coarse=False):
         kw["coplanar_spacing_mm"] = draw(st.floats(1.0, 60.0))
 
     if not valid and rarely(draw, 25):
-        broken = draw(st.sampled_from(BREAKS + (["max with snap or count"]
-                                                if pattern == "max" else [])))
+        broken = draw(
+            st.sampled_from(BREAKS + (["max with snap or count"] if pattern == "max" else []))
+        )
         nonsense = draw(st.sampled_from(NONSENSE))
         if broken == "diameter":
             kw["diameter_mm"] = nonsense
@@ -504,6 +563,7 @@ def nonsense_parameters(kw) -> list[str]:
 
 # -- the property ------------------------------------------------------------------------------
 
+
 def _plan_or_documented_error(scene: Scene, kw: dict):
     """Plan; check that an error, if any, is a documented one of the right class."""
     bad = nonsense_parameters(kw)
@@ -513,18 +573,28 @@ def _plan_or_documented_error(scene: Scene, kw: dict):
         event(f"raised {type(exc).__name__}" + (" (nonsense parameters)" if bad else ""))
         vox = np.linalg.norm(scene.affine[:3, :3], axis=0)
         # Documented: radius + margin must exceed half the voxel diagonal.
-        too_fine = not bad and (kw["gtv_margin_mm"] + kw["diameter_mm"] / 2
-                                <= 0.5 * np.linalg.norm(vox))
-        why = ("parameters: " + bad[0] if bad else "masks" if scene.mask_problem
-               else "grid too coarse" if too_fine else "too few vertices")
+        too_fine = not bad and (
+            kw["gtv_margin_mm"] + kw["diameter_mm"] / 2 <= 0.5 * np.linalg.norm(vox)
+        )
+        why = (
+            "parameters: " + bad[0]
+            if bad
+            else "masks"
+            if scene.mask_problem
+            else "grid too coarse"
+            if too_fine
+            else "too few vertices"
+        )
         event(f"  because of {why}")
         if bad:
             assert isinstance(exc, ParameterError), (bad, exc)
         elif scene.mask_problem is not None:
             # Mask content is checked before the grid rule, OAR grids after it.
             assert isinstance(exc, (MaskError, GridMismatchError)) or (
-                too_fine and scene.mask_problem is GridMismatchError
-                and isinstance(exc, ParameterError)), (scene.mask_problem, exc)
+                too_fine
+                and scene.mask_problem is GridMismatchError
+                and isinstance(exc, ParameterError)
+            ), (scene.mask_problem, exc)
         else:
             # Valid input: only the documented 'cannot plan' errors.
             assert isinstance(exc, ParameterError), exc
@@ -543,8 +613,7 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
     doc = json.loads(json.dumps(doc, allow_nan=False))  # plan.json is strict JSON
     oar_vols = {o.name: o.mask for o in scene.oars}
     for exact_depth in (True, False):  # False: as the CLI checks before writing
-        report = verify_plan(doc, gtv=scene.gtv, oars=oar_vols,
-                             check_reported_depth=exact_depth)
+        report = verify_plan(doc, gtv=scene.gtv, oars=oar_vols, check_reported_depth=exact_depth)
         assert report.ok, [v.message for v in report.violations]
     assert report.n_vertices == plan.n_vertices == len(doc["vertices"])
 
@@ -554,8 +623,9 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
     c = plan.centers_ras_mm
     n = len(c)
     assert c.shape == (n, 3) and np.all(np.isfinite(c))
-    np.testing.assert_array_equal(np.array([v["center_ras_mm"] for v in doc["vertices"]])
-                                  .reshape(-1, 3), c)
+    np.testing.assert_array_equal(
+        np.array([v["center_ras_mm"] for v in doc["vertices"]]).reshape(-1, 3), c
+    )
 
     # The LATTICE target: the GTV's voxel centres deeper than the margin below its TPS
     # surface (independent checker).
@@ -588,8 +658,7 @@ def check_plan(scene: Scene, kw: dict, plan) -> None:
         assert pair.min() >= kw["min_spacing_mm"] - TOL_MM, pair.min()
         if kw.get("coplanar_mm"):
             dz = pdist(c[:, 2:])
-            assert np.all(pair[dz < kw["coplanar_mm"] - 1e-9]
-                          >= kw["coplanar_spacing_mm"] - TOL_MM)
+            assert np.all(pair[dz < kw["coplanar_mm"] - 1e-9] >= kw["coplanar_spacing_mm"] - TOL_MM)
     if kw.get("max_vertices") is not None:
         assert n <= kw["max_vertices"]
     if kw.get("min_vertices") is not None:
@@ -669,8 +738,14 @@ def test_vertex_count_does_not_depend_on_array_storage(data):
     except LatticeError:
         return
     gtv, aff = restored(scene.gtv_mask, scene.affine, perm, flips)
-    oars = [Oar(o.name, Volume(*restored(scene.oar_masks[o.name], scene.affine, perm, flips)),
-                o.clearance_mm) for o in scene.oars]
+    oars = [
+        Oar(
+            o.name,
+            Volume(*restored(scene.oar_masks[o.name], scene.affine, perm, flips)),
+            o.clearance_mm,
+        )
+        for o in scene.oars
+    ]
     other = plan_vertices(Volume(gtv, aff), **{**kw, "oars": oars})
     event("plan with vertices" if plan.n_vertices else "empty plan")
     assert other.n_vertices == plan.n_vertices
@@ -678,9 +753,11 @@ def test_vertex_count_does_not_depend_on_array_storage(data):
 
 # -- reproducers of what this suite found ------------------------------------------------------
 
+
 def _verified(plan, gtv: Volume, oars: dict[str, Volume]) -> None:
-    report = verify_plan(json.loads(json.dumps(plan.to_dict(), allow_nan=False)), gtv=gtv,
-                         oars=oars)
+    report = verify_plan(
+        json.loads(json.dumps(plan.to_dict(), allow_nan=False)), gtv=gtv, oars=oars
+    )
     assert report.ok, [v.message for v in report.violations]
 
 
@@ -694,16 +771,25 @@ def test_maximal_packing_of_a_single_slice_image(shape):
     exceed: the plan is empty and says why (or the parameters are refused), never a crash.
     A thin stack of slices is planned along the short axis instead.
     """
-    ii, jj = np.mgrid[:shape[0], :shape[1]]
+    ii, jj = np.mgrid[: shape[0], : shape[1]]
     disc = (((ii - (shape[0] - 1) / 2) ** 2 + (jj - (shape[1] - 1) / 2) ** 2) <= 144)[..., None]
-    small = disc & ((((ii - (shape[0] - 1) / 2) ** 2 + (jj - (shape[1] - 1) / 2) ** 2)
-                     <= 25)[..., None])
+    small = (
+        disc
+        & ((((ii - (shape[0] - 1) / 2) ** 2 + (jj - (shape[1] - 1) / 2) ** 2) <= 25)[..., None])
+    )
     gtv = Volume(small, np.diag([0.5, 0.5, 0.5, 1.0]))
     try:
         # Small and coarse: with no vertex possible every candidate is settled exactly.
-        plan = plan_vertices(gtv, diameter_mm=1.0, min_spacing_mm=2.0, gtv_margin_mm=0.0,
-                             pattern="max", time_budget_s=0.1, rotation_step_deg=45,
-                             translation_steps=3)
+        plan = plan_vertices(
+            gtv,
+            diameter_mm=1.0,
+            min_spacing_mm=2.0,
+            gtv_margin_mm=0.0,
+            pattern="max",
+            time_budget_s=0.1,
+            rotation_step_deg=45,
+            translation_steps=3,
+        )
     except ParameterError:
         pass
     else:
@@ -713,8 +799,14 @@ def test_maximal_packing_of_a_single_slice_image(shape):
     # The disc stood on its edge and four voxels thick: room for vertices.
     slab = np.repeat(np.transpose(disc, (2, 0, 1)), 4, axis=0)
     gtv = Volume(slab, np.diag([0.5, 0.5, 0.5, 1.0]))
-    plan = plan_vertices(gtv, diameter_mm=1.0, min_spacing_mm=4.0, gtv_margin_mm=0.0,
-                         pattern="max", time_budget_s=0.1)
+    plan = plan_vertices(
+        gtv,
+        diameter_mm=1.0,
+        min_spacing_mm=4.0,
+        gtv_margin_mm=0.0,
+        pattern="max",
+        time_budget_s=0.1,
+    )
     assert plan.n_vertices >= 1
     _verified(plan, gtv, {})
 
@@ -733,9 +825,15 @@ def test_reported_distance_to_an_oar_around_the_vertex():
     gtv = (np.linalg.norm(ijk - 5.5, axis=1) <= 5).reshape(12, 12, 12)
     organ = gtv.copy()
     organ[:6] = False
-    plan = plan_vertices(Volume(gtv, aff), diameter_mm=1.5, min_spacing_mm=3.0,
-                         gtv_margin_mm=4.0, oars=[Oar("organ", Volume(organ, aff), 0.0)],
-                         rotation_step_deg=30, translation_steps=3)
+    plan = plan_vertices(
+        Volume(gtv, aff),
+        diameter_mm=1.5,
+        min_spacing_mm=3.0,
+        gtv_margin_mm=4.0,
+        oars=[Oar("organ", Volume(organ, aff), 0.0)],
+        rotation_step_deg=30,
+        translation_steps=3,
+    )
     assert plan.n_vertices > 0
     dist = oracle_distance(organ, aff, plan.centers_ras_mm)
     np.testing.assert_allclose(plan.oar_distance_mm["organ"], dist, atol=1e-9)
@@ -769,9 +867,11 @@ def test_tiny_spacing_is_refused_before_it_exhausts_memory(diameter, spacing):
     resource = pytest.importorskip("resource")
     assert resource  # the child sets the limit (POSIX only)
     code = _TINY_SPACING.format(d=diameter, s=spacing)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert "MemoryError" not in done.stderr, done.stderr[-300:]
     assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout.startswith("ParameterError") and "use a spacing of at least" in \
-        done.stdout, done.stdout
+    assert (
+        done.stdout.startswith("ParameterError") and "use a spacing of at least" in done.stdout
+    ), done.stdout

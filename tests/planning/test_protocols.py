@@ -28,10 +28,21 @@ from lattice.planning.protocols import PROTOCOLS, Protocol, get_protocol
 from lattice.volume import Volume
 
 PUBLISHED = {
-    "mayo": {"diameter_mm": 15.0, "min_spacing_mm": 30.0, "gtv_margin_mm": 5.0,
-             "pattern": "hcp", "coplanar_mm": 20.0, "coplanar_spacing_mm": 80.0},
-    "washu": {"diameter_mm": 15.0, "min_spacing_mm": 30.0 * math.sqrt(2.0), "gtv_margin_mm": 5.0,
-              "pattern": "fcc", "snap_to_slices": True},
+    "mayo": {
+        "diameter_mm": 15.0,
+        "min_spacing_mm": 30.0,
+        "gtv_margin_mm": 5.0,
+        "pattern": "hcp",
+        "coplanar_mm": 20.0,
+        "coplanar_spacing_mm": 80.0,
+    },
+    "washu": {
+        "diameter_mm": 15.0,
+        "min_spacing_mm": 30.0 * math.sqrt(2.0),
+        "gtv_margin_mm": 5.0,
+        "pattern": "fcc",
+        "snap_to_slices": True,
+    },
 }
 PUBLISHED_OAR_CLEARANCE_MM = {"mayo": 10.0, "washu": None}
 #: WashU's 3 sqrt(2) cm is written to 0.01 mm, rounded up so the spheres are never closer.
@@ -109,6 +120,7 @@ def test_a_plan_records_its_protocol_and_source():
 
 # -- overrides, through the command --------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def sphere_case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     folder = tmp_path_factory.mktemp("protocol_case")
@@ -118,46 +130,93 @@ def sphere_case(tmp_path_factory, make_affine, ellipsoid_mask, write_nifti):
     gtv = ellipsoid_mask((shape, affine), centre, 34.0)
     oar = ellipsoid_mask((shape, affine), centre + [36.0, 0.0, 0.0], 6.0)
     ct = np.where(gtv, 40, 0).astype(np.int16)
-    return {"ct": write_nifti(folder, "ct.nii.gz", ct, affine),
-            "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
-            "oar": write_nifti(folder, "oar.nii.gz", oar, affine)}
+    return {
+        "ct": write_nifti(folder, "ct.nii.gz", ct, affine),
+        "gtv": write_nifti(folder, "gtv.nii.gz", gtv, affine),
+        "oar": write_nifti(folder, "oar.nii.gz", oar, affine),
+    }
 
 
 def plan_doc(capfd, case, out, *options):
-    code, _, err = run(capfd, ["plan", "--ct", case["ct"], "--gtv", case["gtv"], "--out", out,
-                               "--no-picture", "--no-dicom", "--mesh-format", "none", *options])
+    code, _, err = run(
+        capfd,
+        [
+            "plan",
+            "--ct",
+            case["ct"],
+            "--gtv",
+            case["gtv"],
+            "--out",
+            out,
+            "--no-picture",
+            "--no-dicom",
+            "--mesh-format",
+            "none",
+            *options,
+        ],
+    )
     assert code == 0, err
     return json.loads((out / "plan.json").read_text())
 
 
 def test_explicit_options_override_every_protocol_value(capfd, sphere_case, tmp_path):
-    doc = plan_doc(capfd, sphere_case, tmp_path / "mayo", "--protocol", "mayo",
-                   "--diameter-mm", "12", "--spacing-mm", "33", "--gtv-margin-mm", "4",
-                   "--pattern", "fcc", "--coplanar-mm", "15", "--coplanar-spacing-mm", "60",
-                   "--oar", f"{sphere_case['oar']}:7")
+    doc = plan_doc(
+        capfd,
+        sphere_case,
+        tmp_path / "mayo",
+        "--protocol",
+        "mayo",
+        "--diameter-mm",
+        "12",
+        "--spacing-mm",
+        "33",
+        "--gtv-margin-mm",
+        "4",
+        "--pattern",
+        "fcc",
+        "--coplanar-mm",
+        "15",
+        "--coplanar-spacing-mm",
+        "60",
+        "--oar",
+        f"{sphere_case['oar']}:7",
+    )
     p = doc["parameters"]
-    assert (p["diameter_mm"], p["min_spacing_mm"], p["gtv_margin_mm"], p["pattern"]) == \
-        (12.0, 33.0, 4.0, "fcc")
+    assert (p["diameter_mm"], p["min_spacing_mm"], p["gtv_margin_mm"], p["pattern"]) == (
+        12.0,
+        33.0,
+        4.0,
+        "fcc",
+    )
     assert (p["coplanar_mm"], p["coplanar_spacing_mm"]) == (15.0, 60.0)
     assert p["protocol"] == "mayo"
     assert doc["inputs"]["oars"][0]["clearance_mm"] == 7.0
 
 
 def test_values_not_given_come_from_the_protocol(capfd, sphere_case, tmp_path):
-    doc = plan_doc(capfd, sphere_case, tmp_path / "washu", "--protocol", "washu",
-                   "--diameter-mm", "10")
+    doc = plan_doc(
+        capfd, sphere_case, tmp_path / "washu", "--protocol", "washu", "--diameter-mm", "10"
+    )
     p = doc["parameters"]
     washu = get_protocol("washu").parameters
     assert p["diameter_mm"] == 10.0
     for key in ("min_spacing_mm", "gtv_margin_mm", "pattern", "snap_to_slices"):
         assert p[key] == washu[key], key
-    doc = plan_doc(capfd, sphere_case, tmp_path / "mayo", "--protocol", "mayo",
-                   "--oar", str(sphere_case["oar"]))
+    doc = plan_doc(
+        capfd,
+        sphere_case,
+        tmp_path / "mayo",
+        "--protocol",
+        "mayo",
+        "--oar",
+        str(sphere_case["oar"]),
+    )
     assert doc["inputs"]["oars"][0]["clearance_mm"] == get_protocol("mayo").oar_clearance_mm
     assert doc["parameters"]["coplanar_spacing_mm"] == 80.0
 
 
 # -- overrides, in the library ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
 def test_from_protocol_gives_the_protocol_values_and_defaults_elsewhere(name):
@@ -175,9 +234,16 @@ def test_from_protocol_gives_the_protocol_values_and_defaults_elsewhere(name):
 
 @pytest.mark.parametrize("name", sorted(PROTOCOLS))
 def test_every_override_wins_over_the_protocol(name):
-    overrides = {"diameter_mm": 12.0, "min_spacing_mm": 33.0, "gtv_margin_mm": 4.0,
-                 "pattern": "sc", "coplanar_mm": 15.0, "coplanar_spacing_mm": 60.0,
-                 "oar_clearance_mm": {"cord": 7.0}, "rotation_step_deg": 10.0}
+    overrides = {
+        "diameter_mm": 12.0,
+        "min_spacing_mm": 33.0,
+        "gtv_margin_mm": 4.0,
+        "pattern": "sc",
+        "coplanar_mm": 15.0,
+        "coplanar_spacing_mm": 60.0,
+        "oar_clearance_mm": {"cord": 7.0},
+        "rotation_step_deg": 10.0,
+    }
     params = PlanParameters.from_protocol(name, **overrides)
     for key, value in overrides.items():
         assert getattr(params, key) == value, key
@@ -217,6 +283,7 @@ def test_from_protocol_refuses_unknown_names_and_bad_values():
 
 # -- a protocol's OAR clearance: the library and the command agree --------------------------
 
+
 def test_an_oar_without_a_clearance_takes_the_protocols_in_the_library():
     params = PlanParameters.from_protocol("mayo", oar_clearance_mm={"cord": None, "lung": 4.0})
     assert params.oar_clearance_mm == {"cord": 10.0, "lung": 4.0}
@@ -232,12 +299,20 @@ def test_run_plans_request_and_the_command_take_the_same_protocol_clearance(tmp_
     from lattice.planning.parameters import OarSpec
 
     oar = OarSpec("cord", tmp_path / "cord.nii.gz", None)
-    request = PlanRequest(NiftiInputs(tmp_path / "ct.nii.gz", tmp_path / "gtv.nii.gz",
-                                      oars=[oar]), tmp_path / "out",
-                          PlanParameters.from_protocol("mayo"))
-    from_options = request_from_options({"ct": tmp_path / "ct.nii.gz",
-                                         "gtv": tmp_path / "gtv.nii.gz", "oar": [oar],
-                                         "protocol": "mayo", "out": tmp_path / "out"})
+    request = PlanRequest(
+        NiftiInputs(tmp_path / "ct.nii.gz", tmp_path / "gtv.nii.gz", oars=[oar]),
+        tmp_path / "out",
+        PlanParameters.from_protocol("mayo"),
+    )
+    from_options = request_from_options(
+        {
+            "ct": tmp_path / "ct.nii.gz",
+            "gtv": tmp_path / "gtv.nii.gz",
+            "oar": [oar],
+            "protocol": "mayo",
+            "out": tmp_path / "out",
+        }
+    )
     expected = PlanParameters.from_protocol("mayo", oar_clearance_mm={"cord": None})
     assert check_request(request)[0] == check_request(from_options)[0] == expected
     assert expected.oar_clearance_mm == {"cord": get_protocol("mayo").oar_clearance_mm}

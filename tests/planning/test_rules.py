@@ -71,12 +71,19 @@ class Case:
             cord = ellipsoid(shape, aff, CENTRE_RAS_MM + [14.0, 3.0, 0.0], (5.0, 6.0, 40.0))
             plate = box(shape, aff, CENTRE_RAS_MM + [-30, -30, -30], CENTRE_RAS_MM + [30, 30, -14])
             oars = [Oar("cord", Volume(cord, aff), 4.0), Oar("plate", Volume(plate, aff), 2.0)]
-            self.oar_solids = [(Solid.from_mask(o.mask.array, aff), o.clearance_mm + D_MM / 2)
-                               for o in oars]
-        self.max_depth_mm = (None if shell_width_mm is None
-                             else MARGIN_MM + D_MM / 2 + shell_width_mm)
-        self.field = RuleField(Volume(gtv, aff), oars, diameter_mm=D_MM,
-                               gtv_margin_mm=MARGIN_MM, max_depth_mm=self.max_depth_mm)
+            self.oar_solids = [
+                (Solid.from_mask(o.mask.array, aff), o.clearance_mm + D_MM / 2) for o in oars
+            ]
+        self.max_depth_mm = (
+            None if shell_width_mm is None else MARGIN_MM + D_MM / 2 + shell_width_mm
+        )
+        self.field = RuleField(
+            Volume(gtv, aff),
+            oars,
+            diameter_mm=D_MM,
+            gtv_margin_mm=MARGIN_MM,
+            max_depth_mm=self.max_depth_mm,
+        )
         self.gtv_solid = Solid.from_mask(gtv, aff)
         self.gtv, self.affine = gtv, aff
 
@@ -109,7 +116,7 @@ class Case:
             ok = self.oracle_slack(mid) >= 0
             a = np.where(ok[:, None], mid, a)
             b = np.where(ok[:, None], b, mid)
-        return np.concatenate([a, b, pts[:: 20][:n]])
+        return np.concatenate([a, b, pts[::20][:n]])
 
 
 CASES = {
@@ -216,8 +223,12 @@ def test_a_larger_clearance_only_removes_points():
     near = Case("flipped", with_oar=True)
     gtv, aff = near.gtv, near.affine
     oars = near.field.oars
-    wider = RuleField(Volume(gtv, aff), [Oar(o.name, o.mask, o.clearance_mm + 3.0) for o in oars],
-                      diameter_mm=D_MM, gtv_margin_mm=MARGIN_MM)
+    wider = RuleField(
+        Volume(gtv, aff),
+        [Oar(o.name, o.mask, o.clearance_mm + 3.0) for o in oars],
+        diameter_mm=D_MM,
+        gtv_margin_mm=MARGIN_MM,
+    )
     pts = near.boundary_points(100, seed=5)
     a_near, _ = near.field.classify(pts)
     a_wide, _ = wider.classify(pts)

@@ -13,8 +13,9 @@ from lattice import plan_vertices
 from lattice.render.worker import FORK_ENV, MONTAGE_NAME, THREE_D_NAME, PictureWorker
 from lattice.volume import Volume
 
-pytestmark = pytest.mark.skipif("fork" not in mp.get_all_start_methods(),
-                                reason="the worker process needs fork")
+pytestmark = pytest.mark.skipif(
+    "fork" not in mp.get_all_start_methods(), reason="the worker process needs fork"
+)
 
 
 def _case() -> tuple[Volume, object]:
@@ -23,8 +24,7 @@ def _case() -> tuple[Volume, object]:
     gtv = (ijk**2 / np.array([14.0, 12.0, 10.0]) ** 2).sum(axis=-1) <= 1
     affine = np.diag([2.0, 2.0, 2.5, 1.0])
     ct = Volume(np.where(gtv, 40.0, -100.0).astype(np.float32), affine)
-    plan = plan_vertices(Volume(gtv, affine), diameter_mm=8, min_spacing_mm=16,
-                         gtv_margin_mm=2)
+    plan = plan_vertices(Volume(gtv, affine), diameter_mm=8, min_spacing_mm=16, gtv_margin_mm=2)
     return ct, plan
 
 

@@ -408,8 +408,12 @@ def _check_montage(gtv, centers, radius_mm):
     for i, c in enumerate(centers, start=1):
         k_float = np.linalg.solve(a[:3, :3], c - a[:3, 3])[2]
         d = abs(k_float - np.rint(k_float)) * step  # distance to the nearest slice plane
-        hits = [(p, cut) for p in panels for cut in p.cuts
-                if cut.vertex_id == i and abs(cut.distance_mm - d) < 1e-6]
+        hits = [
+            (p, cut)
+            for p in panels
+            for cut in p.cuts
+            if cut.vertex_id == i and abs(cut.distance_mm - d) < 1e-6
+        ]
         assert hits, f"vertex {i} is not on its nearest slice"
         panel, cut = hits[0]
         assert cut.u_mm == pytest.approx(panel.h_dir_ras @ c)
@@ -434,13 +438,27 @@ def test_montage_puts_every_vertex_on_its_nearest_slice(store, lps_case, tmp_pat
         affine = _affine((0.9, 1.1, 2.5), rot_deg=(8.0, -5.0, 12.0), origin=(10.0, -4.0, 30.0))
         ct, gtv, target, centers = _phantom(affine)
     _check_montage(gtv, centers, RADIUS_MM)
-    out = render_vertex_montage(tmp_path / "m.png", ct=ct, gtv=gtv, lattice_target=target,
-                                centers_ras_mm=centers, diameter_mm=DIAMETER_MM)
+    out = render_vertex_montage(
+        tmp_path / "m.png",
+        ct=ct,
+        gtv=gtv,
+        lattice_target=target,
+        centers_ras_mm=centers,
+        diameter_mm=DIAMETER_MM,
+    )
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size[0] > 400
-    assert render_vertex_montage(tmp_path / "n.png", ct=ct, gtv=gtv, lattice_target=None,
-                                 centers_ras_mm=np.zeros((0, 3)),
-                                 diameter_mm=DIAMETER_MM) is None
+    assert (
+        render_vertex_montage(
+            tmp_path / "n.png",
+            ct=ct,
+            gtv=gtv,
+            lattice_target=None,
+            centers_ras_mm=np.zeros((0, 3)),
+            diameter_mm=DIAMETER_MM,
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize("case", ["STS_013", "STS_044"])

@@ -56,8 +56,14 @@ def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER
         return original(fig, *args, **kwargs)
 
     monkeypatch.setattr(Figure, "savefig", catch)
-    path = render_3d(tmp_path / name, gtv=gtv, centers_ras_mm=centers, diameter_mm=diameter_mm,
-                     oars={"cord": oar}, title="phantom")
+    path = render_3d(
+        tmp_path / name,
+        gtv=gtv,
+        centers_ras_mm=centers,
+        diameter_mm=diameter_mm,
+        oars={"cord": oar},
+        title="phantom",
+    )
     monkeypatch.undo()
     assert len(saved) == 1
     with Image.open(path) as im:
@@ -124,8 +130,11 @@ def _scales(fig, ax) -> list[tuple[int, str, float, float]]:
         for tick in axis.get_major_ticks():
             text = tick.label1 if tick.label1.get_visible() else tick.label2
             value = _number(text.get_text())
-            if (not text.get_visible() or value is None
-                    or not lo - 1e-9 <= tick.get_loc() <= hi + 1e-9):
+            if (
+                not text.get_visible()
+                or value is None
+                or not lo - 1e-9 <= tick.get_loc() <= hi + 1e-9
+            ):
                 continue
             box = text.get_window_extent(renderer)
             col, row = _to_rows(fig, (box.x0 + box.x1) / 2, (box.y0 + box.y1) / 2)
@@ -137,8 +146,14 @@ def _scales(fig, ax) -> list[tuple[int, str, float, float]]:
         slope, intercept = np.polyfit(pos, values, 1)
         fit = slope * pos + intercept
         assert np.abs(fit - values).max() < 0.5, f"tick labels of {label!r} are not linear"
-        out.append(("xyz".index(m.group(1)), "col" if np.ptp(cols) > np.ptp(rows) else "row",
-                    float(slope), float(intercept)))
+        out.append(
+            (
+                "xyz".index(m.group(1)),
+                "col" if np.ptp(cols) > np.ptp(rows) else "row",
+                float(slope),
+                float(intercept),
+            )
+        )
     return out
 
 
@@ -155,7 +170,8 @@ def test_tick_labels_give_the_sphere_centre_where_it_is_drawn(pictures, scene, v
         read = slope * (col if along == "col" else row) + intercept
         assert read == pytest.approx(vertex[world_axis], abs=TICK_TOLERANCE_MM), (
             f"{'xyz'[world_axis]} read off the scale at the sphere is {read:.1f} mm, "
-            f"the sphere centre is at {vertex[world_axis]:.1f} mm")
+            f"the sphere centre is at {vertex[world_axis]:.1f} mm"
+        )
 
 
 def test_views_show_the_expected_world_axes(pictures):
@@ -191,7 +207,8 @@ def test_spheres_are_drawn_in_the_legend_colour(pictures):
         median = np.median(disc, axis=0)
         assert np.abs(median - swatch).max() < 60, (
             f"sphere drawn as RGB {median.astype(int).tolist()}, legend says "
-            f"{swatch.astype(int).tolist()}")
+            f"{swatch.astype(int).tolist()}"
+        )
 
 
 def _pixels_without(fig, hidden) -> np.ndarray:
@@ -217,8 +234,7 @@ def test_orientation_letters_are_off_every_drawn_object_and_label(pictures):
     letters, content, decorations = [], [], []
     for ax in views:
         mine = [t for t in ax.texts if t.get_text().strip() in ORIENTATION_LETTERS]
-        assert {t.get_text().strip() for t in mine} in ({"R", "L", "S", "I"},
-                                                        {"A", "P", "S", "I"})
+        assert {t.get_text().strip() for t in mine} in ({"R", "L", "S", "I"}, {"A", "P", "S", "I"})
         letters += mine
         content += list(ax.collections) + [t for t in ax.texts if t not in mine]
         for axis in (ax.xaxis, ax.yaxis, getattr(ax, "zaxis", None)):
@@ -275,6 +291,7 @@ def test_vertex_ids_never_overprint_each_other(scene, tmp_path, monkeypatch):
             for b in range(a + 1, len(boxes)):
                 assert not boxes[a].overlaps(boxes[b]), (
                     f"ids {ids[a].get_text()} and {ids[b].get_text()} overprint in "
-                    f"{ax.get_title()!r}")
+                    f"{ax.get_title()!r}"
+                )
         most_hidden = max(most_hidden, len(centers) - len(ids))
     assert f"ids of {most_hidden} hidden vertices" in fig._suptitle.get_text()

@@ -23,9 +23,22 @@ def plan_dir(tmp_path_factory):
     for name in ("ct.nii.gz", "gtv.nii.gz"):
         shutil.copy(SAMPLE / name, root / name)
     out = root / "plan"
-    code, _, err = run(["plan", "--ct", root / "ct.nii.gz", "--gtv", root / "gtv.nii.gz",
-                        "--out", out, "--no-dicom", "--dose-peak-gy", "15",
-                        "--size-rule", "NCT05602415"])
+    code, _, err = run(
+        [
+            "plan",
+            "--ct",
+            root / "ct.nii.gz",
+            "--gtv",
+            root / "gtv.nii.gz",
+            "--out",
+            out,
+            "--no-dicom",
+            "--dose-peak-gy",
+            "15",
+            "--size-rule",
+            "NCT05602415",
+        ]
+    )
     assert code == 0, err
     for name in ("ct.nii.gz", "gtv.nii.gz"):
         (root / name).unlink()  # `lattice report` must not need them
@@ -59,19 +72,34 @@ def test_report_command_rebuilds_without_inputs(plan_dir, tmp_path):
     assert code == 3 and "no plan.json" in err
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason="chromium (Debian package chromium) is not installed")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="chromium (Debian package chromium) is not installed"
+)
 def test_report_renders_in_headless_chromium(plan_dir, tmp_path):
     shot = tmp_path / "report.png"
     proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--window-size=1280,2400", f"--screenshot={shot}", "--enable-logging=stderr",
-         "--v=0", (plan_dir / "report.html").as_uri()],
-        capture_output=True, text=True, timeout=120)
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1280,2400",
+            f"--screenshot={shot}",
+            "--enable-logging=stderr",
+            "--v=0",
+            (plan_dir / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    problems = [line for line in proc.stderr.splitlines()
-                if "CONSOLE" in line or "Failed to load resource" in line
-                or "net::ERR" in line]
+    problems = [
+        line
+        for line in proc.stderr.splitlines()
+        if "CONSOLE" in line or "Failed to load resource" in line or "net::ERR" in line
+    ]
     assert not problems, problems
     image = matplotlib.image.imread(shot)
     assert image.shape[0] == 2400 and image.shape[1] == 1280
