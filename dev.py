@@ -2,7 +2,8 @@
 """Set up and run lattice on a fresh machine with only Python 3.10+.
 
     python3 dev.py demo    # make .venv, install lattice, plan the bundled STS_001 case -> demo_out/
-    python3 dev.py test    # make .venv, install lattice with test extras, run the test suite
+    python3 dev.py test    # make .venv, install lattice with test extras, ruff format --check,
+                           # ruff check and the test suite
     python3 dev.py bench   # full-size benchmark (512x512x300 CT), prints timings and memory
 
 Each command creates (or reuses) the virtual environment ``.venv`` beside this file. Extra
@@ -82,6 +83,8 @@ def main(argv: list[str]) -> int:
             )
         elif command == "test":
             ensure_venv("test")
+            run([str(PY), "-m", "ruff", "format", "--check", "."])
+            run([str(PY), "-m", "ruff", "check", "."])
             run([str(PY), "-m", "pytest", *rest])
         else:
             ensure_venv("")

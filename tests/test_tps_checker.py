@@ -302,9 +302,9 @@ def even_odd_mpl(polys, q):
 def sample_boundary(polys_by_k, dz, k_lo, k_hi, step):
     """Points on the solid's boundary: lateral walls and the faces between slabs."""
     out = []
-    ws = lambda k: np.linspace(
+    ws = lambda k: np.linspace(  # noqa: E731
         k * dz - dz / 2,
-        k * dz + dz / 2,  # noqa: E731
+        k * dz + dz / 2,
         int(np.ceil(dz / step)) + 1,
     )
     for k, polys in polys_by_k.items():
