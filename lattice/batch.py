@@ -29,15 +29,11 @@ again with the same parameters; failed jobs are run again.
 from __future__ import annotations
 
 import contextlib
-import csv
 import importlib
-import json
-import math
 import multiprocessing as mp
 import os
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
@@ -46,15 +42,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from .batch_rows import (  # noqa: F401 - SUMMARY_METRICS, write_summary: re-exported
+    SUMMARY_METRICS,
+    job_row,
+    read_row,
+    write_row,
+    write_summary,
+)
 from .errors import (
     EXIT_INTERRUPTED,
-    InputFileError,
     OutputExistsError,
-    OutputWriteError,
     ParameterError,
     exit_status,
 )
-from .io.plan_writer import publish, remove_stale_stages
+from .io.plan_writer import remove_stale_stages
 from .manifest import (  # noqa: F401 - the manifest's names, re-exported
     MANIFEST_COLUMNS,
     OAR_COLUMN,
@@ -77,19 +78,6 @@ from .render.worker import FORK_ENV
 
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10
-#: Summary columns taken from plan.json's ``summary``.
-SUMMARY_METRICS = (
-    "n_vertices",
-    "gtv_cc",
-    "lattice_target_cc",
-    "vertices_per_100cc_gtv",
-    "vertex_volume_fraction_of_gtv",
-    "nearest_vertex_min_mm",
-    "nearest_vertex_mean_mm",
-    "covering_radius_mm",
-    "depth_min_mm",
-    "fraction_in_outer_shell",
-)
 
 
 @dataclass(frozen=True)
@@ -211,7 +199,7 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
     """
     todo, done = [], []
     for job in jobs:
-        row = _read_row(job.row_path)
+        row = read_row(job.row_path)
         if row is None or force:
             todo.append(job)
             continue
@@ -229,14 +217,6 @@ def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job]
         else:
             todo.append(job)
     return todo, done
-
-
-def _read_row(path: Path) -> dict | None:
-    """The row at ``path``; None when there is none, or it is damaged (the job runs again)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def _is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
@@ -289,8 +269,8 @@ def run_job(job: Job, *, force: bool = False) -> dict[str, Any]:
         warnings = len(run_plan_of(job, force=replace).warnings)
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the row records it
         code, error = exit_status(exc, option_names=OPTION_NAMES)
-    row = _row(job, code, error, time.perf_counter() - t0, foreign, warnings=warnings)
-    _write_row(row, job.row_path)
+    row = job_row(job, code, error, time.perf_counter() - t0, foreign, warnings=warnings)
+    write_row(row, job.row_path)
     return row
 
 
@@ -311,11 +291,11 @@ def _start(job: Job, force: bool) -> tuple[bool, bool]:
     that was there before the batch ever ran the job is foreign and never replaced without
     ``force`` (the plan then fails: output exists).
     """
-    row = _read_row(job.row_path)
+    row = read_row(job.row_path)
     ours = row is not None and row.get("argv") == list(job.argv) and not row.get("foreign")
     exists = job.out_dir.exists()
     foreign = exists and not force and not ours
-    _write_row(
+    write_row(
         {
             "case": job.case,
             "status": "running",
@@ -326,65 +306,6 @@ def _start(job: Job, force: bool) -> tuple[bool, bool]:
         job.row_path,
     )
     return force or (ours and exists), foreign
-
-
-def _row(
-    job: Job, code: int, error: str, seconds: float, foreign: bool = False, *, warnings: int = 0
-) -> dict[str, Any]:
-    """The summary row of a job that ended with exit code ``code`` and, when it failed, the
-    line the command would have printed (``error``)."""
-    row: dict[str, Any] = {"case": job.case, **{k: _number(v) for k, v in job.parameters.items()}}
-    ok = code == 0 and (job.out_dir / "plan.json").is_file()
-    row["status"] = "ok" if ok else "failed"
-    row["exit_code"] = code
-    row["error"] = "" if ok else (error or f"exit code {code}").removeprefix("lattice: error: ")
-    row["warnings"] = warnings if ok else 0
-    if ok:
-        from .io.planfolder import PlanDocument
-
-        try:  # validated against plan.schema.json: a summary never reads a wrong type
-            doc = PlanDocument.read(job.out_dir)
-        except InputFileError as exc:
-            ok, row["status"], row["error"] = False, "failed", str(exc)
-    if ok:
-        row.update({k: doc.summary.get(k) for k in SUMMARY_METRICS})
-        p = doc.parameters
-        row.update(
-            {
-                "diameter_mm_used": p.get("diameter_mm"),
-                "spacing_mm_used": p.get("min_spacing_mm"),
-                "gtv_margin_mm_used": p.get("gtv_margin_mm"),
-            }
-        )
-        measured = doc.lesion_measurements
-        row["long_axis_mm"] = measured.get("long_axis_mm")
-        row["short_axis_mm"] = measured.get("short_axis_mm")
-        row["size_rules_met"] = all(r.get("met") for r in doc.size_rules)
-        if doc.dose_proxy:
-            row["dose_d10_over_d90"] = doc.dose_proxy.get("d10_over_d90")
-    else:
-        row.update({k: None for k in SUMMARY_METRICS})
-    row["seconds"] = round(seconds, 2)
-    row["plan_dir"] = str(job.out_dir)
-    row["argv"] = list(job.argv)
-    row["foreign"] = foreign
-    return row
-
-
-def _number(text: str) -> Any:
-    try:
-        value = float(text)
-    except ValueError:
-        return text
-    return int(value) if value.is_integer() and "." not in text else value
-
-
-def _write_row(row: Mapping[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(row, fh, indent=1)
-    publish(tmp, path)
 
 
 def sweep(
@@ -452,7 +373,7 @@ def sweep(
     finally:
         for job in jobs:  # finished in a worker but not reported before an interrupt
             if str(job.out_dir) not in rows:
-                kept = _read_row(job.row_path)
+                kept = read_row(job.row_path)
                 if _is_done(kept, job) or (
                     kept is not None
                     and kept.get("status") == "failed"
@@ -507,7 +428,7 @@ def _run(
     # finished run again, each alone in a process of its own, so only the culprit fails.
     rerun = []
     for job in crashed:
-        row = _read_row(job.row_path)
+        row = read_row(job.row_path)
         if _is_done(row, job) and job.row_path.stat().st_mtime >= started:
             yield row  # it had finished before the crash
         else:
@@ -535,11 +456,11 @@ def _run_alone(job: Job, *, force: bool, fork: bool) -> dict[str, Any]:
         process.join()
     finally:
         _stop([process])
-    row = _read_row(job.row_path)
+    row = read_row(job.row_path)
     if row is None or row.get("status") == "running":  # it died before writing its row
         foreign = bool(row and row.get("foreign"))
-        row = _row(job, process.exitcode or -1, "", time.perf_counter() - t0, foreign)
-        _write_row(row, job.row_path)
+        row = job_row(job, process.exitcode or -1, "", time.perf_counter() - t0, foreign)
+        write_row(row, job.row_path)
     return row
 
 
@@ -622,37 +543,8 @@ def _result(future: Any, job: Job) -> dict[str, Any]:
     try:
         return future.result()
     except Exception as exc:  # noqa: BLE001 - recorded in the row, the batch goes on
-        row = _row(
+        row = job_row(
             job, -1, f"lattice: error: the job did not run ({type(exc).__name__}: {exc})", 0.0
         )
-        _write_row(row, job.row_path)
+        write_row(row, job.row_path)
         return row
-
-
-def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write rows as a CSV (columns in first-seen order; ``argv`` and ``foreign`` left
-    out), atomically."""
-    path = Path(path)
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns and k not in ("argv", "foreign")]
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, columns, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _cell(row.get(k)) for k in columns})
-        publish(tmp, path)
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot write '{path}' ({exc.strerror}); choose another --out folder"
-        ) from exc
-    return path
-
-
-def _cell(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return ""
-    return value

@@ -63,20 +63,8 @@ def parameter_text(value: Any) -> str:
     return str(value).strip()
 
 
-def read_manifest(path: str | Path) -> list[Case]:
-    """Read a manifest CSV: columns ``case``, ``ct``, ``gtv``, optional ``oars``
-    (``[NAME=]PATH:MM`` entries separated by ``;``) and optional parameter columns named like
-    :data:`PLAN_PARAMETERS`. Relative paths are taken from the manifest's folder; an empty
-    parameter cell leaves that parameter to the defaults.
-
-    Raises
-    ------
-    InputFileError
-        The manifest is missing or not a CSV with the required columns.
-    ParameterError
-        Unknown columns, repeated or unusable case names, empty inputs.
-    """
-    path = Path(path)
+def _read_csv(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows of the manifest CSV and its column names (stripped)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
@@ -89,6 +77,11 @@ def read_manifest(path: str | Path) -> list[Case]:
             f"cannot read manifest '{path}' ({exc}); it must be a UTF-8 CSV "
             "file with the columns case, ct, gtv"
         ) from None
+    return rows, columns
+
+
+def _parameter_columns(path: Path, columns: list[str]) -> list[str]:
+    """The manifest's parameter columns, once every column is checked."""
     unnamed = [i + 1 for i, c in enumerate(columns) if not c]
     if unnamed:
         raise ParameterError(
@@ -110,6 +103,25 @@ def read_manifest(path: str | Path) -> list[Case]:
     extra = [c for c in columns if c not in (*MANIFEST_COLUMNS, OAR_COLUMN)]
     for c in extra:
         check_parameter_name(c, f"manifest '{path}' column")
+    return extra
+
+
+def read_manifest(path: str | Path) -> list[Case]:
+    """Read a manifest CSV: columns ``case``, ``ct``, ``gtv``, optional ``oars``
+    (``[NAME=]PATH:MM`` entries separated by ``;``) and optional parameter columns named like
+    :data:`PLAN_PARAMETERS`. Relative paths are taken from the manifest's folder; an empty
+    parameter cell leaves that parameter to the defaults.
+
+    Raises
+    ------
+    InputFileError
+        The manifest is missing or not a CSV with the required columns.
+    ParameterError
+        Unknown columns, repeated or unusable case names, empty inputs.
+    """
+    path = Path(path)
+    rows, columns = _read_csv(path)
+    extra = _parameter_columns(path, columns)
     base = Path(os.path.abspath(path)).parent  # absolute, '..' folded: resumable from anywhere
     cases: list[Case] = []
     for line, raw in enumerate(rows, start=2):

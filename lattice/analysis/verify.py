@@ -39,6 +39,7 @@ input_files     the input files still have the checksums recorded at planning
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import replace
@@ -393,35 +394,7 @@ def _check_reported(
         np.minimum.at(nearest, b, pair_mm)
     diffs: list[float] = []
 
-    def compare(
-        i: int, key: str, reported: Any, expected: Any, explain: str, *, shown: Any = None
-    ) -> None:
-        name = chk.names[i]
-        if expected is None or (np.ndim(expected) == 0 and not np.isfinite(expected)):
-            if reported is not None:
-                chk.add(rule, (i,), f"{name}: {key} is {reported!r} but {explain}")
-            return
-        try:
-            got = np.array(reported, dtype=np.float64)
-            diff = (
-                float(np.linalg.norm(got - expected))
-                if got.shape == np.shape(expected)
-                else math.inf
-            )
-        except (TypeError, ValueError):
-            diff = math.inf
-        if not math.isfinite(diff):
-            chk.add(rule, (i,), f"{name}: {key} is {reported!r}; expected {explain}")
-            return
-        diffs.append(diff)
-        if diff > REPORT_TOLERANCE_MM:
-            chk.add(
-                rule,
-                (i,),
-                f"{name}: reported {key} "
-                f"{_shown(reported if shown is None else shown)} differs by "
-                f"{format_mm(diff)} mm from {explain}",
-            )
+    compare = functools.partial(_compare, chk, diffs)
 
     for i, v in enumerate(records):
         c = centres[i]
@@ -476,6 +449,20 @@ def _check_reported(
                 d[i],
                 f"the recomputed distance {format_mm(d[i])} mm",
             )
+    _check_ids_and_count(chk, doc, records, n)
+    largest = f"; largest difference {format_mm(max(diffs))} mm" if diffs else ""
+    chk.worst(
+        rule,
+        REPORT_TOLERANCE_MM - np.array(diffs) if diffs else None,
+        f"written values within {format_mm(REPORT_TOLERANCE_MM)} mm of the recomputation{largest}",
+    )
+
+
+def _check_ids_and_count(
+    chk: Checker, doc: Mapping[str, Any], records: list[Mapping[str, Any]], n: int
+) -> None:
+    """Every vertex id written once, and the summary's vertex count that of the list."""
+    rule = "reported_values"
     ids = [v.get("id") for v in records]
     if len(set(map(repr, ids))) != len(ids):
         chk.add(
@@ -490,12 +477,46 @@ def _check_reported(
             (),
             f"summary.n_vertices is {summary.get('n_vertices')!r} but the plan lists {n} vertices",
         )
-    largest = f"; largest difference {format_mm(max(diffs))} mm" if diffs else ""
-    chk.worst(
-        rule,
-        REPORT_TOLERANCE_MM - np.array(diffs) if diffs else None,
-        f"written values within {format_mm(REPORT_TOLERANCE_MM)} mm of the recomputation{largest}",
-    )
+
+
+def _compare(
+    chk: Checker,
+    diffs: list[float],
+    i: int,
+    key: str,
+    reported: Any,
+    expected: Any,
+    explain: str,
+    *,
+    shown: Any = None,
+) -> None:
+    """Check one written value of vertex ``i`` against the recomputed ``expected`` (a
+    distance in mm between them, kept in ``diffs``); None or non-finite: none expected."""
+    rule = "reported_values"
+    name = chk.names[i]
+    if expected is None or (np.ndim(expected) == 0 and not np.isfinite(expected)):
+        if reported is not None:
+            chk.add(rule, (i,), f"{name}: {key} is {reported!r} but {explain}")
+        return
+    try:
+        got = np.array(reported, dtype=np.float64)
+        diff = (
+            float(np.linalg.norm(got - expected)) if got.shape == np.shape(expected) else math.inf
+        )
+    except (TypeError, ValueError):
+        diff = math.inf
+    if not math.isfinite(diff):
+        chk.add(rule, (i,), f"{name}: {key} is {reported!r}; expected {explain}")
+        return
+    diffs.append(diff)
+    if diff > REPORT_TOLERANCE_MM:
+        chk.add(
+            rule,
+            (i,),
+            f"{name}: reported {key} "
+            f"{_shown(reported if shown is None else shown)} differs by "
+            f"{format_mm(diff)} mm from {explain}",
+        )
 
 
 def _shown(value: Any) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..analysis.measure import SizeRule
+from ..analysis.measure import LesionMeasurements, SizeRule
 from ..planning.plan import Plan
 from ..render.worker import PictureWorker
 from ..volume import Volume
@@ -26,13 +26,13 @@ from .dicom import ImageSeries
 from .folder import (
     STAGE_KINDS,
     make_stage,
-    output_lock,
     publish,
     remove_stale_stages,
     stage_prefix,
     write_json,
     write_staged,
 )
+from .lock import output_lock
 from .masks import sphere_label_map
 from .nifti import save_volume
 from .tables import write_vertices_csv
@@ -227,14 +227,7 @@ def write_plan_folder(
                 names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:
                 names += _write_dicom(plan, dicom, stage, ct=ct if worker is None else None)
-            if mesh_format is not None:
-                from .meshes import write_meshes  # trimesh is imported only when used
-
-                names += write_meshes(plan, stage, fmt=mesh_format)
-            if markups and plan.n_vertices:
-                from .markups import write_markups
-
-                names.append(write_markups(plan, stage / "vertices.mrk.json").name)
+            names += _write_shapes(plan, stage, mesh_format, markups)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             doc = dict(
                 document()
@@ -258,22 +251,12 @@ def write_plan_folder(
             by_worker = worker.wait()
             lesion = worker.lesion
         if measure:
-            from ..analysis.measure import evaluate_rules, measure_lesion
-
-            lesion = lesion if lesion is not None else measure_lesion(plan.gtv)
-            doc["lesion"] = {
-                "measurements": lesion.to_dict(),
-                "size_rules": evaluate_rules(lesion, list(size_rules or [])),
-            }
+            doc["lesion"] = _lesion_section(plan, lesion, size_rules)
         if early_ct:
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)
             by_worker.append(CT_DICOM_FOLDER)
-        from ..render.report import PICTURES, render_report
-
-        pictures = {n: (stage / n).read_bytes() for n, _ in PICTURES if n in by_worker}
-        (stage / "report.html").write_text(render_report(doc, pictures), encoding="utf-8")
-        write_json(doc, stage / "plan.json")
+        _write_report_and_plan(doc, stage, by_worker)
         return [*names, *by_worker, "report.html", "plan.json"]
 
     try:
@@ -281,6 +264,43 @@ def write_plan_folder(
     finally:
         if own_worker is not None:
             own_worker.close()
+
+
+def _write_shapes(plan: Plan, stage: Path, mesh_format: str | None, markups: bool) -> list[str]:
+    """The meshes and the Slicer markups of the plan, as asked; their names."""
+    names: list[str] = []
+    if mesh_format is not None:
+        from .meshes import write_meshes  # trimesh is imported only when used
+
+        names += write_meshes(plan, stage, fmt=mesh_format)
+    if markups and plan.n_vertices:
+        from .markups import write_markups
+
+        names.append(write_markups(plan, stage / "vertices.mrk.json").name)
+    return names
+
+
+def _lesion_section(
+    plan: Plan, lesion: LesionMeasurements | None, size_rules: Sequence[SizeRule] | None
+) -> dict[str, Any]:
+    """plan.json's ``lesion``: the GTV's measurements (measured here unless the worker did)
+    and the size rules evaluated on them."""
+    from ..analysis.measure import evaluate_rules, measure_lesion
+
+    lesion = lesion if lesion is not None else measure_lesion(plan.gtv)
+    return {
+        "measurements": lesion.to_dict(),
+        "size_rules": evaluate_rules(lesion, list(size_rules or [])),
+    }
+
+
+def _write_report_and_plan(doc: Mapping[str, Any], stage: Path, by_worker: Sequence[str]) -> None:
+    """report.html (with the pictures the worker drew), then plan.json."""
+    from ..render.report import PICTURES, render_report
+
+    pictures = {n: (stage / n).read_bytes() for n, _ in PICTURES if n in by_worker}
+    (stage / "report.html").write_text(render_report(doc, pictures), encoding="utf-8")
+    write_json(doc, stage / "plan.json")
 
 
 def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None) -> list[str]:

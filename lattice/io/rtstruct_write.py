@@ -95,6 +95,35 @@ COLORS = {
 }
 
 
+def _vertex_rois(plan: Plan, circles: list[list[Contour]], vertex_rois: str) -> list[RoiSpec]:
+    """``LATTICE_VTX`` (every vertex) and/or ``VTX_01``... (one per vertex), as asked."""
+    rois = []
+    if vertex_rois in ("both", "combined") and plan.n_vertices:
+        rois.append(
+            RoiSpec(
+                "LATTICE_VTX",
+                "PTV",
+                COLORS["LATTICE_VTX"],
+                [c for per in circles for c in per],
+                f"all {plan.n_vertices} LATTICE vertices, D {plan.parameters.diameter_mm:g} mm",
+            )
+        )
+    if vertex_rois in ("both", "each"):
+        for record, per, color in zip(
+            plan.vertex_records(), circles, _colors(plan.n_vertices, start=0.02)
+        ):
+            rois.append(
+                RoiSpec(
+                    record["name"],
+                    "PTV",
+                    color,
+                    per,
+                    f"LATTICE vertex {record['id']}, D {plan.parameters.diameter_mm:g} mm",
+                )
+            )
+    return rois
+
+
 def plan_rois(
     plan: Plan,
     grid: Grid | Volume,
@@ -124,30 +153,7 @@ def plan_rois(
         raise ValueError(f"valley_contours must be one of {VALLEY_CONTOUR_CHOICES}")
     radius = plan.parameters.diameter_mm / 2.0
     circles = [sphere_contours(c, radius, grid) for c in plan.centers_lps_mm]
-    rois = []
-    if vertex_rois in ("both", "combined") and plan.n_vertices:
-        rois.append(
-            RoiSpec(
-                "LATTICE_VTX",
-                "PTV",
-                COLORS["LATTICE_VTX"],
-                [c for per in circles for c in per],
-                f"all {plan.n_vertices} LATTICE vertices, D {plan.parameters.diameter_mm:g} mm",
-            )
-        )
-    if vertex_rois in ("both", "each"):
-        for record, per, color in zip(
-            plan.vertex_records(), circles, _colors(plan.n_vertices, start=0.02)
-        ):
-            rois.append(
-                RoiSpec(
-                    record["name"],
-                    "PTV",
-                    color,
-                    per,
-                    f"LATTICE vertex {record['id']}, D {plan.parameters.diameter_mm:g} mm",
-                )
-            )
+    rois = _vertex_rois(plan, circles, vertex_rois)
     # Masks are traced on the series' own slices: a NIfTI grid may store the same voxels in
     # another axis order.
     gtv_mask = on_grid(plan.gtv, grid, name="GTV", grid_name="the DICOM series")

@@ -35,6 +35,24 @@ def _coerce_mask(volume: Volume, name: str) -> Volume:
     return volume.with_array(mask_from_array(np.asarray(volume.array), name=name))
 
 
+def _checked_masks(gtv: Volume, oars: Sequence[Oar]) -> tuple[Volume, list[Oar]]:
+    """The GTV and OAR masks as boolean volumes, once their names and grid are checked."""
+    if len({o.name for o in oars}) != len(oars):
+        raise MaskError("two OARs share a name; give each OAR a distinct name")
+    gtv.check_not_sheared(name="the GTV")
+    gtv = _coerce_mask(gtv, "the GTV mask")
+    oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
+    return gtv, oars
+
+
+def _lattice_target(gtv: Volume, field: RuleField, gtv_margin_mm: float) -> Volume:
+    """The LATTICE target: voxel centres deeper than the margin below the GTV's TPS surface."""
+    target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
+    target_array[field.box] = field.deeper_than(gtv_margin_mm)
+    target = gtv.with_array(target_array)
+    return target
+
+
 def plan_vertices(
     gtv: Volume,
     *,
@@ -139,11 +157,7 @@ def plan_vertices(
         else float(coplanar_spacing_mm),
     )
     params.validate()
-    if len({o.name for o in oars}) != len(oars):
-        raise MaskError("two OARs share a name; give each OAR a distinct name")
-    gtv.check_not_sheared(name="the GTV")
-    gtv = _coerce_mask(gtv, "the GTV mask")
-    oars = [replace(o, mask=_coerce_mask(o.mask, f"OAR '{o.name}'")) for o in oars]
+    gtv, oars = _checked_masks(gtv, oars)
 
     field = RuleField(
         gtv,
@@ -152,10 +166,7 @@ def plan_vertices(
         gtv_margin_mm=params.gtv_margin_mm,
         max_depth_mm=params.max_depth_mm,
     )
-    # The LATTICE target: voxel centres deeper than the margin below the GTV's TPS surface.
-    target_array = np.zeros(gtv.shape, dtype=bool, order="F")  # NIfTI order: no copy on save
-    target_array[field.box] = field.deeper_than(params.gtv_margin_mm)
-    target = gtv.with_array(target_array)
+    target = _lattice_target(gtv, field, params.gtv_margin_mm)
 
     def finish(
         centres: NDArray[np.float64], search: dict[str, Any], warnings: tuple[str, ...] = ()

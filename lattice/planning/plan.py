@@ -19,6 +19,7 @@ from ..errors import ParameterError
 from ..geometry.margins import bounding_box
 from ..geometry.patterns import PATTERNS
 from ..volume import Volume
+from .frames import InputFormat, input_format_of, world_frame
 from .parameters import MAX_LENGTH_MM, RANGES, check_range  # noqa: F401 - MAX_LENGTH_MM: re-exported
 
 OrientationSearch = Literal["axial", "3d"]
@@ -506,7 +507,7 @@ class Plan:
         return {
             "lattice_version": __version__,
             "world_frame": world_frame(
-                input_format if input_format is not None else _input_format(inputs)
+                input_format if input_format is not None else input_format_of(inputs)
             ),
             "surface_model": self.surface_model(),
             "inputs": inputs or {},
@@ -528,54 +529,6 @@ class Plan:
                 for r, v in zip(self.vertex_records(), tps)
             ],
         }
-
-
-InputFormat = Literal["nifti", "dicom", "api"]
-
-_RAS_TEXT = "RAS+ mm: +x to the patient's right, +y anterior, +z superior"
-_LPS_TEXT = "LPS mm, DICOM patient coordinates: +x to the patient's left, +y posterior, +z superior"
-_IJK_TEXT = "fractional voxel index (i, j, k) of the CT grid; grid.affine maps it to RAS+ mm"
-
-
-def world_frame(input_format: InputFormat) -> dict[str, str]:
-    """plan.json's ``world_frame``: the frame of each coordinate, and which of them is the
-    frame the input's own coordinates are in.
-
-    The same point is reported as ``center_ras_mm`` and ``center_lps_mm`` (x and y negated):
-    NIfTI input is RAS+ (its sform/qform, as nibabel reads it), DICOM input is LPS (the CT
-    series' ImagePositionPatient/ImageOrientationPatient, the RTSTRUCT's ContourData).
-    """
-    if input_format == "dicom":
-        return {
-            "input": "DICOM CT series and RTSTRUCT, whose coordinates are LPS mm",
-            "input_frame": "center_lps_mm",
-            "center_lps_mm": f"{_LPS_TEXT}; the input's own frame",
-            "center_ras_mm": f"{_RAS_TEXT}; the LPS point with x and y negated",
-            "center_ijk": _IJK_TEXT,
-        }
-    lps = f"{_LPS_TEXT}; the RAS+ point with x and y negated"
-    if input_format == "nifti":
-        return {
-            "input": "NIfTI CT and masks, whose sform/qform coordinates are RAS+ mm",
-            "input_frame": "center_ras_mm",
-            "center_ras_mm": f"{_RAS_TEXT}; the input's own frame",
-            "center_lps_mm": lps,
-            "center_ijk": _IJK_TEXT,
-        }
-    return {
-        "input": "Volumes given to the library, whose affines are RAS+ mm",
-        "input_frame": "center_ras_mm",
-        "center_ras_mm": _RAS_TEXT,
-        "center_lps_mm": lps,
-        "center_ijk": _IJK_TEXT,
-    }
-
-
-def _input_format(inputs: dict[str, Any] | None) -> InputFormat:
-    ct = (inputs or {}).get("ct") or {}
-    if "dicom_folder" in ct:
-        return "dicom"
-    return "nifti" if "path" in ct else "api"
 
 
 def tps_volume_error(diameter_mm: float, gap_mm: float, offset_mm: float) -> float:

@@ -117,24 +117,7 @@ class RuleField:
             # The shell's inner boundary is one more 1-Lipschitz term of the slack.
             np.minimum(slack, np.float32(max_depth_mm) - d_hi, out=slack)
             np.minimum(slack_hi, np.float32(max_depth_mm) - d_lo, out=slack_hi)
-        # OAR terms matter only where the GTV term leaves a chance (> -band): elsewhere the
-        # GTV term alone rejects, and a corner there cannot raise a lower bound above 0.
-        #: Per OAR, lower and upper bounds of its distance on the :attr:`cand` sub-box.
-        self._oar_bounds: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
-        reach = slack_hi > -self.band_mm - EDT_TOLERANCE_MM
-        self.cand = bounding_box(reach, pad_vox=1) if np.any(reach) else None
-        if self.cand is not None:
-            glob = tuple(
-                slice(int(lo) + c.start, int(lo) + c.stop) for lo, c in zip(self.box_lo, self.cand)
-            )
-            for o in self.oars:
-                need_o = self.need_oar_mm[o.name]
-                o_lo, o_hi = self.oar_solids[o.name].voxel_distance_bounds(
-                    glob, exact_to_mm=need_o + 2 * self.band_mm + 1.0
-                )  # type: ignore[arg-type]
-                self._oar_bounds[o.name] = (o_lo, o_hi)
-                np.minimum(slack[self.cand], o_lo - np.float32(need_o), out=slack[self.cand])
-                np.minimum(slack_hi[self.cand], o_hi - np.float32(need_o), out=slack_hi[self.cand])
+        self._add_oar_terms(slack, slack_hi)
         # C order once: lookup() ravels it for every batch of points.
         #: Lower bound of the slack at every voxel centre of :attr:`box`.
         self.slack_vox: NDArray[np.float32] = np.ascontiguousarray(slack)
@@ -157,6 +140,29 @@ class RuleField:
         gap = self._slack_hi_flat[near] - self._slack_flat[near]
         #: Largest gap between the slack bounds of any voxel that the bounds may not decide.
         self.table_gap_mm = float(np.max(gap[np.isfinite(gap)], initial=0.0))
+
+    def _add_oar_terms(self, slack: NDArray[np.float32], slack_hi: NDArray[np.float32]) -> None:
+        """Lower ``slack`` and ``slack_hi`` (in place) by every OAR's clearance term; sets
+        :attr:`cand` and the OAR distance bounds on it."""
+        # OAR terms matter only where the GTV term leaves a chance (> -band): elsewhere the
+        # GTV term alone rejects, and a corner there cannot raise a lower bound above 0.
+        #: Per OAR, lower and upper bounds of its distance on the :attr:`cand` sub-box.
+        self._oar_bounds: dict[str, tuple[NDArray[np.float32], NDArray[np.float32]]] = {}
+        reach = slack_hi > -self.band_mm - EDT_TOLERANCE_MM
+        self.cand = bounding_box(reach, pad_vox=1) if np.any(reach) else None
+        if self.cand is not None:
+            glob = tuple(
+                slice(int(lo) + c.start, int(lo) + c.stop) for lo, c in zip(self.box_lo, self.cand)
+            )
+            for o in self.oars:
+                need_o = self.need_oar_mm[o.name]
+                o_lo, o_hi = self.oar_solids[o.name].voxel_distance_bounds(
+                    glob,  # type: ignore[arg-type]
+                    exact_to_mm=need_o + 2 * self.band_mm + 1.0,
+                )
+                self._oar_bounds[o.name] = (o_lo, o_hi)
+                np.minimum(slack[self.cand], o_lo - np.float32(need_o), out=slack[self.cand])
+                np.minimum(slack_hi[self.cand], o_hi - np.float32(need_o), out=slack_hi[self.cand])
         self._shape32 = np.array(slack.shape, dtype=np.uint32)
         self._strides32 = np.array(
             [slack.shape[1] * slack.shape[2], slack.shape[2], 1], dtype=np.uint32

@@ -3,7 +3,7 @@ viewpoints in orthographic projection along world axes, with RAS mm scales."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,18 +143,7 @@ def render_3d(
         pt_mm = FIGURE_DPI / 72.0 * mm_per_px
         shown = _labelled(centers, toward, radius, (h, v), (5.0 * pt_mm, 9.0 * pt_mm))
         hidden = max(hidden, len(centers) - len(shown))
-        for i in shown:
-            ax.text(
-                centers[i, h],
-                centers[i, v],
-                str(i + 1),
-                fontsize=7,
-                fontweight="bold",
-                ha="center",
-                va="center",
-                color="black",
-                zorder=10,
-            )
+        _draw_ids(ax, centers, shown, (h, v))
         _frame_3d(ax, view, lo, hi, mm_per_px)
         ax.set_title(view.title, fontsize=10)
     handles = [
@@ -177,6 +166,25 @@ def render_3d(
     except OSError as exc:
         raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
     return out
+
+
+def _draw_ids(
+    ax: Axes, centers: NDArray[np.float64], shown: Iterable[int], hv: tuple[int, int]
+) -> None:
+    """The 1-based ids of the ``shown`` vertices at their centres (world axes ``hv``)."""
+    h, v = hv
+    for i in shown:
+        ax.text(
+            centers[i, h],
+            centers[i, v],
+            str(i + 1),
+            fontsize=7,
+            fontweight="bold",
+            ha="center",
+            va="center",
+            color="black",
+            zorder=10,
+        )
 
 
 def _draw_faces(

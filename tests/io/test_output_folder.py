@@ -33,7 +33,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import run, snapshot
 
-from lattice.io.folder import lock_path, output_lock, resolve_output_folder
+from lattice.io.folder import resolve_output_folder
+from lattice.io.lock import lock_path, output_lock
 from lattice.io.plan_writer import PLAN_FILES, remove_stale_stages
 from lattice_cli.main import main
 
@@ -103,7 +104,7 @@ def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding the lock of ``folder`` until its stdin closes."""
     code = (
         "import sys; from pathlib import Path; from lattice.io.folder import "
-        "output_lock, resolve_output_folder\n"
+        "resolve_output_folder; from lattice.io.lock import output_lock\n"
         "with output_lock(resolve_output_folder(sys.argv[1]), command='the holder'):\n"
         "    print('held', flush=True); sys.stdin.read()\n"
     )
