@@ -1,7 +1,8 @@
 """An independent checker of vertex plans under the TPS surface model (issue 11).
 
-Nothing here imports ``lattice``: the model is rebuilt from the definitions in the domain
-brief (section 2, "GTV surface", "depth", "GTV margin", "OAR clearance") with numpy, scipy,
+Nothing here imports ``lattice``: the model is rebuilt from the definitions in
+docs/surface_model.md and docs/vocabulary.md ("Terms": "GTV surface", "depth", "GTV margin",
+"OAR clearance") with numpy, scipy,
 scikit-image, nibabel and pydicom only.
 
 The model

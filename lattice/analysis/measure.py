@@ -272,7 +272,7 @@ class SizeRule:
         return bool(_OPERATORS[self.op](getattr(m, self.metric), self.threshold))
 
 
-#: Size rules of the seed trials (docs/domain.md).
+#: Size rules of the seed trials (docs/vocabulary.md, "Lesion-size rules").
 TRIAL_RULES = {
     "NCT06987370": SizeRule(
         "short_axis_mm",

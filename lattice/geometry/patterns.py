@@ -13,7 +13,7 @@ pattern   cell                        motif (fractional)  layer step    density 
           c = S sqrt(8/3)
 ========  =========================  =================  ============  ===================
 
-In every case the true nearest-neighbour distance is S (domain brief, section 3): peers that
+In every case the true nearest-neighbour distance is S (docs/patterns.md): peers that
 call the BCC cube edge "spacing" put vertices 0.87 S apart; here the cell is scaled instead.
 """
 

@@ -1,10 +1,10 @@
 """DICOM RTSTRUCT of a plan, for a treatment planning system to import beside its CT.
 
-Follows the checklist of ``docs/domain.md``: the structure set references the CT series
-(patient and study attributes, FrameOfReferenceUID, a ContourImageSequence per contour),
-gets new Series and SOP Instance UIDs on every export, writes every decimal string in at
-most 16 characters, and holds CLOSED_PLANAR contours of at least 3 points, each on a CT
-slice plane.
+Follows the checklist of ``docs/dicom.md`` ("An RTSTRUCT a TPS will accept"): the structure
+set references the CT series (patient and study attributes, FrameOfReferenceUID, a
+ContourImageSequence per contour), gets new Series and SOP Instance UIDs on every export,
+writes every decimal string in at most 16 characters, and holds CLOSED_PLANAR contours of at
+least 3 points, each on a CT slice plane.
 
 Vertex spheres are written as analytic circles where each slice plane cuts the sphere
 (:data:`CIRCLE_POINTS` points on the circle: the polygon's area is 0.16 % below the

@@ -5,7 +5,7 @@ The problem: find as many centres as possible in the allowed region
 ``S = min_spacing_mm`` apart. In space this packs balls of radius S/2 whose centres stay in F;
 on a finite set of candidate points it is a maximum independent set (MIS) of the conflict
 graph, whose edges join candidates closer than S. Both are NP-hard; near an irregular
-boundary the best packing is no lattice (domain brief, section 3).
+boundary the best packing is no lattice (docs/patterns.md, "Irregular packings").
 
 Method, three stages sharing one time budget:
 

@@ -1,7 +1,7 @@
 """Named protocol presets: parameter sets published for LATTICE programmes.
 
 Each preset gives planning parameters and the source it follows; explicit settings override
-preset values. The values are the ones stated in ``shared/docs/domain.md`` (section 2) from
+preset values. The values are the ones stated in ``docs/protocols.md`` from
 the cited papers; "like" because a protocol is more than its geometry (dose, fractionation,
 plan evaluation are not modelled here).
 """

@@ -25,10 +25,10 @@ def gtv_path(case: str) -> Path:
 
 
 # Acceptance minima of issue 2 (D 15, S 30, margin 5, hcp); fixed-origin tools get 2-6 on
-# STS_001 (domain brief, section 3). Under the TPS surface model (issue 11) the GTV is half a
-# voxel smaller than the voxel-centre model measured, and STS_013 drops from 34 to 30 (the
-# issue-2 minimum was 31); the brute-force comparison in tests/geometry/test_tps_surface.py is the
-# real floor.
+# STS_001 (docs/patterns.md, "A fixed origin wastes vertices"). Under the TPS surface model
+# (issue 11) the GTV is half a voxel smaller than the voxel-centre model measured, and STS_013
+# drops from 34 to 30 (the issue-2 minimum was 31); the brute-force comparison in
+# tests/geometry/test_tps_surface.py is the real floor.
 @pytest.mark.parametrize("case,minimum", [("STS_001", 10), ("STS_044", 17), ("STS_013", 30)])
 def test_hcp_counts_on_real_sarcomas(case, minimum):
     gtv = load_mask(gtv_path(case))

@@ -2,7 +2,7 @@
 
 Vertex spheres are recovered from the written contours (area-weighted centroid, slab volume:
 polygon area x slice gap) and compared with the plan; traced ROIs are rasterised with
-scikit-image and compared with the plan's masks; the checklist of docs/domain.md is checked
+scikit-image and compared with the plan's masks; the checklist of docs/dicom.md is checked
 on the written file (DS lengths, point counts, slice planes, references, UIDs).
 """
 
