@@ -50,6 +50,13 @@ _EXPORTS = {
     "PlanOptions": "lattice.pipeline",
     "run_plan": "lattice.pipeline",
     "DoseProxyParameters": "lattice.analysis.dose",
+    "cold_sites": "lattice.planning.cold",
+    "read_dose": "lattice.io.rtdose",
+    "write_rtdose": "lattice.io.rtdose_write",
+    "resample_dose": "lattice.analysis.resample",
+    "EvaluationMasks": "lattice.analysis.evaluate",
+    "evaluate_dose": "lattice.analysis.evaluate",
+    "evaluate_dose_volume": "lattice.analysis.evaluate",
 }
 
 __all__ = ["__version__", *_EXPORTS]
