@@ -57,6 +57,7 @@ _EXPORTS = {
     "EvaluationMasks": "lattice.analysis.evaluate",
     "evaluate_dose": "lattice.analysis.evaluate",
     "evaluate_dose_volume": "lattice.analysis.evaluate",
+    "evaluate_plan_folder": "lattice.analysis.evaluate_plan",
 }
 
 __all__ = ["__version__", *_EXPORTS]

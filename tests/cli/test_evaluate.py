@@ -1,0 +1,108 @@
+"""``lattice evaluate PLAN_DIR --dose FILE`` on a plan of the bundled STS_001: an analytic
+RT Dose in the plan's frame of reference, metrics checked against a computation from the
+written NIfTI files alone; a dose from another frame refused on one line."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from cli_helpers import run, run_redirected
+from conftest import REPO_ROOT
+
+from lattice.errors import EXIT_INPUT, EXIT_OUTPUT_EXISTS
+from lattice.io.rtdose_write import write_rtdose
+
+SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
+PLAN_ARGS = ["--diameter-mm", "15", "--spacing-mm", "30", "--gtv-margin-mm", "5", "--no-picture"]
+#: The analytic dose: linear in RAS mm, so trilinear resampling reproduces it exactly.
+BASE_GY, SLOPE_GY_PER_MM = 10.0, np.array([0.04, -0.03, 0.02])
+DOSE_SPACING_MM = np.array([2.5, 2.5, 3.0])
+
+
+def _world_ras_mm(img, mask):
+    return nib.affines.apply_affine(img.affine, np.argwhere(mask))
+
+
+def _linear_dose_gy(points_ras_mm, centre_ras_mm):
+    return BASE_GY + (points_ras_mm - centre_ras_mm) @ SLOPE_GY_PER_MM
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory):
+    """The plan folder, and (dose grid affine, shape, centre) covering its GTV."""
+    out = tmp_path_factory.mktemp("evaluate") / "plan"
+    argv = ["plan", "--ct", SAMPLE / "ct.nii.gz", "--gtv", SAMPLE / "gtv.nii.gz", "--out", out]
+    code, _, err = run_redirected([*argv, *PLAN_ARGS])
+    assert code == 0, err
+    gtv = nib.load(SAMPLE / "gtv.nii.gz")
+    points = _world_ras_mm(gtv, np.asarray(gtv.dataobj) > 0)
+    lo, hi = points.min(axis=0) - 10.0, points.max(axis=0) + 10.0
+    shape = tuple(int(n) for n in np.ceil((hi - lo) / DOSE_SPACING_MM) + 1)
+    # Standard axial RT Dose: rows along LPS +x (RAS -x), columns along LPS +y (RAS -y).
+    affine = np.diag([-DOSE_SPACING_MM[0], -DOSE_SPACING_MM[1], DOSE_SPACING_MM[2], 1.0])
+    affine[:3, 3] = [hi[0], hi[1], lo[2]]
+    return out, affine, shape, points.mean(axis=0)
+
+
+def _write_dose(path, planned, frame_uid):
+    _, affine, shape, centre = planned
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    dose = _linear_dose_gy(nib.affines.apply_affine(affine, ijk), centre)
+    return write_rtdose(path, dose, affine, frame_of_reference_uid=frame_uid, bits=32)
+
+
+def _plan_frame_uid(folder):
+    import pydicom
+
+    return str(pydicom.dcmread(folder / "rtstruct.dcm").FrameOfReferenceUID)
+
+
+def test_evaluate_writes_the_metrics_of_the_dose(planned, capfd, tmp_path):
+    out = planned[0]
+    dose_path = _write_dose(tmp_path / "dose.dcm", planned, _plan_frame_uid(out))
+    code, stdout, err = run(capfd, ["evaluate", out, "--dose", dose_path])
+    assert code == 0, err
+    assert "wrote evaluation.png, evaluation.json" in stdout
+    doc = json.loads((out / "evaluation.json").read_text())
+    for key in ("gtv", "pvdr_d10_d90", "peaks", "valley", "epvdr", "vertices", "cold"):
+        assert key in doc
+    for key in ("oars", "shells", "profiles", "dose"):
+        assert key in doc
+    assert set(doc["gtv"]) >= {f"D{p}_gy" for p in (2, 5, 10, 50, 90, 95, 98)} | {"mean_gy"}
+    assert set(doc["dose"]) >= {"path", "sha256", "units", "summation_type", "grid"}
+    assert doc["plan"]["frame_checked"] is True
+    plan = json.loads((out / "plan.json").read_text())
+    assert [v["id"] for v in doc["vertices"]] == [v["id"] for v in plan["vertices"]]
+    # Independent: the linear dose at the voxel centres of the written masks.
+    centre = planned[3]
+    gtv = nib.load(SAMPLE / "gtv.nii.gz")
+    gtv_dose = _linear_dose_gy(_world_ras_mm(gtv, np.asarray(gtv.dataobj) > 0), centre)
+    assert doc["gtv"]["mean_gy"] == pytest.approx(gtv_dose.mean(), abs=1e-3)
+    assert doc["gtv"]["D50_gy"] == pytest.approx(np.percentile(gtv_dose, 50), abs=1e-3)
+    labels_img = nib.load(out / "vertices.nii.gz")
+    labels = np.rint(np.asarray(labels_img.dataobj)).astype(int)
+    peak_dose = _linear_dose_gy(_world_ras_mm(labels_img, labels > 0), centre)
+    assert doc["peaks"]["mean_gy"] == pytest.approx(peak_dose.mean(), abs=1e-3)
+    first = _linear_dose_gy(_world_ras_mm(labels_img, labels == 1), centre)
+    assert doc["vertices"][0]["mean_gy"] == pytest.approx(first.mean(), abs=1e-3)
+    assert (out / "evaluation.png").stat().st_size > 0
+    # An earlier evaluation is kept unless --force.
+    code, _, err = run(capfd, ["evaluate", out, "--dose", dose_path])
+    assert code == EXIT_OUTPUT_EXISTS and "--force" in err
+    code, _, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+    assert code == 0, err
+
+
+def test_a_dose_in_another_frame_of_reference_is_refused(planned, capfd, tmp_path):
+    out = planned[0]
+    before = sorted(p.name for p in out.iterdir())
+    dose_path = _write_dose(tmp_path / "foreign.dcm", planned, "1.2.826.0.1.3680043.8.498.1")
+    code, stdout, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+    assert code == EXIT_INPUT
+    assert stdout == ""
+    assert err.count("\n") == 1 and err.startswith("lattice: error: ")
+    assert "frame of reference" in err
+    assert sorted(p.name for p in out.iterdir()) == before
