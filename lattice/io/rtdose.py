@@ -76,7 +76,8 @@ class DoseError(InputFileError):
     """A dose file that cannot be read as asked, or a dose that does not fit the plan.
 
     An :class:`~lattice.errors.InputFileError` (a ``ValueError``): the command exits with
-    the bad-input code and prints the message as its one line."""
+    the bad-input code and prints the message as its one line.
+    """
 
 
 @dataclass(frozen=True)
