@@ -468,6 +468,10 @@ def _plan_and_write(
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
+    if worker is not None and size_rules is not None and loaded.gtv.array.dtype == bool:
+        # The lesion is measured on the worker's core while this process plans: off the
+        # path to the end of the run (the worker draws the pictures after the plan).
+        worker.measure_early(loaded.gtv)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
     if plan.n_vertices == 0 and not opts.allow_empty:

@@ -137,13 +137,10 @@ def picture_job(
     ct_series: CtSeriesJob | None = None,
 ) -> PictureJob:
     """The job for ``plan``: its masks cropped to the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
-    gtv = plan.gtv
-    pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
-    box = bounding_box(gtv.array, pad_vox=pad)
+    box = job_box(plan.gtv)
 
     def cut(v: Volume) -> Volume:
-        c = v.crop(box)
-        return c.with_array(np.array(c.array, order="K"))  # same layout: a fast copy
+        return _cut(v, box)
 
     return PictureJob(
         path=path,
@@ -151,13 +148,33 @@ def picture_job(
         box=box,
         centers_ras_mm=plan.centers_ras_mm,
         diameter_mm=plan.parameters.diameter_mm,
-        gtv=cut(gtv),
+        gtv=cut(plan.gtv),
         target=cut(plan.lattice_target),
         oars={n: cut(m) for n, m in (oars or {}).items()},
         stv=None if stv is None else cut(stv),
         measure=measure,
         ct_series=ct_series,
     )
+
+
+def job_box(gtv: Volume) -> tuple[slice, slice, slice]:
+    """The box a picture job crops every mask to: the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
+    pad = np.ceil((CONTEXT_MM + 1.0) / gtv.voxel_size_mm).astype(int)
+    return bounding_box(gtv.array, pad_vox=pad)
+
+
+def _cut(v: Volume, box: tuple[slice, slice, slice]) -> Volume:
+    c = v.crop(box)
+    return c.with_array(np.array(c.array, order="K"))  # same layout: a fast copy
+
+
+def measure_crop(gtv_crop: Volume, first_slice: int) -> LesionMeasurements:
+    """The GTV's measurements from its job crop, the axial slice index shifted back to the
+    full grid (``first_slice``: the crop's first k)."""
+    from ..analysis.measure import measure_lesion
+
+    m = measure_lesion(gtv_crop)
+    return dataclasses.replace(m, axial_slice_index=m.axial_slice_index + first_slice)
 
 
 def _uses_process() -> bool:
@@ -194,6 +211,7 @@ class PictureWorker:
         self._pool: ProcessPoolExecutor | None = None
         self._future: Future[PictureResult] | None = None
         self._result: PictureResult | None = None
+        self._lesion_future: Future[LesionMeasurements] | None = None
         #: Measurements of the GTV after :meth:`wait`, when asked for.
         self.lesion: LesionMeasurements | None = None
         if _uses_process():
@@ -207,6 +225,15 @@ class PictureWorker:
             # The executor forks on its first submit: now, so the child loads the CT and
             # imports matplotlib while this process plans.
             self._pool.submit(_started)
+
+    def measure_early(self, gtv: Volume) -> None:
+        """Measure ``gtv`` on the worker's core now, while this process plans, instead of
+        after :meth:`submit` (``measure=True`` then reuses it): the same crop as the job's,
+        so the same numbers. In-process, the job measures as before."""
+        if self._pool is None:
+            return
+        box = job_box(gtv)
+        self._lesion_future = self._pool.submit(measure_crop, _cut(gtv, box), box[2].start)
 
     def submit(
         self,
@@ -224,6 +251,8 @@ class PictureWorker:
         ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
         ``measure`` for the GTV's :class:`~lattice.analysis.measure.LesionMeasurements`;
         :meth:`wait` collects the result, :attr:`lesion` the measurements."""
+        if self._lesion_future is not None:
+            measure = False  # measured already (measure_early)
         series = None
         if ct_series is not None:
             assert ct_series_dir is not None
@@ -255,19 +284,31 @@ class PictureWorker:
 
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
-        if self._future is not None:
-            future, self._future = self._future, None
-            try:
+        early_lesion = None
+        try:
+            if self._future is not None:
+                future, self._future = self._future, None
                 self._result = future.result()
-            except BrokenProcessPool:
-                raise OutputWriteError(
-                    "the picture worker stopped unexpectedly; rerun, or "
-                    "pass --no-picture to skip the picture"
-                ) from None
+            if self._lesion_future is not None:
+                lesion_future, self._lesion_future = self._lesion_future, None
+                try:
+                    early_lesion = lesion_future.result()
+                except BrokenProcessPool:
+                    raise
+                except BaseException as exc:
+                    raise _reported(exc) from exc
+        except BrokenProcessPool:
+            raise OutputWriteError(
+                "the picture worker stopped unexpectedly; rerun, or "
+                "pass --no-picture to skip the picture"
+            ) from None
         result, self._result = self._result, None
+        if early_lesion is not None:
+            self.lesion = early_lesion
         if result is None:
             return []
-        self.lesion = result.lesion
+        if early_lesion is None:
+            self.lesion = result.lesion
         return list(result.written)
 
     def close(self) -> None:
@@ -285,12 +326,7 @@ class PictureWorker:
 
 def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
     """Do ``job`` with the full ``ct`` in this process."""
-    lesion = None
-    if job.measure:
-        from ..analysis.measure import measure_lesion
-
-        m = measure_lesion(job.gtv)  # on the crop: shift its slice index back
-        lesion = dataclasses.replace(m, axial_slice_index=m.axial_slice_index + job.box[2].start)
+    lesion = measure_crop(job.gtv, job.box[2].start) if job.measure else None
     if job.path is not None:
         _draw(ct, job, job.path)
     if job.ct_series is not None:

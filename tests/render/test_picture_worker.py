@@ -68,3 +68,20 @@ def test_daemonic_process_draws_in_process(tmp_path, monkeypatch):
     got = queue.get(timeout=120)
     process.join(timeout=60)
     assert got == (["overview.png", THREE_D_NAME, MONTAGE_NAME], True)
+
+
+def test_lesion_measured_early_equals_the_measurement_with_the_job(tmp_path, monkeypatch):
+    """measure_early (the worker measures while the parent plans) gives exactly what the
+    job's own measurement gives, and the measurement in this process."""
+    from lattice.analysis.measure import measure_lesion
+
+    monkeypatch.setenv(FORK_ENV, "1")
+    ct, plan = _case()
+    with PictureWorker(lambda: ct) as worker:
+        worker.measure_early(plan.gtv)
+        worker.submit(plan, tmp_path / "overview.png", title="t", measure=True)
+        assert worker.wait() == ["overview.png", THREE_D_NAME, MONTAGE_NAME]
+        early = worker.lesion
+    _, with_job = _draw(tmp_path, ct, plan)
+    assert early is not None and early.to_dict() == with_job.to_dict()
+    assert early.to_dict() == measure_lesion(plan.gtv).to_dict()
