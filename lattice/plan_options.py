@@ -246,6 +246,29 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
         metavar="N",
     ),
     _OPTION(
+        "cold_spheres",
+        "flag",
+        "also place cold (valley) spheres at the holes between the vertices, inside the "
+        "GTV by the margin: cold.csv, cold.mrk.json, cold.nii.gz, the LATTICE_COLD ROI and "
+        "plan.json cold_spheres",
+        field="cold_spheres",
+    ),
+    _OPTION(
+        "cold_diameter_mm",
+        "number",
+        "cold sphere diameter with --cold-spheres (default D)",
+        field="cold_diameter_mm",
+        range="cold_diameter_mm",
+    ),
+    _OPTION(
+        "cold_gap_mm",
+        "number",
+        "least gap from a cold sphere's surface to every vertex sphere's surface with "
+        "--cold-spheres ({default}: one 6 MV penumbra at depth with a margin)",
+        field="cold_gap_mm",
+        range="cold_gap_mm",
+    ),
+    _OPTION(
         "min_vertices",
         "whole",
         "fail (exit 2, nothing written) if fewer than N vertices fit",

@@ -22,6 +22,7 @@ from ..planning.plan import Plan
 from ..render.worker import PictureWorker
 from ..volume import Volume
 from . import folder
+from .cold_outputs import cold_roi, write_cold_files
 from .dicom import ImageSeries
 from .folder import (
     STAGE_KINDS,
@@ -70,6 +71,9 @@ PLAN_FILES = (
     "rtstruct.dcm",
     "ct_dicom",
     "vertices.mrk.json",
+    "cold.csv",
+    "cold.mrk.json",
+    "cold.nii.gz",
     "report.html",
     *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
     "plan.json",
@@ -229,6 +233,7 @@ def write_plan_folder(
                 names += _write_dicom(plan, dicom, stage, ct=ct if worker is None else None)
             names += _write_shapes(plan, stage, mesh_format, markups)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
+            names += write_cold_files(plan, stage)
             doc = dict(
                 document()
                 if document is not None
@@ -319,6 +324,7 @@ def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | No
         gtv=dicom.gtv_roi,
         valley_contours=dicom.valley_contours,
     )
+    rois += cold_roi(plan, dicom.series.grid)
     p = plan.parameters
     write_rtstruct(
         stage / "rtstruct.dcm",

@@ -108,6 +108,13 @@ RANGES: dict[str, Range] = {
     ),
     "min_spacing_mm": _POSITIVE_LENGTH,
     "gtv_margin_mm": _LENGTH,
+    "cold_diameter_mm": Range(
+        MIN_DIAMETER_MM,
+        MAX_LENGTH_MM,
+        "mm",
+        why_low=f"a cold sphere's 64-point contour degenerates below {MIN_DIAMETER_MM:g} mm",
+    ),
+    "cold_gap_mm": _LENGTH,
     "oar_clearance_mm": _LENGTH,
     "shell_width_mm": _POSITIVE_LENGTH,
     "coplanar_mm": _LENGTH,

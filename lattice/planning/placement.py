@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from ..errors import MaskError, ParameterError
 from ..io.nifti import mask_from_array
 from ..volume import Volume
+from .cold_plan import DEFAULT_COLD_GAP_MM, plan_cold_sites
 from .pairs import coplanar_conflicts, max_independent_subset
 from .plan import Plan, PlanParameters
 from .rules import Oar, RuleField
@@ -33,6 +34,17 @@ def _coerce_mask(volume: Volume, name: str) -> Volume:
             raise MaskError(f"{name} is empty (no voxel set); check that it is the right mask")
         return volume
     return volume.with_array(mask_from_array(np.asarray(volume.array), name=name))
+
+
+def _cold_fields(
+    cold_spheres: bool, cold_diameter_mm: float | None, cold_gap_mm: float
+) -> dict[str, Any]:
+    """The cold-sphere fields of :class:`PlanParameters`, as numbers."""
+    return {
+        "cold_spheres": bool(cold_spheres),
+        "cold_diameter_mm": None if cold_diameter_mm is None else float(cold_diameter_mm),
+        "cold_gap_mm": float(cold_gap_mm),
+    }
 
 
 def _checked_masks(gtv: Volume, oars: Sequence[Oar]) -> tuple[Volume, list[Oar]]:
@@ -74,6 +86,9 @@ def plan_vertices(
     coplanar_spacing_mm: float | None = None,
     time_budget_s: float = 5.0,
     protocol: str | None = None,
+    cold_spheres: bool = False,
+    cold_diameter_mm: float | None = None,
+    cold_gap_mm: float = DEFAULT_COLD_GAP_MM,
 ) -> Plan:
     """Place as many vertices as the rules allow on a lattice searched over pose.
 
@@ -122,6 +137,13 @@ def plan_vertices(
     protocol : str, optional
         Name of the protocol preset the parameters follow (recorded in the plan; see
         :mod:`lattice.planning.protocols`).
+    cold_spheres : bool
+        Also place cold spheres at the holes of the vertices (``plan.cold``; see
+        :mod:`lattice.planning.cold_plan`).
+    cold_diameter_mm : float, optional
+        Cold sphere diameter (default D).
+    cold_gap_mm : float
+        Least gap from a cold sphere's surface to every vertex sphere's surface.
 
     Returns
     -------
@@ -149,6 +171,7 @@ def plan_vertices(
         min_vertices=min_vertices,
         count=count,
         protocol=protocol,
+        **_cold_fields(cold_spheres, cold_diameter_mm, cold_gap_mm),
         time_budget_s=float(time_budget_s),
         # coplanar_mm == 0 turns the rule off (e.g. to drop it from a protocol).
         coplanar_mm=None if coplanar_mm == 0 or coplanar_mm is None else float(coplanar_mm),
@@ -158,7 +181,6 @@ def plan_vertices(
     )
     params.validate()
     gtv, oars = _checked_masks(gtv, oars)
-
     field = RuleField(
         gtv,
         oars,
@@ -176,7 +198,8 @@ def plan_vertices(
         oar_d = (
             field.oar_distance_mm(centres) if len(centres) else {o.name: np.zeros(0) for o in oars}
         )
-        return Plan(params, gtv, target, centres, depth, oar_d, search, warnings)
+        cold = plan_cold_sites(field, centres, params)
+        return Plan(params, gtv, target, centres, depth, oar_d, search, warnings, cold)
 
     warnings: tuple[str, ...] = ()
     if not np.any(field.slack_vox_hi > -field.band_mm):

@@ -19,6 +19,7 @@ from ..errors import ParameterError
 from ..geometry.margins import bounding_box
 from ..geometry.patterns import PATTERNS
 from ..volume import Volume
+from .cold_plan import DEFAULT_COLD_GAP_MM, ColdSites, cold_document, cold_parameters
 from .frames import InputFormat, input_format_of, world_frame
 from .parameters import MAX_LENGTH_MM, RANGES, check_range  # noqa: F401 - MAX_LENGTH_MM: re-exported
 
@@ -82,6 +83,9 @@ class PlanParameters:
         Wall-clock budget of the maximal packing (pattern ``max``).
     protocol : str or None
         Name of the protocol preset the values follow (:mod:`lattice.planning.protocols`).
+    cold_spheres, cold_diameter_mm, cold_gap_mm : bool, float or None, float
+        Cold spheres at the holes (:mod:`lattice.planning.cold_plan`), their diameter (None:
+        D) and least surface gap to every vertex sphere.
     """
 
     diameter_mm: float = 15.0
@@ -102,6 +106,9 @@ class PlanParameters:
     coplanar_spacing_mm: float | None = None
     time_budget_s: float = 5.0
     protocol: str | None = None
+    cold_spheres: bool = False
+    cold_diameter_mm: float | None = None
+    cold_gap_mm: float = DEFAULT_COLD_GAP_MM
 
     def __post_init__(self) -> None:
         self.validate()
@@ -266,6 +273,7 @@ class Plan:
     oar_distance_mm: dict[str, NDArray[np.float64]]
     search: dict[str, Any]
     warnings: tuple[str, ...] = ()
+    cold: ColdSites | None = None  # cold spheres, when asked (parameters.cold_spheres)
 
     @property
     def n_vertices(self) -> int:
@@ -497,7 +505,7 @@ class Plan:
         ``inputs``, a DICOM CT being recorded by its ``dicom_folder``, a NIfTI one by its
         ``path``).
         """
-        params = asdict(self.parameters)
+        params = cold_parameters(asdict(self.parameters), self.cold)
         params["radius_mm"] = self.parameters.diameter_mm / 2.0
         if self.parameters.protocol:
             from .protocols import get_protocol
@@ -528,6 +536,7 @@ class Plan:
                 {**r, "tps_volume_cc": round(float(v), 4)}
                 for r, v in zip(self.vertex_records(), tps)
             ],
+            **cold_document(self.cold),
         }
 
 

@@ -37,6 +37,7 @@ from .layout import (
     overview_geometry,
 )
 from .style import (
+    COLD_COLOR,
     FIGURE_DPI,
     GTV_COLOR,
     NO_OARS,
@@ -78,6 +79,7 @@ def render_overview(
     window: tuple[float, float] = DEFAULT_WINDOW_HU,
     context_mm: float = DEFAULT_CONTEXT_MM,
     stv: Volume | None = None,
+    cold: Volume | None = None,
 ) -> Path:
     """Write a PNG with axial, coronal and sagittal views of the plan.
 
@@ -111,6 +113,9 @@ def render_overview(
         Margin around the GTV and the vertex spheres kept in view.
     stv : Volume, optional
         SCART target on the CT grid (dotted magenta).
+    cold : Volume, optional
+        Cold-sphere label map on the CT grid (non-zero = inside), outlined in
+        :data:`~lattice.render.style.COLD_COLOR`.
 
     Returns
     -------
@@ -142,7 +147,13 @@ def render_overview(
     if stv is not None:
         ct.check_same_grid(stv, name="CT", other_name="STV")
     ct_c = geo.canonical(np.asarray(ct.array))
+    if cold is not None:
+        ct.check_same_grid(cold, name="CT", other_name="cold spheres")
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
+    if cold is not None:  # the cold spheres' voxels, outlined in their own colour
+        overlays.append(
+            _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
+        )
 
     # A fixed layout: constrained layout costs an extra full draw (~0.3 s) for the same page.
     fig = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)

@@ -1,0 +1,141 @@
+"""The cold (valley) spheres of a plan as files: ``cold.csv``, ``cold.mrk.json``,
+``cold.nii.gz`` and the ``LATTICE_COLD`` ROI of ``rtstruct.dcm``.
+
+Written only when the plan has cold spheres (``plan.cold``, ``lattice plan --cold-spheres``;
+see :mod:`lattice.planning.cold_plan`), in their own colour
+(:data:`lattice.render.style.COLD_COLOR`).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+from typing import Any
+
+from ..errors import OutputWriteError
+from ..grid import Grid
+from ..planning.cold import cold_sphere_entries
+from ..planning.plan import Plan
+from ..render.style import COLD_COLOR
+from ..volume import Volume
+from .folder import write_json
+from .markups import markups_document
+from .masks import sphere_label_map
+from .nifti import save_volume
+
+__all__ = ["COLD_FILES", "COLD_ROI_NAME", "cold_markups_document", "cold_roi", "write_cold_files"]
+
+#: The files :func:`write_cold_files` writes.
+COLD_FILES = ("cold.csv", "cold.mrk.json", "cold.nii.gz")
+#: The RTSTRUCT ROI holding every cold sphere (<= 16 characters).
+COLD_ROI_NAME = "LATTICE_COLD"
+#: :data:`~lattice.render.style.COLD_COLOR` as RGB 0-255 (RTSTRUCT) and 0-1 (Slicer).
+COLD_RGB = tuple(int(COLD_COLOR[i : i + 2], 16) for i in (1, 3, 5))
+_COLD_RGB_UNIT = [c / 255.0 for c in COLD_RGB]
+
+
+def cold_records(plan: Plan) -> list[dict[str, Any]]:
+    """plan.json's ``cold_spheres`` records of the plan (empty without cold spheres)."""
+    return [] if plan.cold is None else cold_sphere_entries(plan.cold)
+
+
+def cold_markups_document(plan: Plan) -> dict[str, Any]:
+    """The Slicer markups of the cold-sphere centres: as the vertices' (LPS mm, locked,
+    drawn as spheres of their diameter), named ``LATTICE cold spheres``, in the cold colour."""
+    doc = copy.deepcopy(markups_document(plan))
+    markup = doc["markups"][0]
+    records = cold_records(plan)
+    markup["name"] = "LATTICE cold spheres"
+    markup["labelFormat"] = "Cold_%02d"
+    markup["lastUsedControlPointNumber"] = len(records)
+    template = markup["controlPoints"][0] if markup["controlPoints"] else None
+    points = []
+    for r in records:
+        point = dict(template) if template is not None else {}
+        point.update(
+            id=str(r["id"]),
+            label=r["name"],
+            description=f"{r['nearest_peak_mm']:.2f} mm from the nearest vertex centre",
+            position=r["center_lps_mm"],
+        )
+        points.append(point)
+    markup["controlPoints"] = points
+    display = markup["display"]
+    display["color"] = display["selectedColor"] = _COLD_RGB_UNIT
+    if plan.cold is not None:
+        display["glyphSize"] = float(plan.cold.diameter_mm)
+    return doc
+
+
+def cold_label_map(plan: Plan) -> Volume:
+    """Label map of the cold spheres on the plan's grid (label = cold sphere id)."""
+    assert plan.cold is not None
+    return sphere_label_map(
+        plan.gtv, plan.cold.centers_ras_mm, diameter_mm=float(plan.cold.diameter_mm)
+    )
+
+
+def write_cold_csv(plan: Plan, path: str | Path) -> Path:
+    """Write id, name, centre in RAS / LPS mm, diameter and nearest vertex centre distance."""
+    header = ["id", "name", "x_ras_mm", "y_ras_mm", "z_ras_mm", "x_lps_mm", "y_lps_mm"]
+    header += ["z_lps_mm", "diameter_mm", "nearest_vertex_mm"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for r in cold_records(plan):
+            writer.writerow(
+                [
+                    r["id"],
+                    r["name"],
+                    *r["center_ras_mm"],
+                    *r["center_lps_mm"],
+                    r["diameter_mm"],
+                    round(r["nearest_peak_mm"], 3),
+                ]
+            )
+    return Path(path)
+
+
+def write_cold_files(plan: Plan, stage: Path) -> list[str]:
+    """Write :data:`COLD_FILES` into ``stage`` when the plan has cold spheres; their names.
+
+    Raises
+    ------
+    OutputWriteError
+    """
+    if plan.cold is None:
+        return []
+    try:
+        write_cold_csv(plan, stage / "cold.csv")
+        write_json(cold_markups_document(plan), stage / "cold.mrk.json")
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot write the cold-sphere files in '{stage}' ({exc.strerror or exc}); free "
+            "some space or choose another output folder"
+        ) from exc
+    save_volume(cold_label_map(plan), stage / "cold.nii.gz")
+    return list(COLD_FILES)
+
+
+def cold_roi(plan: Plan, grid: Grid | Volume) -> list[Any]:
+    """``[LATTICE_COLD]``: every cold sphere in one AVOIDANCE ROI (empty without cold
+    spheres, or with none placed), its circles on the slices of ``grid``."""
+    from .rtstruct_contours import sphere_contours
+    from .rtstruct_write import RoiSpec
+
+    if plan.cold is None or len(plan.cold) == 0:
+        return []
+    radius = float(plan.cold.diameter_mm) / 2.0
+    lps = plan.cold.centers_ras_mm * [-1.0, -1.0, 1.0]
+    contours = [c for centre in lps for c in sphere_contours(centre, radius, grid)]
+    return [
+        RoiSpec(
+            COLD_ROI_NAME,
+            "AVOIDANCE",
+            COLD_RGB,  # type: ignore[arg-type]
+            contours,
+            f"{len(plan.cold)} cold spheres, D {plan.cold.diameter_mm:g} mm, "
+            f"gap {plan.cold.gap_mm:g} mm to the vertices",
+        )
+    ]
