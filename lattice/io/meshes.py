@@ -169,7 +169,8 @@ def write_meshes(plan: Plan, folder: str | Path, *, fmt: str = "stl") -> list[st
 
     ``vertices.<fmt>`` holds every vertex sphere (:func:`vertex_spheres_mesh`, the plan's
     diameter) in one file, and is skipped when the plan has no vertex; ``gtv.<fmt>`` is the
-    GTV surface (:func:`mask_mesh`; a plan's GTV is never empty, an empty one is skipped).
+    GTV surface (:func:`mask_mesh`; a plan's GTV is never empty, an empty one is skipped);
+    ``cold.<fmt>`` every cold sphere, when the plan has some.
 
     Parameters
     ----------
@@ -198,6 +199,9 @@ def write_meshes(plan: Plan, folder: str | Path, *, fmt: str = "stl") -> list[st
     meshes = {}
     if plan.n_vertices:
         meshes["vertices"] = vertex_spheres_mesh(plan.centers_lps_mm, plan.parameters.diameter_mm)
+    if plan.cold is not None and len(plan.cold):  # --cold-spheres: cold.<fmt>
+        lps = plan.cold.centers_ras_mm * np.array([-1.0, -1.0, 1.0])
+        meshes["cold"] = vertex_spheres_mesh(lps, plan.cold.diameter_mm)
     gtv = mask_mesh(plan.gtv)
     if not gtv.is_empty:
         meshes["gtv"] = gtv

@@ -75,7 +75,7 @@ PLAN_FILES = (
     "cold.mrk.json",
     "cold.nii.gz",
     "report.html",
-    *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv")),
+    *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv", "cold")),
     "plan.json",
 )
 #: Folder of the DICOM CT series derived from a NIfTI CT.

@@ -76,7 +76,7 @@ def sts001_cold(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("cold") / "plan"
     argv = ["plan", "--ct", STS_001 / "ct.nii.gz", "--gtv", STS_001 / "gtv.nii.gz"]
-    code = main([str(a) for a in [*argv, "--out", out, "--cold-spheres", *FAST]])
+    code = main([str(a) for a in [*argv, "--out", out, "--cold-spheres", "--no-picture"]])
     assert code == 0
     return out
 
@@ -119,6 +119,21 @@ def test_cold_files_match_plan_json(sts001_cold):
         nib.affines.apply_affine(np.linalg.inv(img.affine), [c["center_ras_mm"] for c in cold])
     ).astype(int)
     assert [int(labels[tuple(i)]) for i in ijk] == [c["id"] for c in cold]
+
+
+def test_cold_mesh(sts001_cold):
+    import trimesh
+
+    plan = json.loads((sts001_cold / "plan.json").read_text())
+    mesh = trimesh.load(sts001_cold / "cold.stl")
+    r = plan["parameters"]["cold_diameter_mm"] / 2
+    expected = len(plan["cold_spheres"]) * 4 / 3 * np.pi * r**3
+    assert abs(mesh.volume - expected) < 0.02 * expected
+    lps = np.array([c["center_lps_mm"] for c in plan["cold_spheres"]])
+    assert np.all(
+        mesh.bounds[0] >= lps.min(axis=0) - r - 0.1
+    )  # the mesh keeps the volume: a little outside r
+    assert np.all(mesh.bounds[1] <= lps.max(axis=0) + r + 0.1)
 
 
 def test_cold_roi_in_rtstruct(sts001_cold):
