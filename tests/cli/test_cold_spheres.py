@@ -183,3 +183,41 @@ def test_cold_spheres_on_sts013(shared_data, tmp_path, capfd, pattern):
     worst = check_cold(plan)
     print(f"STS_013 {pattern}: {len(plan['vertices'])} vertices, {worst}")
     assert worst["n"] >= 1
+
+
+def test_evaluate_fills_cold_from_plan_json(sts001_cold, capfd, tmp_path):
+    """A linear dose (trilinear resampling reproduces it exactly) evaluated on the plan: the
+    cold metrics equal the dose at the voxel centres of cold.nii.gz."""
+    from lattice.io.rtdose_write import write_rtdose
+
+    frame = str(pydicom.dcmread(sts001_cold / "rtstruct.dcm").FrameOfReferenceUID)
+    gtv = nib.load(STS_001 / "gtv.nii.gz")
+    points = nib.affines.apply_affine(gtv.affine, np.argwhere(np.asarray(gtv.dataobj) > 0))
+    lo, hi = points.min(axis=0) - 10.0, points.max(axis=0) + 10.0
+    spacing = np.array([2.5, 2.5, 3.0])
+    shape = tuple(int(n) for n in np.ceil((hi - lo) / spacing) + 1)
+    affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+    affine[:3, 3] = [hi[0], hi[1], lo[2]]
+    slope = np.array([0.04, -0.03, 0.02])
+
+    def dose_at(ras):
+        return 10.0 + (ras - lo) @ slope
+
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"), axis=-1)
+    path = write_rtdose(
+        tmp_path / "dose.dcm",
+        dose_at(nib.affines.apply_affine(affine, ijk)),
+        affine,
+        frame_of_reference_uid=frame,
+        bits=32,
+    )
+    code, _, err = run(capfd, ["evaluate", sts001_cold, "--dose", path, "--force"])
+    assert code == 0, err
+    doc = json.loads((sts001_cold / "evaluation.json").read_text())
+    img = nib.load(str(sts001_cold / "cold.nii.gz"))
+    labels = np.rint(np.asarray(img.dataobj)).astype(int)
+    expected = dose_at(nib.affines.apply_affine(img.affine, np.argwhere(labels > 0)))
+    assert doc["cold"]["mean_gy"] == pytest.approx(expected.mean(), abs=1e-3)
+    assert doc["cold"]["max_gy"] == pytest.approx(expected.max(), abs=1e-3)
+    n_cold = len(json.loads((sts001_cold / "plan.json").read_text())["cold_spheres"])
+    assert len(doc["cold"]["spheres"]) == n_cold
