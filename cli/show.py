@@ -81,6 +81,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
+    from lattice.io.cold_outputs import cold_labels_of_document
     from lattice.io.planfolder import PlanDocument, load_plan_volumes
     from lattice.render import render_3d, render_overview, render_vertex_montage
 
@@ -92,6 +93,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             "replace them or choose another --out folder"
         )
     v = load_plan_volumes(args.plan)
+    cold = cold_labels_of_document(v.document, v.ct)  # None: the plan has no cold spheres
     p = PlanDocument(v.document).parameters
     title = (
         f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
@@ -116,6 +118,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             stv=v.stv,
             title=title,
             window=args.window,
+            cold=None if cold is None else v.ct.with_array(cold),
         )
         render_3d(
             stage / PICTURE_NAMES[1],

@@ -97,6 +97,7 @@ def plan_frame_of_reference_uid(folder: str | Path) -> str | None:
 
 def _plan_masks(folder: Path) -> tuple[EvaluationMasks, Any, list[Any]]:
     """The evaluation masks on the plan's grid, the grid's volume and the vertex ids."""
+    from lattice.io.cold_outputs import cold_labels_of_document
     from lattice.io.dicom import on_grid
     from lattice.io.nifti import load_image
     from lattice.io.planfolder import load_plan_volumes
@@ -111,29 +112,10 @@ def _plan_masks(folder: Path) -> tuple[EvaluationMasks, Any, list[Any]]:
         gtv=np.asarray(volumes.gtv.array, dtype=bool),
         vertex_labels=np.rint(np.asarray(labels.array)).astype(np.int32),
         oars={name: np.asarray(v.array, dtype=bool) for name, v in volumes.oars.items()},
-        cold_labels=_cold_labels(volumes.document, target),
+        cold_labels=cold_labels_of_document(volumes.document, target),
     )
     ids = [v.get("id", i + 1) for i, v in enumerate(volumes.document["vertices"])]
     return masks, volumes, ids
-
-
-def _cold_labels(document: dict[str, Any], grid: Any) -> Any:
-    """Label map of plan.json's ``cold_spheres`` on the plan's grid (label = position + 1 in
-    the list), None when the plan has none."""
-    from lattice.io.masks import sphere_label_map
-
-    cold = document.get("cold_spheres") or []
-    if not cold:
-        return None
-    diameters = {float(c["diameter_mm"]) for c in cold}
-    labels = np.zeros(grid.shape, dtype=np.int32)
-    for diameter in sorted(diameters):  # one diameter per plan; any number handled
-        index = [i for i, c in enumerate(cold) if float(c["diameter_mm"]) == diameter]
-        centers = np.array([cold[i]["center_ras_mm"] for i in index], dtype=float)
-        drawn = np.asarray(sphere_label_map(grid, centers, diameter_mm=diameter).array)
-        for k, i in enumerate(index):
-            labels[drawn == k + 1] = i + 1
-    return labels
 
 
 def _check_not_there(folder: Path, force: bool) -> None:

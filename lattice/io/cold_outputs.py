@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import copy
 import csv
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..errors import OutputWriteError
 from ..grid import Grid
@@ -24,7 +27,14 @@ from .markups import markups_document
 from .masks import sphere_label_map
 from .nifti import save_volume
 
-__all__ = ["COLD_FILES", "COLD_ROI_NAME", "cold_markups_document", "cold_roi", "write_cold_files"]
+__all__ = [
+    "COLD_FILES",
+    "COLD_ROI_NAME",
+    "cold_labels_of_document",
+    "cold_markups_document",
+    "cold_roi",
+    "write_cold_files",
+]
 
 #: The files :func:`write_cold_files` writes.
 COLD_FILES = ("cold.csv", "cold.mrk.json", "cold.nii.gz")
@@ -74,6 +84,23 @@ def cold_label_map(plan: Plan) -> Volume:
     return sphere_label_map(
         plan.gtv, plan.cold.centers_ras_mm, diameter_mm=float(plan.cold.diameter_mm)
     )
+
+
+def cold_labels_of_document(document: Mapping[str, Any], grid: Grid | Volume) -> Any:
+    """Label map (int32 array on ``grid``) of a plan.json's ``cold_spheres``, label = position
+    + 1 in the list (their ids as written); None when the plan has none. For plan folders
+    read back (``lattice evaluate``, ``lattice show``)."""
+    cold = document.get("cold_spheres") or []
+    if not cold:
+        return None
+    labels = np.zeros(grid.shape, dtype=np.int32)
+    for diameter in sorted({float(c["diameter_mm"]) for c in cold}):  # one per plan
+        index = [i for i, c in enumerate(cold) if float(c["diameter_mm"]) == diameter]
+        centers = np.array([cold[i]["center_ras_mm"] for i in index], dtype=float)
+        drawn = np.asarray(sphere_label_map(grid, centers, diameter_mm=diameter).array)
+        for k, i in enumerate(index):
+            labels[drawn == k + 1] = i + 1
+    return labels
 
 
 def write_cold_csv(plan: Plan, path: str | Path) -> Path:

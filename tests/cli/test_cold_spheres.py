@@ -25,7 +25,7 @@ import pytest
 from cli_helpers import run
 from tps_checker import solids_of_plan
 
-from lattice.analysis.evaluate_plan import _cold_labels
+from lattice.io.cold_outputs import cold_labels_of_document
 from lattice.io.planfolder import plan_schema
 from lattice.volume import Volume
 
@@ -113,7 +113,7 @@ def test_cold_files_match_plan_json(sts001_cold):
     labels = np.asarray(img.dataobj)
     assert sorted(set(np.unique(labels)) - {0}) == [c["id"] for c in cold]
     # lattice evaluate rebuilds the same label map from plan.json
-    rebuilt = _cold_labels(plan, Volume(np.zeros(labels.shape, dtype=bool), img.affine))
+    rebuilt = cold_labels_of_document(plan, Volume(np.zeros(labels.shape, dtype=bool), img.affine))
     np.testing.assert_array_equal(rebuilt, labels)
     ijk = np.rint(
         nib.affines.apply_affine(np.linalg.inv(img.affine), [c["center_ras_mm"] for c in cold])
@@ -221,3 +221,9 @@ def test_evaluate_fills_cold_from_plan_json(sts001_cold, capfd, tmp_path):
     assert doc["cold"]["max_gy"] == pytest.approx(expected.max(), abs=1e-3)
     n_cold = len(json.loads((sts001_cold / "plan.json").read_text())["cold_spheres"])
     assert len(doc["cold"]["spheres"]) == n_cold
+
+
+def test_show_draws_a_plan_with_cold_spheres(sts001_cold, capfd, tmp_path):
+    code, _, err = run(capfd, ["show", sts001_cold, "--out", tmp_path / "pictures"])
+    assert code == 0, err
+    assert (tmp_path / "pictures" / "overview.png").stat().st_size > 0
