@@ -45,8 +45,8 @@ __all__ = [
     "plan_cold_sites",
 ]
 
-#: The :class:`~lattice.planning.plan.PlanParameters` fields of the cold spheres, recorded in
-#: plan.json's ``parameters`` only when cold spheres were asked for (other plans unchanged).
+#: The :class:`~lattice.planning.plan.PlanParameters` fields of the cold spheres (in plan.json's
+#: ``parameters`` as every field is: ``cold_spheres`` false, ``cold_diameter_mm`` null when off).
 COLD_PARAMETERS = ("cold_spheres", "cold_diameter_mm", "cold_gap_mm")
 
 
@@ -98,10 +98,10 @@ def plan_cold_sites(
 
 
 def cold_parameters(params: dict[str, Any], cold: ColdSites | None) -> dict[str, Any]:
-    """plan.json's ``parameters`` from ``asdict(PlanParameters)``: the cold fields dropped
-    when there are no cold spheres, the diameter resolved (D when not given) when there are."""
+    """plan.json's ``parameters`` from ``asdict(PlanParameters)``, every field recorded as
+    for the other parameters; with cold spheres the diameter resolved (D when not given)."""
     if cold is None:
-        return {k: v for k, v in params.items() if k not in COLD_PARAMETERS}
+        return params
     return {**params, "cold_diameter_mm": float(cold.diameter_mm)}
 
 

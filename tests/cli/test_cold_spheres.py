@@ -32,7 +32,6 @@ from lattice.volume import Volume
 REPO = Path(__file__).resolve().parents[2]
 STS_001 = REPO / "sample_data" / "STS_001"
 FAST = ["--mesh-format", "none", "--no-picture"]
-COLD_KEYS = ("cold_spheres", "cold_diameter_mm", "cold_gap_mm")
 
 
 def check_cold(plan: dict) -> dict[str, float]:
@@ -164,7 +163,8 @@ def test_plan_without_cold_spheres_is_unchanged(tmp_path, capfd):
     assert code == 0, err
     plan = json.loads((out / "plan.json").read_text())
     assert "cold_spheres" not in plan
-    assert not set(COLD_KEYS) & set(plan["parameters"])
+    assert plan["parameters"]["cold_spheres"] is False  # every parameter is recorded
+    assert plan["parameters"]["cold_diameter_mm"] is None
     assert not list(out.glob("cold*"))
     ds = pydicom.dcmread(out / "rtstruct.dcm")
     assert "LATTICE_COLD" not in {r.ROIName for r in ds.StructureSetROISequence}
