@@ -82,6 +82,8 @@ class PictureJob:
         Boolean OAR masks, cropped.
     stv : Volume or None
         A SCART target, cropped.
+    cold : Volume or None
+        The cold spheres' label map, cropped (``--cold-spheres``).
     measure : bool
         Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`).
     ct_series : CtSeriesJob or None
@@ -97,6 +99,7 @@ class PictureJob:
     target: Volume
     oars: Mapping[str, Volume] = field(default_factory=dict)
     stv: Volume | None = None
+    cold: Volume | None = None
     measure: bool = False
     ct_series: CtSeriesJob | None = None
 
@@ -152,9 +155,16 @@ def picture_job(
         target=cut(plan.lattice_target),
         oars={n: cut(m) for n, m in (oars or {}).items()},
         stv=None if stv is None else cut(stv),
+        cold=None if plan.cold is None else cut(_cold_labels(plan)),
         measure=measure,
         ct_series=ct_series,
     )
+
+
+def _cold_labels(plan: Plan) -> Volume:
+    from ..io.cold_outputs import cold_label_map
+
+    return cold_label_map(plan)
 
 
 def job_box(gtv: Volume) -> tuple[slice, slice, slice]:
@@ -352,6 +362,7 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
         title=job.title,
         context_mm=CONTEXT_MM,
         stv=job.stv,
+        cold=job.cold,
     )
     render_3d(
         path.with_name(THREE_D_NAME),
