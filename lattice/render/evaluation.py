@@ -138,7 +138,7 @@ def _draw_profiles(axes: Any, evaluation: Mapping[str, Any]) -> None:
             0.5, 0.5, "fewer than two vertices: no profile", ha="center", transform=axes.transAxes
         )
     elif any(line.get_label()[:1] != "_" for line in axes.lines):
-        axes.legend(fontsize=7, loc="lower center", ncol=4, title="vertex ids", title_fontsize=7)
+        axes.legend(fontsize=7, loc="upper center", ncol=4, title="vertex ids", title_fontsize=7)
 
 
 def _profile_colours(n: int) -> list[Any]:
