@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +33,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.io.plan_writer import publish
+    from lattice.io.folder import atomic_open
     from lattice.io.planfolder import PlanDocument
     from lattice.render.report import PICTURES, render_report
 
@@ -50,10 +48,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     }
     text = render_report(doc, pictures)
     try:  # written beside the target and renamed: never a half-written report
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent.absolute())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_open(target) as fh:
             fh.write(text)
-        publish(tmp, target)
     except OSError as exc:
         raise OutputWriteError(
             f"cannot write '{target}' ({exc.strerror}); choose another --out"

@@ -6,14 +6,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputFileError, OutputWriteError
-from .io.folder import publish
+from .io.folder import atomic_open
 
 if TYPE_CHECKING:
     from .batch import Job
@@ -95,10 +93,8 @@ def _number(text: str) -> Any:
 
 def write_row(row: Mapping[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         json.dump(row, fh, indent=1)
-    publish(tmp, path)
 
 
 def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
@@ -110,13 +106,11 @@ def write_summary(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
         columns += [k for k in row if k not in columns and k not in ("argv", "foreign")]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+        with atomic_open(path, newline="") as fh:
             writer = csv.DictWriter(fh, columns, extrasaction="ignore")
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: _cell(row.get(k)) for k in columns})
-        publish(tmp, path)
     except OSError as exc:
         raise OutputWriteError(
             f"cannot write '{path}' ({exc.strerror}); choose another --out folder"

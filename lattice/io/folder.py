@@ -38,9 +38,9 @@ import re
 import shutil
 import stat
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import (
     LatticeError,
@@ -372,6 +372,23 @@ def publish(tmp: str | Path, path: str | Path) -> Path:
     _as_if_made_normally(tmp, 0o666)
     os.replace(tmp, path)
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, *, newline: str | None = None) -> Iterator[IO[str]]:
+    """A UTF-8 text file written beside ``path`` (``tempfile.mkstemp``) and renamed onto it
+    by :func:`publish` when the block ends; if the block raises, the temporary file is
+    removed and ``path`` is left as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent.absolute())
+    try:
+        with os.fdopen(fd, "w", newline=newline, encoding="utf-8") as fh:
+            yield fh
+        publish(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _as_if_made_normally(path: str | Path, mode: int) -> None:

@@ -233,3 +233,22 @@ def test_a_symlinked_output_folder_is_written_through_the_link(tmp_path):
     assert main([*argv, "--force"]) == 0
     assert link.is_symlink() and (real / "plan.json").is_file()
     assert _hidden(link) == []
+
+
+def test_atomic_open_replaces_whole_or_not_at_all(tmp_path):
+    """A text file written through atomic_open appears whole when the block ends; when the
+    block raises, the old file is untouched and no temporary file is left beside it."""
+    from lattice.io.folder import atomic_open
+
+    target = tmp_path / "rows.json"
+    target.write_text("old", encoding="utf-8")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as fh:
+            fh.write("half")
+            raise RuntimeError("stopped")
+    assert target.read_text(encoding="utf-8") == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.json"]
+    with atomic_open(target) as fh:
+        fh.write("new")
+    assert target.read_text(encoding="utf-8") == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.json"]
