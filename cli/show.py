@@ -11,6 +11,7 @@ from typing import Any
 
 from lattice.errors import EXIT_OK
 from lattice.planning.parameters import range_text
+from lattice.render.pictures import PICTURE_NAMES
 
 #: Named CT windows (level, width) in HU.
 WINDOWS = {
@@ -20,7 +21,6 @@ WINDOWS = {
     "brain": (40.0, 80.0),
     "mediastinum": (50.0, 350.0),
 }
-PICTURE_NAMES = ("overview.png", "overview3d.png", "vertices.png")
 
 
 def _window(text: str) -> tuple[float, float]:
@@ -83,7 +83,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
     from lattice.io.cold_outputs import cold_labels_of_document
     from lattice.io.planfolder import PlanDocument, load_plan_volumes
-    from lattice.render import render_3d, render_overview, render_vertex_montage
+    from lattice.render.pictures import draw_plan_pictures
 
     out = args.out if args.out is not None else args.plan
     clash = [n for n in PICTURE_NAMES if (out / n).exists()]
@@ -107,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             f"cannot write to '{out}' ({exc.strerror}); choose another --out folder"
         ) from exc
     try:
-        render_overview(
+        draw_plan_pictures(
             stage / PICTURE_NAMES[0],
             ct=v.ct,
             gtv=v.gtv,
@@ -116,27 +116,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             diameter_mm=v.diameter_mm,
             oars=v.oars,
             stv=v.stv,
-            title=title,
-            window=args.window,
             cold=None if cold is None else v.ct.with_array(cold),
-        )
-        render_3d(
-            stage / PICTURE_NAMES[1],
-            gtv=v.gtv,
-            centers_ras_mm=v.centers_ras_mm,
-            diameter_mm=v.diameter_mm,
-            oars=v.oars,
-            title=title,
-        )
-        render_vertex_montage(
-            stage / PICTURE_NAMES[2],
-            ct=v.ct,
-            gtv=v.gtv,
-            lattice_target=v.lattice_target,
-            centers_ras_mm=v.centers_ras_mm,
-            diameter_mm=v.diameter_mm,
-            oars=v.oars,
-            stv=v.stv,
             title=title,
             window=args.window,
         )

@@ -35,14 +35,12 @@ from ..geometry.margins import bounding_box
 from ..io.dicom import ImageSeries, SliceRef
 from ..planning.plan import Plan
 from ..volume import Volume
+from .layout import DEFAULT_CONTEXT_MM
+from .pictures import MONTAGE_NAME, THREE_D_NAME, draw_plan_pictures
 
-#: Margin (mm) around the GTV that the picture shows; passed to the renderer, which crops to
+#: Margin (mm) around the GTV that the picture shows (the renderers' default); they crop to
 #: the GTV and its vertices plus this margin. The worker receives masks cropped 1 mm wider.
-CONTEXT_MM = 25.0
-#: The 3-D picture, written beside overview.png.
-THREE_D_NAME = "overview3d.png"
-#: The montage of axial slices through the vertex centres.
-MONTAGE_NAME = "vertices.png"
+CONTEXT_MM = DEFAULT_CONTEXT_MM
 
 
 #: Set to "0" to draw in the planning process itself (no worker process): ``lattice batch``
@@ -348,39 +346,16 @@ def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
 
 
 def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
-    from . import render_3d, render_overview, render_vertex_montage
-
-    ct_crop = ct.crop(job.box)
-    render_overview(
+    draw_plan_pictures(
         path,
-        ct=ct_crop,
+        ct=ct.crop(job.box),
         gtv=job.gtv,
         lattice_target=job.target,
         centers_ras_mm=job.centers_ras_mm,
         diameter_mm=job.diameter_mm,
         oars=job.oars,
-        title=job.title,
-        context_mm=CONTEXT_MM,
         stv=job.stv,
         cold=job.cold,
-    )
-    render_3d(
-        path.with_name(THREE_D_NAME),
-        gtv=job.gtv,
-        centers_ras_mm=job.centers_ras_mm,
-        diameter_mm=job.diameter_mm,
-        oars=job.oars,
-        title=job.title,
-    )
-    render_vertex_montage(
-        path.with_name(MONTAGE_NAME),
-        ct=ct_crop,
-        gtv=job.gtv,
-        lattice_target=job.target,
-        centers_ras_mm=job.centers_ras_mm,
-        diameter_mm=job.diameter_mm,
-        oars=job.oars,
-        stv=job.stv,
         title=job.title,
         context_mm=CONTEXT_MM,
     )

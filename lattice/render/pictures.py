@@ -1,0 +1,84 @@
+"""The three pictures of a plan, drawn together: what ``lattice plan`` (in its picture
+worker) and ``lattice show`` both write.
+
+Importing this module loads no matplotlib: the renderers are imported when drawing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from numpy.typing import ArrayLike
+
+from ..volume import Volume
+from .layout import DEFAULT_CONTEXT_MM
+
+#: The axial, coronal and sagittal overview.
+OVERVIEW_NAME = "overview.png"
+#: The 3-D picture, written beside overview.png.
+THREE_D_NAME = "overview3d.png"
+#: The montage of axial slices through the vertex centres.
+MONTAGE_NAME = "vertices.png"
+#: Every picture of a plan, in the order they are drawn.
+PICTURE_NAMES = (OVERVIEW_NAME, THREE_D_NAME, MONTAGE_NAME)
+
+
+def draw_plan_pictures(
+    path: str | Path,
+    *,
+    ct: Volume,
+    gtv: Volume,
+    lattice_target: Volume | None,
+    centers_ras_mm: ArrayLike,
+    diameter_mm: float,
+    oars: Mapping[str, Volume],
+    stv: Volume | None,
+    cold: Volume | None,
+    title: str,
+    window: tuple[float, float] | None = None,
+    context_mm: float = DEFAULT_CONTEXT_MM,
+) -> None:
+    """Draw the overview at ``path``, and :data:`THREE_D_NAME` and :data:`MONTAGE_NAME`
+    beside it (the montage only when there are vertices). ``window``: the CT window (level,
+    width) in HU, None for the renderers' default."""
+    from .slices import DEFAULT_WINDOW_HU, render_overview, render_vertex_montage
+    from .three_d import render_3d
+
+    path = Path(path)
+    shown = DEFAULT_WINDOW_HU if window is None else window
+    render_overview(
+        path,
+        ct=ct,
+        gtv=gtv,
+        lattice_target=lattice_target,
+        centers_ras_mm=centers_ras_mm,
+        diameter_mm=diameter_mm,
+        oars=oars,
+        stv=stv,
+        cold=cold,
+        title=title,
+        window=shown,
+        context_mm=context_mm,
+    )
+    render_3d(
+        path.with_name(THREE_D_NAME),
+        gtv=gtv,
+        centers_ras_mm=centers_ras_mm,
+        diameter_mm=diameter_mm,
+        oars=oars,
+        title=title,
+    )
+    render_vertex_montage(
+        path.with_name(MONTAGE_NAME),
+        ct=ct,
+        gtv=gtv,
+        lattice_target=lattice_target,
+        centers_ras_mm=centers_ras_mm,
+        diameter_mm=diameter_mm,
+        oars=oars,
+        stv=stv,
+        title=title,
+        window=shown,
+        context_mm=context_mm,
+    )
