@@ -241,7 +241,7 @@ class PictureWorker:
         if self._pool is None:
             return
         box = job_box(gtv)
-        self._lesion_future = self._pool.submit(measure_crop, _cut(gtv, box), box[2].start)
+        self._lesion_future = self._pool.submit(_measure_in_worker, _cut(gtv, box), box[2].start)
 
     def submit(
         self,
@@ -292,30 +292,22 @@ class PictureWorker:
 
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
-        early_lesion = None
+        lesion_future, self._lesion_future = self._lesion_future, None
         try:
             if self._future is not None:
                 future, self._future = self._future, None
                 self._result = future.result()
-            if self._lesion_future is not None:
-                lesion_future, self._lesion_future = self._lesion_future, None
-                try:
-                    early_lesion = lesion_future.result()
-                except BrokenProcessPool:
-                    raise
-                except BaseException as exc:
-                    raise _reported(exc) from exc
+            if lesion_future is not None:  # measure_early
+                self.lesion = lesion_future.result()
         except BrokenProcessPool:
             raise OutputWriteError(
                 "the picture worker stopped unexpectedly; rerun, or "
                 "pass --no-picture to skip the picture"
             ) from None
         result, self._result = self._result, None
-        if early_lesion is not None:
-            self.lesion = early_lesion
         if result is None:
             return []
-        if early_lesion is None:
+        if lesion_future is None:  # measured with the job, if asked
             self.lesion = result.lesion
         return list(result.written)
 
@@ -415,6 +407,15 @@ def _prepare(
 def _started() -> None:  # pragma: no cover - runs in the child
     """Nothing: submitted so that the executor starts its process at once (and after a job,
     see :meth:`PictureWorker.submit`)."""
+
+
+def _measure_in_worker(
+    gtv_crop: Volume, first_slice: int
+) -> LesionMeasurements:  # pragma: no cover
+    try:
+        return measure_crop(gtv_crop, first_slice)
+    except BaseException as exc:  # noqa: BLE001 - as a measurement with the job reports it
+        raise _reported(exc) from None
 
 
 def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no cover
