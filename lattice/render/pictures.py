@@ -42,8 +42,8 @@ def draw_plan_pictures(
     """Draw the overview at ``path``, and :data:`THREE_D_NAME` and :data:`MONTAGE_NAME`
     beside it (the montage only when there are vertices). ``window``: the CT window (level,
     width) in HU, None for the renderers' default."""
-    from .slices import DEFAULT_WINDOW_HU, render_overview, render_vertex_montage
-    from .three_d import render_3d
+    # Through the package's names (lattice.render.render_overview...), as callers see them.
+    from . import DEFAULT_WINDOW_HU, render_3d, render_overview, render_vertex_montage
 
     path = Path(path)
     shown = DEFAULT_WINDOW_HU if window is None else window
