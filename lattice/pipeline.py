@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # scipy-heavy modules, imported when used
     from .analysis.dose import DoseProxyParameters
     from .analysis.measure import SizeRule
     from .grid import Grid
+    from .planning.support import SupportOptions
 
 #: The lesion size rules recorded in plan.json when none are asked for.
 DEFAULT_SIZE_RULES = ("NCT06987370",)
@@ -71,6 +72,8 @@ class PlanOptions:
         :func:`lattice.analysis.measure.parse_size_rule`).
     dose : DoseProxyParameters, optional
         Compute the geometric dose proxy (:mod:`lattice.analysis.dose`).
+    support : SupportOptions, optional
+        Support shells and SCART rings (:mod:`lattice.planning.support`).
     """
 
     allow_empty: bool = False
@@ -86,6 +89,7 @@ class PlanOptions:
     stv_fraction: float | None = None
     size_rules: Sequence[str] = DEFAULT_SIZE_RULES
     dose: DoseProxyParameters | None = None
+    support: SupportOptions | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_rules", tuple(self.size_rules))
@@ -462,6 +466,7 @@ def _plan_and_write(
     request: PlanRequest, parameters: PlanParameters, worker: Any, *, derived: dict[str, Any] | None
 ) -> PlanOutcome:
     from .io.plan_writer import DicomOutput, write_plan_folder
+    from .io.support_outputs import add_support, plan_support
     from .planning.placement import plan_vertices
     from .planning.rules import Oar
 
@@ -487,9 +492,12 @@ def _plan_and_write(
 
         stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm, fraction=opts.stv_fraction)
         warnings += [f"STV: {w}" for w in stv.warnings]
+    support = plan_support(opts.support, request.inputs, loaded, plan, stv)
 
     def document() -> dict[str, Any]:
-        return _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose)
+        return add_support(
+            _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose), support
+        )
 
     series = loaded.series
     dicom = (
@@ -518,6 +526,7 @@ def _plan_and_write(
         mesh_format=opts.mesh_format,
         stv=None if stv is None else stv.stv,
         size_rules=size_rules,
+        support=support,
     )
     doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
     return PlanOutcome(

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ParameterError
+from .plan_options_support import SUPPORT_OPTION_ROWS, support_options
 from .planning.parameters import OarSpec, check_range, range_text, read_number
 
 if TYPE_CHECKING:
@@ -314,6 +315,7 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
         metavar="F",
         group="stv",
     ),
+    *(_OPTION(**row) for row in SUPPORT_OPTION_ROWS),
     _OPTION(
         "size_rule",
         "list",
@@ -526,6 +528,7 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
         picture=not v.get("no_picture"),
         dicom=not v.get("no_dicom"),
         dose=DoseProxyParameters(**dose) if dose else None,
+        support=support_options(v),
         **output,
     )
     inputs: Inputs

@@ -36,6 +36,7 @@ from .folder import (
 from .lock import output_lock
 from .masks import sphere_label_map
 from .nifti import save_volume
+from .support_outputs import SUPPORT_FILES, support_rois, write_support_files
 from .tables import write_vertices_csv
 
 __all__ = [
@@ -74,6 +75,7 @@ PLAN_FILES = (
     "cold.csv",
     "cold.mrk.json",
     "cold.nii.gz",
+    *SUPPORT_FILES,
     "report.html",
     *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv", "cold")),
     "plan.json",
@@ -144,6 +146,7 @@ def write_plan_folder(
     markups: bool = True,
     stv: Volume | None = None,
     size_rules: Sequence[SizeRule] | None = None,
+    support: Any = None,
 ) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
@@ -183,6 +186,8 @@ def write_plan_folder(
         Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`, by the worker when there
         is one) and record the measurements and these rules' verdicts as ``lesion`` in
         plan.json.
+    support : SupportRings, optional
+        Helper rings (:mod:`lattice.planning.support`): their label maps and ROIs.
 
     Returns
     -------
@@ -230,10 +235,13 @@ def write_plan_folder(
             if stv is not None:
                 names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:
-                names += _write_dicom(plan, dicom, stage, ct=ct if worker is None else None)
+                names += _write_dicom(
+                    plan, dicom, stage, ct=ct if worker is None else None, support=support
+                )
             names += _write_shapes(plan, stage, mesh_format, markups)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             names += write_cold_files(plan, stage)
+            names += write_support_files(support, stage)
             doc = dict(
                 document()
                 if document is not None
@@ -308,7 +316,9 @@ def _write_report_and_plan(doc: Mapping[str, Any], stage: Path, by_worker: Seque
     write_json(doc, stage / "plan.json")
 
 
-def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None) -> list[str]:
+def _write_dicom(
+    plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None, support: Any = None
+) -> list[str]:
     from .dicom_series import write_series
     from .rtstruct_write import plan_rois, write_rtstruct
 
@@ -325,6 +335,7 @@ def _write_dicom(plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | No
         valley_contours=dicom.valley_contours,
     )
     rois += cold_roi(plan, dicom.series.grid)
+    rois += support_rois(support, dicom.series.grid, valley_contours=dicom.valley_contours)
     p = plan.parameters
     write_rtstruct(
         stage / "rtstruct.dcm",
