@@ -338,6 +338,7 @@ def support_rings(
             scart[kind] = Volume(labels, gtv.affine)
             records += _records(scart[kind], kind, bounds, 1)
             warnings += _edge_warning(scart[kind], f"the rings around the {kind[:3].upper()}")
+    warnings += [f"{r.name} is empty (no ROI written)" for r in records if r.volume_cc == 0]
     clip_name = "GTV" if body is None else (body_label or "body")
     return SupportRings(
         shells,

@@ -100,6 +100,7 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     if plan.stv:
         parts.append("<h2>SCART target (STV)</h2>")
         parts.append(_table([(k, v) for k, v in plan.stv.items()]))
+    parts.append(_rings(plan.data, p))
     parts.append("<h2>Vertices</h2>")
     parts.append(_vertex_table(plan.vertices))
     parts.append("<h2>Parameters</h2>")
@@ -175,6 +176,25 @@ def _lesion(plan: PlanDocument) -> str:
             )
         out += "</table>"
     return out
+
+
+def _rings(data: Mapping[str, Any], p: Mapping[str, Any]) -> str:
+    """A line per support shell and SCART ring (``lattice plan --shells-mm``,
+    ``--scart-ring-mm``), or nothing."""
+    rings = [*(data.get("shells") or []), *(data.get("scart_rings") or [])]
+    if not rings:
+        return ""
+    clip = p.get("body") or "GTV"
+    lines = [
+        f"<p>{_e(r['name'])}: {_e(r['inner_mm'])}-{_e(r['outer_mm'])} mm from the "
+        f"{'vertex sphere surfaces' if r['around'] == 'vertices' else _e(r['around'])}, "
+        f"{_e(_fmt(r['volume_cc']))} cc</p>"
+        for r in rings
+    ]
+    note = (
+        f"<p class='note'>Support shells within the {_e(clip)}; helper ROIs for the optimiser.</p>"
+    )
+    return "<h2>Helper rings</h2>" + note + "".join(lines)
 
 
 def _vertex_table(vertices: Sequence[Mapping[str, Any]]) -> str:
