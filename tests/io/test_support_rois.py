@@ -98,8 +98,11 @@ def rasterise_rtstruct(path: Path, ct_dicom: Path, shape, affine) -> dict[str, n
     return out
 
 
-def plastimatch_rois(plan: Path, out: Path, shape, affine, *extra: str) -> dict[str, np.ndarray]:
-    """plastimatch's masks of every ROI (NIfTI, its own geometry) at our voxel centres."""
+def plastimatch_rois(
+    plan: Path, out: Path, shape, affine, *extra: str, names=None
+) -> dict[str, np.ndarray]:
+    """plastimatch's masks of every ROI (or of ``names``; NIfTI, its own geometry) at our
+    voxel centres."""
     cmd = ["plastimatch", "convert", "--input", str(plan / "rtstruct.dcm")]
     cmd += ["--referenced-ct", str(plan / "ct_dicom"), "--output-prefix", str(out)]
     cmd += ["--prefix-format", "nii.gz", *extra]
@@ -108,6 +111,7 @@ def plastimatch_rois(plan: Path, out: Path, shape, affine, *extra: str) -> dict[
     return {
         p.name.removesuffix(".nii.gz"): at_voxel_centres(p, shape, affine) > 0
         for p in sorted(out.glob("*.nii.gz"))
+        if names is None or p.name.removesuffix(".nii.gz") in names
     }
 
 
@@ -337,3 +341,46 @@ def test_body_roi_not_in_the_rtstruct_is_a_mask_error(case, tmp_path):
     assert code == 4, err
     assert "BODY" in err and "GTV_RING02_08" in err and len(err.strip().splitlines()) == 1
     assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.slow
+def test_shells_on_sts013_match_brute_force_and_plastimatch(shared_data, tmp_path):
+    """The real case of the issue (STS_013, hcp, D 15, S 30 mm): shells.nii.gz equals the
+    brute-force distance on every GTV voxel, and plastimatch's read-back of each shell ROI is
+    within one voxel of it."""
+    case = shared_data / "STS_013"
+    out = tmp_path / "plan"
+    argv = ["plan", "--ct", case / "image.nii.gz", "--gtv", case / "gtv.nii.gz"]
+    argv += ["--shells-mm", "0,5,15,35", "--valley-contours", "keyhole", *FAST]
+    code, _, err = run([*argv, "--out", out])
+    assert code == 0, err
+    doc = json.loads((out / "plan.json").read_text())
+    img = nib.load(case / "gtv.nii.gz")
+    gtv = np.asarray(img.dataobj) > 0
+    centers = np.array([v["center_ras_mm"] for v in doc["vertices"]], dtype=float)
+    assert len(centers) >= 30
+    ijk = np.argwhere(gtv)
+    world = nib.affines.apply_affine(img.affine, ijk)
+    d = np.full(len(ijk), np.inf)
+    for c in centers:
+        d = np.minimum(d, np.linalg.norm(world - c, axis=1) - 7.5)
+    bounds = (0, 5, 15, 35)
+    want = np.zeros(gtv.shape, dtype=np.uint8)
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:]), start=1):
+        want[tuple(ijk[(d > a) & (d <= b)].T)] = k
+    got = np.asarray(nib.load(out / "shells.nii.gz").dataobj)
+    tie = np.zeros(gtv.shape, dtype=bool)
+    tie[tuple(ijk.T)] = np.min(np.abs(d[:, None] - np.array(bounds, float)), axis=1) < TIE_MM
+    assert np.array_equal(got[~tie], want[~tie])
+    if shutil.which("plastimatch") is None:
+        return
+    # Compared on the GTV's box (grown by a voxel): the shells lie inside the GTV.
+    lo, hi = ijk.min(axis=0) - 1, ijk.max(axis=0) + 2
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    box_affine = img.affine.copy()
+    box_affine[:3, 3] = nib.affines.apply_affine(img.affine, lo)
+    names = [r["name"] for r in doc["shells"]]
+    masks = plastimatch_rois(out, tmp_path / "pm", hi - lo, box_affine, names=names)
+    for k, record in enumerate(doc["shells"], start=1):
+        assert record["volume_cc"] > 50  # every shell holds real volume on this GTV
+        within_one_voxel(masks[record["name"]], want[box] == k)
