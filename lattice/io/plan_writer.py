@@ -227,6 +227,7 @@ def write_plan_folder(
                 ct_series_dir=stage / CT_DICOM_FOLDER,
                 measure=measure,
                 stv=stv,
+                shells=None if support is None else support.shells,
             )
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]

@@ -36,6 +36,7 @@ def draw_plan_pictures(
     stv: Volume | None,
     cold: Volume | None,
     title: str,
+    shells: Volume | None = None,
     window: tuple[float, float] | None = None,
     context_mm: float = DEFAULT_CONTEXT_MM,
 ) -> None:
@@ -57,6 +58,7 @@ def draw_plan_pictures(
         oars=oars,
         stv=stv,
         cold=cold,
+        shells=shells,
         title=title,
         window=shown,
         context_mm=context_mm,

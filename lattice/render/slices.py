@@ -42,6 +42,7 @@ from .style import (
     GTV_COLOR,
     NO_OARS,
     OAR_COLORS,
+    SHELL_COLORS,
     STV_COLOR,
     TARGET_COLOR,
     VERTEX_COLOR,
@@ -80,6 +81,7 @@ def render_overview(
     context_mm: float = DEFAULT_CONTEXT_MM,
     stv: Volume | None = None,
     cold: Volume | None = None,
+    shells: Volume | None = None,
 ) -> Path:
     """Write a PNG with axial, coronal and sagittal views of the plan.
 
@@ -116,6 +118,9 @@ def render_overview(
     cold : Volume, optional
         Cold-sphere label map on the CT grid (non-zero = inside), outlined in
         :data:`~lattice.render.style.COLD_COLOR`.
+    shells : Volume, optional
+        Support shell label map on the CT grid (label k = shell k), each shell outlined in
+        :data:`~lattice.render.style.SHELL_COLORS`.
 
     Returns
     -------
@@ -154,6 +159,15 @@ def render_overview(
         overlays.append(
             _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
         )
+    if shells is not None:
+        ct.check_same_grid(shells, name="CT", other_name="support shells")
+        labels = geo.canonical(np.asarray(shells.array))
+        # Drawn first, under the GTV (the outer shell's outline runs along it), outermost
+        # first: each line seen is the outer edge of the shell of its colour.
+        overlays[:0] = [
+            _Overlay(f"support shell {k}", labels == k, SHELL_COLORS[min(k, 5) - 1], "-", 1.0)
+            for k in range(int(labels.max(initial=0)), 0, -1)
+        ]
 
     # A fixed layout: constrained layout costs an extra full draw (~0.3 s) for the same page.
     fig = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)

@@ -16,6 +16,9 @@ VERTEX_COLOR = "#00e5ff"
 STV_COLOR = "#ff8c00"
 #: Cold (valley) spheres: a violet-blue apart from the vertices' cyan and the valley's blue.
 COLD_COLOR = "#6a3dff"
+#: Support shells (--shells-mm), light to dark green outwards: as their RTSTRUCT colours
+#: (lattice.io.support_outputs.RING_COLORS).
+SHELL_COLORS = ("#aaffaa", "#5adc5a", "#1eaa3c", "#0a7828", "#00501e")
 #: OAR colours, in the order the OARs are given (repeating after the last).
 OAR_COLORS = ("#ff4fd8", "#4cff4c", "#5a8cff", "#d2b48c", "#ffffff", "#b07cff", "#a0e000")
 NO_OARS: Mapping[str, Volume] = MappingProxyType({})

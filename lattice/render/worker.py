@@ -82,6 +82,8 @@ class PictureJob:
         A SCART target, cropped.
     cold : Volume or None
         The cold spheres' label map, cropped (``--cold-spheres``).
+    shells : Volume or None
+        The support shells' label map, cropped (``--shells-mm``).
     measure : bool
         Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`).
     ct_series : CtSeriesJob or None
@@ -98,6 +100,7 @@ class PictureJob:
     oars: Mapping[str, Volume] = field(default_factory=dict)
     stv: Volume | None = None
     cold: Volume | None = None
+    shells: Volume | None = None
     measure: bool = False
     ct_series: CtSeriesJob | None = None
 
@@ -136,6 +139,7 @@ def picture_job(
     stv: Volume | None = None,
     measure: bool = False,
     ct_series: CtSeriesJob | None = None,
+    shells: Volume | None = None,
 ) -> PictureJob:
     """The job for ``plan``: its masks cropped to the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
     box = job_box(plan.gtv)
@@ -154,6 +158,7 @@ def picture_job(
         oars={n: cut(m) for n, m in (oars or {}).items()},
         stv=None if stv is None else cut(stv),
         cold=None if plan.cold is None else cut(_cold_labels(plan)),
+        shells=None if shells is None else cut(shells),
         measure=measure,
         ct_series=ct_series,
     )
@@ -254,6 +259,7 @@ class PictureWorker:
         ct_series_dir: str | Path | None = None,
         measure: bool = False,
         stv: Volume | None = None,
+        shells: Volume | None = None,
     ) -> None:
         """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
         ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
@@ -273,6 +279,7 @@ class PictureWorker:
             stv=stv,
             measure=measure,
             ct_series=series,
+            shells=shells,
         )
         if self._pool is None:
             ct = self._load_ct()
@@ -348,6 +355,7 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
         oars=job.oars,
         stv=job.stv,
         cold=job.cold,
+        shells=job.shells,
         title=job.title,
         context_mm=CONTEXT_MM,
     )
