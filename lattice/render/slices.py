@@ -161,13 +161,7 @@ def render_overview(
         )
     if shells is not None:
         ct.check_same_grid(shells, name="CT", other_name="support shells")
-        labels = geo.canonical(np.asarray(shells.array))
-        # Drawn first, under the GTV (the outer shell's outline runs along it), outermost
-        # first: each line seen is the outer edge of the shell of its colour.
-        overlays[:0] = [
-            _Overlay(f"support shell {k}", labels == k, SHELL_COLORS[min(k, 5) - 1], "-", 1.0)
-            for k in range(int(labels.max(initial=0)), 0, -1)
-        ]
+        overlays[:0] = _shell_overlays(geo, shells)  # drawn first, under the GTV
 
     # A fixed layout: constrained layout costs an extra full draw (~0.3 s) for the same page.
     fig = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)
@@ -230,6 +224,16 @@ class _Overlay:
     color: str
     style: Literal["-", "--", ":"]
     width: float
+
+
+def _shell_overlays(geo: OverviewGeometry, shells: Volume) -> list[_Overlay]:
+    """The support shells, outermost first: drawn under the GTV (the outer shell's outline
+    runs along it), each line seen is the outer edge of the shell of its colour."""
+    labels = geo.canonical(np.asarray(shells.array))
+    return [
+        _Overlay(f"support shell {k}", labels == k, SHELL_COLORS[min(k, 5) - 1], "-", 1.0)
+        for k in range(int(labels.max(initial=0)), 0, -1)
+    ]
 
 
 def _overlays(
