@@ -13,6 +13,7 @@ outline, as for ``LATTICE_VALLEY``, for readers that OR the contours of a slice.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def plan_support(
         series = loaded.series
         frame = None if series is None else series.frame_of_reference_uid
         body, label = load_body(options.body, inputs, loaded.gtv, frame=frame)
-    return support_rings(
+    rings = support_rings(
         loaded.gtv,
         plan.centers_ras_mm,
         diameter_mm=plan.parameters.diameter_mm,
@@ -179,6 +180,15 @@ def plan_support(
         body=body,
         body_label=label,
     )
+    if options.body is None or isinstance(options.body, Volume):
+        return rings
+    if isinstance(inputs, DicomInputs):
+        record = {"roi": str(options.body)}
+    else:
+        from .nifti import sha256_file
+
+        record = {"path": label or str(options.body), "sha256": sha256_file(options.body)}
+    return dataclasses.replace(rings, body_record=record)
 
 
 def add_support(document: dict[str, Any], support: SupportRings | None) -> dict[str, Any]:
@@ -187,5 +197,7 @@ def add_support(document: dict[str, Any], support: SupportRings | None) -> dict[
         return document
     document["parameters"] = {**document["parameters"], **support.parameters()}
     document.update(support.document())
+    if support.body_record:
+        document["inputs"] = {**document.get("inputs", {}), "body": support.body_record}
     document["warnings"] = [*document.get("warnings", []), *support.warnings]
     return document

@@ -211,6 +211,8 @@ class SupportRings:
     clip : str
         ``'GTV'`` or what the body was (path or ROI name).
     warnings : tuple of str
+    body_record : dict
+        plan.json ``inputs.body`` (empty without a body).
     """
 
     shells: Volume | None
@@ -220,6 +222,8 @@ class SupportRings:
     options: SupportOptions
     clip: str
     warnings: tuple[str, ...] = field(default=())
+    #: plan.json ``inputs.body``: the body's file (path, sha256) or ROI (roi); empty without.
+    body_record: dict[str, Any] = field(default_factory=dict)
 
     def parameters(self) -> dict[str, Any]:
         """plan.json ``parameters`` entries."""

@@ -21,6 +21,7 @@ they differ on at most 1 % of the ring. dciodvfy reports no error.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -246,6 +247,9 @@ def test_plan_json_records_the_rings(case):
     assert holes["parameters"]["body"] is None and holes["parameters"]["scart_ring_mm"] == [2, 8]
     assert [r["name"] for r in holes["scart_rings"]] == ["GTV_RING02_08", "STV_RING02_08"]
     assert body["parameters"]["body"] == str(case["paths"]["body"].resolve())
+    digest = hashlib.sha256(case["paths"]["body"].read_bytes()).hexdigest()
+    assert body["inputs"]["body"] == {"path": body["parameters"]["body"], "sha256": digest}
+    assert "body" not in holes["inputs"]
     assert "scart_rings" not in body and body["parameters"]["scart_ring_mm"] is None
     # A ring that reaches a face of the grid is cut there, and plan.json says so: the shells
     # clipped to the body (past the grid in y), the SCART rings (GTV and STV + 8 mm in y),
@@ -313,6 +317,7 @@ def test_body_roi_of_the_source_rtstruct_with_dicom_input(case, tmp_path):
     assert code == 0, err
     doc = json.loads((out / "plan.json").read_text())
     assert doc["parameters"]["body"] == "ROI GTV_RING02_08"
+    assert doc["inputs"]["body"] == {"roi": "GTV_RING02_08"}
     body = truths(case, "holes")["GTV_RING02_08"][0]
     centers = np.array([v["center_ras_mm"] for v in doc["vertices"]], dtype=float)
     world = voxel_centers_ras_mm(SHAPE, case["affine"])
