@@ -154,6 +154,8 @@ def read_manifest(path: str | Path) -> list[Case]:
             if entry.strip()
         )
         parameters = {c: row[c] for c in extra if row[c] != ""}
+        if "body" in parameters:  # a mask file (--body), from the manifest's folder too
+            parameters["body"] = os.path.abspath(base / parameters["body"])
         cases.append(
             Case(
                 name,

@@ -389,3 +389,16 @@ def test_shells_on_sts013_match_brute_force_and_plastimatch(shared_data, tmp_pat
     for k, record in enumerate(doc["shells"], start=1):
         assert record["volume_cc"] > 50  # every shell holds real volume on this GTV
         within_one_voxel(masks[record["name"]], want[box] == k)
+
+
+def test_manifest_body_column_is_read_from_the_manifest_folder(tmp_path):
+    from lattice.manifest import read_manifest
+
+    (tmp_path / "m.csv").write_text(
+        'case,ct,gtv,shells_mm,body\nP1,ct.nii.gz,gtv.nii.gz,"0,5,15",masks/body.nii.gz\n'
+    )
+    (case,) = read_manifest(tmp_path / "m.csv")
+    assert case.parameters == {
+        "shells_mm": "0,5,15",
+        "body": str(tmp_path / "masks" / "body.nii.gz"),
+    }
