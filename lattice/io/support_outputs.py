@@ -83,27 +83,30 @@ def support_rois(
     if support is None:
         return []
     rois = []
-    index = {kind: 0 for kind in _FILE_OF}
+    on_series: dict[str, Any] = {}  # each label map in the series' index order, once
     for record in support.records:
-        volume = _volume_of(support, record.kind)
-        assert volume is not None
-        colors = RING_COLORS[record.kind]
-        color = colors[min(index[record.kind], len(colors) - 1)]
-        index[record.kind] += 1
-        mask = on_grid(volume, grid, name="the rings", grid_name="the DICOM series")
+        if record.kind not in on_series:
+            volume = _volume_of(support, record.kind)
+            assert volume is not None
+            on_series[record.kind] = on_grid(
+                volume, grid, name="the rings", grid_name="the DICOM series"
+            )
+        mask = on_series[record.kind]
         contours = mask_contours(mask.with_array(np.asarray(mask.array) == record.label))
         if not contours:
             continue
         if valley_contours == "keyhole":
             contours = keyhole_contours(contours, grid)
+        colors = RING_COLORS[record.kind]
+        clipped = record.kind == "shell" or support.options.body is not None
         rois.append(
             RoiSpec(
                 record.name,
                 _TYPES[record.kind],
-                color,
+                colors[min(record.label, len(colors)) - 1],
                 contours,
-                f"{record.inner_mm}-{record.outer_mm} mm from {_AROUND[record.kind]}, "
-                f"within the {support.clip}",
+                f"{record.inner_mm}-{record.outer_mm} mm from {_AROUND[record.kind]}"
+                + (f", within the {support.clip}" if clipped else ""),
             )
         )
     return rois

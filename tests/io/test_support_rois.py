@@ -274,6 +274,17 @@ def test_plan_json_records_the_rings(case):
         for r, o in zip(ds.StructureSetROISequence, ds.RTROIObservationsSequence)
     }
     assert types["LATTICE_SH00_04"] == "AVOIDANCE" and types["GTV_RING02_08"] == "CONTROL"
+    numbers = {int(r.ROINumber): str(r.ROIName) for r in ds.StructureSetROISequence}
+    colors = {
+        numbers[int(c.ReferencedROINumber)]: tuple(int(v) for v in c.ROIDisplayColor)
+        for c in ds.ROIContourSequence
+    }
+    assert colors["LATTICE_SH00_04"] == (170, 255, 170)  # the README's colours
+    assert colors["LATTICE_SH10_20"] == (30, 170, 60)
+    assert colors["GTV_RING02_08"] == (255, 200, 60) and colors["STV_RING02_08"] == (255, 150, 220)
+    described = {str(r.ROIName): str(r.ROIDescription) for r in ds.StructureSetROISequence}
+    assert described["LATTICE_SH04_10"] == "4-10 mm from the vertex sphere surfaces, within the GTV"
+    assert described["GTV_RING02_08"] == "2-8 mm from the GTV"
     assert all(len(n) <= 16 for n in types) and len(set(types)) == len(types)
 
 
