@@ -83,6 +83,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
     from lattice.io.cold_outputs import cold_labels_of_document
     from lattice.io.planfolder import PlanDocument, load_plan_volumes
+    from lattice.io.support_outputs import shells_of_folder
     from lattice.render.pictures import draw_plan_pictures
 
     out = args.out if args.out is not None else args.plan
@@ -94,6 +95,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         )
     v = load_plan_volumes(args.plan)
     cold = cold_labels_of_document(v.document, v.ct)  # None: the plan has no cold spheres
+    shells = shells_of_folder(args.plan, v.lattice_target)  # None: no support shells
     p = PlanDocument(v.document).parameters
     title = (
         f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
@@ -117,6 +119,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             oars=v.oars,
             stv=v.stv,
             cold=None if cold is None else v.ct.with_array(cold),
+            shells=shells,
             title=title,
             window=args.window,
         )

@@ -32,6 +32,7 @@ __all__ = [
     "add_support",
     "load_body",
     "plan_support",
+    "shells_of_folder",
     "support_rois",
     "write_support_files",
 ]
@@ -192,6 +193,25 @@ def plan_support(
 
         record = {"path": label or str(options.body), "sha256": sha256_file(options.body)}
     return dataclasses.replace(rings, body_record=record)
+
+
+def shells_of_folder(folder: str | Path, reference: Volume) -> Volume | None:
+    """The support shells of a written plan folder (``shells.nii.gz``) on ``reference``'s
+    grid, or None when the plan has none (``lattice show`` draws them).
+
+    Raises
+    ------
+    InputFileError, GridMismatchError
+        Unreadable, or not on the plan's grid.
+    """
+    from .nifti import load_image
+
+    path = Path(folder) / "shells.nii.gz"
+    if not path.is_file():
+        return None
+    shells = load_image(path, name=f"support shells '{path}'")
+    reference.check_same_grid(shells, name="the plan's grid", other_name=f"'{path}'")
+    return shells.with_array(np.rint(np.asarray(shells.array)).astype(np.uint8))
 
 
 def add_support(document: dict[str, Any], support: SupportRings | None) -> dict[str, Any]:

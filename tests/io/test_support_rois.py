@@ -413,3 +413,16 @@ def test_manifest_body_column_is_read_from_the_manifest_folder(tmp_path):
         "shells_mm": "0,5,15",
         "body": str(tmp_path / "masks" / "body.nii.gz"),
     }
+
+
+def test_lattice_show_redraws_the_shells(case, tmp_path):
+    from PIL import Image
+
+    from lattice.render.style import SHELL_COLORS
+
+    code, _, err = run(["show", case["plans"]["holes"], "--out", tmp_path])
+    assert code == 0, err
+    pixels = np.asarray(Image.open(tmp_path / "overview.png").convert("RGB"), dtype=np.int16)
+    for color in SHELL_COLORS[:2]:  # the outer edges of shells 1 and 2
+        rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
+        assert np.count_nonzero(np.all(np.abs(pixels - rgb) <= 12, axis=-1)) > 100, color
