@@ -15,8 +15,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "report",
         help="write report.html for a plan folder",
         description="Write the one-page report (inputs and checksums, parameters, warnings, "
-        "lesion measurements, summary metrics, per-vertex table, the pictures embedded) from "
-        "a plan folder written by `lattice plan`, without planning again.",
+        "lesion measurements, summary metrics, per-vertex table, cold spheres, the pictures "
+        "embedded, and the dose evaluation once `lattice evaluate` has run) from a plan "
+        "folder written by `lattice plan`, without planning again.",
     )
     p.add_argument("plan", type=Path, metavar="PLAN_DIR", help="plan folder")
     p.add_argument(
@@ -35,18 +36,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
     from lattice.io.folder import atomic_open
     from lattice.io.planfolder import PlanDocument
-    from lattice.render.report import PICTURES, render_report
+    from lattice.render.report import folder_pictures, report_of_folder
 
-    doc = PlanDocument.read(args.plan)
+    PlanDocument.read(args.plan)  # a folder without a valid plan.json: named first
     target = args.out if args.out is not None else args.plan / "report.html"
     if target.exists() and not args.force:
         raise OutputExistsError(f"'{target}' exists; pass --force to replace it")
-    pictures = {
-        name: (args.plan / name).read_bytes()
-        for name, _ in PICTURES
-        if (args.plan / name).is_file()
-    }
-    text = render_report(doc, pictures)
+    pictures = folder_pictures(args.plan)
+    text = report_of_folder(args.plan, pictures)
     try:  # written beside the target and renamed: never a half-written report
         with atomic_open(target) as fh:
             fh.write(text)

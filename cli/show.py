@@ -81,7 +81,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.io.cold_outputs import cold_labels_of_document
+    from lattice.io.cold_outputs import cold_centers_of_document, cold_labels_of_document
     from lattice.io.planfolder import PlanDocument, load_plan_volumes
     from lattice.io.support_outputs import shells_of_folder
     from lattice.render.pictures import draw_plan_pictures
@@ -96,6 +96,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     v = load_plan_volumes(args.plan)
     cold = cold_labels_of_document(v.document, v.ct)  # None: the plan has no cold spheres
     shells = shells_of_folder(args.plan, v.lattice_target)  # None: no support shells
+    cold_centers, cold_diameter = cold_centers_of_document(v.document)
     p = PlanDocument(v.document).parameters
     title = (
         f"LATTICE {str(p.get('pattern', '')).upper()} {p.get('mode', '')}, spacing "
@@ -122,6 +123,8 @@ def cmd_show(args: argparse.Namespace) -> int:
             shells=shells,
             title=title,
             window=args.window,
+            cold_centers_ras_mm=cold_centers,
+            cold_diameter_mm=cold_diameter,
         )
         written = [n for n in PICTURE_NAMES if (stage / n).exists()]
         for name in written:  # each picture appears whole

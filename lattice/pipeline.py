@@ -61,6 +61,8 @@ class PlanOptions:
         Write rtstruct.dcm (and the derived DICOM CT series).
     vertex_rois, valley_contours : str
         See :func:`lattice.io.rtstruct_write.plan_rois`.
+    cold_rois : {'combined', 'each', 'both'}
+        The cold-sphere ROIs (:func:`lattice.io.cold_outputs.cold_roi`).
     mesh_format : {'stl', 'ply', 'obj'} or None
         Surface meshes of the vertices and the GTV (None: none).
     patient_id, patient_name, patient_position : str, optional
@@ -80,6 +82,7 @@ class PlanOptions:
     picture: bool = True
     dicom: bool = True
     vertex_rois: str = "both"
+    cold_rois: str = "combined"
     mesh_format: str | None = "stl"
     valley_contours: str = "holes"
     patient_id: str | None = None
@@ -507,6 +510,7 @@ def _plan_and_write(
             series=series,
             written_ct=derived["folder"] if derived else None,
             vertex_rois=opts.vertex_rois,
+            cold_rois=opts.cold_rois,
             gtv_roi=derived is not None,
             valley_contours=opts.valley_contours,
             stv=None if stv is None else stv.stv,
@@ -557,6 +561,8 @@ def _verified_document(
         inputs=loaded.record, slice_grid=None if series is None else series.grid
     )
     document["warnings"] = [*warnings, *document["warnings"]]
+    if series is not None and series.frame_of_reference_uid:  # rtstruct.dcm's, the CT's
+        document["frame_of_reference_uid"] = series.frame_of_reference_uid
     if stv is not None:
         document["stv"] = stv.to_dict()
     if dose is not None:

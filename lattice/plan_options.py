@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ParameterError
+from .plan_options_cold import COLD_OPTION_ROWS
 from .plan_options_support import SUPPORT_OPTION_ROWS, support_options
 from .planning.parameters import OarSpec, check_range, range_text, read_number
 
@@ -349,6 +350,7 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
         "one VTX_nn per vertex, or both ({default})",
         choices="lattice.io.rtstruct_write:VERTEX_ROI_CHOICES",
     ),
+    *(_OPTION(**row) for row in COLD_OPTION_ROWS),
     _OPTION(
         "mesh_format",
         "choice",
@@ -493,10 +495,12 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
     """
     from .analysis.dose import DoseProxyParameters
     from .pipeline import DicomInputs, Inputs, NiftiInputs, PlanOptions, PlanRequest
+    from .planning.cold_plan import check_cold_options
     from .planning.plan import PlanParameters
 
     check_option_ranges(values)
     v = {k: val for k, val in values.items() if val is not None}
+    check_cold_options(bool(v.get("cold_spheres")), v)
     parameters = PlanParameters.from_protocol(
         v.get("protocol"),
         **{
@@ -510,6 +514,7 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
         k: v[k]
         for k in (
             "vertex_rois",
+            "cold_rois",
             "valley_contours",
             "patient_id",
             "patient_name",

@@ -6,14 +6,21 @@ the vertex spheres from ``vertices.nii.gz`` (label ``i + 1`` = vertex ``i`` of
 ``plan.json``). The dose file is read (:func:`lattice.io.rtdose.read_dose`), checked
 against the plan's frame of reference, resampled onto the CT grid and evaluated
 (:func:`lattice.analysis.evaluate.evaluate_dose_volume`); ``evaluation.json`` and
-``evaluation.png`` are written into the folder, each atomically.
+``evaluation.png`` are written into the folder, each atomically, and ``report.html`` is
+written again (atomically) with a dose-evaluation section.
 
-Frame of reference: ``plan.json`` does not record the CT's FrameOfReferenceUID. It is read
-from the folder's ``rtstruct.dcm`` (written by ``lattice plan`` in the CT's frame: the DICOM
-series' own, or for a NIfTI CT the one derived for ``ct_dicom/``), else from the first file
-of ``ct_dicom/``. A folder with neither cannot be checked: the dose is then placed by its
-grid's world coordinates alone, and ``evaluation.json`` says so (``plan.frame_checked``
-false, and a warning).
+Why report.html is replaced without ``--force``: it is a derived view of plan.json, the
+pictures and evaluation.json (``lattice report`` makes the same page from them), not an
+output of its own; keeping the old page would leave a report that contradicts the files
+beside it. ``--force`` guards the evaluation itself. The evaluation records the sha256 of
+the plan.json it was made on, so a report never shows it for another plan.
+
+Frame of reference: ``plan.json``'s ``frame_of_reference_uid`` (since 0.2: the CT frame
+``rtstruct.dcm`` is written in, the DICOM series' own or, for a NIfTI CT, the one derived for
+``ct_dicom/``). Plans written before it was recorded are read from the folder's
+``rtstruct.dcm``, else from the first file of ``ct_dicom/``. A folder with none of them
+(``--no-dicom``) cannot be checked: the dose is then placed by its grid's world coordinates
+alone, and ``evaluation.json`` says so (``plan.frame_checked`` false, and a warning).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,14 +73,19 @@ class PlanEvaluation:
         return list(self.result.get("warnings") or [])
 
 
-def plan_frame_of_reference_uid(folder: str | Path) -> str | None:
-    """The plan CT's FrameOfReferenceUID from the folder's DICOM files, or None.
+def plan_frame_of_reference_uid(
+    folder: str | Path, document: Mapping[str, Any] | None = None
+) -> str | None:
+    """The plan CT's FrameOfReferenceUID, or None.
 
+    ``document`` (plan.json)'s ``frame_of_reference_uid`` when recorded; else the folder's
     ``rtstruct.dcm`` (its FrameOfReferenceUID, else its first referenced frame), else the
     first file of ``ct_dicom/``.
     """
     import pydicom
 
+    if document is not None and document.get("frame_of_reference_uid"):
+        return str(document["frame_of_reference_uid"])
     folder = Path(folder)
     candidates = [folder / "rtstruct.dcm"]
     if (folder / "ct_dicom").is_dir():
@@ -153,6 +166,19 @@ def _write_outputs(folder: Path, result: dict[str, Any], title: str) -> list[Pat
                 os.unlink(tmp)
 
 
+def _write_report(folder: Path) -> Path:
+    """report.html again, with the evaluation just written (see the module notes)."""
+    from lattice.render.report import write_report
+
+    try:
+        return write_report(folder)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"the evaluation is written, but report.html in '{folder}' could not be "
+            f"({exc.strerror or exc}); run `lattice report {folder} --force`"
+        ) from exc
+
+
 def evaluate_plan_folder(
     plan_dir: str | Path,
     dose_path: str | Path,
@@ -162,7 +188,8 @@ def evaluate_plan_folder(
     n_shells: int = 5,
     profile_step_mm: float = 0.5,
 ) -> PlanEvaluation:
-    """Evaluate a dose file on a plan folder and write evaluation.json and evaluation.png.
+    """Evaluate a dose file on a plan folder, write evaluation.json and evaluation.png, and
+    write report.html again with the evaluation.
 
     Parameters
     ----------
@@ -195,8 +222,11 @@ def evaluate_plan_folder(
         raise InputFileError(f"'{folder}' holds no plan.json; pass a folder of `lattice plan`")
     _check_not_there(folder, force)
     dose = read_dose(dose_path, relative_to_gy=relative_dose_gy)
-    frame_uid = plan_frame_of_reference_uid(folder)
+    from lattice.render.report_sections import plan_json_sha256
+
+    plan_sha256 = plan_json_sha256(folder)
     masks, volumes, ids = _plan_masks(folder)
+    frame_uid = plan_frame_of_reference_uid(folder, volumes.document)
     result = evaluate_dose_volume(
         dose,
         masks,
@@ -216,10 +246,12 @@ def evaluate_plan_folder(
         ]
     result["plan"] = {
         "folder": str(folder),
+        "plan_json_sha256": plan_sha256,
         "frame_of_reference_uid": frame_uid,
         "frame_checked": checked,
         "diameter_mm": volumes.diameter_mm,
     }
     title = f"Dose evaluation: {folder.name}, {Path(dose_path).name}"
     written = _write_outputs(folder, result, title)
+    written.append(_write_report(folder))
     return PlanEvaluation(result=result, written=written, frame_checked=checked)

@@ -1,5 +1,6 @@
 """The cold (valley) spheres of a plan as files: ``cold.csv``, ``cold.mrk.json``,
-``cold.nii.gz`` and the ``LATTICE_COLD`` ROI of ``rtstruct.dcm``.
+``cold.nii.gz`` and the ``LATTICE_COLD`` ROI (or one ``COLD_nn`` ROI per sphere, or both) of
+``rtstruct.dcm``.
 
 Written only when the plan has cold spheres (``plan.cold``, ``lattice plan --cold-spheres``;
 see :mod:`lattice.planning.cold_plan`), in their own colour
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OutputWriteError
+from ..errors import OutputWriteError, ParameterError
 from ..grid import Grid
 from ..planning.cold import cold_sphere_entries
 from ..planning.plan import Plan
@@ -29,7 +30,9 @@ from .nifti import save_volume
 
 __all__ = [
     "COLD_FILES",
+    "COLD_ROI_CHOICES",
     "COLD_ROI_NAME",
+    "cold_centers_of_document",
     "cold_labels_of_document",
     "cold_markups_document",
     "cold_roi",
@@ -40,6 +43,8 @@ __all__ = [
 COLD_FILES = ("cold.csv", "cold.mrk.json", "cold.nii.gz")
 #: The RTSTRUCT ROI holding every cold sphere (<= 16 characters).
 COLD_ROI_NAME = "LATTICE_COLD"
+#: ``--cold-rois``: the combined ROI, one ROI per cold sphere (``COLD_01``...), or both.
+COLD_ROI_CHOICES = ("combined", "each", "both")
 #: :data:`~lattice.render.style.COLD_COLOR` as RGB 0-255 (RTSTRUCT) and 0-1 (Slicer).
 COLD_RGB = tuple(int(COLD_COLOR[i : i + 2], 16) for i in (1, 3, 5))
 _COLD_RGB_UNIT = [c / 255.0 for c in COLD_RGB]
@@ -57,7 +62,7 @@ def cold_markups_document(plan: Plan) -> dict[str, Any]:
     markup = doc["markups"][0]
     records = cold_records(plan)
     markup["name"] = "LATTICE cold spheres"
-    markup["labelFormat"] = "Cold_%02d"
+    markup["labelFormat"] = "COLD_%02d"
     markup["lastUsedControlPointNumber"] = len(records)
     template = markup["controlPoints"][0] if markup["controlPoints"] else None
     points = []
@@ -103,6 +108,16 @@ def cold_labels_of_document(document: Mapping[str, Any], grid: Grid | Volume) ->
     return labels
 
 
+def cold_centers_of_document(document: Mapping[str, Any]) -> tuple[Any, float | None]:
+    """``(centres (m, 3) RAS mm, diameter mm)`` of a plan.json's ``cold_spheres``;
+    ``(None, None)`` when the plan has none (the 3-D picture of ``lattice show``)."""
+    cold = document.get("cold_spheres") or []
+    if not cold:
+        return None, None
+    centers = np.array([c["center_ras_mm"] for c in cold], dtype=float).reshape(-1, 3)
+    return centers, max(float(c["diameter_mm"]) for c in cold)
+
+
 def write_cold_csv(plan: Plan, path: str | Path) -> Path:
     """Write id, name, centre in RAS / LPS mm, diameter and nearest vertex centre distance."""
     header = ["id", "name", "x_ras_mm", "y_ras_mm", "z_ras_mm", "x_lps_mm", "y_lps_mm"]
@@ -145,24 +160,52 @@ def write_cold_files(plan: Plan, stage: Path) -> list[str]:
     return list(COLD_FILES)
 
 
-def cold_roi(plan: Plan, grid: Grid | Volume) -> list[Any]:
-    """``[LATTICE_COLD]``: every cold sphere in one AVOIDANCE ROI (empty without cold
-    spheres, or with none placed), its circles on the slices of ``grid``."""
+def cold_roi(plan: Plan, grid: Grid | Volume, *, cold_rois: str = "combined") -> list[Any]:
+    """The cold spheres' AVOIDANCE ROIs, their circles on the slices of ``grid``: with
+    ``cold_rois`` ``'combined'`` one :data:`COLD_ROI_NAME` holding every sphere, ``'each'``
+    one ``COLD_01``, ``COLD_02``... per sphere (plan.json's ids), ``'both'`` all of them (the
+    vertex ROIs' ``--vertex-rois`` choice, for cold spheres). Empty without cold spheres, or
+    with none placed.
+
+    Raises
+    ------
+    ParameterError
+        ``cold_rois`` is not one of :data:`COLD_ROI_CHOICES`.
+    """
     from .rtstruct_contours import sphere_contours
     from .rtstruct_write import RoiSpec
 
+    if cold_rois not in COLD_ROI_CHOICES:
+        raise ParameterError(
+            f"{{cold_rois}} must be one of {', '.join(COLD_ROI_CHOICES)}, got {cold_rois!r}",
+            parameters=["cold_rois"],
+        )
     if plan.cold is None or len(plan.cold) == 0:
         return []
     radius = float(plan.cold.diameter_mm) / 2.0
     lps = plan.cold.centers_ras_mm * [-1.0, -1.0, 1.0]
-    contours = [c for centre in lps for c in sphere_contours(centre, radius, grid)]
-    return [
-        RoiSpec(
-            COLD_ROI_NAME,
-            "AVOIDANCE",
-            COLD_RGB,  # type: ignore[arg-type]
-            contours,
-            f"{len(plan.cold)} cold spheres, D {plan.cold.diameter_mm:g} mm, "
-            f"gap {plan.cold.gap_mm:g} mm to the vertices",
+    circles = [sphere_contours(centre, radius, grid) for centre in lps]
+    sizes = f"D {plan.cold.diameter_mm:g} mm, gap {plan.cold.gap_mm:g} mm to the vertices"
+    rois = []
+    if cold_rois in ("combined", "both"):
+        rois.append(
+            RoiSpec(
+                COLD_ROI_NAME,
+                "AVOIDANCE",
+                COLD_RGB,  # type: ignore[arg-type]
+                [c for per in circles for c in per],
+                f"{len(plan.cold)} cold spheres, {sizes}",
+            )
         )
-    ]
+    if cold_rois in ("each", "both"):
+        rois += [
+            RoiSpec(
+                f"COLD_{index:02d}",
+                "AVOIDANCE",
+                COLD_RGB,  # type: ignore[arg-type]
+                per,
+                f"LATTICE cold sphere {index}, {sizes}",
+            )
+            for index, per in enumerate(circles, start=1)
+        ]
+    return rois

@@ -77,6 +77,8 @@ PLAN_FILES = (
     "cold.nii.gz",
     *SUPPORT_FILES,
     "report.html",
+    "evaluation.png",  # lattice evaluate's: a new plan makes them stale, so they go
+    "evaluation.json",
     *(f"{name}.{fmt}" for fmt in MESH_FORMATS for name in ("vertices", "gtv", "cold")),
     "plan.json",
 )
@@ -100,6 +102,8 @@ class DicomOutput:
         plan folder as ``ct_dicom/`` once the worker that wrote it has finished.
     vertex_rois : {'both', 'combined', 'each'}
         See :func:`~lattice.io.rtstruct_write.plan_rois`.
+    cold_rois : {'combined', 'each', 'both'}
+        See :func:`~lattice.io.cold_outputs.cold_roi`.
     stv : Volume, optional
         SCART target to include.
     gtv_roi : bool
@@ -113,6 +117,7 @@ class DicomOutput:
     write_ct: bool = False
     written_ct: Path | None = None
     vertex_rois: str = "both"
+    cold_rois: str = "combined"
     stv: Volume | None = None
     gtv_roi: bool = False
     valley_contours: str = "holes"
@@ -335,7 +340,7 @@ def _write_dicom(
         gtv=dicom.gtv_roi,
         valley_contours=dicom.valley_contours,
     )
-    rois += cold_roi(plan, dicom.series.grid)
+    rois += cold_roi(plan, dicom.series.grid, cold_rois=dicom.cold_rois)
     rois += support_rois(support, dicom.series.grid, valley_contours=dicom.valley_contours)
     p = plan.parameters
     write_rtstruct(

@@ -199,7 +199,7 @@ def cold_sites(
     return ColdSites(candidates[chosen], nearest[chosen], float(cold_d), float(cold_gap_mm))
 
 
-def cold_sphere_entries(sites: ColdSites, *, name_prefix: str = "Cold") -> list[dict[str, object]]:
+def cold_sphere_entries(sites: ColdSites, *, name_prefix: str = "COLD") -> list[dict[str, object]]:
     """The plan.json ``cold_spheres`` records of a :class:`ColdSites`.
 
     Parameters
@@ -207,7 +207,8 @@ def cold_sphere_entries(sites: ColdSites, *, name_prefix: str = "Cold") -> list[
     sites : ColdSites
         As returned by :func:`cold_sites`.
     name_prefix : str
-        Names are ``f"{name_prefix}_{id:02d}"`` (ROI naming rules may replace them).
+        Names are ``f"{name_prefix}_{id:02d}"``: ``COLD_01``..., the names of the per-sphere
+        ROIs (``--cold-rois each``), as a vertex's name is its ROI's.
 
     Returns
     -------

@@ -23,11 +23,13 @@ arrangement lie between its vertices, wherever they are.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import ParameterError
 from .cold import DEFAULT_COLD_GAP_MM, ColdSites, cold_sites, cold_sphere_entries
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "COLD_PARAMETERS",
     "DEFAULT_COLD_GAP_MM",
     "ColdSites",
+    "check_cold_options",
     "cold_depth_slack",
     "cold_document",
     "cold_parameters",
@@ -48,6 +51,33 @@ __all__ = [
 #: The :class:`~lattice.planning.plan.PlanParameters` fields of the cold spheres (in plan.json's
 #: ``parameters`` as every field is: ``cold_spheres`` false, ``cold_diameter_mm`` null when off).
 COLD_PARAMETERS = ("cold_spheres", "cold_diameter_mm", "cold_gap_mm")
+
+
+def check_cold_options(cold_spheres: bool, given: Iterable[str]) -> None:
+    """Refuse a cold-sphere size or gap given without cold spheres.
+
+    ``lattice plan --cold-gap-mm 3`` without ``--cold-spheres`` would otherwise plan without
+    cold spheres and record a gap nothing used: the user meant one or the other, so it is an
+    error (exit 2) rather than a warning.
+
+    Parameters
+    ----------
+    cold_spheres : bool
+    given : iterable of str
+        The names given among ``cold_diameter_mm`` and ``cold_gap_mm`` (others ignored).
+
+    Raises
+    ------
+    ParameterError (a ValueError)
+        Naming the options given and how to fix it.
+    """
+    named = [n for n in ("cold_diameter_mm", "cold_gap_mm") if n in set(given)]
+    if named and not cold_spheres:
+        names = " and ".join("{" + n + "}" for n in named)
+        raise ParameterError(
+            f"{names} only apply to cold spheres; add {{cold_spheres}} or drop {names}",
+            parameters=[*named, "cold_spheres"],
+        )
 
 
 def cold_spacing_mm(cold_diameter_mm: float, cold_gap_mm: float) -> float:

@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..errors import MaskError, ParameterError
 from ..io.nifti import mask_from_array
 from ..volume import Volume
-from .cold_plan import DEFAULT_COLD_GAP_MM, plan_cold_sites
+from .cold_plan import DEFAULT_COLD_GAP_MM, check_cold_options, plan_cold_sites
 from .pairs import coplanar_conflicts, max_independent_subset
 from .plan import Plan, PlanParameters
 from .rules import Oar, RuleField
@@ -39,7 +39,11 @@ def _coerce_mask(volume: Volume, name: str) -> Volume:
 def _cold_fields(
     cold_spheres: bool, cold_diameter_mm: float | None, cold_gap_mm: float
 ) -> dict[str, Any]:
-    """The cold-sphere fields of :class:`PlanParameters`, as numbers."""
+    """The cold-sphere fields of :class:`PlanParameters`, as numbers; a diameter, or a gap
+    other than the default, without cold spheres is a :class:`ParameterError`."""
+    given = ["cold_diameter_mm"] if cold_diameter_mm is not None else []
+    given += ["cold_gap_mm"] if float(cold_gap_mm) != DEFAULT_COLD_GAP_MM else []
+    check_cold_options(cold_spheres, given)
     return {
         "cold_spheres": bool(cold_spheres),
         "cold_diameter_mm": None if cold_diameter_mm is None else float(cold_diameter_mm),

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .style import COLD_COLOR
+
 __all__ = ["draw_evaluation", "STRUCTURE_COLOURS"]
 
 #: Fixed colours of the evaluated structures (OARs cycle through OAR_COLOURS).
@@ -20,7 +22,7 @@ STRUCTURE_COLOURS = {
     "GTV": "#d62728",
     "peaks": "#ff7f0e",
     "valley": "#1f77b4",
-    "cold spheres": "#17becf",
+    "cold spheres": COLD_COLOR,  # as in the plan's pictures
 }
 OAR_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22")
 #: Profiles drawn with a legend entry each; beyond this only the first ones are labelled.

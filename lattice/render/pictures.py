@@ -39,10 +39,14 @@ def draw_plan_pictures(
     shells: Volume | None = None,
     window: tuple[float, float] | None = None,
     context_mm: float = DEFAULT_CONTEXT_MM,
+    cold_centers_ras_mm: ArrayLike | None = None,
+    cold_diameter_mm: float | None = None,
 ) -> None:
     """Draw the overview at ``path``, and :data:`THREE_D_NAME` and :data:`MONTAGE_NAME`
     beside it (the montage only when there are vertices). ``window``: the CT window (level,
-    width) in HU, None for the renderers' default."""
+    width) in HU, None for the renderers' default. ``cold``: the cold spheres' label map on
+    the CT grid (overview and montage), ``cold_centers_ras_mm`` and ``cold_diameter_mm``
+    the same spheres for the 3-D picture."""
     # Through the package's names (lattice.render.render_overview...), as callers see them.
     from . import DEFAULT_WINDOW_HU, render_3d, render_overview, render_vertex_montage
 
@@ -70,6 +74,8 @@ def draw_plan_pictures(
         diameter_mm=diameter_mm,
         oars=oars,
         title=title,
+        cold_centers_ras_mm=cold_centers_ras_mm,
+        cold_diameter_mm=cold_diameter_mm,
     )
     render_vertex_montage(
         path.with_name(MONTAGE_NAME),
@@ -83,4 +89,5 @@ def draw_plan_pictures(
         title=title,
         window=shown,
         context_mm=context_mm,
+        cold=cold,
     )

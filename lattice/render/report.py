@@ -1,8 +1,10 @@
 """``report.html``: a one-page, self-contained plan report (pictures embedded, no network).
 
-Built from a plan folder's ``plan.json`` and its pictures only, so it can be made again from
-an earlier run without re-planning. Every value is escaped; pictures are inlined as
-``data:`` URIs; there is no script and no external resource.
+Built from a plan folder's ``plan.json``, its pictures and, once ``lattice evaluate`` has run,
+its ``evaluation.json`` and ``evaluation.png`` only, so it can be made again from an earlier
+run without re-planning. Every value is escaped; pictures are inlined as ``data:`` URIs; there
+is no script and no external resource. The cold-sphere and evaluation sections are in
+:mod:`lattice.render.report_sections`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ..io.planfolder import PlanDocument
+from .report_sections import (
+    EVALUATION_PICTURE,
+    cold_section,
+    evaluation_section,
+    plan_json_sha256,
+    read_evaluation,
+)
 
 #: Pictures embedded when present in the plan folder, with their captions.
 PICTURES = (
@@ -50,9 +59,17 @@ def _world_frame(frame: Any) -> str:
     return f"input: {_e(frame.get('input'))}; " + "; ".join(items)
 
 
-def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, bytes]) -> str:
+def render_report(
+    doc: Mapping[str, Any] | PlanDocument,
+    pictures: Mapping[str, bytes],
+    evaluation: Mapping[str, Any] | None = None,
+    *,
+    plan_sha256: str | None = None,
+) -> str:
     """The report's HTML from a plan document (plan.json's mapping, or read) and PNG bytes by
-    file name."""
+    file name; with ``evaluation`` (evaluation.json, its picture ``evaluation.png`` in
+    ``pictures``) a dose-evaluation section, left out with a note if it records a plan.json
+    sha256 other than ``plan_sha256``."""
     plan = doc if isinstance(doc, PlanDocument) else PlanDocument(dict(doc))
     p, s = plan.parameters, plan.summary
     parts = [
@@ -66,7 +83,9 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     parts.append(
         f"<p class='note'>lattice {_e(plan.lattice_version)}; "
         f"{_world_frame(plan.world_frame)}. A geometry plan for the treatment "
-        "planning system: no dose was calculated.</p>"
+        "planning system: lattice calculates no dose"
+        + ("; the dose evaluated below is the TPS's" if evaluation else "")
+        + ".</p>"
     )
     verification = plan.verification
     if verification:
@@ -88,6 +107,9 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
                 f"<figcaption class='note'>{_e(caption)} ({_e(name)})</figcaption>"
                 "</figure>"
             )
+    parts.append(
+        evaluation_section(evaluation, pictures.get(EVALUATION_PICTURE), plan_sha256=plan_sha256)
+    )
     parts.append("<h2>Lesion</h2>")
     parts.append(_lesion(plan))
     parts.append("<h2>Plan summary</h2>")
@@ -103,6 +125,7 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     parts.append(_rings(plan.data, p))
     parts.append("<h2>Vertices</h2>")
     parts.append(_vertex_table(plan.vertices))
+    parts.append(cold_section(plan.data.get("cold_spheres")))
     parts.append("<h2>Parameters</h2>")
     parts.append(_table([(k, v) for k, v in p.items()]))
     parts.append("<h2>Inputs</h2>")
@@ -113,15 +136,36 @@ def render_report(doc: Mapping[str, Any] | PlanDocument, pictures: Mapping[str, 
     return "".join(parts)
 
 
-def write_report(folder: str | Path, path: str | Path | None = None) -> Path:
-    """Write ``report.html`` (or ``path``) for the plan folder ``folder``."""
+def folder_pictures(folder: str | Path) -> dict[str, bytes]:
+    """The report's pictures found in a plan folder (:data:`PICTURES`, ``evaluation.png``)."""
+    folder = Path(folder)
+    names = [name for name, _ in PICTURES] + [EVALUATION_PICTURE]
+    return {name: (folder / name).read_bytes() for name in names if (folder / name).is_file()}
+
+
+def report_of_folder(folder: str | Path, pictures: Mapping[str, bytes] | None = None) -> str:
+    """The report's HTML for a plan folder: plan.json, the pictures (default
+    :func:`folder_pictures`) and evaluation.json when there is one."""
     folder = Path(folder)
     doc = PlanDocument.read(folder)
-    pictures = {
-        name: (folder / name).read_bytes() for name, _ in PICTURES if (folder / name).is_file()
-    }
+    return render_report(
+        doc,
+        folder_pictures(folder) if pictures is None else pictures,
+        read_evaluation(folder),
+        plan_sha256=plan_json_sha256(folder),
+    )
+
+
+def write_report(folder: str | Path, path: str | Path | None = None) -> Path:
+    """Write ``report.html`` (or ``path``) for the plan folder ``folder``, atomically (written
+    beside it and renamed in: never half a report)."""
+    from ..io.folder import atomic_open
+
+    folder = Path(folder)
+    text = report_of_folder(folder)
     target = Path(path) if path is not None else folder / "report.html"
-    target.write_text(render_report(doc, pictures), encoding="utf-8")
+    with atomic_open(target) as fh:
+        fh.write(text)
     return target
 
 

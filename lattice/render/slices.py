@@ -155,13 +155,11 @@ def render_overview(
     if cold is not None:
         ct.check_same_grid(cold, name="CT", other_name="cold spheres")
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
-    if cold is not None:  # the cold spheres' voxels, outlined in their own colour
-        overlays.append(
-            _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
-        )
     if shells is not None:
         ct.check_same_grid(shells, name="CT", other_name="support shells")
         overlays[:0] = _shell_overlays(geo, shells)  # drawn first, under the GTV
+    if cold is not None:
+        overlays.append(_cold_overlay(geo, cold))
 
     # A fixed layout: constrained layout costs an extra full draw (~0.3 s) for the same page.
     fig = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)
@@ -234,6 +232,11 @@ def _shell_overlays(geo: OverviewGeometry, shells: Volume) -> list[_Overlay]:
         _Overlay(f"support shell {k}", labels == k, SHELL_COLORS[min(k, 5) - 1], "-", 1.0)
         for k in range(int(labels.max(initial=0)), 0, -1)
     ]
+
+
+def _cold_overlay(geo: OverviewGeometry, cold: Volume) -> _Overlay:
+    """The cold spheres' voxels, outlined in their own colour."""
+    return _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
 
 
 def _overlays(
@@ -500,10 +503,12 @@ def render_vertex_montage(
     title: str = "",
     window: tuple[float, float] = DEFAULT_WINDOW_HU,
     context_mm: float = DEFAULT_CONTEXT_MM,
+    cold: Volume | None = None,
 ) -> Path | None:
     """Write a PNG with one axial panel per slice through a vertex centre (the slice nearest
     to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first). Same drawing as
-    :func:`render_overview`. Returns None (and writes nothing) without vertices."""
+    :func:`render_overview` (``cold``: the cold spheres' label map, outlined in their
+    colour). Returns None (and writes nothing) without vertices."""
     centers = as_centres(centers_ras_mm)
     if not len(centers):
         return None
@@ -513,6 +518,9 @@ def render_vertex_montage(
     shown = layers[:MAX_MONTAGE_PANELS]
     ct_c = geo.canonical(np.asarray(ct.array))
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
+    if cold is not None:
+        ct.check_same_grid(cold, name="CT", other_name="cold spheres")
+        overlays.append(_cold_overlay(geo, cold))
     cols = min(MONTAGE_COLUMNS, len(shown))
     rows = -(-len(shown) // cols)
     fig = Figure(figsize=(4.4 * cols, 4.3 * rows + 0.8), dpi=MONTAGE_DPI)
@@ -541,7 +549,8 @@ def render_vertex_montage(
         "yellow"
         + (", STV dotted orange" if stv is not None else "")
         + (", OARs in their colours" if oars else "")
-        + ", vertex spheres cyan (true cross-sections)",
+        + ", vertex spheres cyan (true cross-sections)"
+        + (", cold spheres violet outlines" if cold is not None else ""),
         fontsize=11,
     )
     # Fixed margins: tight_layout would cost a second full draw of every panel.

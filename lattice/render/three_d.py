@@ -1,5 +1,5 @@
-"""The 3-D picture: the GTV surface, the vertex spheres and the OARs, seen from two
-viewpoints in orthographic projection along world axes, with RAS mm scales."""
+"""The 3-D picture: the GTV surface, the vertex spheres, the cold spheres and the OARs,
+seen from two viewpoints in orthographic projection along world axes, with RAS mm scales."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from ..errors import MaskError, OutputWriteError
 from ..geometry.margins import bounding_box, mask_surface_ijk
 from ..volume import Volume
 from .layout import WORLD_AXIS_NAMES, as_centres
-from .style import FIGURE_DPI, GTV_COLOR, NO_OARS, OAR_COLORS, VERTEX_COLOR
+from .style import COLD_COLOR, FIGURE_DPI, GTV_COLOR, NO_OARS, OAR_COLORS, VERTEX_COLOR
 
 #: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows).
 MAX_FACES_3D = 5000
@@ -72,9 +72,13 @@ def render_3d(
     diameter_mm: float,
     oars: Mapping[str, Volume] = NO_OARS,
     title: str = "",
+    cold_centers_ras_mm: ArrayLike | None = None,
+    cold_diameter_mm: float | None = None,
 ) -> Path:
     """Write a PNG with the GTV surface, the vertex spheres and the OARs in 3-D, seen from
     two viewpoints (:data:`VIEWS_3D`), with RAS mm scales and R/L, A/P, S/I letters.
+    ``cold_centers_ras_mm`` (m, 3) with ``cold_diameter_mm``: the cold spheres, drawn as
+    the vertex spheres are, in :data:`~lattice.render.style.COLD_COLOR` (no ids).
 
     Each view is an orthographic projection along a world axis, drawn on plain 2-D axes,
     both views at the same scale (mm per pixel, equal in both directions): the tick labels
@@ -96,17 +100,19 @@ def render_3d(
     oar_tris = {name: _surface_triangles(m) for name, m in oars.items() if np.any(m.array)}
     oar_colors = {name: OAR_COLORS[k % len(OAR_COLORS)] for k, name in enumerate(oar_tris)}
     radius = diameter_mm / 2.0
-    spheres = _sphere_quads(centers, radius, n_theta=24, n_phi=12)
-    outward = spheres.mean(axis=1) - np.repeat(
-        centers, len(spheres) // max(len(centers), 1), axis=0
-    )
-    outward /= np.linalg.norm(outward, axis=1, keepdims=True).clip(1e-12)
+    cold = np.zeros((0, 3)) if cold_centers_ras_mm is None else as_centres(cold_centers_ras_mm)
+    cold_radius = radius if cold_diameter_mm is None else cold_diameter_mm / 2.0
+    spheres = [_shaded_spheres(centers, radius, VERTEX_COLOR)]
+    if len(cold):
+        spheres.append(_shaded_spheres(cold, cold_radius, COLD_COLOR))
     everything = np.concatenate(
         [
             gtv_tris.reshape(-1, 3),
             *[t.reshape(-1, 3) for t in oar_tris.values()],
             centers - radius,
             centers + radius,
+            cold - cold_radius,
+            cold + cold_radius,
         ]
     )
     lo, hi = everything.min(axis=0) - 2.0, everything.max(axis=0) + 2.0
@@ -138,22 +144,16 @@ def render_3d(
         # the spheres lie inside the GTV by construction and stay the legend's colour, while
         # an OAR in front of a sphere still covers it.
         _draw_faces(ax, [surfaces[0]], None, toward, (h, v))
-        _draw_faces(ax, surfaces[1:], (spheres, outward), toward, (h, v))
+        _draw_faces(ax, surfaces[1:], spheres, toward, (h, v))
         # A bold 7 pt digit is about 5 pt wide and 7 pt high, plus a 2 pt gap around it.
         pt_mm = FIGURE_DPI / 72.0 * mm_per_px
         shown = _labelled(centers, toward, radius, (h, v), (5.0 * pt_mm, 9.0 * pt_mm))
+        shown = [i for i in shown if not _behind(centers[i], cold, cold_radius, toward, (h, v))]
         hidden = max(hidden, len(centers) - len(shown))
         _draw_ids(ax, centers, shown, (h, v))
         _frame_3d(ax, view, lo, hi, mm_per_px)
         ax.set_title(view.title, fontsize=10)
-    handles = [
-        Patch(facecolor=GTV_COLOR, alpha=0.4, label="GTV"),
-        Patch(facecolor=VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
-        *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}") for name, c in oar_colors.items()],
-    ]
-    fig.legend(
-        handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False
-    )
+    _legend_3d(fig, diameter_mm, len(cold), 2 * cold_radius, oar_colors)
     note = f"; ids of {hidden} hidden vertices in vertices.png" if hidden else ""
     fig.suptitle(
         f"{title + ' - ' if title else ''}{len(centers)} vertices, orthographic "
@@ -166,6 +166,26 @@ def render_3d(
     except OSError as exc:
         raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
     return out
+
+
+def _legend_3d(
+    fig: Figure,
+    diameter_mm: float,
+    n_cold: int,
+    cold_diameter_mm: float,
+    oar_colors: Mapping[str, str],
+) -> None:
+    """The legend under the views: GTV, vertex spheres, cold spheres (when any), OARs."""
+    cold = f"{n_cold} cold sphere{'s' * (n_cold != 1)} (D {cold_diameter_mm:g} mm)"
+    handles = [
+        Patch(facecolor=GTV_COLOR, alpha=0.4, label="GTV"),
+        Patch(facecolor=VERTEX_COLOR, label=f"vertex spheres (D {diameter_mm:g} mm)"),
+        *([Patch(facecolor=COLD_COLOR, label=cold)] if n_cold else []),
+        *[Patch(facecolor=c, alpha=0.6, label=f"OAR {name}") for name, c in oar_colors.items()],
+    ]
+    fig.legend(
+        handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=8, frameon=False
+    )
 
 
 def _draw_ids(
@@ -187,15 +207,27 @@ def _draw_ids(
         )
 
 
+def _shaded_spheres(
+    centers: NDArray[np.float64], radius: float, color: str
+) -> tuple[NDArray[np.float64], NDArray[np.float64], str]:
+    """The quads (m, 4, 3) of a sphere around every centre, their outward unit normals
+    (m, 3) and the spheres' colour, for :func:`_draw_faces`."""
+    quads = _sphere_quads(centers, radius, n_theta=24, n_phi=12)
+    outward = quads.mean(axis=1) - np.repeat(centers, len(quads) // max(len(centers), 1), axis=0)
+    outward /= np.linalg.norm(outward, axis=1, keepdims=True).clip(1e-12)
+    return quads, outward, color
+
+
 def _draw_faces(
     ax: Axes,
     surfaces: list[tuple[NDArray[np.float64], tuple]],
-    spheres: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+    spheres: list[tuple[NDArray[np.float64], NDArray[np.float64], str]] | None,
     toward: NDArray[np.float64],
     axes: tuple[int, int],
 ) -> None:
-    """Paint surface triangles (m, 3, 3) with their RGBA colours and, optionally, the sphere
-    quads (m, 4, 3) with their outward unit normals, far to near, in one collection.
+    """Paint surface triangles (m, 3, 3) with their RGBA colours and, optionally, sets of
+    sphere quads (m, 4, 3) with their outward unit normals and colour, far to near, in one
+    collection.
 
     ``toward`` is the unit vector to the camera; ``axes`` are the world axes shown
     horizontally and vertically.
@@ -208,12 +240,13 @@ def _draw_faces(
         colours.append(np.column_stack([rgb, np.full(len(tris), rgba[3])]))
         polys.append(tris)
         depths.append(tris.mean(axis=1) @ toward)
-    if spheres is not None and len(spheres[0]):
-        quads, outward = spheres
+    for quads, outward, color in spheres or []:
+        if not len(quads):
+            continue
         lit = outward @ toward
         front = lit > 0  # the back half of an opaque sphere is never seen
         brightness = 0.55 + 0.45 * lit[front]  # the legend colour facing the camera
-        rgb = np.outer(brightness, to_rgba(VERTEX_COLOR)[:3])
+        rgb = np.outer(brightness, to_rgba(color)[:3])
         colours.append(np.column_stack([rgb, np.ones(len(rgb))]))
         polys.append(quads[front])
         depths.append(quads[front].mean(axis=1) @ toward)
@@ -278,6 +311,22 @@ def _frame_3d(
     ax.set_ylabel(f"{WORLD_AXIS_NAMES[v]} RAS (mm)", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.set_facecolor("#f4f4f4")
+
+
+def _behind(
+    point: NDArray[np.float64],
+    centers: NDArray[np.float64],
+    radius: float,
+    toward: NDArray[np.float64],
+    axes: tuple[int, int],
+) -> bool:
+    """Whether ``point`` is hidden by one of the spheres (``centers``, ``radius``) nearer
+    the camera (``toward``) whose outline covers it in the view (world axes ``axes``)."""
+    if not len(centers):
+        return False
+    nearer = centers @ toward > point @ toward
+    flat = np.linalg.norm(centers[:, list(axes)] - point[list(axes)], axis=1)
+    return bool(np.any(nearer & (flat < radius)))
 
 
 def _labelled(

@@ -84,6 +84,9 @@ class PictureJob:
         The cold spheres' label map, cropped (``--cold-spheres``).
     shells : Volume or None
         The support shells' label map, cropped (``--shells-mm``).
+    cold_centers_ras_mm : (m, 3) ndarray of float, optional
+    cold_diameter_mm : float, optional
+        The same cold spheres (for the 3-D picture).
     measure : bool
         Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`).
     ct_series : CtSeriesJob or None
@@ -101,6 +104,8 @@ class PictureJob:
     stv: Volume | None = None
     cold: Volume | None = None
     shells: Volume | None = None
+    cold_centers_ras_mm: np.ndarray | None = None
+    cold_diameter_mm: float | None = None
     measure: bool = False
     ct_series: CtSeriesJob | None = None
 
@@ -159,6 +164,8 @@ def picture_job(
         stv=None if stv is None else cut(stv),
         cold=None if plan.cold is None else cut(_cold_labels(plan)),
         shells=None if shells is None else cut(shells),
+        cold_centers_ras_mm=None if plan.cold is None else plan.cold.centers_ras_mm,
+        cold_diameter_mm=None if plan.cold is None else float(plan.cold.diameter_mm),
         measure=measure,
         ct_series=ct_series,
     )
@@ -358,6 +365,8 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
         shells=job.shells,
         title=job.title,
         context_mm=CONTEXT_MM,
+        cold_centers_ras_mm=job.cold_centers_ras_mm,
+        cold_diameter_mm=job.cold_diameter_mm,
     )
 
 

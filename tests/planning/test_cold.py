@@ -415,7 +415,7 @@ def test_entries_carry_ids_names_both_frames_and_distances() -> None:
     )
     entries = cold_sphere_entries(sites)
     assert [e["id"] for e in entries] == [1, 2]
-    assert [e["name"] for e in entries] == ["Cold_01", "Cold_02"]
+    assert [e["name"] for e in entries] == ["COLD_01", "COLD_02"]
     assert entries[0]["center_ras_mm"] == [10.0, -20.0, 30.0]
     assert entries[0]["center_lps_mm"] == [-10.0, 20.0, 30.0]
     assert entries[1]["diameter_mm"] == 15.0
