@@ -112,36 +112,38 @@ def dose_proxy_metrics(
     diameter_mm: float,
     params: DoseProxyParameters,
 ) -> dict[str, Any]:
-    """D10, D90, D10/D90, mean peak, mean valley and their ratio on the GTV (see module)."""
+    """D10, D90, D10/D90, mean peak, mean valley and their ratio on the GTV (see module).
+
+    Computed by the evaluation of a TPS dose
+    (:func:`lattice.analysis.evaluate.target_metrics`, the conventions of ``lattice
+    evaluate``): one implementation of the metrics, so the proxy and an evaluated dose compare.
+    The peaks are the vertex spheres' voxels (inside the GTV by the margin), the valley the
+    rest of the GTV.
+    """
     from ..io.masks import sphere_label_map
+    from .evaluate import EvaluationMasks, target_metrics
 
     dose = dose_proxy_map(gtv, centers_ras_mm, diameter_mm=diameter_mm, params=params)
     in_gtv = _on(dose, gtv)
-    values = dose.array[in_gtv]
-    spheres = (
-        sphere_label_map(
-            dose, np.asarray(centers_ras_mm).reshape(-1, 3), diameter_mm=diameter_mm
-        ).array
-        > 0
-    )
-    peak = dose.array[in_gtv & spheres]
-    valley = dose.array[in_gtv & ~spheres]
-    d10, d90 = (float(np.percentile(values, q)) for q in (90, 10))
-    mean_peak = float(peak.mean()) if peak.size else None
-    mean_valley = float(valley.mean()) if valley.size else None
+    labels = sphere_label_map(
+        dose, np.asarray(centers_ras_mm).reshape(-1, 3), diameter_mm=diameter_mm
+    ).array
+    masks = EvaluationMasks(gtv=in_gtv, vertex_labels=np.where(in_gtv, labels, 0))
+    voxel_cc = float(abs(np.linalg.det(dose.affine[:3, :3]))) / 1000.0
+    m = target_metrics(np.asarray(dose.array, dtype=np.float64), masks, voxel_volume_cc=voxel_cc)
 
-    def ratio(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 4) if a is not None and b else None
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
 
     return {
         "model": LABEL,
         "parameters": asdict(params),
-        "gtv_d10_gy": round(d10, 4),
-        "gtv_d90_gy": round(d90, 4),
-        "d10_over_d90": ratio(d10, d90),
-        "mean_peak_gy": None if mean_peak is None else round(mean_peak, 4),
-        "mean_valley_gy": None if mean_valley is None else round(mean_valley, 4),
-        "mean_peak_over_mean_valley": ratio(mean_peak, mean_valley),
+        "gtv_d10_gy": rounded(m["gtv"]["D10_gy"]),
+        "gtv_d90_gy": rounded(m["gtv"]["D90_gy"]),
+        "d10_over_d90": rounded(m["pvdr_d10_d90"]),
+        "mean_peak_gy": rounded(m["peaks"]["mean_gy"]),
+        "mean_valley_gy": rounded(m["valley"]["mean_gy"]),
+        "mean_peak_over_mean_valley": rounded(m["epvdr"]),
     }
 
 

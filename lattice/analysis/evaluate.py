@@ -62,6 +62,7 @@ __all__ = [
     "depth_map_mm",
     "onion_shells",
     "vertex_profiles",
+    "target_metrics",
     "GTV_PERCENTS",
     "PEAK_THRESHOLD",
     "VALLEY_THRESHOLD",
@@ -288,6 +289,37 @@ def _gtv_metrics(values: NDArray[np.float64], *, voxel_volume_cc: float) -> dict
     return out
 
 
+def target_metrics(
+    dose_gy: NDArray[np.float64],
+    masks: EvaluationMasks,
+    *,
+    voxel_volume_cc: float,
+    lacking: NDArray[np.bool_] | None = None,
+) -> dict[str, Any]:
+    """``gtv``, ``pvdr_d10_d90``, ``peaks``, ``valley``, ``epvdr`` of :func:`evaluate_dose`,
+    also the dose proxy's (:func:`lattice.analysis.dose.dose_proxy_metrics`); ``lacking``:
+    voxels without dose, left out of the valley."""
+    gtv = np.asarray(masks.gtv, dtype=bool)
+    peaks, valley = masks.resolved_peaks(), masks.resolved_valley()
+    if lacking is not None:
+        valley = valley & ~lacking
+    out: dict[str, Any] = {"gtv": _gtv_metrics(dose_gy[gtv], voxel_volume_cc=voxel_volume_cc)}
+    out["pvdr_d10_d90"] = _ratio(out["gtv"]["D10_gy"], out["gtv"]["D90_gy"])
+    out["peaks"] = {
+        "mean_gy": _mean(dose_gy[peaks]),
+        "D95_gy": _dx(dose_gy[peaks], 95),
+        "volume_cc": int(peaks.sum()) * voxel_volume_cc,
+    }
+    out["valley"] = {
+        "mean_gy": _mean(dose_gy[valley]),
+        "D50_gy": _dx(dose_gy[valley], 50),
+        "D90_gy": _dx(dose_gy[valley], 90),
+        "volume_cc": int(masks.resolved_valley().sum()) * voxel_volume_cc,
+    }
+    out["epvdr"] = _ratio(out["peaks"]["mean_gy"], out["valley"]["mean_gy"])
+    return out
+
+
 def _threshold_volumes(values: NDArray[np.float64], *, voxel_volume_cc: float) -> dict[str, Any]:
     top = float(values.max())
     n_peak = int(np.count_nonzero(values >= PEAK_THRESHOLD * top))
@@ -442,22 +474,7 @@ def evaluate_dose(
     lacking = _lacking(dose, outside)
     coverage, warnings = _coverage(masks, lacking, voxel_volume_cc=voxel_cc)
     gtv = np.asarray(masks.gtv, dtype=bool)
-    peaks, valley = masks.resolved_peaks(), masks.resolved_valley()
-    result: dict[str, Any] = {"gtv": _gtv_metrics(dose[gtv], voxel_volume_cc=voxel_cc)}
-    result["pvdr_d10_d90"] = _ratio(result["gtv"]["D10_gy"], result["gtv"]["D90_gy"])
-    result["peaks"] = {
-        "mean_gy": _mean(dose[peaks]),
-        "D95_gy": _dx(dose[peaks], 95),
-        "volume_cc": int(peaks.sum()) * voxel_cc,
-    }
-    valley_values = dose[valley & ~lacking]
-    result["valley"] = {
-        "mean_gy": _mean(valley_values),
-        "D50_gy": _dx(valley_values, 50),
-        "D90_gy": _dx(valley_values, 90),
-        "volume_cc": valley.sum() * voxel_cc,
-    }
-    result["epvdr"] = _ratio(result["peaks"]["mean_gy"], result["valley"]["mean_gy"])
+    result = target_metrics(dose, masks, voxel_volume_cc=voxel_cc, lacking=lacking)
     result["vertices"] = _per_label(
         dose, masks.vertex_labels, ids, voxel_volume_cc=voxel_cc, with_d95=True
     )

@@ -64,3 +64,43 @@ def test_bad_parameters(make_volume, ellipsoid_mask, bad):
     gtv, centre = _case(make_volume, ellipsoid_mask)
     with pytest.raises(ParameterError, match="dose proxy"):
         dose_proxy_metrics(gtv, centre[None], diameter_mm=10.0, params=DoseProxyParameters(**bad))
+
+
+def test_proxy_metrics_are_the_evaluation_of_the_proxy_dose(make_volume, ellipsoid_mask):
+    """The proxy's numbers are what `lattice evaluate` reports for the proxy dose (one
+    implementation), and equal a computation by hand from the map and brute-force spheres."""
+    from lattice.analysis.evaluate import EvaluationMasks, evaluate_dose
+
+    gtv, centre = _case(make_volume, ellipsoid_mask)
+    centres = centre + np.array([[-9.0, 0, 0], [9.0, 0, 0], [0, 0, 9.0]])
+    params = DoseProxyParameters(15.0, 3.0, 2.5)
+    got = dose_proxy_metrics(gtv, centres, diameter_mm=8.0, params=params)
+    dose = dose_proxy_map(gtv, centres, diameter_mm=8.0, params=params)
+    ijk = np.stack(np.meshgrid(*[np.arange(n) for n in dose.shape], indexing="ij"), -1)
+    points = dose.ijk_to_ras(ijk.reshape(-1, 3)).reshape(*dose.shape, 3)
+    in_gtv = np.asarray(gtv.array, dtype=bool)[
+        tuple(
+            slice(o, o + n)
+            for o, n in zip(
+                np.rint(gtv.ras_to_ijk(points[0, 0, 0][None])[0]).astype(int), dose.shape
+            )
+        )
+    ]
+    nearest = np.linalg.norm(points[..., None, :] - centres, axis=-1)
+    labels = np.where(nearest.min(-1) <= 4.0, nearest.argmin(-1) + 1, 0) * in_gtv
+    values = np.asarray(dose.array, dtype=float)
+    peak, valley = values[labels > 0], values[in_gtv & (labels == 0)]
+    d10, d90 = np.percentile(values[in_gtv], 90), np.percentile(values[in_gtv], 10)
+    assert got["gtv_d10_gy"] == pytest.approx(d10, abs=1e-4)
+    assert got["gtv_d90_gy"] == pytest.approx(d90, abs=1e-4)
+    assert got["mean_peak_gy"] == pytest.approx(peak.mean(), abs=1e-4)
+    assert got["mean_valley_gy"] == pytest.approx(valley.mean(), abs=1e-4)
+    evaluated = evaluate_dose(
+        values,
+        EvaluationMasks(gtv=in_gtv, vertex_labels=labels),
+        affine_ras=dose.affine,
+        vertex_centers_ras_mm=centres,
+    )
+    assert got["d10_over_d90"] == pytest.approx(evaluated["pvdr_d10_d90"], abs=1e-4)
+    assert got["mean_peak_over_mean_valley"] == pytest.approx(evaluated["epvdr"], abs=1e-4)
+    assert got["mean_peak_gy"] == pytest.approx(evaluated["peaks"]["mean_gy"], abs=1e-4)
