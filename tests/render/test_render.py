@@ -470,3 +470,35 @@ def test_real_plans_show_every_vertex(shared_data, case):
     plan = plan_vertices(gtv, diameter_mm=15, min_spacing_mm=30, gtv_margin_mm=5)
     panels = _check_montage(gtv, plan.centers_ras_mm, 7.5)
     assert sum(len(p.cuts) for p in panels) >= plan.n_vertices
+
+
+def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path):
+    """A cold sphere in the plane of a vertex centre: the montage draws its outline in the
+    cold colour (pixels of that colour appear only with it) and names it in the title."""
+    from matplotlib.colors import to_rgb
+
+    from lattice.io.masks import sphere_label_map
+    from lattice.render import render_vertex_montage
+    from lattice.render.style import COLD_COLOR
+
+    ct, gtv, target, centers = lps_case
+    cold = sphere_label_map(gtv, centers[:1] + [0.0, 14.0, 0.0], diameter_mm=8.0)
+    assert np.asarray(cold.array).any()
+    colour = np.array(to_rgb(COLD_COLOR)) * 255
+
+    def cold_pixels(**extra):
+        out = render_vertex_montage(
+            tmp_path / f"m{len(extra)}.png",
+            ct=ct,
+            gtv=gtv,
+            lattice_target=target,
+            centers_ras_mm=centers,
+            diameter_mm=DIAMETER_MM,
+            **extra,
+        )
+        with Image.open(out) as im:
+            px = np.asarray(im.convert("RGB"), dtype=float)
+        return int(np.count_nonzero(np.abs(px - colour).max(axis=-1) < 40))
+
+    assert cold_pixels() == 0
+    assert cold_pixels(cold=cold) > 30

@@ -46,8 +46,8 @@ def scene(make_volume, ellipsoid_mask):
     return gtv, Volume(oar, gtv.affine), vertex
 
 
-def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER_MM):
-    """Render, returning (figure as saved, RGB pixels)."""
+def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER_MM, **extra):
+    """Render, returning (figure as saved, RGB pixels); ``extra``: more render_3d keywords."""
     saved: list[Figure] = []
     original = Figure.savefig
 
@@ -63,6 +63,7 @@ def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER
         diameter_mm=diameter_mm,
         oars={"cord": oar},
         title="phantom",
+        **extra,
     )
     monkeypatch.undo()
     assert len(saved) == 1
@@ -295,3 +296,35 @@ def test_vertex_ids_never_overprint_each_other(scene, tmp_path, monkeypatch):
                 )
         most_hidden = max(most_hidden, len(centers) - len(ids))
     assert f"ids of {most_hidden} hidden vertices" in fig._suptitle.get_text()
+
+
+def test_cold_spheres_are_drawn_where_they_are_in_their_legend_colour(
+    scene, pictures, tmp_path, monkeypatch
+):
+    """A cold sphere (10 mm) added to the one-vertex scene: the pixels it changes centre on
+    its world position read off the tick labels, in the legend's cold colour."""
+    from lattice.render.style import COLD_COLOR
+
+    gtv, oar, vertex = scene
+    (_, px_vertex), _ = pictures
+    cold = vertex + np.array([-32.0, 8.0, -14.0])
+    fig, px = _render(
+        tmp_path,
+        "cold.png",
+        gtv,
+        oar,
+        vertex[None],
+        monkeypatch,
+        cold_centers_ras_mm=cold[None],
+        cold_diameter_mm=10.0,
+    )
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert "1 cold sphere (D 10 mm)" in labels
+    swatch = np.array(to_rgb(COLD_COLOR)) * 255
+    for ax in _views(fig):
+        col, row = _sphere_pixel(fig, ax, px, px_vertex)
+        for world_axis, along, slope, intercept in _scales(fig, ax):
+            read = slope * (col if along == "col" else row) + intercept
+            assert read == pytest.approx(cold[world_axis], abs=TICK_TOLERANCE_MM)
+        disc = px[int(row) - 3 : int(row) + 4, int(col) - 3 : int(col) + 4].reshape(-1, 3)
+        assert np.abs(np.median(disc, axis=0) - swatch).max() < 60
