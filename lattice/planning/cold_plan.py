@@ -75,7 +75,8 @@ def check_cold_options(cold_spheres: bool, given: Iterable[str]) -> None:
     if named and not cold_spheres:
         names = " and ".join("{" + n + "}" for n in named)
         raise ParameterError(
-            f"{names} only apply to cold spheres; add {{cold_spheres}} or drop {names}",
+            f"{names} only appl{'y' if len(named) > 1 else 'ies'} to cold spheres; add "
+            f"{{cold_spheres}} or drop {names}",
             parameters=[*named, "cold_spheres"],
         )
 

@@ -436,3 +436,22 @@ def test_a_bad_size_is_a_parameter_error_naming_the_parameter():
         )
     assert info.value.parameter == "cold_gap_mm"
     assert info.value.render({"cold_gap_mm": "--cold-gap-mm"}).startswith("--cold-gap-mm")
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [({"cold_diameter_mm": 10.0}, "cold_diameter_mm"), ({"cold_gap_mm": 3.0}, "cold_gap_mm")],
+)
+def test_cold_sizes_without_cold_spheres_are_refused_by_the_library(
+    make_volume, ellipsoid_mask, kwargs, named
+):
+    from lattice.errors import ParameterError
+    from lattice.planning.placement import plan_vertices
+
+    vol = make_volume((40, 40, 40), (2.0, 2.0, 2.0), "identity-like")
+    gtv = vol.with_array(ellipsoid_mask(vol, vol.ijk_to_ras(np.array([[20.0, 20, 20]]))[0], 30.0))
+    with pytest.raises(ParameterError, match="only applies to cold spheres") as info:
+        plan_vertices(gtv, **kwargs)
+    assert info.value.parameters == (named, "cold_spheres")
+    plan = plan_vertices(gtv, cold_spheres=True, **kwargs)  # with cold spheres: planned
+    assert plan.cold is not None
