@@ -85,7 +85,8 @@ def cold_section(cold_spheres: Sequence[Mapping[str, Any]] | None) -> str:
     )
     return (
         f"<h2>Cold spheres ({len(cold_spheres)})</h2><p class='note'>Low-dose optimiser "
-        "targets at the holes between the vertices (ROI LATTICE_COLD; cold.csv, "
+        "targets at the holes between the vertices (the LATTICE_COLD or COLD_nn ROIs of "
+        "rtstruct.dcm; cold.csv, "
         f"cold.mrk.json, cold.nii.gz).</p><table>{head}{rows}</table>"
     )
 
