@@ -90,4 +90,5 @@ def draw_plan_pictures(
         window=shown,
         context_mm=context_mm,
         cold=cold,
+        cold_centers_ras_mm=cold_centers_ras_mm,
     )

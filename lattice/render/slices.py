@@ -234,6 +234,12 @@ def _shell_overlays(geo: OverviewGeometry, shells: Volume) -> list[_Overlay]:
     ]
 
 
+def _cold_ids(geo: OverviewGeometry, cold_centers: NDArray[np.float64], layer: int) -> str:
+    """``'; cold 2, 5'``: the cold spheres whose centre's nearest slice is ``layer``."""
+    ids = [i + 1 for i, c in enumerate(cold_centers) if montage_layers(geo, c[None]) == [layer]]
+    return f"; cold {', '.join(map(str, ids))}" if ids else ""
+
+
 def _cold_overlay(geo: OverviewGeometry, cold: Volume) -> _Overlay:
     """The cold spheres' voxels, outlined in their own colour."""
     return _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
@@ -504,17 +510,24 @@ def render_vertex_montage(
     window: tuple[float, float] = DEFAULT_WINDOW_HU,
     context_mm: float = DEFAULT_CONTEXT_MM,
     cold: Volume | None = None,
+    cold_centers_ras_mm: ArrayLike | None = None,
 ) -> Path | None:
     """Write a PNG with one axial panel per slice through a vertex centre (the slice nearest
     to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first). Same drawing as
     :func:`render_overview` (``cold``: the cold spheres' label map, outlined in their
-    colour). Returns None (and writes nothing) without vertices."""
+    colour; with ``cold_centers_ras_mm`` the slices through the cold-sphere centres are shown
+    too, since the holes of a layered lattice lie between the vertex layers). Returns None
+    (and writes nothing) without vertices."""
     centers = as_centres(centers_ras_mm)
     if not len(centers):
         return None
     level, width = (float(w) for w in window)
     geo = overview_geometry(gtv, centers, diameter_mm=diameter_mm, context_mm=context_mm)
-    layers = montage_layers(geo, centers)
+    cold_centers = (
+        np.zeros((0, 3)) if cold_centers_ras_mm is None else as_centres(cold_centers_ras_mm)
+    )
+    cold_layers = montage_layers(geo, cold_centers) if len(cold_centers) else []
+    layers = sorted(set(montage_layers(geo, centers)) | set(cold_layers), reverse=True)
     shown = layers[:MAX_MONTAGE_PANELS]
     ct_c = geo.canonical(np.asarray(ct.array))
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
@@ -540,10 +553,12 @@ def render_vertex_montage(
             oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
             n_vertices=len(centers),
         )
-        ax.set_title(panel.label, fontsize=9)
+        ax.set_title(panel.label + _cold_ids(geo, cold_centers, layer), fontsize=9)
     more = f"; {len(layers) - len(shown)} more slices not shown" if len(layers) > len(shown) else ""
     fig.suptitle(
-        f"{title + ' - ' if title else ''}every axial slice through a vertex centre "
+        f"{title + ' - ' if title else ''}every axial slice through a vertex "
+        + ("or cold-sphere " if len(cold_centers) else "")
+        + "centre "
         f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
         f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
         "yellow"

@@ -472,21 +472,31 @@ def test_real_plans_show_every_vertex(shared_data, case):
     assert sum(len(p.cuts) for p in panels) >= plan.n_vertices
 
 
-def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path):
-    """A cold sphere in the plane of a vertex centre: the montage draws its outline in the
-    cold colour (pixels of that colour appear only with it) and names it in the title."""
+def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path, monkeypatch):
+    """A cold sphere between the vertex layers (k 10; vertices on 13, 15, 18): with its centre
+    the montage adds the slice through it, titled with its id, and draws its outline in the
+    cold colour (pixels of that colour appear only with it)."""
     from matplotlib.colors import to_rgb
+    from matplotlib.figure import Figure
 
     from lattice.io.masks import sphere_label_map
     from lattice.render import render_vertex_montage
     from lattice.render.style import COLD_COLOR
 
     ct, gtv, target, centers = lps_case
-    cold = sphere_label_map(gtv, centers[:1] + [0.0, 14.0, 0.0], diameter_mm=8.0)
-    assert np.asarray(cold.array).any()
+    cold_centre = np.array([26.0, 40.0, 10.0]) @ gtv.affine[:3, :3].T + gtv.affine[:3, 3]
+    cold = sphere_label_map(gtv, cold_centre[None], diameter_mm=8.0)
     colour = np.array(to_rgb(COLD_COLOR)) * 255
+    saved: list[Figure] = []
+    original = Figure.savefig
 
-    def cold_pixels(**extra):
+    def catch(fig, *args, **kwargs):
+        saved.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", catch)
+
+    def drawn(**extra):
         out = render_vertex_montage(
             tmp_path / f"m{len(extra)}.png",
             ct=ct,
@@ -498,7 +508,11 @@ def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path):
         )
         with Image.open(out) as im:
             px = np.asarray(im.convert("RGB"), dtype=float)
-        return int(np.count_nonzero(np.abs(px - colour).max(axis=-1) < 40))
+        titles = [ax.get_title() for ax in saved[-1].axes if ax.get_title()]
+        return titles, int(np.count_nonzero(np.abs(px - colour).max(axis=-1) < 40))
 
-    assert cold_pixels() == 0
-    assert cold_pixels(cold=cold) > 30
+    titles, n_cold = drawn()
+    assert len(titles) == 3 and n_cold == 0
+    titles, n_cold = drawn(cold=cold, cold_centers_ras_mm=cold_centre[None])
+    assert len(titles) == 4 and titles[-1].endswith("vertices none; cold 1")
+    assert n_cold > 30
