@@ -2,7 +2,8 @@
 
 Reads the dose (RT Dose or dose NIfTI), checks its frame of reference against the plan's,
 resamples it onto the CT grid, and writes evaluation.json and evaluation.png into the plan
-folder (:func:`lattice.analysis.evaluate_plan.evaluate_plan_folder`). Errors become exit
+folder, and report.html again with the evaluation
+(:func:`lattice.analysis.evaluate_plan.evaluate_plan_folder`). Errors become exit
 codes in ``main()`` (3 an unreadable dose, another frame of reference, or a dose grid that
 misses the GTV; 6 an earlier evaluation without --force).
 """
@@ -39,8 +40,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         description="Resample a dose exported by the TPS onto the plan's CT grid and report "
         "the SFRT metrics (GTV D_x, PVDR, peaks, valley, ePVDR, per-vertex doses, onion "
         "shells, OARs, profiles between nearest vertices) as evaluation.json and "
-        "evaluation.png in the plan folder. An RT Dose must be in the plan's frame of "
-        "reference.",
+        "evaluation.png in the plan folder, and write report.html again with the "
+        "evaluation. An RT Dose must be in the plan's frame of reference.",
     )
     p.add_argument("plan", type=Path, metavar="PLAN_DIR", help="plan folder")
     p.add_argument(
