@@ -116,6 +116,25 @@ def test_dicom_input_gives_the_nifti_plan(dicom_plan):
     assert np.all(gtv[vertices.get_fdata() > 0])
 
 
+def _plan_frame(out: Path) -> str:
+    return json.loads((out / "plan.json").read_text())["frame_of_reference_uid"]
+
+
+def _series_frame(folder: Path) -> str:
+    """FrameOfReferenceUID of the series' first file, read with pydicom."""
+    import pydicom
+
+    first = sorted(p for p in folder.iterdir() if p.is_file())[0]
+    return str(pydicom.dcmread(first, stop_before_pixels=True).FrameOfReferenceUID)
+
+
+def test_dicom_plan_records_the_frame_of_its_ct_series(dicom_plan):
+    assert _plan_frame(dicom_plan["out"]) == _series_frame(dicom_plan["case"] / "dicom" / "image")
+    assert "frame_of_reference_uid" not in json.loads(
+        (dicom_plan["nifti"] / "plan.json").read_text()
+    )  # --no-dicom
+
+
 def test_dicom_round_trip_on_real_ct(dicom_plan):
     out = dicom_plan["out"]
     assert (out / "rtstruct.dcm").is_file() and not (out / "ct_dicom").exists()
@@ -267,6 +286,7 @@ def test_reference_ct_dicom(shared_data, tmp_path):
     assert not (out / "ct_dicom").exists()
     structures = read_structures(out / "rtstruct.dcm")
     assert "LATTICE_VTX" in structures and "VTX_01" not in structures
+    assert _plan_frame(out) == _series_frame(case / "dicom" / "image")
     uids = set(read_series_geometry(case / "dicom" / "image")["uids"])
     assert {r for c in structures["LATTICE_VTX"] for r in c["refs"]} <= uids
     # A NIfTI on another grid (cropped) is refused, and nothing is written.
