@@ -301,4 +301,10 @@ def _print_outcome(outcome: Any, out: Path, seconds: float) -> None:
             f"{d['gtv_d90_gy']:g}, D10/D90 {d['d10_over_d90']}, mean peak/valley "
             f"{d['mean_peak_over_mean_valley']}"
         )
+    if "cold_spheres" in doc:
+        n, q = len(doc["cold_spheres"]), doc["parameters"]
+        print(
+            f"{n} cold sphere{'s' * (n != 1)} (D {q['cold_diameter_mm']:g} mm, at least "
+            f"{q['cold_gap_mm']:g} mm from every vertex sphere)"
+        )
     print(f"wrote {', '.join(sorted(outcome.files))} to {out}")

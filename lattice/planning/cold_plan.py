@@ -44,6 +44,7 @@ __all__ = [
     "cold_depth_slack",
     "cold_document",
     "cold_parameters",
+    "cold_warnings",
     "cold_spacing_mm",
     "plan_cold_sites",
 ]
@@ -126,6 +127,24 @@ def plan_cold_sites(
         min_spacing_mm=cold_spacing_mm(diameter, params.cold_gap_mm),
         slack_fn=cold_depth_slack(field, params.gtv_margin_mm, diameter / 2.0),
     )
+
+
+def cold_warnings(cold: ColdSites | None, n_vertices: int) -> list[str]:
+    """A warning when cold spheres were asked for and none fits: the plan is written (its
+    vertices are what was planned), but the user must not miss that ``cold_spheres`` is
+    empty."""
+    if cold is None or len(cold):
+        return []
+    why = (
+        "fewer than 4 vertices, or all in one plane, leave no hole between them"
+        if n_vertices < 4
+        else f"no hole between the vertices keeps the {cold.gap_mm:g} mm gap to every vertex "
+        "sphere and lies inside the GTV by the margin"
+    )
+    return [
+        f"--cold-spheres: no cold sphere of D {cold.diameter_mm:g} mm fits ({why}); try a "
+        "smaller --cold-diameter-mm or --cold-gap-mm"
+    ]
 
 
 def cold_parameters(params: dict[str, Any], cold: ColdSites | None) -> dict[str, Any]:

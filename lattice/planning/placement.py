@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from ..errors import MaskError, ParameterError
 from ..io.nifti import mask_from_array
 from ..volume import Volume
-from .cold_plan import DEFAULT_COLD_GAP_MM, check_cold_options, plan_cold_sites
+from .cold_plan import DEFAULT_COLD_GAP_MM, check_cold_options, cold_warnings, plan_cold_sites
 from .pairs import coplanar_conflicts, max_independent_subset
 from .plan import Plan, PlanParameters
 from .rules import Oar, RuleField
@@ -203,6 +203,7 @@ def plan_vertices(
             field.oar_distance_mm(centres) if len(centres) else {o.name: np.zeros(0) for o in oars}
         )
         cold = plan_cold_sites(field, centres, params)
+        warnings = (*warnings, *cold_warnings(cold, len(centres)))
         return Plan(params, gtv, target, centres, depth, oar_d, search, warnings, cold)
 
     warnings: tuple[str, ...] = ()

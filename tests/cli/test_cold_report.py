@@ -208,3 +208,17 @@ def test_a_new_plan_removes_the_old_evaluation(planned, tmp_path, capfd):
     assert code == 0, err
     assert not (folder / "evaluation.json").exists() and not (folder / "evaluation.png").exists()
     assert "Dose evaluation" not in (folder / "report.html").read_text()
+
+
+def test_no_cold_sphere_that_fits_is_a_warning(tmp_path, capfd):
+    """D 30 mm cold spheres need 27.5 mm to the nearest vertex centre; the holes of STS_001's
+    HCP plan (S 30 mm) are 18.4 and 21.2 mm from it: none fits, and the plan says so."""
+    out = tmp_path / "plan"
+    argv = ["plan", *INPUTS, "--out", out, *FAST, "--cold-spheres", "--cold-diameter-mm", "30"]
+    code, stdout, err = run(capfd, argv)
+    assert code == 0, err
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["cold_spheres"] == []
+    assert any("no cold sphere of D 30 mm fits" in w for w in plan["warnings"])
+    assert "no cold sphere of D 30 mm fits" in err
+    assert "0 cold spheres (D 30 mm" in stdout
