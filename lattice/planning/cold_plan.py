@@ -55,7 +55,7 @@ COLD_PARAMETERS = ("cold_spheres", "cold_diameter_mm", "cold_gap_mm")
 
 
 def check_cold_options(cold_spheres: bool, given: Iterable[str]) -> None:
-    """Refuse a cold-sphere size or gap given without cold spheres.
+    """Refuse a cold-sphere size, gap or ROI choice given without cold spheres.
 
     ``lattice plan --cold-gap-mm 3`` without ``--cold-spheres`` would otherwise plan without
     cold spheres and record a gap nothing used: the user meant one or the other, so it is an
@@ -65,14 +65,15 @@ def check_cold_options(cold_spheres: bool, given: Iterable[str]) -> None:
     ----------
     cold_spheres : bool
     given : iterable of str
-        The names given among ``cold_diameter_mm`` and ``cold_gap_mm`` (others ignored).
+        The names given among ``cold_diameter_mm``, ``cold_gap_mm`` and ``cold_rois``
+        (others ignored).
 
     Raises
     ------
     ParameterError (a ValueError)
         Naming the options given and how to fix it.
     """
-    named = [n for n in ("cold_diameter_mm", "cold_gap_mm") if n in set(given)]
+    named = [n for n in ("cold_diameter_mm", "cold_gap_mm", "cold_rois") if n in set(given)]
     if named and not cold_spheres:
         names = " and ".join("{" + n + "}" for n in named)
         raise ParameterError(

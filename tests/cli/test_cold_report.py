@@ -49,7 +49,9 @@ def _copy(planned: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize(
-    "extra", [["--cold-gap-mm", "3"], ["--cold-diameter-mm", "10"]], ids=["gap", "diameter"]
+    "extra",
+    [["--cold-gap-mm", "3"], ["--cold-diameter-mm", "10"], ["--cold-rois", "each"]],
+    ids=["gap", "diameter", "rois"],
 )
 def test_cold_sizes_without_cold_spheres_are_refused(tmp_path, capfd, extra):
     out = tmp_path / "plan"
