@@ -182,8 +182,7 @@ def plan_vertices(
         coplanar_spacing_mm=None
         if coplanar_mm == 0 or coplanar_spacing_mm is None
         else float(coplanar_spacing_mm),
-    )
-    params.validate()
+    )  # PlanParameters validates itself
     gtv, oars = _checked_masks(gtv, oars)
     field = RuleField(
         gtv,
