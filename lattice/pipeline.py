@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # scipy-heavy modules, imported when used
     from .analysis.dose import DoseProxyParameters
     from .analysis.measure import SizeRule
     from .grid import Grid
+    from .io.tps_outputs import TpsOptions
     from .planning.support import SupportOptions
 
 #: The lesion size rules recorded in plan.json when none are asked for.
@@ -76,6 +77,8 @@ class PlanOptions:
         Compute the geometric dose proxy (:mod:`lattice.analysis.dose`).
     support : SupportOptions, optional
         Support shells and SCART rings (:mod:`lattice.planning.support`).
+    tps : TpsOptions, optional
+        ROI names and objective doses (:mod:`lattice.io.tps_outputs`; None: the defaults).
     """
 
     allow_empty: bool = False
@@ -93,6 +96,7 @@ class PlanOptions:
     size_rules: Sequence[str] = DEFAULT_SIZE_RULES
     dose: DoseProxyParameters | None = None
     support: SupportOptions | None = None
+    tps: TpsOptions | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "size_rules", tuple(self.size_rules))
@@ -186,6 +190,9 @@ def check_request(request: PlanRequest) -> tuple[PlanParameters, dict[str, float
             f"OAR names repeat ({', '.join(names)}); name them with {{oar}} NAME=PATH:MM",
             parameters=["oar"],
         )
+    from .io.tps_outputs import check_tps_request
+
+    check_tps_request(request)
     return dataclasses.replace(p, oar_clearance_mm=clearances), clearances
 
 
@@ -470,6 +477,7 @@ def _plan_and_write(
 ) -> PlanOutcome:
     from .io.plan_writer import DicomOutput, write_plan_folder
     from .io.support_outputs import add_support, plan_support
+    from .io.tps_outputs import add_tps_sections
     from .planning.placement import plan_vertices
     from .planning.rules import Oar
 
@@ -498,9 +506,10 @@ def _plan_and_write(
     support = plan_support(opts.support, request.inputs, loaded, plan, stv)
 
     def document() -> dict[str, Any]:
-        return add_support(
+        doc = add_support(
             _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose), support
         )
+        return add_tps_sections(doc, plan, opts.tps, vertex_rois=opts.vertex_rois, stv=bool(stv))
 
     series = loaded.series
     dicom = (
@@ -514,6 +523,7 @@ def _plan_and_write(
             gtv_roi=derived is not None,
             valley_contours=opts.valley_contours,
             stv=None if stv is None else stv.stv,
+            naming=opts.tps.naming if opts.tps else None,
         )
     )
     written = write_plan_folder(

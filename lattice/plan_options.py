@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .errors import ParameterError
 from .plan_options_cold import COLD_OPTION_ROWS
 from .plan_options_support import SUPPORT_OPTION_ROWS, support_options
+from .plan_options_tps import TPS_OPTION_ROWS, tps_options
 from .planning.parameters import OarSpec, check_range, range_text, read_number
 
 if TYPE_CHECKING:
@@ -366,6 +367,7 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
         "readers that OR contours, e.g. plastimatch) ({default})",
         choices="lattice.io.rtstruct_write:VALLEY_CONTOUR_CHOICES",
     ),
+    *(_OPTION(**row) for row in TPS_OPTION_ROWS),
     _OPTION(
         "patient_id",
         "text",
@@ -534,6 +536,7 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
         dicom=not v.get("no_dicom"),
         dose=DoseProxyParameters(**dose) if dose else None,
         support=support_options(v),
+        tps=tps_options(v),
         **output,
     )
     inputs: Inputs

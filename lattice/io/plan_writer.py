@@ -36,8 +36,10 @@ from .folder import (
 from .lock import output_lock
 from .masks import sphere_label_map
 from .nifti import save_volume
+from .roi_names import RoiNaming
 from .support_outputs import SUPPORT_FILES, support_rois, write_support_files
 from .tables import write_vertices_csv
+from .tps_outputs import OBJECTIVE_FILES, write_objectives
 
 __all__ = [
     "CT_DICOM_FOLDER",
@@ -76,6 +78,7 @@ PLAN_FILES = (
     "cold.mrk.json",
     "cold.nii.gz",
     *SUPPORT_FILES,
+    *OBJECTIVE_FILES,
     "report.html",
     "evaluation.png",  # lattice evaluate's: a new plan makes them stale, so they go
     "evaluation.json",
@@ -111,6 +114,8 @@ class DicomOutput:
     valley_contours : {'holes', 'keyhole'}
         How ``LATTICE_VALLEY`` holds the vertex holes; see
         :func:`~lattice.io.rtstruct_write.plan_rois`.
+    naming : RoiNaming, optional
+        The ROIs' final names (:mod:`lattice.io.roi_names`; None: the default names).
     """
 
     series: ImageSeries
@@ -121,6 +126,7 @@ class DicomOutput:
     stv: Volume | None = None
     gtv_roi: bool = False
     valley_contours: str = "holes"
+    naming: RoiNaming | None = None
 
 
 def check_output_folder(
@@ -241,9 +247,10 @@ def write_plan_folder(
             if stv is not None:
                 names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:
-                names += _write_dicom(
+                written, rois = _write_dicom(
                     plan, dicom, stage, ct=ct if worker is None else None, support=support
                 )
+                names += written
             names += _write_shapes(plan, stage, mesh_format, markups)
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             names += write_cold_files(plan, stage)
@@ -255,9 +262,11 @@ def write_plan_folder(
                     inputs=dict(inputs or {}), slice_grid=dicom.series.grid if dicom else None
                 )
             )
-            if dicom is not None:  # values of the CT changed to fit their VR, say
+            names += write_objectives(doc, stage)
+            if dicom is not None:  # the ROIs written; values of the CT changed to fit their VR
                 from .rtstruct_write import header_warnings
 
+                doc["rois"] = rois
                 doc["warnings"] = [*doc.get("warnings", []), *header_warnings(dicom.series)]
         except BaseException:
             if worker is not None:
@@ -324,8 +333,11 @@ def _write_report_and_plan(doc: Mapping[str, Any], stage: Path, by_worker: Seque
 
 def _write_dicom(
     plan: Plan, dicom: DicomOutput, stage: Path, *, ct: Volume | None, support: Any = None
-) -> list[str]:
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Write rtstruct.dcm (and the derived CT when no worker does); the names written and
+    plan.json's ``rois``."""
     from .dicom_series import write_series
+    from .roi_names import roi_records
     from .rtstruct_write import plan_rois, write_rtstruct
 
     names = []
@@ -342,6 +354,7 @@ def _write_dicom(
     )
     rois += cold_roi(plan, dicom.series.grid, cold_rois=dicom.cold_rois)
     rois += support_rois(support, dicom.series.grid, valley_contours=dicom.valley_contours)
+    rois = (dicom.naming or RoiNaming()).rename(rois)  # last: every ROI is in the list
     p = plan.parameters
     write_rtstruct(
         stage / "rtstruct.dcm",
@@ -351,7 +364,7 @@ def _write_dicom(
         description=f"lattice {plan.n_vertices} vertices {p.pattern} D "
         f"{p.diameter_mm:g} S {p.min_spacing_mm:g} M {p.gtv_margin_mm:g} mm",
     )
-    return ["rtstruct.dcm", *names]
+    return ["rtstruct.dcm", *names], roi_records(rois)
 
 
 def _title(plan: Plan) -> str:

@@ -120,6 +120,17 @@ class PlanDocument:
         return value if isinstance(value, dict) else None
 
     @property
+    def objectives(self) -> dict[str, Any]:
+        """The TPS optimisation objectives (empty in plans made before them)."""
+        return self._section("objectives")
+
+    @property
+    def rois(self) -> list[dict[str, Any]]:
+        """The ROIs of rtstruct.dcm: name, default name, type, colour (empty if none)."""
+        value = self.data.get("rois")
+        return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+    @property
     def verification(self) -> dict[str, Any]:
         return self._section("verification")
 

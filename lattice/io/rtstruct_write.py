@@ -74,6 +74,8 @@ class RoiSpec:
     color: tuple[int, int, int]
     contours: list[Contour]
     description: str = ""
+    #: The name it was made under, when renamed (:mod:`lattice.io.roi_names`).
+    default_name: str = ""
 
 
 def _colors(n: int, *, start: float) -> list[tuple[int, int, int]]:
@@ -210,12 +212,12 @@ def plan_rois(
 def _check_names(rois: Sequence[RoiSpec]) -> None:
     names = [r.name for r in rois]
     if (
-        len(set(names)) != len(names)
+        len({n.casefold() for n in names}) != len(names)
         or any(len(n) > MAX_NAME_LENGTH for n in names)
         or any(dicom_string_problem(n, "LO") or n != n.strip() for n in names)
     ):
         raise ValueError(
-            f"ROI names must be unique, valid DICOM LO values and <= "
+            f"ROI names must be unique (without regard to case), valid DICOM LO values and <= "
             f"{MAX_NAME_LENGTH} characters: {names}"
         )
 

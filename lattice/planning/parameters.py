@@ -142,6 +142,8 @@ RANGES: dict[str, Range] = {
     "stv_fraction": Range(0.0, 1.0, low_open=True, high_open=True),
     "dose_peak_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy", low_open=True),
     "dose_valley_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy"),
+    "peak_dose_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy", low_open=True),
+    "valley_dose_gy": Range(0.0, MAX_DOSE_LEVEL, "Gy"),
     "dose_falloff_mm": Range(
         0.0,
         MAX_FALLOFF_MM,

@@ -23,6 +23,7 @@ from .report_sections import (
     plan_json_sha256,
     read_evaluation,
 )
+from .report_tps import tps_sections
 
 #: Pictures embedded when present in the plan folder, with their captions.
 PICTURES = (
@@ -123,6 +124,7 @@ def render_report(
         parts.append("<h2>SCART target (STV)</h2>")
         parts.append(_table([(k, v) for k, v in plan.stv.items()]))
     parts.append(_rings(plan.data, p))
+    parts.append(tps_sections(plan))
     parts.append("<h2>Vertices</h2>")
     parts.append(_vertex_table(plan.vertices))
     parts.append(cold_section(plan.data.get("cold_spheres")))
