@@ -156,6 +156,8 @@ def read_manifest(path: str | Path) -> list[Case]:
         parameters = {c: row[c] for c in extra if row[c] != ""}
         if "body" in parameters:  # a mask file (--body), from the manifest's folder too
             parameters["body"] = os.path.abspath(base / parameters["body"])
+        if parameters.get("roi_name_map"):  # a file, relative to the manifest as the inputs
+            parameters["roi_name_map"] = os.path.abspath(base / parameters["roi_name_map"])
         cases.append(
             Case(
                 name,

@@ -268,7 +268,9 @@ def _check_one(default: str, final: str, *, parameter: str | None = None) -> Non
         else "use a shorter {roi_prefix} or name it in {roi_name_map}"
     )
     problem = dicom_string_problem(final, "LO")
-    if not final or not final.strip():
+    if problem:
+        pass
+    elif not final or not final.strip():
         problem = "it is empty"
     elif final != final.strip():
         problem = "it starts or ends with a space (DICOM pads and strips them)"
