@@ -45,6 +45,8 @@ PLAN_FILES = (
     "vertices.stl",
     "gtv.stl",
     "vertices.mrk.json",
+    "objectives.json",
+    "objectives.csv",
     "report.html",
 )
 

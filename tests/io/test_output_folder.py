@@ -155,6 +155,8 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
     assert listing(out.parent) == ["out"]  # no lock file, no temporary folder
     assert sorted(p.name for p in out.iterdir()) == [
         "lattice_target.nii.gz",
+        "objectives.csv",
+        "objectives.json",
         "plan.json",
         "report.html",
         "vertices.csv",
