@@ -258,3 +258,16 @@ def test_cli_refuses_a_bad_map_before_any_work(capfd, tmp_path):
     assert not out.exists()
     code, _, err = run(capfd, [*argv, "--roi-prefix", "A_VERY_LONG_"])
     assert code == 2 and "--roi-prefix" in err and not out.exists()
+
+
+def test_a_manifest_map_path_is_relative_to_the_manifest(tmp_path):
+    from lattice.manifest import read_manifest
+
+    folder = tmp_path / "cohort"
+    folder.mkdir()
+    (folder / "m.csv").write_text(
+        "case,ct,gtv,roi_names,roi_name_map\nP1,ct.nii.gz,gtv.nii.gz,tg263,maps/names.json\n"
+    )
+    (case,) = read_manifest(folder / "m.csv")
+    assert case.parameters["roi_names"] == "tg263"
+    assert Path(case.parameters["roi_name_map"]) == folder / "maps" / "names.json"
