@@ -255,19 +255,8 @@ def write_plan_folder(
             names.append(write_vertices_csv(plan, stage / "vertices.csv").name)
             names += write_cold_files(plan, stage)
             names += write_support_files(support, stage)
-            doc = dict(
-                document()
-                if document is not None
-                else plan.to_dict(
-                    inputs=dict(inputs or {}), slice_grid=dicom.series.grid if dicom else None
-                )
-            )
+            doc = _plan_document(plan, document, inputs, dicom, rois if dicom else None)
             names += write_objectives(doc, stage)
-            if dicom is not None:  # the ROIs written; values of the CT changed to fit their VR
-                from .rtstruct_write import header_warnings
-
-                doc["rois"] = rois
-                doc["warnings"] = [*doc.get("warnings", []), *header_warnings(dicom.series)]
         except BaseException:
             if worker is not None:
                 with contextlib.suppress(Exception):
@@ -292,6 +281,30 @@ def write_plan_folder(
     finally:
         if own_worker is not None:
             own_worker.close()
+
+
+def _plan_document(
+    plan: Plan,
+    document: Callable[[], Mapping[str, Any]] | None,
+    inputs: Mapping[str, Any] | None,
+    dicom: DicomOutput | None,
+    rois: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """plan.json: ``document()`` (default ``plan.to_dict``), with the ROIs written and the
+    values of the CT that rtstruct.dcm changed to fit their VR."""
+    doc = dict(
+        document()
+        if document is not None
+        else plan.to_dict(
+            inputs=dict(inputs or {}), slice_grid=dicom.series.grid if dicom else None
+        )
+    )
+    if dicom is not None:
+        from .rtstruct_write import header_warnings
+
+        doc["rois"] = rois
+        doc["warnings"] = [*doc.get("warnings", []), *header_warnings(dicom.series)]
+    return doc
 
 
 def _write_shapes(plan: Plan, stage: Path, mesh_format: str | None, markups: bool) -> list[str]:
