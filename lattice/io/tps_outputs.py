@@ -11,7 +11,7 @@ into place with the rest, :func:`lattice.io.folder.write_staged`).
 from __future__ import annotations
 
 import csv
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,9 +103,11 @@ def check_tps_options(
     stv: bool = False,
     cold: bool = False,
     gtv: bool = False,
+    rings: Sequence[str] = (),
 ) -> None:
     """Before any work: the objectives' doses, and the names of the ROIs the plan will have
-    (``n_vertices``: the most vertices expected, for the widest per-vertex name).
+    (``n_vertices``: the most vertices expected, for the widest per-vertex name; ``rings``:
+    the default names of the support shells and SCART rings asked for).
 
     Raises
     ------
@@ -118,7 +120,7 @@ def check_tps_options(
         defaults.append("LATTICE_VTX")
     if vertex_rois in ("both", "each"):
         defaults += [f"VTX_{i:02d}" for i in (1, max(n_vertices, 1))]
-    defaults += ["LATTICE_STV"] * stv + ["LATTICE_COLD"] * cold + ["GTV"] * gtv
+    defaults += ["LATTICE_STV"] * stv + ["LATTICE_COLD"] * cold + ["GTV"] * gtv + list(rings)
     check_roi_names({d: tps.naming.name(d) for d in defaults})
 
 
@@ -138,7 +140,22 @@ def check_tps_request(request: Any) -> None:
         n_vertices=p.count or p.max_vertices or 99,
         stv=opts.stv_margin_mm is not None or opts.stv_fraction is not None,
         cold=bool(p.cold_spheres),
+        gtv=opts.dicom and getattr(request.inputs, "reference_ct_dicom", 0) is None,
+        rings=_ring_names(getattr(opts, "support", None)),
     )
+
+
+def _ring_names(support: Any) -> list[str]:
+    """The default names of the support shells and SCART rings asked for (``support``: the
+    shells' SupportOptions, bounds as whole mm, or None)."""
+    if support is None:
+        return []
+    shells = tuple(getattr(support, "shells_mm", None) or ())
+    scart = tuple(getattr(support, "scart_ring_mm", None) or ())
+    names = [f"LATTICE_SH{a:02d}_{b:02d}" for a, b in zip(shells, shells[1:])]
+    for kind in ("GTV", "STV"):
+        names += [f"{kind}_RING{a:02d}_{b:02d}" for a, b in zip(scart, scart[1:])]
+    return names
 
 
 def add_tps_sections(

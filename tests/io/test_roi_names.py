@@ -271,3 +271,16 @@ def test_a_manifest_map_path_is_relative_to_the_manifest(tmp_path):
     (case,) = read_manifest(folder / "m.csv")
     assert case.parameters["roi_names"] == "tg263"
     assert Path(case.parameters["roi_name_map"]) == folder / "maps" / "names.json"
+
+
+def test_the_early_check_covers_the_rois_the_options_ask_for():
+    from lattice.io.tps_outputs import TpsOptions, check_tps_options
+
+    tps = TpsOptions(RoiNaming("tg263", prefix="L1_"))
+    check_tps_options(tps, None, stv=True, cold=True, gtv=True, rings=["STV_RING02_12"])
+    with pytest.raises(ParameterError, match="STV_RING100_150"):
+        check_tps_options(tps, None, rings=["STV_RING100_150"])
+    check_tps_options(tps, None, n_vertices=10000)  # L1_PTV10000_High: 16 characters
+    wider = TpsOptions(RoiNaming("tg263", prefix="L12_"))
+    with pytest.raises(ParameterError, match="VTX_10000 cannot be named 'L12_PTV10000_High'"):
+        check_tps_options(wider, None, n_vertices=10000)
