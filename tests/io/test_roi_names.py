@@ -221,6 +221,7 @@ def test_cli_plan_with_tg263_prefix_and_map(capfd, tmp_path):
     argv = ["plan", "--ct", STS_001 / "ct.nii.gz", "--gtv", STS_001 / "gtv.nii.gz", "--out", out]
     argv += ["--no-picture", "--mesh-format", "none", "--cold-spheres", "--stv-margin-mm", "8"]
     argv += ["--roi-names", "tg263", "--roi-prefix", "L1_", "--roi-name-map", name_map]
+    argv += ["--shells-mm", "0,5,15,35", "--scart-ring-mm", "2,12"]
     code, _, err = run(capfd, argv)
     assert code == 0, err
     doc = json.loads((out / "plan.json").read_text())
@@ -236,6 +237,16 @@ def test_cli_plan_with_tg263_prefix_and_map(capfd, tmp_path):
         "zL1_PTV_Cold",
         "L1_PTV^STV",
     } <= set(written)
+    rings = {"zL1_Ring00_05", "zL1_Ring05_15", "zL1_Ring15_35", "zL1_RingGTV02_12"}
+    assert rings | {"zL1_RingSTV02_12"} <= set(written)
+    types = {r["name"]: r["type"] for r in doc["rois"]}
+    assert types["zL1_Ring05_15"] == "AVOIDANCE" and types["zL1_RingGTV02_12"] == "CONTROL"
+    if shutil.which("dciodvfy"):
+        run_ = subprocess.run(
+            ["dciodvfy", str(out / "rtstruct.dcm")], capture_output=True, text=True
+        )
+        lines = (run_.stdout + run_.stderr).splitlines()
+        assert not [line for line in lines if line.startswith("Error")], lines
     p = doc["parameters"]
     assert (p["roi_names"], p["roi_prefix"]) == ("tg263", "L1_")
     assert p["roi_name_map"]["sha256"] == hashlib.sha256(name_map.read_bytes()).hexdigest()
