@@ -509,7 +509,7 @@ def _plan_and_write(
         doc = add_support(
             _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose), support
         )
-        return add_tps_sections(doc, plan, opts.tps, vertex_rois=opts.vertex_rois, stv=bool(stv))
+        return add_tps_sections(doc, plan, opts, stv=stv is not None)
 
     series = loaded.series
     dicom = (

@@ -69,11 +69,17 @@ class TpsOptions:
 
 
 def plan_structures(
-    plan: Plan, naming: RoiNaming, *, vertex_rois: str = "both", stv: bool = False
+    plan: Plan,
+    naming: RoiNaming,
+    *,
+    vertex_rois: str = "both",
+    stv: bool = False,
+    cold_rois: str = "combined",
 ) -> dict[str, list[tuple[str, str]]]:
     """The (final name, default name) of the ROIs each objective role has in ``plan``: the
     combined vertex ROI (or, with ``vertex_rois='each'``, every vertex's), the valley, the
-    STV when there is one, the cold spheres when placed."""
+    STV when there is one, the cold spheres when placed (combined, or each with
+    ``cold_rois='each'``)."""
 
     def named(*defaults: str) -> list[tuple[str, str]]:
         return [(naming.name(d), d) for d in defaults]
@@ -85,12 +91,15 @@ def plan_structures(
             if vertex_rois == "each"
             else named("LATTICE_VTX")
         )
-    cold = plan.cold is not None and len(plan.cold) > 0
+    n_cold = 0 if plan.cold is None else len(plan.cold)
+    cold = named("LATTICE_COLD") if n_cold else []
+    if n_cold and cold_rois == "each":
+        cold = named(*(f"COLD_{i:02d}" for i in range(1, n_cold + 1)))
     return {
         "peaks": peaks,
         "valley": named("LATTICE_VALLEY"),
         "stv": named("LATTICE_STV") if stv else [],
-        "cold": named("LATTICE_COLD") if cold else [],
+        "cold": cold,
     }
 
 
@@ -102,6 +111,7 @@ def check_tps_options(
     n_vertices: int = 99,
     stv: bool = False,
     cold: bool = False,
+    cold_rois: str = "combined",
     gtv: bool = False,
     rings: Sequence[str] = (),
 ) -> None:
@@ -120,7 +130,11 @@ def check_tps_options(
         defaults.append("LATTICE_VTX")
     if vertex_rois in ("both", "each"):
         defaults += [f"VTX_{i:02d}" for i in (1, max(n_vertices, 1))]
-    defaults += ["LATTICE_STV"] * stv + ["LATTICE_COLD"] * cold + ["GTV"] * gtv + list(rings)
+    defaults += ["LATTICE_STV"] * stv + ["GTV"] * gtv + list(rings)
+    if cold:
+        defaults += ["LATTICE_COLD"] * (cold_rois != "each") + ["COLD_01"] * (
+            cold_rois != "combined"
+        )
     check_roi_names({d: tps.naming.name(d) for d in defaults})
 
 
@@ -140,6 +154,7 @@ def check_tps_request(request: Any) -> None:
         n_vertices=p.count or p.max_vertices or 99,
         stv=opts.stv_margin_mm is not None or opts.stv_fraction is not None,
         cold=bool(p.cold_spheres),
+        cold_rois=opts.cold_rois,
         gtv=opts.dicom and getattr(request.inputs, "reference_ct_dicom", 0) is None,
         rings=_ring_names(getattr(opts, "support", None)),
     )
@@ -158,18 +173,15 @@ def _ring_names(support: Any) -> list[str]:
     return names
 
 
-def add_tps_sections(
-    doc: dict[str, Any],
-    plan: Plan,
-    tps: TpsOptions | None,
-    *,
-    vertex_rois: str = "both",
-    stv: bool = False,
-) -> dict[str, Any]:
+def add_tps_sections(doc: dict[str, Any], plan: Plan, options: Any, *, stv: bool) -> dict[str, Any]:
     """``doc`` (plan.json) with the naming and the doses in ``parameters`` and the plan's
-    ``objectives``; returned for chaining."""
-    tps = tps or TpsOptions()
-    structures = plan_structures(plan, tps.naming, vertex_rois=vertex_rois, stv=stv)
+    ``objectives``; returned for chaining. ``options``: the
+    :class:`~lattice.pipeline.PlanOptions` (its ``tps``, ``vertex_rois``, ``cold_rois``);
+    ``stv``: the plan has an STV."""
+    tps = options.tps or TpsOptions()
+    structures = plan_structures(
+        plan, tps.naming, vertex_rois=options.vertex_rois, stv=stv, cold_rois=options.cold_rois
+    )
     objectives = plan_objectives(
         plan.parameters.protocol,
         structures,

@@ -155,3 +155,21 @@ def test_a_bad_objective_dose_stops_the_command_before_any_work(capfd, tmp_path)
     code, _, err = run(capfd, [*argv, "--peak-dose-gy", "4", "--valley-dose-gy", "6"])
     assert code == 2 and "set --peak-dose-gy and --valley-dose-gy" in err
     assert not out.exists()
+
+
+def test_objectives_name_the_per_sphere_rois_when_only_those_are_written(capfd, tmp_path):
+    out = tmp_path / "plan"
+    argv = ["plan", "--ct", STS_001 / "ct.nii.gz", "--gtv", STS_001 / "gtv.nii.gz", "--out", out]
+    argv += ["--no-picture", "--mesh-format", "none", "--roi-names", "tg263"]
+    argv += ["--vertex-rois", "each", "--cold-spheres", "--cold-rois", "each"]
+    code, _, err = run(capfd, argv)
+    assert code == 0, err
+    doc = json.loads((out / "plan.json").read_text())
+    names = {str(r.ROIName) for r in pydicom.dcmread(out / "rtstruct.dcm").StructureSetROISequence}
+    rows = doc["objectives"]["rows"]
+    assert {r["structure"] for r in rows} <= names
+    n, n_cold = len(doc["vertices"]), len(doc["cold_spheres"])
+    lower = [r["structure"] for r in rows if r["objective"] == "lower"]
+    assert lower == [f"PTV{i:02d}_High" for i in range(1, n + 1)]
+    cold = [r["structure"] for r in rows if r["default_name"].startswith("COLD_")]
+    assert cold == [f"zPTV_Cold{i:02d}" for i in range(1, n_cold + 1)] and n_cold >= 1
