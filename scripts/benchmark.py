@@ -1,14 +1,23 @@
-"""Time the planner end to end on a full-size synthetic CT (512 x 512 x 300, 1.4 L GTV).
+"""Time the planner on a full-size synthetic CT (512 x 512 x 300, 1.4 L GTV), as ratios.
 
-Generates the benchmark case once into a cache folder (``--workdir``, reused when the files
-are there), then reports:
+The machine this runs on is shared, so absolute times say little: every figure is a ratio of
+two runs made one right after the other (a *pair*), and the report gives the median over
+``--pairs`` rounds (at least 5 for issue 16's figures). Each round measures, alternating which
+of a pair goes first:
 
-- load floor: reading the four NIfTI files with nibabel, the least any planner must spend;
-- plan wall time (min and median over ``--repeat`` runs) of the console command
-  ``python -m lattice_cli plan ...`` run as a subprocess, and the child's peak RSS;
-- the number of vertices, from ``OUT/plan.json`` (``summary.n_vertices``).
+- the load floor: reading the four NIfTI files fully with nibabel in this process, the least
+  any planner must spend;
+- ``lattice plan --pattern hcp`` with every output, paired with a floor: ratio 1;
+- the same with ``--no-picture --no-dicom --mesh-format none``, paired with a floor: ratio 2;
+- ``lattice plan --pattern max --time-budget-s B`` with every output, paired with the round's
+  hcp run: ratio 3 is ``max / (hcp + B)`` (issue 16: at most 1.10).
 
-Usage: ``python scripts/benchmark.py [--workdir DIR] [--pattern hcp] [--repeat 3]``.
+Each plan runs as a subprocess (``python -m lattice_cli plan ...``, start-up included); its
+peak memory is the summed RSS of its process tree (the picture worker included), sampled from
+/proc every 5 ms. ``--batch`` adds rounds of ``lattice batch`` with 2 workers against 1 on the
+STS sweep of ``scripts/benchmark_batch.py`` (skipped when ``../shared/data`` is absent).
+
+Usage: ``python scripts/benchmark.py [--workdir DIR] [--pairs 5] [--budget 5] [--batch]``.
 Needs the package installed (``pip install -e .``) so that ``lattice_cli`` is importable.
 """
 
@@ -17,18 +26,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmark_batch beside this file
 
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
@@ -38,6 +51,13 @@ from lattice.phantoms import make_benchmark_case, write_phantom  # noqa: E402
 CASE_FILES = ("ct", "gtv", "cord", "bowel")
 #: Bump when the generated case changes, so stale caches are rebuilt rather than reused.
 CASE_VERSION = "1"
+#: Issue 16's goals for each ratio (the stretch goal of the hcp run is 2).
+GOALS = {"hcp": 3.0, "minimal": 2.0, "max": 1.10, "batch": 0.6}
+MEMORY_GOAL_MB = 800.0
+#: Options of the minimal run: no picture, no DICOM, no meshes.
+MINIMAL = ("--no-picture", "--no-dicom", "--mesh-format", "none")
+#: How often the process tree's memory is sampled (s).
+SAMPLE_S = 0.005
 
 
 def ensure_case(workdir: Path, *, seed: int) -> dict[str, Path]:
@@ -61,16 +81,13 @@ def ensure_case(workdir: Path, *, seed: int) -> dict[str, Path]:
     return {name: written[name] for name in CASE_FILES}
 
 
-def load_floor(paths: dict[str, Path], *, repeat: int) -> float:
-    """Fastest of ``repeat`` wall times (s) to read every file fully with nibabel."""
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for path in paths.values():
-            img = nib.load(path)
-            np.asanyarray(img.dataobj)  # type: ignore[attr-defined]
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def load_floor(paths: dict[str, Path]) -> float:
+    """Wall time (s) to read every file fully with nibabel, once."""
+    t0 = time.perf_counter()
+    for path in paths.values():
+        img = nib.load(path)
+        np.asanyarray(img.dataobj)  # type: ignore[attr-defined]
+    return time.perf_counter() - t0
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -89,87 +106,54 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
-def run_plan(
-    command: list[str],
-) -> tuple[float, float, float, subprocess.CompletedProcess[str] | None]:
-    """Run ``command``; return wall time (s), peak RSS (MB) of the main process, peak summed
-    RSS (MB) of the process tree (the planner draws its picture in a child process), and a
-    failure record.
+@dataclass(frozen=True)
+class Run:
+    """One timed subprocess: wall time (s), peak summed RSS of its process tree (MB)."""
 
-    ``os.wait4`` on the child's pid gives that process's peak alone, unlike
-    ``getrusage(RUSAGE_CHILDREN)``, which is the maximum over every child so far. The tree
-    total is sampled from /proc every 5 ms (0 where /proc does not exist).
+    wall_s: float
+    tree_mb: float
+
+
+def timed(command: list[str]) -> Run:
+    """Run ``command`` to the end; exit with its output when it fails.
+
+    The tree's memory is sampled from /proc every :data:`SAMPLE_S` (0 where there is no
+    /proc); the pipes are drained in threads so that a chatty child cannot block.
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    tree_peak = [0.0]
+    peak = [0.0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            tree_peak[0] = max(tree_peak[0], _tree_rss_mb(proc.pid))
-            time.sleep(0.005)
+            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            time.sleep(SAMPLE_S)
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    # Drain the pipes in threads so a chatty child cannot block on a full pipe.
     out: list[str] = []
     err: list[str] = []
-    readers = [
+    threads = [
+        threading.Thread(target=sample, daemon=True),
         threading.Thread(target=lambda: out.append(proc.stdout.read())),  # type: ignore[union-attr]
         threading.Thread(target=lambda: err.append(proc.stderr.read())),  # type: ignore[union-attr]
     ]
-    for r in readers:
-        r.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    for t in threads:
+        t.start()
+    code = proc.wait()
     wall = time.perf_counter() - t0
     done.set()
-    sampler.join()
-    for r in readers:
-        r.join()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss is in KiB on Linux and in bytes on macOS.
-    rss_mb = usage.ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
-    failed = None
-    if proc.returncode != 0:
-        failed = subprocess.CompletedProcess(command, proc.returncode, "".join(out), "".join(err))
-    return wall, rss_mb, tree_peak[0], failed
+    for t in threads:
+        t.join()
+    if code != 0:
+        print(f"failed with exit code {code}: {' '.join(command)}", file=sys.stderr)
+        print("".join(out), "".join(err), sep="\n", file=sys.stderr)
+        sys.exit(1)
+    return Run(wall, peak[0])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path(tempfile.gettempdir()) / "lattice-benchmark",
-        help="cache folder for the generated case and the plan output "
-        "(default: <tmp>/lattice-benchmark)",
-    )
-    parser.add_argument("--pattern", default="hcp", help="lattice pattern to plan (default hcp)")
-    parser.add_argument("--repeat", type=int, default=3, help="plan runs to time (default 3)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the case's CT noise")
-    parser.add_argument(
-        "--plan-args",
-        default="",
-        help="extra options for lattice plan, e.g. '--no-dicom --mesh-format "
-        "none' to time the plan without its DICOM and mesh exports",
-    )
-    args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error(f"--repeat must be at least 1, got {args.repeat}")
-
-    paths = ensure_case(args.workdir, seed=args.seed)
-    floor = load_floor(paths, repeat=args.repeat)
-
-    if find_spec("lattice_cli") is None:
-        print(
-            "lattice_cli is not importable; install the package (pip install -e .) "
-            "to time the planner",
-            file=sys.stderr,
-        )
-        return 1
-    out = args.workdir / f"plan-{args.pattern}"
-    command = [
+def plan_command(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """``python -m lattice_cli plan`` on the benchmark case (D 15, S 30, margin 5, OARs 10)."""
+    return [
         sys.executable,
         "-m",
         "lattice_cli",
@@ -190,41 +174,185 @@ def main(argv: list[str] | None = None) -> int:
         f"{paths['cord']}:10",
         "--oar",
         f"{paths['bowel']}:10",
-        "--pattern",
-        args.pattern,
         "--force",
-        *args.plan_args.split(),
+        *extra,
     ]
-    walls, rss, trees = [], [], []
-    for i in range(args.repeat):
-        wall, rss_mb, tree_mb, failed = run_plan(command)
-        if failed is not None:
-            print(f"run {i + 1} failed with exit code {failed.returncode}:", file=sys.stderr)
-            print(" ".join(command), file=sys.stderr)
-            print(failed.stdout, failed.stderr, sep="\n", file=sys.stderr)
-            return 1
-        walls.append(wall)
-        rss.append(rss_mb)
-        trees.append(tree_mb)
-        print(
-            f"run {i + 1}/{args.repeat}: {wall:.2f} s, peak RSS {rss_mb:.0f} MB "
-            f"(all processes together: {tree_mb:.0f} MB)"
-        )
 
-    plan = json.loads((out / "plan.json").read_text())
-    n_vertices = plan["summary"]["n_vertices"]
-    rows = [
-        ("load floor (nibabel, 4 files)", f"{floor:.2f} s"),
-        (f"plan wall, min of {args.repeat}", f"{min(walls):.2f} s"),
-        (f"plan wall, median of {args.repeat}", f"{statistics.median(walls):.2f} s"),
-        ("plan peak RSS (max over runs)", f"{max(rss):.0f} MB"),
-        ("  with the picture process, summed", f"{max(trees):.0f} MB"),
-        ("vertices", str(n_vertices)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    print(f"\nbenchmark: {paths['ct'].parent}, pattern {args.pattern}")
-    for key, value in rows:
-        print(f"  {key:<{width}}  {value:>10}")
+
+def pair(first: Callable[[], float], second: Callable[[], float], *, swap: bool) -> tuple:
+    """``(first(), second())``, the second measured first when ``swap``."""
+    if swap:
+        b = second()
+        return first(), b
+    a = first()
+    return a, second()
+
+
+def n_vertices(out: Path) -> int:
+    return int(json.loads((out / "plan.json").read_text())["summary"]["n_vertices"])
+
+
+def plan_rounds(args: argparse.Namespace, paths: dict[str, Path]) -> dict[str, list]:
+    """The rounds of plan runs and floors; per kind, a list of (ratio, Run, vertices).
+
+    A round is floor, hcp, max, floor, minimal (each ratio's two runs side by side), and every
+    other round runs that sequence backwards, so neither run of a pair is always first.
+    """
+    extra = args.plan_args.split()
+    outs = {k: args.workdir / f"plan-{k}" for k in ("hcp", "minimal", "max")}
+    commands = {
+        "hcp": plan_command(paths, outs["hcp"], "--pattern", "hcp", *extra),
+        "minimal": plan_command(paths, outs["minimal"], "--pattern", "hcp", *MINIMAL, *extra),
+        "max": plan_command(
+            paths, outs["max"], "--pattern", "max", "--time-budget-s", f"{args.budget:g}", *extra
+        ),
+    }
+    steps = ["floor-hcp", "hcp", "max", "floor-minimal", "minimal"]
+    if args.budget <= 0:
+        steps.remove("max")
+    rows: dict[str, list] = {k: [] for k in commands if k in steps}
+    for r in range(args.pairs):
+        floors: dict[str, float] = {}
+        runs: dict[str, Run] = {}
+        for step in steps if r % 2 == 0 else steps[::-1]:
+            if step.startswith("floor-"):
+                floors[step.removeprefix("floor-")] = load_floor(paths)
+            else:
+                runs[step] = timed(commands[step])
+        for kind in rows:
+            run = runs[kind]
+            base = runs["hcp"].wall_s + args.budget if kind == "max" else floors[kind]
+            ratio = run.wall_s / base
+            rows[kind].append((ratio, run, n_vertices(outs[kind])))
+            print(
+                f"round {r + 1}/{args.pairs} {kind:<8} {run.wall_s:6.2f} s  ratio {ratio:5.2f}  "
+                f"tree {run.tree_mb:4.0f} MB  {rows[kind][-1][2]} vertices",
+                flush=True,
+            )
+    return rows
+
+
+def batch_rounds(args: argparse.Namespace) -> list[tuple[float, float, float]] | None:
+    """Rounds of ``lattice batch`` 2 workers vs 1: (ratio, one, two); None without data."""
+    import benchmark_batch
+
+    if not (args.data / "STS_001" / "gtv.nii.gz").is_file():
+        print(f"batch: skipped, {args.data} does not hold the STS cases")
+        return None
+    work = args.workdir / "batch"
+    manifest = benchmark_batch.write_manifest(args.data, work)
+    rows = []
+    for r in range(args.batch_pairs):
+        one, two = pair(
+            lambda: benchmark_batch.run(manifest, work / "w1", ["--workers", "1"], quiet=True),
+            lambda: benchmark_batch.run(manifest, work / "w2", ["--workers", "2"], quiet=True),
+            swap=r % 2 == 1,
+        )
+        same = benchmark_batch.counts(work / "w1") == benchmark_batch.counts(work / "w2")
+        rows.append((two / one, one, two))
+        print(
+            f"round {r + 1}/{args.batch_pairs} batch    1 worker {one:.1f} s, 2 workers "
+            f"{two:.1f} s, ratio {two / one:.2f}; counts equal: {same}",
+            flush=True,
+        )
+        if not same:
+            print("batch: the 1- and 2-worker summaries differ", file=sys.stderr)
+            sys.exit(1)
+    shutil.rmtree(work / "w1", ignore_errors=True)
+    return rows
+
+
+def report(rows: dict[str, list], batch: list | None, args: argparse.Namespace) -> None:
+    """The medians of the ratios against issue 16's goals, and the peak memory."""
+    print(f"\nbenchmark ({args.pairs} pairs per ratio, medians; machine load varies):")
+    labels = {
+        "hcp": "hcp, every output / load floor",
+        "minimal": "hcp, " + " ".join(MINIMAL) + " / load floor",
+        "max": f"max (budget {args.budget:g} s) / (hcp + budget)",
+    }
+    for kind, label in labels.items():
+        if kind not in rows:
+            continue
+        ratios = [r for r, _, _ in rows[kind]]
+        walls = [run.wall_s for _, run, _ in rows[kind]]
+        counts = sorted({n for _, _, n in rows[kind]})
+        verdict = "met" if statistics.median(ratios) <= GOALS[kind] else "NOT met"
+        print(
+            f"  {label:<62} {statistics.median(ratios):5.2f}  (goal <= {GOALS[kind]:g}: "
+            f"{verdict}; range {min(ratios):.2f}-{max(ratios):.2f}; wall median "
+            f"{statistics.median(walls):.2f} s; vertices {counts})"
+        )
+    peak = max(run.tree_mb for kind in rows for _, run, _ in rows[kind])
+    per_kind = ", ".join(f"{k} {max(run.tree_mb for _, run, _ in rows[k]):.0f}" for k in rows)
+    verdict = "met" if peak <= MEMORY_GOAL_MB else "NOT met"
+    print(
+        f"  {'peak memory, process tree (MB)':<62} {peak:5.0f}  (goal <= "
+        f"{MEMORY_GOAL_MB:g}: {verdict}; {per_kind})"
+    )
+    if batch:
+        ratios = [r for r, _, _ in batch]
+        verdict = "met" if statistics.median(ratios) <= GOALS["batch"] else "NOT met"
+        print(
+            f"  {'lattice batch, 2 workers / 1 worker (STS sweep)':<62} "
+            f"{statistics.median(ratios):5.2f}  (goal <= {GOALS['batch']:g}: {verdict}; range "
+            f"{min(ratios):.2f}-{max(ratios):.2f}; 1 worker median "
+            f"{statistics.median(o for _, o, _ in batch):.1f} s)"
+        )
+    floors = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if floors is not None:
+        print(f"  load average at the end: {floors[0]:.2f} {floors[1]:.2f} {floors[2]:.2f}")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "lattice-benchmark",
+        help="cache folder for the generated case and the plan outputs "
+        "(default: <tmp>/lattice-benchmark)",
+    )
+    parser.add_argument("--pairs", type=int, default=5, help="rounds of pairs (default 5)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=5.0,
+        help="--time-budget-s of the max run (default 5; 0 skips the max run)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the case's CT noise")
+    parser.add_argument("--plan-args", default="", help="extra options for every lattice plan run")
+    parser.add_argument(
+        "--batch", action="store_true", help="also time lattice batch, 2 workers vs 1"
+    )
+    parser.add_argument("--batch-pairs", type=int, default=5, help="batch rounds (default 5)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="the STS cases for --batch (default ../shared/data)",
+    )
+    args = parser.parse_args(argv)
+    if args.pairs < 1 or args.batch_pairs < 1:
+        parser.error("--pairs and --batch-pairs must be at least 1")
+    if args.budget < 0:
+        parser.error(f"--budget must be 0 or more, got {args.budget}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    if find_spec("lattice_cli") is None:
+        print(
+            "lattice_cli is not importable; install the package (pip install -e .) "
+            "to time the planner",
+            file=sys.stderr,
+        )
+        return 1
+    paths = ensure_case(args.workdir, seed=args.seed)
+    load_floor(paths)  # warm the page cache and nibabel's imports once
+    rows = plan_rounds(args, paths)
+    batch = batch_rounds(args) if args.batch else None
+    report(rows, batch, args)
     return 0
 
 

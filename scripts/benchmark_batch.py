@@ -24,7 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 CASES = ("STS_001", "STS_002", "STS_013", "STS_035", "STS_044")
 
 
-def run(manifest: Path, out: Path, extra: list[str], *, fresh: bool = True) -> float:
+def run(
+    manifest: Path, out: Path, extra: list[str], *, fresh: bool = True, quiet: bool = False
+) -> float:
+    """Wall time (s) of ``lattice batch`` on ``manifest`` into ``out`` (emptied first when
+    ``fresh``); ``quiet`` drops its output."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
     t0 = time.perf_counter()
@@ -43,6 +47,8 @@ def run(manifest: Path, out: Path, extra: list[str], *, fresh: bool = True) -> f
             *extra,
         ],
         check=False,
+        stdout=subprocess.DEVNULL if quiet else None,
+        stderr=subprocess.DEVNULL if quiet else None,
     )
     return time.perf_counter() - t0
 
@@ -55,6 +61,23 @@ def counts(out: Path) -> list[tuple[str, ...]]:
         ]
 
 
+def write_manifest(data: Path, workdir: Path) -> Path:
+    """The sweep's manifest in ``workdir``: the STS cases of ``data`` and one case whose GTV
+    file is truncated on purpose."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    broken = workdir / "broken_gtv.nii.gz"
+    gtv = (data / "STS_001" / "gtv.nii.gz").read_bytes()
+    broken.write_bytes(gtv[: len(gtv) // 2])
+    manifest = workdir / "manifest.csv"
+    with open(manifest, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["case", "ct", "gtv"])
+        for case in CASES:
+            writer.writerow([case, data / case / "image.nii.gz", data / case / "gtv.nii.gz"])
+        writer.writerow(["BROKEN", data / "STS_001" / "image.nii.gz", broken])
+    return manifest
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -62,19 +85,7 @@ def main() -> int:
     parser.add_argument("--dask", action="store_true", help="also run on a LocalCluster")
     parser.add_argument("extra", nargs="*", help="plan options for every case (after --)")
     args = parser.parse_args()
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    broken = args.workdir / "broken_gtv.nii.gz"
-    data = (args.data / "STS_001" / "gtv.nii.gz").read_bytes()
-    broken.write_bytes(data[: len(data) // 2])
-    manifest = args.workdir / "manifest.csv"
-    with open(manifest, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["case", "ct", "gtv"])
-        for case in CASES:
-            writer.writerow(
-                [case, args.data / case / "image.nii.gz", args.data / case / "gtv.nii.gz"]
-            )
-        writer.writerow(["BROKEN", args.data / "STS_001" / "image.nii.gz", broken])
+    manifest = write_manifest(args.data, args.workdir)
     one = run(manifest, args.workdir / "w1", [*args.extra, "--workers", "1"])
     two = run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"])
     print(f"1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio {two / one:.2f}")
