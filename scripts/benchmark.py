@@ -12,10 +12,12 @@ of a pair goes first:
 - ``lattice plan --pattern max --time-budget-s B`` with every output, paired with the round's
   hcp run: ratio 3 is ``max / (hcp + B)`` (issue 16: at most 1.10).
 
-Each plan runs as a subprocess (``python -m lattice_cli plan ...``, start-up included); its
-peak memory is the summed RSS of its process tree (the picture worker included), sampled from
-/proc every 5 ms. ``--batch`` adds rounds of ``lattice batch`` with 2 workers against 1 on the
-STS sweep of ``scripts/benchmark_batch.py`` (skipped when ``../shared/data`` is absent).
+Each plan runs as a subprocess (``python -m lattice_cli plan ...``, start-up included), after
+one untimed warm-up run. Its peak memory is that of its process tree (the picture worker
+included), sampled from /proc every 10 ms: the summed PSS, in which pages the forked worker
+shares with the planner count once, and the summed RSS, which counts them twice. ``--batch``
+adds rounds of ``lattice batch`` with 2 workers against 1 on the STS sweep of
+``scripts/benchmark_batch.py`` (skipped when ``../shared/data`` is absent).
 
 Usage: ``python scripts/benchmark.py [--workdir DIR] [--pairs 5] [--budget 5] [--batch]``.
 Needs the package installed (``pip install -e .``) so that ``lattice_cli`` is importable.
@@ -57,7 +59,7 @@ MEMORY_GOAL_MB = 800.0
 #: Options of the minimal run: no picture, no DICOM, no meshes.
 MINIMAL = ("--no-picture", "--no-dicom", "--mesh-format", "none")
 #: How often the process tree's memory is sampled (s).
-SAMPLE_S = 0.005
+SAMPLE_S = 0.01
 
 
 def ensure_case(workdir: Path, *, seed: int) -> dict[str, Path]:
@@ -90,28 +92,35 @@ def load_floor(paths: dict[str, Path]) -> float:
     return time.perf_counter() - t0
 
 
-def _tree_rss_mb(pid: int) -> float:
-    """Resident memory (MB) of a process and all its descendants, from /proc (Linux)."""
-    total, todo = 0.0, [pid]
+def _tree_memory_mb(pid: int) -> tuple[float, float]:
+    """Summed PSS and summed RSS (MB) of a process and all its descendants, from /proc
+    (Linux; 0 elsewhere). PSS splits each page among the processes sharing it, so pages the
+    forked picture worker shares with the planner count once; the RSS sum counts them in
+    both."""
+    pss = rss = 0.0
+    todo = [pid]
     while todo:
         p = todo.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += float(line.split()[1]) / 1024
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += float(line.split()[1]) / 1024
+                elif line.startswith("Pss:"):
+                    pss += float(line.split()[1]) / 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, ValueError):
             continue
-    return total
+    return pss, rss
 
 
 @dataclass(frozen=True)
 class Run:
-    """One timed subprocess: wall time (s), peak summed RSS of its process tree (MB)."""
+    """One timed subprocess: wall time (s), peak summed PSS and RSS of its process tree (MB)."""
 
     wall_s: float
     tree_mb: float
+    tree_rss_mb: float
 
 
 def timed(command: list[str]) -> Run:
@@ -122,12 +131,13 @@ def timed(command: list[str]) -> Run:
     """
     t0 = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = [0.0]
+    peak = [0.0, 0.0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _tree_rss_mb(proc.pid))
+            pss, rss = _tree_memory_mb(proc.pid)
+            peak[:] = max(peak[0], pss), max(peak[1], rss)
             time.sleep(SAMPLE_S)
 
     out: list[str] = []
@@ -148,7 +158,7 @@ def timed(command: list[str]) -> Run:
         print(f"failed with exit code {code}: {' '.join(command)}", file=sys.stderr)
         print("".join(out), "".join(err), sep="\n", file=sys.stderr)
         sys.exit(1)
-    return Run(wall, peak[0])
+    return Run(wall, peak[0], peak[1])
 
 
 def plan_command(paths: dict[str, Path], out: Path, *extra: str) -> list[str]:
@@ -226,7 +236,8 @@ def plan_rounds(args: argparse.Namespace, paths: dict[str, Path]) -> dict[str, l
             rows[kind].append((ratio, run, n_vertices(outs[kind])))
             print(
                 f"round {r + 1}/{args.pairs} {kind:<8} {run.wall_s:6.2f} s  ratio {ratio:5.2f}  "
-                f"tree {run.tree_mb:4.0f} MB  {rows[kind][-1][2]} vertices",
+                f"tree PSS {run.tree_mb:4.0f} MB (RSS {run.tree_rss_mb:4.0f})  "
+                f"{rows[kind][-1][2]} vertices",
                 flush=True,
             )
     return rows
@@ -284,10 +295,11 @@ def report(rows: dict[str, list], batch: list | None, args: argparse.Namespace) 
         )
     peak = max(run.tree_mb for kind in rows for _, run, _ in rows[kind])
     per_kind = ", ".join(f"{k} {max(run.tree_mb for _, run, _ in rows[k]):.0f}" for k in rows)
+    rss = max(run.tree_rss_mb for kind in rows for _, run, _ in rows[kind])
     verdict = "met" if peak <= MEMORY_GOAL_MB else "NOT met"
     print(
-        f"  {'peak memory, process tree (MB)':<62} {peak:5.0f}  (goal <= "
-        f"{MEMORY_GOAL_MB:g}: {verdict}; {per_kind})"
+        f"  {'peak memory, process tree, summed PSS (MB)':<62} {peak:5.0f}  (goal <= "
+        f"{MEMORY_GOAL_MB:g}: {verdict}; {per_kind}; summed RSS {rss:.0f})"
     )
     if batch:
         ratios = [r for r, _, _ in batch]
@@ -350,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     paths = ensure_case(args.workdir, seed=args.seed)
     load_floor(paths)  # warm the page cache and nibabel's imports once
+    timed(plan_command(paths, args.workdir / "plan-warm-up", "--pattern", "hcp"))  # untimed
     rows = plan_rounds(args, paths)
     batch = batch_rounds(args) if args.batch else None
     report(rows, batch, args)

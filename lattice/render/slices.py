@@ -42,6 +42,7 @@ from .style import (
     GTV_COLOR,
     NO_OARS,
     OAR_COLORS,
+    PNG_PIL_KWARGS,
     SHELL_COLORS,
     STV_COLOR,
     TARGET_COLOR,
@@ -204,7 +205,7 @@ def render_overview(
 
     out = Path(path)
     try:
-        fig.savefig(out, format="png", dpi=FIGURE_DPI)
+        fig.savefig(out, format="png", dpi=FIGURE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
     except OSError as exc:
         raise OutputWriteError(
             f"cannot write the overview PNG '{out}': {exc}; check that the folder exists and "
@@ -580,7 +581,7 @@ def render_vertex_montage(
     )
     out = Path(path)
     try:
-        fig.savefig(out, format="png", dpi=MONTAGE_DPI)
+        fig.savefig(out, format="png", dpi=MONTAGE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
     except OSError as exc:
         raise OutputWriteError(f"cannot write the montage '{out}': {exc}") from exc
     return out

@@ -20,7 +20,15 @@ from ..errors import MaskError, OutputWriteError
 from ..geometry.margins import bounding_box, mask_surface_ijk
 from ..volume import Volume
 from .layout import WORLD_AXIS_NAMES, as_centres
-from .style import COLD_COLOR, FIGURE_DPI, GTV_COLOR, NO_OARS, OAR_COLORS, VERTEX_COLOR
+from .style import (
+    COLD_COLOR,
+    FIGURE_DPI,
+    GTV_COLOR,
+    NO_OARS,
+    OAR_COLORS,
+    PNG_PIL_KWARGS,
+    VERTEX_COLOR,
+)
 
 #: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows).
 MAX_FACES_3D = 5000
@@ -162,7 +170,7 @@ def render_3d(
     )
     out = Path(path)
     try:
-        fig.savefig(out, format="png", dpi=FIGURE_DPI)
+        fig.savefig(out, format="png", dpi=FIGURE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
     except OSError as exc:
         raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
     return out
@@ -274,7 +282,8 @@ def _draw_faces(
             facecolors=face_rgba,
             edgecolors=edges,
             linewidths=0.4,
-        )
+        ),
+        autolim=False,  # the limits are set by _frame_3d; the faces' extents cost ~0.1 s
     )
 
 
