@@ -366,9 +366,63 @@ CONTOUR_SEQUENCE, CONTOUR_IMAGE_SEQUENCE = 0x30060040, 0x30060016
 def _decimal_strings(values: NDArray[np.float64]) -> str:
     """Values to 1e-6 (mm) as a DS multi-value, every number at most 16 characters."""
     flat = np.ravel(values)
-    if np.all(np.abs(flat) < 1e8):  # one format for all
+    if np.all(np.abs(flat) < FIXED_LIMIT):  # one format for all
         return "\\".join(map("{:.6f}".format, flat.tolist()))
     return "\\".join(ds_list(flat))
+
+
+#: Values below this magnitude are written as ``'{:.6f}'``, others by ``ds_list``: 16
+#: characters at most (17 only within 5e-7 mm of 1e8 mm, which rounds up to 9 digits; no
+#: image is 100 km across).
+FIXED_LIMIT = 1e8
+_INT_POWERS = (10 ** np.arange(8, -1, -1)).astype(np.uint32)  # 1e8 .. 1
+_FRACTION_POWERS = (10 ** np.arange(5, -1, -1)).astype(np.uint32)  # 1e5 .. 1
+
+
+def _fixed_decimals(flat: NDArray[np.float64]) -> tuple[bytes, NDArray[np.int64]]:
+    """``'\\'.join('{:.6f}'.format(v) for v in flat)`` (+ a final backslash) as ASCII bytes,
+    made by array operations, and the end offset of each value's text in it (after its
+    backslash). Every ``|v|`` must be below :data:`FIXED_LIMIT`.
+
+    ``'{:.6f}'`` rounds the exact binary value half to even. ``rint(|v| * 1e6)`` does the
+    same except where the product's rounding error (at most ``|v| * 1e6 * 2**-53``) could
+    move it across a half: those few values are rounded exactly with ``Fraction``.
+    """
+    from fractions import Fraction
+
+    y = np.abs(flat) * 1e6
+    scaled = np.rint(y).astype(np.int64)
+    near_half = np.abs(y - np.floor(y) - 0.5) <= y * 1e-15 + 1e-9
+    for i in np.flatnonzero(near_half):
+        scaled[i] = round(Fraction(abs(float(flat[i]))) * 1_000_000)
+    whole, fraction = np.divmod(scaled, 1_000_000)
+    whole, fraction = whole.astype(np.uint32), fraction.astype(np.uint32)
+    # One row of 18 characters per value: sign, 9 digits, point, 6 digits, backslash; the
+    # sign (for a set sign bit, as '{:.6f}' writes '-0.000000') and leading zeros dropped.
+    chars = np.empty((len(flat), 18), dtype=np.uint8)
+    chars[:, 0] = ord("-")
+    chars[:, 1:10] = (whole[:, None] // _INT_POWERS) % 10 + ord("0")
+    chars[:, 10] = ord(".")
+    chars[:, 11:17] = (fraction[:, None] // _FRACTION_POWERS) % 10 + ord("0")
+    chars[:, 17] = ord("\\")
+    keep = np.ones(chars.shape, dtype=bool)
+    keep[:, 0] = np.signbit(flat)
+    keep[:, 1:9] = whole[:, None] >= _INT_POWERS[:8]
+    return chars[keep].tobytes(), np.cumsum(keep.sum(axis=1))
+
+
+def _contour_data(contours: Sequence[Contour]) -> list[bytes]:
+    """Each contour's points as the DS multi-value :func:`_decimal_strings` makes, encoded,
+    for all contours at once (:func:`_fixed_decimals`) when every value allows it."""
+    if not contours:
+        return []
+    flat = np.concatenate([np.ravel(points) for _, points in contours]).astype(np.float64)
+    if not np.all(np.abs(flat) < FIXED_LIMIT):
+        return [_decimal_strings(points).encode("ascii") for _, points in contours]
+    text, ends = _fixed_decimals(flat)
+    last = np.cumsum([np.size(points) for _, points in contours]) - 1  # each one's last value
+    starts = np.concatenate([[0], ends[last[:-1]]])
+    return [text[a : b - 1] for a, b in zip(starts.tolist(), ends[last].tolist())]
 
 
 def _raw_bytes(tag: int, vr: str, value: bytes) -> Any:
@@ -407,7 +461,8 @@ def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, 
     refs: dict[int, bytes] = {}
     kind = _element(CONTOUR_TYPE, "CS", b"CLOSED_PLANAR")
     items = []
-    for n, (k, points) in enumerate(contours, start=1):
+    data = _contour_data(contours)
+    for n, ((k, points), values) in enumerate(zip(contours, data), start=1):
         ref = refs.get(k)
         if ref is None:
             sop_class, sop_instance = image_uids[k]
@@ -425,7 +480,7 @@ def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, 
                 + kind
                 + _element(CONTOUR_POINTS, "IS", str(len(points)).encode("ascii"))
                 + _element(CONTOUR_NUMBER, "IS", str(n).encode("ascii"))
-                + _element(CONTOUR_DATA, "DS", _decimal_strings(points).encode("ascii"))
+                + _element(CONTOUR_DATA, "DS", values)
             )
         )
     return b"".join(items)
