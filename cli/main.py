@@ -29,7 +29,7 @@ from lattice.errors import (
     terminate_as_interrupt,
 )
 from lattice.plan_options import OPTION_NAMES
-from lattice_cli import batch, evaluate, measure, plan, report, rois, scart, show, verify
+from lattice_cli import batch, evaluate, measure, plan, report, rois, scart, show, verify, view
 
 _IMPORTED_AT = time.perf_counter()
 
@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     measure.register(sub)
     report.register(sub)
     show.register(sub)
+    view.register(sub)
     evaluate.register(sub)
     batch.register(sub, plan.add_plan_parameters)
     for command in sub.choices.values():

@@ -12,15 +12,10 @@ from typing import Any
 from lattice.errors import EXIT_OK
 from lattice.planning.parameters import range_text
 from lattice.render.pictures import PICTURE_NAMES
+from lattice.render.style import CT_WINDOWS_HU
 
 #: Named CT windows (level, width) in HU.
-WINDOWS = {
-    "soft": (40.0, 400.0),
-    "lung": (-600.0, 1500.0),
-    "bone": (400.0, 1800.0),
-    "brain": (40.0, 80.0),
-    "mediastinum": (50.0, 350.0),
-}
+WINDOWS = CT_WINDOWS_HU
 
 
 def _window(text: str) -> tuple[float, float]:

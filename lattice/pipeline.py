@@ -488,6 +488,9 @@ def _plan_and_write(
         # The lesion is measured on the worker's core while this process plans: off the
         # path to the end of the run (the worker draws the pictures after the plan).
         worker.measure_early(loaded.gtv)
+    if worker is not None and opts.picture:
+        # viewer.html's CT and surfaces are packed there too, before the plan exists.
+        worker.prepare_viewer(loaded.gtv, loaded.oars)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
     if plan.n_vertices == 0 and not opts.allow_empty:

@@ -109,6 +109,42 @@ def mask_surface_ijk(
     return verts_ijk, faces
 
 
+def decimated_surface_ijk(
+    mask: NDArray, *, voxel_size_mm: ArrayLike, max_faces: int
+) -> tuple[NDArray[np.float64], NDArray[np.int32]]:
+    """The surface of a mask (:func:`mask_surface_ijk`) with about ``max_faces`` triangles.
+
+    A large mask is averaged over blocks of voxels about equally long in mm (so thin slices
+    are merged less than wide pixels are); the surface is the 0.5 level of the block
+    averages and stays within about half a block of the voxel surface. Marching cubes makes
+    about two triangles per block face on the surface, which sets the block size.
+
+    Parameters
+    ----------
+    mask : (I, J, K) ndarray
+        Bool, or any type with non-zero values inside; not empty.
+    voxel_size_mm : (3,) array_like of float
+    max_faces : int
+
+    Returns
+    -------
+    verts_ijk : (n, 3) ndarray of float
+    faces : (m, 3) ndarray of int
+        As :func:`mask_surface_ijk`.
+    """
+    array = np.asarray(mask) != 0
+    box = bounding_box(array)
+    sub = array[box]
+    voxel = np.asarray(voxel_size_mm, dtype=float)
+    face_mm2 = np.prod(voxel) / voxel
+    area = sum(
+        int(np.count_nonzero(np.diff(np.pad(sub, 1), axis=a))) * face_mm2[a] for a in range(3)
+    )
+    block_mm = np.sqrt(2.0 * area / max_faces)
+    factor = np.clip(np.round(block_mm / voxel), 1, None).astype(int)
+    return mask_surface_ijk(array, block_vox=factor, box=box)
+
+
 #: Largest error of the float32 EDT against an exact float64 distance, mm (measured 5e-6 mm
 #: on 100 mm distances; float32 has 24 bits of mantissa). Decisions near a rule boundary use
 #: this as a guard.

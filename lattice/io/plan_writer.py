@@ -71,6 +71,7 @@ PLAN_FILES = (
     "overview.png",
     "overview3d.png",
     "vertices.png",
+    "viewer.html",
     "rtstruct.dcm",
     "ct_dicom",
     "vertices.mrk.json",
@@ -220,6 +221,8 @@ def write_plan_folder(
         raise ValueError("writing the derived DICOM CT needs the CT (ct=...) or a worker")
 
     def write(stage: Path) -> list[str]:
+        from ..render.viewer import plan_viewer_info
+
         labels = sphere_label_map(
             plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
         )
@@ -239,6 +242,7 @@ def write_plan_folder(
                 measure=measure,
                 stv=stv,
                 shells=None if support is None else support.shells,
+                viewer_info=plan_viewer_info(plan) if picture else None,
             )
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]

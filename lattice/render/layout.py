@@ -371,10 +371,10 @@ def _panel(
         voxel_size_mm=(float(voxel_size[h]), float(voxel_size[v])),
         # u grows towards the image left and v towards the top (radiological convention)
         edge_letters={
-            "left": _letters(h_dir),
-            "right": _letters(-h_dir),
-            "top": _letters(v_dir),
-            "bottom": _letters(-v_dir),
+            "left": direction_letters(h_dir),
+            "right": direction_letters(-h_dir),
+            "top": direction_letters(v_dir),
+            "bottom": direction_letters(-v_dir),
         },
         label=label,
         cuts=tuple(cuts),
@@ -405,8 +405,9 @@ def _richest_layer(
     return int(order[0])
 
 
-def _letters(direction: NDArray[np.float64]) -> str:
-    """Patient orientation letters of a world direction, dominant axis first."""
+def direction_letters(direction: NDArray[np.float64]) -> str:
+    """Patient orientation letters of a world (RAS) direction, dominant axis first (a second
+    letter when its component is at least :data:`SECOND_LETTER_MIN_COMPONENT`)."""
     order = np.argsort(-np.abs(direction), kind="stable")
     letters = []
     for rank, axis in enumerate(order):

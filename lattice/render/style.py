@@ -26,3 +26,16 @@ SHELL_COLORS = ("#aaffaa", "#5adc5a", "#1eaa3c", "#0a7828", "#00501e")
 #: OAR colours, in the order the OARs are given (repeating after the last).
 OAR_COLORS = ("#ff4fd8", "#4cff4c", "#5a8cff", "#d2b48c", "#ffffff", "#b07cff", "#a0e000")
 NO_OARS: Mapping[str, Volume] = MappingProxyType({})
+
+#: Named CT windows (level, width) in HU: ``lattice show --window`` and the viewer's presets.
+CT_WINDOWS_HU: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {
+        "soft": (40.0, 400.0),
+        "lung": (-600.0, 1500.0),
+        "bone": (400.0, 1800.0),
+        "brain": (40.0, 80.0),
+        "mediastinum": (50.0, 350.0),
+    }
+)
+#: Colour of the patient orientation letters on the slice views.
+LETTER_COLOR_2D = "#ffe680"

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import MaskError, OutputWriteError
-from ..geometry.margins import bounding_box, mask_surface_ijk
+from ..geometry.margins import decimated_surface_ijk
 from ..volume import Volume
 from .layout import WORLD_AXIS_NAMES, as_centres
 from .style import (
@@ -391,15 +391,7 @@ def _surface_triangles(mask: Volume) -> NDArray[np.float64]:
     array = np.asarray(mask.array) != 0
     if not array.any():
         raise MaskError("the GTV mask is empty; pass a mask with at least one non-zero voxel")
-    box = bounding_box(array)
-    sub = array[box]
-    voxel = np.asarray(mask.voxel_size_mm, dtype=float)
-    # Marching cubes makes about two triangles per block face on the surface.
-    face_mm2 = np.prod(voxel) / voxel
-    area = sum(
-        int(np.count_nonzero(np.diff(np.pad(sub, 1), axis=a))) * face_mm2[a] for a in range(3)
+    verts_ijk, faces = decimated_surface_ijk(
+        array, voxel_size_mm=mask.voxel_size_mm, max_faces=MAX_FACES_3D
     )
-    block_mm = np.sqrt(2.0 * area / MAX_FACES_3D)
-    factor = np.clip(np.round(block_mm / voxel), 1, None).astype(int)
-    verts_ijk, faces = mask_surface_ijk(array, block_vox=factor, box=box)
     return mask.ijk_to_ras(verts_ijk)[faces]

@@ -38,6 +38,10 @@ from ..volume import Volume
 from .layout import DEFAULT_CONTEXT_MM
 from .pictures import MONTAGE_NAME, THREE_D_NAME, draw_plan_pictures
 
+#: viewer.html, written beside the pictures (lattice.render.viewer.VIEWER_NAME; that module
+#: is imported in the worker only).
+VIEWER_NAME = "viewer.html"
+
 #: Margin (mm) around the GTV that the picture shows (the renderers' default); they crop to
 #: the GTV and its vertices plus this margin. The worker receives masks cropped 1 mm wider.
 CONTEXT_MM = DEFAULT_CONTEXT_MM
@@ -89,6 +93,9 @@ class PictureJob:
         The same cold spheres (for the 3-D picture).
     measure : bool
         Measure the GTV (:func:`~lattice.analysis.measure.measure_lesion`).
+    viewer_info : mapping or None
+        With the pictures, write :data:`VIEWER_NAME` beside them showing this
+        (:func:`~lattice.render.viewer.viewer_info`); None: no viewer.
     ct_series : CtSeriesJob or None
         Write the CT as this DICOM series.
     """
@@ -107,6 +114,7 @@ class PictureJob:
     cold_centers_ras_mm: np.ndarray | None = None
     cold_diameter_mm: float | None = None
     measure: bool = False
+    viewer_info: Mapping[str, Any] | None = None
     ct_series: CtSeriesJob | None = None
 
     def output_names(self) -> list[str]:
@@ -114,6 +122,8 @@ class PictureJob:
         names = [] if self.path is None else [self.path.name, THREE_D_NAME]
         if self.path is not None and len(self.centers_ras_mm):
             names.append(MONTAGE_NAME)
+        if self.path is not None and self.viewer_info is not None:
+            names.append(VIEWER_NAME)
         if self.ct_series is not None:
             names.append(self.ct_series.folder.name)
         return names
@@ -145,6 +155,7 @@ def picture_job(
     measure: bool = False,
     ct_series: CtSeriesJob | None = None,
     shells: Volume | None = None,
+    viewer_info: Mapping[str, Any] | None = None,
 ) -> PictureJob:
     """The job for ``plan``: its masks cropped to the GTV plus :data:`CONTEXT_MM` (+1 mm)."""
     box = job_box(plan.gtv)
@@ -167,6 +178,7 @@ def picture_job(
         cold_centers_ras_mm=None if plan.cold is None else plan.cold.centers_ras_mm,
         cold_diameter_mm=None if plan.cold is None else float(plan.cold.diameter_mm),
         measure=measure,
+        viewer_info=viewer_info,
         ct_series=ct_series,
     )
 
@@ -232,6 +244,7 @@ class PictureWorker:
         self._future: Future[PictureResult] | None = None
         self._result: PictureResult | None = None
         self._lesion_future: Future[LesionMeasurements] | None = None
+        self._viewer_future: Future[None] | None = None
         #: Measurements of the GTV after :meth:`wait`, when asked for.
         self.lesion: LesionMeasurements | None = None
         if _uses_process():
@@ -255,6 +268,20 @@ class PictureWorker:
         box = job_box(gtv)
         self._lesion_future = self._pool.submit(_measure_in_worker, _cut(gtv, box), box[2].start)
 
+    def prepare_viewer(self, gtv: Volume, oars: Mapping[str, Volume]) -> None:
+        """Pack the viewer's CT, GTV and OAR data on the worker's core now, while this
+        process plans (the slow part of viewer.html: compressing the CT, the surfaces); the
+        job then adds what the plan made. In-process, the job packs everything."""
+        if self._pool is None:
+            return
+        box = job_box(gtv)
+        self._viewer_future = self._pool.submit(
+            _prepare_viewer_in_worker,
+            _cut(gtv, box),
+            {n: _cut(m, box) for n, m in oars.items()},
+            box,
+        )
+
     def submit(
         self,
         plan: Plan,
@@ -267,11 +294,13 @@ class PictureWorker:
         measure: bool = False,
         stv: Volume | None = None,
         shells: Volume | None = None,
+        viewer_info: Mapping[str, Any] | None = None,
     ) -> None:
         """Ask for the picture of ``plan`` at ``path`` (None: no picture), with
         ``ct_series`` for the CT written as that series into ``ct_series_dir``, and with
-        ``measure`` for the GTV's :class:`~lattice.analysis.measure.LesionMeasurements`;
-        :meth:`wait` collects the result, :attr:`lesion` the measurements."""
+        ``measure`` for the GTV's :class:`~lattice.analysis.measure.LesionMeasurements`,
+        and ``viewer_info`` for viewer.html beside the pictures; :meth:`wait` collects the
+        result, :attr:`lesion` the measurements."""
         if self._lesion_future is not None:
             measure = False  # measured already (measure_early)
         series = None
@@ -287,6 +316,7 @@ class PictureWorker:
             measure=measure,
             ct_series=series,
             shells=shells,
+            viewer_info=viewer_info,
         )
         if self._pool is None:
             ct = self._load_ct()
@@ -307,7 +337,10 @@ class PictureWorker:
     def wait(self) -> list[str]:
         """Wait for the picture; return the file names written (empty if none was asked)."""
         lesion_future, self._lesion_future = self._lesion_future, None
+        viewer_future, self._viewer_future = self._viewer_future, None
         try:
+            if viewer_future is not None:  # its error, if any, is the first one
+                viewer_future.result()
             if self._future is not None:
                 future, self._future = self._future, None
                 self._result = future.result()
@@ -343,6 +376,8 @@ def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
     lesion = measure_crop(job.gtv, job.box[2].start) if job.measure else None
     if job.path is not None:
         _draw(ct, job, job.path)
+        if job.viewer_info is not None:
+            _write_viewer(ct, job, job.path.with_name(VIEWER_NAME))
     if job.ct_series is not None:
         from ..io.dicom_series import write_series
 
@@ -368,6 +403,20 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
         cold_centers_ras_mm=job.cold_centers_ras_mm,
         cold_diameter_mm=job.cold_diameter_mm,
     )
+
+
+def _write_viewer(ct: Volume, job: PictureJob, path: Path) -> None:
+    from .viewer import base_of, viewer_html, write_viewer
+    from .viewer_data import viewer_payload
+
+    early = _WORKER_STATE.pop("viewer", None)
+    if early is not None and early[0] == job.box:
+        base = early[1]
+    else:
+        base = base_of(ct.crop(job.box), job.gtv, job.oars, job.box)
+    assert job.viewer_info is not None
+    meta, blobs = viewer_payload(base, target=job.target, stv=job.stv, info=job.viewer_info)
+    write_viewer(path, viewer_html(meta, blobs))
 
 
 def _reported(exc: BaseException) -> BaseException:
@@ -432,6 +481,20 @@ def _measure_in_worker(
     try:
         return measure_crop(gtv_crop, first_slice)
     except BaseException as exc:  # noqa: BLE001 - as a measurement with the job reports it
+        raise _reported(exc) from None
+
+
+def _prepare_viewer_in_worker(
+    gtv_crop: Volume, oar_crops: Mapping[str, Volume], box: tuple[slice, slice, slice]
+) -> None:  # pragma: no cover - runs in the child
+    try:
+        if "error" in _WORKER_STATE:
+            return  # reported with the job
+        from .viewer import base_of
+
+        ct = _WORKER_STATE["ct"].crop(box)
+        _WORKER_STATE["viewer"] = (box, base_of(ct, gtv_crop, oar_crops, box))  # all crops
+    except BaseException as exc:  # noqa: BLE001 - as the job reports it
         raise _reported(exc) from None
 
 
