@@ -252,7 +252,7 @@
       const buf = MESHES[s.key];
       const P = new Float32Array(buf, 0, sizes[0] * 3);
       const F = new Uint32Array(buf, sizes[0] * 12, sizes[1] * 3);
-      tris.push({ key: s.key, P, F, alpha: s.key === "gtv" ? 0.18 : 0.3, color: s.color });
+      tris.push({ key: s.key, P, F, alpha: s.key === "gtv" ? 0.22 : 0.3, color: s.color });
     }
     let lo = [Infinity, Infinity, Infinity], hi = [-Infinity, -Infinity, -Infinity];
     const grow = (p, r) => { for (let a = 0; a < 3; a++) { lo[a] = Math.min(lo[a], p[a] - r); hi[a] = Math.max(hi[a], p[a] + r); } };
@@ -275,7 +275,7 @@
   const dot = (a, b) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
   function draw3d() {
     const c = view3d.canvas, ctx = c.getContext("2d");
-    ctx.fillStyle = "#101214";
+    ctx.fillStyle = "#24272c";
     ctx.fillRect(0, 0, c.width, c.height);
     if (!scene) return;
     const cam = camera();
@@ -306,7 +306,7 @@
       if (it.tri) {
         const level = Math.round(it.lit * 8);
         const key = it.t.key + level;
-        if (!styles[key]) styles[key] = shade(it.t.color, 0.6 + 0.05 * level, it.t.alpha);
+        if (!styles[key]) styles[key] = shade(it.t.color, 0.7 + 0.05 * level, it.t.alpha);
         ctx.fillStyle = styles[key];
         const [A, B, E] = it.tri;
         ctx.beginPath(); ctx.moveTo(A[0], A[1]); ctx.lineTo(B[0], B[1]); ctx.lineTo(E[0], E[1]); ctx.fill();
@@ -331,7 +331,9 @@
       ctx.strokeStyle = meta.letter_color; ctx.lineWidth = 2;
       ctx.beginPath(); ctx.moveTo(o[0], o[1]); ctx.lineTo(x, y); ctx.stroke();
       ctx.fillStyle = meta.letter_color;
-      ctx.fillText(pos, o[0] + 38 * dot(d, cam.right), o[1] - 38 * dot(d, cam.up));
+      // an axis pointing at the camera (or away) has no room for its letter
+      if (Math.hypot(dot(d, cam.right), dot(d, cam.up)) > 0.3)
+        ctx.fillText(pos, o[0] + 38 * dot(d, cam.right), o[1] - 38 * dot(d, cam.up));
     }
   }
 
@@ -375,7 +377,7 @@
     }
     view3d = { canvas: el("canvas", { width: 480, height: 420 }) };
     const presets = el("span");
-    [["anterior", 0, 0], ["left", -90, 0], ["right", 90, 0], ["superior", 0, 90], ["posterior", 180, 0]].forEach(([n, y, p]) => {
+    [["anterior", 0, 0], ["left", 90, 0], ["right", -90, 0], ["superior", 0, 90], ["posterior", 180, 0]].forEach(([n, y, p]) => {
       const b = el("button", { text: n });
       b.addEventListener("click", () => { S.yaw = y; S.pitch = p; draw3d(); });
       presets.append(b);
@@ -478,6 +480,7 @@
       else if (k === "ras") S.point = toIjk(v.split(",").map(Number));
     }
     document.querySelectorAll("#structures input").forEach((b) => (b.checked = S.visible[b.dataset.key]));
+    document.querySelectorAll("#wl input").forEach((b, i) => (b.value = S.window[i]));
     if (args.has("vertex")) selectVertex(Number(args.get("vertex")));
     else if (args.has("cold")) {
       const s = SPHERES.find((x) => x.key === "cold" && x.id === Number(args.get("cold")));
