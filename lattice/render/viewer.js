@@ -140,6 +140,38 @@
     }
     return segs;
   }
+  // Segments joined into polylines, so that a dash pattern runs along an outline.
+  function chain(segs) {
+    const key = (x, y) => x + "," + y;
+    const ends = new Map();
+    segs.forEach((s, i) => {
+      for (const k of [key(s[0], s[1]), key(s[2], s[3])]) {
+        if (!ends.has(k)) ends.set(k, []);
+        ends.get(k).push(i);
+      }
+    });
+    const used = new Uint8Array(segs.length);
+    const lines = [];
+    for (let i = 0; i < segs.length; i++) {
+      if (used[i]) continue;
+      used[i] = 1;
+      const line = [[segs[i][0], segs[i][1]], [segs[i][2], segs[i][3]]];
+      for (let grow = true; grow; ) {
+        grow = false;
+        const [x, y] = line[line.length - 1];
+        for (const j of ends.get(key(x, y))) {
+          if (used[j]) continue;
+          used[j] = 1;
+          const t = segs[j];
+          line.push(t[0] === x && t[1] === y ? [t[2], t[3]] : [t[0], t[1]]);
+          grow = true;
+          break;
+        }
+      }
+      lines.push(line);
+    }
+    return lines;
+  }
   const DASH = { solid: [], dashed: [6, 4], dotted: [2, 3] };
   function drawView(view) {
     const ctx = view.canvas.getContext("2d");
@@ -163,9 +195,12 @@
       ctx.lineWidth = s.key === "gtv" ? 1.6 : 1.4;
       ctx.setLineDash(DASH[s.style] || []);
       ctx.beginPath();
-      for (const [x0, y0, x1, y1] of segs) {
-        ctx.moveTo(lay.ox + (x0 + 0.5) * lay.sx, lay.oy + (y0 + 0.5) * lay.sy);
-        ctx.lineTo(lay.ox + (x1 + 0.5) * lay.sx, lay.oy + (y1 + 0.5) * lay.sy);
+      for (const line of chain(segs)) {
+        line.forEach(([x, y], n) => {
+          const px = lay.ox + (x + 0.5) * lay.sx, py = lay.oy + (y + 0.5) * lay.sy;
+          if (n === 0) ctx.moveTo(px, py);
+          else ctx.lineTo(px, py);
+        });
       }
       ctx.stroke();
     }
