@@ -58,6 +58,8 @@ class PlanOptions:
         Write the plan when no vertex fits (by default an error: nothing is written).
     picture : bool
         Draw overview.png, vertices.png and overview3d.png.
+    viewer : bool
+        With the pictures, write viewer.html (:mod:`lattice.render.viewer`).
     dicom : bool
         Write rtstruct.dcm (and the derived DICOM CT series).
     vertex_rois, valley_contours : str
@@ -83,6 +85,7 @@ class PlanOptions:
 
     allow_empty: bool = False
     picture: bool = True
+    viewer: bool = True
     dicom: bool = True
     vertex_rois: str = "both"
     cold_rois: str = "combined"
@@ -488,7 +491,7 @@ def _plan_and_write(
         # The lesion is measured on the worker's core while this process plans: off the
         # path to the end of the run (the worker draws the pictures after the plan).
         worker.measure_early(loaded.gtv)
-    if worker is not None and opts.picture:
+    if worker is not None and opts.picture and opts.viewer:
         # viewer.html's CT and surfaces are packed there too, before the plan exists.
         worker.prepare_viewer(loaded.gtv, loaded.oars)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
@@ -537,6 +540,7 @@ def _plan_and_write(
         inputs=loaded.record,
         force=request.force,
         picture=opts.picture,
+        viewer=opts.viewer,
         worker=worker,
         document=document,
         dicom=dicom,

@@ -299,7 +299,12 @@ PLAN_OPTIONS: tuple[PlanOption, ...] = (
         field="rotation_step_deg",
         range="rotation_step_deg",
     ),
-    _OPTION("no_picture", "flag", "skip the pictures (overview.png, vertices.png, overview3d.png)"),
+    _OPTION(
+        "no_picture",
+        "flag",
+        "skip the pictures (overview.png, vertices.png, overview3d.png) and viewer.html",
+    ),
+    _OPTION("no_viewer", "flag", "skip viewer.html (lattice view writes it later)"),
     _OPTION(
         "stv_margin_mm",
         "number",
@@ -533,6 +538,7 @@ def request_from_options(values: Mapping[str, Any]) -> PlanRequest:
     options = PlanOptions(
         allow_empty=bool(v.get("allow_empty")),
         picture=not v.get("no_picture"),
+        viewer=not v.get("no_viewer"),
         dicom=not v.get("no_dicom"),
         dose=DoseProxyParameters(**dose) if dose else None,
         support=support_options(v),

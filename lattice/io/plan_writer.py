@@ -151,6 +151,7 @@ def write_plan_folder(
     inputs: Mapping[str, Any] | None = None,
     force: bool = False,
     picture: bool = True,
+    viewer: bool = True,
     worker: PictureWorker | None = None,
     document: Callable[[], Mapping[str, Any]] | None = None,
     dicom: DicomOutput | None = None,
@@ -176,7 +177,9 @@ def write_plan_folder(
     force : bool
         Replace existing output files.
     picture : bool
-        Write ``overview.png``.
+        Write ``overview.png`` (and the other pictures).
+    viewer : bool
+        With the pictures, write ``viewer.html``.
     worker : PictureWorker, optional
         A worker already loading the picture's inputs (the CLI starts one before planning);
         otherwise one is started here from ``ct`` and ``oars``.
@@ -242,7 +245,7 @@ def write_plan_folder(
                 measure=measure,
                 stv=stv,
                 shells=None if support is None else support.shells,
-                viewer_info=plan_viewer_info(plan) if picture else None,
+                viewer_info=plan_viewer_info(plan) if picture and viewer else None,
             )
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]

@@ -204,8 +204,8 @@ def pack_base(
     budget = max_bytes - RESERVED_BYTES
     while True:
         grid = viewer_grid(ct, crop_start, factor)
-        hu = np.clip(np.rint(grid.canonical(ct.array)), -32768, 32767).astype("<i2")
-        ct_blob = b64_gzip(np.ascontiguousarray(hu).tobytes(), level=GZIP_LEVEL)
+        hu = _int16_hu(grid.canonical(ct.array))
+        ct_blob = b64_gzip(hu.tobytes(), level=GZIP_LEVEL)
         if len(ct_blob) <= budget or hu.size <= 1:
             break
         # Bytes scale with the voxel count: the factor that brings it under the budget.
@@ -233,6 +233,14 @@ def pack_base(
         gtv_centroid_ijk=_centroid(gtv_on_grid),
         mesh_sizes=sizes,
     )
+
+
+def _int16_hu(values: NDArray) -> NDArray[np.int16]:
+    """C-ordered little-endian int16 of CT values, rounded to the nearest HU and clipped to
+    int16 (a CT stored as int16 is copied as it is)."""
+    if values.dtype == np.int16 or (values.dtype.kind in "iu" and values.dtype.itemsize == 1):
+        return np.ascontiguousarray(values, dtype="<i2")
+    return np.ascontiguousarray(np.clip(np.rint(values), -32768, 32767), dtype="<i2")
 
 
 def pack_mask(grid: ViewerGrid, array: NDArray) -> str:

@@ -34,6 +34,7 @@ def planned(tmp_path_factory):
         ]
     )
     assert code == 0, err
+    assert not (out / "viewer.html").exists()  # --no-picture skips the viewer too
     return root, out
 
 

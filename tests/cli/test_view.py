@@ -16,15 +16,15 @@ SAMPLE = REPO_ROOT / "sample_data" / "STS_001"
 
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory):
-    """A plan without pictures (so without viewer.html) of the bundled case."""
+    """A plan of the bundled case with its pictures but without viewer.html."""
     root = tmp_path_factory.mktemp("view")
     for name in ("ct.nii.gz", "gtv.nii.gz"):
         shutil.copy(SAMPLE / name, root / name)
     out = root / "plan"
     argv = ["plan", "--ct", root / "ct.nii.gz", "--gtv", root / "gtv.nii.gz", "--out", out]
-    code, _, err = run([*argv, "--no-picture", "--no-dicom"])
+    code, _, err = run([*argv, "--no-viewer", "--no-dicom"])
     assert code == 0, err
-    assert not (out / "viewer.html").exists()  # --no-picture skips the viewer too
+    assert (out / "overview.png").is_file() and not (out / "viewer.html").exists()
     return root, out
 
 
