@@ -171,6 +171,7 @@ def build_viewer_html(
     oars: Mapping[str, Volume],
     stv: Volume | None,
     info: Mapping[str, Any],
+    shells: Volume | None = None,
     max_bytes: int = VIEWER_MAX_BYTES,
 ) -> str:
     """The page of a plan from its volumes on the CT grid and :func:`viewer_info`: cropped
@@ -199,6 +200,7 @@ def build_viewer_html(
         target=None if lattice_target is None else lattice_target.crop(box),
         stv=None if stv is None else stv.crop(box),
         info=info,
+        shells=None if shells is None else shells.crop(box),
     )
     return viewer_html(meta, blobs)
 
@@ -213,6 +215,7 @@ def plan_folder_viewer_html(folder: str | Path, *, max_bytes: int = VIEWER_MAX_B
     GridMismatchError
     """
     from ..io.planfolder import load_plan_volumes
+    from ..io.support_outputs import shells_of_folder
 
     v = load_plan_volumes(folder)
     return build_viewer_html(
@@ -222,6 +225,7 @@ def plan_folder_viewer_html(folder: str | Path, *, max_bytes: int = VIEWER_MAX_B
         oars=v.oars,
         stv=v.stv,
         info=viewer_info(v.document),
+        shells=shells_of_folder(folder, v.lattice_target),
         max_bytes=max_bytes,
     )
 

@@ -40,6 +40,7 @@ from .style import (
     COLD_COLOR,
     GTV_COLOR,
     OAR_COLORS,
+    SHELL_COLORS,
     STV_COLOR,
     TARGET_COLOR,
     VERTEX_COLOR,
@@ -277,10 +278,13 @@ def viewer_payload(
     target: Volume | None,
     stv: Volume | None,
     info: Mapping[str, Any],
+    shells: Volume | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The page's metadata (JSON-ready) and every blob, from the base and what the plan adds:
     the LATTICE target and STV (cropped as the base) and ``info``
-    (:func:`~lattice.render.viewer.viewer_info`: title, diameters, vertices, cold spheres).
+    (:func:`~lattice.render.viewer.viewer_info`: title, diameters, vertices, cold spheres),
+    and the support shells' label map (label k = shell k, cropped as the base), drawn first
+    (under the GTV) in the pictures' greens.
     """
     grid = base.grid
     blobs = dict(base.blobs)
@@ -293,6 +297,14 @@ def viewer_payload(
         extra.append(_structure("stv", "STV (SCART)", STV_COLOR, "dotted"))
         blobs["mask.stv"] = pack_mask(grid, stv.array)
     structures[1:1] = extra  # legend order: GTV, target, STV, OARs, spheres
+    if shells is not None:  # drawn first, outermost first, as in overview.png
+        labels = np.asarray(shells.array)
+        rings = []
+        for k in range(int(labels.max(initial=0)), 0, -1):
+            color = SHELL_COLORS[min(k, len(SHELL_COLORS)) - 1]
+            rings.append(_structure(f"shell{k}", f"support shell {k}", color, "solid"))
+            blobs[f"mask.shell{k}"] = pack_mask(grid, labels == k)
+        structures = rings + structures
     d = float(info["diameter_mm"])
     structures.append(
         _structure("vertices", f"vertex spheres (D {d:g} mm)", VERTEX_COLOR, "solid", "spheres")

@@ -415,7 +415,9 @@ def _write_viewer(ct: Volume, job: PictureJob, path: Path) -> None:
     else:
         base = base_of(ct.crop(job.box), job.gtv, job.oars, job.box)
     assert job.viewer_info is not None
-    meta, blobs = viewer_payload(base, target=job.target, stv=job.stv, info=job.viewer_info)
+    meta, blobs = viewer_payload(
+        base, target=job.target, stv=job.stv, info=job.viewer_info, shells=job.shells
+    )
     write_viewer(path, viewer_html(meta, blobs))
 
 

@@ -332,3 +332,31 @@ def test_sts_013_page_fits_and_draws_its_vertices(browser, shared_data, tmp_path
     for vertex in (1, n):
         check_vertex_drawn(browser, out, vertex)
     shutil.copy(out / VIEWER_NAME, tmp_path / "kept.html")  # for a look, while tmp_path lasts
+
+
+def test_support_shells_are_overlays_outermost_first(make_volume, ellipsoid_mask):
+    from lattice.render.style import SHELL_COLORS
+    from lattice.render.viewer_data import viewer_payload
+
+    ct = make_volume((20, 18, 10), (1.0, 1.2, 2.5), "lps")
+    centre = ct.ijk_to_ras([[10, 9, 5]])[0]
+    gtv = ct.with_array(ellipsoid_mask(ct, centre, 8.0))
+    distance = np.linalg.norm(
+        np.stack(np.meshgrid(*[np.arange(n) for n in ct.shape], indexing="ij"), -1) - [10, 9, 5],
+        axis=-1,
+    )
+    labels = (np.digitize(distance, [2.0, 4.0]) + 1).astype(np.uint8)  # 1, 2, 3 within 6 voxels
+    labels[distance >= 6.0] = 0
+    base = pack_base(ct, gtv, {}, crop_start=(0, 0, 0))
+    info = {"diameter_mm": 5.0, "vertices": [], "cold_spheres": []}
+    meta, blobs = viewer_payload(
+        base, target=None, stv=None, info=info, shells=ct.with_array(labels)
+    )
+    keys = [s["key"] for s in meta["structures"]]
+    assert keys[:4] == ["shell3", "shell2", "shell1", "gtv"]
+    assert [s["color"] for s in meta["structures"][:3]] == list(SHELL_COLORS[2::-1])
+    for k in (1, 2, 3):
+        bits = gzip.decompress(base64.b64decode(blobs[f"mask.shell{k}"]))
+        inside = np.unpackbits(np.frombuffer(bits, np.uint8), bitorder="little")
+        inside = inside[: labels.size].reshape(base.grid.shape).astype(bool)
+        assert np.array_equal(inside, (labels == k)[::-1, ::-1, :])  # LPS storage -> RAS order
