@@ -19,6 +19,7 @@ from typing import Any
 
 from ..analysis.measure import LesionMeasurements, SizeRule
 from ..planning.plan import Plan
+from ..render.viewer import plan_viewer_info
 from ..render.worker import PictureWorker
 from ..volume import Volume
 from . import folder
@@ -176,10 +177,8 @@ def write_plan_folder(
         Input file descriptions recorded in ``plan.json``.
     force : bool
         Replace existing output files.
-    picture : bool
-        Write ``overview.png`` (and the other pictures).
-    viewer : bool
-        With the pictures, write ``viewer.html``.
+    picture, viewer : bool
+        Write ``overview.png`` and the other pictures; with them ``viewer.html`` if ``viewer``.
     worker : PictureWorker, optional
         A worker already loading the picture's inputs (the CLI starts one before planning);
         otherwise one is started here from ``ct`` and ``oars``.
@@ -216,7 +215,6 @@ def write_plan_folder(
     own_worker = None
     if picture and worker is None and ct is not None:
         own_worker = worker = PictureWorker(lambda: ct)
-
     if mesh_format is not None and mesh_format not in MESH_FORMATS:
         raise ValueError(f"mesh_format must be one of {MESH_FORMATS} or None")
     write_ct = dicom is not None and dicom.write_ct
@@ -224,8 +222,6 @@ def write_plan_folder(
         raise ValueError("writing the derived DICOM CT needs the CT (ct=...) or a worker")
 
     def write(stage: Path) -> list[str]:
-        from ..render.viewer import plan_viewer_info
-
         labels = sphere_label_map(
             plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
         )
