@@ -56,10 +56,8 @@ class PlanOptions:
     ----------
     allow_empty : bool
         Write the plan when no vertex fits (by default an error: nothing is written).
-    picture : bool
-        Draw overview.png, vertices.png and overview3d.png.
-    viewer : bool
-        With the pictures, write viewer.html (:mod:`lattice.render.viewer`).
+    picture, viewer : bool
+        Draw overview.png, vertices.png and overview3d.png; with them viewer.html if viewer.
     dicom : bool
         Write rtstruct.dcm (and the derived DICOM CT series).
     vertex_rois, valley_contours : str
@@ -491,8 +489,7 @@ def _plan_and_write(
         # The lesion is measured on the worker's core while this process plans: off the
         # path to the end of the run (the worker draws the pictures after the plan).
         worker.measure_early(loaded.gtv)
-    if worker is not None and opts.picture and opts.viewer:
-        # viewer.html's CT and surfaces are packed there too, before the plan exists.
+    if worker is not None and opts.picture and opts.viewer:  # viewer.html's CT part, meanwhile
         worker.prepare_viewer(loaded.gtv, loaded.oars)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
