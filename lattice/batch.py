@@ -55,6 +55,7 @@ from .errors import (
     ParameterError,
     exit_status,
 )
+from .io.lock import remove_stale_lock
 from .io.plan_writer import remove_stale_stages
 from .manifest import (  # noqa: F401 - the manifest's names, re-exported
     MANIFEST_COLUMNS,
@@ -424,6 +425,7 @@ def _run(
         pool.shutdown(wait=True)
         for job in jobs:  # what a stopped worker could not clean up (its pid is dead now)
             remove_stale_stages(job.out_dir)
+            remove_stale_lock(job.out_dir)
     # A plan that crashed its worker took the pool down with it: the jobs that had not
     # finished run again, each alone in a process of its own, so only the culprit fails.
     rerun = []

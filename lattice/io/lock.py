@@ -100,6 +100,30 @@ def output_lock(folder: Path, *, command: str = "lattice") -> Iterator[Path]:
         _remove_made(made, folder)
 
 
+def remove_stale_lock(folder: Path) -> bool:
+    """Remove the lock file of ``folder`` when no process holds it: one a run left behind
+    when it was stopped between taking the lock and letting it go (SIGTERM or SIGKILL at
+    that moment). Harmless otherwise (the next run takes a free lock over); removed so that
+    no dot-file stays beside the outputs. Returns whether a file was removed."""
+    path = lock_path(folder)
+    if fcntl is None or not path.is_file():
+        return False
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not os.path.samestat(os.fstat(fd), os.stat(path)):
+            return False
+        os.unlink(path)  # while held, as the holder does (see _acquire)
+        return True
+    except OSError:  # held by a running run, or gone meanwhile: leave it
+        return False
+    finally:
+        os.close(fd)
+
+
 def _make_parents(parent: Path) -> list[Path]:
     made: list[Path] = []
     missing = []

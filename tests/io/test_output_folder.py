@@ -34,7 +34,7 @@ import pytest
 from cli_helpers import run, snapshot
 
 from lattice.io.folder import resolve_output_folder
-from lattice.io.lock import lock_path, output_lock
+from lattice.io.lock import lock_path, output_lock, remove_stale_lock
 from lattice.io.plan_writer import PLAN_FILES, remove_stale_stages
 from lattice_cli.main import main
 
@@ -116,6 +116,24 @@ def _holder(folder: Path) -> subprocess.Popen:
     )
     assert process.stdout.readline().strip() == "held"
     return process
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock locks are POSIX only")
+def test_a_lock_file_left_by_a_killed_run_is_removed_and_a_held_one_kept(tmp_path):
+    folder = resolve_output_folder(tmp_path / "out")
+    holder = _holder(folder)
+    try:
+        assert not remove_stale_lock(folder)  # held: kept
+        assert lock_path(folder).is_file()
+    finally:
+        holder.kill()  # SIGKILL: no clean-up, the kernel drops the flock, the file stays
+        holder.communicate()
+    assert lock_path(folder).is_file()
+    assert remove_stale_lock(folder)
+    assert not lock_path(folder).exists()
+    assert not remove_stale_lock(folder)  # nothing left to remove
+    with output_lock(folder):  # and the folder can be locked again
+        assert lock_path(folder).is_file()
 
 
 def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
