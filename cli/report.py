@@ -33,23 +33,15 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from lattice.errors import OutputExistsError, OutputWriteError
-    from lattice.io.folder import atomic_open
+    from lattice.io.folder import refuse_existing, write_text_file
     from lattice.io.planfolder import PlanDocument
     from lattice.render.report import folder_pictures, report_of_folder
 
     PlanDocument.read(args.plan)  # a folder without a valid plan.json: named first
     target = args.out if args.out is not None else args.plan / "report.html"
-    if target.exists() and not args.force:
-        raise OutputExistsError(f"'{target}' exists; pass --force to replace it")
+    refuse_existing(target, force=args.force)  # before the work, not only after it
     pictures = folder_pictures(args.plan)
     text = report_of_folder(args.plan, pictures)
-    try:  # written beside the target and renamed: never a half-written report
-        with atomic_open(target) as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot write '{target}' ({exc.strerror}); choose another --out"
-        ) from exc
+    write_text_file(target, text, force=args.force, what="report")
     print(f"wrote {target} ({len(pictures)} picture{'s' * (len(pictures) != 1)} embedded)")
     return EXIT_OK

@@ -36,14 +36,11 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from lattice.errors import OutputExistsError
+    from lattice.io.folder import refuse_existing
     from lattice.render.viewer import VIEWER_NAME, plan_folder_viewer_html, write_viewer
 
     out = args.out if args.out is not None else args.plan / VIEWER_NAME
-    if out.exists() and not args.force:  # before the work, not only after it
-        raise OutputExistsError(
-            f"'{out}' already exists; pass --force to replace it or choose another --out"
-        )
+    refuse_existing(out, force=args.force)  # before the work, not only after it
     html = plan_folder_viewer_html(args.plan)
     path = write_viewer(out, html, force=args.force)
     print(f"wrote {path} ({len(html.encode('utf-8')) / 1e6:.1f} MB)")

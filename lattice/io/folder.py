@@ -391,6 +391,40 @@ def atomic_open(path: str | Path, *, newline: str | None = None) -> Iterator[IO[
         raise
 
 
+def refuse_existing(path: str | Path, *, force: bool) -> None:
+    """Raise :class:`OutputExistsError` when the output file ``path`` exists and ``force``
+    is False (called before the work that makes it, and again by :func:`write_text_file`)."""
+    if not force and Path(path).exists():
+        raise OutputExistsError(
+            f"'{path}' already exists; pass --force to replace it or choose another --out"
+        )
+
+
+def write_text_file(path: str | Path, text: str, *, force: bool, what: str) -> Path:
+    """Write one derived text output (a report, a viewer page) at ``path``, atomically
+    (:func:`atomic_open`: whole or not at all).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is False.
+    OutputWriteError
+        ``path`` is a folder or cannot be written; ``what`` names the file in the message.
+    """
+    path = Path(path)
+    refuse_existing(path, force=force)
+    if path.is_dir():
+        raise OutputWriteError(f"'{path}' is a folder; give a file name for the {what}")
+    try:
+        with atomic_open(path) as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot write '{path}' ({exc.strerror or exc}); choose another --out"
+        ) from exc
+    return path
+
+
 def _as_if_made_normally(path: str | Path, mode: int) -> None:
     """Give ``path`` the mode ``open``/``mkdir`` would have: ``mode`` less the umask."""
     umask = os.umask(0)

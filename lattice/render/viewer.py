@@ -26,8 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import OutputExistsError, OutputWriteError
-from ..io.folder import atomic_open
+from ..io.folder import write_text_file
 from ..volume import Volume
 from .style import CT_WINDOWS_HU, LETTER_COLOR_2D
 from .viewer_data import VIEWER_MAX_BYTES, ViewerBase, pack_base, viewer_payload
@@ -240,18 +239,4 @@ def write_viewer(path: str | Path, html: str, *, force: bool = False) -> Path:
     OutputWriteError
         It cannot be written.
     """
-    path = Path(path)
-    if path.exists() and not force:
-        raise OutputExistsError(
-            f"'{path}' already exists; pass --force to replace it or choose another --out"
-        )
-    if path.is_dir():
-        raise OutputWriteError(f"'{path}' is a folder; give a file name for the viewer")
-    try:
-        with atomic_open(path) as fh:
-            fh.write(html)
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot write '{path}' ({exc.strerror or exc}); choose another --out"
-        ) from exc
-    return path
+    return write_text_file(path, html, force=force, what="viewer")
