@@ -379,8 +379,24 @@ def save_volume(volume: Volume, path: str | Path) -> Path:
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)
     img.header.set_xyzt_units("mm")
-    nib.save(img, path)
+    if str(path).endswith(".gz"):
+        # ISA-L's gzip at level 1 is ~7x faster than zlib's (nibabel's, also level 1) and
+        # smaller on masks; any gzip reader decodes it to the same bytes.
+        with _gzip_writer(path) as fh:
+            holder = nib.FileHolder(fileobj=fh)
+            img.to_file_map({"image": holder, "header": holder})
+    else:
+        nib.save(img, path)
     return Path(path)
+
+
+def _gzip_writer(path: str | Path) -> Any:
+    """A gzip file open for writing at level 1: ISA-L's when python-isal is installed."""
+    try:
+        from isal import igzip
+    except ImportError:  # pragma: no cover - isal is a dependency; zlib is nibabel's own
+        return gzip.open(path, "wb", compresslevel=1)
+    return igzip.open(path, "wb", compresslevel=1)
 
 
 def sha256_file(path: str | Path) -> str:
