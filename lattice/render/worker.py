@@ -266,7 +266,7 @@ class PictureWorker:
         if self._pool is None:
             return
         box = job_box(gtv)
-        self._lesion_future = self._pool.submit(_measure_in_worker, _cut(gtv, box), box[2].start)
+        self._lesion_future = self._pool.submit(_measure_in_worker, _cut(gtv, box), box)
 
     def prepare_viewer(self, gtv: Volume, oars: Mapping[str, Volume]) -> None:
         """Pack the viewer's CT, GTV and OAR data on the worker's core now, while this
@@ -371,13 +371,17 @@ class PictureWorker:
         self.close()
 
 
-def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
-    """Do ``job`` with the full ``ct`` in this process."""
+def run_picture_job(ct: Volume, job: PictureJob, *, cropped: bool = False) -> PictureResult:
+    """Do ``job`` with the full ``ct`` in this process (``cropped``: ``ct`` is already its
+    crop to ``job.box``, and the job writes no CT series)."""
+    if cropped and job.ct_series is not None:
+        raise ValueError("writing the CT series needs the full CT, not its crop")
+    ct_crop = ct if cropped else ct.crop(job.box)
     lesion = measure_crop(job.gtv, job.box[2].start) if job.measure else None
     if job.path is not None:
-        _draw(ct, job, job.path)
+        _draw(ct_crop, job, job.path)
         if job.viewer_info is not None:
-            _write_viewer(ct, job, job.path.with_name(VIEWER_NAME))
+            _write_viewer(ct_crop, job, job.path.with_name(VIEWER_NAME))
     if job.ct_series is not None:
         from ..io.dicom_series import write_series
 
@@ -386,10 +390,10 @@ def run_picture_job(ct: Volume, job: PictureJob) -> PictureResult:
     return PictureResult(written=tuple(job.output_names()), lesion=lesion)
 
 
-def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
+def _draw(ct_crop: Volume, job: PictureJob, path: Path) -> None:
     draw_plan_pictures(
         path,
-        ct=ct.crop(job.box),
+        ct=ct_crop,
         gtv=job.gtv,
         lattice_target=job.target,
         centers_ras_mm=job.centers_ras_mm,
@@ -405,7 +409,7 @@ def _draw(ct: Volume, job: PictureJob, path: Path) -> None:
     )
 
 
-def _write_viewer(ct: Volume, job: PictureJob, path: Path) -> None:
+def _write_viewer(ct_crop: Volume, job: PictureJob, path: Path) -> None:
     from .viewer import base_of, viewer_html, write_viewer
     from .viewer_data import viewer_payload
 
@@ -413,7 +417,7 @@ def _write_viewer(ct: Volume, job: PictureJob, path: Path) -> None:
     if early is not None and early[0] == job.box:
         base = early[1]
     else:
-        base = base_of(ct.crop(job.box), job.gtv, job.oars, job.box)
+        base = base_of(ct_crop, job.gtv, job.oars, job.box)
     assert job.viewer_info is not None
     meta, blobs = viewer_payload(
         base, target=job.target, stv=job.stv, info=job.viewer_info, shells=job.shells
@@ -453,7 +457,9 @@ def _received(job: PictureJob) -> PictureJob:  # pragma: no cover - runs in the 
 
 # -- in the worker process ------------------------------------------------------------------
 
-#: The worker process's CT, or why it has none (set once by :func:`_prepare`).
+#: The worker process's CT, or why it has none (set once by :func:`_prepare`); once the
+#: job's box is known (:meth:`PictureWorker.measure_early`, :meth:`~PictureWorker.prepare_viewer`)
+#: only the CT's crop to it ("ct", "box"), and how to read the CT again ("load_ct").
 _WORKER_STATE: dict[str, Any] = {}
 
 
@@ -468,6 +474,7 @@ def _prepare(
         from . import slices, three_d  # noqa: F401 - slow; done while the parent plans
 
         _WORKER_STATE["ct"] = ct
+        _WORKER_STATE["load_ct"] = load_ct
     except BaseException as exc:  # noqa: BLE001 - reported when the job arrives
         _WORKER_STATE["error"] = exc
 
@@ -477,11 +484,25 @@ def _started() -> None:  # pragma: no cover - runs in the child
     see :meth:`PictureWorker.submit`)."""
 
 
+def _crop_worker_ct(box: tuple[slice, slice, slice]) -> Volume:  # pragma: no cover - a child
+    """The worker's CT cropped to ``box``, the box every later job crops to: from then on
+    the worker keeps only that crop (the full CT, ~150 MB on a 512 x 512 x 300 int16 CT, is
+    freed once its early work is done)."""
+    if "box" not in _WORKER_STATE:
+        _WORKER_STATE["ct"] = _cut(_WORKER_STATE["ct"], box)
+        _WORKER_STATE["box"] = box
+    if _WORKER_STATE["box"] == box:
+        return _WORKER_STATE["ct"]
+    return _WORKER_STATE["load_ct"]().crop(box)  # not the job's box: read the CT again
+
+
 def _measure_in_worker(
-    gtv_crop: Volume, first_slice: int
+    gtv_crop: Volume, box: tuple[slice, slice, slice]
 ) -> LesionMeasurements:  # pragma: no cover
     try:
-        return measure_crop(gtv_crop, first_slice)
+        if "error" not in _WORKER_STATE:
+            _crop_worker_ct(box)
+        return measure_crop(gtv_crop, box[2].start)
     except BaseException as exc:  # noqa: BLE001 - as a measurement with the job reports it
         raise _reported(exc) from None
 
@@ -494,7 +515,7 @@ def _prepare_viewer_in_worker(
             return  # reported with the job
         from .viewer import base_of
 
-        ct = _WORKER_STATE["ct"].crop(box)
+        ct = _crop_worker_ct(box)
         _WORKER_STATE["viewer"] = (box, base_of(ct, gtv_crop, oar_crops, box))  # all crops
     except BaseException as exc:  # noqa: BLE001 - as the job reports it
         raise _reported(exc) from None
@@ -505,6 +526,10 @@ def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no 
     try:
         if "error" in _WORKER_STATE:
             raise _WORKER_STATE["error"]
-        return run_picture_job(_WORKER_STATE["ct"], job)
+        if "box" not in _WORKER_STATE:
+            return run_picture_job(_WORKER_STATE["ct"], job)
+        if _WORKER_STATE["box"] == job.box and job.ct_series is None:
+            return run_picture_job(_WORKER_STATE["ct"], job, cropped=True)
+        return run_picture_job(_WORKER_STATE["load_ct"](), job)  # the full CT, read again
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         raise _reported(exc) from None

@@ -85,3 +85,42 @@ def test_lesion_measured_early_equals_the_measurement_with_the_job(tmp_path, mon
     _, with_job = _draw(tmp_path, ct, plan)
     assert early is not None and early.to_dict() == with_job.to_dict()
     assert early.to_dict() == measure_lesion(plan.gtv).to_dict()
+
+
+def _pixels(folder) -> dict[str, np.ndarray]:
+    from PIL import Image
+
+    return {p.name: np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))}
+
+
+@pytest.mark.parametrize("early_gtv", ["same", "other"])
+def test_worker_keeping_only_the_ct_crop_draws_the_same_pictures(tmp_path, monkeypatch, early_gtv):
+    """After measure_early and prepare_viewer the worker keeps only the CT's crop to the job
+    box: the pictures and viewer.html are those drawn in this process from the full CT, also
+    when the job's box is not the early one (the worker reads the CT again)."""
+    ct, plan = _case()
+    gtv = plan.gtv
+    if early_gtv == "other":  # a smaller GTV: another box
+        gtv = gtv.with_array(np.zeros_like(gtv.array))
+        gtv.array[18:22, 18:22, 14:16] = True
+    from lattice.render.viewer import plan_viewer_info
+
+    info = plan_viewer_info(plan)
+    monkeypatch.setenv(FORK_ENV, "1")
+    with PictureWorker(lambda: ct) as worker:
+        worker.measure_early(gtv)
+        worker.prepare_viewer(gtv, {})
+        (tmp_path / "fork").mkdir()
+        worker.submit(plan, tmp_path / "fork" / "overview.png", title="t", viewer_info=info)
+        names = worker.wait()
+    monkeypatch.setenv(FORK_ENV, "0")
+    with PictureWorker(lambda: ct) as worker:
+        (tmp_path / "here").mkdir()
+        worker.submit(plan, tmp_path / "here" / "overview.png", title="t", viewer_info=info)
+        assert worker.wait() == names
+    fork, here = _pixels(tmp_path / "fork"), _pixels(tmp_path / "here")
+    assert sorted(fork) == sorted(here) == sorted(["overview.png", THREE_D_NAME, MONTAGE_NAME])
+    for name in fork:
+        np.testing.assert_array_equal(fork[name], here[name])
+    viewer = [(tmp_path / d / "viewer.html").read_text() for d in ("fork", "here")]
+    assert viewer[0] == viewer[1]
