@@ -6,8 +6,12 @@ Importing this module loads no matplotlib: the renderers are imported when drawi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import pickle
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from numpy.typing import ArrayLike
 
@@ -41,44 +45,34 @@ def draw_plan_pictures(
     context_mm: float = DEFAULT_CONTEXT_MM,
     cold_centers_ras_mm: ArrayLike | None = None,
     cold_diameter_mm: float | None = None,
+    fork_3d: bool = False,
 ) -> None:
     """Draw the overview at ``path``, and :data:`THREE_D_NAME` and :data:`MONTAGE_NAME`
     beside it (the montage only when there are vertices). ``window``: the CT window (level,
     width) in HU, None for the renderers' default. ``cold``: the cold spheres' label map on
     the CT grid (overview and montage), ``cold_centers_ras_mm`` and ``cold_diameter_mm``
-    the same spheres for the 3-D picture."""
+    the same spheres for the 3-D picture. ``fork_3d``: draw the 3-D picture in a forked
+    child meanwhile (the picture worker does, on a machine whose other core has finished its
+    own work); only where forking is safe, in a process without other threads."""
     # Through the package's names (lattice.render.render_overview...), as callers see them.
     from . import DEFAULT_WINDOW_HU, render_3d, render_overview, render_vertex_montage
 
     path = Path(path)
     shown = DEFAULT_WINDOW_HU if window is None else window
-    render_overview(
-        path,
-        ct=ct,
-        gtv=gtv,
-        lattice_target=lattice_target,
-        centers_ras_mm=centers_ras_mm,
-        diameter_mm=diameter_mm,
-        oars=oars,
-        stv=stv,
-        cold=cold,
-        shells=shells,
-        title=title,
-        window=shown,
-        context_mm=context_mm,
-    )
-    render_3d(
-        path.with_name(THREE_D_NAME),
-        gtv=gtv,
-        centers_ras_mm=centers_ras_mm,
-        diameter_mm=diameter_mm,
-        oars=oars,
-        title=title,
-        cold_centers_ras_mm=cold_centers_ras_mm,
-        cold_diameter_mm=cold_diameter_mm,
-    )
-    render_vertex_montage(
-        path.with_name(MONTAGE_NAME),
+
+    def draw_3d() -> None:
+        render_3d(
+            path.with_name(THREE_D_NAME),
+            gtv=gtv,
+            centers_ras_mm=centers_ras_mm,
+            diameter_mm=diameter_mm,
+            oars=oars,
+            title=title,
+            cold_centers_ras_mm=cold_centers_ras_mm,
+            cold_diameter_mm=cold_diameter_mm,
+        )
+
+    slices: dict[str, Any] = dict(
         ct=ct,
         gtv=gtv,
         lattice_target=lattice_target,
@@ -90,5 +84,51 @@ def draw_plan_pictures(
         window=shown,
         context_mm=context_mm,
         cold=cold,
-        cold_centers_ras_mm=cold_centers_ras_mm,
     )
+    if not fork_3d:
+        render_overview(path, **slices, shells=shells)
+        draw_3d()
+        render_vertex_montage(
+            path.with_name(MONTAGE_NAME), **slices, cold_centers_ras_mm=cold_centers_ras_mm
+        )
+        return
+    with _in_child(draw_3d):
+        render_overview(path, **slices, shells=shells)
+        render_vertex_montage(
+            path.with_name(MONTAGE_NAME), **slices, cold_centers_ras_mm=cold_centers_ras_mm
+        )
+
+
+@contextmanager
+def _in_child(draw: Callable[[], None]) -> Iterator[None]:
+    """Run ``draw`` in a forked child while the block runs; raise its error (sent back
+    pickled) after the block. The block's own error comes first."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        status = 0
+        try:
+            os.close(read_fd)
+            try:
+                draw()
+            except BaseException as exc:  # noqa: BLE001 - sent to the parent
+                status = 1
+                try:
+                    message = pickle.dumps(exc)
+                except Exception:  # noqa: BLE001 - an unpicklable error: its text
+                    message = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+                with os.fdopen(write_fd, "wb") as fh:
+                    fh.write(message)
+        finally:
+            os._exit(status)  # no cleanup of the parent's state (atexit, pools) in the child
+    os.close(write_fd)
+    try:
+        yield
+    finally:
+        with os.fdopen(read_fd, "rb") as fh:
+            message = fh.read()  # until the child closes its end (it exits)
+        _, status = os.waitpid(pid, 0)
+    if message:
+        raise pickle.loads(message)
+    if status != 0:
+        raise OSError(f"the process drawing {THREE_D_NAME} stopped (wait status {status})")

@@ -371,15 +371,18 @@ class PictureWorker:
         self.close()
 
 
-def run_picture_job(ct: Volume, job: PictureJob, *, cropped: bool = False) -> PictureResult:
+def run_picture_job(
+    ct: Volume, job: PictureJob, *, cropped: bool = False, fork_3d: bool = False
+) -> PictureResult:
     """Do ``job`` with the full ``ct`` in this process (``cropped``: ``ct`` is already its
-    crop to ``job.box``, and the job writes no CT series)."""
+    crop to ``job.box``, and the job writes no CT series; ``fork_3d``: see
+    :func:`~lattice.render.pictures.draw_plan_pictures`)."""
     if cropped and job.ct_series is not None:
         raise ValueError("writing the CT series needs the full CT, not its crop")
     ct_crop = ct if cropped else ct.crop(job.box)
     lesion = measure_crop(job.gtv, job.box[2].start) if job.measure else None
     if job.path is not None:
-        _draw(ct_crop, job, job.path)
+        _draw(ct_crop, job, job.path, fork_3d=fork_3d)
         if job.viewer_info is not None:
             _write_viewer(ct_crop, job, job.path.with_name(VIEWER_NAME))
     if job.ct_series is not None:
@@ -390,7 +393,7 @@ def run_picture_job(ct: Volume, job: PictureJob, *, cropped: bool = False) -> Pi
     return PictureResult(written=tuple(job.output_names()), lesion=lesion)
 
 
-def _draw(ct_crop: Volume, job: PictureJob, path: Path) -> None:
+def _draw(ct_crop: Volume, job: PictureJob, path: Path, *, fork_3d: bool = False) -> None:
     draw_plan_pictures(
         path,
         ct=ct_crop,
@@ -406,6 +409,7 @@ def _draw(ct_crop: Volume, job: PictureJob, path: Path) -> None:
         context_mm=CONTEXT_MM,
         cold_centers_ras_mm=job.cold_centers_ras_mm,
         cold_diameter_mm=job.cold_diameter_mm,
+        fork_3d=fork_3d,
     )
 
 
@@ -526,10 +530,13 @@ def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no 
     try:
         if "error" in _WORKER_STATE:
             raise _WORKER_STATE["error"]
+        # The 3-D picture in a child of its own: the parent plans no more, so its core is
+        # free for it while it writes the other outputs. This process runs no other thread.
         if "box" not in _WORKER_STATE:
-            return run_picture_job(_WORKER_STATE["ct"], job)
+            return run_picture_job(_WORKER_STATE["ct"], job, fork_3d=True)
         if _WORKER_STATE["box"] == job.box and job.ct_series is None:
-            return run_picture_job(_WORKER_STATE["ct"], job, cropped=True)
-        return run_picture_job(_WORKER_STATE["load_ct"](), job)  # the full CT, read again
+            return run_picture_job(_WORKER_STATE["ct"], job, cropped=True, fork_3d=True)
+        # not the box of the crop kept: the full CT, read again
+        return run_picture_job(_WORKER_STATE["load_ct"](), job, fork_3d=True)
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         raise _reported(exc) from None

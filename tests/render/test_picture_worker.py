@@ -124,3 +124,49 @@ def test_worker_keeping_only_the_ct_crop_draws_the_same_pictures(tmp_path, monke
         np.testing.assert_array_equal(fork[name], here[name])
     viewer = [(tmp_path / d / "viewer.html").read_text() for d in ("fork", "here")]
     assert viewer[0] == viewer[1]
+
+
+def _plan_pictures(folder, ct, plan, *, fork_3d: bool) -> None:
+    from lattice.render.pictures import draw_plan_pictures
+
+    folder.mkdir()
+    draw_plan_pictures(
+        folder / "overview.png",
+        ct=ct,
+        gtv=plan.gtv,
+        lattice_target=plan.lattice_target,
+        centers_ras_mm=plan.centers_ras_mm,
+        diameter_mm=plan.parameters.diameter_mm,
+        oars={},
+        stv=None,
+        cold=None,
+        title="t",
+        fork_3d=fork_3d,
+    )
+
+
+def test_3d_picture_drawn_in_a_forked_child_is_the_same(tmp_path):
+    """fork_3d (the worker's): the same three pictures as drawn one after the other."""
+    ct, plan = _case()
+    _plan_pictures(tmp_path / "child", ct, plan, fork_3d=True)
+    _plan_pictures(tmp_path / "here", ct, plan, fork_3d=False)
+    child, here = _pixels(tmp_path / "child"), _pixels(tmp_path / "here")
+    assert sorted(child) == sorted(here) == sorted(["overview.png", THREE_D_NAME, MONTAGE_NAME])
+    for name in child:
+        np.testing.assert_array_equal(child[name], here[name])
+
+
+def test_error_of_the_forked_3d_picture_is_raised(tmp_path, monkeypatch):
+    """The child's error comes back to the caller as it was raised, after the other
+    pictures are drawn."""
+    import lattice.render
+    from lattice.errors import OutputWriteError
+
+    def fails(path, **_):
+        raise OutputWriteError(f"cannot write the 3-D picture '{path}': disk full")
+
+    monkeypatch.setattr(lattice.render, "render_3d", fails)
+    ct, plan = _case()
+    with pytest.raises(OutputWriteError, match="disk full"):
+        _plan_pictures(tmp_path / "child", ct, plan, fork_3d=True)
+    assert sorted(_pixels(tmp_path / "child")) == sorted(["overview.png", MONTAGE_NAME])
