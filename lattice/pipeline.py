@@ -485,6 +485,7 @@ def _plan_and_write(
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
+    traced = _trace_gtv_early(worker, loaded)
     if worker is not None and size_rules is not None and loaded.gtv.array.dtype == bool:
         # The lesion is measured on the worker's core while this process plans: off the
         # path to the end of the run (the worker draws the pictures after the plan).
@@ -527,6 +528,7 @@ def _plan_and_write(
             valley_contours=opts.valley_contours,
             stv=None if stv is None else stv.stv,
             naming=opts.tps.naming if opts.tps else None,
+            gtv_contours=worker.gtv_contours if traced and plan.gtv is loaded.gtv else None,
         )
     )
     written = write_plan_folder(
@@ -555,6 +557,20 @@ def _plan_and_write(
         folder=written["plan.json"].parent,
         files=written,
     )
+
+
+def _trace_gtv_early(worker: Any, loaded: _Loaded) -> bool:
+    """Have the worker trace the GTV's RTSTRUCT contours while this process plans, when the
+    series stores the GTV's axes as they are (whether it was asked)."""
+    from .io.dicom import keeps_array
+
+    series = loaded.series
+    if worker is None or series is None or loaded.gtv.array.dtype != bool:
+        return False
+    if not keeps_array(loaded.gtv, series.grid):
+        return False
+    worker.trace_gtv_early(loaded.gtv, series.grid.lps_affine)
+    return True
 
 
 def _keywords(p: PlanParameters) -> dict[str, Any]:

@@ -509,12 +509,7 @@ def on_grid(
     """
     source_grid = volume if isinstance(volume, Grid) else volume.grid
     target = grid if isinstance(grid, Grid) else grid.grid
-    perm, flips = [], []
-    for axis in range(3):
-        dots = source_grid.directions.T @ target.directions[:, axis]
-        source = int(np.argmax(np.abs(dots)))
-        perm.append(source)
-        flips.append(bool(dots[source] < 0))
+    perm, flips = _axis_order(source_grid, target)
     shape = tuple(source_grid.shape[p] for p in perm)
     affine = np.eye(4)
     origin = np.zeros(3)
@@ -545,6 +540,27 @@ def on_grid(
         if flip:
             array = np.flip(array, axis)
     return Volume(array, grid.affine)
+
+
+def _axis_order(source: Grid, target: Grid) -> tuple[list[int], list[bool]]:
+    """For each axis of ``target``: the axis of ``source`` nearest to it, and whether it
+    runs the other way."""
+    perm, flips = [], []
+    for axis in range(3):
+        dots = source.directions.T @ target.directions[:, axis]
+        nearest = int(np.argmax(np.abs(dots)))
+        perm.append(nearest)
+        flips.append(bool(dots[nearest] < 0))
+    return perm, flips
+
+
+def keeps_array(volume: Volume | Grid, grid: Grid | Volume) -> bool:
+    """Whether :func:`on_grid` gives ``volume``'s array as it is (same axis order and
+    directions, same shape), only with ``grid``'s affine."""
+    source = volume if isinstance(volume, Grid) else volume.grid
+    target = grid if isinstance(grid, Grid) else grid.grid
+    perm, flips = _axis_order(source, target)
+    return perm == [0, 1, 2] and not any(flips) and source.shape == target.shape
 
 
 def _mm(values: NDArray[np.float64]) -> str:

@@ -118,6 +118,9 @@ class DicomOutput:
         :func:`~lattice.io.rtstruct_write.plan_rois`.
     naming : RoiNaming, optional
         The ROIs' final names (:mod:`lattice.io.roi_names`; None: the default names).
+    gtv_contours : callable, optional
+        Gives the GTV's contours on ``series.grid`` already traced (by the picture worker,
+        :meth:`~lattice.render.worker.PictureWorker.gtv_contours`), or None: traced here.
     """
 
     series: ImageSeries
@@ -129,6 +132,7 @@ class DicomOutput:
     gtv_roi: bool = False
     valley_contours: str = "holes"
     naming: RoiNaming | None = None
+    gtv_contours: Callable[[], Sequence[Any] | None] | None = None
 
 
 def check_output_folder(
@@ -367,6 +371,7 @@ def _write_dicom(
         stv=dicom.stv,
         gtv=dicom.gtv_roi,
         valley_contours=dicom.valley_contours,
+        gtv_contours=None if dicom.gtv_contours is None else dicom.gtv_contours(),
     )
     rois += cold_roi(plan, dicom.series.grid, cold_rois=dicom.cold_rois)
     rois += support_rois(support, dicom.series.grid, valley_contours=dicom.valley_contours)

@@ -81,19 +81,31 @@ def mask_contours(mask: Volume) -> list[Contour]:
     midpoints between inside and outside voxel centres; holes come out as separate contours,
     which readers fill with the even-odd rule. Collinear points are dropped.
     """
+    return crop_contours(np.asarray(mask.array), (0, 0, 0), mask.lps_affine)
+
+
+def crop_contours(
+    crop: NDArray[np.bool_], start_ijk: tuple[int, int, int], lps_affine: NDArray[np.float64]
+) -> list[Contour]:
+    """:func:`mask_contours` of a mask known by its crop: ``crop`` (I, J, K) bool is the mask
+    from voxel ``start_ijk`` on, ``lps_affine`` the whole mask's ijk -> LPS affine.
+
+    The same numbers as :func:`mask_contours` of the whole mask (the traced slices and the
+    index arithmetic are the same) when the crop holds every voxel of the mask and one voxel
+    around it, or reaches the edge of the whole grid where it does not.
+    """
     from skimage.measure import find_contours
 
     from ..geometry.margins import bounding_box
 
-    lps = mask.lps_affine
     out: list[Contour] = []
-    if not mask.array.any():
+    if not crop.any():
         return out
-    box = bounding_box(mask.array, pad_vox=1)  # contours of the crop: same, much faster
-    array = mask.array[box]
-    offset = np.array([box[0].start, box[1].start], dtype=np.float64)
+    box = bounding_box(crop, pad_vox=1)  # contours of the crop: same, much faster
+    array = crop[box]
+    offset = np.array([box[0].start + start_ijk[0], box[1].start + start_ijk[1]], dtype=np.float64)
     for kk in np.flatnonzero(array.any(axis=(0, 1))):
-        k = int(kk) + box[2].start
+        k = int(kk) + box[2].start + start_ijk[2]
         padded = np.pad(array[:, :, kk], 1).astype(np.float32)
         for line in find_contours(padded, 0.5):
             # Closed: the repeated end point dropped; -1 undoes the padding.
@@ -101,7 +113,7 @@ def mask_contours(mask: Volume) -> list[Contour]:
             if len(line) < 3:
                 continue
             ijk = np.column_stack([line, np.full(len(line), float(k))])
-            out.append((k, apply_affine(lps, ijk)))
+            out.append((k, apply_affine(lps_affine, ijk)))
     return out
 
 

@@ -134,6 +134,7 @@ def plan_rois(
     stv: Volume | None = None,
     gtv: bool = False,
     valley_contours: str = "holes",
+    gtv_contours: Sequence[Contour] | None = None,
 ) -> list[RoiSpec]:
     """The ROIs of a plan on the slices of ``grid`` (the plan's masks must be on it).
 
@@ -148,6 +149,9 @@ def plan_rois(
     valley_contours : {'holes', 'keyhole'}
         ``LATTICE_VALLEY`` as an outline with inner contours, or as keyhole polygons
         (:func:`keyhole_contours`).
+    gtv_contours : sequence of Contour, optional
+        :func:`~lattice.io.rtstruct_contours.mask_contours` of the GTV on ``grid``, when
+        already traced (the picture worker traces them while the plan is made).
     """
     if vertex_rois not in VERTEX_ROI_CHOICES:
         raise ValueError(f"vertex_rois must be one of {VERTEX_ROI_CHOICES}")
@@ -178,7 +182,7 @@ def plan_rois(
                 "SCART target (contracted GTV)",
             )
         )
-    gtv_contours = mask_contours(gtv_mask)
+    gtv_contours = list(mask_contours(gtv_mask) if gtv_contours is None else gtv_contours)
     # The valley is the GTV outline with the vertex circles as holes (even-odd), exact, when
     # every circle clears the traced outline: the outline runs within half an in-plane voxel
     # diagonal of a voxel centre outside the GTV, and circles stay the margin away from those.

@@ -170,3 +170,34 @@ def test_error_of_the_forked_3d_picture_is_raised(tmp_path, monkeypatch):
     with pytest.raises(OutputWriteError, match="disk full"):
         _plan_pictures(tmp_path / "child", ct, plan, fork_3d=True)
     assert sorted(_pixels(tmp_path / "child")) == sorted(["overview.png", MONTAGE_NAME])
+
+
+@pytest.mark.parametrize("kind", ["lps", "oblique"])
+@pytest.mark.parametrize("where", ["inside", "at the grid edge"])
+def test_gtv_contours_traced_early_are_those_of_the_whole_mask(
+    make_volume, ellipsoid_mask, monkeypatch, kind, where
+):
+    """trace_gtv_early (the worker traces the GTV's RTSTRUCT contours from the job crop
+    while the parent plans): exactly mask_contours of the whole mask (the oracle), also for
+    a GTV cut by the grid's edge; in-process nothing is traced early (None)."""
+    from lattice.io.rtstruct_contours import mask_contours
+
+    vol = make_volume((40, 36, 24), (0.9, 1.2, 2.5), kind, center_ras_mm=(5.0, 0.0, 0.0))
+    gtv = Volume(ellipsoid_mask(vol, (5.0, 0.0, 0.0), (12.0, 9.0, 15.0)), vol.affine)
+    if where == "at the grid edge":
+        gtv.array[:, :, :3] = gtv.array[:, :, 8:11]  # the lowest slices hold voxels
+        gtv.array[:2] = gtv.array[10:12]
+    oracle = mask_contours(gtv)
+    assert oracle
+    monkeypatch.setenv(FORK_ENV, "1")
+    with PictureWorker(lambda: vol) as worker:
+        worker.trace_gtv_early(gtv, gtv.lps_affine)
+        got = worker.gtv_contours()
+    assert got is not None and len(got) == len(oracle)
+    for (k, points), (k0, points0) in zip(got, oracle):
+        assert k == k0
+        np.testing.assert_array_equal(points, points0)
+    monkeypatch.setenv(FORK_ENV, "0")
+    with PictureWorker(lambda: vol) as worker:
+        worker.trace_gtv_early(gtv, gtv.lps_affine)
+        assert worker.gtv_contours() is None
