@@ -485,7 +485,7 @@ def _plan_and_write(
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
-    traced = _trace_gtv_early(worker, loaded)
+    traced = worker is not None and worker.trace_gtv_early(loaded.gtv, loaded.series)
     if worker is not None and size_rules is not None and loaded.gtv.array.dtype == bool:
         # The lesion is measured on the worker's core while this process plans: off the
         # path to the end of the run (the worker draws the pictures after the plan).
@@ -557,20 +557,6 @@ def _plan_and_write(
         folder=written["plan.json"].parent,
         files=written,
     )
-
-
-def _trace_gtv_early(worker: Any, loaded: _Loaded) -> bool:
-    """Have the worker trace the GTV's RTSTRUCT contours while this process plans, when the
-    series stores the GTV's axes as they are (whether it was asked)."""
-    from .io.dicom import keeps_array
-
-    series = loaded.series
-    if worker is None or series is None or loaded.gtv.array.dtype != bool:
-        return False
-    if not keeps_array(loaded.gtv, series.grid):
-        return False
-    worker.trace_gtv_early(loaded.gtv, series.grid.lps_affine)
-    return True
 
 
 def _keywords(p: PlanParameters) -> dict[str, Any]:

@@ -226,9 +226,6 @@ def write_plan_folder(
         raise ValueError("writing the derived DICOM CT needs the CT (ct=...) or a worker")
 
     def write(stage: Path) -> list[str]:
-        labels = sphere_label_map(
-            plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
-        )
         by_worker = []
         early_ct = dicom is not None and dicom.written_ct is not None
         measure = size_rules is not None
@@ -250,7 +247,13 @@ def write_plan_folder(
         try:
             names = ["lattice_target.nii.gz", "vertices.nii.gz"]
             save_volume(plan.lattice_target, stage / names[0])
+            # A whole-grid array (78 MB on the benchmark CT): freed once written, before the
+            # RTSTRUCT and the verification make their own.
+            labels = sphere_label_map(
+                plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
+            )
             save_volume(labels, stage / names[1])
+            del labels
             if stv is not None:
                 names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:

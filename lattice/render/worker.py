@@ -32,7 +32,7 @@ import numpy as np
 from ..analysis.measure import LesionMeasurements
 from ..errors import LatticeError, OutputWriteError
 from ..geometry.margins import bounding_box
-from ..io.dicom import ImageSeries, SliceRef
+from ..io.dicom import ImageSeries, SliceRef, keeps_array
 from ..planning.plan import Plan
 from ..volume import Volume
 from .layout import DEFAULT_CONTEXT_MM
@@ -286,18 +286,22 @@ class PictureWorker:
             box,
         )
 
-    def trace_gtv_early(self, gtv: Volume, lps_affine: np.ndarray) -> None:
+    def trace_gtv_early(self, gtv: Volume, series: ImageSeries | None) -> bool:
         """Trace the GTV's RTSTRUCT contours on the worker's core now, while this process
-        plans: :func:`~lattice.io.rtstruct_contours.mask_contours` of ``gtv`` stored with
-        ``lps_affine`` (the DICOM series' affine; its axes must be ``gtv``'s), from the job's
-        crop, so the same numbers. :meth:`gtv_contours` collects them."""
-        if self._pool is None:
-            return
+        plans: :func:`~lattice.io.rtstruct_contours.mask_contours` of ``gtv`` on the slices
+        of ``series``, from the job's crop, so the same numbers; :meth:`gtv_contours` collects
+        them. Only for a boolean GTV whose axes the series keeps (:func:`keeps_array`), with a
+        worker process; returns whether they are traced."""
+        if self._pool is None or series is None or gtv.array.dtype != bool:
+            return False
+        if not keeps_array(gtv, series.grid):
+            return False
         box = self._job_box(gtv)
         start = (box[0].start, box[1].start, box[2].start)
         self._contours_future = self._pool.submit(
-            _trace_in_worker, np.array(gtv.array[box]), start, np.asarray(lps_affine)
+            _trace_in_worker, np.array(gtv.array[box]), start, series.grid.lps_affine
         )
+        return True
 
     def gtv_contours(self) -> list[Any] | None:
         """The contours :meth:`trace_gtv_early` asked for (waiting for them), or None when

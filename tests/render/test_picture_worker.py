@@ -180,6 +180,7 @@ def test_gtv_contours_traced_early_are_those_of_the_whole_mask(
     """trace_gtv_early (the worker traces the GTV's RTSTRUCT contours from the job crop
     while the parent plans): exactly mask_contours of the whole mask (the oracle), also for
     a GTV cut by the grid's edge; in-process nothing is traced early (None)."""
+    from lattice.io.dicom import ImageSeries
     from lattice.io.rtstruct_contours import mask_contours
 
     vol = make_volume((40, 36, 24), (0.9, 1.2, 2.5), kind, center_ras_mm=(5.0, 0.0, 0.0))
@@ -191,7 +192,7 @@ def test_gtv_contours_traced_early_are_those_of_the_whole_mask(
     assert oracle
     monkeypatch.setenv(FORK_ENV, "1")
     with PictureWorker(lambda: vol) as worker:
-        worker.trace_gtv_early(gtv, gtv.lps_affine)
+        assert worker.trace_gtv_early(gtv, ImageSeries(grid=gtv.grid, slices=(), header=None))
         got = worker.gtv_contours()
     assert got is not None and len(got) == len(oracle)
     for (k, points), (k0, points0) in zip(got, oracle):
@@ -199,5 +200,5 @@ def test_gtv_contours_traced_early_are_those_of_the_whole_mask(
         np.testing.assert_array_equal(points, points0)
     monkeypatch.setenv(FORK_ENV, "0")
     with PictureWorker(lambda: vol) as worker:
-        worker.trace_gtv_early(gtv, gtv.lps_affine)
+        assert not worker.trace_gtv_early(gtv, ImageSeries(grid=gtv.grid, slices=(), header=None))
         assert worker.gtv_contours() is None
