@@ -37,8 +37,11 @@ from ..geometry.margins import EDT_TOLERANCE_MM, bounding_box
 from ..geometry.surface import SlabSolid, solid_of
 from ..volume import Volume
 
-#: Point states of :meth:`RuleField.bound`.
+#: Point states of :meth:`RuleField.bound`. FORBIDDEN and ALLOWED are the int8 values of
+#: False and True, so a boolean "allowed" array is viewed as states without a copy.
 FORBIDDEN, ALLOWED, UNDECIDED = 0, 1, -1
+#: The 8 voxel centres around a point, as offsets from its floor index.
+_CORNERS = np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij"), float).reshape(3, -1).T
 
 
 @dataclass(frozen=True, eq=False)
@@ -284,9 +287,11 @@ class RuleField:
         flat, ok = self._flat(box_ijk)
         est = np.where(ok, self._slack_flat[flat], np.float32(-np.inf))
         tol = EDT_TOLERANCE_MM
-        state = np.where(est >= self.band_mm + tol, ALLOWED, FORBIDDEN).astype(np.int8)
+        allowed = est >= self.band_mm + tol
+        state = allowed.view(np.int8)  # False/True are FORBIDDEN/ALLOWED
         # The upper bound is read only where the lower one leaves a chance.
-        unsure = (est > -self.band_mm - self.table_gap_mm - tol) & (state == FORBIDDEN)
+        unsure = est > -self.band_mm - self.table_gap_mm - tol
+        unsure &= ~allowed
         if not unsure.any():
             return state, est
         ijk = box_ijk[unsure]
@@ -313,20 +318,14 @@ class RuleField:
         self, box_ijk: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Lower and upper bounds of the slack from the 8 voxel centres around each point."""
-        base = np.floor(box_ijk)
-        vox = self.gtv.voxel_size_mm
-        lower = np.full(len(box_ijk), -np.inf)
-        upper = np.full(len(box_ijk), np.inf)
-        corners = np.array(np.meshgrid([0, 1], [0, 1], [0, 1], indexing="ij")).reshape(3, -1).T
-        for corner in corners:
-            c = base + corner
-            dist = np.linalg.norm((box_ijk - c) * vox, axis=-1)
-            flat, ok = self._flat(c)
-            s_lo = np.where(ok, self._slack_flat[flat], -np.inf).astype(np.float64)
-            lower = np.maximum(lower, s_lo - dist)
-            # Beyond the box is outside the GTV: depth 0 there bounds the slack from above.
-            s_hi = np.where(ok, self._slack_hi_flat[flat], -self.need_depth_mm)
-            upper = np.minimum(upper, s_hi.astype(np.float64) + dist)
+        c = np.floor(box_ijk)[:, None, :] + _CORNERS  # (n, 8, 3): all corners at once
+        dist = np.linalg.norm((box_ijk[:, None, :] - c) * self.gtv.voxel_size_mm, axis=-1)
+        flat, ok = self._flat(c)
+        s_lo = np.where(ok, self._slack_flat[flat], np.float32(-np.inf)).astype(np.float64)
+        lower = (s_lo - dist).max(axis=1, initial=-np.inf)
+        # Beyond the box is outside the GTV: depth 0 there bounds the slack from above.
+        s_hi = np.where(ok, self._slack_hi_flat[flat], np.float32(-self.need_depth_mm))
+        upper = (s_hi.astype(np.float64) + dist).min(axis=1, initial=np.inf)
         return lower, upper
 
     def _exact_allowed(self, pts: NDArray[np.float64]) -> NDArray[np.bool_]:

@@ -192,15 +192,29 @@ class _Search:
         allowed = state == ALLOWED
         kept = np.minimum(allowed.sum(axis=1), cap)
         self.best_count = max(self.best_count, int(kept.max()))
-        room = np.where(allowed, est, -np.inf)
-        room = -np.sort(-room, axis=1)
-        tie = np.where(kept > 0, room[np.arange(n), np.maximum(kept - 1, 0)], -np.inf)
-        return kept, tie
+        return kept, _tie(allowed, est, kept)
 
     def points(self, cand: _Candidate) -> NDArray[np.float64]:
         rot = self.rotation(cand.angle_deg, cand.tilt_deg, cand.azimuth_deg)
         t = self.translations(np.array([cand.frac]))[0]
         return self.centre + (self.local + t) @ rot.T
+
+
+def _tie(
+    allowed: NDArray[np.bool_], est: NDArray[np.float32], kept: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """Per pose (row), the ``kept``-th largest tabled slack of its allowed points (-inf when
+    none is kept): the room of the tightest vertex kept.
+
+    A pose that keeps all its allowed points (no cap) has the smallest of them, a reduction;
+    only poses whose cap drops some need their row sorted.
+    """
+    room = np.where(allowed, est, np.float32(np.inf)).min(axis=1, initial=np.inf)
+    capped = np.flatnonzero(kept < allowed.sum(axis=1))
+    if len(capped):
+        rows = -np.sort(-np.where(allowed[capped], est[capped], -np.inf), axis=1)
+        room[capped] = rows[np.arange(len(capped)), kept[capped] - 1]
+    return np.where(kept > 0, room.astype(np.float64), -np.inf)
 
 
 def _best(counts: NDArray[np.int64], tie: NDArray[np.float64], n: int) -> NDArray[np.int64]:
@@ -350,12 +364,15 @@ def _numbered(
     field: RuleField, pts: NDArray[np.float64], max_vertices: int | None
 ) -> NDArray[np.float64]:
     """Most room first, then position, so ``max_vertices`` keeps the safest ones
-    deterministically; then numbered by position (superior first)."""
-    slack = field.exact_slack(pts)
-    order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
-    pts = pts[order]
-    if max_vertices is not None:
-        pts = pts[:max_vertices]
+    deterministically; then numbered by position (superior first).
+
+    The exact slacks are computed only when the cap drops some: the centres are distinct, so
+    the position keys alone order the ones kept.
+    """
+    if max_vertices is not None and len(pts) > max_vertices:
+        slack = field.exact_slack(pts)
+        order = np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2], -np.round(slack, 6)))
+        pts = pts[order[:max_vertices]]
     return pts[np.lexsort((pts[:, 0], -pts[:, 1], -pts[:, 2]))]
 
 

@@ -257,3 +257,18 @@ def test_impossible_count_or_min_vertices_is_a_parameter_error():
         )
     assert caught.value.parameter == "min_vertices"
     assert "--min-vertices" in caught.value.render({"min_vertices": "--min-vertices"})
+
+
+def test_pose_tie_break_equals_the_sorted_room_of_the_kept_vertices():
+    """search._tie against the full sort it replaced: the kept-th largest allowed slack."""
+    from lattice.planning.search import _tie
+
+    rng = np.random.default_rng(5)
+    est = rng.normal(size=(300, 40)).astype(np.float32)
+    est[:, ::7] = np.round(est[:, ::7], 1)  # ties
+    allowed = rng.random((300, 40)) < rng.random((300, 1))
+    for cap in (None, 0, 1, 5, 40):
+        kept = allowed.sum(axis=1) if cap is None else np.minimum(allowed.sum(axis=1), cap)
+        room = -np.sort(-np.where(allowed, est, -np.inf), axis=1)
+        want = np.where(kept > 0, room[np.arange(300), np.maximum(kept - 1, 0)], -np.inf)
+        np.testing.assert_array_equal(_tie(allowed, est, kept), want)

@@ -253,3 +253,90 @@ def test_a_rule_shallower_than_half_a_voxel_is_refused():
     half_diagonal = 0.5 * np.linalg.norm(VOX_MM)
     with pytest.raises(ParameterError, match="half the voxel diagonal"):
         RuleField(gtv, [], diameter_mm=half_diagonal, gtv_margin_mm=0.0)
+
+
+# -- the table look-ups against their straightforward form -----------------------------------
+
+
+def _nearest_bounds_oracle(field, box_ijk):
+    """Slack bounds at the nearest voxel centre, read one point at a time (-inf outside)."""
+    lo = np.full(len(box_ijk), -np.inf)
+    hi = np.full(len(box_ijk), -np.inf)
+    for n, p in enumerate(np.rint(box_ijk).astype(int)):
+        if np.all((p >= 0) & (p < field.slack_vox.shape)):
+            lo[n], hi[n] = field.slack_vox[tuple(p)], field.slack_vox_hi[tuple(p)]
+    return lo, hi
+
+
+def _corner_bounds_oracle(field, box_ijk):
+    """The 8-corner slack bounds as first written: one corner at a time, one point at a time."""
+    lower, upper = [], []
+    for p in box_ijk:
+        lo_p, hi_p = -np.inf, np.inf
+        for corner in np.ndindex(2, 2, 2):
+            c = np.floor(p) + corner
+            dist = np.linalg.norm((p - c) * field.gtv.voxel_size_mm)
+            inside = np.all((c >= 0) & (c < field.slack_vox.shape))
+            s_lo = float(field.slack_vox[tuple(c.astype(int))]) if inside else -np.inf
+            s_hi = (
+                float(field.slack_vox_hi[tuple(c.astype(int))])
+                if inside
+                else float(np.float32(-field.need_depth_mm))
+            )
+            lo_p, hi_p = max(lo_p, s_lo - dist), min(hi_p, s_hi + dist)
+        lower.append(lo_p)
+        upper.append(hi_p)
+    return np.array(lower), np.array(upper)
+
+
+def _box_points(case, n, seed):
+    """Fractional box indices near the rule boundary and beyond the box on every side."""
+    field = case.field
+    near = field.world_to_box_index(case.points)
+    rng = np.random.default_rng(seed)
+    shape = np.array(field.slack_vox.shape)
+    wide = rng.uniform(-3.0, shape + 2.0, (n, 3))
+    return np.concatenate([near, wide])
+
+
+def test_nearest_voxel_lookups_equal_a_point_by_point_reading(case):
+    field = case.field
+    ijk = _box_points(case, 400, seed=2)
+    lo, hi = _nearest_bounds_oracle(field, ijk)
+    np.testing.assert_array_equal(field.lookup(ijk), lo)
+    np.testing.assert_array_equal(field.lookup_upper(ijk), hi)
+    _, est = field.bound(ijk)
+    np.testing.assert_array_equal(est, lo)
+
+
+def test_corner_bounds_equal_the_corner_by_corner_oracle(case):
+    field = case.field
+    ijk = _box_points(case, 400, seed=3)
+    lower, upper = field._corner_bounds(ijk)
+    want_lower, want_upper = _corner_bounds_oracle(field, ijk)
+    np.testing.assert_array_equal(lower, want_lower)
+    np.testing.assert_array_equal(upper, want_upper)
+
+
+def test_bound_states_follow_from_the_oracle_bounds(case):
+    """bound()'s three-way decision, rebuilt from the point-by-point bounds."""
+    from lattice.geometry.margins import EDT_TOLERANCE_MM as tol
+    from lattice.planning.rules import ALLOWED, FORBIDDEN, UNDECIDED
+
+    field = case.field
+    ijk = _box_points(case, 400, seed=4)
+    state, _ = field.bound(ijk)
+    lo, hi = _nearest_bounds_oracle(field, ijk)
+    off = np.linalg.norm((ijk - np.rint(ijk)) * field.gtv.voxel_size_mm, axis=-1)
+    lower, upper = _corner_bounds_oracle(field, ijk)
+    want = np.where(lo >= field.band_mm + tol, ALLOWED, FORBIDDEN)
+    unsure = (lo > -field.band_mm - field.table_gap_mm - tol) & (want == FORBIDDEN)
+    sub = np.where(lo >= off + tol, ALLOWED, FORBIDDEN)
+    maybe = unsure & (hi > -off - tol) & (sub == FORBIDDEN)
+    sub = np.where(
+        maybe, np.where(lower >= tol, ALLOWED, np.where(upper >= -tol, UNDECIDED, FORBIDDEN)), sub
+    )
+    want = np.where(unsure, sub, want)
+    assert state.dtype == np.int8
+    np.testing.assert_array_equal(state, want)
+    assert (state == UNDECIDED).any() and (state == ALLOWED).any()
