@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import MaskError, ParameterError
+from ..geometry.patterns import make_pattern
 from ..io.nifti import mask_from_array
 from ..volume import Volume
 from .cold_plan import DEFAULT_COLD_GAP_MM, check_cold_options, cold_warnings, plan_cold_sites
@@ -320,20 +321,29 @@ def _search_max(
     """Irregular maximal packing, started from the best lattice.
 
     The lattice searches give a valid placement the packer can only improve on, so the
-    result never has fewer vertices than the best lattice tried (all four unless they use
-    half of ``time_budget_s``; a pairwise rule is applied after packing, like for lattices).
+    result never has fewer vertices than the best lattice tried (all four unless they would
+    use more than half of ``time_budget_s``; a pairwise rule is applied after packing, like
+    for lattices).
     """
+    t0 = time.perf_counter()
     from .packing import pack_maximal  # scipy.optimize: imported only when asked for
 
-    t0 = time.perf_counter()
     best_pts: NDArray[np.float64] = np.zeros((0, 3))
     best_pattern = None
     lattice_counts: dict[str, int] = {}
-    # The budget covers everything: lattices (densest first) while at most half of it is
-    # used, then the packer with the rest (at least MIN_PACKING_S).
+    # The budget covers everything: lattices (densest first) within half of it, then the
+    # packer with the rest (at least MIN_PACKING_S). A search is not cut short, so the next
+    # lattice starts only if it is expected to end within the half. Checking only the time
+    # already used let the last search start just before the half and end near the whole
+    # budget. The searches weigh the same field and translations, over the angles of each
+    # lattice's symmetry: the estimate is the slowest search so far per degree of symmetry.
+    per_deg = 0.0
     for name in ("hcp", "fcc", "bcc", "sc"):
-        if lattice_counts and time.perf_counter() - t0 > 0.5 * params.time_budget_s:
+        symmetry_deg = make_pattern(name, min_spacing_mm=params.min_spacing_mm).symmetry_deg
+        used = time.perf_counter() - t0
+        if lattice_counts and used + per_deg * symmetry_deg > 0.5 * params.time_budget_s:
             break
+        started = time.perf_counter()
         pts, _ = search_lattice(
             field,
             gtv,
@@ -341,6 +351,7 @@ def _search_max(
                 params, pattern=name, max_vertices=None, coplanar_mm=None, coplanar_spacing_mm=None
             ),
         )
+        per_deg = max(per_deg, (time.perf_counter() - started) / symmetry_deg)
         lattice_counts[name] = len(pts)
         if len(pts) > len(best_pts):
             best_pts, best_pattern = pts, name
