@@ -272,3 +272,33 @@ def test_pose_tie_break_equals_the_sorted_room_of_the_kept_vertices():
         room = -np.sort(-np.where(allowed, est, -np.inf), axis=1)
         want = np.where(kept > 0, room[np.arange(300), np.maximum(kept - 1, 0)], -np.inf)
         np.testing.assert_array_equal(_tie(allowed, est, kept), want)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_covering_radius_equals_brute_force_on_blocks_that_do_not_divide_the_box(flip):
+    """plan.covering_radius_mm's two-stage block bound against every GTV voxel's distance,
+    on an anisotropic grid (flipped and permuted, or oblique), box sides not multiples of
+    the block edge, and centres both inside and far outside the GTV."""
+    from conftest import rotation_about_axis
+    from scipy.spatial.distance import cdist
+
+    from lattice.planning.plan import COVERING_BLOCK_VOX, covering_radius_mm
+
+    rng = np.random.default_rng(7 + flip)
+    shape = (23, 18, 13)
+    lin = (
+        np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+        if flip
+        else rotation_about_axis([1.0, 2.0, 3.0], 25.0)
+    ) @ np.diag([0.9, 1.3, 2.7])
+    aff = np.eye(4)
+    aff[:3, :3], aff[:3, 3] = lin, [10.0, -4.0, 30.0]
+    ijk = np.argwhere(np.ones(shape, dtype=bool))
+    mask = (rng.random(shape) < 0.7) & (np.linalg.norm((ijk - 9) / [9, 8, 7], axis=1) < 1).reshape(
+        shape
+    )
+    assert any(n % COVERING_BLOCK_VOX for n in np.ptp(np.array(np.nonzero(mask)), axis=1) + 1)
+    ras = ijk @ lin.T + aff[:3, 3]
+    for centres in (ras[rng.choice(len(ras), 5)], ras[rng.choice(len(ras), 1)] + 80.0):
+        brute = cdist(ras[mask.ravel()], centres).min(axis=1).max()
+        assert covering_radius_mm(Volume(mask, aff), centres) == brute
