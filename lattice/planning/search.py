@@ -174,25 +174,28 @@ class _Search:
         idx = base_idx[None, :, :] + shift_idx[:, None, :]
         state, est = field.bound(idx)
         cap = self.cap if self.cap is not None else state.shape[1]
+        allowed = state == ALLOWED
         undecided = state == UNDECIDED
-        lower = np.minimum((state == ALLOWED).sum(axis=1), cap)
-        upper = np.minimum(lower + undecided.sum(axis=1), cap)
-        open_rows = undecided.any(axis=1)
+        n_allowed = np.count_nonzero(allowed, axis=1)
+        lower = np.minimum(n_allowed, cap)
+        n_undecided = np.count_nonzero(undecided, axis=1)
+        upper = np.minimum(lower + n_undecided, cap)
+        open_rows = n_undecided > 0
         threshold = max(self.best_count, int(lower.max()))
         for u in np.unique(upper[open_rows])[::-1]:
             if u < threshold:
                 break
             rows = np.flatnonzero(open_rows & (upper == u))
-            sub = state[rows]
             mask = undecided[rows]
-            sub[mask] = field.settle(idx[rows][mask])
-            state[rows] = sub
+            settled = allowed[rows]
+            settled[mask] = field.settle(idx[rows][mask]) == ALLOWED
+            allowed[rows] = settled
+            n_allowed[rows] = np.count_nonzero(settled, axis=1)
             self.n_settled += int(len(rows))
-            threshold = max(threshold, int(np.minimum((sub == ALLOWED).sum(axis=1), cap).max()))
-        allowed = state == ALLOWED
-        kept = np.minimum(allowed.sum(axis=1), cap)
+            threshold = max(threshold, int(np.minimum(n_allowed[rows], cap).max()))
+        kept = np.minimum(n_allowed, cap)
         self.best_count = max(self.best_count, int(kept.max()))
-        return kept, _tie(allowed, est, kept)
+        return kept, _tie(allowed, est, kept, n_allowed)
 
     def points(self, cand: _Candidate) -> NDArray[np.float64]:
         rot = self.rotation(cand.angle_deg, cand.tilt_deg, cand.azimuth_deg)
@@ -201,16 +204,19 @@ class _Search:
 
 
 def _tie(
-    allowed: NDArray[np.bool_], est: NDArray[np.float32], kept: NDArray[np.int64]
+    allowed: NDArray[np.bool_],
+    est: NDArray[np.float32],
+    kept: NDArray[np.int64],
+    n_allowed: NDArray[np.int64],
 ) -> NDArray[np.float64]:
-    """Per pose (row), the ``kept``-th largest tabled slack of its allowed points (-inf when
-    none is kept): the room of the tightest vertex kept.
+    """Per pose (row), the ``kept``-th largest tabled slack of its ``n_allowed`` allowed
+    points (-inf when none is kept): the room of the tightest vertex kept.
 
     A pose that keeps all its allowed points (no cap) has the smallest of them, a reduction;
     only poses whose cap drops some need their row sorted.
     """
     room = np.where(allowed, est, np.float32(np.inf)).min(axis=1, initial=np.inf)
-    capped = np.flatnonzero(kept < allowed.sum(axis=1))
+    capped = np.flatnonzero(kept < n_allowed)
     if len(capped):
         rows = -np.sort(-np.where(allowed[capped], est[capped], -np.inf), axis=1)
         room[capped] = rows[np.arange(len(capped)), kept[capped] - 1]

@@ -271,7 +271,7 @@ def test_pose_tie_break_equals_the_sorted_room_of_the_kept_vertices():
         kept = allowed.sum(axis=1) if cap is None else np.minimum(allowed.sum(axis=1), cap)
         room = -np.sort(-np.where(allowed, est, -np.inf), axis=1)
         want = np.where(kept > 0, room[np.arange(300), np.maximum(kept - 1, 0)], -np.inf)
-        np.testing.assert_array_equal(_tie(allowed, est, kept), want)
+        np.testing.assert_array_equal(_tie(allowed, est, kept, allowed.sum(axis=1)), want)
 
 
 @pytest.mark.parametrize("flip", [False, True])
