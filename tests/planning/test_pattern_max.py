@@ -21,11 +21,12 @@ def test_max_pattern_obeys_rules_and_beats_every_lattice():
     }
     # A budget that leaves room for all four lattice searches even on a loaded machine (a
     # search starts only if it is expected to end within half the budget); the packing's
-    # work limits end it long before.
-    plan = plan_vertices(Volume(mask, aff), pattern="max", time_budget_s=30.0, **kw)
+    # work limits end it long before (stopped_by says so).
+    plan = plan_vertices(Volume(mask, aff), pattern="max", time_budget_s=3600.0, **kw)
     check_rules(plan, mask, aff, s=20, d=10, margin=3)
     assert plan.n_vertices >= max(lattices.values())
     assert plan.search["lattice_counts"] == lattices
+    assert plan.search["stopped_by"] != "time"
 
 
 def test_max_pattern_respects_max_vertices_and_shell_mode():
