@@ -215,6 +215,71 @@ def test_truncated_file_is_an_input_file_error(tmp_path, write_nifti, grid, name
         load_image(path)
 
 
+@pytest.mark.parametrize(
+    "dtype, order, slope, name",
+    [
+        ("<i2", "F", None, "ct.nii.gz"),
+        (">i2", "F", None, "ct.nii.gz"),  # read in its byte order, as nibabel does
+        ("<f4", "F", None, "ct.nii.gz"),
+        ("<u1", "F", None, "m.nii.gz"),
+        ("<i2", "F", 2.0, "ct.nii.gz"),  # scaled: nibabel's path
+        ("<i2", "F", None, "ct.nii"),  # uncompressed: memory-mapped by nibabel
+    ],
+)
+def test_voxels_are_what_nibabel_reads(tmp_path, grid, dtype, order, slope, name):
+    low = 0 if dtype == "<u1" else -1000
+    data = np.random.default_rng(1).integers(low, 250, size=(*SHAPE, 1)).astype(dtype)
+    img = nib.Nifti1Image(data, grid)
+    img.header.set_data_dtype(np.dtype(dtype))
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0.5)
+    path = tmp_path / name
+    nib.save(img, path)
+    expected = np.asanyarray(nib.load(path).dataobj)[..., 0]  # the oracle: nibabel's read
+    vol = load_image(path)
+    assert vol.array.dtype == expected.dtype
+    np.testing.assert_array_equal(vol.array, expected)
+
+
+def test_gzip_file_cut_inside_the_voxels_is_an_input_file_error(tmp_path, grid):
+    data = np.random.default_rng(0).integers(-1000, 2000, size=SHAPE).astype(np.int16)
+    blob = gzip.compress(nib.Nifti1Image(data, grid).to_bytes())
+    whole = gzip.decompress(blob)
+    path = tmp_path / "ct.nii.gz"
+    path.write_bytes(gzip.compress(whole[: len(whole) - 100]))  # a valid gzip stream, short
+    with pytest.raises(InputFileError, match="truncated or corrupt"):
+        load_image(path)
+
+
+@pytest.mark.parametrize(
+    "dtype, values",
+    [
+        (np.uint8, (1,)),
+        (np.uint8, (2,)),
+        (np.uint8, (1, 2)),
+        (np.uint8, (255,)),
+        (np.uint8, ()),
+        (np.int8, (1,)),
+        (np.int8, (-1, 1)),
+        (np.int8, (-1,)),
+    ],
+)
+def test_byte_masks_read_as_mask_from_array_reads_them(tmp_path, write_nifti, grid, dtype, values):
+    data = np.zeros(SHAPE, dtype)
+    for n, v in enumerate(values, start=1):
+        data[n : n + 4, 2:5, 3:6] = v
+    path = write_nifti(tmp_path, "m.nii.gz", data, grid, dtype=dtype)
+    try:
+        expected = mask_from_array(data, name=f"mask '{path}'")  # the oracle: the general path
+    except MaskError as exc:
+        with pytest.raises(MaskError, match=str(exc)[:20]):
+            load_mask(path)
+        return
+    vol = load_mask(path)
+    assert vol.array.dtype == bool
+    np.testing.assert_array_equal(vol.array, expected)
+
+
 def test_other_image_formats_are_refused(tmp_path, grid, blob):
     path = tmp_path / "mask.mgz"
     nib.save(nib.MGHImage(blob.astype(np.uint8), grid), path)
