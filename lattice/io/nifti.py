@@ -149,7 +149,7 @@ def _read_gzip_data(proxy: Any) -> NDArray:
     data = np.empty(proxy.shape, dtype=proxy.dtype, order=proxy.order)
     with ImageOpener(proxy.file_like) as fobj:
         fobj.seek(proxy.offset)
-        n_read = fobj.readinto(data.reshape(-1, order="A").view(np.uint8))
+        n_read = fobj.readinto(data.reshape(-1, order="A").view(np.uint8).data)
     if n_read != data.nbytes:
         raise EOFError(f"the voxel data ends after {n_read or 0} of {data.nbytes} bytes")
     return data
