@@ -354,7 +354,7 @@ class _Loaded:
 
     gtv: Volume
     oars: dict[str, Volume]
-    ct: Any  # the CT Volume; None when the picture worker reads it
+    ct: Any  # the CT Volume; None when the picture worker reads it, or none needs it
     record: dict[str, Any]
     series: Any  # ImageSeries the RTSTRUCT references, or None
     warnings: list[str]
@@ -427,13 +427,14 @@ def _load_nifti(
 
     oar_paths = {o.name: o.path for o in inputs.oars}
     # The worker reads the CT's voxels (and reports a corrupt file); without it they are
-    # read here, so a truncated CT is never accepted.
+    # checked here, so a truncated CT is never accepted, but not kept: without a worker
+    # nothing is drawn or written from them.
     case = load_case(
         inputs.ct,
         inputs.gtv,
         gtv_label=inputs.gtv_label,
         oar_paths=oar_paths,
-        ct_data=worker is None,
+        ct_data="check" if worker is None else False,
     )
     record: dict[str, Any] = {
         "ct": derived["ct_record"] if derived else _describe(inputs.ct),
@@ -461,8 +462,7 @@ def _load_nifti(
     elif derived is not None:
         series = derived["series"]
         record["derived_ct_dicom"] = _derived_record(series)
-    ct = case.ct if worker is None else None
-    return _Loaded(case.gtv, dict(case.oars), ct, record, series, list(case.warnings))
+    return _Loaded(case.gtv, dict(case.oars), None, record, series, list(case.warnings))
 
 
 def _derived_record(series: Any) -> dict[str, Any]:

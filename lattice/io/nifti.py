@@ -14,11 +14,11 @@ import gzip
 import hashlib
 import numbers
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -120,11 +120,19 @@ def _read_data(
             data = _read_gzip_data(proxy)
         else:
             data = np.asanyarray(proxy) if scaled else np.asanyarray(proxy.get_unscaled())
-    except (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile) as exc:
-        raise InputFileError(
-            f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); export the file again"
-        ) from exc
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
     return data.reshape(geometry.shape)
+
+
+#: What reading a damaged file's voxels raises (nibabel's readers, zlib, gzip).
+_READ_ERRORS = (OSError, EOFError, ValueError, zlib.error, gzip.BadGzipFile)
+
+
+def _unreadable(path: str | Path, exc: Exception) -> InputFileError:
+    return InputFileError(
+        f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); export the file again"
+    )
 
 
 def _read_as_stored(proxy: Any, *, scaled: bool) -> bool:
@@ -155,6 +163,57 @@ def _read_gzip_data(proxy: Any) -> NDArray:
     return data
 
 
+#: Decompressed bytes handled at a time when voxels are only checked: small enough to stay
+#: in the CPU cache, large enough that the GIL is taken back a few hundred times per CT.
+CHECK_CHUNK_BYTES = 1 << 20
+
+
+def _check_gzip_data(proxy: Any) -> int:
+    """Decompress the voxels of a ``.gz`` file as :func:`_read_gzip_data` would, without
+    keeping them: the number of NaN or infinite values (0 for integers).
+
+    Raises
+    ------
+    EOFError, zlib.error
+        The file ends before its voxel data does, or is corrupt.
+    """
+    dtype = np.dtype(proxy.dtype)
+    start = int(proxy.offset)
+    end = start + int(np.prod(proxy.shape)) * dtype.itemsize
+    position, bad, carry = 0, 0, b""
+    for piece in _gunzipped(proxy.file_like, CHECK_CHUNK_BYTES):
+        data = memoryview(piece)[max(start - position, 0) : end - position]
+        position += len(piece)
+        if dtype.kind == "f" and len(data):
+            data = carry + data if carry else data
+            whole = len(data) // dtype.itemsize * dtype.itemsize
+            values = np.frombuffer(data[:whole], dtype=dtype)
+            bad += int(np.count_nonzero(~np.isfinite(values)))
+            carry = bytes(data[whole:])
+        if position >= end:
+            return bad
+    raise EOFError(f"the voxel data ends after {max(position - start, 0)} of {end - start} bytes")
+
+
+def _gunzipped(path: str, size: int) -> Iterator[bytes]:
+    """The decompressed bytes of a gzip file (each member in turn), at most ``size`` at a
+    time, until the file ends (a truncated member just stops)."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as fh:
+        pending = b""
+        while True:
+            pending = pending or fh.read(size)
+            if not pending:
+                return
+            out = stream.decompress(pending, size)
+            pending = stream.unconsumed_tail
+            if out:
+                yield out
+            if stream.eof:  # the next member, if any, starts in what was left over
+                pending = stream.unused_data + pending
+                stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+
 def _load_grid(path: str | Path, *, name: str) -> tuple[Grid, tuple[str, ...]]:
     geometry = _open_nifti(path, name=name, mask=False)[1]
     return Grid(geometry.shape, geometry.affine), geometry.warnings
@@ -181,13 +240,32 @@ def _load_image(path: str | Path, *, name: str) -> tuple[Volume, tuple[str, ...]
     data = _read_data(img, geometry, path, scaled=True)  # CT numbers: scaling is normal
     # Values stored as integers (scaled or not) are finite: only float files need the check.
     if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        bad = int(np.count_nonzero(~np.isfinite(data)))
-        raise MaskError(
-            f"image '{path}' holds NaN or infinite values ({bad} of "
-            f"{data.size} voxels); fix the image (e.g. set them to -1024 HU) and "
-            "save it again"
-        )
+        raise _non_finite(path, int(np.count_nonzero(~np.isfinite(data))), data.size)
     return Volume(data, geometry.affine), geometry.warnings
+
+
+def _check_image(path: str | Path, *, name: str) -> tuple[Grid, tuple[str, ...]]:
+    """As :func:`_load_image` (every voxel read and checked), keeping only the grid: a
+    ``.gz`` file is decompressed piece by piece, without the ~160 MB array of a CT."""
+    img, geometry = _open_nifti(path, name=name, mask=False)
+    proxy: Any = img.dataobj
+    if not _read_as_stored(proxy, scaled=True):
+        del img
+        return _load_image(path, name=name)[0].grid, geometry.warnings
+    try:
+        bad = _check_gzip_data(proxy)
+    except _READ_ERRORS as exc:
+        raise _unreadable(path, exc) from exc
+    if bad:
+        raise _non_finite(path, bad, int(np.prod(geometry.shape)))
+    return Grid(geometry.shape, geometry.affine), geometry.warnings
+
+
+def _non_finite(path: str | Path, bad: int, size: int) -> MaskError:
+    return MaskError(
+        f"image '{path}' holds NaN or infinite values ({bad} of {size} voxels); fix the "
+        "image (e.g. set them to -1024 HU) and save it again"
+    )
 
 
 def load_image(path: str | Path, *, name: str | None = None) -> Volume:
@@ -459,7 +537,7 @@ class Case:
     Attributes
     ----------
     ct : Volume or Grid
-        The CT, or only its grid when read with ``ct_data=False``.
+        The CT, or only its grid when read with ``ct_data=False`` or ``"check"``.
     gtv : Volume
         Boolean mask.
     oars : dict of str to Volume
@@ -481,14 +559,16 @@ def load_case(
     *,
     oar_paths: Mapping[str, str | Path] | None = None,
     gtv_label: int | None = None,
-    ct_data: bool = True,
+    ct_data: bool | Literal["check"] = True,
 ) -> Case:
     """Read a CT, its GTV and OARs, and check that every mask is on the CT grid.
 
     Files are read by two threads (decompression releases the GIL). Errors are raised in
     argument order: CT, GTV, then OARs. With ``ct_data=False`` only the CT's header is read
     (:attr:`Case.ct` is its :class:`~lattice.grid.Grid`, see :func:`load_grid`): enough to
-    plan. Every header is checked
+    plan. With ``ct_data="check"`` every CT voxel is read and checked as with True, but only
+    the grid is kept (a truncated CT is refused without holding its array). Every header is
+    checked
     (:func:`lattice.io.nifti_header.check_header`); its warnings are in :attr:`Case.warnings`.
 
     Raises
@@ -505,7 +585,7 @@ def load_case(
     oar_names = {name: f"OAR mask '{p}'" for name, p in oar_paths.items()}
     with ThreadPoolExecutor(max_workers=2) as pool:
         read_ct: Callable[..., tuple[Volume | Grid, tuple[str, ...]]] = (
-            _load_image if ct_data else _load_grid
+            _check_image if ct_data == "check" else _load_image if ct_data else _load_grid
         )
         ct_job = pool.submit(read_ct, ct_path, name=ct_name)
         gtv_job = pool.submit(_load_mask, gtv_path, name=gtv_name, label=gtv_label)

@@ -13,7 +13,15 @@ import numpy as np
 import pytest
 
 from lattice.errors import InputFileError, MaskError
-from lattice.io.nifti import load_image, load_mask, mask_from_array, save_volume, sha256_file
+from lattice.io import nifti
+from lattice.io.nifti import (
+    load_case,
+    load_image,
+    load_mask,
+    mask_from_array,
+    save_volume,
+    sha256_file,
+)
 from lattice.volume import Volume
 
 SHAPE = (12, 10, 8)
@@ -278,6 +286,56 @@ def test_byte_masks_read_as_mask_from_array_reads_them(tmp_path, write_nifti, gr
     vol = load_mask(path)
     assert vol.array.dtype == bool
     np.testing.assert_array_equal(vol.array, expected)
+
+
+def _ct_and_gtv(tmp_path, grid, ct, name="ct.nii.gz"):
+    nib.save(nib.Nifti1Image(ct, grid), tmp_path / name)
+    gtv = np.zeros(SHAPE, np.uint8)
+    gtv[3:7, 2:5, 4:6] = 1
+    nib.save(nib.Nifti1Image(gtv, grid), tmp_path / "gtv.nii.gz")
+    return tmp_path / name, tmp_path / "gtv.nii.gz"
+
+
+def _outcome(ct, gtv, ct_data):
+    """What load_case gives (the CT's grid) or raises (type, message)."""
+    try:
+        case = load_case(ct, gtv, ct_data=ct_data)
+    except (InputFileError, MaskError) as exc:
+        return type(exc), str(exc)
+    return case.ct.shape, case.ct.affine.tolist(), case.warnings
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 7, 1000])  # pieces split voxels
+@pytest.mark.parametrize(
+    "case",
+    ["int16", "float32", "nan", "inf", "truncated", "cut in the voxels", "two members", "nii"],
+)
+def test_checked_ct_is_refused_or_accepted_as_a_read_one(
+    tmp_path, grid, monkeypatch, case, chunk_bytes
+):
+    # The oracle: ct_data=True reads the whole array (nibabel's reader) and checks it.
+    monkeypatch.setattr(nifti, "CHECK_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(2)
+    data = rng.integers(-1000, 2000, size=SHAPE).astype(np.int16)
+    if case in ("float32", "nan", "inf"):
+        data = data.astype(np.float32) + 0.25
+        data[5, 4, 3] = {"float32": 1.0, "nan": np.nan, "inf": -np.inf}[case]
+        data[11, 9, 7] = {"float32": 1.0, "nan": np.nan, "inf": np.inf}[case]
+    ct, gtv = _ct_and_gtv(tmp_path, grid, data, "ct.nii" if case == "nii" else "ct.nii.gz")
+    raw = ct.read_bytes()
+    if case == "truncated":
+        ct.write_bytes(raw[: len(raw) // 2])
+    elif case == "cut in the voxels":
+        ct.write_bytes(gzip.compress(gzip.decompress(raw)[:-5]))
+    elif case == "two members":  # a valid gzip file: members are read one after another
+        whole = gzip.decompress(raw)
+        ct.write_bytes(gzip.compress(whole[:1000]) + gzip.compress(whole[1000:]))
+    checked, read = _outcome(ct, gtv, "check"), _outcome(ct, gtv, True)
+    assert checked == read
+    if case in ("int16", "float32", "two members", "nii"):
+        assert checked[0] == SHAPE
+    else:
+        assert checked[0] in (InputFileError, MaskError)
 
 
 def test_other_image_formats_are_refused(tmp_path, grid, blob):
