@@ -11,7 +11,6 @@ from typing import Any
 
 from lattice.errors import EXIT_OK
 from lattice.planning.parameters import range_text
-from lattice.render.pictures import PICTURE_NAMES
 from lattice.render.style import CT_WINDOWS_HU
 
 #: Named CT windows (level, width) in HU.
@@ -79,7 +78,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from lattice.io.cold_outputs import cold_centers_of_document, cold_labels_of_document
     from lattice.io.planfolder import PlanDocument, load_plan_volumes
     from lattice.io.support_outputs import shells_of_folder
-    from lattice.render.pictures import draw_plan_pictures
+    from lattice.render.pictures import PICTURE_NAMES, draw_plan_pictures
 
     out = args.out if args.out is not None else args.plan
     clash = [n for n in PICTURE_NAMES if (out / n).exists()]

@@ -22,7 +22,6 @@ from itertools import product
 from typing import Protocol
 
 import numpy as np
-from nibabel.affines import apply_affine
 from numpy.typing import ArrayLike, NDArray
 
 from .errors import GridMismatchError
@@ -58,6 +57,14 @@ def lps_to_ras(points_lps_mm: ArrayLike) -> NDArray[np.float64]:
     """World points from LPS+ to RAS+, any shape ``(..., 3)`` (the same flip as
     :func:`ras_to_lps`)."""
     return np.asarray(points_lps_mm, dtype=np.float64) * _FLIP_XY
+
+
+def _apply_affine(affine: NDArray, points: ArrayLike) -> NDArray[np.float64]:
+    """:func:`nibabel.affines.apply_affine`, imported when first used: nibabel takes ~0.35 s
+    to import, and ``lattice --help`` (which imports this module) maps no point."""
+    from nibabel.affines import apply_affine
+
+    return apply_affine(affine, points)
 
 
 class OnGrid(Protocol):
@@ -143,7 +150,7 @@ class Grid:
         (n, 3) ndarray of float
             World points in mm, RAS+ (one row for a single point).
         """
-        return apply_affine(self.affine, np.atleast_2d(np.asarray(ijk, dtype=np.float64)))
+        return _apply_affine(self.affine, np.atleast_2d(np.asarray(ijk, dtype=np.float64)))
 
     def ras_to_ijk(self, ras_mm: ArrayLike) -> NDArray[np.float64]:
         """Map RAS+ world points (mm), ``(n, 3)`` or ``(3,)``, to fractional voxel indices,
@@ -163,7 +170,7 @@ class Grid:
         lo = np.array([s.start or 0 for s in box], dtype=float)
         shape = tuple(len(range(*s.indices(n))) for s, n in zip(box, self.shape))
         affine = self.affine.copy()
-        affine[:3, 3] = apply_affine(self.affine, lo)
+        affine[:3, 3] = _apply_affine(self.affine, lo)
         return Grid(shape, affine)  # type: ignore[arg-type]
 
     def corner_distance_mm(self, other: OnGrid) -> float:
@@ -171,7 +178,7 @@ class Grid:
         corners = np.array(list(product(*[(0, n - 1) for n in self.shape])), dtype=float)
         return float(
             np.linalg.norm(
-                self.ijk_to_ras(corners) - apply_affine(other.affine, corners), axis=1
+                self.ijk_to_ras(corners) - _apply_affine(other.affine, corners), axis=1
             ).max()
         )
 

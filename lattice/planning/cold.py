@@ -46,7 +46,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from lattice.errors import ParameterError
 
@@ -186,6 +185,8 @@ def cold_sites(
     candidates = _local_maxima_of_nearest_distance(peaks)
     if candidates.shape[0] == 0:
         return empty
+    from scipy.spatial import cKDTree  # ~0.4 s to import: not with the CLI's parser
+
     nearest = cKDTree(peaks).query(candidates)[0]
     keep = nearest >= 0.5 * peak_diameter_mm + 0.5 * cold_d + cold_gap_mm
     candidates, nearest = candidates[keep], nearest[keep]
@@ -241,6 +242,8 @@ def _local_maxima_of_nearest_distance(peaks: NDArray[np.float64]) -> NDArray[np.
     maximum is found this way because the Delaunay cell of the hole is split into
     tetrahedra sharing its circumcentre. Copies are not merged here.
     """
+    from scipy.spatial import Delaunay, QhullError  # when used (see above)
+
     if peaks.shape[0] < 4:
         return np.zeros((0, 3))
     try:
@@ -279,6 +282,8 @@ def _greedy_thin(
     order = _preference_order(points, nearest)
     if spacing_mm <= 0.0 or points.shape[0] < 2:
         return np.asarray(order, dtype=np.intp)
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(points)
     removed = np.zeros(points.shape[0], dtype=bool)
     chosen = []
