@@ -182,7 +182,7 @@ def _check_gzip_data(proxy: Any) -> int:
     end = start + int(np.prod(proxy.shape)) * dtype.itemsize
     position, bad, carry = 0, 0, b""
     for piece in _gunzipped(proxy.file_like, CHECK_CHUNK_BYTES):
-        data = memoryview(piece)[max(start - position, 0) : end - position]
+        data: bytes | memoryview = memoryview(piece)[max(start - position, 0) : end - position]
         position += len(piece)
         if dtype.kind == "f" and len(data):
             data = carry + data if carry else data
