@@ -18,18 +18,18 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import nibabel as nib
 import numpy as np
-from nibabel.arrayproxy import ArrayProxy
-from nibabel.openers import ImageOpener
 from numpy.typing import NDArray
 
 from ..errors import InputFileError, MaskError, ParameterError
 from ..grid import Grid
 from ..volume import Volume
 from .nifti_header import HeaderGeometry, check_header, check_mask_scaling, read_raw_header
+
+if TYPE_CHECKING:  # nibabel is imported when a file is read or written: it takes ~0.35 s
+    import nibabel as nib
 
 #: What to do about an OAR file holding several labels (one organ per file is expected).
 OAR_LABEL_HINT = "save each organ at risk as its own mask file and pass each with --oar"
@@ -90,6 +90,8 @@ def _open_nifti(
             raw, name=name, mask=mask, file_bytes=path.stat().st_size, compression=compression
         )
     )
+    import nibabel as nib
+
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for non-NIfTI input
@@ -139,6 +141,8 @@ def _read_as_stored(proxy: Any, *, scaled: bool) -> bool:
     """Whether :func:`_read_gzip_data` reads the voxels: a ``.gz`` file whose values are
     used as stored (unscaled, or a slope of 1 and intercept 0, which nibabel returns as
     stored too). An uncompressed file is left to nibabel, which maps it without a copy."""
+    from nibabel.arrayproxy import ArrayProxy
+
     return (
         isinstance(proxy, ArrayProxy)
         and isinstance(proxy.file_like, str)
@@ -154,6 +158,8 @@ def _read_gzip_data(proxy: Any) -> NDArray:
     nibabel reads into a zero-filled ``bytearray`` first: filling it takes longer than
     decompressing a mask (~0.08 s per 80 MB).
     """
+    from nibabel.openers import ImageOpener
+
     data = np.empty(proxy.shape, dtype=proxy.dtype, order=proxy.order)
     with ImageOpener(proxy.file_like) as fobj:
         fobj.seek(proxy.offset)
@@ -497,6 +503,8 @@ def save_volume(volume: Volume, path: str | Path) -> Path:
     elif data.dtype in (np.int64, np.uint64):
         # nibabel refuses 64-bit integers without an explicit dtype; labels fit in 32 bits.
         data = data.astype(np.int32)
+    import nibabel as nib
+
     img = nib.Nifti1Image(data, volume.affine)
     img.set_sform(volume.affine, code=1)
     img.set_qform(volume.affine, code=1)

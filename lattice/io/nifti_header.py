@@ -40,14 +40,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import product
+from typing import TYPE_CHECKING
 
-import nibabel as nib
 import numpy as np
-from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from ..errors import GridMismatchError, InputFileError, MaskError
 from ..grid import ORTHOGONALITY_TOLERANCE
+
+if TYPE_CHECKING:  # nibabel is imported when a header is read: it takes ~0.35 s
+    import nibabel as nib
 
 #: Most voxels (all dimensions) a file may claim: 2^31, a 1024 x 1024 x 2048 volume, beyond
 #: any CT a scanner exports (512 x 512 x ~3000 slices is 7.9e8). A header above it has a
@@ -113,6 +115,8 @@ def read_raw_header(block: bytes) -> nib.Nifti1Header | nib.Nifti2Header | None:
     Nifti1Header, Nifti2Header or None
         None when ``block`` holds no NIfTI magic (not NIfTI: left to the file reader).
     """
+    import nibabel as nib
+
     for klass in (nib.Nifti2Header, nib.Nifti1Header):
         if klass.may_contain_header(block):
             size = klass.sizeof_hdr
@@ -199,8 +203,9 @@ def _check_dims(hdr, name: str) -> tuple[int, ...]:
 
 
 def _check_datatype(hdr, name: str, *, mask: bool) -> np.dtype:
+    from nibabel.nifti1 import data_type_codes as codes
+
     code = int(hdr["datatype"])
-    codes = nib.nifti1.data_type_codes
     known = code in codes.value_set()
     dtype = np.dtype(codes.dtype[code]) if known else None  # type: ignore[call-overload]
     if dtype is None or dtype.itemsize == 0:
@@ -360,7 +365,9 @@ def _check_transforms(
     hdr, name: str, shape: tuple[int, int, int]
 ) -> tuple[NDArray[np.float64], list[str]]:
     """The affine used (sform if coded, else qform) and a warning if the other disagrees."""
-    codes = nib.nifti1.xform_codes.value_set()
+    from nibabel.nifti1 import xform_codes
+
+    codes = xform_codes.value_set()
     qcode, scode = int(hdr["qform_code"]), int(hdr["sform_code"])
     for field, code in (("qform_code", qcode), ("sform_code", scode)):
         if code not in codes:
@@ -474,6 +481,8 @@ def _corner_distance_mm(a: NDArray, b: NDArray, shape: tuple[int, int, int]) -> 
     corners = np.array(list(product(*[(0, n - 1) for n in shape])), dtype=np.float64)
     # One affine applied to the difference: exact where two nearly equal affines place a
     # point far from the origin (the difference of the two mapped points would cancel).
+    from nibabel.affines import apply_affine
+
     diff = apply_affine(a - b, corners)
     return float(np.linalg.norm(diff, axis=1).max())
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from ..grid import Grid
@@ -94,6 +93,7 @@ def crop_contours(
     index arithmetic are the same) when the crop holds every voxel of the mask and one voxel
     around it, or reaches the edge of the whole grid where it does not.
     """
+    from nibabel.affines import apply_affine  # nibabel ~0.35 s: not with the CLI's parser
     from skimage.measure import find_contours
 
     from ..geometry.margins import bounding_box

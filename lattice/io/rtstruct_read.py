@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from nibabel.affines import apply_affine
 from numpy.typing import NDArray
 
 from ..errors import InputFileError, MaskError
@@ -425,6 +424,7 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
     inside the polygon (scikit-image's ``draw.polygon``). The result keeps the polygons it
     used (:class:`~lattice.geometry.surface.ContourVolume`), so the TPS solid is built from them.
     """
+    from nibabel.affines import apply_affine  # nibabel ~0.35 s: not with the CLI's parser
     from skimage.draw import polygon
 
     from ..geometry.surface import ContourVolume

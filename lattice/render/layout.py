@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from nibabel.affines import apply_affine
-from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import MaskError, ParameterError
@@ -186,6 +184,8 @@ class OverviewGeometry:
 
     def canonical(self, array: NDArray) -> NDArray:
         """View of an array on the input grid in canonical order (no copy)."""
+        from nibabel.orientations import apply_orientation
+
         return apply_orientation(array, self.ornt)
 
 
@@ -234,6 +234,8 @@ def overview_geometry(
     if not (np.isfinite(context_mm) and context_mm >= 0):
         raise ParameterError(f"context_mm must be >= 0 mm, got {context_mm!r}")
     radius = 0.5 * float(diameter_mm)
+    # nibabel takes ~0.35 s to import: not with `lattice --help` (plan_writer imports this)
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
     ornt = io_orientation(gtv.affine)
     affine = gtv.affine @ inv_ornt_aff(ornt, gtv.shape)
@@ -327,6 +329,8 @@ def _panel(
 
     ijk_centre = (crop.lo + crop.hi - 1) / 2.0
     ijk_centre[a] = layer
+    from nibabel.affines import apply_affine
+
     point = apply_affine(affine, ijk_centre)
     h_dir, v_dir = directions[:, h], directions[:, v]
     u0, v0 = float(h_dir @ origin), float(v_dir @ origin)

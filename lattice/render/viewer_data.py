@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 from numpy.typing import NDArray
 
 from ..errors import MaskError, ParameterError
@@ -100,6 +99,8 @@ class ViewerGrid:
     def canonical(self, array: NDArray, *, mask: bool = False) -> NDArray:
         """A crop-shaped array on this grid: reoriented, then block-averaged (masks: a block
         is inside when at least half its voxels are)."""
+        from nibabel.orientations import apply_orientation
+
         a = apply_orientation(np.asarray(array), self.ornt)
         if self.factor == (1, 1, 1):
             return a != 0 if mask else a
@@ -123,6 +124,9 @@ def viewer_grid(crop: Volume, crop_start: tuple[int, int, int], factor: int = 1)
     GridMismatchError
         A sheared grid (the views assume orthogonal axes).
     """
+    # nibabel takes ~0.35 s to import: not with `lattice --help` (plan_writer imports this)
+    from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
+
     crop.grid.check_not_sheared(name="CT")
     ornt = io_orientation(crop.affine)
     shape0 = tuple(int(n) for n in apply_orientation(np.empty(crop.shape, bool), ornt).shape)
