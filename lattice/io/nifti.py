@@ -14,7 +14,7 @@ import gzip
 import hashlib
 import numbers
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from ..errors import InputFileError, MaskError, ParameterError
 from ..grid import Grid
 from ..volume import Volume
+from .nifti_data import check_gzip_data, read_as_stored, read_gzip_data
 from .nifti_header import HeaderGeometry, check_header, check_mask_scaling, read_raw_header
 
 if TYPE_CHECKING:  # nibabel is imported when a file is read or written: it takes ~0.35 s
@@ -118,8 +119,8 @@ def _read_data(
     """The voxel data in the checked shape: scaled by nibabel, or as stored."""
     try:
         proxy: Any = img.dataobj
-        if _read_as_stored(proxy, scaled=scaled):
-            data = _read_gzip_data(proxy)
+        if read_as_stored(proxy, scaled=scaled):
+            data = read_gzip_data(proxy)
         else:
             data = np.asanyarray(proxy) if scaled else np.asanyarray(proxy.get_unscaled())
     except _READ_ERRORS as exc:
@@ -135,89 +136,6 @@ def _unreadable(path: str | Path, exc: Exception) -> InputFileError:
     return InputFileError(
         f"'{path}' is truncated or corrupt ({type(exc).__name__}: {exc}); export the file again"
     )
-
-
-def _read_as_stored(proxy: Any, *, scaled: bool) -> bool:
-    """Whether :func:`_read_gzip_data` reads the voxels: a ``.gz`` file whose values are
-    used as stored (unscaled, or a slope of 1 and intercept 0, which nibabel returns as
-    stored too). An uncompressed file is left to nibabel, which maps it without a copy."""
-    from nibabel.arrayproxy import ArrayProxy
-
-    return (
-        isinstance(proxy, ArrayProxy)
-        and isinstance(proxy.file_like, str)
-        and proxy.file_like.lower().endswith(".gz")
-        and (not scaled or (proxy.slope == 1 and proxy.inter == 0))
-    )
-
-
-def _read_gzip_data(proxy: Any) -> NDArray:
-    """The voxels of a ``.gz`` file as stored (what ``proxy.get_unscaled()`` returns),
-    decompressed straight into the array by nibabel's reader of the file.
-
-    nibabel reads into a zero-filled ``bytearray`` first: filling it takes longer than
-    decompressing a mask (~0.08 s per 80 MB).
-    """
-    from nibabel.openers import ImageOpener
-
-    data = np.empty(proxy.shape, dtype=proxy.dtype, order=proxy.order)
-    with ImageOpener(proxy.file_like) as fobj:
-        fobj.seek(proxy.offset)
-        n_read = fobj.readinto(data.reshape(-1, order="A").view(np.uint8).data)
-    if n_read != data.nbytes:
-        raise EOFError(f"the voxel data ends after {n_read or 0} of {data.nbytes} bytes")
-    return data
-
-
-#: Decompressed bytes handled at a time when voxels are only checked: small enough to stay
-#: in the CPU cache, large enough that the GIL is taken back a few hundred times per CT.
-CHECK_CHUNK_BYTES = 1 << 20
-
-
-def _check_gzip_data(proxy: Any) -> int:
-    """Decompress the voxels of a ``.gz`` file as :func:`_read_gzip_data` would, without
-    keeping them: the number of NaN or infinite values (0 for integers).
-
-    Raises
-    ------
-    EOFError, zlib.error
-        The file ends before its voxel data does, or is corrupt.
-    """
-    dtype = np.dtype(proxy.dtype)
-    start = int(proxy.offset)
-    end = start + int(np.prod(proxy.shape)) * dtype.itemsize
-    position, bad, carry = 0, 0, b""
-    for piece in _gunzipped(proxy.file_like, CHECK_CHUNK_BYTES):
-        data: bytes | memoryview = memoryview(piece)[max(start - position, 0) : end - position]
-        position += len(piece)
-        if dtype.kind == "f" and len(data):
-            data = carry + data if carry else data
-            whole = len(data) // dtype.itemsize * dtype.itemsize
-            values = np.frombuffer(data[:whole], dtype=dtype)
-            bad += int(np.count_nonzero(~np.isfinite(values)))
-            carry = bytes(data[whole:])
-        if position >= end:
-            return bad
-    raise EOFError(f"the voxel data ends after {max(position - start, 0)} of {end - start} bytes")
-
-
-def _gunzipped(path: str, size: int) -> Iterator[bytes]:
-    """The decompressed bytes of a gzip file (each member in turn), at most ``size`` at a
-    time, until the file ends (a truncated member just stops)."""
-    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    with open(path, "rb") as fh:
-        pending = b""
-        while True:
-            pending = pending or fh.read(size)
-            if not pending:
-                return
-            out = stream.decompress(pending, size)
-            pending = stream.unconsumed_tail
-            if out:
-                yield out
-            if stream.eof:  # the next member, if any, starts in what was left over
-                pending = stream.unused_data + pending
-                stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
 
 def _load_grid(path: str | Path, *, name: str) -> tuple[Grid, tuple[str, ...]]:
@@ -255,11 +173,11 @@ def _check_image(path: str | Path, *, name: str) -> tuple[Grid, tuple[str, ...]]
     ``.gz`` file is decompressed piece by piece, without the ~160 MB array of a CT."""
     img, geometry = _open_nifti(path, name=name, mask=False)
     proxy: Any = img.dataobj
-    if not _read_as_stored(proxy, scaled=True):
+    if not read_as_stored(proxy, scaled=True):
         del img
         return _load_image(path, name=name)[0].grid, geometry.warnings
     try:
-        bad = _check_gzip_data(proxy)
+        bad = check_gzip_data(proxy)
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from exc
     if bad:

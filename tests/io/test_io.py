@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lattice.errors import InputFileError, MaskError
-from lattice.io import nifti
+from lattice.io import nifti_data
 from lattice.io.nifti import (
     load_case,
     load_image,
@@ -314,7 +314,7 @@ def test_checked_ct_is_refused_or_accepted_as_a_read_one(
     tmp_path, grid, monkeypatch, case, chunk_bytes
 ):
     # The oracle: ct_data=True reads the whole array (nibabel's reader) and checks it.
-    monkeypatch.setattr(nifti, "CHECK_CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(nifti_data, "CHECK_CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(2)
     data = rng.integers(-1000, 2000, size=SHAPE).astype(np.int16)
     if case in ("float32", "nan", "inf"):
