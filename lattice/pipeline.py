@@ -426,13 +426,12 @@ def _load_nifti(
     from .io.nifti import load_case
 
     oar_paths = {o.name: o.path for o in inputs.oars}
-    # The worker reads the CT's voxels; without it they are checked here, not kept.
     case = load_case(
         inputs.ct,
         inputs.gtv,
         gtv_label=inputs.gtv_label,
         oar_paths=oar_paths,
-        ct_data="check" if worker is None else False,
+        ct_data="check" if worker is None else False,  # else the worker reads the voxels
     )
     record: dict[str, Any] = {
         "ct": derived["ct_record"] if derived else _describe(inputs.ct),
@@ -477,12 +476,12 @@ def _plan_and_write(
     from .io.plan_writer import DicomOutput, write_plan_folder
     from .io.support_outputs import add_support, plan_support
     from .io.tps_outputs import add_tps_sections
+    from .planning.placement import plan_vertices
+    from .planning.rules import Oar
 
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
-    from .planning.placement import plan_vertices  # after: imported (run_plan) while loading
-    from .planning.rules import Oar
     traced = worker is not None and worker.trace_gtv_early(loaded.gtv, loaded.series)
     if worker is not None and size_rules is not None and loaded.gtv.array.dtype == bool:
         # The lesion is measured on the worker's core while this process plans: off the
