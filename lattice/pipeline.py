@@ -301,11 +301,7 @@ def _derived_series(request: PlanRequest) -> dict[str, Any]:
     """The DICOM series to derive from the CT (from its header and checksum)."""
     from pydicom.uid import generate_uid
 
-    from .io.dicom_series import (
-        ANONYMOUS_PATIENT_NAME,
-        DEFAULT_PATIENT_POSITION,
-        derived_series,
-    )
+    from .io import dicom_series as ds
     from .io.nifti import load_grid
 
     inputs = request.inputs
@@ -324,11 +320,11 @@ def _derived_series(request: PlanRequest) -> dict[str, Any]:
     grid.check_not_sheared(name=name)  # named here, before the series is made
     opts = request.options
     # Study and frame of reference follow from the CT: exports of one CT share them.
-    series = derived_series(
+    series = ds.derived_series(
         grid,
-        patient_name=opts.patient_name or ANONYMOUS_PATIENT_NAME,
+        patient_name=opts.patient_name or ds.ANONYMOUS_PATIENT_NAME,
         patient_id=opts.patient_id or f"LAT{digest[:12].upper()}",
-        patient_position=opts.patient_position or DEFAULT_PATIENT_POSITION,
+        patient_position=opts.patient_position or ds.DEFAULT_PATIENT_POSITION,
         study_uid=generate_uid(entropy_srcs=[digest, "study"]),
         frame_of_reference_uid=generate_uid(entropy_srcs=[digest, "frame"]),
     )
@@ -482,13 +478,7 @@ def _plan_and_write(
     opts = request.options
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
-    traced = worker is not None and worker.trace_gtv_early(loaded.gtv, loaded.series)
-    if worker is not None and size_rules is not None and loaded.gtv.array.dtype == bool:
-        # The lesion is measured on the worker's core while this process plans: off the
-        # path to the end of the run (the worker draws the pictures after the plan).
-        worker.measure_early(loaded.gtv)
-    if worker is not None and opts.picture and opts.viewer:  # viewer.html's CT part, meanwhile
-        worker.prepare_viewer(loaded.gtv, loaded.oars)
+    traced = worker is not None and _start_early_work(worker, loaded, opts, size_rules)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
     if plan.n_vertices == 0 and not opts.allow_empty:
@@ -554,6 +544,16 @@ def _plan_and_write(
         folder=written["plan.json"].parent,
         files=written,
     )
+
+
+def _start_early_work(worker: Any, loaded: _Loaded, opts: PlanOptions, size_rules: Any) -> bool:
+    """Give the worker its jobs to do while this process plans (True: it traces the GTV)."""
+    traced = bool(worker.trace_gtv_early(loaded.gtv, loaded.series))
+    if size_rules is not None and loaded.gtv.array.dtype == bool:
+        worker.measure_early(loaded.gtv)  # off the path to the end of the run
+    if opts.picture and opts.viewer:
+        worker.prepare_viewer(loaded.gtv, loaded.oars)
+    return traced
 
 
 def _keywords(p: PlanParameters) -> dict[str, Any]:

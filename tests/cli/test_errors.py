@@ -482,17 +482,19 @@ def _enospc(path) -> OSError:
 
 def test_disk_full_in_a_nifti_write_exits_7(files, tmp_path, capfd, monkeypatch):
     """The second NIfTI file fails: the first one, written, must not survive."""
-    real_save = nib.save
+    import lattice.io.nifti as nifti
+
+    real_writer = nifti._gzip_writer
     calls = []
 
-    def save(img, path):
+    def writer(path):  # the gzip stream every .nii.gz mask is written through
         calls.append(path)
         if len(calls) == 2:
             Path(path).write_bytes(b"\x1f\x8b partial")
             raise _enospc(path)
-        real_save(img, path)
+        return real_writer(path)
 
-    monkeypatch.setattr(nib, "save", save)
+    monkeypatch.setattr(nifti, "_gzip_writer", writer)
     out = tmp_path / "out"
     code, _, stderr = run(capfd, plan(files, out))
     assert len(calls) == 2

@@ -282,7 +282,7 @@ def test_covering_radius_equals_brute_force_on_blocks_that_do_not_divide_the_box
     from conftest import rotation_about_axis
     from scipy.spatial.distance import cdist
 
-    from lattice.planning.plan import COVERING_BLOCK_VOX, covering_radius_mm
+    from lattice.planning.covering import COVERING_BLOCK_VOX, covering_radius_mm
 
     rng = np.random.default_rng(7 + flip)
     shape = (23, 18, 13)
