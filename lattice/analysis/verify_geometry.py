@@ -18,16 +18,16 @@ from numpy.typing import NDArray
 from ..volume import Volume
 
 
-def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
+def _slice_rings(mask: Volume, k: int, plane: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
     """Closed outlines (voxel indices i, j) of slice k: the mask's own polygons when it was
-    rasterised from an RTSTRUCT, otherwise marching squares at 0.5 of the padded slice."""
+    rasterised from an RTSTRUCT, otherwise marching squares at 0.5 of the padded slice
+    ``plane`` (the mask's slice k)."""
     from skimage.measure import find_contours
 
     from ..geometry.surface import ContourVolume
 
     if isinstance(mask, ContourVolume):
         return [ring for kk, ring in mask.rings_ijk if kk == k]
-    plane = np.asarray(mask.array[:, :, k], dtype=bool)
     ii = np.flatnonzero(plane.any(axis=1))
     if len(ii) == 0:
         return []
@@ -35,6 +35,14 @@ def _slice_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
     sub = plane[ii[0] : ii[-1] + 1, jj[0] : jj[-1] + 1]  # same outlines, shifted back below
     off = np.array([ii[0], jj[0]], dtype=np.float64) - 1.0
     return [line[:-1] + off for line in find_contours(np.pad(sub, 1).astype(float), 0.5)]
+
+
+#: Point-segment pairs per block of the in-plane computation (memory ~ 8 bytes each, times
+#: the dozen temporaries).
+_PAIR_BLOCK = 200_000
+
+#: Slab offsets measured per round of :meth:`_Slabs.measure`.
+_OFFSETS_PER_ROUND = 4
 
 
 class _Slabs:
@@ -54,6 +62,32 @@ class _Slabs:
         self.vox = mask.voxel_size_mm
         self.inv = np.linalg.inv(mask.affine)
         self._segs: dict[int, NDArray[np.float64] | None] = {}
+        self._crop: tuple[NDArray[np.int64], NDArray[np.bool_]] | None = None
+
+    def _plane(self, k: int) -> NDArray[np.bool_]:
+        """Slice k of the mask, cut from one slices-first copy of its bounding box (a slice
+        of the last axis of the whole volume is a slow strided view) and put back in place."""
+        if self._crop is None:
+            arr = np.asarray(self.mask.array, dtype=bool)
+            lo = np.zeros(3, dtype=np.int64)
+            hi = np.zeros(3, dtype=np.int64)
+            footprint = arr.any(axis=2)  # along the contiguous axis: one fast pass
+            for ax, hit in enumerate(
+                (np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0)))
+            ):
+                if len(hit):
+                    lo[ax], hi[ax] = hit[0], hit[-1] + 1
+            box = arr[lo[0] : hi[0], lo[1] : hi[1]]
+            hit = np.flatnonzero(box.any(axis=(0, 1)))
+            if len(hit):
+                lo[2], hi[2] = hit[0], hit[-1] + 1
+            box = box[:, :, lo[2] : hi[2]]
+            self._crop = (lo, np.ascontiguousarray(np.moveaxis(box, 2, 0)))
+        lo, first = self._crop
+        plane = np.zeros(self.mask.shape[:2], dtype=bool)
+        if lo[2] <= k < lo[2] + len(first):
+            plane[lo[0] : lo[0] + first.shape[1], lo[1] : lo[1] + first.shape[2]] = first[k - lo[2]]
+        return plane
 
     def segments(self, k: int) -> NDArray[np.float64] | None:
         """(n, 4) segments (u0, v0, u1, v1) of slice k in mm, None for an empty slice."""
@@ -61,7 +95,7 @@ class _Slabs:
             rings = (
                 [
                     np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
-                    for r in _slice_rings(self.mask, k)
+                    for r in _slice_rings(self.mask, k, self._plane(k))
                 ]
                 if 0 <= k < self.mask.shape[2]
                 else []
@@ -71,30 +105,56 @@ class _Slabs:
         return self._segs[k]
 
     def _inplane(
-        self, k: int, q: NDArray[np.float64]
+        self, ks: NDArray[np.int64], q: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-        """Distance to slice k's outline and even-odd inside-ness of points ``q (m, 2)``."""
-        s = self.segments(k)
-        if s is None:
-            return np.full(len(q), np.inf), np.zeros(len(q), dtype=bool)
-        a, ab = s[None, :, :2], (s[:, 2:] - s[:, :2])[None]
-        rel = q[:, None, :] - a
-        t = np.clip(
-            np.sum(rel * ab, axis=2) / np.maximum(np.sum(ab * ab, axis=2), 1e-300), 0.0, 1.0
-        )
-        dist = np.sqrt(np.min(np.sum((rel - t[..., None] * ab) ** 2, axis=2), axis=1))
-        y0, y1 = s[None, :, 1], s[None, :, 3]
-        qy = q[:, 1:2]
-        spans = (np.minimum(y0, y1) <= qy) & (qy < np.maximum(y0, y1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x = s[None, :, 0] + (qy - y0) / (y1 - y0) * (s[None, :, 2] - s[None, :, 0])
-        inside = np.count_nonzero(spans & (x > q[:, :1]), axis=1) % 2 == 1
+        """Distance to slice ``ks[i]``'s outline and even-odd inside-ness of point ``q[i]``
+        (``q (m, 2)``); inf and outside on empty slices.
+
+        Every segment of the slice is measured: the slices' segments are stacked into one
+        table padded with copies of a real segment (they change no minimum and are left out
+        of the crossing count), and point i meets every row of its slice at once.
+        """
+        dist = np.full(len(q), np.inf)
+        inside = np.zeros(len(q), dtype=bool)
+        uk, inv = np.unique(ks, return_inverse=True)
+        segs = [self.segments(int(k)) for k in uk]
+        has = np.array([s is not None for s in segs], dtype=bool)
+        if not has.any():
+            return dist, inside
+        width = max(len(s) for s in segs if s is not None)
+        table = np.zeros((len(uk), width, 4))
+        valid = np.zeros((len(uk), width), dtype=bool)
+        for row, s in enumerate(segs):
+            if s is not None:
+                table[row, : len(s)] = s
+                table[row, len(s) :] = s[0]
+                valid[row, : len(s)] = True
+        todo = np.flatnonzero(has[inv])
+        step = max(1, _PAIR_BLOCK // width)
+        for a in range(0, len(todo), step):
+            rows = todo[a : a + step]
+            s, ok = table[inv[rows]], valid[inv[rows]]
+            qx, qy = q[rows, 0:1], q[rows, 1:2]
+            x0, y0, x1, y1 = s[..., 0], s[..., 1], s[..., 2], s[..., 3]
+            abx, aby = x1 - x0, y1 - y0
+            rx, ry = qx - x0, qy - y0
+            t = np.clip((rx * abx + ry * aby) / np.maximum(abx * abx + aby * aby, 1e-300), 0, 1)
+            ex, ey = rx - t * abx, ry - t * aby
+            dist[rows] = np.sqrt(np.min(ex * ex + ey * ey, axis=1))
+            spans = ok & (np.minimum(y0, y1) <= qy) & (qy < np.maximum(y0, y1))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = x0 + (qy - y0) / (y1 - y0) * abx
+            inside[rows] = np.count_nonzero(spans & (x > qx), axis=1) % 2 == 1
         return dist, inside
 
     def measure(
         self, points_ras_mm: NDArray[np.float64], *, depth: bool, cap_mm: float = np.inf
     ) -> NDArray[np.float64]:
-        """Depth below (``depth=True``) or distance to the solid of each point, capped."""
+        """Depth below (``depth=True``) or distance to the solid of each point, capped.
+
+        The own slab first, then slabs j0 +- m, a few offsets m per round, for the points
+        whose bound still exceeds ``(m - 1) dz`` (no slab farther can come nearer).
+        """
         n = len(points_ras_mm)
         if n == 0:
             return np.zeros(0)
@@ -102,33 +162,34 @@ class _Slabs:
         uvw = apply_affine(self.inv, points_ras_mm) * self.vox
         j0 = np.rint(uvw[:, 2] / dz).astype(np.int64)
         best = np.full(n, cap_mm, dtype=np.float64)
-        live = np.ones(n, dtype=bool)
-        for k in np.unique(j0):  # the own slab
-            rows = np.flatnonzero(j0 == k)
-            e, inside = self._inplane(int(k), uvw[rows, :2])
-            if depth:
-                best[rows] = np.where(inside, np.minimum(best[rows], e), 0.0)
-                live[rows] = inside
-            else:
-                best[rows] = np.where(inside, 0.0, np.minimum(best[rows], e))
+        e, inside = self._inplane(j0, uvw[:, :2])
+        if depth:
+            best = np.where(inside, np.minimum(best, e), 0.0)
+            live = inside
+        else:
+            best = np.where(inside, 0.0, np.minimum(best, e))
+            live = np.ones(n, dtype=bool)
         nk = self.mask.shape[2]
-        m = 0
+        m = 1
         while True:
-            m += 1
             live &= (m - 1) * dz < best  # slab j0 +- m is at least (m - 1) dz away
             if not live.any() or (j0[live].max() - m < -1 and j0[live].min() + m > nk):
                 break
-            for sign in (-1, 1):
-                j = j0 + sign * m
-                for k in np.unique(j[live]):
-                    rows = np.flatnonzero(live & (j == k))
-                    z = np.maximum(np.abs(uvw[rows, 2] - k * dz) - 0.5 * dz, 0.0)
-                    e, inside = self._inplane(int(k), uvw[rows, :2])
-                    if depth:
-                        term = np.hypot(np.where(inside, e, 0.0), z)
-                    else:
-                        term = np.hypot(np.where(inside, 0.0, e), z)  # inf on empty slabs
-                    best[rows] = np.minimum(best[rows], term)
+            # Offsets m .. m + R - 1, both signs, for every live point at once: a term that
+            # the bound would have skipped is at least the bound, so it changes nothing.
+            offs = np.arange(m, m + _OFFSETS_PER_ROUND)
+            offs = np.concatenate([-offs, offs])
+            live_rows = np.flatnonzero(live)
+            rows = np.repeat(live_rows, len(offs))
+            k = j0[rows] + np.tile(offs, len(live_rows))
+            z = np.maximum(np.abs(uvw[rows, 2] - k * dz) - 0.5 * dz, 0.0)
+            e, inside = self._inplane(k, uvw[rows, :2])
+            if depth:
+                term = np.hypot(np.where(inside, e, 0.0), z)
+            else:
+                term = np.hypot(np.where(inside, 0.0, e), z)  # inf on empty slabs
+            np.minimum.at(best, rows, term)
+            m += _OFFSETS_PER_ROUND
         return best
 
 
