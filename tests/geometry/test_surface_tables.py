@@ -1,0 +1,100 @@
+"""The voxel tables of lattice.geometry.surface against the straightforward code they replaced
+(kept here as oracles): the same float32 values bit for bit, on anisotropic grids, for the
+depth and the distance metric, with holes, empty slices and several pieces."""
+
+from __future__ import annotations
+
+import edt
+import numpy as np
+import pytest
+
+from lattice.geometry import surface
+from lattice.geometry.surface import SlabSolid, _stack
+
+
+def _oracle_stack(e, dz, exact_to_mm, *, inside_metric):
+    """One pass over every offset m on the whole array (the code before the blocked rounds)."""
+    first = np.ascontiguousarray(np.moveaxis(e, 2, 0), dtype=np.float32)
+    e2 = np.square(first)
+    out2 = e2.copy()
+    nk = out2.shape[0]
+    z_cap = np.full(nk, np.inf, dtype=np.float32)
+    reach = int(np.ceil(exact_to_mm / dz + 0.5)) + 1
+
+    def unfinished():
+        finite = np.isfinite(out2)
+        return (
+            float(np.max(out2, initial=0.0, where=finite)),
+            not inside_metric and not bool(finite.all()),
+        )
+
+    limit2, open_inf = unfinished()
+    for m in range(1, reach + 1):
+        zc = (m - 0.5) * dz
+        if m % 4 == 1 and m > 1:
+            limit2, open_inf = unfinished()
+        if zc * zc >= limit2 and not open_inf:
+            break
+        z2 = np.float32(zc * zc)
+        if m < nk:
+            np.minimum(out2[:-m], e2[m:] + z2, out=out2[:-m])
+            np.minimum(out2[m:], e2[:-m] + z2, out=out2[m:])
+        if inside_metric and m <= nk:
+            z_cap[nk - m] = min(z_cap[nk - m], np.float32(zc))
+            z_cap[m - 1] = min(z_cap[m - 1], np.float32(zc))
+    out = np.where(out2 < e2, np.sqrt(out2), first)
+    if inside_metric:
+        np.minimum(out, z_cap[:, None, None], out=out)
+    result = np.moveaxis(out, 0, 2)
+    if inside_metric:
+        result[e == 0] = 0.0
+    return result
+
+
+def _oracle_vertex_edt(plane, vox):
+    """Distance from each pixel centre of a padded slice to the nearest marching-squares
+    vertex: uint8 features on the half-pixel grid, edt's multi-label path (the old code)."""
+    feat = np.ones((2 * plane.shape[0] - 1, 2 * plane.shape[1] - 1), dtype=np.uint8)
+    feat[1::2, ::2][plane[:-1] != plane[1:]] = 0
+    feat[::2, 1::2][plane[:, :-1] != plane[:, 1:]] = 0
+    aniso = (float(vox[0]) / 2, float(vox[1]) / 2)
+    return edt.edt(feat, anisotropy=aniso, black_border=False, parallel=1)[::2, ::2]
+
+
+def _phantom(shape=(31, 27, 19)):
+    i, j, k = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    r2 = ((i - 15) / 11.0) ** 2 + ((j - 13) / 9.0) ** 2 + ((k - 9) / 7.5) ** 2
+    mask = r2 <= 1.0
+    mask &= ~(r2 <= 0.12)  # a hole
+    mask[:, :, 4] = False  # an empty slice
+    mask[1:4, 2:5, 15:18] = True  # a second piece
+    return mask
+
+
+@pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (1.2, 0.7, 0.8)])
+@pytest.mark.parametrize("inside_metric", [True, False])
+@pytest.mark.parametrize("block", [1 << 18, 64])
+def test_blocked_stack_equals_the_plain_offset_loop(vox, inside_metric, block, monkeypatch):
+    monkeypatch.setattr(surface, "_STACK_BLOCK", block)
+    mask = _phantom()
+    solid = SlabSolid(mask, np.array(vox))
+    e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)
+    for exact_to_mm in (3.0, 9.0, 40.0):  # stops on reach, and on the values (40 mm)
+        got = _stack(e, vox[2], exact_to_mm, inside_metric=inside_metric)
+        want = _oracle_stack(e, vox[2], exact_to_mm, inside_metric=inside_metric)
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (0.5, 0.5, 3.0)])
+def test_vertex_distances_equal_the_uint8_edt(vox):
+    mask = _phantom()
+    solid = SlabSolid(mask, np.array(vox))
+    got = solid._mask_bounds(mask, 5.0, inside_metric=True)
+    padded = np.pad(mask, ((1, 1), (1, 1), (0, 0)))
+    for k in range(mask.shape[2]):
+        if not mask[:, :, k].any():
+            continue
+        want = _oracle_vertex_edt(padded[:, :, k], vox)[1:-1, 1:-1]
+        inside = mask[:, :, k]
+        np.testing.assert_array_equal(got[:, :, k][inside], want[inside])
+        assert np.all(got[:, :, k][~inside] == 0)
