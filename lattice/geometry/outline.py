@@ -10,7 +10,8 @@ solid a TPS rebuilds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,8 +42,16 @@ class SliceOutline:
     """
 
     segments: NDArray[np.float64]
-    _tree: cKDTree | None = field(default=None, repr=False)
     _half_max: float = 0.0
+
+    @cached_property
+    def _tree(self) -> cKDTree | None:
+        """Tree of the segment midpoints, built on first use: most slices are only ever
+        measured for a few points, every segment at once."""
+        if self.empty:
+            return None
+        s = self.segments
+        return cKDTree(0.5 * (s[:, :2] + s[:, 2:]))
 
     @classmethod
     def from_rings(
@@ -69,9 +78,8 @@ class SliceOutline:
         s = s[np.any(s[:, :2] != s[:, 2:], axis=1)]
         if len(s) == 0:
             return cls(s)
-        mid = 0.5 * (s[:, :2] + s[:, 2:])
         half = 0.5 * float(np.linalg.norm(s[:, 2:] - s[:, :2], axis=1).max())
-        return cls(s, cKDTree(mid), half)
+        return cls(s, half)
 
     @classmethod
     def from_segments(cls, segments: NDArray[np.float64]) -> SliceOutline:
@@ -79,9 +87,8 @@ class SliceOutline:
         s = segments[np.any(segments[:, :2] != segments[:, 2:], axis=1)]
         if len(s) == 0:
             return cls(np.zeros((0, 4)))
-        mid = 0.5 * (s[:, :2] + s[:, 2:])
         half = 0.5 * float(np.linalg.norm(s[:, 2:] - s[:, :2], axis=1).max())
-        return cls(s, cKDTree(mid), half)
+        return cls(s, half)
 
     @property
     def empty(self) -> bool:
@@ -123,19 +130,27 @@ class SliceOutline:
         if self.empty or len(q) == 0:
             return out
         s = self.segments
-        # Only segments spanning a point's v can cross its ray: sort them by their lower v.
-        lo_v = np.minimum(s[:, 1], s[:, 3])
-        hi_v = np.maximum(s[:, 1], s[:, 3])
         step = max(1, _CROSSING_BLOCK // max(len(s), 1))
         for a in range(0, len(q), step):
-            qq = q[a : a + step]
-            u, v = qq[:, :1], qq[:, 1:]
-            spans = (lo_v[None, :] <= v) & (v < hi_v[None, :])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                t = (v - s[None, :, 1]) / (s[None, :, 3] - s[None, :, 1])
-                u_cross = s[None, :, 0] + t * (s[None, :, 2] - s[None, :, 0])
-            out[a : a + step] = (np.count_nonzero(spans & (u_cross > u), axis=1) % 2) == 1
+            out[a : a + step] = _crossing_parity(q[a : a + step], s[None, :, :])
         return out
+
+
+def _crossing_parity(
+    q: NDArray[np.float64], seg: NDArray[np.float64], valid: NDArray[np.bool_] | None = None
+) -> NDArray[np.bool_]:
+    """Odd crossing number of the ray to +u from each point ``q (m, 2)`` with its segments
+    ``seg (m or 1, n, 4)`` (only those where ``valid (m, n)``, when given)."""
+    u, v = q[:, :1], q[:, 1:]
+    lo_v = np.minimum(seg[..., 1], seg[..., 3])
+    hi_v = np.maximum(seg[..., 1], seg[..., 3])
+    spans = (lo_v <= v) & (v < hi_v)
+    if valid is not None:
+        spans &= valid
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (v - seg[..., 1]) / (seg[..., 3] - seg[..., 1])
+        u_cross = seg[..., 0] + t * (seg[..., 2] - seg[..., 0])
+    return (np.count_nonzero(spans & (u_cross > u), axis=1) % 2) == 1
 
 
 def _point_segment_distance(

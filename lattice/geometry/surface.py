@@ -50,7 +50,15 @@ from numpy.typing import NDArray
 
 from ..volume import Volume
 from .margins import bounding_box
-from .outline import MAX_SEGMENT_PX, SliceOutline, marching_squares_segments
+from .outline import (
+    _BRUTE_FORCE_PAIRS,
+    _CROSSING_BLOCK,
+    MAX_SEGMENT_PX,
+    SliceOutline,
+    _crossing_parity,
+    _point_segment_distance,
+    marching_squares_segments,
+)
 
 #: Name of the model recorded in plan.json ``surface_model``.
 MODEL_NAME = "tps_slab_extrusion"
@@ -142,7 +150,9 @@ class SlabSolid:
             sub = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
             off = np.array([rows[0] + lo[0], cols[0] + lo[1]], dtype=np.float64) - 1.0
             vox = self.voxel_size_mm
-            seg = marching_squares_segments(np.pad(sub, 1))
+            framed = np.zeros((sub.shape[0] + 2, sub.shape[1] + 2), dtype=bool)
+            framed[1:-1, 1:-1] = sub
+            seg = marching_squares_segments(framed)
             seg[:, :2] += off
             seg[:, 2:] += off
             seg[:, :2] *= vox[:2]
@@ -311,19 +321,86 @@ class SlabSolid:
     def _inplane_many(
         self, ks: NDArray[np.int64], q_uv: NDArray[np.float64]
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-        """In-plane boundary distance and inside-ness of point i on slice ks[i] (one call per
-        distinct slice)."""
+        """In-plane boundary distance and inside-ness of point i on slice ks[i].
+
+        A slice with many points gets its own call (its outline's tree); the few points of
+        every other slice are measured together against every segment of their slice, as
+        :meth:`SliceOutline.boundary_distance` does for few points (same formula, same
+        minimum), in one padded table (:meth:`_inplane_few`).
+        """
         dist = np.full(len(ks), np.inf)
         inside = np.zeros(len(ks), dtype=bool)
         order = np.argsort(ks, kind="stable")
         sorted_k = ks[order]
         cuts = np.flatnonzero(np.diff(sorted_k)) + 1
+        few_rows: list[NDArray[np.int64]] = []
+        few_outlines: list[SliceOutline] = []
         for group in np.split(order, cuts):
             if len(group) == 0:
                 continue
-            d, ins = self._inplane(int(ks[group[0]]), q_uv[group])
+            k = int(ks[group[0]])
+            outline = self.outline(k)
+            if outline is None:
+                continue
+            if not outline.empty and len(group) * len(outline.segments) <= _BRUTE_FORCE_PAIRS:
+                few_rows.append(group)
+                few_outlines.append(outline)
+                continue
+            d, ins = self._inplane(k, q_uv[group])
             dist[group] = d
             inside[group] = ins
+        if few_rows:
+            rows = np.concatenate(few_rows)
+            d, ins = self._inplane_few(
+                few_outlines, [len(g) for g in few_rows], ks[rows], q_uv[rows]
+            )
+            dist[rows] = d
+            inside[rows] = ins
+        return dist, inside
+
+    def _inplane_few(
+        self,
+        outlines: Sequence[SliceOutline],
+        counts: Sequence[int],
+        ks: NDArray[np.int64],
+        q_uv: NDArray[np.float64],
+    ) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+        """:meth:`_inplane` for points grouped by slice (``counts[g]`` points on the slice of
+        ``outlines[g]``, in order), every segment of the slice at once.
+
+        The outlines' segments are stacked in a table padded with copies of a real segment
+        (they change no minimum and are left out of the crossing count).
+        """
+        width = max(len(o.segments) for o in outlines)
+        table = np.empty((len(outlines), width, 4))
+        valid = np.zeros((len(outlines), width), dtype=bool)
+        for g, o in enumerate(outlines):
+            n = len(o.segments)
+            table[g, :n] = o.segments
+            table[g, n:] = o.segments[0]
+            valid[g, :n] = True
+        which = np.repeat(np.arange(len(outlines)), counts)
+        dist = np.empty(len(ks))
+        step = max(1, _CROSSING_BLOCK // width)
+        for a in range(0, len(ks), step):
+            sl = slice(a, a + step)
+            seg = table[which[sl]]
+            dist[sl] = _point_segment_distance(q_uv[sl, None, :], seg).min(axis=1)
+        # Inside-ness as in _inside: the nearest voxel centre where it provably decides.
+        vox = self.voxel_size_mm[:2]
+        ij = np.rint(q_uv / vox).astype(np.int64)
+        gap = np.linalg.norm(q_uv - ij * vox, axis=1)
+        shape = np.array(self.mask.shape[:2])
+        in_array = np.all((ij >= 0) & (ij < shape), axis=1)
+        bit = np.zeros(len(ks), dtype=bool)
+        bit[in_array] = self.mask[ij[in_array, 0], ij[in_array, 1], ks[in_array]]
+        sure = (gap < dist) & (in_array | self.from_mask)
+        inside = np.where(sure, bit, False)
+        rest = np.flatnonzero(~sure)
+        for a in range(0, len(rest), step):
+            r = rest[a : a + step]
+            seg, ok = table[which[r]], valid[which[r]]
+            inside[r] = _crossing_parity(q_uv[r], seg, ok)
         return dist, inside
 
     # -- voxel-centre tables ------------------------------------------------------------------

@@ -98,3 +98,45 @@ def test_vertex_distances_equal_the_uint8_edt(vox):
         inside = mask[:, :, k]
         np.testing.assert_array_equal(got[:, :, k][inside], want[inside])
         assert np.all(got[:, :, k][~inside] == 0)
+
+
+def _oracle_inplane_many(solid, ks, q_uv):
+    """One :meth:`SlabSolid._inplane` call per distinct slice (the code before batching)."""
+    dist = np.full(len(ks), np.inf)
+    inside = np.zeros(len(ks), dtype=bool)
+    for k in np.unique(ks):
+        rows = np.flatnonzero(ks == k)
+        dist[rows], inside[rows] = solid._inplane(int(k), q_uv[rows])
+    return dist, inside
+
+
+@pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (1.2, 0.7, 0.8)])
+@pytest.mark.parametrize("polygons", [False, True])
+def test_batched_inplane_equals_one_call_per_slice(vox, polygons, monkeypatch):
+    monkeypatch.setattr(surface, "_CROSSING_BLOCK", 5_000)  # several blocks
+    mask = _phantom()
+    rings = None
+    if polygons:
+        # Oblique-ish free polygons: a rotated square and a triangle on a few slices.
+        t = np.deg2rad(np.arange(0, 360, 7.0) + 3.0)
+        ring = np.column_stack([15 + 9 * np.cos(t), 13 + 7 * np.sin(t)])
+        rings = tuple((k, ring * (0.6 + 0.03 * k)) for k in range(2, 16))
+        rings += ((9, np.array([[3.0, 3.0], [8.0, 4.0], [5.0, 9.5]])),)
+    solid = SlabSolid(mask, np.array(vox), rings_ijk=rings)
+    rng = np.random.default_rng(3)
+    n = 3000
+    ks = rng.integers(-2, mask.shape[2] + 2, n)
+    ks[:700] = 9  # one slice with many points: its own call, the tree path
+    q_uv = rng.uniform(-3, 33, (n, 2)) * np.array(vox[:2])
+    got = solid._inplane_many(ks, q_uv)
+    want = _oracle_inplane_many(solid, ks, q_uv)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    for inside_metric in (True, False):
+        uvw = np.column_stack([q_uv, ks * vox[2] + rng.uniform(-0.6, 0.6, n) * vox[2]])
+        fast = solid._query(uvw, np.inf, inside_metric=inside_metric)
+        monkeypatch.setattr(SlabSolid, "_inplane_many", _oracle_inplane_many)
+        slow = solid._query(uvw, np.inf, inside_metric=inside_metric)
+        monkeypatch.undo()
+        monkeypatch.setattr(surface, "_CROSSING_BLOCK", 5_000)
+        np.testing.assert_array_equal(fast, slow)
