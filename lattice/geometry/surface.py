@@ -643,8 +643,14 @@ def _stack(
         if len(offsets) < min(4, reach + 1 - m):
             break
         m += 4
-    # Where no other slab won, keep the in-plane value itself (not the root of its square).
-    out = np.where(out2 < e2, np.sqrt(out2), first)
+    # Where no other slab won, keep the in-plane value itself (not the root of its square);
+    # in place, to hold no more full-size temporaries than needed.
+    kept = np.less(out2, e2)
+    np.logical_not(kept, out=kept)
+    del e2
+    out = np.sqrt(out2, out=out2)
+    np.copyto(out, first, where=kept)
+    del kept
     if inside_metric:
         np.minimum(out, z_cap[:, None, None], out=out)
     result = np.moveaxis(out, 0, 2)
