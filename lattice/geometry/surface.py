@@ -57,8 +57,11 @@ from .outline import (
     SliceOutline,
     _crossing_parity,
     _point_segment_distance,
-    marching_squares_segments,
+    marching_squares_stack,
 )
+
+#: Pixels per block of slices whose outlines are made together.
+_OUTLINE_BLOCK = 1 << 22
 
 #: Name of the model recorded in plan.json ``surface_model``.
 MODEL_NAME = "tps_slab_extrusion"
@@ -143,23 +146,32 @@ class SlabSolid:
             return None
         got = self._outlines.get(k)
         if got is None:
-            lo, slices_first = self._slices_first()
-            plane = slices_first[k - lo[2]]
-            rows = np.flatnonzero(plane.any(axis=1))
-            cols = np.flatnonzero(plane.any(axis=0))
-            sub = plane[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-            off = np.array([rows[0] + lo[0], cols[0] + lo[1]], dtype=np.float64) - 1.0
-            vox = self.voxel_size_mm
-            framed = np.zeros((sub.shape[0] + 2, sub.shape[1] + 2), dtype=bool)
-            framed[1:-1, 1:-1] = sub
-            seg = marching_squares_segments(framed)
-            seg[:, :2] += off
-            seg[:, 2:] += off
-            seg[:, :2] *= vox[:2]
-            seg[:, 2:] *= vox[:2]
-            got = SliceOutline.from_segments(seg)
-            self._outlines[k] = got
+            self._mask_outlines()
+            got = self._outlines[k]
         return got
+
+    def _mask_outlines(self) -> None:
+        """The marching-squares outline of every slice of the mask, made on first use for
+        the whole bounding box at once (a block of slices at a time), framed with background
+        so outlines close beyond it."""
+        lo, slices_first = self._slices_first()
+        nk, ni, nj = slices_first.shape
+        off = lo[:2].astype(np.float64) - 1.0
+        vox = self.voxel_size_mm
+        step = max(1, _OUTLINE_BLOCK // max(1, (ni + 2) * (nj + 2)))
+        for a in range(0, nk, step):
+            block = slices_first[a : a + step]
+            framed = np.zeros((len(block), ni + 2, nj + 2), dtype=bool)
+            framed[:, 1:-1, 1:-1] = block
+            for kk, seg in enumerate(marching_squares_stack(framed)):
+                k = int(lo[2]) + a + kk
+                if not self.has_slice(k):
+                    continue
+                seg[:, :2] += off
+                seg[:, 2:] += off
+                seg[:, :2] *= vox[:2]
+                seg[:, 2:] *= vox[:2]
+                self._outlines[k] = SliceOutline.from_segments(seg)
 
     def _slices_first(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
         """The mask's bounding box (its first voxel, and the box with slices first, each
