@@ -71,7 +71,7 @@ class _Slabs:
             arr = np.asarray(self.mask.array, dtype=bool)
             lo = np.zeros(3, dtype=np.int64)
             hi = np.zeros(3, dtype=np.int64)
-            footprint = arr.any(axis=2)  # along the contiguous axis: one fast pass
+            footprint: NDArray[np.bool_] = np.asarray(arr.any(axis=2))  # contiguous axis: fast
             for ax, hit in enumerate(
                 (np.flatnonzero(footprint.any(axis=1)), np.flatnonzero(footprint.any(axis=0)))
             ):
