@@ -52,7 +52,6 @@ from ..volume import Volume
 from .margins import bounding_box
 from .outline import (
     _BRUTE_FORCE_PAIRS,
-    _CROSSING_BLOCK,
     MAX_SEGMENT_PX,
     SliceOutline,
     _crossing_parity,
@@ -60,8 +59,12 @@ from .outline import (
     marching_squares_stack,
 )
 
+#: Point-segment pairs per block of :meth:`SlabSolid._inplane_few` (as many as the few-point
+#: path of SliceOutline.boundary_distance: the temporaries stay a few MB).
+_FEW_BLOCK = 60_000
+
 #: Pixels per block of slices whose outlines are made together.
-_OUTLINE_BLOCK = 1 << 22
+_OUTLINE_BLOCK = 1 << 20
 
 #: Name of the model recorded in plan.json ``surface_model``.
 MODEL_NAME = "tps_slab_extrusion"
@@ -393,7 +396,7 @@ class SlabSolid:
             valid[g, :n] = True
         which = np.repeat(np.arange(len(outlines)), counts)
         dist = np.empty(len(ks))
-        step = max(1, _CROSSING_BLOCK // width)
+        step = max(1, _FEW_BLOCK // width)
         for a in range(0, len(ks), step):
             sl = slice(a, a + step)
             seg = table[which[sl]]

@@ -113,7 +113,7 @@ def _oracle_inplane_many(solid, ks, q_uv):
 @pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (1.2, 0.7, 0.8)])
 @pytest.mark.parametrize("polygons", [False, True])
 def test_batched_inplane_equals_one_call_per_slice(vox, polygons, monkeypatch):
-    monkeypatch.setattr(surface, "_CROSSING_BLOCK", 5_000)  # several blocks
+    monkeypatch.setattr(surface, "_FEW_BLOCK", 5_000)  # several blocks
     mask = _phantom()
     rings = None
     if polygons:
@@ -138,7 +138,7 @@ def test_batched_inplane_equals_one_call_per_slice(vox, polygons, monkeypatch):
         monkeypatch.setattr(SlabSolid, "_inplane_many", _oracle_inplane_many)
         slow = solid._query(uvw, np.inf, inside_metric=inside_metric)
         monkeypatch.undo()
-        monkeypatch.setattr(surface, "_CROSSING_BLOCK", 5_000)
+        monkeypatch.setattr(surface, "_FEW_BLOCK", 5_000)
         np.testing.assert_array_equal(fast, slow)
 
 
