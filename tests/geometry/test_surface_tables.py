@@ -8,8 +8,9 @@ import edt
 import numpy as np
 import pytest
 
-from lattice.geometry import surface
-from lattice.geometry.surface import SlabSolid, _stack
+from lattice.geometry import surface, surface_tables
+from lattice.geometry.surface import SlabSolid
+from lattice.geometry.surface_tables import stack_slabs as _stack
 
 
 def _oracle_stack(e, dz, exact_to_mm, *, inside_metric):
@@ -75,7 +76,7 @@ def _phantom(shape=(31, 27, 19)):
 @pytest.mark.parametrize("inside_metric", [True, False])
 @pytest.mark.parametrize("block", [1 << 18, 64])
 def test_blocked_stack_equals_the_plain_offset_loop(vox, inside_metric, block, monkeypatch):
-    monkeypatch.setattr(surface, "_STACK_BLOCK", block)
+    monkeypatch.setattr(surface_tables, "_STACK_BLOCK", block)
     mask = _phantom()
     solid = SlabSolid(mask, np.array(vox))
     e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)
@@ -113,7 +114,7 @@ def _oracle_inplane_many(solid, ks, q_uv):
 @pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (1.2, 0.7, 0.8)])
 @pytest.mark.parametrize("polygons", [False, True])
 def test_batched_inplane_equals_one_call_per_slice(vox, polygons, monkeypatch):
-    monkeypatch.setattr(surface, "_FEW_BLOCK", 5_000)  # several blocks
+    monkeypatch.setattr(surface_tables, "_FEW_BLOCK", 5_000)  # several blocks
     mask = _phantom()
     rings = None
     if polygons:
@@ -138,7 +139,7 @@ def test_batched_inplane_equals_one_call_per_slice(vox, polygons, monkeypatch):
         monkeypatch.setattr(SlabSolid, "_inplane_many", _oracle_inplane_many)
         slow = solid._query(uvw, np.inf, inside_metric=inside_metric)
         monkeypatch.undo()
-        monkeypatch.setattr(surface, "_FEW_BLOCK", 5_000)
+        monkeypatch.setattr(surface_tables, "_FEW_BLOCK", 5_000)
         np.testing.assert_array_equal(fast, slow)
 
 
