@@ -171,4 +171,6 @@ def _progress_bar(total: int):
         return None
     from tqdm import tqdm
 
+    # No monitor thread: the batch forks its workers after the bar is made (lattice.batch).
+    tqdm.monitor_interval = 0
     return tqdm(total=total, unit="plan", file=sys.stderr, dynamic_ncols=True)

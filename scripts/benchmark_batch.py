@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """Benchmark ``lattice batch``: the five ../shared/data STS cases x 2 spacings x 2 diameters
 with 1 worker and with 2 workers (fresh output folders), optionally also on a Dask
-LocalCluster; prints wall times, the 2-worker / 1-worker ratio and whether the counts agree.
+LocalCluster; prints wall and CPU times (user + sys of the batch's process tree), the
+2-worker / 1-worker ratios and whether the counts agree.
 
     python scripts/benchmark_batch.py [--data ../shared/data] [--workdir /tmp/batchbench]
-                                      [--dask] [-- extra plan options]
+                                      [--pairs N] [--dask] [-- extra plan options]
+
+With ``--pairs N`` the two runs alternate N times (1, 2, 2, 1, 1, 2, ...: a shared machine's
+load then weighs on both alike) and the median of the N ratios is printed as well; the load
+average before each pair is shown, since other work on the machine inflates the wall times.
 
 The CT and GTV files are the cases' own; one extra case whose GTV is truncated on purpose
 checks that a failing case is recorded and the rest go on.
@@ -14,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -26,11 +34,13 @@ CASES = ("STS_001", "STS_002", "STS_013", "STS_035", "STS_044")
 
 def run(
     manifest: Path, out: Path, extra: list[str], *, fresh: bool = True, quiet: bool = False
-) -> float:
-    """Wall time (s) of ``lattice batch`` on ``manifest`` into ``out`` (emptied first when
-    ``fresh``); ``quiet`` drops its output."""
+) -> tuple[float, float]:
+    """Wall and CPU time (s; user + sys of the batch and every process it waited for) of
+    ``lattice batch`` on ``manifest`` into ``out`` (emptied first when ``fresh``); ``quiet``
+    drops its output."""
     if fresh:
         shutil.rmtree(out, ignore_errors=True)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(
         [
@@ -50,7 +60,10 @@ def run(
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=subprocess.DEVNULL if quiet else None,
     )
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def counts(out: Path) -> list[tuple[str, ...]]:
@@ -82,23 +95,47 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/batchbench"))
+    parser.add_argument("--pairs", type=int, default=1, help="1- and 2-worker runs, alternating")
     parser.add_argument("--dask", action="store_true", help="also run on a LocalCluster")
     parser.add_argument("extra", nargs="*", help="plan options for every case (after --)")
     args = parser.parse_args()
     manifest = write_manifest(args.data, args.workdir)
-    one = run(manifest, args.workdir / "w1", [*args.extra, "--workers", "1"])
-    two = run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"])
-    print(f"1 worker {one:.1f} s, 2 workers {two:.1f} s, ratio {two / one:.2f}")
-    same = counts(args.workdir / "w1") == counts(args.workdir / "w2")
+    ratios, same = [], True
+    for i in range(args.pairs):
+        load = os.getloadavg()[0]
+        order = (1, 2) if i % 2 == 0 else (2, 1)
+        times = {
+            n: run(
+                manifest,
+                args.workdir / f"w{n}",
+                [*args.extra, "--workers", str(n)],
+                quiet=args.pairs > 1,
+            )
+            for n in order
+        }
+        (wall1, cpu1), (wall2, cpu2) = times[1], times[2]
+        ratios.append((wall2 / wall1, cpu2 / cpu1))
+        print(
+            f"load {load:.2f}: 1 worker {wall1:.1f} s (CPU {cpu1:.1f} s), 2 workers "
+            f"{wall2:.1f} s (CPU {cpu2:.1f} s), ratio {wall2 / wall1:.2f} (CPU "
+            f"{cpu2 / cpu1:.2f})",
+            flush=True,
+        )
+        same = same and counts(args.workdir / "w1") == counts(args.workdir / "w2")
+    if args.pairs > 1:
+        print(
+            f"median of {args.pairs} pairs: ratio {statistics.median(r for r, _ in ratios):.2f} "
+            f"(CPU {statistics.median(c for _, c in ratios):.2f})"
+        )
     print(f"counts equal between 1 and 2 workers: {same}")
     t0 = time.perf_counter()
-    run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"], fresh=False)
+    run(manifest, args.workdir / "w2", [*args.extra, "--workers", "2"], fresh=False, quiet=True)
     print(f"rerun of the 2-worker batch (finished rows skipped): {time.perf_counter() - t0:.1f} s")
     if args.dask:
         from distributed import LocalCluster
 
         with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as c:
-            t = run(
+            t, _ = run(
                 manifest, args.workdir / "dask", [*args.extra, "--scheduler", c.scheduler_address]
             )
         print(

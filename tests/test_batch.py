@@ -384,6 +384,18 @@ def test_a_case_that_crashes_its_worker_fails_alone(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "PYTHONPATH", os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
     )
+    # Forked workers (Linux) inherit this process's nibabel rather than running the hook;
+    # the job run again alone is spawned and gets the hook.
+    import nibabel
+
+    load = nibabel.load
+
+    def crashing_load(path, *args, **kwargs):
+        if "CRASH" in str(path):
+            os._exit(139)
+        return load(path, *args, **kwargs)
+
+    monkeypatch.setattr(nibabel, "load", crashing_load)
     crash = tmp_path / "CRASH_gtv.nii.gz"
     crash.write_bytes((PHANTOM / "gtv.nii.gz").read_bytes())
     rows = [
