@@ -200,20 +200,26 @@ class SlabSolid:
         outline = self.outline(k)
         if outline is None:
             return np.zeros(len(q_uv), dtype=bool)
-        vox = self.voxel_size_mm[:2]
-        ij = np.rint(q_uv / vox).astype(np.int64)
-        gap = np.linalg.norm(q_uv - ij * vox, axis=1)
-        shape = np.array(self.mask.shape[:2])
-        in_array = np.all((ij >= 0) & (ij < shape), axis=1)
-        out = np.zeros(len(q_uv), dtype=bool)
-        bit = np.zeros(len(q_uv), dtype=bool)
-        bit[in_array] = self.mask[ij[in_array, 0], ij[in_array, 1], k]
-        sure = (gap < dist) & (in_array | self.from_mask)
-        out[sure] = bit[sure]
+        sure, bit = self.voxel_decides(q_uv, np.full(len(q_uv), k), dist)
+        out = np.where(sure, bit, False)
         rest = ~sure
         if rest.any():
             out[rest] = outline.contains(q_uv[rest])
         return out
+
+    def voxel_decides(
+        self, q_uv: NDArray[np.float64], ks: NDArray[np.int64], dist: NDArray[np.float64]
+    ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+        """``(sure, bit)`` for points ``q_uv`` on slices ``ks`` at in-plane boundary distance
+        ``dist``: where the nearest voxel centre provably decides inside-ness (see
+        :meth:`_inside`), and that centre's mask bit."""
+        vox = self.voxel_size_mm[:2]
+        ij = np.rint(q_uv / vox).astype(np.int64)
+        gap = np.linalg.norm(q_uv - ij * vox, axis=1)
+        in_array = np.all((ij >= 0) & (ij < np.array(self.mask.shape[:2])), axis=1)
+        bit = np.zeros(len(q_uv), dtype=bool)
+        bit[in_array] = self.mask[ij[in_array, 0], ij[in_array, 1], ks[in_array]]
+        return (gap < dist) & (in_array | self.from_mask), bit
 
     def _inplane(
         self, k: int, q_uv: NDArray[np.float64]

@@ -49,14 +49,7 @@ def inplane_few(
         seg = table[which[sl]]
         dist[sl] = _point_segment_distance(q_uv[sl, None, :], seg).min(axis=1)
     # Inside-ness as in SlabSolid._inside: the nearest voxel centre where it provably decides.
-    vox = solid.voxel_size_mm[:2]
-    ij = np.rint(q_uv / vox).astype(np.int64)
-    gap = np.linalg.norm(q_uv - ij * vox, axis=1)
-    shape = np.array(solid.mask.shape[:2])
-    in_array = np.all((ij >= 0) & (ij < shape), axis=1)
-    bit = np.zeros(len(ks), dtype=bool)
-    bit[in_array] = solid.mask[ij[in_array, 0], ij[in_array, 1], ks[in_array]]
-    sure = (gap < dist) & (in_array | solid.from_mask)
+    sure, bit = solid.voxel_decides(q_uv, ks, dist)
     inside = np.where(sure, bit, False)
     rest = np.flatnonzero(~sure)
     for a in range(0, len(rest), step):
