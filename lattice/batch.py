@@ -56,6 +56,7 @@ from .errors import (
     ParameterError,
     exit_status,
 )
+from .forking import FORK_ENV
 from .io.lock import remove_stale_lock
 from .io.plan_writer import remove_stale_stages
 from .manifest import (  # noqa: F401 - the manifest's names, re-exported
@@ -76,7 +77,6 @@ from .manifest import (  # noqa: F401 - the manifest's names, re-exported
 from .pipeline import PlanRequest
 from .plan_options import OPTION_NAMES, option_value, request_from_options
 from .planning.parameters import check_range, parse_oar_spec
-from .render.worker import FORK_ENV
 
 #: Seconds to wait for a Dask scheduler to answer before giving up with an error.
 DASK_CONNECT_TIMEOUT_S = 10

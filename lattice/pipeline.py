@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LatticeError, ParameterError
+from .errors import ParameterError
+from .forking import may_fork
 from .inputs import DicomInputs, Inputs, NiftiInputs, VolumeInputs
 from .planning.parameters import check_range
 from .planning.plan import Plan, PlanParameters
@@ -261,7 +262,9 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
             target=lambda: [importlib.import_module(m) for m in modules], daemon=True
         )
         importer.start()
-        return _plan_and_write(request, parameters, worker, derived=derived)
+        return _plan_and_write(
+            request, parameters, worker, derived=derived, stack=stack, importer=importer
+        )
 
 
 def _writes_derived_ct(request: PlanRequest) -> bool:
@@ -467,11 +470,18 @@ def _derived_record(series: Any) -> dict[str, Any]:
 
 
 def _plan_and_write(
-    request: PlanRequest, parameters: PlanParameters, worker: Any, *, derived: dict[str, Any] | None
+    request: PlanRequest,
+    parameters: PlanParameters,
+    worker: Any,
+    *,
+    derived: dict[str, Any] | None,
+    stack: contextlib.ExitStack,
+    importer: threading.Thread,
 ) -> PlanOutcome:
-    from .io.plan_writer import DicomOutput, write_plan_folder
+    from .io.plan_writer import write_plan_folder
     from .io.support_outputs import add_support, plan_support
     from .io.tps_outputs import add_tps_sections
+    from .plan_document import Measuring, Verification, plan_document
     from .planning.placement import plan_vertices
     from .planning.rules import Oar
 
@@ -479,6 +489,12 @@ def _plan_and_write(
     size_rules = opts.parsed_size_rules()
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
     traced = worker is not None and _start_early_work(worker, loaded, opts, size_rules)
+    # Without a picture worker the second core is idle: the lesion's measurements and the
+    # verification go to forked children (once the importer thread is done: no thread then).
+    importer.join()
+    fork = worker is None and may_fork()
+    measuring = Measuring(loaded.gtv, fork=fork and size_rules is not None)
+    stack.callback(measuring.cancel)
     oars = [Oar(name, loaded.oars[name], parameters.oar_clearance_mm[name]) for name in loaded.oars]
     plan = plan_vertices(loaded.gtv, oars=oars, **_keywords(parameters))
     if plan.n_vertices == 0 and not opts.allow_empty:
@@ -495,29 +511,24 @@ def _plan_and_write(
         stv = contract_gtv(loaded.gtv, margin_mm=opts.stv_margin_mm, fraction=opts.stv_fraction)
         warnings += [f"STV: {w}" for w in stv.warnings]
     support = plan_support(opts.support, request.inputs, loaded, plan, stv)
+    unverified = plan_document(
+        plan,
+        gtv=loaded.gtv,
+        inputs=loaded.record,
+        series=loaded.series,
+        warnings=warnings,
+        stv=stv,
+        dose=opts.dose,
+    )
+    verification = Verification(unverified, gtv=loaded.gtv, oars=loaded.oars, fork=fork)
+    stack.callback(verification.cancel)
 
     def document() -> dict[str, Any]:
-        doc = add_support(
-            _verified_document(plan, loaded, warnings, stv=stv, dose=opts.dose), support
-        )
+        doc = add_support(verification.document(), support)
         return add_tps_sections(doc, plan, opts, stv=stv is not None)
 
-    series = loaded.series
-    dicom = (
-        None
-        if series is None
-        else DicomOutput(
-            series=series,
-            written_ct=derived["folder"] if derived else None,
-            vertex_rois=opts.vertex_rois,
-            cold_rois=opts.cold_rois,
-            gtv_roi=derived is not None,
-            valley_contours=opts.valley_contours,
-            stv=None if stv is None else stv.stv,
-            naming=opts.tps.naming if opts.tps else None,
-            gtv_contours=worker.gtv_contours if traced and plan.gtv is loaded.gtv else None,
-        )
-    )
+    contours = worker.gtv_contours if traced and plan.gtv is loaded.gtv else None
+    dicom = _dicom_output(opts, loaded.series, derived, stv, contours)
     written = write_plan_folder(
         plan,
         request.out_dir,
@@ -534,6 +545,7 @@ def _plan_and_write(
         stv=None if stv is None else stv.stv,
         size_rules=size_rules,
         support=support,
+        lesion=measuring.take,
     )
     doc = json.loads(written["plan.json"].read_text(encoding="utf-8"))
     return PlanOutcome(
@@ -543,6 +555,31 @@ def _plan_and_write(
         warnings=tuple(doc["warnings"]),
         folder=written["plan.json"].parent,
         files=written,
+    )
+
+
+def _dicom_output(
+    opts: PlanOptions,
+    series: Any,
+    derived: dict[str, Any] | None,
+    stv: Any,
+    gtv_contours: Any,
+) -> Any:
+    """What rtstruct.dcm is written with (a DicomOutput), or None without a series."""
+    from .io.plan_writer import DicomOutput
+
+    if series is None:
+        return None
+    return DicomOutput(
+        series=series,
+        written_ct=derived["folder"] if derived else None,
+        vertex_rois=opts.vertex_rois,
+        cold_rois=opts.cold_rois,
+        gtv_roi=derived is not None,
+        valley_contours=opts.valley_contours,
+        stv=None if stv is None else stv.stv,
+        naming=opts.tps.naming if opts.tps else None,
+        gtv_contours=gtv_contours,
     )
 
 
@@ -561,39 +598,3 @@ def _keywords(p: PlanParameters) -> dict[str, Any]:
     return {
         f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "oar_clearance_mm"
     }
-
-
-def _verified_document(
-    plan: Plan, loaded: _Loaded, warnings: list[str], *, stv: Any, dose: DoseProxyParameters | None
-) -> dict[str, Any]:
-    """plan.json, checked by the independent verifier before it is written."""
-    from .analysis.verify import verify_plan
-
-    series = loaded.series
-    document = plan.to_dict(
-        inputs=loaded.record, slice_grid=None if series is None else series.grid
-    )
-    document["warnings"] = [*warnings, *document["warnings"]]
-    if series is not None and series.frame_of_reference_uid:  # rtstruct.dcm's, the CT's
-        document["frame_of_reference_uid"] = series.frame_of_reference_uid
-    if stv is not None:
-        document["stv"] = stv.to_dict()
-    if dose is not None:
-        from .analysis.dose import dose_proxy_metrics
-
-        document["dose_proxy"] = dose_proxy_metrics(
-            loaded.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm, params=dose
-        )
-    report = verify_plan(document, gtv=loaded.gtv, oars=loaded.oars, check_reported_depth=False)
-    if not report.ok:
-        raise LatticeError(
-            "the plan failed its own independent verification ("
-            + "; ".join(v.message for v in report.violations[:3])
-            + "); nothing was written; please report this as a bug"
-        )
-    document["verification"] = {
-        "ok": True,
-        "by": "lattice.verify (independent recomputation from the masks)",
-        "checks": list(report.checks),
-    }
-    return document

@@ -165,6 +165,7 @@ def write_plan_folder(
     stv: Volume | None = None,
     size_rules: Sequence[SizeRule] | None = None,
     support: Any = None,
+    lesion: Callable[[Volume], LesionMeasurements | None] | None = None,
 ) -> dict[str, Path]:
     """Write every output of a plan into ``out_dir`` atomically.
 
@@ -206,6 +207,9 @@ def write_plan_folder(
         plan.json.
     support : SupportRings, optional
         Helper rings (:mod:`lattice.planning.support`): their label maps and ROIs.
+    lesion : callable, optional
+        With ``size_rules`` and no worker: the GTV's measurements made elsewhere (called with
+        ``plan.gtv`` after the masks are written; None from it: measured here).
 
     Returns
     -------
@@ -272,13 +276,15 @@ def write_plan_folder(
                 with contextlib.suppress(Exception):
                     worker.wait()  # the first error is the one to report
             raise
-        lesion = None
+        measured = None
         if use_worker:
             assert worker is not None
             by_worker = worker.wait()
-            lesion = worker.lesion
+            measured = worker.lesion
+        elif measure and lesion is not None:
+            measured = lesion(plan.gtv)
         if measure:
-            doc["lesion"] = _lesion_section(plan, lesion, size_rules)
+            doc["lesion"] = _lesion_section(plan, measured, size_rules)
         if early_ct:
             assert dicom is not None and dicom.written_ct is not None
             shutil.move(dicom.written_ct, stage / CT_DICOM_FOLDER)

@@ -6,8 +6,6 @@ Importing this module loads no matplotlib: the renderers are imported when drawi
 
 from __future__ import annotations
 
-import os
-import pickle
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,34 +99,11 @@ def draw_plan_pictures(
 
 @contextmanager
 def _in_child(draw: Callable[[], None]) -> Iterator[None]:
-    """Run ``draw`` in a forked child while the block runs; raise its error (sent back
-    pickled) after the block. The block's own error comes first."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        status = 0
-        try:
-            os.close(read_fd)
-            try:
-                draw()
-            except BaseException as exc:  # noqa: BLE001 - sent to the parent
-                status = 1
-                try:
-                    message = pickle.dumps(exc)
-                except Exception:  # noqa: BLE001 - an unpicklable error: its text
-                    message = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
-                with os.fdopen(write_fd, "wb") as fh:
-                    fh.write(message)
-        finally:
-            os._exit(status)  # no cleanup of the parent's state (atexit, pools) in the child
-    os.close(write_fd)
-    try:
+    """Run ``draw`` in a forked child while the block runs; raise its error after the block
+    (a child that died without a word: ``draw`` runs here). The block's own error comes
+    first (the child is then stopped)."""
+    from ..forking import Forked
+
+    with Forked(draw, fallback=draw) as child:  # a child killed (out of memory): drawn here
         yield
-    finally:
-        with os.fdopen(read_fd, "rb") as fh:
-            message = fh.read()  # until the child closes its end (it exits)
-        _, status = os.waitpid(pid, 0)
-    if message:
-        raise pickle.loads(message)
-    if status != 0:
-        raise OSError(f"the process drawing {THREE_D_NAME} stopped (wait status {status})")
+        child.result()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing as mp
-import os
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +30,7 @@ import numpy as np
 
 from ..analysis.measure import LesionMeasurements
 from ..errors import LatticeError, OutputWriteError
+from ..forking import may_start_process
 from ..geometry.margins import bounding_box
 from ..io.dicom import ImageSeries, SliceRef, keeps_array
 from ..planning.plan import Plan
@@ -45,11 +45,6 @@ VIEWER_NAME = "viewer.html"
 #: Margin (mm) around the GTV that the picture shows (the renderers' default); they crop to
 #: the GTV and its vertices plus this margin. The worker receives masks cropped 1 mm wider.
 CONTEXT_MM = DEFAULT_CONTEXT_MM
-
-
-#: Set to "0" to draw in the planning process itself (no worker process): ``lattice batch``
-#: does so when every core already runs a plan of its own.
-FORK_ENV = "LATTICE_PICTURE_PROCESS"
 
 
 @dataclass(frozen=True)
@@ -211,16 +206,6 @@ def measure_crop(gtv_crop: Volume, first_slice: int) -> LesionMeasurements:
     return dataclasses.replace(m, axial_slice_index=m.axial_slice_index + first_slice)
 
 
-def _uses_process() -> bool:
-    """Whether the work may run in a child process: fork exists, the environment does not
-    say no, and this process may have children (daemonic ones may not)."""
-    return (
-        "fork" in mp.get_all_start_methods()
-        and os.environ.get(FORK_ENV, "1") != "0"
-        and not mp.current_process().daemon
-    )
-
-
 class PictureWorker:
     """Draws the overview picture of a plan, possibly in a worker process.
 
@@ -251,7 +236,7 @@ class PictureWorker:
         self._box: tuple[np.ndarray, tuple[slice, slice, slice]] | None = None
         #: Measurements of the GTV after :meth:`wait`, when asked for.
         self.lesion: LesionMeasurements | None = None
-        if _uses_process():
+        if may_start_process():
             # Fork: the initializer's arguments (closures, the CT) are inherited, not pickled.
             self._pool = ProcessPoolExecutor(
                 max_workers=1,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from lattice import plan_vertices
-from lattice.render.worker import FORK_ENV, MONTAGE_NAME, THREE_D_NAME, PictureWorker
+from lattice.forking import FORK_ENV
+from lattice.render.worker import MONTAGE_NAME, THREE_D_NAME, PictureWorker
 from lattice.volume import Volume
 
 pytestmark = pytest.mark.skipif(

@@ -1,0 +1,123 @@
+"""Work done in a forked child process beside this one, its result sent back pickled.
+
+A plan run without a picture worker (``--no-picture``) leaves the machine's second core
+idle; :class:`Forked` puts work that the run needs only later (the GTV's measurements, the
+independent verification) on it. The child is a fork, so it starts with this process's
+memory (the masks, the plan) at no copying cost and imports nothing again.
+
+Forking is only safe in a process that runs no other thread (a thread holding a lock, an
+import's for one, would leave it held in the child): :func:`may_fork` says whether this
+process may. The child ends with ``os._exit``: it runs none of this process's cleanup
+(atexit handlers, temporary folders, locks).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import threading
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+#: Set to "0" to do the work in the planning process itself (no picture worker, no forked
+#: child): ``lattice batch`` does so when every core already runs a plan of its own.
+FORK_ENV = "LATTICE_PICTURE_PROCESS"
+
+
+def may_start_process() -> bool:
+    """Whether the work may go to another process: ``fork`` exists, the environment
+    (:data:`FORK_ENV`) does not say no, and this process may have children (daemonic ones,
+    Dask workers for one, may not)."""
+    return (
+        "fork" in mp.get_all_start_methods()
+        and os.environ.get(FORK_ENV, "1") != "0"
+        and not mp.current_process().daemon
+    )
+
+
+def may_fork() -> bool:
+    """:func:`may_start_process`, and no other thread runs in this process."""
+    return may_start_process() and threading.active_count() == 1
+
+
+class Forked(Generic[T]):
+    """``fn()`` run in a forked child from now on; :meth:`result` waits for its value.
+
+    Create it only where :func:`may_fork` is true. :meth:`result` raises the error ``fn``
+    raised (pickled back; an unpicklable one as a RuntimeError with its text). A child that
+    dies without an answer (killed, out of memory) is not an error of ``fn``: :meth:`result`
+    then returns ``fallback()`` computed in this process, or raises OSError without one.
+    :meth:`cancel` (or leaving a ``with`` block) kills a child whose result is not wanted.
+    """
+
+    def __init__(self, fn: Callable[[], T], *, fallback: Callable[[], T] | None = None) -> None:
+        self._fallback = fallback
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child; coverage does not follow it
+            os.close(read_fd)
+            _run_child(fn, write_fd)
+        os.close(write_fd)
+        self._pid: int | None = pid
+        self._fd = read_fd
+
+    def result(self) -> T:
+        """Wait for the child; its value (or its error raised here)."""
+        if self._pid is None:
+            raise RuntimeError("the result of a forked call is collected once")
+        with os.fdopen(self._fd, "rb") as fh:
+            message = fh.read()  # until the child closes its end (it exits)
+        _, status = os.waitpid(self._pid, 0)
+        self._pid = None
+        if message:
+            ok, value = pickle.loads(message)
+            if ok:
+                return value  # type: ignore[no-any-return]
+            raise value
+        if self._fallback is not None:
+            return self._fallback()
+        raise OSError(f"a helper process stopped without an answer (wait status {status})")
+
+    def cancel(self) -> None:
+        """Kill the child, if its result was not collected, and reap it."""
+        if self._pid is None:
+            return
+        pid, self._pid = self._pid, None
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # pragma: no cover - already reaped elsewhere
+            pass
+        os.close(self._fd)
+        os.waitpid(pid, 0)
+
+    def __enter__(self) -> Forked[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+def _run_child(fn: Callable[[], object], write_fd: int) -> None:  # pragma: no cover - a child
+    """Run ``fn``, write ``(ok, value or error)`` pickled to ``write_fd``, and exit."""
+    try:
+        # The parent handles Ctrl-C and SIGTERM (and removes its temporary folders); this
+        # child just stops, and the parent, woken by the closed pipe, goes on.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        try:
+            answer: tuple[bool, object] = (True, fn())
+        except BaseException as exc:  # noqa: BLE001 - sent to the parent
+            answer = (False, exc)
+        try:
+            message = pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - an unpicklable value or error: its text
+            what = answer[1] if not answer[0] else exc
+            message = pickle.dumps((False, RuntimeError(f"{type(what).__name__}: {what}")))
+        with os.fdopen(write_fd, "wb") as fh:
+            fh.write(message)
+    finally:
+        os._exit(0)
