@@ -16,10 +16,12 @@ import numpy as np
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
+from matplotlib.path import Path as MplPath
 from matplotlib.patheffects import withStroke
 from numpy.typing import ArrayLike, NDArray
 
@@ -385,7 +387,9 @@ def _draw_panel(
         if n_vertices
         else "no vertices: plane through the GTV centroid"
     )
-    ax.set_title(f"{panel.label}\n{cut_note}", fontsize=10)
+    # An explicit y: matplotlib's automatic title position measures the tick labels of every
+    # panel (~45 ms each) to find the same y = 1 (no ticks on top).
+    ax.set_title(f"{panel.label}\n{cut_note}", fontsize=10, y=1.0)
     ax.tick_params(labelsize=8)
     return seen
 
@@ -402,16 +406,53 @@ def _draw_contours(ax: Axes, panel: PanelGeometry, overlays: list[_Overlay]) -> 
         seen.add(ov.name)
         if m.all():
             continue  # the structure fills the view: nothing to outline
-        ax.contour(
-            u_pad,
-            v_pad,
-            m.T.astype(np.float32),
-            levels=[0.5],
-            colors=[ov.color],
-            linestyles=[ov.style],
-            linewidths=[ov.width],
+        ax.add_collection(
+            _outline(u_pad, v_pad, m.T, color=ov.color, style=ov.style, width=ov.width),
+            autolim=False,
         )
     return seen
+
+
+def _outline(
+    u_mm: NDArray[np.float64],
+    v_mm: NDArray[np.float64],
+    mask: NDArray[np.bool_],
+    *,
+    color: str,
+    style: str,
+    width: float,
+) -> PathCollection:
+    """The 0.5-level outline of a (nv, nu) mask as one collection, as ``ax.contour`` draws it.
+
+    The same tracing (contourpy's ``mpl2014`` with corner masking, matplotlib's defaults) and
+    the same single path: the same pixels, without the ``ContourSet`` machinery (levels,
+    labels, autoscaling: ~13 ms a call, ten times the tracing).
+    """
+    import contourpy  # matplotlib's own contour tracer, one of its dependencies
+
+    u, v = np.meshgrid(u_mm, v_mm)
+    tracer = contourpy.contour_generator(
+        u,
+        v,
+        mask.astype(np.float64),
+        name="mpl2014",
+        corner_mask=True,
+        line_type=contourpy.LineType.SeparateCode,
+    )
+    points, codes = tracer.create_contour(0.5)
+    path = (
+        MplPath(np.concatenate(points), np.concatenate(codes))
+        if points
+        else MplPath(np.empty((0, 2)))
+    )
+    return PathCollection(
+        [path],
+        facecolors="none",
+        edgecolors=[color],
+        linestyles=[style],
+        linewidths=[width],
+        zorder=2,  # as contour lines: above the sphere discs
+    )
 
 
 def _draw_cuts(ax: Axes, panel: PanelGeometry, outline: list) -> None:
@@ -555,7 +596,7 @@ def render_vertex_montage(
             oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
             n_vertices=len(centers),
         )
-        ax.set_title(panel.label + _cold_ids(geo, cold_centers, layer), fontsize=9)
+        ax.set_title(panel.label + _cold_ids(geo, cold_centers, layer), fontsize=9, y=1.0)
     more = f"; {len(layers) - len(shown)} more slices not shown" if len(layers) > len(shown) else ""
     fig.suptitle(
         f"{title + ' - ' if title else ''}every axial slice through a vertex "
