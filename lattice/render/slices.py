@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
 from matplotlib.path import Path as MplPath
 from matplotlib.patheffects import withStroke
+from matplotlib.ticker import FixedLocator
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import OutputWriteError, ParameterError
@@ -38,6 +39,7 @@ from .layout import (
     montage_layers,
     overview_geometry,
 )
+from .outlined_text import HorizontalAlignment, OutlinedLabels, VerticalAlignment
 from .style import (
     COLD_COLOR,
     FIGURE_DPI,
@@ -357,29 +359,24 @@ def _draw_panel(
         aspect="equal",
     )
     seen = _draw_contours(ax, panel, overlays)
-    outline = [withStroke(linewidth=2.5, foreground="black")]
-    _draw_cuts(ax, panel, outline)
+    labels = OutlinedLabels()
+    _draw_cuts(ax, panel, labels)
     ax.set_xlim(u_max, u_min)  # radiological: u (towards R, or A on sagittal) grows leftwards
     ax.set_ylim(v_min, v_max)
-    _scale_bar(ax, u_min, u_max, v_min, v_max, outline)
-    for where, (x, y, ha, va) in {
-        "left": (0.015, 0.5, "left", "center"),
-        "right": (0.985, 0.5, "right", "center"),
-        "top": (0.5, 0.985, "center", "top"),
-        "bottom": (0.5, 0.015, "center", "bottom"),
-    }.items():
-        ax.text(
-            x,
-            y,
+    _scale_bar(ax, u_min, u_max, v_min, v_max, labels)
+    for where, (x, y, ha, va) in _EDGE_LETTERS.items():
+        # axes fractions to data: u runs from u_max on the left to u_min on the right
+        labels.add(
+            u_max + x * (u_min - u_max),
+            v_min + y * (v_max - v_min),
             panel.edge_letters[where],
-            transform=ax.transAxes,
+            size_pt=13,
+            color=LETTER_COLOR_2D,
+            bold=True,
             ha=ha,
             va=va,
-            color=LETTER_COLOR_2D,
-            fontsize=13,
-            fontweight="bold",
-            path_effects=outline,
         )
+    labels.add_to(ax)
     ax.set_xlabel(_axis_label(panel.h_dir_ras, oblique))
     ax.set_ylabel(_axis_label(panel.v_dir_ras, oblique))
     cut_note = (
@@ -391,7 +388,33 @@ def _draw_panel(
     # panel (~45 ms each) to find the same y = 1 (no ticks on top).
     ax.set_title(f"{panel.label}\n{cut_note}", fontsize=10, y=1.0)
     ax.tick_params(labelsize=8)
+    _fix_ticks(ax)  # after the label size, which sets how many ticks fit
     return seen
+
+
+#: A tick this close to the view's edge (fraction of its width) is shown, as matplotlib does.
+_TICK_EDGE_RTOL = 1e-10
+
+
+def _fix_ticks(ax: Axes) -> None:
+    """Replace each axis's tick locator by the ticks it would show: matplotlib makes a tick
+    (two lines, two texts, ~1-2 ms) for every location its locator returns, some beyond the
+    view, and locates them again at each draw."""
+    ax.apply_aspect()  # the panel's final box: the locator's tick count depends on its size
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        close = _TICK_EDGE_RTOL * (hi - lo)  # a tick on the edge, up to float rounding
+        locs = axis.get_major_locator()()
+        axis.set_major_locator(FixedLocator([x for x in locs if lo - close <= x <= hi + close]))
+
+
+#: Where each orientation letter goes: axes fractions (x, y) and its alignment there.
+_EDGE_LETTERS: dict[str, tuple[float, float, HorizontalAlignment, VerticalAlignment]] = {
+    "left": (0.015, 0.5, "left", "center"),
+    "right": (0.985, 0.5, "right", "center"),
+    "top": (0.5, 0.985, "center", "top"),
+    "bottom": (0.5, 0.015, "center", "bottom"),
+}
 
 
 def _draw_contours(ax: Axes, panel: PanelGeometry, overlays: list[_Overlay]) -> set[str]:
@@ -455,11 +478,13 @@ def _outline(
     )
 
 
-def _draw_cuts(ax: Axes, panel: PanelGeometry, outline: list) -> None:
+def _draw_cuts(ax: Axes, panel: PanelGeometry, labels: OutlinedLabels) -> None:
     """Each vertex sphere's cross-section as a translucent disc with its id."""
     for cut in panel.cuts:
         # Translucent fill, opaque outline: one patch with an RGBA face colour.
-        ax.add_patch(
+        # add_artist, not add_patch: the limits are set afterwards, and add_patch's data
+        # limits of a circle (its Bezier extents) cost ~1 ms a disc.
+        ax.add_artist(
             Circle(
                 (cut.u_mm, cut.v_mm),
                 cut.radius_mm,
@@ -471,22 +496,19 @@ def _draw_cuts(ax: Axes, panel: PanelGeometry, outline: list) -> None:
         # A sphere cut near its rim leaves a small circle that a centred label would hide:
         # its id goes just above the circle, smaller, so the circle stays visible.
         small = cut.radius_mm < SMALL_CUT_MM
-        ax.text(
+        labels.add(
             cut.u_mm,
             cut.v_mm + (cut.radius_mm + 1.0 if small else 0.0),
             str(cut.vertex_id),
+            size_pt=6.5 if small else 8,
             color="white",
-            fontsize=6.5 if small else 8,
-            fontweight="normal" if small else "bold",
-            ha="center",
+            bold=not small,
             va="bottom" if small else "center",
-            path_effects=outline,
-            clip_on=True,
         )
 
 
 def _scale_bar(
-    ax: Axes, u_min: float, u_max: float, v_min: float, v_max: float, outline: list
+    ax: Axes, u_min: float, u_max: float, v_min: float, v_max: float, labels: OutlinedLabels
 ) -> None:
     """A white bar of a round number of mm in the panel's lower right corner."""
     width = u_max - u_min
@@ -500,17 +522,15 @@ def _scale_bar(
         color="white",
         linewidth=3,
         solid_capstyle="butt",
-        path_effects=outline,
+        path_effects=[withStroke(linewidth=2.5, foreground="black")],
     )
-    ax.text(
+    labels.add(
         right + length / 2,
         y + 0.015 * (v_max - v_min),
         f"{length} mm",
+        size_pt=8,
         color="white",
-        ha="center",
         va="bottom",
-        fontsize=8,
-        path_effects=outline,
     )
 
 
@@ -582,6 +602,17 @@ def render_vertex_montage(
     fig = Figure(figsize=(4.4 * cols, 4.3 * rows + 0.8), dpi=MONTAGE_DPI)
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False)
+    # Fixed margins (before the panels: their size sets their ticks): tight_layout would
+    # cost a second full draw of every panel.
+    height_in = 4.3 * rows + 0.8
+    fig.subplots_adjust(
+        left=0.06,
+        right=0.99,
+        bottom=0.45 / height_in,
+        top=1 - 0.95 / height_in,
+        wspace=0.3,
+        hspace=0.28,
+    )
     for ax in axes.flat[len(shown) :]:
         ax.set_axis_off()
     for ax, layer in zip(axes.flat, shown):
@@ -610,16 +641,6 @@ def render_vertex_montage(
         + ", vertex spheres cyan (true cross-sections)"
         + (", cold spheres violet outlines" if cold is not None else ""),
         fontsize=11,
-    )
-    # Fixed margins: tight_layout would cost a second full draw of every panel.
-    height_in = 4.3 * rows + 0.8
-    fig.subplots_adjust(
-        left=0.06,
-        right=0.99,
-        bottom=0.45 / height_in,
-        top=1 - 0.95 / height_in,
-        wspace=0.3,
-        hspace=0.28,
     )
     out = Path(path)
     try:
