@@ -454,6 +454,42 @@ def montage_layers(geo: OverviewGeometry, centers_ras_mm: ArrayLike) -> list[int
     return sorted(layers, reverse=True)
 
 
+def montage_slices(
+    geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, tolerance_mm: float
+) -> list[tuple[int, tuple[int, ...]]]:
+    """The fewest axial layers of the canonical grid such that every centre lies within
+    ``tolerance_mm`` of a chosen layer's plane, superior first, each with the (0-based)
+    indices of the centres it stands for.
+
+    A centre with no layer that close (slices thicker than ``2 * tolerance_mm``) stands on its
+    nearest layer, so ``tolerance_mm=0`` gives :func:`montage_layers`. Each centre allows an
+    interval of layers; the intervals are stabbed greedily from the superior end (optimal in
+    one dimension), and each group's layer is then the one of its common interval nearest to
+    the middle of its centres.
+    """
+    centers = as_centres(centers_ras_mm)
+    axial = geo.panels[0]
+    step = float(axial.normal_ras @ geo.affine[:3, axial.normal_axis])
+    offsets = (centers - geo.affine[:3, 3]) @ axial.normal_ras / step  # in layers
+    n = geo.shape[axial.normal_axis]
+    tol = max(float(tolerance_mm), 0.0) / step
+    nearest = np.clip(np.rint(offsets), 0, n - 1).astype(int)
+    lo = np.clip(np.ceil(offsets - tol), 0, n - 1).astype(int)
+    hi = np.clip(np.floor(offsets + tol), 0, n - 1).astype(int)
+    alone = lo > hi  # no layer within the tolerance
+    lo[alone], hi[alone] = nearest[alone], nearest[alone]
+    slices = []
+    left = list(np.lexsort((-hi, -lo)))  # superior first
+    while left:
+        top = int(lo[left[0]])
+        members = [i for i in left if hi[i] >= top]
+        left = [i for i in left if hi[i] < top]
+        middle = 0.5 * (offsets[members].min() + offsets[members].max())
+        layer = int(np.clip(np.rint(middle), top, hi[members].min()))
+        slices.append((layer, tuple(sorted(int(i) for i in members))))
+    return sorted(slices, reverse=True)
+
+
 def axial_panel_at(
     geo: OverviewGeometry, centers_ras_mm: ArrayLike, *, diameter_mm: float, layer: int
 ) -> PanelGeometry:

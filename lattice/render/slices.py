@@ -36,7 +36,7 @@ from .layout import (
     PanelGeometry,
     as_centres,
     axial_panel_at,
-    montage_layers,
+    montage_slices,
     overview_geometry,
 )
 from .outlined_text import HorizontalAlignment, OutlinedLabels, VerticalAlignment
@@ -69,6 +69,16 @@ SCALE_BAR_MM = (5, 10, 20, 50, 100)
 #: Largest number of panels in the vertex montage (one per axial layer through a centre).
 MAX_MONTAGE_PANELS = 48
 MONTAGE_COLUMNS = 4
+#: Up to this many slices the montage shows the slice nearest to every centre (a layered
+#: lattice: one per layer, 7 for the benchmark's hcp plan). Centres spread over more slices
+#: (``--pattern max``: ~50 distinct slices for 55 vertices, 48 panels drawn and the rest
+#: left out) are grouped instead (:func:`~lattice.render.layout.montage_slices`): the fewest
+#: slices such that every centre lies within :data:`GROUPED_TOLERANCE_D` x D of one (17 for
+#: that plan). Every vertex is then on a panel, cut at least at sqrt(1 - 0.5**2) ~ 87 % of its
+#: diameter, its id centred on it; the title states the distance.
+MONTAGE_EXACT_PANELS = 12
+#: Largest distance of a centre from its grouped slice, as a fraction of the diameter D.
+GROUPED_TOLERANCE_D = 0.25
 #: The montage has many small panels: a lower resolution than the overview keeps it quick.
 MONTAGE_DPI = 85
 
@@ -238,12 +248,6 @@ def _shell_overlays(geo: OverviewGeometry, shells: Volume) -> list[_Overlay]:
         _Overlay(f"support shell {k}", labels == k, SHELL_COLORS[min(k, 5) - 1], "-", 1.0)
         for k in range(int(labels.max(initial=0)), 0, -1)
     ]
-
-
-def _cold_ids(geo: OverviewGeometry, cold_centers: NDArray[np.float64], layer: int) -> str:
-    """``'; cold 2, 5'``: the cold spheres whose centre's nearest slice is ``layer``."""
-    ids = [i + 1 for i, c in enumerate(cold_centers) if montage_layers(geo, c[None]) == [layer]]
-    return f"; cold {', '.join(map(str, ids))}" if ids else ""
 
 
 def _cold_overlay(geo: OverviewGeometry, cold: Volume) -> _Overlay:
@@ -576,7 +580,9 @@ def render_vertex_montage(
     cold_centers_ras_mm: ArrayLike | None = None,
 ) -> Path | None:
     """Write a PNG with one axial panel per slice through a vertex centre (the slice nearest
-    to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first). Same drawing as
+    to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first; beyond
+    :data:`MONTAGE_EXACT_PANELS` such slices, one slice per group of centres within
+    :data:`GROUPED_TOLERANCE_D` x ``diameter_mm`` of it). Same drawing as
     :func:`render_overview` (``cold``: the cold spheres' label map, outlined in their
     colour; with ``cold_centers_ras_mm`` the slices through the cold-sphere centres are shown
     too, since the holes of a layered lattice lie between the vertex layers). Returns None
@@ -589,8 +595,12 @@ def render_vertex_montage(
     cold_centers = (
         np.zeros((0, 3)) if cold_centers_ras_mm is None else as_centres(cold_centers_ras_mm)
     )
-    cold_layers = montage_layers(geo, cold_centers) if len(cold_centers) else []
-    layers = sorted(set(montage_layers(geo, centers)) | set(cold_layers), reverse=True)
+    every = np.concatenate([centers, cold_centers])
+    layers = montage_slices(geo, every, tolerance_mm=0.0)
+    tolerance_mm = 0.0
+    if len(layers) > MONTAGE_EXACT_PANELS:  # scattered centres: one slice per group
+        tolerance_mm = diameter_mm * GROUPED_TOLERANCE_D
+        layers = montage_slices(geo, every, tolerance_mm=tolerance_mm)
     shown = layers[:MAX_MONTAGE_PANELS]
     ct_c = geo.canonical(np.asarray(ct.array))
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
@@ -615,7 +625,7 @@ def render_vertex_montage(
     )
     for ax in axes.flat[len(shown) :]:
         ax.set_axis_off()
-    for ax, layer in zip(axes.flat, shown):
+    for ax, (layer, members) in zip(axes.flat, shown):
         panel = axial_panel_at(geo, centers, diameter_mm=diameter_mm, layer=layer)
         _draw_panel(
             ax,
@@ -627,13 +637,20 @@ def render_vertex_montage(
             oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
             n_vertices=len(centers),
         )
-        ax.set_title(panel.label + _cold_ids(geo, cold_centers, layer), fontsize=9, y=1.0)
+        cold_ids = [i - len(centers) + 1 for i in members if i >= len(centers)]
+        cold_note = f"; cold {', '.join(map(str, cold_ids))}" if cold_ids else ""
+        ax.set_title(panel.label + cold_note, fontsize=9, y=1.0)
     more = f"; {len(layers) - len(shown)} more slices not shown" if len(layers) > len(shown) else ""
     fig.suptitle(
-        f"{title + ' - ' if title else ''}every axial slice through a vertex "
+        f"{title + ' - ' if title else ''}"
+        + (
+            "every axial slice through a vertex "
+            if not tolerance_mm
+            else "axial slices: every vertex "
+        )
         + ("or cold-sphere " if len(cold_centers) else "")
-        + "centre "
-        f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
+        + ("centre " if not tolerance_mm else f"centre is within {tolerance_mm:.1f} mm of one ")
+        + f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
         f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
         "yellow"
         + (", STV dotted orange" if stv is not None else "")

@@ -1,8 +1,11 @@
 """The cheap drawing of the 2-D panels against matplotlib's own (the oracles): mask outlines
 against ``ax.contour``, fixed ticks against the default locator, outlined labels against
-``Text`` with a ``withStroke`` path effect."""
+``Text`` with a ``withStroke`` path effect; and the grouped montage slices against a brute
+force search."""
 
 from __future__ import annotations
+
+from itertools import combinations
 
 import numpy as np
 import pytest
@@ -10,8 +13,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patheffects import withStroke
 
+from lattice.render.layout import montage_layers, montage_slices, overview_geometry
 from lattice.render.outlined_text import OutlinedLabels
 from lattice.render.slices import _fix_ticks, _outline
+from lattice.volume import Volume
 
 
 def _figure(xlim=(40.0, -25.0), ylim=(-12.0, 30.0)) -> tuple[Figure, object]:
@@ -117,3 +122,106 @@ def test_outlined_label_sits_where_a_stroked_text_does(text, size, bold, ha, va)
         black = (pixels.max(axis=-1) < 40).sum()
         assert white > 2 and black > white / 2  # white glyphs in a black outline
     np.testing.assert_allclose(boxes[1], boxes[0], atol=1.0)
+
+
+def _grid_volume(affine: np.ndarray, shape=(40, 40, 60)) -> Volume:
+    gtv = np.zeros(shape, dtype=bool)
+    gtv[10:30, 10:30, 10:50] = True
+    return Volume(gtv, affine)
+
+
+def _affines() -> dict[str, np.ndarray]:
+    aniso = np.diag([0.9, 1.1, 2.5, 1.0])
+    flipped = aniso.copy()
+    flipped[2, 2], flipped[2, 3] = -2.5, 140.0
+    c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+    oblique = np.eye(4)
+    oblique[:3, :3] = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]) @ np.diag([1.0, 1.0, 1.5])
+    oblique[:3, 3] = (10.0, -4.0, 30.0)
+    return {"anisotropic": aniso, "flipped-k": flipped, "oblique": oblique}
+
+
+def _plane_distances(geo, centers: np.ndarray) -> np.ndarray:
+    """(n, L) distance (mm) of each centre to each axial layer plane of the canonical grid,
+    from the canonical affine: the plane of layer l holds the voxel centres with k = l."""
+    a = geo.affine
+    normal = np.cross(a[:3, 0], a[:3, 1])
+    normal /= np.linalg.norm(normal)
+    layers = np.arange(geo.shape[2])
+    point = a[:3, 3][None, :] + layers[:, None] * a[:3, 2][None, :]
+    return np.abs((centers[:, None, :] - point[None, :, :]) @ normal)
+
+
+@pytest.mark.parametrize("kind", ["anisotropic", "flipped-k", "oblique"])
+@pytest.mark.parametrize("tolerance_mm", [0.0, 1.0, 3.75, 6.0])
+def test_grouped_slices_cover_every_centre_with_the_fewest_slices(kind, tolerance_mm):
+    rng = np.random.default_rng(7)
+    affine = _affines()[kind]
+    vol = _grid_volume(affine)
+    ijk = np.column_stack([rng.uniform(12, 28, 7), rng.uniform(12, 28, 7), rng.uniform(12, 48, 7)])
+    centers = ijk @ affine[:3, :3].T + affine[:3, 3]
+    geo = overview_geometry(vol, centers, diameter_mm=15.0)
+    slices = montage_slices(geo, centers, tolerance_mm=tolerance_mm)
+    layers = [layer for layer, _ in slices]
+    assert layers == sorted(layers, reverse=True) and len(set(layers)) == len(layers)
+    members = sorted(i for _, group in slices for i in group)
+    assert members == list(range(len(centers)))  # each centre on exactly one slice
+    d = _plane_distances(geo, centers)
+    nearest = d.argmin(axis=1)
+    allowed = [
+        set(np.flatnonzero(row <= tolerance_mm + 1e-9)) or {nearest[i]} for i, row in enumerate(d)
+    ]
+    for layer, group in slices:
+        for i in group:
+            assert layer in allowed[i]
+    # brute force: no fewer layers can give every centre an allowed layer
+    candidates = sorted(set().union(*allowed))
+    fewest = next(
+        n
+        for n in range(1, len(candidates) + 1)
+        if any(all(a & set(pick) for a in allowed) for pick in combinations(candidates, n))
+    )
+    assert len(slices) == fewest
+    if tolerance_mm == 0.0:
+        assert layers == montage_layers(geo, centers)
+
+
+def test_scattered_centres_get_one_panel_per_group(monkeypatch, tmp_path):
+    """Centres on more than MONTAGE_EXACT_PANELS slices: one panel per group, every vertex
+    on a panel cut within D/4 of its centre, and the title says so."""
+    from lattice.render import GROUPED_TOLERANCE_D, MONTAGE_EXACT_PANELS, render_vertex_montage
+    from lattice.render.layout import axial_panel_at
+
+    affine = _affines()["flipped-k"]
+    vol = _grid_volume(affine)
+    ct = Volume(np.where(np.asarray(vol.array), 40, -900).astype(np.int16), affine)
+    k = np.linspace(14.2, 46.9, 20)  # 20 slices of 2.5 mm, centres 4.3 mm apart
+    ijk = np.column_stack([15 + (np.arange(20) % 4) * 3.0, 15 + (np.arange(20) % 3) * 4.0, k])
+    centers = ijk @ affine[:3, :3].T + affine[:3, 3]
+    diameter = 15.0
+    geo = overview_geometry(vol, centers, diameter_mm=diameter)
+    assert len(montage_layers(geo, centers)) > MONTAGE_EXACT_PANELS
+    saved: list[Figure] = []
+    original = Figure.savefig
+
+    def catch(fig, *args, **kwargs):
+        saved.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", catch)
+    render_vertex_montage(
+        tmp_path / "m.png", ct=ct, gtv=vol, lattice_target=None, centers_ras_mm=centers,
+        diameter_mm=diameter,
+    )  # fmt: skip
+    tolerance = GROUPED_TOLERANCE_D * diameter
+    slices = montage_slices(geo, centers, tolerance_mm=tolerance)
+    titled = [ax for ax in saved[-1].axes if ax.get_title()]
+    assert len(titled) == len(slices) < len(montage_layers(geo, centers))
+    assert f"within {tolerance:.1f} mm" in saved[-1].get_suptitle()
+    for layer, group in slices:
+        cuts = {
+            c.vertex_id: c
+            for c in axial_panel_at(geo, centers, diameter_mm=diameter, layer=layer).cuts
+        }
+        for i in group:
+            assert cuts[i + 1].distance_mm <= tolerance + 1e-9
