@@ -39,14 +39,23 @@ def _glyphs(
     """The label's outline in points, baseline at 0, with its box ``(x0, x1, y0, y1)``: the
     ink's width, and vertically the ink grown to the line of "lp", as matplotlib aligns a
     line of text (so a label without descenders sits where a ``Text`` would)."""
-    prop = FontProperties(weight="bold" if bold else "normal")
-    path = TextPath((0.0, 0.0), text, size=size_pt, prop=prop)
-    line = TextPath((0.0, 0.0), "lp", size=size_pt, prop=prop).vertices
+    path = TextPath((0.0, 0.0), text, size=size_pt, prop=_font(bold))
     ink = path.vertices if len(path.vertices) else np.zeros((1, 2))
     x0, y0 = ink.min(axis=0)
     x1, y1 = ink.max(axis=0)
-    y0, y1 = min(y0, line[:, 1].min()), max(y1, line[:, 1].max())
-    return path, (float(x0), float(x1), float(y0), float(y1))
+    line_y0, line_y1 = _line(size_pt, bold)
+    return path, (float(x0), float(x1), float(min(y0, line_y0)), float(max(y1, line_y1)))
+
+
+@lru_cache(maxsize=16)
+def _line(size_pt: float, bold: bool) -> tuple[float, float]:
+    """Lowest and highest ink (points from the baseline) of "lp" in that font."""
+    y = TextPath((0.0, 0.0), "lp", size=size_pt, prop=_font(bold)).vertices[:, 1]
+    return float(y.min()), float(y.max())
+
+
+def _font(bold: bool) -> FontProperties:
+    return FontProperties(weight="bold" if bold else "normal")
 
 
 @dataclass
