@@ -72,10 +72,11 @@ MONTAGE_COLUMNS = 4
 #: Up to this many slices the montage shows the slice nearest to every centre (a layered
 #: lattice: one per layer, 7 for the benchmark's hcp plan). Centres spread over more slices
 #: (``--pattern max``: ~50 distinct slices for 55 vertices, 48 panels drawn and the rest
-#: left out) are grouped instead (:func:`~lattice.render.layout.montage_slices`): the fewest
-#: slices such that every centre lies within :data:`GROUPED_TOLERANCE_D` x D of one (17 for
-#: that plan). Every vertex is then on a panel, cut at least at sqrt(1 - 0.5**2) ~ 87 % of its
-#: diameter, its id centred on it; the title states the distance.
+#: left out) are grouped instead (:func:`~lattice.render.layout.montage_slices`) when that
+#: gives fewer panels: the fewest slices such that every centre lies within
+#: :data:`GROUPED_TOLERANCE_D` x D of one (18 for that plan). Every vertex is then on a
+#: panel, cut at least at sqrt(1 - 0.5**2) ~ 87 % of its diameter, its id centred on it; the
+#: title states the distance.
 MONTAGE_EXACT_PANELS = 12
 #: Largest distance of a centre from its grouped slice, as a fraction of the diameter D.
 GROUPED_TOLERANCE_D = 0.25
@@ -610,8 +611,9 @@ def render_vertex_montage(
     layers = montage_slices(geo, every, tolerance_mm=0.0)
     tolerance_mm = 0.0
     if len(layers) > MONTAGE_EXACT_PANELS:  # scattered centres: one slice per group
-        tolerance_mm = diameter_mm * GROUPED_TOLERANCE_D
-        layers = montage_slices(geo, every, tolerance_mm=tolerance_mm)
+        grouped = montage_slices(geo, every, tolerance_mm=diameter_mm * GROUPED_TOLERANCE_D)
+        if len(grouped) < len(layers):  # else layers far apart (cold spheres between them)
+            tolerance_mm, layers = diameter_mm * GROUPED_TOLERANCE_D, grouped
     shown = layers[:MAX_MONTAGE_PANELS]
     ct_c = geo.canonical(np.asarray(ct.array))
     overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
