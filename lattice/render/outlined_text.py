@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -85,7 +85,7 @@ class OutlinedLabels:
         path, (x0, x1, y0, y1) = _glyphs(text, float(size_pt), bool(bold))
         dx = {"left": -x0, "center": -(x0 + x1) / 2, "right": -x1}[ha]
         dy = {"bottom": -y0, "center": -(y0 + y1) / 2, "top": -y1}[va]
-        self.paths.append(Path(path.vertices + (dx, dy), path.codes))
+        self.paths.append(Path(np.asarray(path.vertices) + (dx, dy), path.codes))
         self.anchors.append((float(x), float(y)))
         self.colors.append(color)
 
@@ -93,20 +93,22 @@ class OutlinedLabels:
         """Add the outline collection, then the fill collection on top of it."""
         if not self.paths:
             return
-        points_to_px = Affine2D().scale(1 / 72.0) + ax.get_figure(root=True).dpi_scale_trans
-        common = dict(
-            offsets=np.array(self.anchors),
-            offset_transform=ax.transData,
-            transform=points_to_px,
-            zorder=TEXT_ZORDER,
-        )
-        stroke = PathCollection(
-            self.paths,
-            facecolors="none",
-            edgecolors="black",
-            linewidths=OUTLINE_WIDTH_PT,
-            **common,
-        )
-        fill = PathCollection(self.paths, facecolors=self.colors, edgecolors="none", **common)
+        fig = ax.get_figure(root=True)
+        assert fig is not None  # an axes of a figure
+        points_to_px = Affine2D().scale(1 / 72.0) + fig.dpi_scale_trans
+        offsets = np.array(self.anchors)
+
+        def labels(**colours: Any) -> PathCollection:
+            return PathCollection(
+                self.paths,
+                offsets=offsets,
+                offset_transform=ax.transData,
+                transform=points_to_px,
+                zorder=TEXT_ZORDER,
+                **colours,
+            )
+
+        stroke = labels(facecolors="none", edgecolors="black", linewidths=OUTLINE_WIDTH_PT)
+        fill = labels(facecolors=self.colors, edgecolors="none")
         for collection in (stroke, fill):
             ax.add_collection(collection, autolim=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -478,7 +478,10 @@ def _outline(
         corner_mask=True,
         line_type=contourpy.LineType.SeparateCode,
     )
-    points, codes = tracer.create_contour(0.5)
+    # SeparateCode: a list of (n, 2) point arrays and a list of their path codes
+    points, codes = cast(
+        tuple[list[NDArray[np.float64]], list[NDArray[np.uint8]]], tracer.create_contour(0.5)
+    )
     path = (
         MplPath(np.concatenate(points), np.concatenate(codes))
         if points
