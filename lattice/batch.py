@@ -515,6 +515,7 @@ def _warm_up(fork: bool) -> None:  # pragma: no cover - runs in the worker proce
         "lattice.pipeline",
         "lattice.planning.placement",
         "lattice.render.slices",
+        "lattice.render.montage",
         "lattice.render.three_d",
         "lattice.io.rtstruct_write",
         "lattice.io.meshes",

@@ -2,8 +2,9 @@
 
 - :mod:`~lattice.render.layout`: where the overview panels cut the grid (planes, crop,
   sphere circles, edge letters), from world-space arithmetic alone, without matplotlib;
-- :mod:`~lattice.render.slices`: the 2-D pictures, :func:`render_overview` (axial, coronal
-  and sagittal panels, radiological view) and :func:`render_vertex_montage`;
+- :mod:`~lattice.render.slices`: the 2-D overview, :func:`render_overview` (axial, coronal
+  and sagittal panels, radiological view), and :mod:`~lattice.render.montage`:
+  :func:`render_vertex_montage`, the axial slices through the vertex centres;
 - :mod:`~lattice.render.three_d`: :func:`render_3d`, the surfaces and spheres seen from two
   viewpoints;
 - :mod:`~lattice.render.style`: the colours and resolution they share;
@@ -34,15 +35,15 @@ _EXPORTS = {
     "overview_geometry": "lattice.render.layout",
     "DEFAULT_WINDOW_HU": "lattice.render.slices",
     "FIGURE_SIZE_IN": "lattice.render.slices",
-    "MAX_MONTAGE_PANELS": "lattice.render.slices",
-    "MONTAGE_COLUMNS": "lattice.render.slices",
-    "MONTAGE_DPI": "lattice.render.slices",
-    "MONTAGE_EXACT_PANELS": "lattice.render.slices",
-    "GROUPED_TOLERANCE_D": "lattice.render.slices",
+    "MAX_MONTAGE_PANELS": "lattice.render.montage",
+    "MONTAGE_COLUMNS": "lattice.render.montage",
+    "MONTAGE_DPI": "lattice.render.montage",
+    "MONTAGE_EXACT_PANELS": "lattice.render.montage",
+    "GROUPED_TOLERANCE_D": "lattice.render.montage",
     "SCALE_BAR_MM": "lattice.render.slices",
     "SMALL_CUT_MM": "lattice.render.slices",
     "render_overview": "lattice.render.slices",
-    "render_vertex_montage": "lattice.render.slices",
+    "render_vertex_montage": "lattice.render.montage",
     "FIGURE_DPI": "lattice.render.style",
     "LETTER_BAND_PX": "lattice.render.three_d",
     "MAX_FACES_3D": "lattice.render.three_d",

@@ -1,5 +1,6 @@
 """2-D pictures: the overview (axial, coronal and sagittal panels through the planes that cut
-the most vertex spheres) and the montage of axial slices through the vertex centres.
+the most vertex spheres), and the panel drawing it shares with the montage of axial slices
+through the vertex centres (:mod:`lattice.render.montage`).
 
 Panels follow the radiological convention; where they cut the grid comes from
 :mod:`lattice.render.layout`. Only the displayed slices are read from the arrays.
@@ -23,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, Patch
 from matplotlib.path import Path as MplPath
 from matplotlib.patheffects import withStroke
-from matplotlib.ticker import FixedLocator, NullLocator
+from matplotlib.ticker import FixedLocator
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import OutputWriteError, ParameterError
@@ -34,9 +35,6 @@ from .layout import (
     WORLD_AXIS_NAMES,
     OverviewGeometry,
     PanelGeometry,
-    as_centres,
-    axial_panel_at,
-    montage_slices,
     overview_geometry,
 )
 from .outlined_text import HorizontalAlignment, OutlinedLabels, VerticalAlignment
@@ -65,23 +63,6 @@ FIGURE_SIZE_IN = (15.0, 5.5)
 
 #: Scale bar lengths (mm) to choose from: the largest one under a fifth of the panel width.
 SCALE_BAR_MM = (5, 10, 20, 50, 100)
-
-#: Largest number of panels in the vertex montage (one per axial layer through a centre).
-MAX_MONTAGE_PANELS = 48
-MONTAGE_COLUMNS = 4
-#: Up to this many slices the montage shows the slice nearest to every centre (a layered
-#: lattice: one per layer, 7 for the benchmark's hcp plan). Centres spread over more slices
-#: (``--pattern max``: ~50 distinct slices for 55 vertices, 48 panels drawn and the rest
-#: left out) are grouped instead (:func:`~lattice.render.layout.montage_slices`) when that
-#: gives fewer panels: the fewest slices such that every centre lies within
-#: :data:`GROUPED_TOLERANCE_D` x D of one (18 for that plan). Every vertex is then on a
-#: panel, cut at least at sqrt(1 - 0.5**2) ~ 87 % of its diameter, its id centred on it; the
-#: title states the distance.
-MONTAGE_EXACT_PANELS = 12
-#: Largest distance of a centre from its grouped slice, as a fraction of the diameter D.
-GROUPED_TOLERANCE_D = 0.25
-#: The montage has many small panels: a lower resolution than the overview keeps it quick.
-MONTAGE_DPI = 85
 
 
 def render_overview(
@@ -171,12 +152,12 @@ def render_overview(
     ct_c = geo.canonical(np.asarray(ct.array))
     if cold is not None:
         ct.check_same_grid(cold, name="CT", other_name="cold spheres")
-    overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
+    overlays = mask_overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
     if shells is not None:
         ct.check_same_grid(shells, name="CT", other_name="support shells")
         overlays[:0] = _shell_overlays(geo, shells)  # drawn first, under the GTV
     if cold is not None:
-        overlays.append(_cold_overlay(geo, cold))
+        overlays.append(cold_overlay(geo, cold))
 
     # A fixed layout: constrained layout costs an extra full draw (~0.3 s) for the same page.
     fig = Figure(figsize=FIGURE_SIZE_IN, dpi=FIGURE_DPI)
@@ -196,7 +177,7 @@ def render_overview(
         ax.set_anchor(anchor)  # keep the three panels together when the height limits them
     seen: set[str] = set()
     for ax, panel in zip(axes, geo.panels):
-        seen |= _draw_panel(
+        seen |= draw_panel(
             ax,
             panel,
             ct_c,
@@ -251,12 +232,12 @@ def _shell_overlays(geo: OverviewGeometry, shells: Volume) -> list[_Overlay]:
     ]
 
 
-def _cold_overlay(geo: OverviewGeometry, cold: Volume) -> _Overlay:
+def cold_overlay(geo: OverviewGeometry, cold: Volume) -> _Overlay:
     """The cold spheres' voxels, outlined in their own colour."""
     return _Overlay("cold spheres", geo.canonical(np.asarray(cold.array)), COLD_COLOR, "-", 1.6)
 
 
-def _overlays(
+def mask_overlays(
     geo: OverviewGeometry,
     *,
     gtv: Volume,
@@ -337,7 +318,7 @@ def _overview_title(
     return suptitle
 
 
-def _draw_panel(
+def draw_panel(
     ax: Axes,
     panel: PanelGeometry,
     ct_c: NDArray,
@@ -395,17 +376,6 @@ def _draw_panel(
     ax.tick_params(labelsize=8)
     _fix_ticks(ax)  # after the label size, which sets how many ticks fit
     return seen
-
-
-def _outer_axes_only(ax: Axes, *, left: bool, bottom: bool) -> None:
-    """No ticks, tick labels nor axis label on the sides of a montage panel that face
-    another panel (the y axis unless ``left``, the x axis unless ``bottom``)."""
-    if not left:
-        ax.yaxis.set_major_locator(NullLocator())
-        ax.set_ylabel("")
-    if not bottom:
-        ax.xaxis.set_major_locator(NullLocator())
-        ax.set_xlabel("")
 
 
 #: A tick this close to the view's edge (fraction of its width) is shown, as matplotlib does.
@@ -576,111 +546,3 @@ def _axis_label(direction: NDArray[np.float64], oblique: bool) -> str:
     if oblique:
         return f"mm along grid axis \u2248 {name}"
     return f"{name} RAS (mm)"
-
-
-def render_vertex_montage(
-    path: str | Path,
-    *,
-    ct: Volume,
-    gtv: Volume,
-    lattice_target: Volume | None,
-    centers_ras_mm: ArrayLike,
-    diameter_mm: float,
-    oars: Mapping[str, Volume] = NO_OARS,
-    stv: Volume | None = None,
-    title: str = "",
-    window: tuple[float, float] = DEFAULT_WINDOW_HU,
-    context_mm: float = DEFAULT_CONTEXT_MM,
-    cold: Volume | None = None,
-    cold_centers_ras_mm: ArrayLike | None = None,
-) -> Path | None:
-    """Write a PNG with one axial panel per slice through a vertex centre (the slice nearest
-    to each centre; at most :data:`MAX_MONTAGE_PANELS`, superior first; beyond
-    :data:`MONTAGE_EXACT_PANELS` such slices, one slice per group of centres within
-    :data:`GROUPED_TOLERANCE_D` x ``diameter_mm`` of it). Same drawing as
-    :func:`render_overview` (``cold``: the cold spheres' label map, outlined in their
-    colour; with ``cold_centers_ras_mm`` the slices through the cold-sphere centres are shown
-    too, since the holes of a layered lattice lie between the vertex layers). Returns None
-    (and writes nothing) without vertices."""
-    centers = as_centres(centers_ras_mm)
-    if not len(centers):
-        return None
-    level, width = (float(w) for w in window)
-    geo = overview_geometry(gtv, centers, diameter_mm=diameter_mm, context_mm=context_mm)
-    cold_centers = (
-        np.zeros((0, 3)) if cold_centers_ras_mm is None else as_centres(cold_centers_ras_mm)
-    )
-    every = np.concatenate([centers, cold_centers])
-    layers = montage_slices(geo, every, tolerance_mm=0.0)
-    tolerance_mm = 0.0
-    if len(layers) > MONTAGE_EXACT_PANELS:  # scattered centres: one slice per group
-        grouped = montage_slices(geo, every, tolerance_mm=diameter_mm * GROUPED_TOLERANCE_D)
-        if len(grouped) < len(layers):  # else layers far apart (cold spheres between them)
-            tolerance_mm, layers = diameter_mm * GROUPED_TOLERANCE_D, grouped
-    shown = layers[:MAX_MONTAGE_PANELS]
-    ct_c = geo.canonical(np.asarray(ct.array))
-    overlays = _overlays(geo, gtv=gtv, lattice_target=lattice_target, stv=stv, oars=oars)
-    if cold is not None:
-        ct.check_same_grid(cold, name="CT", other_name="cold spheres")
-        overlays.append(_cold_overlay(geo, cold))
-    cols = min(MONTAGE_COLUMNS, len(shown))
-    rows = -(-len(shown) // cols)
-    fig = Figure(figsize=(4.4 * cols, 4.3 * rows + 0.8), dpi=MONTAGE_DPI)
-    FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(rows, cols)
-    # Fixed margins (before the panels: their size sets their ticks): tight_layout would
-    # cost a second full draw of every panel.
-    height_in = 4.3 * rows + 0.8
-    fig.subplots_adjust(
-        left=0.06,
-        right=0.99,
-        bottom=0.45 / height_in,
-        top=1 - 0.95 / height_in,
-        wspace=0.3,
-        hspace=0.28,
-    )
-    for n, (layer, members) in enumerate(shown):
-        ax = fig.add_subplot(grid[n // cols, n % cols])  # none for the empty cells
-        panel = axial_panel_at(geo, centers, diameter_mm=diameter_mm, layer=layer)
-        _draw_panel(
-            ax,
-            panel,
-            ct_c,
-            overlays,
-            vmin=level - width / 2,
-            vmax=level + width / 2,
-            oblique=geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG,
-            n_vertices=len(centers),
-        )
-        # Every panel has the same crop: the mm axes are labelled on the outer panels only
-        # (the left column, the lowest panel of each column), as in a shared-axes grid. Ticks
-        # and their labels are most of a panel's cost (~40 ms of ~60 ms).
-        _outer_axes_only(ax, left=n % cols == 0, bottom=n + cols >= len(shown))
-        cold_ids = [i - len(centers) + 1 for i in members if i >= len(centers)]
-        cold_note = f"; cold {', '.join(map(str, cold_ids))}" if cold_ids else ""
-        ax.set_title(panel.label + cold_note, fontsize=9, y=1.0)
-    more = f"; {len(layers) - len(shown)} more slices not shown" if len(layers) > len(shown) else ""
-    fig.suptitle(
-        f"{title + ' - ' if title else ''}"
-        + (
-            "every axial slice through a vertex "
-            if not tolerance_mm
-            else "axial slices: every vertex "
-        )
-        + ("or cold-sphere " if len(cold_centers) else "")
-        + ("centre " if not tolerance_mm else f"centre is within {tolerance_mm:.1f} mm of one ")
-        + f"({len(shown)} slices, {len(centers)} vertices{more}; window L {level:.0f} / "
-        f"W {width:.0f}; radiological view)\nGTV solid red, LATTICE target dashed "
-        "yellow"
-        + (", STV dotted orange" if stv is not None else "")
-        + (", OARs in their colours" if oars else "")
-        + ", vertex spheres cyan (true cross-sections)"
-        + (", cold spheres violet outlines" if cold is not None else ""),
-        fontsize=11,
-    )
-    out = Path(path)
-    try:
-        fig.savefig(out, format="png", dpi=MONTAGE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write the montage '{out}': {exc}") from exc
-    return out

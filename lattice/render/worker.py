@@ -500,7 +500,7 @@ def _prepare(
         ct = load_ct()
         if early is not None:
             early(ct)
-        from . import slices, three_d  # noqa: F401 - slow; done while the parent plans
+        from . import montage, slices, three_d  # noqa: F401 - slow; done while the parent plans
 
         _WORKER_STATE["ct"] = ct
         _WORKER_STATE["load_ct"] = load_ct
