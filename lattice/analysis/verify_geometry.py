@@ -2,7 +2,9 @@
 
 The GTV and each OAR are the solids a TPS rebuilds from slice outlines (the RTSTRUCT's
 polygons when the mask came from DICOM, marching squares at 0.5 of each slice otherwise),
-each extruded half a slice gap above and below its plane (README "Definitions"). Every
+each extruded half a slice gap above and below its plane (README "Definitions"). The
+outlines are traced here from each slice's boundary edges (the same segments as
+scikit-image's ``find_contours``, tested against it), not with the planner's tables. Every
 segment of every slab in reach is measured and inside-ness is the crossing number: this
 shares nothing with the planner's voxel tables, trees or bounds (:mod:`lattice.geometry.surface`,
 :mod:`lattice.planning.rules`), so a bug there cannot hide itself here. Only
@@ -18,28 +20,78 @@ from numpy.typing import NDArray
 from ..volume import Volume
 
 
-def _slice_rings(mask: Volume, k: int, plane: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
-    """Closed outlines (voxel indices i, j) of slice k: the mask's own polygons when it was
-    rasterised from an RTSTRUCT, otherwise marching squares at 0.5 of the padded slice
-    ``plane`` (the mask's slice k)."""
-    from skimage.measure import find_contours
-
+def _contour_rings(mask: Volume, k: int) -> list[NDArray[np.float64]]:
+    """The polygons (voxel indices i, j) of slice k of a mask rasterised from an RTSTRUCT."""
     from ..geometry.surface import ContourVolume
 
-    if isinstance(mask, ContourVolume):
-        return [ring for kk, ring in mask.rings_ijk if kk == k]
-    ii = np.flatnonzero(plane.any(axis=1))
-    if len(ii) == 0:
-        return []
-    jj = np.flatnonzero(plane.any(axis=0))
-    sub = plane[ii[0] : ii[-1] + 1, jj[0] : jj[-1] + 1]  # same outlines, shifted back below
-    off = np.array([ii[0], jj[0]], dtype=np.float64) - 1.0
-    return [line[:-1] + off for line in find_contours(np.pad(sub, 1).astype(float), 0.5)]
+    assert isinstance(mask, ContourVolume)
+    return [ring for kk, ring in mask.rings_ijk if kk == k]
+
+
+def _outline_segments(images: NDArray[np.bool_]) -> list[NDArray[np.float64]]:
+    """Per image of a stack ``(n, R, C)``, the directed segments ``(m, 4)`` ``(r0, c0, r1,
+    c1)`` (array indices) of its level-0.5 outline: those scikit-image's
+    ``find_contours(image, 0.5)`` joins into rings, for images framed with background.
+
+    Derived from the boundary edges (the edges between an inside and an outside pixel, the
+    outline crossing each at its midpoint), not from a case table: in a cell (2 x 2 pixels)
+    with two boundary edges the outline joins their midpoints; in a saddle cell (two inside
+    pixels diagonally opposite, four boundary edges) it cuts off each inside corner on its
+    own (the outside is the connected phase, find_contours' default). Each segment is
+    directed with its cell's inside corners on the same side as find_contours' rings run,
+    so every coordinate and direction is the rings' (the distances are bit for bit theirs).
+    """
+    a = images
+    ul, ur, ll, lr = a[:, :-1, :-1], a[:, :-1, 1:], a[:, 1:, :-1], a[:, 1:, 1:]
+    kk, r, c = np.nonzero((ul ^ ur) | (ul ^ ll) | (ul ^ lr))  # the cells the outline crosses
+    corners = [m[kk, r, c] for m in (ul, ur, ll, lr)]
+    # Boundary edges of each cell: top, bottom, left, right; midpoints as (dr, dc).
+    edges = (
+        corners[0] ^ corners[1],
+        corners[2] ^ corners[3],
+        corners[0] ^ corners[2],
+        corners[1] ^ corners[3],
+    )
+    mid = np.array([(0.0, 0.5), (1.0, 0.5), (0.5, 0.0), (0.5, 1.0)])
+    corner = np.array([(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)])
+    saddle_ad = corners[0] & corners[3] & ~corners[1] & ~corners[2]
+    saddle_bc = corners[1] & corners[2] & ~corners[0] & ~corners[3]
+    two = ~(saddle_ad | saddle_bc)
+    first_inside = np.argmax(np.column_stack(corners), axis=1)
+    # (first edge, second edge, the inside corner that fixes the direction, cells)
+    jobs = [
+        (e0, e1, first_inside, two & edges[e0] & edges[e1])
+        for e0 in range(4)
+        for e1 in range(e0 + 1, 4)
+    ]
+    jobs += [
+        (0, 2, np.zeros_like(first_inside), saddle_ad),
+        (1, 3, np.full_like(first_inside, 3), saddle_ad),
+        (0, 3, np.ones_like(first_inside), saddle_bc),
+        (1, 2, np.full_like(first_inside, 2), saddle_bc),
+    ]
+    base = np.column_stack([r, c]).astype(np.float64)
+    parts, owner = [], []
+    for e0, e1, inside, cells in jobs:
+        at = np.flatnonzero(cells)
+        p, q, w = base[at] + mid[e0], base[at] + mid[e1], base[at] + corner[inside[at]]
+        d, v = q - p, w - p
+        flip = d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0] > 0  # the other way round
+        p[flip], q[flip] = q[flip], p[flip].copy()
+        parts.append(np.column_stack([p, q]))
+        owner.append(kk[at])
+    segs, owner_k = np.concatenate(parts), np.concatenate(owner)
+    order = np.argsort(owner_k, kind="stable")
+    bounds = np.searchsorted(owner_k[order], np.arange(len(a) + 1))
+    return [segs[order[bounds[i] : bounds[i + 1]]] for i in range(len(a))]
 
 
 #: Point-segment pairs per block of the in-plane computation (memory ~ 8 bytes each, times
 #: the dozen temporaries).
 _PAIR_BLOCK = 200_000
+
+#: Pixels per block of slices traced together (memory: a dozen bool arrays of that size).
+_OUTLINE_BLOCK = 1_000_000
 
 #: Slab offsets measured per round of :meth:`_Slabs.measure`.
 _OFFSETS_PER_ROUND = 4
@@ -64,9 +116,10 @@ class _Slabs:
         self._segs: dict[int, NDArray[np.float64] | None] = {}
         self._crop: tuple[NDArray[np.int64], NDArray[np.bool_]] | None = None
 
-    def _plane(self, k: int) -> NDArray[np.bool_]:
-        """Slice k of the mask, cut from one slices-first copy of its bounding box (a slice
-        of the last axis of the whole volume is a slow strided view) and put back in place."""
+    def _slices_first(self) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+        """The mask's bounding box: its first voxel, and the box with slices first (each
+        slice contiguous: a slice of the last axis of the whole volume is a slow strided
+        view), made once."""
         if self._crop is None:
             arr = np.asarray(self.mask.array, dtype=bool)
             lo = np.zeros(3, dtype=np.int64)
@@ -83,26 +136,43 @@ class _Slabs:
                 lo[2], hi[2] = hit[0], hit[-1] + 1
             box = box[:, :, lo[2] : hi[2]]
             self._crop = (lo, np.ascontiguousarray(np.moveaxis(box, 2, 0)))
-        lo, first = self._crop
-        plane = np.zeros(self.mask.shape[:2], dtype=bool)
-        if lo[2] <= k < lo[2] + len(first):
-            plane[lo[0] : lo[0] + first.shape[1], lo[1] : lo[1] + first.shape[2]] = first[k - lo[2]]
-        return plane
+        return self._crop
 
     def segments(self, k: int) -> NDArray[np.float64] | None:
         """(n, 4) segments (u0, v0, u1, v1) of slice k in mm, None for an empty slice."""
-        if k not in self._segs:
-            rings = (
-                [
-                    np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
-                    for r in _slice_rings(self.mask, k, self._plane(k))
-                ]
-                if 0 <= k < self.mask.shape[2]
-                else []
-            )
+        from ..geometry.surface import ContourVolume
+
+        if k in self._segs:
+            return self._segs[k]
+        if isinstance(self.mask, ContourVolume):
+            rings = [
+                np.asarray(r, dtype=np.float64)[:, :2] * self.vox[:2]
+                for r in _contour_rings(self.mask, k)
+            ]
             segs = [np.column_stack([r, np.roll(r, -1, axis=0)]) for r in rings if len(r) >= 2]
             self._segs[k] = np.concatenate(segs) if segs else None
+        else:
+            self._trace(k)
         return self._segs[k]
+
+    def _trace(self, k: int) -> None:
+        """The outline segments of the block of slices holding slice k (every slice of the
+        mask's bounding box is in one block of about :data:`_OUTLINE_BLOCK` pixels)."""
+        lo, first = self._slices_first()
+        nk, ni, nj = first.shape
+        if not lo[2] <= k < lo[2] + nk:
+            self._segs[k] = None
+            return
+        step = max(1, _OUTLINE_BLOCK // ((ni + 2) * (nj + 2)))
+        a = (k - int(lo[2])) // step * step
+        block = first[a : a + step]
+        framed = np.zeros((len(block), ni + 2, nj + 2), dtype=bool)  # outlines close inside
+        framed[:, 1:-1, 1:-1] = block
+        # Framed indices back to the mask's (whole half-integers: exact), then to mm.
+        shift = np.array([lo[0], lo[1], lo[0], lo[1]], dtype=np.float64) - 1.0
+        scale = np.tile(self.vox[:2], 2)
+        for t, seg in enumerate(_outline_segments(framed)):
+            self._segs[int(lo[2]) + a + t] = (seg + shift) * scale if len(seg) else None
 
     def _inplane(
         self, ks: NDArray[np.int64], q: NDArray[np.float64]

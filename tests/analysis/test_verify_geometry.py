@@ -94,6 +94,7 @@ def test_batched_slabs_equal_the_slab_by_slab_loop(
 ):
     # Small blocks so that the pair blocking and the padded segment table are exercised.
     monkeypatch.setattr(verify_geometry, "_PAIR_BLOCK", 3_000)
+    monkeypatch.setattr(verify_geometry, "_OUTLINE_BLOCK", 3_000)  # two slices per block
     base = make_volume((34, 30, 22), (0.9, 1.3, 2.1), affine_kind)
     centre = base.ijk_to_ras([16.0, 14.0, 10.0])
     arr = ellipsoid_mask(base, centre, (11.0, 8.0, 14.0))
@@ -110,6 +111,28 @@ def test_batched_slabs_equal_the_slab_by_slab_loop(
         got = _Slabs(mask).measure(pts, depth=depth, cap_mm=cap_mm)
         want = _oracle_measure(mask, pts, depth=depth, cap_mm=cap_mm)
         np.testing.assert_array_equal(got, want)
+
+
+def _ring_segments(image: np.ndarray) -> np.ndarray:
+    """The directed segments of find_contours' rings of a framed image, sorted by rows."""
+    from skimage.measure import find_contours
+
+    rings = [line[:-1] for line in find_contours(image.astype(float), 0.5)]
+    segs = [np.column_stack([r, np.roll(r, -1, axis=0)]) for r in rings]
+    s = np.concatenate(segs) if segs else np.zeros((0, 4))
+    return s[np.lexsort(s.T[::-1])]
+
+
+@pytest.mark.parametrize("fill", [0.15, 0.5, 0.85])
+def test_outline_segments_are_the_segments_of_find_contours_rings(fill):
+    # Random images are full of saddle cells, holes and one-pixel pieces.
+    rng = np.random.default_rng(int(fill * 100))
+    images = np.zeros((6, 19, 23), dtype=bool)
+    images[:, 1:-1, 1:-1] = rng.random((6, 17, 21)) < fill
+    images[2] = False  # an empty image
+    images[3, 1:-1, 1:-1] = True  # a full one
+    for image, got in zip(images, verify_geometry._outline_segments(images)):
+        np.testing.assert_array_equal(got[np.lexsort(got.T[::-1])], _ring_segments(image))
 
 
 def test_empty_mask_gives_zero_depth_and_infinite_distance(make_volume):
