@@ -136,7 +136,7 @@ def _axial_diameters(
     size = crop.voxel_size_mm
     best: tuple[float, int, NDArray[np.float64], int, int] | None = None
     for kk, points in _outline_points(crop.array):
-        hull = _hull_2d(points * size[:2])  # in-plane mm (the grid is orthogonal)
+        hull = _hull_of_unique(points * size[:2])  # in-plane mm (the grid is orthogonal)
         d = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
         ia, ib = np.unravel_index(int(np.argmax(d)), d.shape)
         if best is None or d[ia, ib] > best[0] + 1e-9:
@@ -155,28 +155,36 @@ def _axial_diameters(
 
 def _outline_points(array: NDArray[np.bool_]) -> list[tuple[int, NDArray[np.float64]]]:
     """Per slice k, the in-plane index points (i, j) half-way between each inside voxel and
-    each of its outside in-plane neighbours: the vertices of the marching-squares outline at
-    level 0.5, found for all slices at once."""
-    padded = np.pad(array, ((1, 1), (1, 1), (0, 0)))
-    found = []
-    for axis in (0, 1):
-        for step in (1, -1):
-            edge = padded & ~np.roll(padded, -step, axis=axis)
-            idx = np.argwhere(edge).astype(np.float64)
-            idx[:, axis] += 0.5 * step
-            found.append(idx)
-    points = np.concatenate(found)
-    points[:, :2] -= 1.0  # undo the padding
-    points = points[np.argsort(points[:, 2], kind="stable")]
-    ks, starts = np.unique(points[:, 2].astype(int), return_index=True)
-    return [(int(k), part[:, :2]) for k, part in zip(ks, np.split(points, starts[1:]))]
+    each of its outside in-plane neighbours (the vertices of the marching-squares outline at
+    level 0.5), each once and sorted by i then j (``np.unique(points, axis=0)``'s order),
+    found for all slices at once.
+
+    The points are whole multiples of a half: they are sorted and made unique as integers
+    (twice the indices, one key per point with the slice first), which keeps the order.
+    """
+    nk = array.shape[2]
+    framed = np.zeros((nk, array.shape[0] + 2, array.shape[1] + 2), dtype=bool)
+    framed[:, 1:-1, 1:-1] = np.moveaxis(array, 2, 0)  # slices first, framed with outside
+    # Edges between neighbours along i (the point i - 1/2 of the framed row pair) and along j.
+    k0, t0, j0 = np.nonzero(framed[:, 1:, 1:-1] ^ framed[:, :-1, 1:-1])
+    k1, i1, t1 = np.nonzero(framed[:, 1:-1, 1:] ^ framed[:, 1:-1, :-1])
+    k = np.concatenate([k0, k1]).astype(np.int64)
+    twice_i = np.concatenate([2 * t0 - 1, 2 * i1]).astype(np.int64)
+    twice_j = np.concatenate([2 * j0, 2 * t1 - 1]).astype(np.int64)
+    width_i, width_j = 2 * array.shape[0] + 3, 2 * array.shape[1] + 3
+    keys = np.unique((k * width_i + twice_i + 1) * width_j + twice_j + 1)
+    rest, twice_j = np.divmod(keys, width_j)
+    k, twice_i = np.divmod(rest, width_i)
+    points = np.column_stack([twice_i - 1, twice_j - 1]) * 0.5
+    ks, starts = np.unique(k, return_index=True)
+    return [(int(kk), part) for kk, part in zip(ks, np.split(points, starts[1:]))]
 
 
-def _hull_2d(points: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Vertices of the convex hull of 2-D points, in order (all points if degenerate)."""
+def _hull_of_unique(unique: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Vertices of the convex hull of distinct 2-D points, in order (all points if
+    degenerate); ``unique`` sorted as ``np.unique(points, axis=0)`` sorts them."""
     from scipy.spatial import ConvexHull, QhullError
 
-    unique = np.unique(points, axis=0)
     if len(unique) < 3:
         return unique
     try:

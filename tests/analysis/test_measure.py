@@ -158,3 +158,36 @@ def test_condensed_index_to_pair():
         for index in range(len(d)):
             i, j = _pair_of(index, n)
             assert i < j and square[i, j] == d[index]
+
+
+def _oracle_outline_points(array):
+    """The outline points as measure.py found them before they were sorted as integers: the
+    padded mask against itself rolled four ways, then np.unique per slice."""
+    padded = np.pad(array, ((1, 1), (1, 1), (0, 0)))
+    found = []
+    for axis in (0, 1):
+        for step in (1, -1):
+            edge = padded & ~np.roll(padded, -step, axis=axis)
+            idx = np.argwhere(edge).astype(np.float64)
+            idx[:, axis] += 0.5 * step
+            found.append(idx)
+    points = np.concatenate(found)
+    points[:, :2] -= 1.0
+    ks = np.unique(points[:, 2]).astype(int)
+    return [(int(k), np.unique(points[points[:, 2] == k][:, :2], axis=0)) for k in ks]
+
+
+@pytest.mark.parametrize("fill", [0.1, 0.6])
+def test_outline_points_are_the_unique_points_of_each_slice(fill):
+    from lattice.analysis.measure import _outline_points
+
+    rng = np.random.default_rng(3)
+    array = rng.random((13, 17, 9)) < fill  # touches every border, holes, single voxels
+    array[:, :, 4] = False  # a slice without the lesion
+    array[:, :, 6] = True  # a full slice
+    got, want = _outline_points(array), _oracle_outline_points(array)
+    assert [k for k, _ in got] == [k for k, _ in want]
+    size = np.array([0.7, 1.3])
+    for (_, g), (_, w) in zip(got, want):
+        np.testing.assert_array_equal(g, w)  # same values, same order
+        np.testing.assert_array_equal(g * size, np.unique(w * size, axis=0))
