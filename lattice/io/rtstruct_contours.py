@@ -94,7 +94,6 @@ def crop_contours(
     around it, or reaches the edge of the whole grid where it does not.
     """
     from nibabel.affines import apply_affine  # nibabel ~0.35 s: not with the CLI's parser
-    from skimage.measure import find_contours
 
     from ..geometry.margins import bounding_box
 
@@ -104,17 +103,129 @@ def crop_contours(
     box = bounding_box(crop, pad_vox=1)  # contours of the crop: same, much faster
     array = crop[box]
     offset = np.array([box[0].start + start_ijk[0], box[1].start + start_ijk[1]], dtype=np.float64)
-    for kk in np.flatnonzero(array.any(axis=(0, 1))):
-        k = int(kk) + box[2].start + start_ijk[2]
-        padded = np.pad(array[:, :, kk], 1).astype(np.float32)
-        for line in find_contours(padded, 0.5):
-            # Closed: the repeated end point dropped; -1 undoes the padding.
-            line = _drop_collinear(line[:-1]) - 1.0 + offset
-            if len(line) < 3:
-                continue
-            ijk = np.column_stack([line, np.full(len(line), float(k))])
-            out.append((k, apply_affine(lps_affine, ijk)))
+    traced = np.flatnonzero(array.any(axis=(0, 1)))
+    ni, nj = array.shape[0] + 2, array.shape[1] + 2
+    step = max(1, _TRACE_BLOCK // (ni * nj))
+    for a in range(0, len(traced), step):
+        chunk = traced[a : a + step]
+        framed = np.zeros((len(chunk), ni, nj), dtype=bool)  # each slice padded by one
+        framed[:, 1:-1, 1:-1] = np.moveaxis(array[:, :, chunk], 2, 0)
+        for kk, rings in zip(chunk.tolist(), traced_rings(framed)):
+            k = kk + box[2].start + start_ijk[2]
+            for ring in rings:
+                # -1 undoes the padding.
+                line = _drop_collinear(ring) - 1.0 + offset
+                if len(line) < 3:
+                    continue
+                ijk = np.column_stack([line, np.full(len(line), float(k))])
+                out.append((k, apply_affine(lps_affine, ijk)))
     return out
+
+
+#: Pixels per block of slices traced together (memory: a dozen arrays of that many bools).
+_TRACE_BLOCK = 1_000_000
+
+# A cell is 2 x 2 pixels, corners ul (r, c), ur (r, c+1), ll (r+1, c), lr (r+1, c+1); its
+# edges top, bottom, left, right have their midpoints at these offsets from (r, c).
+_MIDPOINT = np.array([(0.0, 0.5), (1.0, 0.5), (0.5, 0.0), (0.5, 1.0)])
+_CORNER = np.array([(0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0)])
+
+
+def traced_rings(images: NDArray[np.bool_]) -> list[list[NDArray[np.float64]]]:
+    """Per image of a stack ``(n, R, C)`` framed with background, the closed outlines at level
+    0.5 as scikit-image's ``find_contours(image, 0.5)`` returns them (the same rings, each
+    from the same point, in the same order; the repeated end point left out), traced with
+    array operations.
+
+    The outline crosses every boundary edge (between an inside and an outside pixel) at its
+    midpoint. A cell (2 x 2 pixels) with two boundary edges joins their midpoints; a saddle
+    cell (two inside pixels diagonally opposite) cuts off each inside corner on its own (the
+    outside is the connected phase, find_contours' default), the segment at its top edge
+    first. Segments run with their cell's inside corners on the same side as find_contours'
+    do, and are numbered in its scan order (cells row by row). find_contours joins them in
+    that order: a ring is listed where its first segment comes, and starts at the end point
+    of its last segment (the one that closed it).
+    """
+    n_img = len(images)
+    ul, ur = images[:, :-1, :-1], images[:, :-1, 1:]
+    ll, lr = images[:, 1:, :-1], images[:, 1:, 1:]
+    img, r, c = np.nonzero((ul ^ ur) | (ul ^ ll) | (ul ^ lr))  # cells the outline crosses
+    corners = [m[img, r, c] for m in (ul, ur, ll, lr)]
+    edges = (
+        corners[0] ^ corners[1],
+        corners[2] ^ corners[3],
+        corners[0] ^ corners[2],
+        corners[1] ^ corners[3],
+    )
+    saddle_ad = corners[0] & corners[3] & ~corners[1] & ~corners[2]
+    saddle_bc = corners[1] & corners[2] & ~corners[0] & ~corners[3]
+    two = ~(saddle_ad | saddle_bc)
+    first_inside = np.argmax(np.column_stack(corners), axis=1)
+    # (edge, edge, the inside corner that sets the direction, cells, slot in the cell)
+    jobs = [
+        (e0, e1, first_inside, two & edges[e0] & edges[e1], 0)
+        for e0 in range(4)
+        for e1 in range(e0 + 1, 4)
+    ]
+    jobs += [
+        (0, 2, np.zeros_like(first_inside), saddle_ad, 0),
+        (1, 3, np.full_like(first_inside, 3), saddle_ad, 1),
+        (0, 3, np.ones_like(first_inside), saddle_bc, 0),
+        (1, 2, np.full_like(first_inside, 2), saddle_bc, 1),
+    ]
+    base = np.column_stack([r, c]).astype(np.float64)
+    starts, ends, scan = [], [], []
+    for e0, e1, inside, cells, slot in jobs:
+        at = np.flatnonzero(cells)
+        p, q, w = base[at] + _MIDPOINT[e0], base[at] + _MIDPOINT[e1], base[at] + _CORNER[inside[at]]
+        d, v = q - p, w - p
+        flip = d[:, 0] * v[:, 1] - d[:, 1] * v[:, 0] > 0  # the other way round
+        p[flip], q[flip] = q[flip], p[flip].copy()
+        starts.append(p)
+        ends.append(q)
+        scan.append(2 * at + slot)  # cells are in scan order already
+    order = np.argsort(np.concatenate(scan))
+    p, q = np.concatenate(starts)[order], np.concatenate(ends)[order]
+    owner = img[np.concatenate(scan)[order] // 2]
+    # Points as integer keys (image, 2r, 2c): each is where one segment starts and one ends.
+    width_r, width_c = 2 * images.shape[1] + 1, 2 * images.shape[2] + 1
+
+    def key(points: NDArray[np.float64]) -> NDArray[np.int64]:
+        twice = np.rint(2.0 * points).astype(np.int64)
+        return (owner * width_r + twice[:, 0]) * width_c + twice[:, 1]
+
+    from_key = key(p)
+    by_start = np.argsort(from_key)
+    succ = by_start[np.searchsorted(from_key[by_start], key(q))]
+    first, last = _cycle_extremes(succ)
+    # Each ring runs from its last segment's end point: segments by their steps from there.
+    n = len(succ)
+    rank = np.zeros(n, dtype=np.int64)
+    is_last = np.arange(n) == last
+    rank[~is_last] = 1
+    nxt = np.where(is_last, np.arange(n), succ)
+    while not np.array_equal(nxt, last):  # pointer doubling: steps to the last segment
+        rank += rank[nxt]
+        nxt = nxt[nxt]
+    order = np.lexsort((-rank, first))
+    rings, sizes = np.unique(first, return_counts=True)
+    out: list[list[NDArray[np.float64]]] = [[] for _ in range(n_img)]
+    # A ring is listed where its first segment comes (np.unique sorts them so).
+    for ring, points in zip(rings.tolist(), np.split(p[order], np.cumsum(sizes)[:-1])):
+        out[int(owner[ring])].append(points)
+    return out
+
+
+def _cycle_extremes(succ: NDArray[np.intp]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """The least and the greatest member of the cycle of the permutation ``succ`` through
+    each element, by pointer doubling: after round t each holds the extremes of the 2**t
+    elements from it on, and once a round changes nothing they are the whole cycle's."""
+    least, most, nxt = np.arange(len(succ)), np.arange(len(succ)), succ
+    while True:
+        new_least, new_most = np.minimum(least, least[nxt]), np.maximum(most, most[nxt])
+        if np.array_equal(new_least, least) and np.array_equal(new_most, most):
+            return least, most
+        least, most, nxt = new_least, new_most, nxt[nxt]
 
 
 def _drop_collinear(ring: NDArray[np.float64]) -> NDArray[np.float64]:
