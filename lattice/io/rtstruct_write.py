@@ -328,6 +328,7 @@ def _roi_items(
     from pydicom.dataset import Dataset
 
     set_rois, contours, observations = [], [], []
+    encoded = _encoded_contours(rois)
     for number, roi in enumerate(rois, start=1):
         item = Dataset()
         item.ROINumber = number
@@ -343,7 +344,7 @@ def _roi_items(
             # Encoded here, whole: thousands of contour items, which pydicom would build
             # and walk element by element for most of the export's time.
             roi_contour[CONTOUR_SEQUENCE] = _raw_bytes(
-                CONTOUR_SEQUENCE, "SQ", _contour_items(roi.contours, image_uids)
+                CONTOUR_SEQUENCE, "SQ", _contour_items(roi.contours, image_uids, encoded)
             )
         roi_contour.ReferencedROINumber = number
         contours.append(roi_contour)
@@ -458,14 +459,34 @@ def _item(content: bytes) -> bytes:
     return b"\xfe\xff\x00\xe0" + struct.pack("<I", len(content)) + content
 
 
-def _contour_items(contours: Sequence[Contour], image_uids: Sequence[tuple[str, str]]) -> bytes:
+def _encoded_contours(rois: Sequence[RoiSpec]) -> dict[int, bytes]:
+    """Every contour's points as :func:`_contour_data` encodes them, by ``id`` of the points
+    array, each array once: the vertex circles are in ``LATTICE_VTX``, in their own
+    ``VTX_..`` and in ``LATTICE_VALLEY``, the GTV outline in the valley and in ``GTV``."""
+    unique: dict[int, Contour] = {}
+    for roi in rois:
+        for contour in roi.contours:
+            unique.setdefault(id(contour[1]), contour)
+    return dict(zip(unique, _contour_data(list(unique.values()))))
+
+
+def _contour_items(
+    contours: Sequence[Contour],
+    image_uids: Sequence[tuple[str, str]],
+    encoded: dict[int, bytes] | None = None,
+) -> bytes:
     """The Contour Sequence's items, encoded: per contour its image reference (one item of
     the Contour Image Sequence), CLOSED_PLANAR, the number of points, the contour number
-    and the points to 1e-6 mm, elements in tag order."""
+    and the points to 1e-6 mm, elements in tag order. ``encoded``: the points already
+    encoded (:func:`_encoded_contours`, which holds every contour here)."""
     refs: dict[int, bytes] = {}
     kind = _element(CONTOUR_TYPE, "CS", b"CLOSED_PLANAR")
     items = []
-    data = _contour_data(contours)
+    data = (
+        _contour_data(contours)
+        if encoded is None
+        else [encoded[id(points)] for _, points in contours]
+    )
     for n, ((k, points), values) in enumerate(zip(contours, data), start=1):
         ref = refs.get(k)
         if ref is None:
