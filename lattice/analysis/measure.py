@@ -136,7 +136,10 @@ def _axial_diameters(
     size = crop.voxel_size_mm
     best: tuple[float, int, NDArray[np.float64], int, int] | None = None
     for kk, points in _outline_points(crop.array):
-        hull = _hull_of_unique(points * size[:2])  # in-plane mm (the grid is orthogonal)
+        xy = points * size[:2]  # in-plane mm (the grid is orthogonal)
+        if best is not None and _diameter_bound(xy) <= best[0] + 1e-9:
+            continue  # it would not be picked below
+        hull = _hull_of_unique(xy)
         d = np.linalg.norm(hull[:, None, :] - hull[None, :, :], axis=-1)
         ia, ib = np.unravel_index(int(np.argmax(d)), d.shape)
         if best is None or d[ia, ib] > best[0] + 1e-9:
@@ -151,6 +154,22 @@ def _axial_diameters(
         return crop.ijk_to_ras(ijk)
 
     return long_mm, short_mm, k, to_ras(np.array([p, q])), to_ras(np.array([s0, s1]))
+
+
+#: Directions of :func:`_diameter_bound`, and the bound's factor: every direction lies
+#: within pi / (2 n) of one of them, so the widest extent is at least cos(pi / (2 n)) of
+#: the diameter.
+_BOUND_DIRECTIONS = np.array([(np.cos(a), np.sin(a)) for a in np.arange(8) * np.pi / 8]).T
+_BOUND_FACTOR = 1.0 / np.cos(np.pi / 16)
+
+
+def _diameter_bound(xy: NDArray[np.float64]) -> float:
+    """An upper bound on the greatest distance between two of the points ``(n, 2)``: the
+    widest of their extents along eight directions over cos(pi / 16), raised by 1e-9 of
+    itself for the rounding of the projections (about 1e-16 of the coordinates each)."""
+    along = xy @ _BOUND_DIRECTIONS
+    widest = float(np.max(along.max(axis=0) - along.min(axis=0)))
+    return widest * _BOUND_FACTOR * (1.0 + 1e-9) + 1e-12
 
 
 def _outline_points(array: NDArray[np.bool_]) -> list[tuple[int, NDArray[np.float64]]]:

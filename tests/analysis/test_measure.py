@@ -191,3 +191,36 @@ def test_outline_points_are_the_unique_points_of_each_slice(fill):
     for (_, g), (_, w) in zip(got, want):
         np.testing.assert_array_equal(g, w)  # same values, same order
         np.testing.assert_array_equal(g * size, np.unique(w * size, axis=0))
+
+
+def test_diameter_bound_is_never_below_the_diameter():
+    from lattice.analysis.measure import _diameter_bound
+
+    rng = np.random.default_rng(5)
+    for n in (2, 3, 10, 200):
+        for _ in range(50):
+            xy = rng.normal(0, 1, (n, 2)) * rng.uniform(0.01, 300, 2) + rng.uniform(-500, 500, 2)
+            assert _diameter_bound(xy) >= pdist(xy).max()
+    # Two points along a direction half-way between two of the eight: the tightest case.
+    a = np.pi / 16
+    xy = np.array([[0.0, 0.0], [np.cos(a), np.sin(a)]]) * 37.0
+    assert _diameter_bound(xy) >= 37.0
+
+
+@pytest.mark.parametrize("kind", ["identity-like", "lps", "oblique"])
+def test_slices_skipped_by_the_bound_change_nothing(make_volume, ellipsoid_mask, kind, monkeypatch):
+    from lattice.analysis import measure
+
+    vol = make_volume((40, 36, 24), (0.9, 1.1, 2.0), kind)
+    centre = vol.ijk_to_ras([20.0, 18.0, 12.0])
+    arr = ellipsoid_mask(vol, centre, (14.0, 9.0, 18.0)) | ellipsoid_mask(
+        vol, vol.ijk_to_ras([8.0, 9.0, 5.0]), 4.0
+    )
+    mask = Volume(arr, vol.affine)
+    got = measure_lesion(mask)
+    monkeypatch.setattr(measure, "_diameter_bound", lambda xy: np.inf)  # every slice measured
+    want = measure_lesion(mask)
+    for name in ("long_axis_mm", "short_axis_mm", "axial_slice_index"):
+        assert getattr(got, name) == getattr(want, name)
+    np.testing.assert_array_equal(got.long_axis_ras_mm, want.long_axis_ras_mm)
+    np.testing.assert_array_equal(got.short_axis_ras_mm, want.short_axis_ras_mm)
