@@ -253,10 +253,9 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
             if (not opts.picture or not has_ct) and not derived_ct
             else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early))
         )
-        # scipy takes ~0.4 s to import, trimesh ~0.6 s: let that run while the masks are
-        # decompressed.
+        # Imported while the masks are read: scipy ~0.4 s; trimesh ~0.6 s, with a worker only.
         modules = ["lattice.planning.placement"]
-        if opts.mesh_format is not None:
+        if opts.mesh_format is not None and worker is not None:
             modules.append("trimesh")
         importer = threading.Thread(
             target=lambda: [importlib.import_module(m) for m in modules], daemon=True
@@ -490,8 +489,9 @@ def _plan_and_write(
     loaded = _load_inputs(request, worker, parameters.oar_clearance_mm, derived=derived)
     traced = worker is not None and _start_early_work(worker, loaded, opts, size_rules)
     # Without a picture worker the second core is idle: the lesion's measurements and the
-    # verification go to forked children (once the importer thread is done: no thread then).
-    importer.join()
+    # verification go to forked children, once the importer is done (no thread then).
+    if worker is None:
+        importer.join()
     fork = worker is None and may_fork()
     measuring = Measuring(loaded.gtv, fork=fork and size_rules is not None)
     stack.callback(measuring.cancel)
