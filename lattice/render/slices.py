@@ -166,12 +166,14 @@ def render_overview(
     ratios = [
         (p.extent_mm[1] - p.extent_mm[0]) / (p.extent_mm[3] - p.extent_mm[2]) for p in geo.panels
     ]
+    top = 0.81 if geo.oblique_deg > AXIS_ALIGNED_TOLERANCE_DEG else 0.86
     axes = fig.subplots(
         1,
         3,
         squeeze=False,
         width_ratios=[min(max(r, 0.4), 2.5) for r in ratios],
-        gridspec_kw={"left": 0.06, "right": 0.99, "top": 0.86, "bottom": 0.14, "wspace": 0.22},
+        # An oblique grid's title has a second line: the panels start lower, under it.
+        gridspec_kw={"left": 0.06, "right": 0.99, "top": top, "bottom": 0.14, "wspace": 0.22},
     )[0]
     for ax, anchor in zip(axes, ("E", "C", "W")):
         ax.set_anchor(anchor)  # keep the three panels together when the height limits them

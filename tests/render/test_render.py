@@ -516,3 +516,30 @@ def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path, m
     titles, n_cold = drawn(cold=cold, cold_centers_ras_mm=cold_centre[None])
     assert len(titles) == 4 and titles[-1].endswith("vertices none; cold 1")
     assert n_cold > 30
+
+
+@pytest.mark.parametrize(
+    "rot_deg", [(0.0, 0.0, 0.0), (20.0, 0.0, 15.0)], ids=["aligned", "oblique"]
+)
+def test_the_figure_title_overlaps_no_panel_title(tmp_path, monkeypatch, rot_deg):
+    """An oblique grid's overview title has a second line (the tilt): the panels' own titles
+    must stay below it, on the drawn figure (window extents after drawing)."""
+    from matplotlib.figure import Figure
+
+    saved: list[Figure] = []
+    original = Figure.savefig
+
+    def catch(fig, *args, **kwargs):
+        saved.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", catch)
+    ct, gtv, target, centers = _phantom(_affine((0.9, 1.1, 2.0), rot_deg))
+    _render(tmp_path / "o.png", ct, gtv, target, centers)
+    (fig,) = saved
+    renderer = fig.canvas.get_renderer()
+    top = fig._suptitle.get_window_extent(renderer)
+    assert ("\n" in fig._suptitle.get_text()) == (rot_deg != (0.0, 0.0, 0.0))
+    for ax in fig.axes:
+        title = ax.title.get_window_extent(renderer)
+        assert title.y1 < top.y0, (ax.title.get_text(), title, top)
