@@ -417,7 +417,7 @@ def save_volume(volume: Volume, path: str | Path) -> Path:
     """
     data = volume.array
     if data.dtype == bool:
-        data = data.astype(np.uint8)
+        data = data.view(np.uint8)  # numpy's bool is one byte, 0 or 1: the same bytes, no copy
     elif data.dtype in (np.int64, np.uint64):
         # nibabel refuses 64-bit integers without an explicit dtype; labels fit in 32 bits.
         data = data.astype(np.int32)

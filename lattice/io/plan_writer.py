@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.measure import LesionMeasurements, SizeRule
+from ..memory import release_freed_memory
 from ..planning.plan import Plan
 from ..render.viewer import plan_viewer_info
 from ..render.worker import PictureWorker
@@ -258,6 +259,7 @@ def write_plan_folder(
             )
             save_volume(labels, stage / names[1])
             del labels
+            release_freed_memory()  # the planner's and the mask writer's heap, ~90 MB
             if stv is not None:
                 names.append(save_volume(stv, stage / "stv.nii.gz").name)
             if dicom is not None:
@@ -279,6 +281,7 @@ def write_plan_folder(
         measured = None
         if use_worker:
             assert worker is not None
+            release_freed_memory()  # the writers' heap (~200 MB) while the pictures are drawn
             by_worker = worker.wait()
             measured = worker.lesion
         elif measure and lesion is not None:

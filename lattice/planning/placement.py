@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from ..errors import MaskError, ParameterError
 from ..geometry.patterns import make_pattern
 from ..io.nifti import mask_from_array
+from ..memory import release_freed_memory
 from ..volume import Volume
 from .cold_plan import DEFAULT_COLD_GAP_MM, check_cold_options, cold_warnings, plan_cold_sites
 from .pairs import coplanar_conflicts, max_independent_subset
@@ -193,20 +194,10 @@ def plan_vertices(
         max_depth_mm=params.max_depth_mm,
     )
     target = _lattice_target(gtv, field, params.gtv_margin_mm)
-
-    def finish(
-        centres: NDArray[np.float64], search: dict[str, Any], warnings: tuple[str, ...] = ()
-    ) -> Plan:
-        search["seconds"] = round(time.perf_counter() - t0, 3)
-        depth = field.depth_mm(centres) if len(centres) else np.zeros(0)
-        oar_d = (
-            field.oar_distance_mm(centres) if len(centres) else {o.name: np.zeros(0) for o in oars}
-        )
-        cold = plan_cold_sites(field, centres, params)
-        warnings = (*warnings, *cold_warnings(cold, len(centres)))
-        return Plan(params, gtv, target, centres, depth, oar_d, search, warnings, cold)
+    release_freed_memory()  # the field's temporaries (~40 MB), before the search makes its own
 
     warnings: tuple[str, ...] = ()
+    info: dict[str, Any]
     if not np.any(field.slack_vox_hi > -field.band_mm):
         pts, info = np.zeros((0, 3)), {"method": "none"}
         warnings = (_no_room(field, params),)
@@ -238,7 +229,17 @@ def plan_vertices(
             "no vertex fits: every lattice pose left each point too close to the GTV "
             "surface or an OAR; use a smaller diameter, spacing or margin",
         )
-    return finish(pts, info, warnings)
+    info["seconds"] = round(time.perf_counter() - t0, 3)
+    depth = field.depth_mm(pts) if len(pts) else np.zeros(0)
+    oar_d = field.oar_distance_mm(pts) if len(pts) else {o.name: np.zeros(0) for o in oars}
+    cold = plan_cold_sites(field, pts, params)
+    warnings = (*warnings, *cold_warnings(cold, len(pts)))
+    plan = Plan(params, gtv, target, pts, depth, oar_d, info, warnings, cold)
+    # The rule field's arrays (~150 MB on the benchmark case) are freed here; most came from
+    # the heap, which keeps them resident unless asked (see lattice.memory).
+    del field
+    release_freed_memory()
+    return plan
 
 
 def _no_room(field: RuleField, params: PlanParameters) -> str:
