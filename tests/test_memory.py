@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,12 +12,33 @@ from lattice import memory
 from lattice.memory import release_freed_memory
 from lattice.volume import Volume
 
+#: Run in a fresh interpreter: what the heap holds depends on the allocator's history (a
+#: long test session has raised the mmap threshold and left free chunks of its own).
+_HEAP_PROGRAM = """
+import numpy as np
+from pathlib import Path
+from lattice.memory import release_freed_memory
 
-def _anonymous_kb() -> int:
+def anonymous_kb():
     for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
         if line.startswith("Anonymous:"):
             return int(line.split()[1])
-    raise AssertionError("no Anonymous line in smaps_rollup")
+
+# One large array freed raises glibc's mmap threshold to its size: the smaller arrays made
+# next come from the heap, as a plan's crops do, and stay resident when freed between live
+# ones.
+np.ones(24 << 20, dtype=np.uint8)
+arrays, pins = [], []
+for _ in range(16):  # 64 MB on the heap, each array between two live ones
+    arrays.append(np.ones(4 << 20, dtype=np.uint8))
+    pins.append(np.ones(256 << 10, dtype=np.uint8))
+del arrays
+kept = anonymous_kb()
+release_freed_memory()
+after = anonymous_kb()
+assert all(p.sum() == 256 << 10 for p in pins)  # nothing alive is touched
+print(kept, after)
+"""
 
 
 @pytest.mark.skipif(
@@ -25,19 +46,10 @@ def _anonymous_kb() -> int:
     reason="needs glibc's malloc_trim and /proc",
 )
 def test_freed_heap_arrays_leave_the_resident_set():
-    # One large array freed raises glibc's mmap threshold to its size: the smaller arrays
-    # made next come from the heap, as a plan's crops do, and stay resident when freed
-    # while a younger allocation pins the heap's top.
-    np.ones(24 << 20, dtype=np.uint8)
-    arrays, pins = [], []
-    for _ in range(16):  # 64 MB on the heap, each array between two live ones
-        arrays.append(np.ones(4 << 20, dtype=np.uint8))
-        pins.append(np.ones(256 << 10, dtype=np.uint8))
-    del arrays
-    kept = _anonymous_kb()
-    release_freed_memory()
-    after = _anonymous_kb()
-    assert all(p.sum() == 256 << 10 for p in pins)  # nothing alive is touched
+    out = subprocess.run(
+        [sys.executable, "-c", _HEAP_PROGRAM], capture_output=True, text=True, check=True
+    ).stdout
+    kept, after = map(int, out.split())
     assert after < kept - 48 * 1024, (kept, after)
 
 
