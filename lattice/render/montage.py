@@ -13,7 +13,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 from numpy.typing import ArrayLike
 
-from ..errors import OutputWriteError
 from ..volume import Volume
 from .layout import (
     AXIS_ALIGNED_TOLERANCE_DEG,
@@ -25,7 +24,7 @@ from .layout import (
     overview_geometry,
 )
 from .slices import DEFAULT_WINDOW_HU, cold_overlay, draw_panel, mask_overlays
-from .style import NO_OARS, PNG_PIL_KWARGS
+from .style import NO_OARS, save_png
 
 #: Largest number of panels in the vertex montage (one per axial layer through a centre).
 MAX_MONTAGE_PANELS = 48
@@ -147,12 +146,7 @@ def render_vertex_montage(
         f"W {width:.0f}; radiological view)\n" + _legend_line(stv, oars, cold),
         fontsize=11,
     )
-    out = Path(path)
-    try:
-        fig.savefig(out, format="png", dpi=MONTAGE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write the montage '{out}': {exc}") from exc
-    return out
+    return save_png(fig, path, dpi=MONTAGE_DPI, what="montage")
 
 
 def _slices(

@@ -27,7 +27,7 @@ from matplotlib.patheffects import withStroke
 from matplotlib.ticker import FixedLocator
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import OutputWriteError, ParameterError
+from ..errors import ParameterError
 from ..volume import Volume
 from .layout import (
     AXIS_ALIGNED_TOLERANCE_DEG,
@@ -45,11 +45,11 @@ from .style import (
     LETTER_COLOR_2D,
     NO_OARS,
     OAR_COLORS,
-    PNG_PIL_KWARGS,
     SHELL_COLORS,
     STV_COLOR,
     TARGET_COLOR,
     VERTEX_COLOR,
+    save_png,
 )
 
 #: Sphere cuts with a smaller radius (mm) get their id above the circle instead of on it.
@@ -202,15 +202,7 @@ def render_overview(
         _overview_title(title, geo, diameter_mm=diameter_mm, level=level, width=width), fontsize=11
     )
 
-    out = Path(path)
-    try:
-        fig.savefig(out, format="png", dpi=FIGURE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot write the overview PNG '{out}': {exc}; check that the folder exists and "
-            "is writable"
-        ) from exc
-    return out
+    return save_png(fig, path, dpi=FIGURE_DPI, what="overview PNG")
 
 
 @dataclass(frozen=True)

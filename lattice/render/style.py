@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
+from typing import Any
 
+from ..errors import OutputWriteError
 from ..volume import Volume
 
 #: Figure resolution of the overview and 3-D pictures (dots per inch).
@@ -39,3 +42,16 @@ CT_WINDOWS_HU: Mapping[str, tuple[float, float]] = MappingProxyType(
 )
 #: Colour of the patient orientation letters on the slice views.
 LETTER_COLOR_2D = "#ffe680"
+
+
+def save_png(fig: Any, path: str | Path, *, dpi: float, what: str) -> Path:
+    """Write the matplotlib figure ``fig`` as a PNG at ``path`` (``what``: the picture's name
+    in the error); OutputWriteError when it cannot be written."""
+    out = Path(path)
+    try:
+        fig.savefig(out, format="png", dpi=dpi, pil_kwargs=dict(PNG_PIL_KWARGS))
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot write the {what} '{out}': {exc}; check that the folder exists and is writable"
+        ) from exc
+    return out

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from numpy.typing import ArrayLike, NDArray
 
-from ..errors import MaskError, OutputWriteError
+from ..errors import MaskError
 from ..geometry.margins import decimated_surface_ijk
 from ..volume import Volume
 from .layout import WORLD_AXIS_NAMES, as_centres
@@ -26,8 +26,8 @@ from .style import (
     GTV_COLOR,
     NO_OARS,
     OAR_COLORS,
-    PNG_PIL_KWARGS,
     VERTEX_COLOR,
+    save_png,
 )
 
 #: Faces of each surface drawn in the 3-D picture, at most (marching cubes' step grows).
@@ -168,12 +168,7 @@ def render_3d(
         f"views, RAS mm{note}",
         fontsize=10,
     )
-    out = Path(path)
-    try:
-        fig.savefig(out, format="png", dpi=FIGURE_DPI, pil_kwargs=dict(PNG_PIL_KWARGS))
-    except OSError as exc:
-        raise OutputWriteError(f"cannot write the 3-D picture '{out}': {exc}") from exc
-    return out
+    return save_png(fig, path, dpi=FIGURE_DPI, what="3-D picture")
 
 
 def _legend_3d(
