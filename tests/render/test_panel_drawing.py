@@ -9,6 +9,7 @@ from itertools import combinations
 
 import numpy as np
 import pytest
+from figure_capture import catch_saved_figures
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patheffects import withStroke
@@ -201,14 +202,7 @@ def test_scattered_centres_get_one_panel_per_group(monkeypatch, tmp_path):
     diameter = 15.0
     geo = overview_geometry(vol, centers, diameter_mm=diameter)
     assert len(montage_layers(geo, centers)) > MONTAGE_EXACT_PANELS
-    saved: list[Figure] = []
-    original = Figure.savefig
-
-    def catch(fig, *args, **kwargs):
-        saved.append(fig)
-        return original(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", catch)
+    saved = catch_saved_figures(monkeypatch)
     render_vertex_montage(
         tmp_path / "m.png", ct=ct, gtv=vol, lattice_target=None, centers_ras_mm=centers,
         diameter_mm=diameter,

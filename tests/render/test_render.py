@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from figure_capture import catch_saved_figures
 from PIL import Image
 
 from lattice.errors import GridMismatchError, MaskError, ParameterError
@@ -477,7 +478,6 @@ def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path, m
     the montage adds the slice through it, titled with its id, and draws its outline in the
     cold colour (pixels of that colour appear only with it)."""
     from matplotlib.colors import to_rgb
-    from matplotlib.figure import Figure
 
     from lattice.io.masks import sphere_label_map
     from lattice.render import render_vertex_montage
@@ -487,14 +487,7 @@ def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path, m
     cold_centre = np.array([26.0, 40.0, 10.0]) @ gtv.affine[:3, :3].T + gtv.affine[:3, 3]
     cold = sphere_label_map(gtv, cold_centre[None], diameter_mm=8.0)
     colour = np.array(to_rgb(COLD_COLOR)) * 255
-    saved: list[Figure] = []
-    original = Figure.savefig
-
-    def catch(fig, *args, **kwargs):
-        saved.append(fig)
-        return original(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", catch)
+    saved = catch_saved_figures(monkeypatch)
 
     def drawn(**extra):
         out = render_vertex_montage(
@@ -524,16 +517,8 @@ def test_montage_outlines_the_cold_spheres_in_their_colour(lps_case, tmp_path, m
 def test_the_figure_title_overlaps_no_panel_title(tmp_path, monkeypatch, rot_deg):
     """An oblique grid's overview title has a second line (the tilt): the panels' own titles
     must stay below it, on the drawn figure (window extents after drawing)."""
-    from matplotlib.figure import Figure
 
-    saved: list[Figure] = []
-    original = Figure.savefig
-
-    def catch(fig, *args, **kwargs):
-        saved.append(fig)
-        return original(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", catch)
+    saved = catch_saved_figures(monkeypatch)
     ct, gtv, target, centers = _phantom(_affine((0.9, 1.1, 2.0), rot_deg))
     _render(tmp_path / "o.png", ct, gtv, target, centers)
     (fig,) = saved

@@ -17,6 +17,7 @@ import re
 
 import numpy as np
 import pytest
+from figure_capture import catch_saved_figures
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from PIL import Image
@@ -48,14 +49,7 @@ def scene(make_volume, ellipsoid_mask):
 
 def _render(tmp_path, name, gtv, oar, centers, monkeypatch, diameter_mm=DIAMETER_MM, **extra):
     """Render, returning (figure as saved, RGB pixels); ``extra``: more render_3d keywords."""
-    saved: list[Figure] = []
-    original = Figure.savefig
-
-    def catch(fig, *args, **kwargs):
-        saved.append(fig)
-        return original(fig, *args, **kwargs)
-
-    monkeypatch.setattr(Figure, "savefig", catch)
+    saved = catch_saved_figures(monkeypatch)
     path = render_3d(
         tmp_path / name,
         gtv=gtv,
