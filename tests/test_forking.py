@@ -3,7 +3,10 @@ worker (the lesion's measurements and the verification beside the parent's work)
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -80,7 +83,6 @@ def test_cancel_stops_a_child_at_once_and_reaps_it():
 
 def test_no_fork_beside_another_thread_or_when_the_environment_says_no(monkeypatch):
     monkeypatch.setenv(FORK_ENV, "1")
-    assert may_fork()
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
@@ -110,34 +112,63 @@ def _request(out):
     return PlanRequest(inputs, out, parameters=params, options=opts)
 
 
-def test_a_run_without_pictures_forks_and_writes_the_same_plan(tmp_path, monkeypatch):
-    started = []
+# The runs go in a fresh interpreter: this test process may hold other libraries' threads
+# (Dask's, once an earlier test imported distributed), and a process with other threads
+# rightly never forks.
+
+
+def _fresh(scenario: str, *args: str) -> dict:
+    """``scenario(*args)`` of this module run in a fresh python; its JSON result."""
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+        f"import test_forking as t; print('RESULT ' + json.dumps(t.{scenario}(*{args!r})))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != FORK_ENV}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    return json.loads(line[len("RESULT ") :])
+
+
+def _count_forks() -> list[str]:
+    started: list[str] = []
     real = forking.Forked.__init__
 
     def counting(self, fn, **kw):
         started.append(fn.__qualname__)
         real(self, fn, **kw)
 
-    monkeypatch.setattr(forking.Forked, "__init__", counting)
-    monkeypatch.setenv(FORK_ENV, "1")
-    forked = run_plan(_request(tmp_path / "forked"))
-    assert sorted(started) == [
+    forking.Forked.__init__ = counting  # type: ignore[method-assign]
+    return started
+
+
+def _run(out: str, flag: str) -> dict:
+    os.environ[FORK_ENV] = flag
+    started = _count_forks()
+    may = may_fork()
+    doc = run_plan(_request(Path(out))).document
+    keys = ("lesion", "verification", "vertices", "summary")
+    return {"may_fork": may, "started": sorted(started), **{k: doc[k] for k in keys}}
+
+
+def test_a_run_without_pictures_forks_and_writes_the_same_plan(tmp_path):
+    forked = _fresh("_run", str(tmp_path / "forked"), "1")
+    here = _fresh("_run", str(tmp_path / "here"), "0")
+    assert forked["may_fork"] and not here["may_fork"]
+    assert forked["started"] == [
         "Measuring.__init__.<locals>.measure",
         "Verification.__init__.<locals>.verify",
     ]
-    monkeypatch.setenv(FORK_ENV, "0")
-    started.clear()
-    here = run_plan(_request(tmp_path / "here"))
-    assert started == []
-    a, b = forked.document, here.document
-    assert a["lesion"] == b["lesion"] and a["lesion"]["measurements"]
-    assert a["verification"] == b["verification"] and a["verification"]["ok"]
-    assert a["vertices"] == b["vertices"]
-    assert a["summary"] == b["summary"]
+    assert here["started"] == []
+    assert forked["lesion"] == here["lesion"] and forked["lesion"]["measurements"]
+    assert forked["verification"] == here["verification"] and forked["verification"]["ok"]
+    assert forked["vertices"] == here["vertices"]
+    assert forked["summary"] == here["summary"]
 
 
-@pytest.mark.parametrize("flag", ["1", "0"])
-def test_a_failed_verification_in_the_child_writes_nothing(tmp_path, monkeypatch, flag):
+def _failed_run(out: str, flag: str) -> dict:
     def failing(document, **kw):
         return VerificationReport(
             violations=(Violation("gtv_margin", (1,), "vertex 1 is 0.2 mm too shallow"),),
@@ -145,11 +176,28 @@ def test_a_failed_verification_in_the_child_writes_nothing(tmp_path, monkeypatch
             n_vertices=len(document["vertices"]),
         )
 
-    monkeypatch.setattr(verify, "verify_plan", failing)
-    monkeypatch.setenv(FORK_ENV, flag)
-    out = tmp_path / "out"
-    with pytest.raises(LatticeError, match="0.2 mm too shallow"):
-        run_plan(_request(out))
-    assert not out.exists() or not any(out.iterdir())
-    with pytest.raises(ChildProcessError):  # the measuring child was stopped and reaped
+    os.environ[FORK_ENV] = flag
+    verify.verify_plan = failing
+    started = _count_forks()
+    try:
+        run_plan(_request(Path(out)))
+    except LatticeError as exc:
+        error = str(exc)
+    else:
+        error = ""
+    try:
         os.waitpid(-1, os.WNOHANG)
+        children_left = True
+    except ChildProcessError:  # every child was stopped (the measuring one) and reaped
+        children_left = False
+    written = Path(out).exists() and any(Path(out).iterdir())
+    return {"error": error, "children_left": children_left, "written": written, "forks": started}
+
+
+@pytest.mark.parametrize("flag", ["1", "0"])
+def test_a_failed_verification_in_the_child_writes_nothing(tmp_path, flag):
+    result = _fresh("_failed_run", str(tmp_path / "out"), flag)
+    assert "0.2 mm too shallow" in result["error"]
+    assert not result["written"]
+    assert not result["children_left"]
+    assert len(result["forks"]) == (2 if flag == "1" else 0)
