@@ -34,8 +34,19 @@ def ensure_venv(extras: str) -> None:
         sys.exit(f"lattice needs Python 3.10 or newer; this is {sys.version.split()[0]}")
     marker = VENV / f".installed-{extras or 'base'}"
     stamp = str((ROOT / "pyproject.toml").stat().st_mtime)
-    if marker.exists() and marker.read_text() == stamp:
-        return
+    if not (marker.exists() and marker.read_text() == stamp):
+        _install(extras, marker, stamp)
+    # The package's bytecode, as a regular (not editable) install writes it: without it a
+    # process under PYTHONDONTWRITEBYTECODE=1 compiles ~80 modules each run (~0.17 s of a
+    # 2.2 s plan). Only changed sources are compiled again.
+    run_quiet([str(PY), "-m", "compileall", "-q", "lattice", "cli"])
+
+
+def run_quiet(cmd: list[str]) -> None:
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def _install(extras: str, marker: Path, stamp: str) -> None:
     if not PY.exists():
         print(f"creating virtual environment {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
