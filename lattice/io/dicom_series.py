@@ -524,6 +524,7 @@ class _SliceWriter:
                 continue
             runs[sum(tag > t for t in SLICE_TAGS)].append(self._encode(ds[tag]))
         self._runs = [b"".join(r) for r in runs]
+        self._meta = _MetaWriter()
 
     def _encode(self, elem: Any) -> bytes:
         from pydicom.filebase import DicomBytesIO
@@ -545,18 +546,7 @@ class _SliceWriter:
     ) -> None:
         """Write one slice (``pixels`` in rows x columns, C order) to ``path``."""
         from pydicom.dataelem import DataElement
-        from pydicom.dataset import FileMetaDataset
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_file_meta_info
-        from pydicom.uid import UID, ExplicitVRLittleEndian
 
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = UID(ref.sop_class_uid)
-        meta.MediaStorageSOPInstanceUID = UID(ref.sop_instance_uid)
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        head = DicomBytesIO()
-        head.write(b"\0" * 128 + b"DICM")
-        write_file_meta_info(head, meta, enforce_standard=True)
         data = pixels.tobytes()
         varying = [
             self._encode(DataElement(0x00080016, "UI", ref.sop_class_uid)),
@@ -568,12 +558,96 @@ class _SliceWriter:
             + self._pixel_vr.encode("ascii")
             + struct.pack("<HI", 0, len(data) + len(data) % 2),
         ]
-        parts = [head.getvalue(), self._runs[0]]
+        parts = [self._meta.preamble_and_meta(ref), self._runs[0]]
         for element, run in zip(varying, self._runs[1:]):
             parts += [element, run]
         parts.insert(-1, data + b"\0" * (len(data) % 2))  # the value right after its header
         with open(path, "wb") as fh:
             fh.writelines(parts)
+
+
+class _MetaWriter:
+    """The 128-byte preamble, "DICM" and the File Meta Information of one slice, as
+    ``pydicom.filewriter.write_file_meta_info(enforce_standard=True)`` writes them (explicit
+    VR little endian), from elements encoded once: only the two SOP UIDs and the group length
+    differ between slices. pydicom's function validates and re-encodes every element of every
+    slice: 0.29 s of the 0.68 s that 300 slices took (benchmark CT, 2026-12-03).
+
+    The first slice is written by pydicom as well and compared: on any difference (another
+    pydicom's defaults, say) every slice is written by pydicom, as before."""
+
+    _CLASS, _INSTANCE = 0x00020002, 0x00020003
+
+    def __init__(self) -> None:
+        self._shared: dict[int, bytes] | None = None
+        self._checked = False
+
+    def preamble_and_meta(self, ref: SliceRef) -> bytes:
+        if not self._checked:
+            reference = _pydicom_meta(ref)
+            shared = _shared_meta_elements(ref)
+            self._shared = shared if self._encode(ref, shared) == reference else None
+            self._checked = True
+            return reference
+        if self._shared is None:
+            return _pydicom_meta(ref)
+        return self._encode(ref, self._shared)
+
+    def _encode(self, ref: SliceRef, shared: dict[int, bytes]) -> bytes:
+        from pydicom.dataelem import DataElement
+
+        own = {
+            self._CLASS: _encode_meta(DataElement(self._CLASS, "UI", ref.sop_class_uid)),
+            self._INSTANCE: _encode_meta(DataElement(self._INSTANCE, "UI", ref.sop_instance_uid)),
+        }
+        body = b"".join(v for _, v in sorted({**shared, **own}.items()))
+        length = _encode_meta(DataElement(0x00020000, "UL", len(body)))
+        return b"\0" * 128 + b"DICM" + length + body
+
+
+def _file_meta(ref: SliceRef) -> Any:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID(ref.sop_class_uid)
+    meta.MediaStorageSOPInstanceUID = UID(ref.sop_instance_uid)
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return meta
+
+
+def _pydicom_meta(ref: SliceRef) -> bytes:
+    """The preamble and File Meta Information of ``ref``'s file, by pydicom."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    head = DicomBytesIO()
+    head.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(head, _file_meta(ref), enforce_standard=True)
+    return head.getvalue()
+
+
+def _shared_meta_elements(ref: SliceRef) -> dict[int, bytes]:
+    """The encoded File Meta elements every slice shares (those pydicom adds included), by
+    tag: all but the group length and the two SOP UIDs."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = _file_meta(ref)
+    write_file_meta_info(DicomBytesIO(), meta, enforce_standard=True)  # adds its defaults
+    skip = {0x00020000, _MetaWriter._CLASS, _MetaWriter._INSTANCE}
+    return {int(e.tag): _encode_meta(e) for e in meta if int(e.tag) not in skip}
+
+
+def _encode_meta(elem: Any) -> bytes:
+    """One File Meta element, explicit VR little endian (pydicom's element writer)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_data_element(fp, elem)
+    return fp.getvalue()
 
 
 def _copy(header: Any) -> Any:

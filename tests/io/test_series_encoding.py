@@ -78,3 +78,34 @@ def test_series_reads_back_as_the_volume(tmp_path, make_volume):
     assert isinstance(back, Volume)
     assert np.array_equal(np.asarray(back.array), array)
     assert np.allclose(back.affine, ct.affine, atol=1e-5)
+
+
+def test_file_meta_encoded_once_is_what_pydicom_writes_for_every_uid_length():
+    """The slice writer's File Meta (shared elements encoded once) against pydicom's
+    write_file_meta_info, slice by slice: UIDs of odd and even length (padded), two SOP
+    classes; and the shared encoding is the one used (not the fallback to pydicom)."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import UID, CTImageStorage, SecondaryCaptureImageStorage
+
+    from lattice.io.dicom import SliceRef
+    from lattice.io.dicom_series import _MetaWriter
+
+    writer = _MetaWriter()
+    refs = [
+        SliceRef(cls, "1.2.3." + "4" * n)
+        for n in (1, 2, 9, 20, 57, 58)
+        for cls in (CTImageStorage, SecondaryCaptureImageStorage)
+    ]
+    for ref in refs:
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = UID(ref.sop_class_uid)
+        meta.MediaStorageSOPInstanceUID = UID(ref.sop_instance_uid)
+        meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+        want = DicomBytesIO()
+        want.write(b"\0" * 128 + b"DICM")
+        write_file_meta_info(want, meta, enforce_standard=True)
+        assert writer.preamble_and_meta(ref) == want.getvalue()
+    assert writer._shared is not None  # the elements encoded once were used
+    read = pydicom.dcmread(BytesIO(writer.preamble_and_meta(refs[0])), force=True)
+    assert read.file_meta.MediaStorageSOPInstanceUID == refs[0].sop_instance_uid
