@@ -250,18 +250,7 @@ def write_plan_folder(
                 viewer_info=plan_viewer_info(plan) if picture and viewer else None,
             )
         try:
-            names = ["lattice_target.nii.gz", "vertices.nii.gz"]
-            save_volume(plan.lattice_target, stage / names[0])
-            # A whole-grid array (78 MB on the benchmark CT): freed once written, before the
-            # RTSTRUCT and the verification make their own.
-            labels = sphere_label_map(
-                plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
-            )
-            save_volume(labels, stage / names[1])
-            del labels
-            release_freed_memory()  # the planner's and the mask writer's heap, ~90 MB
-            if stv is not None:
-                names.append(save_volume(stv, stage / "stv.nii.gz").name)
+            names = _write_masks(plan, stage, stv)
             if dicom is not None:
                 written, rois = _write_dicom(
                     plan, dicom, stage, ct=ct if worker is None else None, support=support
@@ -306,6 +295,23 @@ def write_plan_folder(
     finally:
         if own_worker is not None:
             own_worker.close()
+
+
+def _write_masks(plan: Plan, stage: Path, stv: Volume | None) -> list[str]:
+    """The plan's NIfTI masks (and the STV's) in ``stage``; their names."""
+    names = ["lattice_target.nii.gz", "vertices.nii.gz"]
+    save_volume(plan.lattice_target, stage / names[0])
+    # A whole-grid array (78 MB on the benchmark CT): freed once written, before the
+    # RTSTRUCT and the verification make their own.
+    labels = sphere_label_map(
+        plan.gtv, plan.centers_ras_mm, diameter_mm=plan.parameters.diameter_mm
+    )
+    save_volume(labels, stage / names[1])
+    del labels
+    release_freed_memory()  # the planner's and the mask writer's heap, ~90 MB
+    if stv is not None:
+        names.append(save_volume(stv, stage / "stv.nii.gz").name)
+    return names
 
 
 def _plan_document(

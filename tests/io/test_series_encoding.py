@@ -89,7 +89,7 @@ def test_file_meta_encoded_once_is_what_pydicom_writes_for_every_uid_length():
     from pydicom.uid import UID, CTImageStorage, SecondaryCaptureImageStorage
 
     from lattice.io.dicom import SliceRef
-    from lattice.io.dicom_series import _MetaWriter
+    from lattice.io.slice_writer import _MetaWriter
 
     writer = _MetaWriter()
     refs = [
