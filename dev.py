@@ -24,9 +24,10 @@ BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / ("python.exe" if os.name == "nt" else "python")
 
 
-def run(cmd: list[str]) -> None:
-    print("+", " ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True, cwd=ROOT)
+def run(cmd: list[str], *, quiet: bool = False) -> None:
+    if not quiet:
+        print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL if quiet else None)
 
 
 def ensure_venv(extras: str) -> None:
@@ -39,11 +40,7 @@ def ensure_venv(extras: str) -> None:
     # The package's bytecode, as a regular (not editable) install writes it: without it a
     # process under PYTHONDONTWRITEBYTECODE=1 compiles ~80 modules each run (~0.17 s of a
     # 2.2 s plan). Only changed sources are compiled again.
-    run_quiet([str(PY), "-m", "compileall", "-q", "lattice", "cli"])
-
-
-def run_quiet(cmd: list[str]) -> None:
-    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    run([str(PY), "-m", "compileall", "-q", "lattice", "cli"], quiet=True)
 
 
 def _install(extras: str, marker: Path, stamp: str) -> None:

@@ -53,13 +53,7 @@ class SliceWriter:
         self._meta = _MetaWriter()
 
     def _encode(self, elem: Any) -> bytes:
-        from pydicom.filebase import DicomBytesIO
-        from pydicom.filewriter import write_data_element
-
-        fp = DicomBytesIO()
-        fp.is_little_endian, fp.is_implicit_VR = True, False
-        write_data_element(fp, elem, self._encodings)
-        return fp.getvalue()
+        return _encode_element(elem, self._encodings)
 
     def write(
         self,
@@ -123,11 +117,13 @@ class _MetaWriter:
         from pydicom.dataelem import DataElement
 
         own = {
-            self._CLASS: _encode_meta(DataElement(self._CLASS, "UI", ref.sop_class_uid)),
-            self._INSTANCE: _encode_meta(DataElement(self._INSTANCE, "UI", ref.sop_instance_uid)),
+            self._CLASS: _encode_element(DataElement(self._CLASS, "UI", ref.sop_class_uid)),
+            self._INSTANCE: _encode_element(
+                DataElement(self._INSTANCE, "UI", ref.sop_instance_uid)
+            ),
         }
         body = b"".join(v for _, v in sorted({**shared, **own}.items()))
-        length = _encode_meta(DataElement(0x00020000, "UL", len(body)))
+        length = _encode_element(DataElement(0x00020000, "UL", len(body)))
         return b"\0" * 128 + b"DICM" + length + body
 
 
@@ -162,17 +158,18 @@ def _shared_meta_elements(ref: SliceRef) -> dict[int, bytes]:
     meta = _file_meta(ref)
     write_file_meta_info(DicomBytesIO(), meta, enforce_standard=True)  # adds its defaults
     skip = {0x00020000, _MetaWriter._CLASS, _MetaWriter._INSTANCE}
-    return {int(e.tag): _encode_meta(e) for e in meta if int(e.tag) not in skip}
+    return {int(e.tag): _encode_element(e) for e in meta if int(e.tag) not in skip}
 
 
-def _encode_meta(elem: Any) -> bytes:
-    """One File Meta element, explicit VR little endian (pydicom's element writer)."""
+def _encode_element(elem: Any, encodings: Any = None) -> bytes:
+    """One element, explicit VR little endian (pydicom's element writer; ``encodings``: the
+    dataset's character sets, None for pydicom's default as in the File Meta)."""
     from pydicom.filebase import DicomBytesIO
     from pydicom.filewriter import write_data_element
 
     fp = DicomBytesIO()
     fp.is_little_endian, fp.is_implicit_VR = True, False
-    write_data_element(fp, elem)
+    write_data_element(fp, elem, encodings)
     return fp.getvalue()
 
 
@@ -182,6 +179,6 @@ def copy_header(header: Any) -> Any:
 
     ds = Dataset()
     for elem in header:
-        if elem.tag.group != 0x0002 and elem.tag != 0x7FE00010:
+        if elem.tag.group != 0x0002 and elem.tag != PIXEL_DATA:
             ds.add(elem)
     return ds
