@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from ..errors import InputFileError, MaskError, ParameterError
 from ..grid import Grid
 from ..volume import Volume
-from .nifti_data import check_gzip_data, read_as_stored, read_gzip_data
+from .nifti_data import check_gzip_data, read_as_stored, read_gzip_data, short_switch_interval
 from .nifti_header import HeaderGeometry, check_header, check_mask_scaling, read_raw_header
 
 if TYPE_CHECKING:  # nibabel is imported when a file is read or written: it takes ~0.35 s
@@ -489,7 +489,8 @@ def load_case(
 ) -> Case:
     """Read a CT, its GTV and OARs, and check that every mask is on the CT grid.
 
-    Files are read by two threads (decompression releases the GIL). Errors are raised in
+    Files are read by two threads (decompression releases the GIL; see
+    :func:`~lattice.io.nifti_data.short_switch_interval`). Errors are raised in
     argument order: CT, GTV, then OARs. With ``ct_data=False`` only the CT's header is read
     (:attr:`Case.ct` is its :class:`~lattice.grid.Grid`, see :func:`load_grid`): enough to
     plan. With ``ct_data="check"`` every CT voxel is read and checked as with True, but only
@@ -509,7 +510,7 @@ def load_case(
     oar_paths = dict(oar_paths or {})
     ct_name, gtv_name = f"CT '{ct_path}'", f"GTV mask '{gtv_path}'"
     oar_names = {name: f"OAR mask '{p}'" for name, p in oar_paths.items()}
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with short_switch_interval(), ThreadPoolExecutor(max_workers=2) as pool:
         read_ct: Callable[..., tuple[Volume | Grid, tuple[str, ...]]] = (
             _check_image if ct_data == "check" else _load_image if ct_data else _load_grid
         )

@@ -7,6 +7,8 @@ checked against an independent writer; what ``save_volume`` writes is read back 
 from __future__ import annotations
 
 import gzip
+import sys
+import threading
 
 import nibabel as nib
 import numpy as np
@@ -305,7 +307,7 @@ def _outcome(ct, gtv, ct_data):
     return case.ct.shape, case.ct.affine.tolist(), case.warnings
 
 
-@pytest.mark.parametrize("chunk_bytes", [1 << 20, 7, 1000])  # pieces split voxels
+@pytest.mark.parametrize("chunk_bytes", [1 << 24, 7, 1000])  # pieces split voxels
 @pytest.mark.parametrize(
     "case",
     ["int16", "float32", "nan", "inf", "truncated", "cut in the voxels", "two members", "nii"],
@@ -517,3 +519,38 @@ def test_a_label_map_with_many_labels_is_listed_briefly():
     labels = np.arange(60, dtype=np.int16).reshape(3, 4, 5)
     with pytest.raises(MaskError, match=r"1, 2, .*\.\.\. 59 \(59 labels\)"):
         mask_from_array(labels)
+
+
+def test_switch_interval_is_short_while_files_are_read_and_restored_after(tmp_path, grid):
+    before = sys.getswitchinterval()
+    seen = []
+    with nifti_data.short_switch_interval(0.001):
+        seen.append(sys.getswitchinterval())
+        with nifti_data.short_switch_interval(0.0002):  # nested: the first one's value stays
+            seen.append(sys.getswitchinterval())
+        seen.append(sys.getswitchinterval())
+    assert seen == [pytest.approx(0.001)] * 3
+    assert sys.getswitchinterval() == before
+    # Blocks that overlap in two threads: the interval comes back when the last one ends.
+    started, release = threading.Barrier(2), threading.Event()
+
+    def other() -> None:
+        with nifti_data.short_switch_interval(0.001):
+            started.wait()
+            release.wait()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with nifti_data.short_switch_interval(0.001):
+        started.wait()
+    assert sys.getswitchinterval() == pytest.approx(0.001)  # the other block still runs
+    release.set()
+    thread.join()
+    assert sys.getswitchinterval() == before
+    # load_case restores it, also when it raises.
+    ct, gtv = _ct_and_gtv(tmp_path, grid, np.zeros(SHAPE, np.int16), "ct.nii.gz")
+    load_case(ct, gtv)
+    assert sys.getswitchinterval() == before
+    with pytest.raises(InputFileError):
+        load_case(tmp_path / "missing.nii.gz", gtv)
+    assert sys.getswitchinterval() == before
