@@ -4,6 +4,8 @@ A plan run without a picture worker (``--no-picture``) leaves the machine's seco
 idle; :class:`Forked` puts work that the run needs only later (the GTV's measurements, the
 independent verification) on it. The child is a fork, so it starts with this process's
 memory (the masks, the plan) at no copying cost and imports nothing again.
+:func:`split_work` shares one job between this process and a child, each writing its part
+into a :func:`shared_array` (the slices of the planner's distance tables).
 
 Forking is only safe in a process that runs no other thread (a thread holding a lock, an
 import's for one, would leave it held in the child): :func:`may_fork` says whether this
@@ -13,13 +15,17 @@ process may. The child ends with ``os._exit``: it runs none of this process's cl
 
 from __future__ import annotations
 
+import mmap
 import multiprocessing as mp
 import os
 import pickle
 import signal
 import threading
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
 
 T = TypeVar("T")
 
@@ -99,6 +105,45 @@ class Forked(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.cancel()
+
+
+def shared_array(shape: tuple[int, ...], dtype: Any, fill: float) -> NDArray[Any]:
+    """A new array, every element ``fill``, in memory that the children this process forks
+    from now on share (an anonymous shared mapping): what a child writes into it, this
+    process sees. Copy the results out (``np.array``) before forking children that should
+    not share them."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buffer = mmap.mmap(-1, max(size, 1))  # MAP_SHARED | MAP_ANONYMOUS, zero-filled
+    array = np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    if fill != 0:
+        array[...] = fill
+    return array
+
+
+def split_work(
+    work: Callable[[Sequence[int]], None],
+    items: Sequence[int],
+    costs: Sequence[float],
+    *,
+    min_cost: float,
+) -> bool:
+    """``work(items)``, the items split in two runs of about equal cost, the second in a
+    forked child, when the whole costs at least ``min_cost`` and :func:`may_fork` allows
+    (else all here, in order). ``work`` writes its results into :func:`shared_array` arrays,
+    each item's into its own part; a child that dies without an answer has its part done
+    here. True when a child was used.
+    """
+    total = float(sum(costs))
+    if len(items) < 2 or total < min_cost or not may_fork():
+        work(items)
+        return False
+    cut = int(np.searchsorted(np.cumsum(costs), total / 2.0)) + 1
+    cut = min(max(cut, 1), len(items) - 1)
+    first, second = list(items[:cut]), list(items[cut:])
+    with Forked(lambda: work(second), fallback=lambda: work(second)) as child:
+        work(first)
+        child.result()
+    return True
 
 
 def _run_child(fn: Callable[[], object], write_fd: int) -> None:  # pragma: no cover - a child

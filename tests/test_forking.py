@@ -201,3 +201,75 @@ def test_a_failed_verification_in_the_child_writes_nothing(tmp_path, flag):
     assert not result["written"]
     assert not result["children_left"]
     assert len(result["forks"]) == (2 if flag == "1" else 0)
+
+
+# -- split_work and shared_array ------------------------------------------------------------
+
+
+def _squares_into(out):
+    """A split_work job: item k writes k**2 (and the writing process's pid) into row k."""
+
+    def work(items):
+        for k in items:
+            out[k, 0] = k * k
+            out[k, 1] = os.getpid()
+
+    return work
+
+
+def test_split_work_shares_the_items_with_a_child_that_writes_into_shared_memory():
+    out = forking.shared_array((40, 2), np.int64, 0)
+    items = list(range(40))
+    costs = [1.0] * 20 + [3.0] * 20  # the cut falls at half the cost, not half the items
+    used = forking.split_work(_squares_into(out), items, costs, min_cost=10.0)
+    assert used
+    assert out[:, 0].tolist() == [k * k for k in items]  # the child's rows reached us
+    writers = out[:, 1]
+    assert set(writers[:26]) == {os.getpid()}  # the first part here (26 of 40 hold 38 of 80)
+    assert os.getpid() not in set(writers[-10:])  # the last part in another process
+    cut = int(np.flatnonzero(writers != os.getpid())[0])
+    assert abs(sum(costs[:cut]) - sum(costs[cut:])) <= max(costs)
+
+
+def test_split_work_does_it_all_here_when_small_or_with_another_thread_running():
+    out = forking.shared_array((6, 2), np.int64, -1)
+    assert not forking.split_work(_squares_into(out), range(6), [1.0] * 6, min_cost=7.0)
+    assert set(out[:, 1]) == {os.getpid()} and out[:, 0].tolist() == [0, 1, 4, 9, 16, 25]
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:  # forking beside a thread is unsafe: no child
+        out[:] = -1
+        assert not forking.split_work(_squares_into(out), range(6), [9.0] * 6, min_cost=1)
+        assert set(out[:, 1]) == {os.getpid()}
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_split_work_does_the_part_of_a_child_that_dies_and_raises_the_error_of_one_that_fails():
+    parent = os.getpid()
+    out = forking.shared_array((8,), np.int64, 0)
+
+    def dies(items):
+        if os.getpid() != parent:
+            os._exit(3)  # killed, say: no answer
+        out[list(items)] = 1
+
+    assert forking.split_work(dies, range(8), [1.0] * 8, min_cost=1.0)
+    assert out.tolist() == [1] * 8
+
+    def fails(items):
+        if os.getpid() != parent:
+            raise ValueError("bad slice")
+
+    with pytest.raises(ValueError, match="bad slice"):
+        forking.split_work(fails, range(8), [1.0] * 8, min_cost=1.0)
+
+
+def test_shared_array_is_filled_and_seen_by_a_child_and_its_parent():
+    a = forking.shared_array((3, 4), np.float32, np.inf)
+    assert a.shape == (3, 4) and a.dtype == np.float32 and np.isinf(a).all()
+    Forked(lambda: a.__setitem__((1, 2), 5.0)).result()
+    assert a[1, 2] == 5.0 and np.isinf(np.delete(a.ravel(), 6)).all()
+    assert forking.shared_array((0, 3), np.int64, 0).shape == (0, 3)

@@ -44,14 +44,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import edt
 import numpy as np
 from numpy.typing import NDArray
 
 from ..volume import Volume
 from .margins import bounding_box
 from .outline import _BRUTE_FORCE_PAIRS, MAX_SEGMENT_PX, SliceOutline, marching_squares_stack
-from .surface_tables import inplane_few, stack_slabs
+from .surface_tables import inplane_few, mask_vertex_bounds, stack_slabs
 
 #: Pixels per block of slices whose outlines are made together.
 _OUTLINE_BLOCK = 1 << 20
@@ -467,56 +466,14 @@ class SlabSolid:
     def _mask_bounds(
         self, sub: NDArray[np.bool_], exact_to_mm: float, *, inside_metric: bool
     ) -> NDArray[np.float32]:
-        """Distance U to the nearest outline vertex by an EDT on a grid of half-pixel steps,
-        whose zeros are the midpoints between differing 4-neighbours (the marching-squares
-        vertices, with a background frame around ``sub`` so outlines close beyond it).
-
-        Each slice's EDT runs on the crop that holds every vertex of that slice: its bounding
-        box plus the frame, which changes no value inside it. For the distance metric the
-        crop grows by a reach R > ``exact_to_mm`` + a (a = :attr:`table_slack_mm`); a pixel
-        beyond it is more than R from every vertex, and gets U = R: then
-        ``sqrt(U^2 - a^2) > exact_to_mm`` is still a lower bound, and values beyond
-        ``exact_to_mm`` are only known to exceed it (as for polygon tables).
-        """
-        vox = self.voxel_size_mm
-        # Slices first: each slice's arrays are contiguous for the per-slice EDT.
-        p = np.pad(np.moveaxis(sub, 2, 0), ((0, 0), (1, 1), (1, 1)))
-        nk, ni, nj = p.shape
-        upper = np.zeros((nk, ni - 2, nj - 2), dtype=np.float32)
-        far_mm = 0.0
-        grow = np.zeros(2, dtype=np.int64)
-        if not inside_metric:
-            upper[:] = np.inf
-            far_mm = exact_to_mm + self.table_slack_mm + float(vox[:2].max())
-            grow = np.ceil(far_mm / vox[:2]).astype(np.int64) + 1
-        aniso = (float(vox[0]) / 2, float(vox[1]) / 2)
-        rows_any: NDArray[np.bool_] = np.asarray(p.any(axis=2))
-        cols_any: NDArray[np.bool_] = np.asarray(p.any(axis=1))
-        for k in range(nk):
-            rows = np.flatnonzero(rows_any[k])
-            if len(rows) == 0:
-                continue
-            cols = np.flatnonzero(cols_any[k])
-            # Crop [a, b] x [c, d] of the padded slice (inclusive), frame included.
-            a, b = max(rows[0] - 1 - grow[0], 0), min(rows[-1] + 1 + grow[0], ni - 1)
-            c, d = max(cols[0] - 1 - grow[1], 0), min(cols[-1] + 1 + grow[1], nj - 1)
-            q = p[k, a : b + 1, c : d + 1]
-            # Boolean features: edt's binary path, faster than its multi-label one on uint8.
-            feat = np.ones((2 * q.shape[0] - 1, 2 * q.shape[1] - 1), dtype=bool)
-            feat[1::2, ::2] = q[:-1] == q[1:]
-            feat[::2, 1::2] = q[:, :-1] == q[:, 1:]
-            u = edt.edt(feat, anisotropy=aniso, black_border=False, parallel=1)[::2, ::2]
-            # Padded rows a..b are array rows a-1..b-1; keep those inside the array.
-            a1, b1, c1, d1 = max(a, 1), min(b, ni - 2), max(c, 1), min(d, nj - 2)
-            if not inside_metric:
-                upper[k] = np.float32(far_mm)
-            upper[k, a1 - 1 : b1, c1 - 1 : d1] = u[a1 - a : b1 - a + 1, c1 - c : d1 - c + 1]
-        inside = p[:, 1:-1, 1:-1]
-        if inside_metric:
-            upper[~inside] = 0.0
-        else:
-            upper[inside] = 0.0
-        return np.moveaxis(upper, 0, 2)
+        """:func:`~lattice.geometry.surface_tables.mask_vertex_bounds` of ``sub``."""
+        return mask_vertex_bounds(
+            sub,
+            self.voxel_size_mm,
+            exact_to_mm,
+            self.table_slack_mm,
+            inside_metric=inside_metric,
+        )
 
     def _polygon_table(
         self,

@@ -8,6 +8,7 @@ import edt
 import numpy as np
 import pytest
 
+from lattice.forking import Forked
 from lattice.geometry import surface, surface_tables
 from lattice.geometry.surface import SlabSolid
 from lattice.geometry.surface_tables import stack_slabs as _stack
@@ -75,8 +76,14 @@ def _phantom(shape=(31, 27, 19)):
 @pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (1.2, 0.7, 0.8)])
 @pytest.mark.parametrize("inside_metric", [True, False])
 @pytest.mark.parametrize("block", [1 << 18, 64])
-def test_blocked_stack_equals_the_plain_offset_loop(vox, inside_metric, block, monkeypatch):
+@pytest.mark.parametrize("threaded", [False, True])
+def test_blocked_stack_equals_the_plain_offset_loop(
+    vox, inside_metric, block, threaded, monkeypatch
+):
     monkeypatch.setattr(surface_tables, "_STACK_BLOCK", block)
+    # Threaded: every table's blocks split between two threads, however small.
+    monkeypatch.setattr(surface_tables, "_THREADED_VOXELS", 0 if threaded else 1 << 60)
+    monkeypatch.setattr(surface_tables, "_stack_threads", lambda: 2)
     mask = _phantom()
     solid = SlabSolid(mask, np.array(vox))
     e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)
@@ -99,6 +106,27 @@ def test_vertex_distances_equal_the_uint8_edt(vox):
         inside = mask[:, :, k]
         np.testing.assert_array_equal(got[:, :, k][inside], want[inside])
         assert np.all(got[:, :, k][~inside] == 0)
+
+
+@pytest.mark.parametrize("inside_metric", [True, False])
+def test_vertex_tables_are_the_same_when_a_child_computes_half_the_slices(
+    inside_metric, monkeypatch
+):
+    mask = _phantom()
+    solid = SlabSolid(mask, np.array([0.9, 1.3, 2.1]))
+    monkeypatch.setattr(surface_tables, "_SPLIT_PIXELS", 1 << 60)
+    alone = solid._mask_bounds(mask, 5.0, inside_metric=inside_metric)
+    used = []
+    real = surface_tables.split_work
+    monkeypatch.setattr(surface_tables, "split_work", lambda *a, **k: used.append(real(*a, **k)))
+    monkeypatch.setattr(surface_tables, "_SPLIT_PIXELS", 0)
+    shared = solid._mask_bounds(mask, 5.0, inside_metric=inside_metric)
+    assert used == [True]  # a child did part of it
+    np.testing.assert_array_equal(shared, alone)
+    # The table is this process's own: a later child writing into it changes nothing here.
+    before = shared.copy()
+    Forked(lambda: shared.__setitem__((3, 4, 5), -7.0)).result()
+    np.testing.assert_array_equal(shared, before)
 
 
 def _oracle_inplane_many(solid, ks, q_uv):
