@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 #: Set to "0" to do the work in the planning process itself (no picture worker, no forked
 #: child): ``lattice batch`` does so when every core already runs a plan of its own.
@@ -105,6 +106,40 @@ class Forked(Generic[T]):
 
     def __exit__(self, *exc: object) -> None:
         self.cancel()
+
+
+def usable_cpus() -> int:
+    """Processors this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def on_two_threads(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
+    """``(first(), second())``, ``second`` in a thread of its own where this process may run
+    on two processors (for work that releases the GIL, numpy's loops): joined before this
+    returns, so that a later fork finds no other thread. The first error raised is raised."""
+    if usable_cpus() < 2:
+        return first(), second()
+    box: list[Any] = []
+
+    def run() -> None:
+        try:
+            box.append((True, second()))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            box.append((False, exc))
+
+    thread = threading.Thread(target=run, name="lattice-second")
+    thread.start()
+    try:
+        a = first()
+    finally:
+        thread.join()
+    ok, b = box[0]
+    if not ok:
+        raise b
+    return a, b
 
 
 def shared_array(shape: tuple[int, ...], dtype: Any, fill: float) -> NDArray[Any]:

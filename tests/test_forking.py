@@ -273,3 +273,29 @@ def test_shared_array_is_filled_and_seen_by_a_child_and_its_parent():
     Forked(lambda: a.__setitem__((1, 2), 5.0)).result()
     assert a[1, 2] == 5.0 and np.isinf(np.delete(a.ravel(), 6)).all()
     assert forking.shared_array((0, 3), np.int64, 0).shape == (0, 3)
+
+
+def test_on_two_threads_returns_both_values_and_raises_either_error(monkeypatch):
+    names = []
+    before = threading.active_count()
+    a, b = forking.on_two_threads(
+        lambda: threading.current_thread().name,
+        lambda: names.append(threading.current_thread().name) or 7,
+    )
+    assert (a, b) == (threading.current_thread().name, 7) and names == ["lattice-second"]
+    assert threading.active_count() == before  # joined: a fork after it is safe
+
+    def bad():
+        raise KeyError("second")
+
+    with pytest.raises(KeyError, match="second"):
+        forking.on_two_threads(lambda: 1, bad)
+    with pytest.raises(KeyError, match="second"):
+        forking.on_two_threads(bad, lambda: 1)
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 1)  # one processor: both here
+    assert (
+        forking.on_two_threads(
+            lambda: threading.current_thread().name, lambda: threading.current_thread().name
+        )
+        == (threading.current_thread().name,) * 2
+    )

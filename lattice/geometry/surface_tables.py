@@ -5,8 +5,6 @@ inside-ness of a few points per slice against every segment at once."""
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -14,7 +12,7 @@ import edt
 import numpy as np
 from numpy.typing import NDArray
 
-from ..forking import shared_array, split_work
+from ..forking import on_two_threads, shared_array, split_work
 from .outline import SliceOutline, _crossing_parity, _point_segment_distance
 
 if TYPE_CHECKING:
@@ -224,15 +222,6 @@ _STACK_BLOCK = 1 << 18
 _THREADED_VOXELS = 1 << 21
 
 
-def _stack_threads() -> int:
-    """Threads of :func:`_shift_minimum`: two where this process may run on two processors."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cpus = os.cpu_count() or 1
-    return 2 if cpus >= 2 else 1
-
-
 def _shift_minimum(
     out2: NDArray[np.float32], e2: NDArray[np.float32], offsets: Sequence[int], dz: float
 ) -> None:
@@ -240,9 +229,9 @@ def _shift_minimum(
     (slices first), block of in-plane rows by block.
 
     Every block is independent (it reads and writes its own rows only), so on a large table
-    the second half of the blocks goes to a second thread: the same operations on the same
-    values, hence the same result. The thread is joined before returning (a later fork
-    needs a process without other threads).
+    the second half of the blocks goes to a second thread
+    (:func:`lattice.forking.on_two_threads`): the same operations on the same values, hence
+    the same result.
     """
     nk = out2.shape[0]
     offsets = [m for m in offsets if m < nk]
@@ -250,26 +239,14 @@ def _shift_minimum(
         return
     rows = max(1, _STACK_BLOCK // max(1, nk * out2.shape[2]))
     starts = list(range(0, out2.shape[1], rows))
-    if out2.size < _THREADED_VOXELS or len(starts) < 2 or _stack_threads() < 2:
+    if out2.size < _THREADED_VOXELS or len(starts) < 2:
         _shift_blocks(out2, e2, offsets, dz, starts, rows)
         return
     half = len(starts) // 2
-    failed: list[BaseException] = []
-
-    def second() -> None:
-        try:
-            _shift_blocks(out2, e2, offsets, dz, starts[half:], rows)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            failed.append(exc)
-
-    thread = threading.Thread(target=second, name="lattice-stack")
-    thread.start()
-    try:
-        _shift_blocks(out2, e2, offsets, dz, starts[:half], rows)
-    finally:
-        thread.join()
-    if failed:
-        raise failed[0]
+    on_two_threads(
+        lambda: _shift_blocks(out2, e2, offsets, dz, starts[:half], rows),
+        lambda: _shift_blocks(out2, e2, offsets, dz, starts[half:], rows),
+    )
 
 
 def _shift_blocks(

@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from scipy.spatial.transform import Rotation
 
 from ..errors import ParameterError
+from ..forking import on_two_threads
 from ..geometry.margins import bounding_box
 from ..geometry.patterns import LatticePattern, make_pattern
 from ..volume import Volume
@@ -44,6 +45,9 @@ REFINE_OFFSETS = np.array([-0.5, -0.25, 0.0, 0.25, 0.5])
 #: six directions of the normal.
 TILTS_3D_DEG = (22.5, 45.0, 67.5, 90.0)
 TILT_AZIMUTHS_DEG = (0.0, 60.0, 120.0)
+#: Points of one evaluation from which the table bounds of its poses are read by two
+#: threads (:func:`_bound`): a coarse evaluation of the benchmark case has ~330,000.
+THREADED_POINTS = 200_000
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,7 @@ class _Search:
         if len(base_idx) == 0:
             return np.zeros(n, np.int64), np.full(n, -np.inf)
         idx = base_idx[None, :, :] + shift_idx[:, None, :]
-        state, est = field.bound(idx)
+        state, est = _bound(field, idx)
         cap = self.cap if self.cap is not None else state.shape[1]
         allowed = state == ALLOWED
         undecided = state == UNDECIDED
@@ -267,6 +271,21 @@ def _setup(field: RuleField, gtv: Volume, params: PlanParameters) -> _Setup:
     if slice_step is not None:
         z_steps = max(int(round(lattice.cell_mm[2, 2] / slice_step)), 1)
     return _Setup(search, lattice, centre, slice_step, _frac_grid(steps, z_steps), steps, z_steps)
+
+
+def _bound(
+    field: RuleField, idx: NDArray[np.float64]
+) -> tuple[NDArray[np.int8], NDArray[np.float32]]:
+    """``field.bound(idx)`` for poses x points: each point is bounded on its own, so on many
+    points half the poses go to a second thread (numpy's loops release the GIL), with the
+    same values as one call (coarse pose search of the benchmark case: 0.18 -> 0.11 s)."""
+    if idx.shape[0] < 2 or idx.shape[0] * idx.shape[1] < THREADED_POINTS:
+        return field.bound(idx)
+    half = idx.shape[0] // 2
+    (s0, e0), (s1, e1) = on_two_threads(
+        lambda: field.bound(idx[:half]), lambda: field.bound(idx[half:])
+    )
+    return np.concatenate([s0, s1]), np.concatenate([e0, e1])
 
 
 def _coarse_pool(

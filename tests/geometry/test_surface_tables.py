@@ -8,6 +8,7 @@ import edt
 import numpy as np
 import pytest
 
+from lattice import forking
 from lattice.forking import Forked
 from lattice.geometry import surface, surface_tables
 from lattice.geometry.surface import SlabSolid
@@ -83,7 +84,7 @@ def test_blocked_stack_equals_the_plain_offset_loop(
     monkeypatch.setattr(surface_tables, "_STACK_BLOCK", block)
     # Threaded: every table's blocks split between two threads, however small.
     monkeypatch.setattr(surface_tables, "_THREADED_VOXELS", 0 if threaded else 1 << 60)
-    monkeypatch.setattr(surface_tables, "_stack_threads", lambda: 2)
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
     mask = _phantom()
     solid = SlabSolid(mask, np.array(vox))
     e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)

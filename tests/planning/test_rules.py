@@ -342,3 +342,28 @@ def test_bound_states_follow_from_the_oracle_bounds(case):
     assert state.dtype == np.int8
     np.testing.assert_array_equal(state, want)
     assert (state == UNDECIDED).any() and (state == ALLOWED).any()
+
+
+def test_bounds_of_many_poses_read_by_two_threads_equal_one_call(case, monkeypatch):
+    from lattice import forking
+    from lattice.planning import search
+
+    field = case.field
+    ijk = _box_points(case, 400, seed=5)
+    poses = ijk[None, :, :] + np.random.default_rng(6).normal(0.0, 2.0, (7, 1, 3))  # 7 poses
+    want_state, want_est = field.bound(poses)
+    monkeypatch.setattr(search, "THREADED_POINTS", 0)
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
+    threads = []
+    real = forking.threading.Thread
+
+    def counted(*args, **kwargs):
+        threads.append(kwargs.get("name"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(forking.threading, "Thread", counted)
+    state, est = search._bound(field, poses)
+    assert threads == ["lattice-second"]  # the second half went to a thread
+    np.testing.assert_array_equal(state, want_state)
+    np.testing.assert_array_equal(est, want_est)
+    assert state.shape == est.shape == poses.shape[:2]
