@@ -767,3 +767,19 @@ def test_dose_proxy_only_when_asked(case, tmp_path, planned):
     assert 3.0 <= d["gtv_d90_gy"] <= d["gtv_d10_gy"] <= 20.0
     code, _, stderr = run(plan_args(case, tmp_path / "bad", "--dose-peak-gy", "1"))
     assert code == 2 and "peak > valley" in stderr and not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("setting", "want"), [(None, "False"), ("1", "True"), ("0", "False")])
+def test_a_lattice_process_asks_numpy_for_no_huge_pages_unless_told_to(setting, want):
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if setting is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = setting
+    probe = (
+        "import lattice_cli.main, numpy; "
+        "core = getattr(numpy, '_core', None) or numpy.core; "
+        "print(core.multiarray._get_madvise_hugepage())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == want
