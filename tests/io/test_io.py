@@ -310,7 +310,18 @@ def _outcome(ct, gtv, ct_data):
 @pytest.mark.parametrize("chunk_bytes", [1 << 24, 7, 1000])  # pieces split voxels
 @pytest.mark.parametrize(
     "case",
-    ["int16", "float32", "nan", "inf", "truncated", "cut in the voxels", "two members", "nii"],
+    [
+        "int16",
+        "float32",
+        "nan",
+        "inf",
+        "truncated",
+        "cut in the voxels",
+        "garbled deflate",
+        "wrong checksum",
+        "two members",
+        "nii",
+    ],
 )
 def test_checked_ct_is_refused_or_accepted_as_a_read_one(
     tmp_path, grid, monkeypatch, case, chunk_bytes
@@ -329,6 +340,11 @@ def test_checked_ct_is_refused_or_accepted_as_a_read_one(
         ct.write_bytes(raw[: len(raw) // 2])
     elif case == "cut in the voxels":
         ct.write_bytes(gzip.compress(gzip.decompress(raw)[:-5]))
+    elif case == "garbled deflate":  # bytes flipped inside the compressed stream
+        mid = len(raw) // 2
+        ct.write_bytes(raw[:mid] + bytes(b ^ 0xA5 for b in raw[mid : mid + 40]) + raw[mid + 40 :])
+    elif case == "wrong checksum":  # the voxels inflate, but not to the trailer's CRC-32
+        ct.write_bytes(raw[:-8] + bytes(b ^ 0xFF for b in raw[-8:-4]) + raw[-4:])
     elif case == "two members":  # a valid gzip file: members are read one after another
         whole = gzip.decompress(raw)
         ct.write_bytes(gzip.compress(whole[:1000]) + gzip.compress(whole[1000:]))
