@@ -118,9 +118,11 @@ def usable_cpus() -> int:
 
 def on_two_threads(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, U]:
     """``(first(), second())``, ``second`` in a thread of its own where this process may run
-    on two processors (for work that releases the GIL, numpy's loops): joined before this
-    returns, so that a later fork finds no other thread. The first error raised is raised."""
-    if usable_cpus() < 2:
+    on two processors and the environment (:data:`FORK_ENV`) does not say that every core
+    runs a plan of its own (for work that releases the GIL, numpy's loops): joined before
+    this returns, so that a later fork finds no other thread. The first error raised is
+    raised."""
+    if usable_cpus() < 2 or os.environ.get(FORK_ENV, "1") == "0":
         return first(), second()
     box: list[Any] = []
 

@@ -292,10 +292,15 @@ def test_on_two_threads_returns_both_values_and_raises_either_error(monkeypatch)
         forking.on_two_threads(lambda: 1, bad)
     with pytest.raises(KeyError, match="second"):
         forking.on_two_threads(bad, lambda: 1)
-    monkeypatch.setattr(forking, "usable_cpus", lambda: 1)  # one processor: both here
-    assert (
-        forking.on_two_threads(
+    here = (threading.current_thread().name,) * 2
+
+    def names_of_both():
+        return forking.on_two_threads(
             lambda: threading.current_thread().name, lambda: threading.current_thread().name
         )
-        == (threading.current_thread().name,) * 2
-    )
+
+    monkeypatch.setenv(FORK_ENV, "0")  # every core runs a plan of its own: both here
+    assert names_of_both() == here
+    monkeypatch.delenv(FORK_ENV)
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 1)  # one processor: both here
+    assert names_of_both() == here

@@ -85,6 +85,7 @@ def test_blocked_stack_equals_the_plain_offset_loop(
     # Threaded: every table's blocks split between two threads, however small.
     monkeypatch.setattr(surface_tables, "_THREADED_VOXELS", 0 if threaded else 1 << 60)
     monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
+    monkeypatch.delenv(forking.FORK_ENV, raising=False)
     mask = _phantom()
     solid = SlabSolid(mask, np.array(vox))
     e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)

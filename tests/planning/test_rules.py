@@ -354,6 +354,7 @@ def test_bounds_of_many_poses_read_by_two_threads_equal_one_call(case, monkeypat
     want_state, want_est = field.bound(poses)
     monkeypatch.setattr(search, "THREADED_POINTS", 0)
     monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
+    monkeypatch.delenv(forking.FORK_ENV, raising=False)
     threads = []
     real = forking.threading.Thread
 
