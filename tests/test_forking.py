@@ -217,7 +217,13 @@ def _squares_into(out):
     return work
 
 
-def test_split_work_shares_the_items_with_a_child_that_writes_into_shared_memory():
+@pytest.fixture
+def forkable(monkeypatch):
+    """may_fork() true even where an earlier test left a thread running (Dask's, say)."""
+    monkeypatch.setattr(forking, "may_fork", lambda: True)
+
+
+def test_split_work_shares_the_items_with_a_child_that_writes_into_shared_memory(forkable):
     out = forking.shared_array((40, 2), np.int64, 0)
     items = list(range(40))
     costs = [1.0] * 20 + [3.0] * 20  # the cut falls at half the cost, not half the items
@@ -247,7 +253,9 @@ def test_split_work_does_it_all_here_when_small_or_with_another_thread_running()
         thread.join()
 
 
-def test_split_work_does_the_part_of_a_child_that_dies_and_raises_the_error_of_one_that_fails():
+def test_split_work_does_the_part_of_a_child_that_dies_and_raises_the_error_of_one_that_fails(
+    forkable,
+):
     parent = os.getpid()
     out = forking.shared_array((8,), np.int64, 0)
 

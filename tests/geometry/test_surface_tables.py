@@ -122,6 +122,7 @@ def test_vertex_tables_are_the_same_when_a_child_computes_half_the_slices(
     real = surface_tables.split_work
     monkeypatch.setattr(surface_tables, "split_work", lambda *a, **k: used.append(real(*a, **k)))
     monkeypatch.setattr(surface_tables, "_SPLIT_PIXELS", 0)
+    monkeypatch.setattr(forking, "may_fork", lambda: True)  # whatever threads earlier tests left
     shared = solid._mask_bounds(mask, 5.0, inside_metric=inside_metric)
     assert used == [True]  # a child did part of it
     np.testing.assert_array_equal(shared, alone)
