@@ -8,7 +8,9 @@ memory compaction, and partly used huge pages add to the resident memory; a plan
 arrays are written once and read a few times, so huge pages buy little. Measured on the
 benchmark case (2026-12-03, 10 pairs each): ``lattice plan`` with every output 0.92x the wall
 time and 591 MB instead of 630 MB peak (largest process); the minimal outputs 0.92x and
-481 MB instead of 523 MB. A library user's process keeps numpy's own choice.
+481 MB instead of 523 MB. A process that uses the library without importing ``lattice_cli``
+keeps numpy's own choice; one that imports it (before numpy) sets the variable for itself and
+its children.
 """
 
 import os

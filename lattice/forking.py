@@ -64,7 +64,12 @@ class Forked(Generic[T]):
     def __init__(self, fn: Callable[[], T], *, fallback: Callable[[], T] | None = None) -> None:
         self._fallback = fallback
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no memory or process left for a child: nothing is left open
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # pragma: no cover - the child; coverage does not follow it
             os.close(read_fd)
             _run_child(fn, write_fd)
@@ -76,7 +81,10 @@ class Forked(Generic[T]):
         """Wait for the child; its value (or its error raised here)."""
         if self._pid is None:
             raise RuntimeError("the result of a forked call is collected once")
-        with os.fdopen(self._fd, "rb") as fh:
+        # The pipe is closed by the block below, even when Ctrl-C stops the read: cancel()
+        # (leaving a with block) then only kills and reaps the child.
+        fd, self._fd = self._fd, -1
+        with os.fdopen(fd, "rb") as fh:
             message = fh.read()  # until the child closes its end (it exits)
         _, status = os.waitpid(self._pid, 0)
         self._pid = None
@@ -98,7 +106,9 @@ class Forked(Generic[T]):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:  # pragma: no cover - already reaped elsewhere
             pass
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         os.waitpid(pid, 0)
 
     def __enter__(self) -> Forked[T]:
@@ -120,8 +130,8 @@ def on_two_threads(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, 
     """``(first(), second())``, ``second`` in a thread of its own where this process may run
     on two processors and the environment (:data:`FORK_ENV`) does not say that every core
     runs a plan of its own (for work that releases the GIL, numpy's loops): joined before
-    this returns, so that a later fork finds no other thread. The first error raised is
-    raised."""
+    this returns, so that a later fork finds no other thread. ``first``'s error is raised
+    if it fails, else ``second``'s. Where no thread can be started, both run here."""
     if usable_cpus() < 2 or os.environ.get(FORK_ENV, "1") == "0":
         return first(), second()
     box: list[Any] = []
@@ -133,7 +143,10 @@ def on_two_threads(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, 
             box.append((False, exc))
 
     thread = threading.Thread(target=run, name="lattice-second")
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError:  # no thread left to start (a process limit)
+        return first(), second()
     try:
         a = first()
     finally:
@@ -165,22 +178,32 @@ def split_work(
     min_cost: float,
 ) -> bool:
     """``work(items)``, the items split in two runs of about equal cost, the second in a
-    forked child, when the whole costs at least ``min_cost`` and :func:`may_fork` allows
-    (else all here, in order). ``work`` writes its results into :func:`shared_array` arrays,
-    each item's into its own part; a child that dies without an answer has its part done
-    here. True when a child was used.
+    forked child, when the whole costs at least ``min_cost`` and :func:`may_split` allows
+    (else, or when no child can be forked, all here, in order). ``work`` writes its results
+    into :func:`shared_array` arrays, each item's into its own part; a child that dies
+    without an answer has its part done here. True when a child was used.
     """
     total = float(sum(costs))
-    if len(items) < 2 or total < min_cost or not may_fork():
+    if len(items) < 2 or total < min_cost or not may_split():
         work(items)
         return False
     cut = int(np.searchsorted(np.cumsum(costs), total / 2.0)) + 1
     cut = min(max(cut, 1), len(items) - 1)
     first, second = list(items[:cut]), list(items[cut:])
-    with Forked(lambda: work(second), fallback=lambda: work(second)) as child:
+    try:
+        child = Forked(lambda: work(second), fallback=lambda: work(second))
+    except OSError:  # no child to be had (memory, process limits): all here
+        work(items)
+        return False
+    with child:
         work(first)
         child.result()
     return True
+
+
+def may_split() -> bool:
+    """Whether :func:`split_work` would fork: :func:`may_fork`, on two processors or more."""
+    return may_fork() and usable_cpus() >= 2
 
 
 def _run_child(fn: Callable[[], object], write_fd: int) -> None:  # pragma: no cover - a child

@@ -219,8 +219,8 @@ def _squares_into(out):
 
 @pytest.fixture
 def forkable(monkeypatch):
-    """may_fork() true even where an earlier test left a thread running (Dask's, say)."""
-    monkeypatch.setattr(forking, "may_fork", lambda: True)
+    """may_split() true even where an earlier test left a thread running (Dask's, say)."""
+    monkeypatch.setattr(forking, "may_split", lambda: True)
 
 
 def test_split_work_shares_the_items_with_a_child_that_writes_into_shared_memory(forkable):
@@ -284,6 +284,8 @@ def test_shared_array_is_filled_and_seen_by_a_child_and_its_parent():
 
 
 def test_on_two_threads_returns_both_values_and_raises_either_error(monkeypatch):
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
+    monkeypatch.delenv(FORK_ENV, raising=False)
     names = []
     before = threading.active_count()
     a, b = forking.on_two_threads(
@@ -312,3 +314,45 @@ def test_on_two_threads_returns_both_values_and_raises_either_error(monkeypatch)
     monkeypatch.delenv(FORK_ENV)
     monkeypatch.setattr(forking, "usable_cpus", lambda: 1)  # one processor: both here
     assert names_of_both() == here
+
+
+def test_an_interrupted_wait_kills_and_reaps_the_child():
+    import signal
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Forked(lambda: time.sleep(30)) as child:
+                pid = child._pid
+                signal.setitimer(signal.ITIMER_REAL, 0.3)  # Ctrl-C while result() waits
+                child.result()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with pytest.raises(ChildProcessError):  # killed and reaped: no zombie left
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_split_work_does_everything_here_when_no_child_can_be_forked(forkable, monkeypatch):
+    def no_fork():
+        raise OSError(12, "Cannot allocate memory")
+
+    fds = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else set()
+    monkeypatch.setattr(forking.os, "fork", no_fork)
+    out = forking.shared_array((10, 2), np.int64, 0)
+    assert not forking.split_work(_squares_into(out), range(10), [1.0] * 10, min_cost=1.0)
+    assert out[:, 0].tolist() == [k * k for k in range(10)]
+    assert set(out[:, 1]) == {os.getpid()}
+    if fds:
+        assert set(os.listdir("/proc/self/fd")) <= fds  # the pipe's ends were closed
+
+
+def test_split_work_forks_only_with_two_processors(monkeypatch):
+    monkeypatch.setattr(forking, "may_fork", lambda: True)
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 1)
+    out = forking.shared_array((4, 2), np.int64, 0)
+    assert not forking.split_work(_squares_into(out), range(4), [5.0] * 4, min_cost=1.0)
+    assert set(out[:, 1]) == {os.getpid()}

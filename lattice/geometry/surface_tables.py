@@ -12,7 +12,7 @@ import edt
 import numpy as np
 from numpy.typing import NDArray
 
-from ..forking import on_two_threads, shared_array, split_work
+from ..forking import may_split, on_two_threads, shared_array, split_work
 from .outline import SliceOutline, _crossing_parity, _point_segment_distance
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ def mask_vertex_bounds(
         crops[k] = (int(a), int(b), int(c), int(d))
     costs = [4 * (b - a + 1) * (d - c + 1) for a, b, c, d in crops.values()]
     fill = 0.0 if inside_metric else np.inf
-    split = sum(costs) >= _SPLIT_PIXELS
+    split = sum(costs) >= _SPLIT_PIXELS and may_split()  # else no shared mapping
     shape = (nk, ni - 2, nj - 2)
     upper = shared_array(shape, np.float32, fill) if split else np.full(shape, fill, np.float32)
 

@@ -86,6 +86,9 @@ def test_blocked_stack_equals_the_plain_offset_loop(
     monkeypatch.setattr(surface_tables, "_THREADED_VOXELS", 0 if threaded else 1 << 60)
     monkeypatch.setattr(forking, "usable_cpus", lambda: 2)
     monkeypatch.delenv(forking.FORK_ENV, raising=False)
+    calls = []
+    real = surface_tables.on_two_threads
+    monkeypatch.setattr(surface_tables, "on_two_threads", lambda *a: calls.append(1) or real(*a))
     mask = _phantom()
     solid = SlabSolid(mask, np.array(vox))
     e = solid._mask_bounds(mask, 9.0, inside_metric=inside_metric)
@@ -93,6 +96,8 @@ def test_blocked_stack_equals_the_plain_offset_loop(
         got = _stack(e, vox[2], exact_to_mm, inside_metric=inside_metric)
         want = _oracle_stack(e, vox[2], exact_to_mm, inside_metric=inside_metric)
         np.testing.assert_array_equal(got, want)
+    # One block of 2^18 voxels holds the whole phantom: only the 64-voxel blocks can split.
+    assert bool(calls) == (threaded and block == 64)
 
 
 @pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (0.5, 0.5, 3.0)])
@@ -122,7 +127,9 @@ def test_vertex_tables_are_the_same_when_a_child_computes_half_the_slices(
     real = surface_tables.split_work
     monkeypatch.setattr(surface_tables, "split_work", lambda *a, **k: used.append(real(*a, **k)))
     monkeypatch.setattr(surface_tables, "_SPLIT_PIXELS", 0)
-    monkeypatch.setattr(forking, "may_fork", lambda: True)  # whatever threads earlier tests left
+    # Whatever threads earlier tests left:
+    monkeypatch.setattr(forking, "may_split", lambda: True)
+    monkeypatch.setattr(surface_tables, "may_split", lambda: True)
     shared = solid._mask_bounds(mask, 5.0, inside_metric=inside_metric)
     assert used == [True]  # a child did part of it
     np.testing.assert_array_equal(shared, alone)

@@ -364,7 +364,7 @@ def test_bounds_of_many_poses_read_by_two_threads_equal_one_call(case, monkeypat
 
     monkeypatch.setattr(forking.threading, "Thread", counted)
     state, est = search._bound(field, poses)
-    assert threads == ["lattice-second"]  # the second half went to a thread
+    assert threads.count("lattice-second") == 1  # the second half went to a thread
     np.testing.assert_array_equal(state, want_state)
     np.testing.assert_array_equal(est, want_est)
     assert state.shape == est.shape == poses.shape[:2]
