@@ -35,13 +35,18 @@ U = TypeVar("U")
 FORK_ENV = "LATTICE_PICTURE_PROCESS"
 
 
+def _cores_to_spare() -> bool:
+    """The environment (:data:`FORK_ENV`) does not say that every core runs a plan."""
+    return os.environ.get(FORK_ENV, "1") != "0"
+
+
 def may_start_process() -> bool:
     """Whether the work may go to another process: ``fork`` exists, the environment
     (:data:`FORK_ENV`) does not say no, and this process may have children (daemonic ones,
     Dask workers for one, may not)."""
     return (
         "fork" in mp.get_all_start_methods()
-        and os.environ.get(FORK_ENV, "1") != "0"
+        and _cores_to_spare()
         and not mp.current_process().daemon
     )
 
@@ -132,7 +137,7 @@ def on_two_threads(first: Callable[[], T], second: Callable[[], U]) -> tuple[T, 
     runs a plan of its own (for work that releases the GIL, numpy's loops): joined before
     this returns, so that a later fork finds no other thread. ``first``'s error is raised
     if it fails, else ``second``'s. Where no thread can be started, both run here."""
-    if usable_cpus() < 2 or os.environ.get(FORK_ENV, "1") == "0":
+    if usable_cpus() < 2 or not _cores_to_spare():
         return first(), second()
     box: list[Any] = []
 
@@ -162,9 +167,9 @@ def shared_array(shape: tuple[int, ...], dtype: Any, fill: float) -> NDArray[Any
     from now on share (an anonymous shared mapping): what a child writes into it, this
     process sees. Copy the results out (``np.array``) before forking children that should
     not share them."""
-    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
-    buffer = mmap.mmap(-1, max(size, 1))  # MAP_SHARED | MAP_ANONYMOUS, zero-filled
-    array = np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    count = int(np.prod(shape))
+    buffer = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))  # shared, zero-filled
+    array = np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
     if fill != 0:
         array[...] = fill
     return array
