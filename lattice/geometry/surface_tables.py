@@ -257,16 +257,47 @@ def _shift_blocks(
     starts: Sequence[int],
     rows: int,
 ) -> None:
-    """:func:`_shift_minimum` on the blocks of ``rows`` in-plane rows from each of ``starts``."""
+    """:func:`_shift_minimum` on the blocks of ``rows`` in-plane rows from each of ``starts``.
+
+    Within a block, offset m only touches the run of slices that it can lower: slab k + m
+    (or k - m) can lower slice k only where the block's smallest ``e2`` on slab k + m plus
+    ``z2`` is below the block's largest ``out2`` on slice k. The test is made in float32, as
+    the sums are (rounding is monotone: no skipped sum is below the largest value it would
+    meet), and with the largest values found at the start (values only fall since): the
+    minimum, and so the table, is the same bit for bit. Slabs beyond an organ's slices (inf),
+    and slices already nearer than the slab gap, are skipped (the benchmark case's OAR table:
+    three quarters of the slice-offset pairs; the GTV depth table: a third).
+    """
     nk = out2.shape[0]
     buf = np.empty((nk, rows, out2.shape[2]), dtype=np.float32)
     for a in starts:
         o, e = out2[:, a : a + rows], e2[:, a : a + rows]
         t = buf[:, : o.shape[1]]
+        largest = o.reshape(nk, -1).max(axis=1)  # views: every slice's block is contiguous
+        smallest = e.reshape(nk, -1).min(axis=1)
         for m in offsets:
             zc = (m - 0.5) * dz
             z2 = np.float32(zc * zc)
-            np.add(e[m:], z2, out=t[:-m])
-            np.minimum(o[:-m], t[:-m], out=o[:-m])
-            np.add(e[:-m], z2, out=t[m:])
-            np.minimum(o[m:], t[m:], out=o[m:])
+            for src, (lo, hi) in zip((m, -m), lowered_slices(smallest, largest, z2, m)):
+                if lo < hi:
+                    np.add(e[lo + src : hi + src], z2, out=t[lo:hi])
+                    np.minimum(o[lo:hi], t[lo:hi], out=o[lo:hi])
+
+
+def lowered_slices(
+    smallest: NDArray[np.float32], largest: NDArray[np.float32], z2: np.float32, m: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The runs ``[lo, hi)`` of slices k that slab k + m, then slab k - m, may lower (see
+    :func:`_shift_blocks`): ``smallest`` and ``largest`` are per slice (float32), ``z2`` the
+    offset's squared gap. An empty run has ``lo == hi``."""
+    nk = len(smallest)
+    runs = []
+    for first, src in ((0, m), (m, -m)):
+        lowers = np.flatnonzero(
+            smallest[max(src, 0) : nk + min(src, 0)] + z2 < largest[first : nk - m + first]
+        )
+        if len(lowers) == 0:
+            runs.append((first, first))
+        else:
+            runs.append((first + int(lowers[0]), first + int(lowers[-1]) + 1))
+    return runs[0], runs[1]

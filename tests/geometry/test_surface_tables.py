@@ -100,6 +100,69 @@ def test_blocked_stack_equals_the_plain_offset_loop(
     assert bool(calls) == (threaded and block == 64)
 
 
+def _organ_table(rng, nk=60, organ=(25, 29)):
+    """In-plane distances (i, j, k) of an organ seen on slices ``organ`` only (inf on the
+    others, as the distance metric has them), with float32 values that make ties: some
+    equal to the squared slab gaps' roots, many zeros."""
+    e = np.full((9, 7, nk), np.inf, dtype=np.float32)
+    lo, hi = organ
+    vals = rng.choice(np.float32([0.0, 0.5, 1.5, 2.5, 7.25]), size=(9, 7, hi - lo))
+    e[:, :, lo:hi] = vals + rng.random((9, 7, hi - lo), dtype=np.float32) * (vals > 1)
+    return e
+
+
+@pytest.mark.parametrize("inside_metric", [True, False])
+@pytest.mark.parametrize("block", [1 << 18, 7 * 60 * 2])
+def test_stacking_skips_only_what_it_cannot_lower(inside_metric, block, monkeypatch):
+    """A tall table with the organ on 4 of 60 slices: the same values as the plain loop
+    (bit for bit), and the runs of slices that are skipped are provably left as they were."""
+    monkeypatch.setattr(surface_tables, "_STACK_BLOCK", block)
+    rng = np.random.default_rng(3)
+    e = _organ_table(rng)
+    if inside_metric:
+        e[np.isinf(e)] = 0.0
+    for dz, exact_to_mm in ((1.0, 20.0), (0.5, 3.0), (2.0, 70.0)):
+        got = _stack(e, dz, exact_to_mm, inside_metric=inside_metric)
+        want = _oracle_stack(e, dz, exact_to_mm, inside_metric=inside_metric)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_lowered_slices_leave_out_only_slices_no_sum_lowers():
+    """Brute force: every slice outside a run keeps its values under that offset's sums,
+    and the organ's table gives short runs (the work saved)."""
+    rng = np.random.default_rng(5)
+    e2 = np.square(np.moveaxis(_organ_table(rng), 2, 0))
+    nk = e2.shape[0]
+    out2 = e2.copy()
+    # Slices 30-44 already near, at the squared gap to slab 28 (the organ's last, with
+    # zeros): a tie for the offset k - 28, which lowers nothing; every other slice a float32
+    # step above it, where that offset does lower.
+    gaps = np.square(np.arange(30, 45, dtype=np.float32) - 28 - np.float32(0.5))
+    gaps[1::2] = np.nextafter(gaps[1::2], np.float32(np.inf))
+    out2[30:45] = gaps[:, None, None]
+    smallest = e2.reshape(nk, -1).min(axis=1)
+    largest = out2.reshape(nk, -1).max(axis=1)
+    lengths = []
+    for m in range(1, 12):
+        z2 = np.float32((m - 0.5) ** 2)
+        up, down = surface_tables.lowered_slices(smallest, largest, z2, m)
+        for (lo, hi), src, first, last in ((up, m, 0, nk - m), (down, -m, m, nk)):
+            lengths.append(hi - lo)
+            for k in range(first, last):
+                if lo <= k < hi:
+                    continue
+                lowered = np.minimum(out2[k], e2[k + src] + z2)
+                np.testing.assert_array_equal(lowered, out2[k])
+    # Only slabs 25-28 are finite: each run is at most 4 slices long, of up to 59.
+    assert max(lengths) <= 4 and min(lengths) == 0
+    # The ties are left out, the slices a step above them kept (slab 28, offset k - 28).
+    for k in range(30, 45):
+        _, (lo, hi) = surface_tables.lowered_slices(
+            smallest, largest, np.float32((k - 28 - 0.5) ** 2), k - 28
+        )
+        assert (lo <= k < hi) == (k % 2 == 1)
+
+
 @pytest.mark.parametrize("vox", [(0.9, 1.3, 2.1), (0.5, 0.5, 3.0)])
 def test_vertex_distances_equal_the_uint8_edt(vox):
     mask = _phantom()
