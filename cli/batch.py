@@ -48,7 +48,10 @@ def register(
         "--workers",
         type=whole,
         default=None,
-        help=ranged("plans run at once on this machine (default: the number of cores)", "workers"),
+        help=ranged(
+            "plans run at once on this machine (default: the cores this process may use)",
+            "workers",
+        ),
     )
     p.add_argument(
         "--scheduler",
@@ -73,8 +76,6 @@ def register(
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
-    import os
-
     from lattice.batch import (
         PLAN_PARAMETERS,
         expand_grid,
@@ -86,9 +87,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
     from lattice.errors import ParameterError
 
     t0 = time.perf_counter()
+    from lattice.forking import usable_cpus
     from lattice.planning.parameters import check_range
 
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+    workers = args.workers if args.workers is not None else usable_cpus()
     workers = check_range("workers", workers, label="--workers")
     if args.scheduler is not None and args.workers is not None:
         raise ParameterError(

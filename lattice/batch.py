@@ -56,7 +56,7 @@ from .errors import (
     ParameterError,
     exit_status,
 )
-from .forking import FORK_ENV
+from .forking import FORK_ENV, usable_cpus
 from .io.lock import remove_stale_lock
 from .io.plan_writer import remove_stale_stages
 from .manifest import (  # noqa: F401 - the manifest's names, re-exported
@@ -398,8 +398,9 @@ def _run(
         return
     # Plans run in worker processes that have imported everything once (a fresh interpreter
     # per plan spends ~1 s importing). A plan draws its pictures in a process of its own only
-    # when there are more cores than workers.
-    fork = (os.cpu_count() or 1) > workers
+    # when there are more cores than workers: the cores this process may run on (a cpuset or
+    # taskset gives fewer than the machine has).
+    fork = usable_cpus() > workers
     before = set(mp.active_children())
     pool = ProcessPoolExecutor(
         max_workers=workers,

@@ -567,3 +567,40 @@ def test_an_oar_without_clearance_stops_the_batch_before_anything_runs(tmp_path,
     assert len(err.splitlines()) == 1 and "has no clearance" in err and "case A" in err
     assert not out.exists()
     assert main(["batch", str(path), "--out", str(out), "--protocol", "mayo", *FAST]) == 0
+
+
+@pytest.mark.parametrize("cpus, forks", [(1, False), (2, False), (3, True)])
+def test_pictures_get_a_process_only_with_a_core_to_spare(
+    cohort, tmp_path, monkeypatch, cpus, forks
+):
+    """Two workers: a plan draws in a process of its own only when this process may run on
+    more cores than that (its affinity, as a cpuset or taskset sets it, not the machine's
+    count)."""
+    import lattice.batch as batch
+
+    monkeypatch.setattr(batch, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)  # a large host: not what counts
+    seen = []
+    real = batch.ProcessPoolExecutor
+
+    def pool(*args, **kwargs):
+        seen.append(kwargs["initargs"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", pool)
+    jobs = make_jobs(read_manifest(cohort), tmp_path / "out", defaults={"no_picture": True})
+    rows = sweep(jobs[:1], workers=2)
+    assert rows[0]["status"] == "ok"
+    assert seen == [(forks,)]
+
+
+def test_default_workers_are_the_usable_cores(cohort, tmp_path, monkeypatch):
+    import lattice.batch as batch
+    import lattice.forking as forking
+
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 3)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    asked = []
+    monkeypatch.setattr(batch, "sweep", lambda jobs, **kw: asked.append(kw["workers"]) or [])
+    main(["batch", str(cohort), "--out", str(tmp_path / "out")] + FAST)
+    assert asked == [3]
