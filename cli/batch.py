@@ -88,9 +88,10 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     from lattice.forking import usable_cpus
-    from lattice.planning.parameters import check_range
+    from lattice.planning.parameters import MAX_WORKERS, check_range
 
-    workers = args.workers if args.workers is not None else usable_cpus()
+    # By default one worker per usable core, at most as many as --workers accepts.
+    workers = args.workers if args.workers is not None else min(usable_cpus(), MAX_WORKERS)
     workers = check_range("workers", workers, label="--workers")
     if args.scheduler is not None and args.workers is not None:
         raise ParameterError(

@@ -603,4 +603,8 @@ def test_default_workers_are_the_usable_cores(cohort, tmp_path, monkeypatch):
     asked = []
     monkeypatch.setattr(batch, "sweep", lambda jobs, **kw: asked.append(kw["workers"]) or [])
     main(["batch", str(cohort), "--out", str(tmp_path / "out")] + FAST)
-    assert asked == [3]
+    monkeypatch.setattr(forking, "usable_cpus", lambda: 1000)  # more than --workers accepts
+    main(["batch", str(cohort), "--out", str(tmp_path / "out2")] + FAST)
+    from lattice.planning.parameters import MAX_WORKERS
+
+    assert asked == [3, MAX_WORKERS]

@@ -289,12 +289,14 @@ def lowered_slices(
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The runs ``[lo, hi)`` of slices k that slab k + m, then slab k - m, may lower (see
     :func:`_shift_blocks`): ``smallest`` and ``largest`` are per slice (float32), ``z2`` the
-    offset's squared gap. An empty run has ``lo == hi``."""
+    offset's squared gap. An empty run has ``lo == hi``. A slice or slab holding a NaN is
+    never left out (``np.minimum`` would spread the NaN, as the plain loop does)."""
     nk = len(smallest)
     runs = []
     for first, src in ((0, m), (m, -m)):
+        # Negated: a NaN on either side cannot be proved harmless, and is kept.
         lowers = np.flatnonzero(
-            smallest[max(src, 0) : nk + min(src, 0)] + z2 < largest[first : nk - m + first]
+            ~(smallest[max(src, 0) : nk + min(src, 0)] + z2 >= largest[first : nk - m + first])
         )
         if len(lowers) == 0:
             runs.append((first, first))

@@ -125,6 +125,12 @@ def test_stacking_skips_only_what_it_cannot_lower(inside_metric, block, monkeypa
         got = _stack(e, dz, exact_to_mm, inside_metric=inside_metric)
         want = _oracle_stack(e, dz, exact_to_mm, inside_metric=inside_metric)
         np.testing.assert_array_equal(got, want)
+    # A NaN (never made by the tables' EDTs) spreads as in the plain loop, not skipped.
+    e[2, 3, 27] = np.nan
+    e[4, 1, 40] = np.nan
+    got = _stack(e, 1.0, 20.0, inside_metric=inside_metric)
+    want = _oracle_stack(e, 1.0, 20.0, inside_metric=inside_metric)
+    np.testing.assert_array_equal(got, want)  # NaN where NaN
 
 
 def test_lowered_slices_leave_out_only_slices_no_sum_lowers():
