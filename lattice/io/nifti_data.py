@@ -1,12 +1,12 @@
 """Reading the voxels of a NIfTI file that :mod:`lattice.io.nifti` opened with nibabel: a
 ``.gz`` file used as stored is decompressed straight into its array (:func:`read_gzip_data`),
-or only checked, piece by piece into one buffer, without keeping an array
-(:func:`check_gzip_data`)."""
+or only checked, piece by piece, without keeping an array (:func:`check_gzip_data`)."""
 
 from __future__ import annotations
 
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -54,61 +54,60 @@ def read_gzip_data(proxy: Any) -> NDArray:
     return data
 
 
-#: Decompressed bytes handled at a time when voxels are only checked: one buffer, filled
-#: again for each piece. Each piece's decompression releases the GIL and must take it back:
-#: while another thread of the process holds it (the planner's imports, read beside the
-#: masks), every return waits up to the interpreter's switch interval (5 ms). With 1 MB pieces
-#: that cost ~150 waits on a 512 x 512 x 300 int16 CT: load_case beside a thread busy in
-#: Python took 3.4 s instead of 0.6 s; with 16 MB pieces 0.63 s (2026-12-03, this machine).
+#: Decompressed bytes handled at a time when voxels are only checked. Each piece's
+#: decompression releases the GIL and must take it back: while another thread of the
+#: process holds it (the planner's imports, read beside the masks), every return waits up to
+#: the interpreter's switch interval (5 ms). With 1 MB pieces that cost ~150 waits on a
+#: 512 x 512 x 300 int16 CT: load_case beside a thread busy in Python took 3.4 s instead of
+#: 0.6 s; with 16 MB pieces 0.63 s (2026-12-03, this machine). The price: while a CT is
+#: checked, ~50 MB of buffers (a read, its unconsumed tail, a piece and, for floats, the
+#: finiteness temporaries) instead of ~3 MB.
 CHECK_CHUNK_BYTES = 1 << 24
 
 
 def check_gzip_data(proxy: Any) -> int:
-    """Decompress the voxels of a ``.gz`` file as :func:`read_gzip_data` does (the same
-    reader, so the same errors), without keeping them: the number of NaN or infinite values
-    (0 for integers).
-
-    The pieces are decompressed into one buffer of :data:`CHECK_CHUNK_BYTES`, reused: a
-    new buffer per piece is new memory each time (glibc maps pieces this large afresh), and
-    its page faults cost a CLI run's check of the benchmark CT ~20,000 faults and 0.1-0.4 s
-    of system time on this machine.
+    """Decompress the voxels of a ``.gz`` file as :func:`read_gzip_data` would, without
+    keeping them: the number of NaN or infinite values (0 for integers).
 
     Raises
     ------
-    EOFError, OSError, zlib.error
+    EOFError, zlib.error
         The file ends before its voxel data does; it is corrupt.
     """
-    from nibabel.openers import ImageOpener
-
     dtype = np.dtype(proxy.dtype)
-    nbytes = int(np.prod(proxy.shape)) * dtype.itemsize
-    # Whole voxels per piece: a float piece is checked on its own.
-    piece = max(CHECK_CHUNK_BYTES // dtype.itemsize, 1) * dtype.itemsize
-    buffer = np.empty(max(min(piece, nbytes), 1), dtype=np.uint8)
-    bad = done = 0
-    with ImageOpener(proxy.file_like) as fobj:
-        fobj.seek(proxy.offset)
-        while done < nbytes:
-            want = min(len(buffer), nbytes - done)
-            got = _fill(fobj, buffer[:want])
-            done += got
-            if got < want:
-                raise EOFError(f"the voxel data ends after {done} of {nbytes} bytes")
-            if dtype.kind == "f":
-                values = buffer[:want].view(dtype)
-                bad += want // dtype.itemsize - int(np.count_nonzero(np.isfinite(values)))
-    return bad
+    start = int(proxy.offset)
+    end = start + int(np.prod(proxy.shape)) * dtype.itemsize
+    position, bad, carry = 0, 0, b""
+    for piece in _gunzipped(proxy.file_like, CHECK_CHUNK_BYTES):
+        data: bytes | memoryview = memoryview(piece)[max(start - position, 0) : end - position]
+        position += len(piece)
+        if dtype.kind == "f" and len(data):
+            data = carry + data if carry else data
+            whole = len(data) // dtype.itemsize * dtype.itemsize
+            values = np.frombuffer(data[:whole], dtype=dtype)
+            bad += int(np.count_nonzero(~np.isfinite(values)))
+            carry = bytes(data[whole:])
+        if position >= end:
+            return bad
+    raise EOFError(f"the voxel data ends after {max(position - start, 0)} of {end - start} bytes")
 
 
-def _fill(fobj: Any, view: NDArray[np.uint8]) -> int:
-    """Read into ``view`` until it is full or the file ends; the bytes read."""
-    filled = 0
-    while filled < len(view):
-        n = fobj.readinto(view[filled:].data)
-        if not n:
-            break
-        filled += n
-    return filled
+def _gunzipped(path: str, size: int) -> Iterator[bytes]:
+    """A gzip file decompressed, each member in turn, ``size`` bytes at most at a time."""
+    stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    with open(path, "rb") as fh:
+        pending = b""
+        while True:
+            pending = pending or fh.read(size)
+            if not pending:
+                return
+            out = stream.decompress(pending, size)
+            pending = stream.unconsumed_tail
+            if out:
+                yield out
+            if stream.eof:  # the next member, if any, starts in what was left over
+                pending = stream.unused_data + pending
+                stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
 
 #: The interpreter's switch interval (s) while files are read by threads.
