@@ -26,7 +26,13 @@ from numpy.typing import NDArray
 from ..errors import InputFileError, MaskError, ParameterError
 from ..grid import Grid
 from ..volume import Volume
-from .nifti_data import check_gzip_data, read_as_stored, read_gzip_data, short_switch_interval
+from .nifti_data import (
+    check_gzip_data,
+    check_whole_stream,
+    read_as_stored,
+    read_gzip_data,
+    short_switch_interval,
+)
 from .nifti_header import HeaderGeometry, check_header, check_mask_scaling, read_raw_header
 
 if TYPE_CHECKING:  # nibabel is imported when a file is read or written: it takes ~0.35 s
@@ -123,6 +129,10 @@ def _read_data(
             data = read_gzip_data(proxy)
         else:
             data = np.asanyarray(proxy) if scaled else np.asanyarray(proxy.get_unscaled())
+            if str(proxy.file_like).lower().endswith(".gz"):
+                # nibabel read the voxels and stopped: the rest of the stream and its
+                # checksum are checked as read_gzip_data checks them.
+                check_whole_stream(proxy.file_like)
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from exc
     return data.reshape(geometry.shape)

@@ -321,6 +321,10 @@ def _outcome(ct, gtv, ct_data):
         "wrong checksum",
         "two members",
         "nii",
+        "bytes after the voxels",
+        "bytes after the voxels, wrong checksum",
+        "zeros after the stream",
+        "garbage after the stream",
     ],
 )
 def test_checked_ct_is_refused_or_accepted_as_a_read_one(
@@ -348,9 +352,22 @@ def test_checked_ct_is_refused_or_accepted_as_a_read_one(
     elif case == "two members":  # a valid gzip file: members are read one after another
         whole = gzip.decompress(raw)
         ct.write_bytes(gzip.compress(whole[:1000]) + gzip.compress(whole[1000:]))
+    elif case.startswith("bytes after the voxels"):
+        # The stream holds more than the voxels (a damaged stream may inflate so): read to
+        # its end, so a wrong checksum there is found as well.
+        longer = gzip.compress(gzip.decompress(raw) + bytes(range(256)) * 400)
+        if case.endswith("wrong checksum"):
+            longer = longer[:-8] + bytes(b ^ 0xFF for b in longer[-8:-4]) + longer[-4:]
+        ct.write_bytes(longer)
+    elif case == "zeros after the stream":
+        ct.write_bytes(raw + bytes(1000))
+    elif case == "garbage after the stream":
+        ct.write_bytes(raw + b"not gzip" * 100)
     checked, read = _outcome(ct, gtv, "check"), _outcome(ct, gtv, True)
     assert checked == read
-    if case in ("int16", "float32", "two members", "nii"):
+    # Bytes after the last gzip member that start no member are ignored by both readers.
+    accepted = ("int16", "float32", "two members", "nii", "bytes after the voxels")
+    if case in (*accepted, "zeros after the stream", "garbage after the stream"):
         assert checked[0] == SHAPE
     else:
         assert checked[0] in (InputFileError, MaskError)
@@ -570,3 +587,41 @@ def test_switch_interval_is_short_while_files_are_read_and_restored_after(tmp_pa
     with pytest.raises(InputFileError):
         load_case(tmp_path / "missing.nii.gz", gtv)
     assert sys.getswitchinterval() == before
+
+
+def _longer_stream_wrong_crc(path, extra=200_000):
+    """Rewrite the .nii.gz ``path`` so that its stream holds ``extra`` bytes after the voxels
+    and its trailer's CRC-32 is wrong: what a stream damaged mid-file may inflate to."""
+    whole = gzip.decompress(path.read_bytes())
+    rng = np.random.default_rng(0)
+    longer = gzip.compress(whole + rng.integers(0, 256, extra, dtype=np.uint8).tobytes())
+    path.write_bytes(longer[:-8] + bytes(b ^ 0xFF for b in longer[-8:-4]) + longer[-4:])
+
+
+@pytest.mark.parametrize("what", ["ct as stored", "ct scaled", "mask", "mask scaled"])
+@pytest.mark.parametrize("ct_data", [True, "check", "check in pieces"])
+def test_a_wrong_checksum_beyond_the_voxels_is_found(tmp_path, monkeypatch, what, ct_data):
+    """Large enough (4 MB of voxels) that a reader asked for the voxels alone stops before
+    the gzip trailer: the file is still read to its end and refused (it was accepted: a real
+    CT with 40 bytes garbled mid-file inflated to more bytes and was read without error)."""
+    shape = (128, 128, 128)
+    affine = np.diag([0.9, 0.9, 1.5, 1.0])
+    rng = np.random.default_rng(4)
+    ct = nib.Nifti1Image(rng.integers(-1000, 1000, shape).astype(np.int16), affine)
+    gtv_array = np.zeros(shape, np.uint8)
+    gtv_array[40:80, 40:80, 40:80] = 1
+    gtv = nib.Nifti1Image(gtv_array, affine)
+    if what.endswith("scaled"):  # read by nibabel (scaled), not read_gzip_data
+        (ct if what.startswith("ct") else gtv).header.set_slope_inter(2.0, 0.0)
+    nib.save(ct, tmp_path / "ct.nii.gz")
+    nib.save(gtv, tmp_path / "gtv.nii.gz")
+    if ct_data != True and what.startswith("mask"):  # noqa: E712 - True or a string
+        pytest.skip("the check is for the CT only")
+    if ct_data == "check in pieces":  # the check's pieces end before the stream does
+        monkeypatch.setattr(nifti_data, "CHECK_CHUNK_BYTES", 1 << 16)
+        ct_data = "check"
+    damaged = tmp_path / ("ct.nii.gz" if what.startswith("ct") else "gtv.nii.gz")
+    _longer_stream_wrong_crc(damaged)
+    # (nibabel itself may already refuse a small damaged file: "cannot read ... as NIfTI")
+    with pytest.raises(InputFileError, match="truncated or corrupt|cannot read"):
+        load_case(tmp_path / "ct.nii.gz", tmp_path / "gtv.nii.gz", ct_data=ct_data)
