@@ -200,6 +200,28 @@ def test_dose_nifti_is_read_in_gy_with_units_assumed(tmp_path):
     check_frame_of_reference(back.info, "1.2.3")  # no frame of reference to compare
 
 
+@pytest.mark.parametrize("damage", ["stream longer, wrong checksum", "garbled deflate"])
+def test_a_damaged_dose_nifti_is_a_dose_error(tmp_path, damage):
+    """A .nii.gz dose whose gzip stream is damaged is refused with one line (nibabel alone
+    read the first kind without an error, and let zlib's error of the second through)."""
+    import gzip
+
+    rng = np.random.default_rng(1)
+    dose = rng.random((128, 128, 128)).astype(np.float32) * 70  # 8 MB: nibabel opens it
+    path = tmp_path / "d.nii.gz"
+    nib.save(nib.Nifti1Image(dose, np.eye(4)), path)
+    raw = path.read_bytes()
+    if damage == "garbled deflate":
+        mid = len(raw) // 2
+        raw = raw[:mid] + bytes(b ^ 0xA5 for b in raw[mid : mid + 40]) + raw[mid + 40 :]
+    else:
+        raw = gzip.compress(gzip.decompress(raw) + bytes(range(256)) * 800)
+        raw = raw[:-8] + bytes(b ^ 0xFF for b in raw[-8:-4]) + raw[-4:]
+    path.write_bytes(raw)
+    with pytest.raises(DoseError, match="cannot read dose NIfTI"):
+        read_dose(path)
+
+
 def test_writer_refuses_negative_dose_and_bad_options(tmp_path):
     with pytest.raises(DoseError, match="non-negative"):
         write_rtdose(tmp_path / "d.dcm", -_dose(), np.eye(4), frame_of_reference_uid=FRAME)
