@@ -28,7 +28,7 @@ from ..grid import Grid
 from ..volume import Volume
 from .nifti_data import (
     check_gzip_data,
-    check_whole_stream,
+    check_gzip_stream,
     read_as_stored,
     read_gzip_data,
     short_switch_interval,
@@ -129,10 +129,7 @@ def _read_data(
             data = read_gzip_data(proxy)
         else:
             data = np.asanyarray(proxy) if scaled else np.asanyarray(proxy.get_unscaled())
-            if str(proxy.file_like).lower().endswith(".gz"):
-                # nibabel read the voxels and stopped: the rest of the stream and its
-                # checksum are checked as read_gzip_data checks them.
-                check_whole_stream(proxy.file_like)
+            check_gzip_stream(proxy.file_like)  # as read_gzip_data checks its files
     except _READ_ERRORS as exc:
         raise _unreadable(path, exc) from exc
     return data.reshape(geometry.shape)

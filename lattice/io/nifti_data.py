@@ -4,6 +4,7 @@ or only checked, piece by piece, without keeping an array (:func:`check_gzip_dat
 
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import threading
@@ -18,6 +19,7 @@ from numpy.typing import NDArray
 __all__ = [
     "CHECK_CHUNK_BYTES",
     "check_gzip_data",
+    "check_gzip_stream",
     "check_whole_stream",
     "read_as_stored",
     "read_gzip_data",
@@ -32,8 +34,7 @@ def read_as_stored(proxy: Any, *, scaled: bool) -> bool:
 
     return (
         isinstance(proxy, ArrayProxy)
-        and isinstance(proxy.file_like, str)
-        and proxy.file_like.lower().endswith(".gz")
+        and _is_gzip_path(proxy.file_like)
         and (not scaled or (proxy.slope == 1 and proxy.inter == 0))
     )
 
@@ -130,6 +131,19 @@ def check_whole_stream(path: str) -> None:
     length (zlib.error on a corrupt one, EOFError on a truncated one)."""
     for _ in _gunzipped(path, CHECK_CHUNK_BYTES):
         pass
+
+
+def check_gzip_stream(file_like: Any) -> None:
+    """After nibabel has read an image itself (scaled, say): :func:`check_whole_stream` of
+    ``file_like`` when it names a ``.gz`` file (nibabel's reader stops at the voxels and
+    checks the trailer only sometimes); nothing for another file."""
+    if _is_gzip_path(file_like):
+        check_whole_stream(str(file_like))
+
+
+def _is_gzip_path(file_like: Any) -> bool:
+    """Whether ``file_like`` is the path of a ``.gz`` file (nibabel decides by the name)."""
+    return isinstance(file_like, (str, os.PathLike)) and str(file_like).lower().endswith(".gz")
 
 
 #: Decompressed bytes handled at a time when voxels are only checked. Each piece's

@@ -196,15 +196,13 @@ def read_dose_nifti(path: str | Path) -> DoseVolume:
 
     import nibabel as nib
 
-    from .nifti_data import check_whole_stream
+    from .nifti_data import check_gzip_stream
 
     try:
         image = nib.load(str(path))
         with np.errstate(invalid="ignore", over="ignore"):  # a damaged file's garbage
             data = np.asarray(image.dataobj, dtype=np.float64)  # type: ignore[attr-defined]
-        if str(path).lower().endswith(".gz"):
-            # nibabel's reader does not always check the gzip trailer: zlib does.
-            check_whole_stream(str(path))
+        check_gzip_stream(path)  # nibabel's reader does not always check the trailer
     except (OSError, ValueError, EOFError, zlib.error, nib.filebasedimages.ImageFileError) as exc:
         raise DoseError(
             f"cannot read dose NIfTI '{path}' ({exc}); pass a NIfTI file or an RTDOSE"
