@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ from numpy.typing import NDArray
 from ..errors import GridMismatchError, InputFileError, MaskError
 from ..grid import LPS_TO_RAS, Grid
 from ..volume import Volume
+from .dicom_files import image_headers
 
 if TYPE_CHECKING:
     from .rtstruct_read import StructureSet
@@ -101,46 +101,6 @@ def quiet_pydicom() -> Iterator[None]:
         yield
 
 
-def _read_header(path: Path) -> Any | None:
-    """The dataset without pixel data, or None for a file that is not DICOM."""
-    pydicom = _pydicom()
-    try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
-    except pydicom.errors.InvalidDicomError:
-        return None
-    except PermissionError as exc:
-        raise InputFileError(
-            f"cannot read DICOM file '{path}' (permission denied); give this "
-            "user read permission on the series (chmod -R a+r)"
-        ) from exc
-    except (OSError, EOFError, ValueError, KeyError) as exc:
-        raise InputFileError(
-            f"cannot read DICOM file '{path}' ({type(exc).__name__}: {exc}); "
-            "export the series again"
-        ) from exc
-
-
-def _is_image(ds: Any) -> bool:
-    return all(
-        k in ds
-        for k in (
-            "ImagePositionPatient",
-            "ImageOrientationPatient",
-            "PixelSpacing",
-            "Rows",
-            "Columns",
-        )
-    )
-
-
-def _files_in(folder: Path) -> list[Path]:
-    if not folder.exists():
-        raise InputFileError(f"folder not found: '{folder}'; check the path")
-    if not folder.is_dir():
-        raise InputFileError(f"'{folder}' is a file; pass the folder holding the CT series")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-
-
 @overload
 def load_series(
     folder: str | Path, *, series_uid: str | None = ..., pixels: Literal[True] = ...
@@ -183,11 +143,7 @@ def load_series(
 
 
 def _load_series(folder: Path, series_uid: str | None, pixels: bool) -> ImageSeries[Volume | Grid]:
-    series: dict[str, list[tuple[Path, Any]]] = defaultdict(list)
-    for path in _files_in(folder):
-        ds = _read_header(path)
-        if ds is not None and _is_image(ds):
-            series[str(ds.get("SeriesInstanceUID", ""))].append((path, ds))
+    series = image_headers(folder)
     if not series:
         raise InputFileError(
             f"no DICOM image series in '{folder}'; pass the folder the CT was exported to"
@@ -284,6 +240,12 @@ def _assemble(
     shape = (cols, rows, len(members))
     grid: Volume | Grid = Grid(shape, affine)
     grid.check_not_sheared(name=f"CT series in '{folder}' (tilted gantry?)")
+    for path, ds in members:
+        if not str(ds.get("SOPClassUID", "")) or not str(ds.get("SOPInstanceUID", "")):
+            raise InputFileError(
+                f"'{path}' has no SOPClassUID or SOPInstanceUID, which the RTSTRUCT needs to "
+                "refer to the slice; export the series again"
+            )
     slices = tuple(SliceRef(str(ds.SOPClassUID), str(ds.SOPInstanceUID)) for _, ds in members)
     files = tuple(p for p, _ in members)
     if pixels:
@@ -415,7 +377,7 @@ def load_dicom_case(
                 "pass the CT the structure set was drawn on"
             )
         check_usable(roi, structures)
-        result = rasterise_roi(roi, series.grid)
+        result = rasterise_roi(roi, series.grid, source=str(rtstruct))
         lost = left_out(roi, result)
         if not result.mask.array.any():
             why = (

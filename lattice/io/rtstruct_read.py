@@ -26,6 +26,12 @@ from .dicom import _pydicom, quiet_pydicom
 #: A contour more than this fraction of a slice gap away from every slice plane is not on
 #: any slice of the series.
 CONTOUR_OFF_SLICE_TOLERANCE = 0.5
+#: A contour point more than this many voxels beyond the CT's in-plane edge (the outer side
+#: of its edge voxels) makes the ROI unusable: no TPS draws a structure off its image, such a
+#: point is damaged data, and a mask on the CT grid could not hold what the contour encloses.
+CONTOUR_BEYOND_GRID_TOLERANCE_VOX = 1.0
+#: A closed contour enclosing less than this (mm^2) has no area: its points lie on one line.
+CONTOUR_MIN_AREA_MM2 = 1e-4
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
@@ -72,6 +78,11 @@ CONTOUR_PROBLEMS: dict[str, tuple[bool, str, str]] = {
         False,
         "has fewer than 3 points (no area)",
         "have fewer than 3 points (no area)",
+    ),
+    "no_area": (
+        False,
+        "has no area (its points lie on one line)",
+        "have no area (their points lie on one line)",
     ),
     "duplicate": (
         False,
@@ -388,11 +399,15 @@ def _contour_points(item: Any, index: int) -> tuple[NDArray[np.float64], Contour
         return problem("count")
     if len(whole) < 3:
         return problem("too_few_points")
+    centred = whole - whole.mean(axis=0)
     if np.ptp(whole[:, 2]) > CONTOUR_PLANARITY_TOLERANCE_MM:  # else in a plane z = constant
-        centred = whole - whole.mean(axis=0)
         normal = np.linalg.svd(centred, full_matrices=False)[2][-1]
         if np.abs(centred @ normal).max() > CONTOUR_PLANARITY_TOLERANCE_MM:
             return problem("not_planar")
+    # A planar polygon's area is half the length of the sum of its edges' cross products.
+    area = 0.5 * float(np.linalg.norm(np.cross(centred, np.roll(centred, -1, axis=0)).sum(0)))
+    if area < CONTOUR_MIN_AREA_MM2:
+        return problem("no_area")
     return whole, None
 
 
@@ -415,7 +430,7 @@ class Rasterised:
     outside_z_mm: tuple[float, ...] = ()
 
 
-def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
+def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasterised:
     """Fill an ROI's contours on ``grid`` (even-odd rule per slice).
 
     Each contour goes to the slice plane nearest to it along the grid's k axis; a contour
@@ -423,6 +438,12 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
     the first or last slice, is left out and counted. A voxel is inside when its centre is
     inside the polygon (scikit-image's ``draw.polygon``). The result keeps the polygons it
     used (:class:`~lattice.geometry.surface.ContourVolume`), so the TPS solid is built from them.
+
+    Raises
+    ------
+    InputFileError
+        A contour on a slice reaches more than :data:`CONTOUR_BEYOND_GRID_TOLERANCE_VOX`
+        voxels beyond the grid's in-plane edge (``source``, the file, names it).
     """
     from nibabel.affines import apply_affine  # nibabel ~0.35 s: not with the CLI's parser
     from skimage.draw import polygon
@@ -446,6 +467,7 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
         if not 0 <= kk < shape[2]:
             outside.append(float(points[:, 2].mean()))
             continue
+        _check_on_grid(roi, points, ijk, grid, source)
         ii, jj = polygon(ijk[:, 0], ijk[:, 1], shape=shape[:2])
         mask[ii, jj, kk] ^= True
         rings.append((kk, ijk[:, :2].copy()))
@@ -459,6 +481,31 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume) -> Rasterised:
         len(outside),
         tuple(off),
         tuple(outside),
+    )
+
+
+def _check_on_grid(
+    roi: Roi,
+    points: NDArray[np.float64],
+    ijk: NDArray[np.float64],
+    grid: Grid | Volume,
+    source: str,
+) -> None:
+    """Refuse a contour with a point beyond :data:`CONTOUR_BEYOND_GRID_TOLERANCE_VOX` of the
+    grid's in-plane edge (the far point named, LPS mm, with its distance from the image)."""
+    edge = np.array(grid.shape[:2], dtype=np.float64) - 0.5  # outer side of the edge voxels
+    beyond = np.maximum(-0.5 - ijk[:, :2], ijk[:, :2] - edge).clip(0.0)
+    if beyond.max() <= CONTOUR_BEYOND_GRID_TOLERANCE_VOX:
+        return
+    far = int(np.argmax(beyond.max(axis=1)))
+    mm = float(np.linalg.norm(beyond[far] * grid.voxel_size_mm[:2]))
+    x, y, z = points[far]
+    where = f" in '{source}'" if source else ""
+    raise InputFileError(
+        f"ROI '{roi.name}'{where}: a contour at z = {z:.2f} mm has the point "
+        f"({x:.6g}, {y:.6g}) mm (LPS), {mm:.6g} mm beyond the edge of the CT's image; a "
+        "structure must lie on the CT it was drawn on: correct the contour in the TPS and "
+        "export the structure set again"
     )
 
 

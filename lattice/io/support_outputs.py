@@ -153,7 +153,7 @@ def _body_roi(name: str, inputs: DicomInputs, reference: Volume, frame: str | No
             f"{roi.frame_of_reference_uid}, the CT in {frame}; choose a body drawn on that CT"
         )
     check_usable(roi, structures)
-    mask = rasterise_roi(roi, reference).mask
+    mask = rasterise_roi(roi, reference, source=str(inputs.rtstruct)).mask
     if not mask.array.any():
         raise MaskError(
             f"body ROI '{roi.name}' in '{inputs.rtstruct}' encloses no voxel centre of the CT; "

@@ -234,3 +234,62 @@ def test_real_series_equals_its_nifti(shared_data, case):
     series = load_series(shared_data / case / "dicom" / "image")
     same = on_grid(series.grid, nifti)  # raises unless the voxel centres agree (0.01 mm)
     np.testing.assert_array_equal(same.array, nifti.array)
+
+
+def _damage(path, how):
+    """Damage one slice file as an export or a copy can: emptied, cut short before its image
+    plane, or with an attribute the reader needs deleted."""
+    import pydicom
+
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "cut short":
+        data = path.read_bytes()
+        # Cut where SOPClassUID is in and the image plane not yet (the file's element order).
+        cut = next(
+            n for n in range(200, len(data), 16) if "ImagePositionPatient" not in _parsed(data[:n])
+        )
+        path.write_bytes(data[:cut])
+    else:
+        ds = pydicom.dcmread(path)
+        delattr(ds, how)
+        ds.save_as(path)
+
+
+def _parsed(data):
+    import io
+
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - too short to parse: "nothing of the plane" either
+        return {}
+
+
+@pytest.mark.parametrize("position", ["first", "middle", "last"])
+@pytest.mark.parametrize(
+    "how", ["empty", "cut short", "ImagePositionPatient", "PixelSpacing", "SOPClassUID"]
+)
+def test_a_damaged_slice_is_refused_not_skipped(tmp_path, position, how):
+    """A slice that lost its image plane (or its identity) was skipped as "not an image": the
+    series lost its first or last slice without a word (or, mid-series, failed with a gap that
+    named no file). Now the file is named, and the series is refused."""
+    import pydicom
+
+    row, col = _axes("axial")
+    folder = tmp_path / "ct"
+    write_series(
+        folder, np.zeros((6, 5, 5)), row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
+        spacing_ij=(1, 1), gap_mm=2,
+    )  # fmt: skip
+    (folder / "notes.txt").write_text("an export's notes: not DICOM, skipped")
+    files = sorted(
+        folder.glob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2])
+    )
+    assert load_series(folder).grid.shape == (6, 5, 5)
+    victim = files[{"first": 0, "middle": 2, "last": -1}[position]]
+    _damage(victim, how)
+    with pytest.raises(InputFileError, match="export the series again") as err:
+        load_series(folder, pixels=False)
+    assert str(victim) in str(err.value)

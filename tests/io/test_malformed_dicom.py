@@ -155,6 +155,26 @@ def _value(index, value, name="GTV"):
     return edit
 
 
+def _outward(mm):
+    """The middle contour's first point moved ``mm`` further from the contour's centre in x
+    (its neighbours stay: one spike)."""
+
+    def edit(ds):
+        data = _points(_middle(ds))
+        mean_x = float(np.mean(data[0::3]))
+        data[0] += mm if data[0] >= mean_x else -mm
+        _middle(ds).ContourData = data
+
+    return edit
+
+
+def _collinear(ds):
+    """The second contour (near the GTV's end) replaced by three points on one line."""
+    c = _roi_contour(ds, "GTV").ContourSequence[1]
+    x, y, z = _points(c)[:3]
+    _set(c, [x, y, z, x + 1.0, y + 1.0, z, x + 2.0, y + 2.0, z])
+
+
 def _off_plane(ds):
     data = _points(_middle(ds))
     data[5] += 2.0  # the second point's z: 2 mm off the contour's plane
@@ -257,6 +277,17 @@ REFUSED = {
         ["ROI 'GTV'", "NumberOfContourPoints", "at z = "],
     ),
     "NumberOfContourPoints too small": (_count(-5), 3, ["ROI 'GTV'", "NumberOfContourPoints"]),
+    # The image spans 60 mm, the GTV 40: a point moved 40 mm out lies ~30 mm off the image.
+    "contour point off the image": (
+        _outward(40.0),
+        3,
+        ["ROI 'GTV'", "rtstruct_edited.dcm", "beyond the edge of the CT's image", "(LPS)"],
+    ),
+    "contour point 1 km off": (
+        _value(0, 1e6),
+        3,
+        ["ROI 'GTV'", "(1e+06, ", "beyond the edge of the CT's image", "export the structure"],
+    ),
     "damaged OAR contour": (_value(2, "nan", name="OAR"), 3, ["ROI 'OAR'", "NaN", "1 of 3"]),
     "ROIContour without ReferencedROINumber": (
         _no_referenced_number,
@@ -308,6 +339,11 @@ WARNED = {
         ["ROI 'GTV'", "fewer than 3 points", "at z = ? mm"],
         False,
     ),
+    "contour without area": (
+        _collinear,
+        ["ROI 'GTV'", "1 of ", "has no area (its points lie on one line)", "contour 2 at z = "],
+        False,
+    ),
     "contour duplicated on its slice": (
         _duplicate(),
         ["ROI 'GTV'", "repeats another contour", "one copy is kept", "at z = "],
@@ -336,7 +372,7 @@ def _variant(case, tmp_path, edit) -> Path:
     with warnings.catch_warnings():  # pydicom warns about the invalid DS values written
         warnings.simplefilter("ignore", UserWarning)
         edit(ds)
-        path = tmp_path / "rs_edited.dcm"
+        path = tmp_path / "rtstruct_edited.dcm"
         ds.save_as(path)
     return path
 
