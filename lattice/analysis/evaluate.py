@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lattice.analysis.dose_coverage import coverage_report, voxels_without_dose
 from lattice.analysis.dvh import (
     _dx,
     _max,
@@ -236,48 +237,6 @@ def vertex_profiles(
     return profiles
 
 
-def _lacking(dose_gy: NDArray[np.float64], outside: NDArray[np.bool_] | None) -> NDArray[np.bool_]:
-    lacking = ~np.isfinite(dose_gy)
-    return lacking if outside is None else lacking | np.asarray(outside, dtype=bool)
-
-
-def _coverage(
-    masks: EvaluationMasks, lacking: NDArray[np.bool_], *, voxel_volume_cc: float
-) -> tuple[dict[str, Any], list[str]]:
-    """Voxels without dose per structure; refuse uncovered targets, warn for OARs."""
-    targets = {"gtv": np.asarray(masks.gtv, dtype=bool), "peaks": masks.resolved_peaks()}
-    if masks.cold_labels is not None:
-        targets["cold"] = np.asarray(masks.cold_labels) > 0
-    report: dict[str, Any] = {}
-    for name, mask in {
-        **targets,
-        **{f"oar:{k}": np.asarray(v, dtype=bool) for k, v in masks.oars.items()},
-    }.items():
-        missing = int(np.count_nonzero(mask & lacking))
-        report[name] = {
-            "n_voxels": int(np.count_nonzero(mask)),
-            "n_without_dose": missing,
-            "volume_without_dose_cc": missing * voxel_volume_cc,
-        }
-    for name in targets:
-        if report[name]["n_without_dose"]:
-            entry = report[name]
-            raise DoseError(
-                f"the dose grid does not cover {entry['n_without_dose']} of the "
-                f"{entry['n_voxels']} voxels of the {name} "
-                f"({entry['volume_without_dose_cc']:.2f} cc); export the dose on a "
-                "grid that covers the whole GTV"
-            )
-    warnings = [
-        f"OAR '{name[4:]}': {entry['n_without_dose']} of {entry['n_voxels']} voxels "
-        f"({entry['volume_without_dose_cc']:.2f} cc) outside the dose grid, evaluated "
-        "on the rest"
-        for name, entry in report.items()
-        if name.startswith("oar:") and entry["n_without_dose"]
-    ]
-    return report, warnings
-
-
 def _gtv_metrics(values: NDArray[np.float64], *, voxel_volume_cc: float) -> dict[str, Any]:
     out: dict[str, Any] = {f"D{p}_gy": _dx(values, p) for p in GTV_PERCENTS}
     out.update(
@@ -471,8 +430,8 @@ def evaluate_dose(
         )
     _check_labels(masks.vertex_labels, len(ids), "vertex")
     voxel_cc = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
-    lacking = _lacking(dose, outside)
-    coverage, warnings = _coverage(masks, lacking, voxel_volume_cc=voxel_cc)
+    lacking = voxels_without_dose(dose, outside)
+    coverage, warnings = coverage_report(masks, lacking, voxel_volume_cc=voxel_cc)
     gtv = np.asarray(masks.gtv, dtype=bool)
     result = target_metrics(dose, masks, voxel_volume_cc=voxel_cc, lacking=lacking)
     result["vertices"] = _per_label(
