@@ -25,6 +25,8 @@ The array is returned as ``(columns, rows, frames)`` so that ``i`` runs along ``
 ``j`` along ``col_dir`` and ``k`` along ``n`` (the usual DICOM-to-NIfTI order); the affine
 is converted from LPS to RAS (x and y negated) here, the only place LPS appears.
 Dose = stored value x DoseGridScaling, in DoseUnits (GY; CGY is divided by 100).
+A DoseGridScaling must be a finite number above 0; the dose of either format must be
+finite and not negative (:mod:`lattice.io.dose_values`, checked by :class:`DoseVolume`).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ class DoseInfo:
 
 @dataclass(frozen=True, eq=False)
 class DoseVolume:
-    """A dose array in Gy on its own grid.
+    """A dose array in Gy on its own grid: finite and not negative, whoever made it.
 
     Attributes
     ----------
@@ -155,11 +157,28 @@ class DoseVolume:
     affine_ras : (4, 4) ndarray of float64
         Voxel index to RAS mm.
     info : DoseInfo
+
+    Raises
+    ------
+    DoseError
+        A NaN, infinite or negative dose value (:mod:`lattice.io.dose_values`): the message
+        names the file, how many voxels, and the worst one's index and position.
     """
 
     dose_gy: NDArray[np.float64]
     affine_ras: NDArray[np.float64]
     info: DoseInfo
+
+    def __post_init__(self) -> None:
+        from .dose_values import check_dose_values
+
+        kind = "RT Dose" if self.info.file_format == "RTDOSE" else "dose NIfTI"
+        check_dose_values(
+            self.dose_gy,
+            source=f"{kind} '{self.info.path}'",
+            affine_ras=self.affine_ras,
+            rtdose_order=self.info.file_format == "RTDOSE",
+        )
 
 
 def file_sha256(path: str | Path) -> str:
@@ -190,7 +209,7 @@ def read_dose_nifti(path: str | Path) -> DoseVolume:
     Raises
     ------
     DoseError
-        Not readable by nibabel, or not 3-D.
+        Not readable by nibabel, not 3-D, or holding NaN, infinite or negative values.
     """
     import zlib
 
@@ -261,7 +280,8 @@ def read_rtdose(path: str | Path, *, relative_to_gy: float | None = None) -> Dos
     ------
     DoseError
         Not an RT Dose, unknown units, RELATIVE without ``relative_to_gy``, non-uniform
-        frame offsets, or pixel data that does not match the header.
+        frame offsets, a DoseGridScaling that is not a finite number above 0, pixel data
+        that does not match the header, or a negative dose (signed stored values).
     """
     ds = _dcmread(path, stop_before_pixels=False)
     info = _info_from_header(ds, path)
@@ -356,7 +376,6 @@ def _info_from_header(ds: Any, path: str | Path) -> DoseInfo:
         single_frame_step_mm=float(thickness) if thickness else 1.0,
         source=str(path),
     )
-    scaling = ds.get("DoseGridScaling")
     return DoseInfo(
         path=str(path),
         sha256=file_sha256(path),
@@ -366,11 +385,36 @@ def _info_from_header(ds: Any, path: str | Path) -> DoseInfo:
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")) or None,
         summation_type=str(ds.get("DoseSummationType", "")) or None,
         dose_type=str(ds.get("DoseType", "")) or None,
-        scaling=1.0 if scaling is None else float(scaling),
+        scaling=_dose_grid_scaling(ds, path),
         offsets=kind,
         shape=(int(_required(ds, "Columns", path)), int(_required(ds, "Rows", path)), n_frames),
         affine_ras=affine_ras,
     )
+
+
+def _dose_grid_scaling(ds: Any, path: str | Path) -> float:
+    """DoseGridScaling (1 when absent): a finite number above 0, or DoseError."""
+    raw = ds.get("DoseGridScaling")
+    if raw is None or raw == "":
+        return 1.0
+    try:
+        scaling = float(raw)
+    except (TypeError, ValueError):
+        scaling = float("nan")
+    if not (np.isfinite(scaling) and scaling > 0):
+        raise DoseError(
+            f"RT Dose '{path}' has DoseGridScaling {raw!s}, which must be a finite number "
+            "above 0 (the dose per stored unit: it would make every dose "
+            f"{_what_scaling_makes(scaling)}); "
+            "export the dose again from the TPS"
+        )
+    return scaling
+
+
+def _what_scaling_makes(scaling: float) -> str:
+    if np.isnan(scaling):
+        return "not a number"
+    return "infinite" if np.isinf(scaling) else "0" if scaling == 0 else "negative"
 
 
 def rtdose_affine_ras(

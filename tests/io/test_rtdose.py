@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 
 from lattice.io.rtdose import (
     DoseError,
+    DoseVolume,
     check_frame_of_reference,
     read_dose,
     read_rtdose,
@@ -246,3 +247,103 @@ def test_32_bit_storage_round_trips_to_the_quantisation_step(tmp_path):
     )
     assert pydicom.dcmread(path).BitsAllocated == 32
     np.testing.assert_allclose(read_rtdose(path).dose_gy, dose, atol=12 / 2**32 * 2)
+
+
+def _nifti(tmp_path, dose, affine=None):
+    path = tmp_path / "d.nii.gz"
+    nib.save(
+        nib.Nifti1Image(dose.astype(np.float32), np.eye(4) if affine is None else affine), path
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        (np.nan, r"holds 1 NaN value of its 120 voxels \(the first at voxel \[4, 3, 2\]"),
+        (np.inf, r"holds 1 infinite value of its 120 voxels \(the first at voxel \[4, 3, 2\]"),
+        (
+            -5.0,
+            r"holds 1 negative value of its 120 voxels \(the lowest, -5 Gy, at voxel \[4, 3, 2\]",
+        ),
+    ],
+)
+def test_a_dose_nifti_with_an_impossible_value_is_refused_where_it_is(tmp_path, value, found):
+    """The old reader returned NaN, inf and -5 Gy as doses (exit 0 or a wrong diagnosis)."""
+    dose = _dose()
+    dose[4, 3, 2] = value
+    affine = np.diag([2.0, 2.0, 3.0, 1.0])
+    affine[:3, 3] = [10.0, 20.0, 30.0]
+    with pytest.raises(DoseError, match=found) as caught:
+        read_dose(_nifti(tmp_path, dose, affine))
+    text = str(caught.value)
+    assert "RAS (18.0, 26.0, 36.0) mm" in text and "export it again from the TPS" in text
+    assert text.startswith("dose NIfTI '") and "\n" not in text
+
+
+def test_a_dose_nifti_holding_several_kinds_counts_each(tmp_path):
+    dose = _dose()
+    dose[0, 0, :2] = np.nan
+    dose[1, 1, 1] = -np.inf
+    dose[2, 2, 2] = -1.0
+    with pytest.raises(DoseError, match=r"holds 2 NaN and 1 infinite values of its 120 voxels"):
+        read_dose(_nifti(tmp_path, dose))
+    dose[0, 0, :2] = dose[1, 1, 1] = 1.0
+    dose[3, 3, 3] = -7.5
+    with pytest.raises(
+        DoseError, match=r"2 negative values .*the lowest, -7.5 Gy, at voxel \[3, 3, 3\]"
+    ):
+        read_dose(_nifti(tmp_path, dose))
+
+
+def test_rounding_below_zero_is_kept_as_it_is(tmp_path):
+    dose = _dose()
+    dose[1, 2, 3] = -5e-5  # float32 noise of a computed zero: within DOSE_ROUNDING_GY
+    back = read_dose(_nifti(tmp_path, dose))
+    assert back.dose_gy[1, 2, 3] == pytest.approx(-5e-5)
+
+
+def test_signed_rt_dose_values_below_zero_are_refused_by_frame_row_and_column(tmp_path):
+    """PixelRepresentation 1 (signed stored values) lets an RT Dose hold negative doses."""
+    path = _edited(tmp_path)
+    ds = pydicom.dcmread(path)
+    pixels = (ds.pixel_array // 2).astype(np.int16)  # (frames, rows, columns), < 2**15
+    pixels[2, 1, 3] = -300
+    ds.PixelRepresentation = 1
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path)
+    with pytest.raises(
+        DoseError,
+        match=r"^RT Dose '.*' holds 1 negative value .* at frame 2, row 1, column 3 \(from 0\)",
+    ):
+        read_rtdose(path)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns of a DS 'nan' / 'inf'
+@pytest.mark.parametrize(
+    ("scaling", "makes"),
+    [("0", "0"), ("-0.001", "negative"), ("nan", "not a number"), ("inf", "infinite")],
+)
+def test_a_dose_grid_scaling_that_is_no_dose_per_unit_is_refused(tmp_path, scaling, makes):
+    """The old reader multiplied by it: every dose 0, negative, NaN or infinite."""
+    path = _edited(tmp_path, DoseGridScaling=scaling)
+    with pytest.raises(DoseError, match=rf"DoseGridScaling {scaling}, .*every dose {makes}\)"):
+        read_rtdose_info(path)
+    with pytest.raises(DoseError, match="DoseGridScaling"):
+        read_rtdose(path)
+
+
+def test_a_dose_volume_built_by_hand_is_checked_too(tmp_path):
+    info = read_dose(_nifti(tmp_path, _dose())).info
+    dose = _dose()
+    dose[0, 1, 2] = np.nan
+    with pytest.raises(DoseError, match=r"holds 1 NaN value .*voxel \[0, 1, 2\]"):
+        DoseVolume(dose_gy=dose, affine_ras=np.eye(4), info=info)
+
+
+def test_docstring_examples_of_dose_values():
+    import doctest
+
+    from lattice.io import dose_values
+
+    assert doctest.testmod(dose_values, raise_on_error=False).failed == 0
