@@ -4,8 +4,9 @@ Reads the dose (RT Dose or dose NIfTI), checks its frame of reference against th
 resamples it onto the CT grid, and writes evaluation.json and evaluation.png into the plan
 folder, and report.html again with the evaluation
 (:func:`lattice.analysis.evaluate_plan.evaluate_plan_folder`). Errors become exit
-codes in ``main()`` (3 an unreadable dose, another frame of reference, or a dose grid that
-misses the GTV; 6 an earlier evaluation without --force).
+codes in ``main()`` (3 an unreadable dose, a NaN, infinite or negative dose value, another
+frame of reference, or a dose grid that misses the GTV; 6 an earlier evaluation without
+--force); the evaluation's warnings (e.g. an all-zero or implausibly high dose) are printed.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ Conventions (one place; the JSON repeats them under ``conventions``):
   and the cold spheres must be fully covered, otherwise :class:`DoseError` (every target
   metric would be biased). An OAR partly outside is evaluated on its covered voxels and a
   warning names it and the missing volume; an OAR entirely outside gets None metrics.
+  Given ``outside``, a NaN or infinite dose inside the dose grid is a bad value, refused as
+  such; a negative dose (below rounding) always is (:mod:`lattice.io.dose_values`).
+- **Implausible doses** are evaluated with a warning: 0 Gy in the whole GTV, or a maximum
+  above :data:`~lattice.io.dose_values.IMPLAUSIBLE_DOSE_GY` (cGy stored as Gy?).
 - **PVDR** = D10 / D90 of the GTV. **ePVDR** = mean peak dose / mean valley dose, each a
   volume-weighted (voxel) mean.
 - **Threshold volumes**: GTV volume receiving >= 70 % and <= 20 % of the GTV's maximum
@@ -51,6 +55,7 @@ from lattice.analysis.dvh import (
     onion_shells,
 )
 from lattice.analysis.resample import resample_dose, sample_dose
+from lattice.io.dose_values import dose_value_warnings, refuse_negative, refuse_non_finite
 from lattice.io.rtdose import DoseError, DoseVolume, check_frame_of_reference
 
 __all__ = [
@@ -414,8 +419,9 @@ def evaluate_dose(
     Raises
     ------
     DoseError
-        Masks on another grid, an empty GTV, label maps that do not match the ids, or a
-        GTV, peak or cold sphere voxel without dose.
+        Masks on another grid, an empty GTV, label maps that do not match the ids, a
+        negative dose, a NaN or infinite dose inside the dose grid (``outside`` given), or
+        a GTV, peak or cold sphere voxel without dose.
     """
     dose = np.asarray(dose_gy, dtype=np.float64)
     masks.check(dose.shape)
@@ -430,8 +436,13 @@ def evaluate_dose(
         )
     _check_labels(masks.vertex_labels, len(ids), "vertex")
     voxel_cc = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
+    source = "the dose on the CT grid"
+    if outside is not None:  # NaN means "no dose" only outside the dose grid
+        refuse_non_finite(dose, source=source, affine_ras=affine, skip=np.asarray(outside))
+    refuse_negative(dose, source=source, affine_ras=affine)
     lacking = voxels_without_dose(dose, outside)
     coverage, warnings = coverage_report(masks, lacking, voxel_volume_cc=voxel_cc)
+    warnings += dose_value_warnings(dose, masks.gtv)
     gtv = np.asarray(masks.gtv, dtype=bool)
     result = target_metrics(dose, masks, voxel_volume_cc=voxel_cc, lacking=lacking)
     result["vertices"] = _per_label(

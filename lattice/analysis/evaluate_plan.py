@@ -209,7 +209,9 @@ def evaluate_plan_folder(
     OutputExistsError
         An earlier evaluation is there and ``force`` is not set (checked first).
     DoseError
-        An unreadable dose, another frame of reference, a grid that misses the GTV.
+        An unreadable dose, a NaN, infinite or negative dose value, another frame of
+        reference, a grid that misses the GTV. An all-zero or implausibly high dose is
+        evaluated with a warning in ``result["warnings"]``.
     InputFileError, GridMismatchError
         The plan folder or its recorded inputs are gone or changed.
     OutputWriteError

@@ -1,4 +1,4 @@
-"""The values a dose grid may hold: finite and not negative.
+"""The values a dose grid may hold: finite, not negative, and of a size radiotherapy gives.
 
 A dose in Gy is a finite number, never below 0. A NaN, an infinity or a negative value is
 refused (:class:`~lattice.io.rtdose.DoseError`, one line naming how many voxels, the worst
@@ -6,7 +6,14 @@ one with its index and RAS position, and what to do):
 
 - by :class:`~lattice.io.rtdose.DoseVolume` itself, so by every reader
   (:func:`~lattice.io.rtdose.read_rtdose`, :func:`~lattice.io.rtdose.read_dose_nifti`) and
-  any dose volume built by hand, on the dose's own grid.
+  any dose volume built by hand, on the dose's own grid;
+- by :func:`lattice.analysis.evaluate.evaluate_dose` on the CT grid, where NaN stands for
+  "no dose" only on the voxels outside the dose grid.
+
+Two doses are possible but nearly always a mistake, and only warned about
+(:func:`dose_value_warnings`; ``evaluation.json`` records the warnings): 0 Gy everywhere in
+the GTV (PVDR and ePVDR are then undefined), and a maximum above
+:data:`IMPLAUSIBLE_DOSE_GY` (usually a dose in cGy stored as Gy).
 """
 
 from __future__ import annotations
@@ -18,16 +25,23 @@ from numpy.typing import NDArray
 
 __all__ = [
     "DOSE_ROUNDING_GY",
+    "IMPLAUSIBLE_DOSE_GY",
     "check_dose_values",
     "refuse_negative",
     "refuse_non_finite",
+    "dose_value_warnings",
 ]
 
 #: A dose this close to 0 is 0: values down to -DOSE_ROUNDING_GY are rounding, kept as they
-#: are. 0.1 mGy lies above float32 rounding of any dose up to 800 Gy (1.2e-7 of the value),
-#: below the 16-bit RT Dose quantisation step of a 15 Gy plan (0.23 mGy), and far below the
-#: 0.01 Gy printed.
+#: are, and a dose whose maximum is below it counts as all zero. 0.1 mGy lies above float32
+#: rounding of any dose up to 800 Gy (1.2e-7 of the value), below the 16-bit RT Dose
+#: quantisation step of a 15 Gy plan (0.23 mGy), and far below the 0.01 Gy printed.
 DOSE_ROUNDING_GY = 1e-4
+#: A dose above this is not a radiotherapy dose: external-beam maxima, radiosurgery shots
+#: included, stay below about 150 Gy, a whole course included. A dose in cGy stored as Gy
+#: passes it as soon as its maximum is above 2 Gy (every SFRT peak: 8-20 Gy per fraction),
+#: which a 1000 Gy limit would miss for peaks below 10 Gy (the seed trial's 8 Gy).
+IMPLAUSIBLE_DOSE_GY = 200.0
 
 
 def _where(
@@ -149,3 +163,47 @@ def check_dose_values(
     """
     refuse_non_finite(dose_gy, source=source, affine_ras=affine_ras, rtdose_order=rtdose_order)
     refuse_negative(dose_gy, source=source, affine_ras=affine_ras, rtdose_order=rtdose_order)
+
+
+def dose_value_warnings(
+    dose_gy: NDArray[np.floating[Any]], gtv: NDArray[np.bool_], *, source: str = "the dose"
+) -> list[str]:
+    """Warnings for a dose that is all zero in the GTV, or implausibly high.
+
+    Parameters
+    ----------
+    dose_gy : (I, J, K) ndarray of float
+        NaN where there is no dose (ignored).
+    gtv : (I, J, K) ndarray of bool
+    source : str
+        What the dose is, for the message.
+
+    Returns
+    -------
+    list of str
+        Empty for a plausible dose.
+    """
+    dose = np.asarray(dose_gy, dtype=np.float64)
+    known = dose[np.isfinite(dose)]
+    top = float(known.max()) if known.size else 0.0
+    in_gtv = dose[np.asarray(gtv, dtype=bool) & np.isfinite(dose)]
+    gtv_top = float(in_gtv.max()) if in_gtv.size else 0.0
+    warnings = []
+    if gtv_top <= DOSE_ROUNDING_GY:
+        where = (
+            f"on all {known.size} voxels it covers"
+            if top <= DOSE_ROUNDING_GY
+            else f"in the whole GTV (its maximum, {top:.4g} Gy, lies outside the GTV)"
+        )
+        warnings.append(
+            f"{source} is 0 Gy {where}, so PVDR and ePVDR are undefined; check that "
+            "the file is this plan's dose, exported after the dose was calculated"
+        )
+    if top > IMPLAUSIBLE_DOSE_GY:
+        warnings.append(
+            f"{source} reaches {top:.4g} Gy, above {IMPLAUSIBLE_DOSE_GY:g} Gy and so above "
+            "any radiotherapy dose: check its units; a dose in cGy stored as "
+            "Gy (a NIfTI exported in cGy, or an RT Dose with DoseUnits GY on cGy values) "
+            "reads 100 times too high"
+        )
+    return warnings

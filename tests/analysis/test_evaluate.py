@@ -392,3 +392,76 @@ def test_a_plan_without_vertices_still_reports_the_gtv(phantom):
     assert result["vertices"] == [] and result["profiles"] == []
     assert result["hcnd_per_100cc"] == 0.0
     json.dumps(result, allow_nan=False)
+
+
+def _evaluate_on_ct(phantom, dose, **kwargs):
+    return evaluate_dose(
+        dose,
+        phantom.masks,
+        affine_ras=phantom.ct_affine_ras,
+        vertex_centers_ras_mm=phantom.vertex_centers_ras_mm,
+        vertex_ids=phantom.vertex_ids,
+        **kwargs,
+    )
+
+
+def _first_gtv_voxel(phantom):
+    return tuple(int(n) for n in np.argwhere(phantom.masks.gtv)[0])
+
+
+def test_a_nan_inside_the_dose_grid_is_a_bad_value_not_a_missing_grid(phantom):
+    """The old code said "the dose grid does not cover 1 of the ... voxels; export the dose
+    on a grid that covers the whole GTV" for a NaN in a covered GTV voxel."""
+    dose = analytic_dose_gy(phantom.points_ras_mm, phantom.vertex_centers_ras_mm)
+    ijk = _first_gtv_voxel(phantom)
+    dose[ijk] = np.nan
+    outside = np.zeros(phantom.ct_shape, dtype=bool)
+    with pytest.raises(DoseError, match=r"the dose on the CT grid holds 1 NaN value") as caught:
+        _evaluate_on_ct(phantom, dose, outside=outside)
+    assert f"voxel [{ijk[0]}, {ijk[1]}, {ijk[2]}]" in str(caught.value)
+    assert "does not cover" not in str(caught.value)
+
+
+def test_a_negative_dose_on_the_ct_grid_is_refused(phantom):
+    """The old code reported gtv.min_gy = -5 with exit 0 and no warning."""
+    dose = analytic_dose_gy(phantom.points_ras_mm, phantom.vertex_centers_ras_mm)
+    dose[_first_gtv_voxel(phantom)] = -5.0
+    with pytest.raises(DoseError, match=r"holds 1 negative value .*the lowest, -5 Gy"):
+        _evaluate_on_ct(phantom, dose)
+
+
+def test_a_hand_built_dose_volume_with_nan_is_refused_before_resampling(phantom, tmp_path):
+    native = read_rtdose(_write(phantom, tmp_path, "A-relative"))
+    dose = native.dose_gy.copy()
+    dose[10, 10, 10] = np.nan
+    with pytest.raises(DoseError, match=r"^RT Dose .* holds 1 NaN value .*frame 10, row 10"):
+        replace(native, dose_gy=dose)
+
+
+def test_an_all_zero_dose_is_evaluated_with_a_warning(phantom):
+    """The old code gave PVDR and ePVDR null without a word."""
+    result = _evaluate_on_ct(phantom, np.zeros(phantom.ct_shape))
+    assert result["pvdr_d10_d90"] is None and result["epvdr"] is None
+    zero = [w for w in result["warnings"] if "is 0 Gy on all" in w]
+    assert len(zero) == 1 and "voxels it covers, so PVDR and ePVDR are undefined" in zero[0]
+    json.dumps(result, allow_nan=False)
+
+
+def test_a_dose_that_misses_the_gtv_only_is_warned_about_with_its_maximum(phantom):
+    dose = np.where(phantom.masks.gtv, 0.0, 2.5)
+    warnings = _evaluate_on_ct(phantom, dose)["warnings"]
+    assert any("0 Gy in the whole GTV (its maximum, 2.5 Gy, lies outside" in w for w in warnings)
+
+
+@pytest.mark.parametrize("scale", [100.0, 1e30])
+def test_an_implausibly_high_dose_is_evaluated_with_a_units_warning(phantom, scale):
+    """cGy stored as Gy (x100) and 1e30 Gy went through without a warning."""
+    dose = scale * analytic_dose_gy(phantom.points_ras_mm, phantom.vertex_centers_ras_mm)
+    result = _evaluate_on_ct(phantom, dose)
+    high = [w for w in result["warnings"] if "above 200 Gy" in w]
+    assert len(high) == 1 and "cGy stored as Gy" in high[0]
+    assert f"reaches {dose.max():.4g} Gy" in high[0]
+
+
+def test_a_plausible_dose_gets_no_value_warning(evaluated):
+    assert not [w for w in evaluated[3]["warnings"] if "Gy" in w]

@@ -106,3 +106,69 @@ def test_a_dose_in_another_frame_of_reference_is_refused(planned, capfd, tmp_pat
     assert err.count("\n") == 1 and err.startswith("lattice: error: ")
     assert "frame of reference" in err
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def _vertex_dose_nifti(path, planned, edit):
+    """A dose NIfTI on the plan's grid: 15 Gy in the vertex spheres, 4 Gy elsewhere, edited."""
+    labels = nib.load(planned[0] / "vertices.nii.gz")
+    dose = np.where(np.asarray(labels.dataobj) > 0, 15.0, 4.0)
+    gtv = np.asarray(nib.load(SAMPLE / "gtv.nii.gz").dataobj) > 0
+    dose = edit(dose, tuple(int(n) for n in np.argwhere(gtv).mean(axis=0)))
+    nib.save(nib.Nifti1Image(dose.astype(np.float32), labels.affine), path)
+    return path
+
+
+def _set(value):
+    def edit(dose, ijk):
+        dose[ijk] = value
+        return dose
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "found"),
+    [
+        (_set(np.nan), "holds 1 NaN value of its"),
+        (_set(np.inf), "holds 1 infinite value of its"),
+        (_set(-5.0), "holds 1 negative value of its"),
+    ],
+    ids=["nan", "inf", "negative"],
+)
+def test_a_dose_with_an_impossible_value_is_refused_on_one_line(
+    planned, capfd, tmp_path, edit, found
+):
+    """The old code evaluated -5 Gy (gtv.min_gy -5, exit 0), and blamed a NaN in the GTV on
+    a dose grid that does not cover it."""
+    out = planned[0]
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    dose_path = _vertex_dose_nifti(tmp_path / "dose.nii.gz", planned, edit)
+    code, stdout, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+    assert code == EXIT_INPUT and stdout == ""
+    assert err.count("\n") == 1 and err.startswith(f"lattice: error: dose NIfTI '{dose_path}'")
+    assert found in err and "export it again from the TPS" in err
+    assert "does not cover" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize(
+    ("edit", "found"),
+    [
+        (lambda dose, ijk: dose * 0, "voxels it covers, so PVDR and ePVDR are undefined"),
+        (lambda dose, ijk: dose * 100, "reaches 1500 Gy, above 200 Gy"),
+        (lambda dose, ijk: dose * 0 + 1e30, "reaches 1e+30 Gy, above 200 Gy"),
+    ],
+    ids=["all-zero", "cGy-as-Gy", "1e30"],
+)
+def test_an_implausible_dose_is_evaluated_with_a_warning_on_stderr_and_in_the_json(
+    planned, capfd, tmp_path, edit, found
+):
+    """The old code evaluated these with exit 0 and no word about them."""
+    out = planned[0]
+    dose_path = _vertex_dose_nifti(tmp_path / "dose.nii.gz", planned, edit)
+    code, _, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+    assert code == 0, err
+    printed = [line for line in err.splitlines() if found in line]
+    assert len(printed) == 1 and printed[0].startswith("lattice: warning: the dose ")
+    doc = json.loads((out / "evaluation.json").read_text())
+    assert [w for w in doc["warnings"] if found in w] == [printed[0][len("lattice: warning: ") :]]
