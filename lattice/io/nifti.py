@@ -103,7 +103,8 @@ def _open_nifti(
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for non-NIfTI input
         raise InputFileError(
-            f"cannot read '{path}' as NIfTI ({type(exc).__name__}: {exc}); "
+            misnamed_or_damaged(path)
+            or f"cannot read '{path}' as NIfTI ({type(exc).__name__}: {exc}); "
             "pass a .nii or .nii.gz file"
         ) from exc
     if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
@@ -113,6 +114,36 @@ def _open_nifti(
     if geometry is None:  # a codec the sniffer does not open: check nibabel's header
         geometry = check_header(img.header, name=name, mask=mask)
     return img, geometry
+
+
+def misnamed_or_damaged(path: Path) -> str:
+    """Why nibabel could not open ``path``, where its own words would mislead ("" if no
+    better reason is found): a gzip stream that is damaged (a small file's header sits in
+    the damaged block, so nibabel cannot even tell the file type), or gzip data named
+    ``.nii`` (nibabel picks the reader by name)."""
+    import zlib
+
+    with open(path, "rb") as fh:
+        if fh.read(2) != b"\x1f\x8b":
+            return ""
+        fh.seek(0)
+        inflate = zlib.decompressobj(wbits=31)  # one gzip member, its trailer checked
+        try:
+            while chunk := fh.read(1 << 20):
+                inflate.decompress(chunk, 1 << 20)  # bounded: the data are not kept
+                while inflate.unconsumed_tail:
+                    inflate.decompress(inflate.unconsumed_tail, 1 << 20)
+                if inflate.eof:
+                    break
+        except zlib.error as exc:
+            return f"'{path}' is truncated or corrupt (zlib: {exc}); export the file again"
+    if not inflate.eof:
+        return (
+            f"'{path}' is truncated or corrupt (its gzip stream ends early); export the file again"
+        )
+    if path.suffix.lower() != ".gz":
+        return f"'{path}' is gzip-compressed but named {path.suffix}; name it .nii.gz"
+    return ""
 
 
 def _read_data(

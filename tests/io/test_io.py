@@ -214,6 +214,34 @@ def test_text_named_like_nifti_is_an_input_file_error(tmp_path, name, content):
         load_image(path)
 
 
+@pytest.mark.parametrize(
+    "damage, phrase",
+    [
+        ("cut 1", "is truncated or corrupt (its gzip stream ends early)"),
+        ("cut 8", "is truncated or corrupt (its gzip stream ends early)"),
+        ("flip", "is truncated or corrupt (zlib: "),
+        ("named .nii", "is gzip-compressed but named .nii; name it .nii.gz"),
+    ],
+)
+def test_a_small_damaged_or_misnamed_gzip_file_is_named_so(
+    tmp_path, write_nifti, grid, blob, damage, phrase
+):
+    """A small .nii.gz is one deflate block: damaged, nibabel cannot even read its header and
+    said "Cannot work out file type ...; pass a .nii or .nii.gz file" of a .nii.gz."""
+    raw = write_nifti(tmp_path, "m.nii.gz", blob, grid).read_bytes()
+    assert len(raw) < 20_000
+    path = tmp_path / ("m.nii" if damage == "named .nii" else "bad.nii.gz")
+    if damage.startswith("cut"):
+        raw = raw[: -int(damage.split()[1])]
+    elif damage == "flip":
+        raw = raw[: len(raw) // 2] + bytes([raw[len(raw) // 2] ^ 0xFF]) + raw[len(raw) // 2 + 1 :]
+    path.write_bytes(raw)
+    with pytest.raises(InputFileError) as err:
+        load_mask(path)
+    assert str(err.value).startswith(f"'{path}' {phrase.split(' (')[0]}"), err.value
+    assert phrase in str(err.value) and "Cannot work out" not in str(err.value)
+
+
 @pytest.mark.parametrize("name", ["ct.nii.gz", "ct.nii"])
 def test_truncated_file_is_an_input_file_error(tmp_path, write_nifti, grid, name):
     rng = np.random.default_rng(0)
