@@ -190,9 +190,11 @@ def _assemble(
     normal = np.cross(row_dir, col_dir)
     spacing = _floats(first.PixelSpacing, 2, "PixelSpacing", first_path)
     if np.any(spacing <= 0) or abs(np.linalg.norm(normal) - 1.0) > 1e-3:
+        spacing_text, orient_text = ("\\".join(f"{v:.6g}" for v in a) for a in (spacing, orient))
         raise InputFileError(
-            f"'{first_path}' has an invalid image plane (PixelSpacing "
-            f"{list(spacing)}, orientation {list(orient)})"
+            f"'{first_path}' has an invalid image plane (PixelSpacing {spacing_text}, "
+            f"ImageOrientationPatient {orient_text}: the spacing must be positive, the row "
+            "and column directions unit vectors at right angles); export the series again"
         )
     rows, cols = int(first.Rows), int(first.Columns)
     positions = []

@@ -315,8 +315,8 @@ def mask_from_array(
         elif not whole:  # probability or resampled mask
             low, high = float(nonzero.min()), float(nonzero.max())
             if low < 0 or high > 1:
-                raise MaskError(
-                    f"{name} holds fractional values from {low:g} to {high:g}: an image, not "
+                raise MaskError(  # 8 digits: a float32 1.0000001 is not printed as "1"
+                    f"{name} holds fractional values from {low:.8g} to {high:.8g}: an image, not "
                     "a mask (a probability mask lies in 0..1); check that it is the mask file "
                     "(CT and mask swapped?)"
                 )

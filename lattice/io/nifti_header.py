@@ -253,10 +253,16 @@ def _check_size(
         packed = "gzip-compressed " if compression == "gz" else ""
         raise InputFileError(
             f"{name} claims {n_voxels:.3g} voxels in its header (dim {dims} of {dtype}: "
-            f"{needed:.3g} bytes), but the {packed}file of {file_bytes} bytes can hold at "
-            f"most {room:.3g}; the header's dim field is wrong or the file is truncated: "
-            "export the file again"
+            f"{_count(needed, room)} bytes with the header), but the {packed}file of "
+            f"{file_bytes} bytes can hold at most {_count(room, needed)}; the header's dim "
+            "field is wrong or the file is truncated: export the file again"
         )
+
+
+def _count(n: int, other: int) -> str:
+    """``n`` to 3 significant digits, or exactly when within 10 % of ``other`` (a file a
+    few bytes short read "1.08e+05 bytes ... can hold at most 1.08e+05")."""
+    return str(n) if abs(n - other) < 0.1 * max(n, other) else f"{n:.3g}"
 
 
 def _spatial_shape(full_shape: tuple[int, ...], name: str) -> tuple[int, int, int]:

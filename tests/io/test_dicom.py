@@ -293,3 +293,23 @@ def test_a_damaged_slice_is_refused_not_skipped(tmp_path, position, how):
     with pytest.raises(InputFileError, match="export the series again") as err:
         load_series(folder, pixels=False)
     assert str(victim) in str(err.value)
+
+
+def test_an_invalid_image_plane_is_shown_as_dicom_values_with_a_fix(tmp_path):
+    import pydicom
+
+    row, col = _axes("axial")
+    folder = tmp_path / "ct"
+    write_series(
+        folder, np.zeros((6, 5, 4)), row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
+        spacing_ij=(1, 1), gap_mm=2,
+    )  # fmt: skip
+    for f in folder.glob("*.dcm"):
+        ds = pydicom.dcmread(f)
+        ds.PixelSpacing = [0, 0.9]
+        ds.save_as(f)
+    with pytest.raises(InputFileError) as err:
+        load_series(folder)
+    message = str(err.value)
+    assert "PixelSpacing 0\\0.9, ImageOrientationPatient 1\\0\\0\\0\\1\\0" in message
+    assert "np.float64" not in message and message.endswith("export the series again")

@@ -69,6 +69,15 @@ def test_load_mask_accepts_common_encodings(tmp_path, write_nifti, grid, blob, d
     np.testing.assert_allclose(vol.affine, grid, atol=1e-5)
 
 
+def test_a_float_mask_just_above_one_is_refused_with_its_values_shown(
+    tmp_path, write_nifti, grid, blob
+):
+    """float32 1.0000001 was printed "from 1 to 1", which reads as no reason at all."""
+    data = np.where(blob, np.float32(1.0000001), np.float32(0.0)).astype(np.float32)
+    with pytest.raises(MaskError, match=r"from 1\.0000001 to 1\.0000001: an image"):
+        load_mask(write_nifti(tmp_path, "p.nii.gz", data, grid))
+
+
 def test_float_mask_is_thresholded_at_one_half(tmp_path, write_nifti, grid, blob):
     data = np.where(blob, 0.6, 0.4).astype(np.float32)  # a resampled / probability mask
     data[0, 0, 0] = 0.5  # exactly the threshold is outside

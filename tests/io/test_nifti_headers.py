@@ -560,7 +560,7 @@ def test_huge_claim_is_refused_before_anything_is_allocated(tmp_path, case):
             load_grid(path)
         with pytest.raises(InputFileError, match="can hold at most"):  # 1e9 < MAX_VOXELS
             load_mask(small)
-        with pytest.raises(InputFileError, match="the file of 32352 bytes can hold at most 3.24e"):
+        with pytest.raises(InputFileError, match="the file of 32352 bytes can hold at most 32352;"):
             load_mask(plain)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -731,3 +731,16 @@ def test_other_commands_say_the_header_warning_too(tmp_path, capfd, case, comman
 
         doc = json.loads((tmp_path / "stv" / "scart.json").read_text())
         assert any("sform was used" in w for w in doc["warnings"])
+
+
+def test_a_file_a_few_bytes_short_is_told_in_exact_bytes(tmp_path, case):
+    """Rounded to 3 digits, 108352 bytes needed and 108252 held both read "1.08e+05", and the
+    message contradicted itself; such counts are now exact."""
+    path = write(tmp_path, "gtv.nii", case["gtv"])
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-100])
+    with pytest.raises(InputFileError) as err:
+        load_mask(path)
+    message = str(err.value)
+    assert f"{len(raw)} bytes with the header" in message, message
+    assert f"of {len(raw) - 100} bytes can hold at most {len(raw) - 100};" in message, message
