@@ -17,8 +17,9 @@ Output folder::
     OUT/runs/<case>--<parameter set>.json that job's row, written when it ends
 
 The ``<parameter set>`` level appears only with a grid (e.g. ``diameter_mm-10_spacing_mm-20``).
-A job whose row says ``ok`` and whose plan folder is complete is skipped when the batch is run
-again with the same parameters; failed jobs are run again.
+A job whose row says ``ok``, whose plan folder is complete and whose input files still hold
+the bytes plan.json records is skipped when the batch is run again with the same parameters;
+failed jobs are run again (:mod:`lattice.batch_folder`).
 
 >>> from lattice.batch import read_manifest, expand_grid, make_jobs, sweep
 >>> cases = read_manifest("cohort.csv")                              # doctest: +SKIP
@@ -41,8 +42,9 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_compl
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any
 
+from .batch_folder import is_done, pending_jobs
 from .batch_rows import (  # noqa: F401 - SUMMARY_METRICS, write_summary: re-exported
     SUMMARY_METRICS,
     job_row,
@@ -52,7 +54,6 @@ from .batch_rows import (  # noqa: F401 - SUMMARY_METRICS, write_summary: re-exp
 )
 from .errors import (
     EXIT_INTERRUPTED,
-    OutputExistsError,
     ParameterError,
     exit_status,
 )
@@ -187,50 +188,6 @@ def make_jobs(
     return jobs
 
 
-def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job], list[dict]]:
-    """Split jobs into those to run and the rows of those already done.
-
-    A job is done when its row says ``ok``, was made with the same arguments, and its plan
-    folder still holds ``plan.json``. A job with a row from other arguments is refused
-    unless ``force`` is set.
-
-    Raises
-    ------
-    OutputExistsError
-        The output folder holds results of the same jobs with other arguments.
-    """
-    todo, done = [], []
-    for job in jobs:
-        row = read_row(job.row_path)
-        if row is None or force:
-            todo.append(job)
-            continue
-        if row.get("argv") != list(job.argv):
-            before, now = list(row.get("argv") or []), list(job.argv)
-            was = " ".join(t for t in before if t not in now) or "-"
-            becomes = " ".join(t for t in now if t not in before) or "-"
-            raise OutputExistsError(
-                f"'{job.row_path}' records job {job.name} with other parameters (then: {was}; "
-                f"now: {becomes}); pass --force to plan it again or choose another --out "
-                "folder"
-            )
-        if _is_done(row, job):
-            done.append(row)
-        else:
-            todo.append(job)
-    return todo, done
-
-
-def _is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
-    """Whether ``row`` records ``job`` (these arguments) as planned, its folder complete."""
-    return (
-        row is not None
-        and row.get("argv") == list(job.argv)
-        and row.get("status") == "ok"
-        and (job.out_dir / "plan.json").is_file()
-    )
-
-
 def job_request(job: Job, *, force: bool = False) -> PlanRequest:
     """The job's plan as a :class:`~lattice.pipeline.PlanRequest`: its case's inputs and its
     parameters read as ``lattice plan`` reads them.
@@ -351,7 +308,8 @@ def sweep(
     ParameterError
         ``workers`` < 1.
     OutputExistsError
-        See :func:`pending_jobs`.
+        A finished job's parameters or input files changed
+        (:func:`~lattice.batch_folder.pending_jobs`).
     """
     workers = check_range("workers", workers)
     todo, done = pending_jobs(jobs, force=force)
@@ -376,7 +334,7 @@ def sweep(
         for job in jobs:  # finished in a worker but not reported before an interrupt
             if str(job.out_dir) not in rows:
                 kept = read_row(job.row_path)
-                if _is_done(kept, job) or (
+                if is_done(kept, job) or (
                     kept is not None
                     and kept.get("status") == "failed"
                     and kept.get("argv") == list(job.argv)
@@ -433,7 +391,7 @@ def _run(
     rerun = []
     for job in crashed:
         row = read_row(job.row_path)
-        if _is_done(row, job) and job.row_path.stat().st_mtime >= started:
+        if is_done(row, job) and job.row_path.stat().st_mtime >= started:
             yield row  # it had finished before the crash
         else:
             rerun.append(job)
