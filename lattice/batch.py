@@ -19,7 +19,8 @@ Output folder::
 The ``<parameter set>`` level appears only with a grid (e.g. ``diameter_mm-10_spacing_mm-20``).
 A job whose row says ``ok``, whose plan folder is complete and whose input files still hold
 the bytes plan.json records is skipped when the batch is run again with the same parameters;
-failed jobs are run again (:mod:`lattice.batch_folder`).
+failed jobs are run again. The folder holds one batch, written by one run at a time
+(:mod:`lattice.batch_folder`).
 
 >>> from lattice.batch import read_manifest, expand_grid, make_jobs, sweep
 >>> cases = read_manifest("cohort.csv")                              # doctest: +SKIP
@@ -44,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .batch_folder import is_done, pending_jobs
+from .batch_folder import batch_lock, check_one_batch, is_done, pending_jobs
 from .batch_rows import (  # noqa: F401 - SUMMARY_METRICS, write_summary: re-exported
     SUMMARY_METRICS,
     job_row,
@@ -307,11 +308,36 @@ def sweep(
     ------
     ParameterError
         ``workers`` < 1.
+    OutputLockedError
+        Another batch (or ``lattice plan``) is writing the output folder.
     OutputExistsError
-        A finished job's parameters or input files changed
+        The folder holds another batch's jobs (:func:`~lattice.batch_folder.check_one_batch`),
+        or a finished job's parameters or input files changed
         (:func:`~lattice.batch_folder.pending_jobs`).
     """
     workers = check_range("workers", workers)
+    with batch_lock(jobs):
+        check_one_batch(jobs)
+        return _sweep(
+            jobs,
+            workers=workers,
+            scheduler=scheduler,
+            force=force,
+            summary=summary,
+            progress=progress,
+        )
+
+
+def _sweep(
+    jobs: Sequence[Job],
+    *,
+    workers: int,
+    scheduler: str | None,
+    force: bool,
+    summary: str | Path | None,
+    progress: Callable[[dict[str, Any], int, int], None] | None,
+) -> list[dict[str, Any]]:
+    """:func:`sweep` of jobs whose output folder this run holds."""
     todo, done = pending_jobs(jobs, force=force)
     # Every row has every parameter column of the sweep, in the order first given.
     columns = list(dict.fromkeys(k for job in jobs for k in job.parameters))

@@ -1,16 +1,24 @@
-"""A batch's output folder: what a rerun goes on from (see :mod:`lattice.batch`).
+"""A batch's output folder: one batch writes it at a time, it holds one batch, and a rerun goes
+on from what an earlier run left there (see :mod:`lattice.batch`).
+
+A batch holds the lock of its output folder (``.OUT.lock`` beside it, as ``lattice plan``
+does: :func:`~lattice.io.lock.output_lock`) while it runs, so a second batch into the same
+folder stops at once instead of rewriting ``summary.csv`` with its own jobs alone.
 
 A job is done, and skipped, when its row (``runs/<job>.json``) says ``ok``, was made with the
 same arguments, its plan folder still holds ``plan.json``, and every input file that plan.json
 records (``inputs``: the CT, the GTV, each OAR, a body mask, by path and sha256) still holds
 the bytes it was planned from. The batch refuses to go on (:class:`OutputExistsError`, exit 6)
 rather than report a plan of other inputs: when a job's arguments changed (a path, a
-parameter), and when a done job's input file changed or is gone. ``force`` plans every job
-again.
+parameter), when a done job's input file changed or is gone, and when the folder holds rows
+of jobs that are not this batch's (another manifest or grid), since ``summary.csv`` lists
+this batch's jobs and would leave theirs out. ``force`` plans every job again, but never
+drops another batch's jobs from the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -23,6 +31,29 @@ if TYPE_CHECKING:
 
 #: Hex digits of a sha256 shown in a message: enough to tell two files apart by eye.
 SHOWN_DIGEST_CHARS = 12
+#: Jobs of another batch named in a message before "and N more".
+SHOWN_JOBS = 3
+
+
+@contextlib.contextmanager
+def batch_lock(jobs: Sequence[Job]) -> Iterator[None]:
+    """Hold the lock of the jobs' output folder (of each, for jobs of several batches).
+
+    Raises
+    ------
+    OutputLockedError
+        Another run (a batch, ``lattice plan``) is writing the folder; the message names it.
+    OutputWriteError
+        The folder cannot be made or locked (a file, a dangling link, no permission).
+    """
+    from .io.folder import resolve_output_folder
+    from .io.lock import output_lock
+
+    folders = sorted({resolve_output_folder(job.row_path.parent.parent) for job in jobs})
+    with contextlib.ExitStack() as stack:
+        for folder in folders:
+            stack.enter_context(output_lock(folder, command="lattice batch"))
+        yield
 
 
 def pending_jobs(jobs: Sequence[Job], *, force: bool = False) -> tuple[list[Job], list[dict]]:
@@ -69,6 +100,39 @@ def is_done(row: dict | None, job: Job) -> TypeGuard[dict]:
         and row.get("status") == "ok"
         and (job.out_dir / "plan.json").is_file()
     )
+
+
+def check_one_batch(jobs: Sequence[Job]) -> None:
+    """Refuse an output folder whose ``runs/`` holds rows of jobs other than ``jobs``.
+
+    Raises
+    ------
+    OutputExistsError
+        A row of another batch (another manifest, or another grid) is there: this batch's
+        ``summary.csv`` would leave it out.
+    """
+    by_folder: dict[Path, set[str]] = {}
+    for job in jobs:
+        by_folder.setdefault(job.row_path.parent, set()).add(job.row_path.name)
+    for runs, names in by_folder.items():
+        others = sorted(
+            p.stem
+            for p in (runs.glob("*.json") if runs.is_dir() else ())
+            if not p.name.startswith(".") and p.name not in names
+        )
+        if not others:
+            continue
+        one = len(others) == 1
+        shown = ", ".join(others[:SHOWN_JOBS])
+        if len(others) > SHOWN_JOBS:
+            shown += f" and {len(others) - SHOWN_JOBS} more"
+        them = "it" if one else "them"
+        raise OutputExistsError(
+            f"'{runs.parent}' holds the batch of another manifest or grid: "
+            f"{'job' if one else 'jobs'} {shown} (in '{runs}') {'is' if one else 'are'} not "
+            f"one of this batch's jobs, and its summary.csv would leave {them} out; run a "
+            f"manifest and --grid that include {them}, or choose another --out folder"
+        )
 
 
 def _inputs_unchanged(job: Job, digests: dict[Path, str | OSError]) -> bool:

@@ -1,5 +1,5 @@
 """A batch's output folder: a rerun skips a job only when its inputs are the bytes it was
-planned from.
+planned from, the folder holds one batch, and one batch writes it at a time.
 
 The inputs are two spheres on a small CT grid (112 cc and 33 cc: a changed GTV gives another
 volume and another vertex count), so each plan takes a fraction of a second.
@@ -8,13 +8,17 @@ volume and another vertex count), so each plan takes a fraction of a second.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from lattice.io.folder import resolve_output_folder
 from lattice_cli.main import main
 
 FAST = ["--no-picture", "--no-dicom", "--mesh-format", "none", "--workers", "1"]
@@ -132,3 +136,74 @@ def test_a_changed_or_deleted_oar_is_named_and_equal_bytes_rewritten_are_still_d
     (data / "cord.nii.gz").write_bytes(cord)  # put back: the plan holds again
     assert _batch(manifest, out) == 0
     assert "1 done before, skipped" in capsys.readouterr().out
+
+
+# -- Bug B: another manifest's batch in the same folder -------------------------------------
+
+
+def test_a_second_manifest_into_a_batch_folder_is_refused_and_keeps_its_rows(
+    data, tmp_path, capsys
+):
+    out = tmp_path / "sw"
+    assert _batch(_manifest(tmp_path / "m1.csv", "B"), out) == 0
+    before = (out / "summary.csv").read_bytes()
+    capsys.readouterr()
+
+    for extra in ((), ("--force",)):  # --force plans this batch again; it drops no other
+        assert _batch(_manifest(tmp_path / "m2.csv", "C"), out, *extra) == 6
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert "another manifest" in err and "job B" in err and "another --out" in err
+        assert (out / "summary.csv").read_bytes() == before
+        assert not (out / "C").exists() and not (out / "runs" / "C.json").exists()
+
+    # A manifest that holds both goes on from B and plans C.
+    assert _batch(_manifest(tmp_path / "m12.csv", "B", "C"), out) == 0
+    assert "1 done before, skipped" in capsys.readouterr().out
+    rows = _summary(out / "summary.csv")
+    assert sorted(rows) == ["B", "C"] and all(r["status"] == "ok" for r in rows.values())
+
+
+def test_a_narrower_grid_into_the_same_folder_is_refused(data, tmp_path, capsys):
+    manifest = _manifest(tmp_path / "m.csv", "A")
+    out = tmp_path / "sw"
+    assert _batch(manifest, out, "--grid", "spacing_mm=25,35") == 0
+    capsys.readouterr()
+    assert _batch(manifest, out, "--grid", "spacing_mm=25") == 6
+    err = capsys.readouterr().err.strip()
+    assert "job A--spacing_mm-35" in err and len(err.splitlines()) == 1
+    assert len(_summary_rows(out / "summary.csv")) == 2
+
+
+def _summary_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.mark.skipif(os.name != "posix", reason="flock locks are POSIX only")
+def test_a_batch_into_a_folder_another_batch_is_writing_stops_at_once(data, tmp_path, capsys):
+    out = tmp_path / "sw"
+    code = (
+        "import sys; from lattice.io.folder import resolve_output_folder\n"
+        "from lattice.io.lock import output_lock\n"
+        "with output_lock(resolve_output_folder(sys.argv[1]), command='lattice batch'):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(out)],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert _batch(_manifest(tmp_path / "m2.csv", "C"), out) == 6
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1
+        assert "another run is writing" in err and f"PID {holder.pid}" in err
+        assert not (out / "C").exists() and not (out / "summary.csv").exists()
+    finally:
+        holder.communicate("")
+    assert _batch(_manifest(tmp_path / "m2.csv", "C"), out) == 0  # free again
+    assert sorted(_summary(out / "summary.csv")) == ["C"]
+    assert not (resolve_output_folder(out).parent / ".sw.lock").exists()
