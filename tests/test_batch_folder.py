@@ -138,6 +138,21 @@ def test_a_changed_or_deleted_oar_is_named_and_equal_bytes_rewritten_are_still_d
     assert "1 done before, skipped" in capsys.readouterr().out
 
 
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_a_gtv_link_pointed_at_another_file_is_a_change(data, tmp_path, capsys):
+    (data / "g.nii.gz").rename(data / "big.nii.gz")
+    (data / "g.nii.gz").symlink_to("big.nii.gz")  # plan.json records the link's target
+    manifest = _manifest(tmp_path / "m.csv", "A")
+    out = tmp_path / "sw"
+    assert _batch(manifest, out) == 0
+    (data / "g.nii.gz").unlink()
+    (data / "g.nii.gz").symlink_to("small.nii.gz")  # big.nii.gz itself is unchanged
+    capsys.readouterr()
+    assert _batch(manifest, out) == 6
+    err = capsys.readouterr().err.strip()
+    assert "GTV mask" in err and str(data / "g.nii.gz") in err and "changed" in err
+
+
 # -- Bug B: another manifest's batch in the same folder -------------------------------------
 
 
