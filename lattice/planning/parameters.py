@@ -251,7 +251,7 @@ def read_number(text: str, *, integer: bool = False) -> float | int:
         return int(s)
     if not (_FLOAT.fullmatch(s) or _NON_FINITE.fullmatch(s)):
         raise ValueError(f"expected a number (e.g. 15 or 2.5), got {text!r}")
-    return float(s)
+    return float(s) + 0.0  # -0 is 0: "margin -0 mm" would be printed and recorded
 
 
 # --- --oar [NAME=]PATH[:MM] -------------------------------------------------------------------

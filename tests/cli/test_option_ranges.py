@@ -747,3 +747,14 @@ def test_oar_name_picks_the_roi_named_as_typed(case, tmp_path, capfd):
         assert code == 0, err
         [oar] = json.loads((out / "plan.json").read_text())["inputs"]["oars"]
         assert (oar["roi"], oar["clearance_mm"]) == (roi_name, clearance)
+
+
+@pytest.mark.parametrize("text", ["-0", "-0.0", "-0e5", " -0 "])
+def test_negative_zero_is_read_as_zero(text):
+    """'--gtv-margin-mm -0' was printed and recorded as "margin -0 mm"."""
+    import math
+
+    from lattice.planning.parameters import read_number
+
+    value = read_number(text)
+    assert value == 0 and math.copysign(1.0, value) == 1.0 and f"{value:g}" == "0"
