@@ -78,9 +78,12 @@ class VerificationReport:
 
 
 def format_mm(mm: float) -> str:
-    """A distance for a message: to 1 µm, without trailing zeros; tiny values in full."""
+    """A distance for a message: to 1 µm, without trailing zeros; tiny values in full, huge
+    ones (a hand-edited 1e308, the inf it overflows to) in 6 digits."""
     if mm != 0 and abs(mm) < 1e-3:
         return f"{mm:.2g}"
+    if not abs(mm) < 1e9:
+        return f"{mm:.6g}"
     return f"{mm:.3f}".rstrip("0").rstrip(".")
 
 

@@ -276,6 +276,18 @@ def test_gtv_file_changed_after_planning_is_caught(doc, case, tmp_path):
     )
 
 
+def test_a_centre_of_1e308_is_caught_without_numpy_warnings_or_300_digit_numbers(doc, tmp_path):
+    import warnings
+
+    doc["vertices"][0]["center_ras_mm"][0] = 1e308
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # an overflow warning fails the test
+        report = assert_caught(save(doc, tmp_path), "gtv_margin", [doc["vertices"][0]["id"]])
+    assert "reported_values" in report.violated_rules
+    longest = max(len(w) for v in report.violations for w in v.message.split())
+    assert longest < 40, [v.message for v in report.violations]
+
+
 def test_inconsistent_lps_centre_is_caught(doc, tmp_path):
     doc["vertices"][1]["center_lps_mm"][0] += 1.0
     report = assert_caught(save(doc, tmp_path), "reported_values", [doc["vertices"][1]["id"]])
