@@ -357,6 +357,7 @@ def load_dicom_case(
     GridMismatchError
         The structure set belongs to another frame of reference than the CT.
     """
+    from .contour_problems import crossing_warning
     from .rtstruct_read import check_usable, left_out, rasterise_roi, read_rtstruct
 
     series = load_series(ct_folder, series_uid=series_uid, pixels=pixels)
@@ -402,6 +403,8 @@ def load_dicom_case(
                 f"ROI '{roi.name}' in '{rtstruct}': {n} of "
                 f"{roi.n_contours_in_file} contours left out: {lost}"
             )
+        if crossed := result.crossing_z_mm:
+            warnings.append(crossing_warning(roi.name, rtstruct, crossed))
         masks[roi.name] = result.mask
     gtv = masks[rois[0].name]
     oars = {asked: masks[r.name] for asked, r in zip(names[1:], rois[1:])}

@@ -21,6 +21,11 @@ from numpy.typing import NDArray
 from ..errors import InputFileError, MaskError
 from ..grid import LPS_TO_RAS, Grid
 from ..volume import Volume
+from .contour_problems import (
+    ContourProblem,
+    at_z,
+    describe_problems,
+)
 from .dicom import _pydicom, quiet_pydicom
 
 #: A contour more than this fraction of a slice gap away from every slice plane is not on
@@ -35,85 +40,6 @@ CONTOUR_MIN_AREA_MM2 = 1e-4
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 
-
-@dataclass(frozen=True)
-class ContourProblem:
-    """A contour of an ROI that is left out, or that makes the ROI unusable.
-
-    Attributes
-    ----------
-    index : int
-        The contour's position in the ROI's ContourSequence, from 1.
-    z_mm : float
-        Mean LPS z of its points, naming its slice (NaN when no point is readable).
-    reason : str
-        A key of :data:`CONTOUR_PROBLEMS`.
-    """
-
-    index: int
-    z_mm: float
-    reason: str
-
-    @property
-    def fatal(self) -> bool:
-        return CONTOUR_PROBLEMS[self.reason][0]
-
-
-#: Why a contour is not used: reason -> (fatal, what is wrong with one, with several). A
-#: contour without area (fewer than 3 points) or a second copy of one is left out with a
-#: warning; a damaged contour (coordinates that cannot be trusted) makes its ROI unusable,
-#: because leaving it out would change the ROI's shape without anyone knowing what it was.
-CONTOUR_PROBLEMS: dict[str, tuple[bool, str, str]] = {
-    "point": (
-        True,
-        "is a POINT (ContourGeometricType; a marker, no outline)",
-        "are POINTs (ContourGeometricType; markers, no outline)",
-    ),
-    "open": (
-        True,
-        "is an open line (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)",
-        "are open lines (ContourGeometricType OPEN_PLANAR or OPEN_NONPLANAR)",
-    ),
-    "too_few_points": (
-        False,
-        "has fewer than 3 points (no area)",
-        "have fewer than 3 points (no area)",
-    ),
-    "no_area": (
-        False,
-        "has no area (its points lie on one line)",
-        "have no area (their points lie on one line)",
-    ),
-    "duplicate": (
-        False,
-        "repeats another contour of its slice point for point (the even-odd "
-        "rule would cancel the pair; one copy is kept)",
-        "repeat another contour of their slice point for point (the even-odd rule "
-        "would cancel each pair; one copy is kept)",
-    ),
-    "length": (
-        True,
-        "has a ContourData length that is not a multiple of 3 (x, y, z per point)",
-        "have a ContourData length that is not a multiple of 3 (x, y, z per point)",
-    ),
-    "not_finite": (
-        True,
-        "has NaN, infinite or non-numeric ContourData values",
-        "have NaN, infinite or non-numeric ContourData values",
-    ),
-    "count": (
-        True,
-        "has a NumberOfContourPoints that disagrees with its ContourData",
-        "have a NumberOfContourPoints that disagrees with their ContourData",
-    ),
-    "not_planar": (
-        True,
-        "is not planar (its points lie at different slice positions)",
-        "are not planar (their points lie at different slice positions)",
-    ),
-}
-# Open lines and points have no inside to fill, but a structure drawn with them (a nerve as a
-# line, seeds as points) would silently lose its geometry: they are refused as well.
 
 #: Largest distance of a CLOSED_PLANAR contour's point from the contour's best-fit plane
 #: (decimal strings of 16 characters carry far more precision; TPS round to 0.01 mm).
@@ -428,6 +354,8 @@ class Rasterised:
     #: LPS z (mm) of each contour left out, naming its slice.
     off_slice_z_mm: tuple[float, ...] = ()
     outside_z_mm: tuple[float, ...] = ()
+    #: LPS z (mm) of each slice whose contours cross (:mod:`lattice.geometry.crossings`).
+    crossing_z_mm: tuple[float, ...] = ()
 
 
 def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasterised:
@@ -448,6 +376,7 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasteri
     from nibabel.affines import apply_affine  # nibabel ~0.35 s: not with the CLI's parser
     from skimage.draw import polygon
 
+    from ..geometry.crossings import crossing_slices, overlap_slices
     from ..geometry.surface import ContourVolume
 
     shape = grid.shape
@@ -457,6 +386,8 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasteri
     off: list[float] = []
     outside: list[float] = []
     rings: list[tuple[int, NDArray[np.float64]]] = []
+    slice_z: dict[int, float] = {}
+    cells: dict[int, list[NDArray[np.int64]]] = {}  # each ring's filled pixels, per slice
     for points in roi.contours:
         ijk = apply_affine(inverse, points)
         k = float(np.mean(ijk[:, 2]))
@@ -470,8 +401,11 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasteri
         _check_on_grid(roi, points, ijk, grid, source)
         ii, jj = polygon(ijk[:, 0], ijk[:, 1], shape=shape[:2])
         mask[ii, jj, kk] ^= True
+        cells.setdefault(kk, []).append(ii.astype(np.int64) * shape[1] + jj)
         rings.append((kk, ijk[:, :2].copy()))
+        slice_z.setdefault(kk, float(points[:, 2].mean()))  # LPS z naming the slice
         used += 1
+    crossed = [slice_z[k] for k in sorted({*crossing_slices(rings), *overlap_slices(cells)})]
     # The polygons travel with the mask: margins are measured against them
     # (lattice.geometry.surface).
     return Rasterised(
@@ -481,6 +415,7 @@ def rasterise_roi(roi: Roi, grid: Grid | Volume, *, source: str = "") -> Rasteri
         len(outside),
         tuple(off),
         tuple(outside),
+        tuple(crossed),
     )
 
 
@@ -547,30 +482,8 @@ def left_out(roi: Roi, result: Rasterised) -> str:
         (result.outside_z_mm, "beyond the first or last slice of the CT"),
     ):
         if z:
-            parts.append(f"{len(z)} {'lies' if len(z) == 1 else 'lie'} {what} ({_at_z(z)})")
+            parts.append(f"{len(z)} {'lies' if len(z) == 1 else 'lie'} {what} ({at_z(z)})")
     return "; ".join(parts)
-
-
-def describe_problems(problems: Sequence[ContourProblem]) -> str:
-    """The problems grouped by reason, each with its contours and their slices (LPS z)."""
-    parts = []
-    for reason, (_, one, several) in CONTOUR_PROBLEMS.items():
-        group = [p for p in problems if p.reason == reason]
-        if group:
-            numbers = ", ".join(str(p.index) for p in group[:4]) + (
-                ", ..." if len(group) > 4 else ""
-            )
-            parts.append(
-                f"{len(group)} {one if len(group) == 1 else several} "
-                f"(contour{'s' * (len(group) > 1)} {numbers} "
-                f"{_at_z([p.z_mm for p in group])})"
-            )
-    return "; ".join(parts)
-
-
-def _at_z(z_mm: Sequence[float]) -> str:
-    shown = ", ".join("?" if not np.isfinite(z) else f"{z:.2f}" for z in z_mm[:4])
-    return f"at z = {shown}{', ...' if len(z_mm) > 4 else ''} mm"
 
 
 def list_rois(path: str | Path) -> list[dict[str, Any]]:

@@ -168,6 +168,26 @@ def _outward(mm):
     return edit
 
 
+def _overlapping(ds):
+    """A copy of the second contour (near the GTV's end, so a vertex still fits) shifted
+    3 mm (two pixels) along x, added on its slice: the staircase outlines meet where they
+    cannot cross properly."""
+    seq = _roi_contour(ds, "GTV").ContourSequence
+    c = copy.deepcopy(seq[1])
+    pts = np.array(_points(c)).reshape(-1, 3) + [3.0, 0.0, 0.0]
+    _set(c, [float(v) for v in pts.ravel()])
+    seq.append(c)
+
+
+def _bow_tie(ds):
+    """The second contour's second point swapped with its middle one: it crosses itself."""
+    c = _roi_contour(ds, "GTV").ContourSequence[1]
+    pts = np.array(_points(c)).reshape(-1, 3)
+    n = len(pts)
+    pts[[1, n // 2]] = pts[[n // 2, 1]]
+    _set(c, [float(v) for v in pts.ravel()])
+
+
 def _collinear(ds):
     """The second contour (near the GTV's end) replaced by three points on one line."""
     c = _roi_contour(ds, "GTV").ContourSequence[1]
@@ -343,6 +363,16 @@ WARNED = {
         _collinear,
         ["ROI 'GTV'", "1 of ", "has no area (its points lie on one line)", "contour 2 at z = "],
         False,
+    ),
+    "overlapping contours": (
+        _overlapping,
+        ["ROI 'GTV'", "contours cross on 1 slice (at z = ", "even-odd", "check the ROI in the TPS"],
+        False,
+    ),
+    "contour crossing itself": (
+        _bow_tie,
+        ["ROI 'GTV'", "contours cross on 1 slice", "crosses itself or another"],
+        True,  # this small contour's lobes still hold the same pixel centres
     ),
     "contour duplicated on its slice": (
         _duplicate(),
