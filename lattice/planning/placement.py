@@ -247,6 +247,18 @@ def _no_room(field: RuleField, params: PlanParameters) -> str:
     deepest = float(field.depth_box.max())  # at voxel centres: within a band of the truth
     need, radius, margin = field.need_depth_mm, field.radius_mm, params.gtv_margin_mm
     if deepest > need - field.band_mm:  # deep enough: the OARs (or the shell) exclude it
+        deep = field.depth_box > need - field.band_mm
+        for oar in field.oars:
+            inside = np.asarray(oar.mask.array, dtype=bool)[field.box]
+            if inside[deep].all():  # no clearance, 0 included, lets a vertex in
+                in_gtv = field.depth_box > 0
+                share = np.count_nonzero(inside & in_gtv) / max(np.count_nonzero(in_gtv), 1)
+                return (
+                    f"no room for a vertex: OAR '{oar.name}' covers every point of the GTV "
+                    f"{need:g} mm deep ({100 * share:.0f} % of the GTV's voxels), so no OAR "
+                    "clearance lets a vertex in; check that the OAR mask is not the GTV's "
+                    "own, or leave it out"
+                )
         return (
             f"no room for a vertex: no point is {need:g} mm deep in the GTV and clear of "
             "every OAR; use a smaller diameter, margin or OAR clearance"

@@ -302,3 +302,24 @@ def test_covering_radius_equals_brute_force_on_blocks_that_do_not_divide_the_box
     for centres in (ras[rng.choice(len(ras), 5)], ras[rng.choice(len(ras), 1)] + 80.0):
         brute = cdist(ras[mask.ravel()], centres).min(axis=1).max()
         assert covering_radius_mm(Volume(mask, aff), centres) == brute
+
+
+@pytest.mark.parametrize("clearance_mm", [0.0, 5.0])
+def test_an_oar_covering_the_gtv_is_named_as_the_reason(make_affine, ellipsoid_mask, clearance_mm):
+    """An OAR that holds the whole GTV (the GTV's own file given as an OAR) left the advice
+    "use a smaller diameter, margin or OAR clearance", which no value could follow."""
+    shape, vox = (50, 50, 30), (1.0, 1.0, 2.0)
+    affine = make_affine(shape, vox, "lps")
+    centre = affine[:3, :3] @ ((np.array(shape) - 1) / 2) + affine[:3, 3]
+    gtv = Volume(ellipsoid_mask((shape, affine), centre, 20.0), affine)
+    alone = plan_vertices(gtv, diameter_mm=10, min_spacing_mm=20, gtv_margin_mm=2)
+    assert alone.n_vertices > 0
+    covered = plan_vertices(
+        gtv, oars=[Oar("gtv copy", gtv, clearance_mm)], diameter_mm=10, min_spacing_mm=20,
+        gtv_margin_mm=2,
+    )  # fmt: skip
+    assert covered.n_vertices == 0
+    assert covered.warnings[0].startswith(
+        "no room for a vertex: OAR 'gtv copy' covers every point of the GTV 7 mm deep "
+        "(100 % of the GTV's voxels), so no OAR clearance lets a vertex in"
+    ), covered.warnings
