@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 from lattice_cli.main import main
@@ -38,3 +40,22 @@ def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
         for p in sorted(folder.rglob("*"))
         if p.is_file() and not p.is_symlink()
     }
+
+
+def lock_holder(folder: Path, command: str = "the holder") -> subprocess.Popen:
+    """Another process holding the output lock of ``folder`` (as ``command``) until its
+    stdin closes (``process.communicate("")``)."""
+    code = (
+        "import sys; from lattice.io.folder import resolve_output_folder\n"
+        "from lattice.io.lock import output_lock\n"
+        "with output_lock(resolve_output_folder(sys.argv[1]), command=sys.argv[2]):\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder), command],
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "held"
+    return process

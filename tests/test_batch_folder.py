@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+from cli_helpers import lock_holder
 
 from lattice.io.folder import resolve_output_folder
 from lattice_cli.main import main
@@ -198,20 +197,8 @@ def _summary_rows(path: Path) -> list[dict]:
 @pytest.mark.skipif(os.name != "posix", reason="flock locks are POSIX only")
 def test_a_batch_into_a_folder_another_batch_is_writing_stops_at_once(data, tmp_path, capsys):
     out = tmp_path / "sw"
-    code = (
-        "import sys; from lattice.io.folder import resolve_output_folder\n"
-        "from lattice.io.lock import output_lock\n"
-        "with output_lock(resolve_output_folder(sys.argv[1]), command='lattice batch'):\n"
-        "    print('held', flush=True); sys.stdin.read()\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code, str(out)],
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    holder = lock_holder(out, "lattice batch")
     try:
-        assert holder.stdout.readline().strip() == "held"
         assert _batch(_manifest(tmp_path / "m2.csv", "C"), out) == 6
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1

@@ -236,6 +236,16 @@ def test_real_series_equals_its_nifti(shared_data, case):
     np.testing.assert_array_equal(same.array, nifti.array)
 
 
+def _small_series(folder, n_slices):
+    """An axial series of 6 x 5 x ``n_slices`` zeros at 1 mm pixels and 2 mm slices."""
+    row, col = _axes("axial")
+    write_series(
+        folder, np.zeros((6, 5, n_slices)), row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
+        spacing_ij=(1, 1), gap_mm=2,
+    )  # fmt: skip
+    return folder
+
+
 def _damage(path, how):
     """Damage one slice file as an export or a copy can: emptied, cut short before its image
     plane, or with an attribute the reader needs deleted."""
@@ -277,12 +287,7 @@ def test_a_damaged_slice_is_refused_not_skipped(tmp_path, position, how):
     named no file). Now the file is named, and the series is refused."""
     import pydicom
 
-    row, col = _axes("axial")
-    folder = tmp_path / "ct"
-    write_series(
-        folder, np.zeros((6, 5, 5)), row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
-        spacing_ij=(1, 1), gap_mm=2,
-    )  # fmt: skip
+    folder = _small_series(tmp_path / "ct", 5)
     (folder / "notes.txt").write_text("an export's notes: not DICOM, skipped")
     files = sorted(
         folder.glob("*.dcm"), key=lambda f: float(pydicom.dcmread(f).ImagePositionPatient[2])
@@ -298,12 +303,7 @@ def test_a_damaged_slice_is_refused_not_skipped(tmp_path, position, how):
 def test_an_invalid_image_plane_is_shown_as_dicom_values_with_a_fix(tmp_path):
     import pydicom
 
-    row, col = _axes("axial")
-    folder = tmp_path / "ct"
-    write_series(
-        folder, np.zeros((6, 5, 4)), row_dir=row, col_dir=col, origin_lps=(0, 0, 0),
-        spacing_ij=(1, 1), gap_mm=2,
-    )  # fmt: skip
+    folder = _small_series(tmp_path / "ct", 4)
     for f in folder.glob("*.dcm"):
         ds = pydicom.dcmread(f)
         ds.PixelSpacing = [0, 0.9]

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_helpers import run, snapshot
+from cli_helpers import lock_holder, run, snapshot
 
 from lattice.io.folder import resolve_output_folder
 from lattice.io.lock import lock_path, output_lock, remove_stale_lock
@@ -100,28 +100,10 @@ def plan_folder(template, tmp_path):
 # -- concurrency ----------------------------------------------------------------------------
 
 
-def _holder(folder: Path) -> subprocess.Popen:
-    """Another process holding the lock of ``folder`` until its stdin closes."""
-    code = (
-        "import sys; from pathlib import Path; from lattice.io.folder import "
-        "resolve_output_folder; from lattice.io.lock import output_lock\n"
-        "with output_lock(resolve_output_folder(sys.argv[1]), command='the holder'):\n"
-        "    print('held', flush=True); sys.stdin.read()\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", code, str(folder)],
-        text=True,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert process.stdout.readline().strip() == "held"
-    return process
-
-
 @pytest.mark.skipif(os.name != "posix", reason="flock locks are POSIX only")
 def test_a_lock_file_left_by_a_killed_run_is_removed_and_a_held_one_kept(tmp_path):
     folder = resolve_output_folder(tmp_path / "out")
-    holder = _holder(folder)
+    holder = lock_holder(folder)
     try:
         assert not remove_stale_lock(folder)  # held: kept
         assert lock_path(folder).is_file()
@@ -186,7 +168,7 @@ def test_four_runs_at_once_make_one_plan_and_the_others_exit_6(tmp_path):
 
 def test_a_run_into_a_locked_folder_exits_6_naming_the_holder(tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
-    holder = _holder(out)
+    holder = lock_holder(out)
     try:
         before = listing(tmp_path)
         no_planning(monkeypatch)
@@ -204,7 +186,7 @@ def test_a_run_into_a_locked_folder_exits_6_naming_the_holder(tmp_path, capfd, m
 
 def test_the_lock_of_a_killed_run_does_not_stop_the_next(tmp_path, capfd):
     out = tmp_path / "out"
-    holder = _holder(out)
+    holder = lock_holder(out)
     holder.send_signal(signal.SIGKILL)
     holder.communicate()
     assert listing(tmp_path) == [".out.lock"]  # left behind, but the kernel let go
@@ -217,7 +199,7 @@ def test_two_spellings_of_one_folder_share_its_lock(tmp_path, capfd):
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    holder = _holder(tmp_path / "link")
+    holder = lock_holder(tmp_path / "link")
     try:
         code, _, stderr = run(capfd, _plan(tmp_path / "x" / ".." / "real", *FAST))
         assert code == 6 and "another run is writing" in one_error_line(stderr)
@@ -258,7 +240,7 @@ def test_batch_jobs_obey_the_lock_of_their_plan_folder(tmp_path, capsys):
     sweep = tmp_path / "sweep"
     (job,) = make_jobs(read_manifest(manifest), sweep)
     argv = ["batch", str(manifest), "--out", str(sweep), "--workers", "1", *FAST]
-    holder = _holder(job.out_dir)
+    holder = lock_holder(job.out_dir)
     try:
         assert main(argv) == 9
         row = json.loads(job.row_path.read_text())
