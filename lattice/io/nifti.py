@@ -27,8 +27,10 @@ from ..errors import InputFileError, MaskError, ParameterError
 from ..grid import Grid
 from ..volume import Volume
 from .nifti_data import (
+    GZIP_MAGIC,
     check_gzip_data,
     check_gzip_stream,
+    check_whole_stream,
     read_as_stored,
     read_gzip_data,
     short_switch_interval,
@@ -124,20 +126,13 @@ def misnamed_or_damaged(path: Path) -> str:
     import zlib
 
     with open(path, "rb") as fh:
-        if fh.read(2) != b"\x1f\x8b":
+        if fh.read(2) != GZIP_MAGIC:
             return ""
-        fh.seek(0)
-        inflate = zlib.decompressobj(wbits=31)  # one gzip member, its trailer checked
-        try:
-            while chunk := fh.read(1 << 20):
-                inflate.decompress(chunk, 1 << 20)  # bounded: the data are not kept
-                while inflate.unconsumed_tail:
-                    inflate.decompress(inflate.unconsumed_tail, 1 << 20)
-                if inflate.eof:
-                    break
-        except zlib.error as exc:
-            return f"'{path}' is truncated or corrupt (zlib: {exc}); export the file again"
-    if not inflate.eof:
+    try:
+        check_whole_stream(str(path))  # every member's CRC-32 and length, none kept
+    except zlib.error as exc:
+        return f"'{path}' is truncated or corrupt (zlib: {exc}); export the file again"
+    except EOFError:
         return (
             f"'{path}' is truncated or corrupt (its gzip stream ends early); export the file again"
         )

@@ -213,7 +213,7 @@ def _gunzipped(path: str, size: int) -> Iterator[bytes]:
                 pending = stream.unused_data + pending
                 while len(pending) < 2 and (more := fh.read(size)):
                     pending += more
-                if pending[:2] != _GZIP_MAGIC:
+                if pending[:2] != GZIP_MAGIC:
                     return  # bytes after the last member that are no member: ignored, as
                     # nibabel's reader (indexed_gzip) ignores them
                 stream = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -221,7 +221,7 @@ def _gunzipped(path: str, size: int) -> Iterator[bytes]:
 
 
 #: The first two bytes of a gzip member.
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 #: The interpreter's switch interval (s) while files are read by threads.
