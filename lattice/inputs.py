@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .planning.parameters import OarSpec, check_range
 from .volume import Volume
@@ -122,3 +122,36 @@ class VolumeInputs:
 
 
 Inputs = NiftiInputs | DicomInputs | VolumeInputs
+
+
+def ct_check(inputs: Inputs) -> Any:
+    """What the worker checks the CT's values with (None for a DICOM series, whose CT
+    numbers its rescale tags give; see :mod:`lattice.io.ct_values`)."""
+    if isinstance(inputs, DicomInputs):
+        return None
+    from .io.ct_values import ct_value_warnings
+
+    name = "the CT volume" if isinstance(inputs, VolumeInputs) else f"CT '{inputs.ct}'"
+    return lambda ct: ct_value_warnings(ct, name=name)
+
+
+def ct_loader(inputs: Inputs) -> Any:
+    """A function reading the CT (called in the picture worker)."""
+    if isinstance(inputs, DicomInputs):
+
+        def load_dicom() -> Volume:
+            from .io.dicom import load_series
+
+            return load_series(inputs.ct_dicom, series_uid=inputs.series_uid).grid
+
+        return load_dicom
+    if isinstance(inputs, VolumeInputs):
+        ct = inputs.ct
+        return lambda: ct
+
+    def load_nifti() -> Volume:
+        from .io.nifti import load_image
+
+        return load_image(inputs.ct, name=f"CT '{inputs.ct}'")
+
+    return load_nifti

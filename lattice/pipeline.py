@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import ParameterError
 from .forking import may_fork
-from .inputs import DicomInputs, Inputs, NiftiInputs, VolumeInputs
+from .inputs import DicomInputs, Inputs, NiftiInputs, VolumeInputs, ct_check, ct_loader
 from .planning.parameters import check_range
 from .planning.plan import Plan, PlanParameters
 from .volume import Volume
@@ -251,7 +251,9 @@ def run_plan(request: PlanRequest) -> PlanOutcome:
         worker = (
             None
             if (not opts.picture or not has_ct) and not derived_ct
-            else stack.enter_context(PictureWorker(_ct_loader(inputs), early=early))
+            else stack.enter_context(
+                PictureWorker(ct_loader(inputs), early=early, check_ct=ct_check(inputs))
+            )
         )
         # Imported while the masks are read: scipy ~0.4 s; trimesh ~0.6 s, with a worker only.
         modules = ["lattice.planning.placement"]
@@ -275,28 +277,6 @@ def _writes_derived_ct(request: PlanRequest) -> bool:
     if isinstance(inputs, VolumeInputs):
         return inputs.ct is not None
     return inputs.reference_ct_dicom is None
-
-
-def _ct_loader(inputs: Inputs) -> Any:
-    """A function reading the CT (called in the picture worker)."""
-    if isinstance(inputs, DicomInputs):
-
-        def load_dicom() -> Volume:
-            from .io.dicom import load_series
-
-            return load_series(inputs.ct_dicom, series_uid=inputs.series_uid).grid
-
-        return load_dicom
-    if isinstance(inputs, VolumeInputs):
-        ct = inputs.ct
-        return lambda: ct
-
-    def load_nifti() -> Volume:
-        from .io.nifti import load_image
-
-        return load_image(inputs.ct, name=f"CT '{inputs.ct}'")
-
-    return load_nifti
 
 
 def _derived_series(request: PlanRequest) -> dict[str, Any]:

@@ -279,6 +279,7 @@ def write_plan_folder(
             release_freed_memory()  # the writers' heap (~200 MB) while the pictures are drawn
             by_worker = worker.wait()
             measured = worker.lesion
+            doc["warnings"] = [*doc["warnings"], *worker.ct_warnings]
         elif measure and lesion is not None:
             measured = lesion(plan.gtv)
         if measure:

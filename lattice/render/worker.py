@@ -134,10 +134,13 @@ class PictureResult:
         The names of the files and folders written.
     lesion : LesionMeasurements or None
         The GTV's measurements, when the job asked for them.
+    ct_warnings : tuple of str
+        What the worker's ``check_ct`` said of the whole CT (see :class:`PictureWorker`).
     """
 
     written: tuple[str, ...]
     lesion: LesionMeasurements | None = None
+    ct_warnings: tuple[str, ...] = ()
 
 
 def picture_job(
@@ -223,10 +226,14 @@ class PictureWorker:
     """
 
     def __init__(
-        self, load_ct: Callable[[], Volume], early: Callable[[Volume], None] | None = None
+        self,
+        load_ct: Callable[[], Volume],
+        early: Callable[[Volume], None] | None = None,
+        check_ct: Callable[[Volume], list[str]] | None = None,
     ) -> None:
         self._load_ct = load_ct
         self._early = early
+        self._check_ct = check_ct
         self._pool: ProcessPoolExecutor | None = None
         self._future: Future[PictureResult] | None = None
         self._result: PictureResult | None = None
@@ -236,13 +243,15 @@ class PictureWorker:
         self._box: tuple[np.ndarray, tuple[slice, slice, slice]] | None = None
         #: Measurements of the GTV after :meth:`wait`, when asked for.
         self.lesion: LesionMeasurements | None = None
+        #: What ``check_ct`` said of the whole CT, after :meth:`wait`.
+        self.ct_warnings: tuple[str, ...] = ()
         if may_start_process():
             # Fork: the initializer's arguments (closures, the CT) are inherited, not pickled.
             self._pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=mp.get_context("fork"),
                 initializer=_prepare,
-                initargs=(load_ct, early),
+                initargs=(load_ct, early, check_ct),
             )
             # The executor forks on its first submit: now, so the child loads the CT and
             # imports matplotlib while this process plans.
@@ -338,12 +347,14 @@ class PictureWorker:
         )
         if self._pool is None:
             ct = self._load_ct()
+            checked = tuple(self._check_ct(ct)) if self._check_ct is not None else ()
             if self._early is not None:
                 self._early(ct)
             try:
-                self._result = run_picture_job(ct, job)
+                result = run_picture_job(ct, job)
             except Exception as exc:  # as the worker process reports it: never "free space"
                 raise _reported(exc) from exc
+            self._result = dataclasses.replace(result, ct_warnings=checked)
         else:
             # Pickled and sent by the executor's threads: this process goes on writing files,
             # and holds the cropped masks only until they are sent. The queue's feeder
@@ -381,6 +392,7 @@ class PictureWorker:
             return []
         if lesion_future is None:  # measured with the job, if asked
             self.lesion = result.lesion
+        self.ct_warnings = result.ct_warnings
         return list(result.written)
 
     def close(self) -> None:
@@ -493,11 +505,15 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _prepare(
-    load_ct: Callable[[], Volume], early: Callable[[Volume], None] | None
+    load_ct: Callable[[], Volume],
+    early: Callable[[Volume], None] | None,
+    check_ct: Callable[[Volume], list[str]] | None,
 ) -> None:  # pragma: no cover - a child
-    """The executor's initializer: load the CT, do the early work, import the renderer."""
+    """The executor's initializer: load and check the CT, do the early work, import the
+    renderer."""
     try:
         ct = load_ct()
+        _WORKER_STATE["ct_warnings"] = tuple(check_ct(ct)) if check_ct is not None else ()
         if early is not None:
             early(ct)
         from . import montage, slices, three_d  # noqa: F401 - slow; done while the parent plans
@@ -563,13 +579,19 @@ def _run_in_worker(job: PictureJob | _Handover) -> PictureResult:  # pragma: no 
     try:
         if "error" in _WORKER_STATE:
             raise _WORKER_STATE["error"]
-        # The 3-D picture in a child of its own: the parent plans no more, so its core is
-        # free for it while it writes the other outputs. This process runs no other thread.
-        if "box" not in _WORKER_STATE:
-            return run_picture_job(_WORKER_STATE["ct"], job, fork_3d=True)
-        if _WORKER_STATE["box"] == job.box and job.ct_series is None:
-            return run_picture_job(_WORKER_STATE["ct"], job, cropped=True, fork_3d=True)
-        # not the box of the crop kept: the full CT, read again
-        return run_picture_job(_WORKER_STATE["load_ct"](), job, fork_3d=True)
+        result = _run_job_in_worker(job)
+        return dataclasses.replace(result, ct_warnings=_WORKER_STATE["ct_warnings"])
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
         raise _reported(exc) from None
+
+
+def _run_job_in_worker(job: PictureJob) -> PictureResult:  # pragma: no cover - a child
+    """:func:`run_picture_job` on the CT the worker keeps (or reads again)."""
+    # The 3-D picture in a child of its own: the parent plans no more, so its core is free
+    # for it while it writes the other outputs. This process runs no other thread.
+    if "box" not in _WORKER_STATE:
+        return run_picture_job(_WORKER_STATE["ct"], job, fork_3d=True)
+    if _WORKER_STATE["box"] == job.box and job.ct_series is None:
+        return run_picture_job(_WORKER_STATE["ct"], job, cropped=True, fork_3d=True)
+    # not the box of the crop kept: the full CT, read again
+    return run_picture_job(_WORKER_STATE["load_ct"](), job, fork_3d=True)
