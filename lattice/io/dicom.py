@@ -355,7 +355,8 @@ def load_dicom_case(
         A name not in the structure set (the message lists those present), or an ROI with no
         contour on the CT's slices.
     GridMismatchError
-        The structure set belongs to another frame of reference than the CT.
+        The structure set belongs to another frame of reference, or another patient
+        (PatientID), than the CT.
     """
     from .contour_problems import crossing_warning
     from .rtstruct_read import check_usable, left_out, rasterise_roi, read_rtstruct
@@ -370,7 +371,7 @@ def load_dicom_case(
             "give each structure once"
         )
     ct_frame = series.frame_of_reference_uid
-    warnings = list(structures.file_problems)
+    warnings = [*structures.file_problems, *_drawn_on(structures, series, ct_folder)]
     masks: dict[str, Volume] = {}
     for roi in rois:
         if ct_frame and roi.frame_of_reference_uid and roi.frame_of_reference_uid != ct_frame:
@@ -416,6 +417,36 @@ def load_dicom_case(
         gtv_name=rois[0].name,
         warnings=tuple(warnings),
     )
+
+
+def _drawn_on(structures: Any, series: ImageSeries[Any], ct_folder: str | Path) -> list[str]:
+    """Whether a structure set belongs with a CT series beyond their frame of reference: a
+    PatientID that differs is an error (a TPS refuses such an import); ROIs drawn on another
+    series of the frame (RTReferencedSeriesSequence) are used, with a warning.
+
+    Raises
+    ------
+    GridMismatchError
+        Both files name a patient, and not the same one.
+    """
+    with quiet_pydicom():
+        ct_patient = str(series.header.get("PatientID", "") or "").strip()
+    rs_patient = structures.patient_id
+    if ct_patient and rs_patient and ct_patient != rs_patient:
+        raise GridMismatchError(
+            f"'{structures.path}' is the structure set of patient '{rs_patient}' (PatientID), "
+            f"the CT series in '{ct_folder}' is of patient '{ct_patient}'; pass the CT the "
+            "structure set was drawn on"
+        )
+    drawn_on = structures.referenced_series
+    if not drawn_on or series.series_instance_uid in drawn_on:
+        return []
+    return [
+        f"'{structures.path}' was drawn on the image series {', '.join(drawn_on)} "
+        f"(RTReferencedSeriesSequence), not on the CT series in '{ct_folder}' "
+        f"({series.series_instance_uid}); its contours were placed by their shared frame of "
+        "reference: check that they sit on this CT"
+    ]
 
 
 def series_checksum(series: ImageSeries[Any]) -> str:

@@ -79,7 +79,9 @@ class StructureSet:
 
     ``orphans`` are the ROIContourSequence items that belong to no ROI (what is wrong, how
     many contours they hold); ``ambiguous`` maps an ROI name to why its contours cannot be
-    told apart from another ROI's (a name or an ROI number used twice).
+    told apart from another ROI's (a name or an ROI number used twice). ``patient_id`` is
+    the file's PatientID ('' without one) and ``referenced_series`` the SeriesInstanceUIDs
+    its RTReferencedSeriesSequence items name: the image series the ROIs were drawn on.
     """
 
     path: Path
@@ -88,6 +90,8 @@ class StructureSet:
     skipped_contours: int = 0
     orphans: tuple[tuple[str, int], ...] = ()
     ambiguous: dict[str, str] = field(default_factory=dict)
+    patient_id: str = ""
+    referenced_series: tuple[str, ...] = ()
 
     def names(self) -> list[str]:
         return list(self.rois)
@@ -182,7 +186,21 @@ def _read_rtstruct(path: Path) -> StructureSet:
         skipped_contours=sum(len(p) for p in problems.values()),
         orphans=tuple(orphans),
         ambiguous=ambiguous,
+        patient_id=str(ds.get("PatientID", "") or "").strip(),
+        referenced_series=_referenced_series(frames),
     )
+
+
+def _referenced_series(frames: Sequence[Any]) -> tuple[str, ...]:
+    """The SeriesInstanceUIDs of ReferencedFrameOfReferenceSequence > RTReferencedStudy >
+    RTReferencedSeries, in file order, each once."""
+    uids = [
+        str(series.get("SeriesInstanceUID", "") or "").strip()
+        for frame in frames
+        for study in frame.get("RTReferencedStudySequence") or []
+        for series in study.get("RTReferencedSeriesSequence") or []
+    ]
+    return tuple(dict.fromkeys(u for u in uids if u))
 
 
 def _open_rtstruct(path: Path) -> Any:

@@ -313,3 +313,66 @@ def test_an_invalid_image_plane_is_shown_as_dicom_values_with_a_fix(tmp_path):
     message = str(err.value)
     assert "PixelSpacing 0\\0.9, ImageOrientationPatient 1\\0\\0\\0\\1\\0" in message
     assert "np.float64" not in message and message.endswith("export the series again")
+
+
+def _with(path, *, patient_id=None, drawn_on=None):
+    """The structure set at ``path`` with another PatientID and/or an RTReferencedSeries."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = pydicom.dcmread(path)
+    if patient_id is not None:
+        ds.PatientID = patient_id
+    if drawn_on is not None:
+        series = Dataset()
+        series.SeriesInstanceUID = drawn_on
+        study = Dataset()
+        study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+        study.ReferencedSOPInstanceUID = ds.StudyInstanceUID
+        study.RTReferencedSeriesSequence = Sequence([series])
+        ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence = Sequence([study])
+    out = path.with_name(f"rs_{patient_id}_{drawn_on}.dcm")
+    ds.save_as(out)
+    return out
+
+
+def _square_set(c):
+    corners = [(1.5, 1.5), (9.5, 1.5), (9.5, 9.5), (1.5, 9.5)]  # no voxel centre on an edge
+    pts = np.array([_world_lps(c, i, j, 3) for i, j in corners])
+    write_structure_set(c["tmp"] / "rs.dcm", c["folder"], {"GTV": [pts]})
+    return c["tmp"] / "rs.dcm"
+
+
+def test_a_structure_set_of_another_patient_is_refused(series_case):
+    """Same frame of reference (copied UIDs, a phantom), another PatientID: a TPS refuses it."""
+    import pydicom
+
+    c = series_case
+    ct_patient = str(pydicom.dcmread(next(c["folder"].iterdir())).PatientID)
+    rs = _with(_square_set(c), patient_id="OTHER-7")
+    with pytest.raises(GridMismatchError) as err:
+        load_dicom_case(c["folder"], rs, gtv_name="GTV", pixels=False)
+    assert "patient 'OTHER-7'" in str(err.value) and f"patient '{ct_patient}'" in str(err.value)
+    # No PatientID in the structure set: nothing to compare, used as before.
+    case = load_dicom_case(c["folder"], _with(rs, patient_id=""), gtv_name="GTV", pixels=False)
+    assert case.gtv.array.sum() == 64 and case.warnings == ()
+
+
+def test_contours_drawn_on_another_series_of_the_frame_are_used_with_a_warning(series_case):
+    import pydicom
+
+    c = series_case
+    rs = _square_set(c)
+    ct_series = str(pydicom.dcmread(next(c["folder"].iterdir())).SeriesInstanceUID)
+    plain = load_dicom_case(c["folder"], rs, gtv_name="GTV", pixels=False)
+    same = load_dicom_case(c["folder"], _with(rs, drawn_on=ct_series), gtv_name="GTV", pixels=False)
+    other = load_dicom_case(
+        c["folder"], _with(rs, drawn_on="1.2.3.9"), gtv_name="GTV", pixels=False
+    )
+    assert plain.warnings == same.warnings == ()
+    assert len(other.warnings) == 1
+    assert "drawn on the image series 1.2.3.9" in other.warnings[0]
+    assert f"({ct_series})" in other.warnings[0]
+    np.testing.assert_array_equal(other.gtv.array, plain.gtv.array)
+    assert plain.gtv.array.sum() == 64  # voxels 2..9 x 2..9 on one slice
