@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,23 +82,9 @@ def plan_frame_of_reference_uid(
     ``rtstruct.dcm`` (its FrameOfReferenceUID, else its first referenced frame), else the
     first file of ``ct_dicom/``.
     """
-    import pydicom
-
     if document is not None and document.get("frame_of_reference_uid"):
         return str(document["frame_of_reference_uid"])
-    folder = Path(folder)
-    candidates = [folder / "rtstruct.dcm"]
-    if (folder / "ct_dicom").is_dir():
-        candidates += sorted(p for p in (folder / "ct_dicom").iterdir() if p.is_file())[:1]
-    for path in candidates:
-        if not path.is_file():
-            continue
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (OSError, pydicom.errors.InvalidDicomError) as exc:
-            raise InputFileError(
-                f"cannot read '{path}' ({exc}); restore the plan folder or plan again"
-            ) from exc
+    for ds in _plan_dicom_headers(Path(folder)):
         uid = ds.get("FrameOfReferenceUID")
         refs = ds.get("ReferencedFrameOfReferenceSequence") or []
         if not uid and refs:
@@ -106,6 +92,58 @@ def plan_frame_of_reference_uid(
         if uid:
             return str(uid)
     return None
+
+
+def plan_patient_id(folder: str | Path) -> str | None:
+    """The PatientID of the plan folder's ``rtstruct.dcm`` (else of the first file of
+    ``ct_dicom/``), or None: the patient the TPS received with the plan."""
+    for ds in _plan_dicom_headers(Path(folder)):
+        patient = str(ds.get("PatientID", "") or "").strip()
+        if patient:
+            return patient
+    return None
+
+
+def _plan_dicom_headers(folder: Path) -> Iterator[Any]:
+    """The headers of the plan folder's ``rtstruct.dcm`` and first ``ct_dicom/`` file, those
+    that exist, in that order.
+
+    Raises
+    ------
+    InputFileError
+        One of them exists and cannot be read.
+    """
+    import pydicom
+
+    candidates = [folder / "rtstruct.dcm"]
+    if (folder / "ct_dicom").is_dir():
+        candidates += sorted(p for p in (folder / "ct_dicom").iterdir() if p.is_file())[:1]
+    for path in candidates:
+        if not path.is_file():
+            continue
+        try:
+            yield pydicom.dcmread(path, stop_before_pixels=True)
+        except (OSError, pydicom.errors.InvalidDicomError) as exc:
+            raise InputFileError(
+                f"cannot read '{path}' ({exc}); restore the plan folder or plan again"
+            ) from exc
+
+
+def _patient_warnings(folder: Path, dose: Any) -> list[str]:
+    """A warning when an RT Dose names another patient (PatientID) than the plan's DICOM
+    files. Only a warning: its frame of reference was checked, and a TPS that took in the
+    derived CT may have filed it under the patient's own ID."""
+    dose_patient = dose.info.patient_id
+    if dose.info.file_format != "RTDOSE" or not dose_patient:
+        return []
+    plan_patient = plan_patient_id(folder)
+    if not plan_patient or plan_patient == dose_patient:
+        return []
+    return [
+        f"RT Dose '{dose.info.path}' is of patient '{dose_patient}' (PatientID), the plan's "
+        f"DICOM files of patient '{plan_patient}'; it is in the plan's frame of reference, so "
+        "it was evaluated: check that it is this patient's dose"
+    ]
 
 
 def _plan_masks(folder: Path) -> tuple[EvaluationMasks, Any, list[Any]]:
@@ -246,6 +284,7 @@ def evaluate_plan_folder(
             "the frame of reference was not checked (no FrameOfReferenceUID in the plan "
             "folder, or a NIfTI dose); the dose is placed by its grid's world coordinates",
         ]
+    result["warnings"] = [*result["warnings"], *_patient_warnings(folder, dose)]
     result["plan"] = {
         "folder": str(folder),
         "plan_json_sha256": plan_sha256,

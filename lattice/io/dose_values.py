@@ -10,9 +10,10 @@ one with its index and RAS position, and what to do):
 - by :func:`lattice.analysis.evaluate.evaluate_dose` on the CT grid, where NaN stands for
   "no dose" only on the voxels outside the dose grid.
 
-Two doses are possible but nearly always a mistake, and only warned about
+Three doses are possible but nearly always a mistake, and only warned about
 (:func:`dose_value_warnings`; ``evaluation.json`` records the warnings): 0 Gy everywhere in
-the GTV (PVDR and ePVDR are then undefined), and a maximum above
+the GTV (PVDR and ePVDR are then undefined), a GTV maximum of at most
+:data:`IMPLAUSIBLY_LOW_GY` (a dose in Gy stored as cGy, a relative dose), and a maximum above
 :data:`IMPLAUSIBLE_DOSE_GY` (usually a dose in cGy stored as Gy).
 """
 
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 __all__ = [
     "DOSE_ROUNDING_GY",
     "IMPLAUSIBLE_DOSE_GY",
+    "IMPLAUSIBLY_LOW_GY",
     "check_dose_values",
     "refuse_negative",
     "refuse_non_finite",
@@ -42,6 +44,10 @@ DOSE_ROUNDING_GY = 1e-4
 #: passes it as soon as its maximum is above 2 Gy (every SFRT peak: 8-20 Gy per fraction),
 #: which a 1000 Gy limit would miss for peaks below 10 Gy (the seed trial's 8 Gy).
 IMPLAUSIBLE_DOSE_GY = 200.0
+#: A GTV whose dose peaks at no more than this (and above 0) holds no SFRT vertex dose
+#: (8-20 Gy per fraction): a dose in Gy stored as cGy reads 100 times too low (15 Gy as
+#: 0.15), a relative dose read as Gy peaks near 1.
+IMPLAUSIBLY_LOW_GY = 1.0
 
 
 def _where(
@@ -168,7 +174,8 @@ def check_dose_values(
 def dose_value_warnings(
     dose_gy: NDArray[np.floating[Any]], gtv: NDArray[np.bool_], *, source: str = "the dose"
 ) -> list[str]:
-    """Warnings for a dose that is all zero in the GTV, or implausibly high.
+    """Warnings for a dose that is all zero in the GTV, implausibly low in it, or
+    implausibly high.
 
     Parameters
     ----------
@@ -198,6 +205,13 @@ def dose_value_warnings(
         warnings.append(
             f"{source} is 0 Gy {where}, so PVDR and ePVDR are undefined; check that "
             "the file is this plan's dose, exported after the dose was calculated"
+        )
+    elif gtv_top <= IMPLAUSIBLY_LOW_GY:
+        warnings.append(
+            f"{source} peaks at {gtv_top:.4g} Gy in the GTV, at most {IMPLAUSIBLY_LOW_GY:g} Gy "
+            "and so below any SFRT vertex dose (8-20 Gy per fraction): check its units; a dose "
+            "in Gy stored as cGy (an RT Dose with DoseUnits CGY on Gy values) reads 100 times "
+            "too low, and a relative dose read as Gy peaks near 1"
         )
     if top > IMPLAUSIBLE_DOSE_GY:
         warnings.append(

@@ -106,6 +106,8 @@ class DoseInfo:
         ``(I, J, K)`` of the returned array.
     affine_ras : (4, 4) ndarray of float
         Voxel index to RAS mm.
+    patient_id : str or None
+        PatientID of the RT Dose (None for NIfTI, or without one).
     """
 
     path: str
@@ -120,6 +122,7 @@ class DoseInfo:
     offsets: Literal["relative", "absolute"] | None
     shape: tuple[int, int, int]
     affine_ras: NDArray[np.float64] = field(repr=False)
+    patient_id: str | None = None
 
     @property
     def voxel_size_mm(self) -> NDArray[np.float64]:
@@ -389,6 +392,7 @@ def _info_from_header(ds: Any, path: str | Path) -> DoseInfo:
         offsets=kind,
         shape=(int(_required(ds, "Columns", path)), int(_required(ds, "Rows", path)), n_frames),
         affine_ras=affine_ras,
+        patient_id=str(ds.get("PatientID", "") or "").strip() or None,
     )
 
 

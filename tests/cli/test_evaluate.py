@@ -157,8 +157,10 @@ def test_a_dose_with_an_impossible_value_is_refused_on_one_line(
         (lambda dose, ijk: dose * 0, "voxels it covers, so PVDR and ePVDR are undefined"),
         (lambda dose, ijk: dose * 100, "reaches 1500 Gy, above 200 Gy"),
         (lambda dose, ijk: dose * 0 + 1e30, "reaches 1e+30 Gy, above 200 Gy"),
+        (lambda dose, ijk: dose / 100, "peaks at 0.15 Gy in the GTV, at most 1 Gy"),
+        (lambda dose, ijk: dose / 15, "peaks at 1 Gy in the GTV, at most 1 Gy"),
     ],
-    ids=["all-zero", "cGy-as-Gy", "1e30"],
+    ids=["all-zero", "cGy-as-Gy", "1e30", "Gy-as-cGy", "relative"],
 )
 def test_an_implausible_dose_is_evaluated_with_a_warning_on_stderr_and_in_the_json(
     planned, capfd, tmp_path, edit, found
@@ -172,3 +174,43 @@ def test_an_implausible_dose_is_evaluated_with_a_warning_on_stderr_and_in_the_js
     assert len(printed) == 1 and printed[0].startswith("lattice: warning: the dose ")
     doc = json.loads((out / "evaluation.json").read_text())
     assert [w for w in doc["warnings"] if found in w] == [printed[0][len("lattice: warning: ") :]]
+
+
+def test_a_plausible_dose_gets_no_dose_value_warning(planned, capfd, tmp_path):
+    """15 Gy peaks, and 1.5 Gy (just above the low limit): no units warning."""
+    out = planned[0]
+    for scale in (1.0, 0.1):
+        dose_path = _vertex_dose_nifti(
+            tmp_path / f"dose{scale}.nii.gz", planned, lambda d, _, scale=scale: d * scale
+        )
+        code, _, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+        assert code == 0, err
+        assert "check its units" not in err and "undefined" not in err
+
+
+def test_an_rt_dose_of_another_patient_is_evaluated_with_a_warning(planned, capfd, tmp_path):
+    """In the plan's frame of reference (checked) but filed under another PatientID: a TPS
+    that took in the derived CT may have renamed the patient, so only a warning."""
+    import pydicom
+
+    out = planned[0]
+    plan_patient = str(pydicom.dcmread(out / "rtstruct.dcm").PatientID)
+    for patient, warned in ((plan_patient, False), ("MRN-0042", True)):
+        dose_path = _write_dose(tmp_path / f"{patient}.dcm", planned, _plan_frame_uid(out))
+        ds = pydicom.dcmread(dose_path)
+        ds.PatientID = patient
+        ds.save_as(dose_path)
+        code, _, err = run(capfd, ["evaluate", out, "--dose", dose_path, "--force"])
+        assert code == 0, err
+        doc = json.loads((out / "evaluation.json").read_text())
+        found = [w for w in doc["warnings"] if "(PatientID)" in w]
+        assert found == (
+            [
+                f"RT Dose '{dose_path}' is of patient 'MRN-0042' (PatientID), the plan's DICOM "
+                f"files of patient '{plan_patient}'; it is in the plan's frame of reference, so it "
+                "was evaluated: check that it is this patient's dose"
+            ]
+            if warned
+            else []
+        )
+        assert (f"lattice: warning: {found[0]}" in err) if warned else "(PatientID)" not in err
