@@ -225,10 +225,7 @@ def plan_vertices(
             parameters=[option],
         )
     if len(pts) == 0 and not warnings:
-        warnings = (
-            "no vertex fits: every lattice pose left each point too close to the GTV "
-            "surface or an OAR; use a smaller diameter, spacing or margin",
-        )
+        warnings = (_no_fit(params),)
     info["seconds"] = round(time.perf_counter() - t0, 3)
     depth = field.depth_mm(pts) if len(pts) else np.zeros(0)
     oar_d = field.oar_distance_mm(pts) if len(pts) else {o.name: np.zeros(0) for o in oars}
@@ -240,6 +237,25 @@ def plan_vertices(
     del field
     release_freed_memory()
     return plan
+
+
+def _no_fit(params: PlanParameters) -> str:
+    """Why no pose holds a vertex where the rules allow some centres, and what to change."""
+    shell = _shell(params)
+    return (
+        "no vertex fits: every lattice pose left each point too close to the GTV surface or "
+        f"an OAR{shell and ', or outside ' + shell}; use "
+        f"{'a wider shell width, or ' if shell else ''}a smaller diameter, spacing or margin"
+    )
+
+
+def _shell(params: PlanParameters) -> str:
+    """``the shell of centres 12.5 to 12.501 mm deep (width 0.001 mm)``; '' in fill mode."""
+    deepest = params.max_depth_mm
+    if deepest is None:
+        return ""
+    need = params.gtv_margin_mm + params.diameter_mm / 2
+    return f"the shell of centres {need:g} to {deepest:g} mm deep (width {deepest - need:g} mm)"
 
 
 def _no_room(field: RuleField, params: PlanParameters) -> str:
@@ -259,6 +275,14 @@ def _no_room(field: RuleField, params: PlanParameters) -> str:
                     "clearance lets a vertex in; check that the OAR mask is not the GTV's "
                     "own, or leave it out"
                 )
+        shell = _shell(params)
+        if shell and not field.oars:
+            return f"no room for a vertex: no point lies in {shell}; use a wider shell width"
+        if shell:
+            return (
+                f"no room for a vertex: no point of {shell} is clear of every OAR; use a "
+                "wider shell width, or a smaller diameter, margin or OAR clearance"
+            )
         return (
             f"no room for a vertex: no point is {need:g} mm deep in the GTV and clear of "
             "every OAR; use a smaller diameter, margin or OAR clearance"

@@ -323,3 +323,35 @@ def test_an_oar_covering_the_gtv_is_named_as_the_reason(make_affine, ellipsoid_m
         "no room for a vertex: OAR 'gtv copy' covers every point of the GTV 7 mm deep "
         "(100 % of the GTV's voxels), so no OAR clearance lets a vertex in"
     ), covered.warnings
+
+
+def test_an_empty_shell_plan_names_the_shell_width(make_affine, ellipsoid_mask):
+    """Shell mode: the advice was to change the diameter, margin or clearance, never the shell
+    width, even where the shell is what leaves no room."""
+    shape, vox = (50, 50, 30), (1.0, 1.0, 2.0)
+    affine = make_affine(shape, vox, "lps")
+    centre = affine[:3, :3] @ ((np.array(shape) - 1) / 2) + affine[:3, 3]
+    gtv = Volume(ellipsoid_mask((shape, affine), centre, 20.0), affine)
+    core = ellipsoid_mask((shape, affine), centre, 6.0)
+    # An OAR over the GTV's outer 14 mm: the shell (centres 7 to 12 mm deep) lies inside it,
+    # while the centre (6 mm from it) is clear of it.
+    ring = Oar("ring", Volume(gtv.array & ~core, affine), 0.0)
+    keywords = {"diameter_mm": 10, "min_spacing_mm": 20, "gtv_margin_mm": 2}
+    assert plan_vertices(gtv, oars=[ring], **keywords).n_vertices > 0  # fill: the centre
+    shell = plan_vertices(gtv, oars=[ring], mode="shell", shell_width_mm=5, **keywords)
+    assert shell.n_vertices == 0
+    assert shell.warnings[0] == (
+        "no room for a vertex: no point of the shell of centres 7 to 12 mm deep (width 5 mm) "
+        "is clear of every OAR; use a wider shell width, or a smaller diameter, margin or OAR "
+        "clearance"
+    )
+    # No OAR, a shell 1 um wide and lattice points 60 mm apart: the search finds no pose
+    # with a point in it.
+    thin = plan_vertices(
+        gtv, mode="shell", shell_width_mm=0.001, **{**keywords, "min_spacing_mm": 60}
+    )
+    assert thin.n_vertices == 0
+    assert (
+        "or outside the shell of centres 7 to 7.001 mm deep (width 0.001 mm); use a "
+        "wider shell width, or a smaller" in thin.warnings[0]
+    )
