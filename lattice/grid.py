@@ -182,23 +182,26 @@ class Grid:
             ).max()
         )
 
-    def check_same_grid(self, other: OnGrid, *, name: str, other_name: str) -> None:
+    def check_same_grid(
+        self, other: OnGrid, *, name: str, other_name: str, fix: str | None = None
+    ) -> None:
         """Raise :class:`GridMismatchError` unless ``other`` lies on this grid.
 
         Grids match when shapes are equal and every corner voxel maps to the same world point
-        within :data:`SAME_GRID_TOLERANCE_MM`.
+        within :data:`SAME_GRID_TOLERANCE_MM`. The message ends with ``fix`` (default: to
+        resample ``other`` onto the grid of ``name``, an image).
         """
         other_shape = tuple(int(n) for n in other.shape)
         if self.shape != other_shape:
             raise GridMismatchError(
                 f"{other_name} has shape {other_shape} but {name} has shape {self.shape}; "
-                f"resample {other_name} onto the grid of {name}"
+                + (fix or f"resample {other_name} onto the grid of {name}")
             )
         diff = self.corner_distance_mm(other)
         if diff > SAME_GRID_TOLERANCE_MM:
             raise GridMismatchError(
                 f"{other_name} is on a different grid than {name} (voxel positions differ by "
-                f"up to {diff:.3g} mm); resample it onto the grid of {name}"
+                f"up to {diff:.3g} mm); " + (fix or f"resample it onto the grid of {name}")
             )
 
     def check_not_sheared(self, *, name: str) -> None:

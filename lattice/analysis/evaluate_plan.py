@@ -151,14 +151,20 @@ def _plan_masks(folder: Path) -> tuple[EvaluationMasks, Any, list[Any]]:
     from lattice.io.cold_outputs import cold_labels_of_document
     from lattice.io.dicom import on_grid
     from lattice.io.nifti import load_image
-    from lattice.io.planfolder import load_plan_volumes
+    from lattice.io.planfolder import PLAN_FILES_FIX, load_plan_volumes
 
     volumes = load_plan_volumes(folder)
     target = volumes.lattice_target
     path = folder / "vertices.nii.gz"
     if not path.is_file():
         raise InputFileError(f"'{path}' is missing; plan again to write the vertex label map")
-    labels = on_grid(load_image(path), target, name="vertices.nii.gz", grid_name="the plan's grid")
+    labels = on_grid(
+        load_image(path),
+        target,
+        name="vertices.nii.gz",
+        grid_name="the plan's lattice_target.nii.gz",
+        fix=PLAN_FILES_FIX,
+    )
     masks = EvaluationMasks(
         gtv=np.asarray(volumes.gtv.array, dtype=bool),
         vertex_labels=np.rint(np.asarray(labels.array)).astype(np.int32),

@@ -178,7 +178,8 @@ def _masks_on_grid(
     gtv: Volume, oars: Mapping[str, Volume], grid: Grid
 ) -> tuple[Volume, dict[str, Volume]]:
     """The GTV and OAR masks as bool volumes, each checked to lie on the plan's grid."""
-    check_on_grid(gtv, grid, name="the GTV mask")
+    fix = "pass masks on the grid of the CT the plan was made on"
+    check_on_grid(gtv, grid, name="the GTV mask", fix=fix)
     gtv_mask = (
         gtv
         if gtv.array.dtype == bool
@@ -186,7 +187,7 @@ def _masks_on_grid(
     )
     oar_masks = {}
     for name, vol in oars.items():
-        check_on_grid(vol, grid, name=f"OAR mask '{name}'")
+        check_on_grid(vol, grid, name=f"OAR mask '{name}'", fix=fix)
         oar_masks[name] = (
             vol
             if vol.array.dtype == bool
@@ -550,13 +551,14 @@ def verify_plan_file(plan_json_path: str | Path) -> VerificationReport:
     violations: list[Violation] = []
     warnings: list[str] = []
 
-    def checksum(entry: Mapping[str, Any], p: Path, what: str) -> bool:
+    def checksum(entry: Mapping[str, Any], p: Path, what: str) -> bool | None:
+        """Whether the file changed after planning (None: no checksum recorded)."""
         v, w = checksum_finding(entry, p, what)
         if v:
             violations.append(v)
         if w:
             warnings.append(w)
-        return v is not None
+        return None if not entry.get("sha256") else v is not None
 
     if isinstance(inputs.get("rtstruct"), Mapping):
         gtv, oars = dicom_inputs(inputs, grid, path, checksum, warnings)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import GridMismatchError, InputFileError
+from ..errors import InputFileError
 from ..grid import Grid
 from ..io.nifti import load_grid, load_mask, sha256_file
 from ..io.planfolder import PlanDocument, validate_plan_document
@@ -151,14 +151,26 @@ def parse_vertices(
     return vertices, np.array(centres, dtype=np.float64).reshape(-1, 3)
 
 
-def check_on_grid(mask: Volume | Grid, grid: Grid, *, name: str, note: str = "") -> None:
-    """Raise GridMismatchError unless ``mask`` lies on the plan's grid."""
-    try:
-        grid.check_same_grid(mask, name="the plan's grid", other_name=name)
-    except GridMismatchError as exc:
-        if note:
-            raise GridMismatchError(f"{exc} ({note})") from None
-        raise
+def check_on_grid(mask: Volume | Grid, grid: Grid, *, name: str, fix: str) -> None:
+    """Raise GridMismatchError unless ``mask`` lies on the plan's grid (plan.json's
+    ``grid``); the message ends with ``fix`` (see :func:`restore_fix`)."""
+    grid.check_same_grid(mask, name="plan.json's grid", other_name=name, fix=fix)
+
+
+def restore_fix(changed: bool | None) -> str:
+    """What to do when a recorded input is off the plan's grid: ``changed`` tells whether
+    its sha256 differs from plan.json's (None: no checksum to compare)."""
+    if changed:
+        return (
+            "the file changed after planning (its sha256 is not the one in plan.json): "
+            "restore the file the plan was made from, or plan again"
+        )
+    if changed is None:
+        return "plan.json's grid or the input changed after planning: restore them, or plan again"
+    return (
+        "the file is the one planned from (its sha256 is the one in plan.json), so "
+        "plan.json's grid was edited: restore plan.json, or plan again"
+    )
 
 
 def read_plan(path: Path) -> tuple[Path, PlanDocument]:
@@ -230,12 +242,7 @@ def nifti_inputs(
     label = gtv_entry.get("label")
     gtv = load_mask(gtv_path, label=label)
     changed = checksum(gtv_entry, gtv_path, "GTV mask")
-    check_on_grid(
-        gtv,
-        grid,
-        name=f"GTV mask '{gtv_path}'",
-        note="the file also changed after planning" if changed else "",
-    )
+    check_on_grid(gtv, grid, name=f"GTV mask '{gtv_path}'", fix=restore_fix(changed))
 
     oars: dict[str, Volume] = {}
     for k, entry in enumerate(inputs.get("oars") or []):
@@ -247,7 +254,7 @@ def nifti_inputs(
             oars[name],
             grid,
             name=f"OAR mask '{p}'",
-            note="the file also changed after planning" if changed else "",
+            fix=restore_fix(changed),
         )
         recorded = (doc.parameters.get("oar_clearance_mm") or {}).get(name)
         if (
@@ -273,10 +280,7 @@ def nifti_inputs(
         if ct_path.is_file():
             changed = checksum(ct_entry, ct_path, "CT")
             check_on_grid(
-                load_grid(ct_path),
-                grid,
-                name=f"CT '{ct_path}'",
-                note="the file also changed after planning" if changed else "",
+                load_grid(ct_path), grid, name=f"CT '{ct_path}'", fix=restore_fix(changed)
             )
         else:
             warnings.append(f"CT '{ct_path}' not found; its checksum was not checked")
@@ -311,6 +315,6 @@ def dicom_inputs(
     recorded = ct_entry.get("sha256")
     if recorded and series_checksum(case.series) != recorded:
         warnings.append(f"the CT series in '{ct_entry['dicom_folder']}' changed after planning")
-    check_on_grid(case.gtv, grid, name=f"GTV ROI '{case.gtv_name}'")
+    check_on_grid(case.gtv, grid, name=f"GTV ROI '{case.gtv_name}'", fix=restore_fix(None))
     oars = {str(e.get("name") or e.get("roi")): m for e, m in zip(oar_entries, case.oars.values())}
     return case.gtv, oars

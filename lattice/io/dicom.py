@@ -474,6 +474,7 @@ def on_grid(
     tolerance_mm: float = ...,
     name: str = ...,
     grid_name: str = ...,
+    fix: str = ...,
 ) -> Volume: ...
 @overload
 def on_grid(
@@ -483,6 +484,7 @@ def on_grid(
     tolerance_mm: float = ...,
     name: str = ...,
     grid_name: str = ...,
+    fix: str = ...,
 ) -> Grid: ...
 def on_grid(
     volume: Volume | Grid,
@@ -491,6 +493,7 @@ def on_grid(
     tolerance_mm: float = WORLD_GRID_TOLERANCE_MM,
     name: str = "volume",
     grid_name: str = "grid",
+    fix: str = "pass the DICOM series the image was converted from",
 ) -> Volume | Grid:
     """``volume`` with its axes permuted and flipped into ``grid``'s index order.
 
@@ -529,7 +532,7 @@ def on_grid(
                 if not np.isfinite(distance)
                 else f": voxel corners differ by up to {distance:.3f} mm"
             )
-            + "; pass the DICOM series the image was converted from"
+            + f"; {fix}"
         )
     if isinstance(volume, Grid):
         return target

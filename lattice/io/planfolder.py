@@ -283,6 +283,12 @@ class PlanVolumes:
     diameter_mm: float
 
 
+#: What to do when the plan folder's files and the inputs it records are on other grids.
+PLAN_FILES_FIX = (
+    "the plan folder or the inputs it records changed after planning: restore them, or plan again"
+)
+
+
 def load_plan_volumes(folder: str | Path) -> PlanVolumes:
     """The CT, masks and vertices of a written plan (see the module docstring).
 
@@ -342,12 +348,10 @@ def load_plan_volumes(folder: str | Path) -> PlanVolumes:
     from .dicom import on_grid
 
     # A DICOM series may store the axes in another order than the plan's grid: reorder.
-    ct = on_grid(ct, target, name="CT", grid_name="the plan's grid")
-    gtv = on_grid(gtv, target, name="GTV", grid_name="the plan's grid")
-    oars = {
-        n: on_grid(m, target, name=f"OAR '{n}'", grid_name="the plan's grid")
-        for n, m in oars.items()
-    }
+    where = {"grid_name": "the plan's lattice_target.nii.gz", "fix": PLAN_FILES_FIX}
+    ct = on_grid(ct, target, name="CT", **where)
+    gtv = on_grid(gtv, target, name="GTV", **where)
+    oars = {n: on_grid(m, target, name=f"OAR '{n}'", **where) for n, m in oars.items()}
     if grid.shape == (4, 4) and not np.allclose(grid, target.affine, atol=1e-3):
         raise InputFileError(
             f"lattice_target.nii.gz in '{folder}' is not on the grid "

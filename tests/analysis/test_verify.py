@@ -456,7 +456,13 @@ def test_exit_codes_through_main(main_with_verify, planned, doc, tmp_path):
     shifted = copy.deepcopy(doc)
     shifted["grid"]["affine"][0][3] += 2.0
     code, err = main_with_verify(["verify", save(shifted, tmp_path)])
-    assert code == GridMismatchError.exit_code == 5 and "plan's grid" in err
+    assert (
+        code == GridMismatchError.exit_code == 5 and "different grid than plan.json's grid" in err
+    )
+    # The mask is the file planned from: what was edited is plan.json (it said "resample it
+    # onto the grid of the plan's grid").
+    assert "so plan.json's grid was edited: restore plan.json, or plan again" in err
+    assert "grid of the plan's grid" not in err and "resample" not in err
     doc["vertices"][0]["center_lps_mm"][2] += 1.0
     assert main_with_verify(["verify", save(doc, tmp_path)])[0] == VIOLATION_EXIT_CODE
 
